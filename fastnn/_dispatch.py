@@ -1,0 +1,227 @@
+"""The one backend registry of fastnn.
+
+Every kernel op is looked up here by ``(op, backend)``. A backend is a name plus a
+priority; a kernel is registered for one op of one backend with one decorator::
+
+    from fastnn._dispatch import register_backend, register
+
+    register_backend("mybackend", priority=5, description="what it is")
+
+    @register("conv_forward", "mybackend")
+    def conv_forward(p, A_prev, W, b, Z): ...
+
+Which backend runs a call is decided, first match wins, by
+
+1. the ``backend=`` keyword of the public function,
+2. the innermost ``with fastnn.use_backend(name):`` block (a :mod:`contextvars`
+   variable, so threads and asyncio tasks do not see each other's choice),
+3. ``fastnn.set_backend(name)`` (process-wide),
+4. the ``FASTNN_BACKEND`` environment variable,
+5. ``"auto"``: the registered backend of highest priority that has the op.
+
+Backend names live in this registry alone: no other module branches on a name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional
+
+__all__ = [
+    "OPS",
+    "AUTO",
+    "BackendError",
+    "register_backend",
+    "register",
+    "available_backends",
+    "backend_info",
+    "set_backend",
+    "get_backend",
+    "use_backend",
+    "resolve",
+    "unregister_backend",
+]
+
+#: The kernel ops every backend may implement, with the signature its kernels share.
+#: ``p`` is the frozen params object built by :mod:`fastnn._params`; all arrays are
+#: C-contiguous, of dtype ``p.dtype``; outputs are allocated by the wrapper
+#: (uninitialised, ``np.empty``) and every element must be written by the kernel.
+OPS: Dict[str, str] = {
+    "zero_pad": "(p: PadParams, X, out) -> None",
+    "conv_forward": "(p: ConvParams, A_prev, W, b, Z) -> None; b has shape (K,)",
+    "conv_backward": "(p: ConvParams, A_prev, W, dZ, dA_prev, dW, db) -> None; db has shape (K,)",
+    "pool_forward": "(p: PoolParams, A_prev, A) -> None",
+    "pool_backward": "(p: PoolParams, A_prev, dA, dA_prev) -> None",
+    "relu": "(x, out) -> None",
+    "relu_backward": "(dA, Z, out) -> None",
+    "sigmoid": "(x, out) -> None",
+    "sigmoid_backward": "(dA, Z, out) -> None",
+}
+
+AUTO = "auto"
+ENV_VAR = "FASTNN_BACKEND"
+
+
+class BackendError(ValueError):
+    """An unknown backend name, or a backend that lacks the requested op."""
+
+
+class _Backend(NamedTuple):
+    name: str
+    priority: int
+    description: str
+
+
+_backends: Dict[str, _Backend] = {}
+_kernels: Dict[str, Dict[str, Callable]] = {op: {} for op in OPS}
+_global_choice: Optional[str] = None
+_context_choice: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(
+    "fastnn_backend", default=None
+)
+# op -> name of the "auto" kernel, recomputed when the registry changes.
+_auto_cache: Dict[str, str] = {}
+
+
+def register_backend(name: str, priority: int = 0, description: str = "") -> None:
+    """Declare a backend. Higher ``priority`` wins under ``"auto"``."""
+    if not isinstance(name, str) or not name or name == AUTO:
+        raise ValueError(f"backend name must be a non-empty string other than {AUTO!r}, got {name!r}")
+    _backends[name] = _Backend(name, int(priority), description)
+    _auto_cache.clear()
+
+
+def unregister_backend(name: str) -> None:
+    """Remove a backend and its kernels (used by tests for mock backends)."""
+    _backends.pop(name, None)
+    for table in _kernels.values():
+        table.pop(name, None)
+    _auto_cache.clear()
+
+
+def register(op: str, backend: str) -> Callable[[Callable], Callable]:
+    """Decorator registering ``fn`` as the kernel of ``op`` for ``backend``."""
+    if op not in OPS:
+        raise ValueError(f"unknown op {op!r}; ops are: {', '.join(OPS)}")
+
+    def deco(fn: Callable) -> Callable:
+        if backend not in _backends:
+            raise BackendError(
+                f"backend {backend!r} is not declared; call register_backend({backend!r}) first"
+            )
+        _kernels[op][backend] = fn
+        _auto_cache.clear()
+        return fn
+
+    return deco
+
+
+def available_backends(op: Optional[str] = None) -> List[str]:
+    """Registered backend names, highest priority first (only those having ``op`` if given)."""
+    names = sorted(_backends.values(), key=lambda b: (-b.priority, b.name))
+    if op is None:
+        return [b.name for b in names]
+    if op not in OPS:
+        raise ValueError(f"unknown op {op!r}; ops are: {', '.join(OPS)}")
+    return [b.name for b in names if b.name in _kernels[op]]
+
+
+def backend_info() -> List[dict]:
+    """One dict per backend: name, priority, description and the ops it implements."""
+    return [
+        {
+            "name": name,
+            "priority": _backends[name].priority,
+            "description": _backends[name].description,
+            "ops": [op for op in OPS if name in _kernels[op]],
+        }
+        for name in available_backends()
+    ]
+
+
+def _check_name(name: Optional[str], what: str) -> Optional[str]:
+    if name is None or name == AUTO:
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"{what} must be a backend name (str) or None, got {type(name).__name__}")
+    if name not in _backends:
+        raise BackendError(
+            f"unknown backend {name!r}; available backends: "
+            f"{', '.join([AUTO] + available_backends())}"
+        )
+    return name
+
+
+def set_backend(name: Optional[str]) -> None:
+    """Choose the process-wide default backend (``None`` or ``"auto"`` restores automatic choice)."""
+    global _global_choice
+    _global_choice = _check_name(name, "set_backend(name)")
+
+
+def get_backend() -> str:
+    """The backend name in force here (``"auto"`` when nothing was chosen)."""
+    name = _context_choice.get()
+    if name is None:
+        name = _global_choice
+    if name is None:
+        name = os.environ.get(ENV_VAR) or AUTO
+    return name
+
+
+@contextlib.contextmanager
+def use_backend(name: Optional[str]) -> Iterator[str]:
+    """``with use_backend("numba"): ...`` runs the block on that backend (this thread/task only)."""
+    _check_name(name, "use_backend(name)")
+    token = _context_choice.set(name if name is not None else AUTO)
+    try:
+        yield name if name is not None else AUTO
+    finally:
+        _context_choice.reset(token)
+
+
+def _auto(op: str) -> str:
+    name = _auto_cache.get(op)
+    if name is None:
+        having = available_backends(op)
+        if not having:
+            raise BackendError(f"no backend implements op {op!r}")
+        name = _auto_cache[op] = having[0]
+    return name
+
+
+def resolve(op: str, backend: Optional[str] = None) -> Callable:
+    """The kernel that runs ``op`` for this call (see the module docstring for the order)."""
+    name = backend
+    if name is None:
+        name = _context_choice.get()
+        if name is None:
+            name = _global_choice
+            if name is None:
+                name = os.environ.get(ENV_VAR) or AUTO
+    table = _kernels[op]
+    fn = table.get(name)
+    if fn is not None:
+        return fn
+    if name == AUTO:
+        return table[_auto(op)]
+    if not isinstance(name, str):
+        raise TypeError(f"backend must be a backend name (str) or None, got {type(name).__name__}")
+    having = available_backends(op)
+    if name not in _backends:
+        raise BackendError(
+            f"unknown backend {name!r} for op {op!r}; backends with {op!r}: "
+            f"{', '.join([AUTO] + having)}"
+        )
+    raise BackendError(
+        f"backend {name!r} has no kernel for op {op!r}; backends with {op!r}: {', '.join(having)}"
+    )
+
+
+def resolve_name(op: str, backend: Optional[str] = None) -> str:
+    """The backend name :func:`resolve` would pick (``"auto"`` resolved to a concrete name)."""
+    fn = resolve(op, backend)
+    for name, kernel in _kernels[op].items():
+        if kernel is fn:
+            return name
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,88 @@
+"""``fastnn info``: backends, versions and thread counts."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+
+HELP = "print the registered backends, library versions and thread counts"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--json", action="store_true", help="print as JSON")
+
+
+def collect() -> dict:
+    import numpy as np
+
+    import fastnn
+    from fastnn.backends import UNAVAILABLE
+
+    info = {
+        "fastnn": fastnn.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "numpy": np.__version__,
+        "backend_in_force": fastnn.get_backend(),
+        "backends": fastnn.backend_info(),
+        "unavailable_backends": dict(UNAVAILABLE),
+    }
+    try:
+        import numba
+
+        info["numba"] = numba.__version__
+        info["numba_threads"] = numba.get_num_threads()
+        info["numba_threading_layer_setting"] = numba.config.THREADING_LAYER
+    except ImportError:  # pragma: no cover - numba is a dependency
+        info["numba"] = None
+    try:
+        import h5py
+
+        info["h5py"] = h5py.__version__
+    except ImportError:  # pragma: no cover
+        info["h5py"] = None
+    try:
+        from threadpoolctl import threadpool_info
+
+        info["blas"] = [
+            {k: d.get(k) for k in ("internal_api", "num_threads", "version", "architecture")}
+            for d in threadpool_info()
+        ]
+    except ImportError:
+        info["blas"] = "threadpoolctl not installed"
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        info["torch"] = None
+    return info
+
+
+def run(args) -> int:
+    info = collect()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"fastnn {info['fastnn']}  (python {info['python']}, {info['platform']}, {info['cpu_count']} CPUs)")
+    for k in ("numpy", "numba", "h5py", "torch"):
+        print(f"  {k:<8} {info.get(k) or 'not installed'}")
+    if "numba_threads" in info:
+        print(f"  numba threads: {info['numba_threads']} (threading layer setting: {info['numba_threading_layer_setting']})")
+    blas = info["blas"]
+    if isinstance(blas, list):
+        for d in blas:
+            print(f"  {d['internal_api']}: {d['num_threads']} threads, {d['version']} ({d['architecture']})")
+    print(f"backend in force: {info['backend_in_force']}")
+    print("backends (highest priority first; 'auto' picks the first that has the op):")
+    for b in info["backends"]:
+        print(f"  {b['name']:<10} priority {b['priority']:>3}  {b['description']}")
+        print(f"  {'':<10} ops: {', '.join(b['ops'])}")
+    for name, why in info["unavailable_backends"].items():
+        print(f"  {name:<10} UNAVAILABLE: {why}")
+    sys.stdout.flush()
+    return 0

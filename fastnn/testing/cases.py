@@ -1,0 +1,192 @@
+"""Named, seeded test cases shared by the tests and the benchmarks.
+
+``CONV_CASES`` and ``POOL_CASES`` are small edge cases (fast enough for the reference
+backend) covering odd sizes, stride > f, pad > f, batch 1, one channel, non-square
+windows and strides, non-contiguous inputs and max-pool ties. ``BENCH_CONV_SHAPES`` and
+``BENCH_POOL_SHAPES`` are the benchmark table (NHWC). Every ``make`` is deterministic in
+its ``seed``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, Tuple, Union
+
+import numpy as np
+
+__all__ = [
+    "ConvCase",
+    "PoolCase",
+    "CONV_CASES",
+    "POOL_CASES",
+    "BENCH_CONV_SHAPES",
+    "BENCH_POOL_SHAPES",
+    "DTYPES",
+    "TOLERANCES",
+    "conv_case",
+    "pool_case",
+]
+
+IntOrPair = Union[int, Tuple[int, int]]
+DTYPES = (np.float32, np.float64)
+#: rtol/atol by dtype for comparing a backend with the reference.
+TOLERANCES: Dict[type, Dict[str, float]] = {
+    np.float64: {"rtol": 1e-12, "atol": 1e-12},
+    np.float32: {"rtol": 1e-5, "atol": 1e-5},
+}
+
+
+def _pair(v: IntOrPair) -> Tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)  # type: ignore[return-value]
+
+
+def _noncontig(x: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
+    """The same values as ``x`` as a non-contiguous view (every other element of a bigger array)."""
+    big = np.empty(x.shape[:-1] + (2 * x.shape[-1],), dtype=x.dtype)
+    big[..., ::2] = x
+    big[..., 1::2] = rng.standard_normal(x.shape).astype(x.dtype)
+    view = big[..., ::2]
+    assert not view.flags.c_contiguous
+    return view
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvCase:
+    name: str
+    m: int
+    H: int
+    W: int
+    C: int
+    f: IntOrPair
+    K: int
+    stride: IntOrPair
+    pad: IntOrPair
+    noncontig: bool = False
+
+    @property
+    def hparameters(self) -> dict:
+        return {"stride": self.stride, "pad": self.pad}
+
+    @property
+    def out_hw(self) -> Tuple[int, int]:
+        (fh, fw), (sh, sw), (ph, pw) = _pair(self.f), _pair(self.stride), _pair(self.pad)
+        return (self.H + 2 * ph - fh) // sh + 1, (self.W + 2 * pw - fw) // sw + 1
+
+    @property
+    def flops(self) -> int:
+        fh, fw = _pair(self.f)
+        Ho, Wo = self.out_hw
+        return 2 * self.m * Ho * Wo * self.K * fh * fw * self.C
+
+    def make(self, dtype=np.float64, seed: int = 0):
+        """(A_prev, W, b, hparameters, dZ) drawn from ``RandomState(seed)``."""
+        rng = np.random.RandomState(seed)
+        fh, fw = _pair(self.f)
+        A = rng.standard_normal((self.m, self.H, self.W, self.C)).astype(dtype)
+        W = (rng.standard_normal((fh, fw, self.C, self.K)) / np.sqrt(fh * fw * self.C)).astype(dtype)
+        b = rng.standard_normal((1, 1, 1, self.K)).astype(dtype)
+        Ho, Wo = self.out_hw
+        dZ = rng.standard_normal((self.m, Ho, Wo, self.K)).astype(dtype)
+        if self.noncontig:
+            A, W, dZ = _noncontig(A, rng), _noncontig(W, rng), _noncontig(dZ, rng)
+        return A, W, b, self.hparameters, dZ
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolCase:
+    name: str
+    m: int
+    H: int
+    W: int
+    C: int
+    f: IntOrPair
+    stride: IntOrPair
+    pad: IntOrPair = 0
+    noncontig: bool = False
+    ties: bool = False  # draw small integers so that windows hold equal maxima
+
+    @property
+    def hparameters(self) -> dict:
+        hp = {"f": self.f, "stride": self.stride}
+        if self.pad != 0:
+            hp["pad"] = self.pad
+        return hp
+
+    @property
+    def out_hw(self) -> Tuple[int, int]:
+        (fh, fw), (sh, sw), (ph, pw) = _pair(self.f), _pair(self.stride), _pair(self.pad)
+        return (self.H + 2 * ph - fh) // sh + 1, (self.W + 2 * pw - fw) // sw + 1
+
+    def make(self, dtype=np.float64, seed: int = 0):
+        """(A_prev, hparameters, dA) drawn from ``RandomState(seed)``."""
+        rng = np.random.RandomState(seed)
+        shape = (self.m, self.H, self.W, self.C)
+        if self.ties:
+            A = rng.randint(-2, 3, size=shape).astype(dtype)
+        else:
+            A = rng.standard_normal(shape).astype(dtype)
+        Ho, Wo = self.out_hw
+        dA = rng.standard_normal((self.m, Ho, Wo, self.C)).astype(dtype)
+        if self.noncontig:
+            A, dA = _noncontig(A, rng), _noncontig(dA, rng)
+        return A, self.hparameters, dA
+
+
+#: Small edge cases for the equivalence matrix (the reference backend runs each in well under a second).
+CONV_CASES: Dict[str, ConvCase] = {c.name: c for c in [
+    ConvCase("course", 10, 4, 4, 3, 2, 8, 2, 2),
+    ConvCase("odd_sizes", 2, 7, 5, 3, 3, 5, 1, 1),
+    ConvCase("stride_gt_f", 2, 11, 10, 2, 2, 3, 3, 0),
+    ConvCase("pad_gt_f", 2, 5, 4, 2, 2, 3, 1, 3),
+    ConvCase("batch1", 1, 6, 6, 4, 3, 2, 1, 0),
+    ConvCase("channel1", 3, 6, 7, 1, 3, 1, 2, 1),
+    ConvCase("nonsquare", 2, 7, 6, 3, (3, 2), 4, (2, 1), (1, 0)),
+    ConvCase("pointwise", 2, 5, 5, 6, 1, 4, 1, 0),
+    ConvCase("strided_nonsquare_pad", 2, 9, 8, 3, (2, 3), 5, (3, 2), (2, 1)),
+    ConvCase("wide_channels", 2, 6, 6, 20, 3, 33, 1, 1),
+    ConvCase("noncontig", 2, 6, 5, 3, 3, 4, 2, 1, noncontig=True),
+]}
+
+POOL_CASES: Dict[str, PoolCase] = {c.name: c for c in [
+    PoolCase("course", 2, 4, 4, 3, 4, 1),
+    PoolCase("course_backward", 5, 5, 3, 2, 2, 1),
+    PoolCase("p2s2", 2, 8, 8, 3, 2, 2),
+    PoolCase("overlap_p3s2", 2, 9, 9, 2, 3, 2),
+    PoolCase("nontiling", 2, 7, 8, 3, 2, 2),
+    PoolCase("stride_gt_f", 2, 10, 9, 2, 2, 3),
+    PoolCase("nonsquare", 2, 7, 6, 3, (3, 2), (1, 2)),
+    PoolCase("batch1_channel1", 1, 6, 6, 1, 3, 1),
+    PoolCase("padded", 2, 7, 7, 2, 3, 2, pad=1),
+    PoolCase("ties", 3, 8, 8, 3, 3, 1, ties=True),
+    PoolCase("ties_p2s2", 2, 8, 8, 4, 2, 2, ties=True),
+    PoolCase("noncontig", 2, 6, 6, 3, 2, 2, noncontig=True),
+]}
+
+#: The benchmark table (NHWC): N, H, W, C_in, f, C_out, stride, pad.
+BENCH_CONV_SHAPES: Dict[str, ConvCase] = {c.name: c for c in [
+    ConvCase("seed", 10, 4, 4, 3, 2, 8, 2, 2),
+    ConvCase("cat_c1", 64, 64, 64, 3, 3, 16, 1, 1),
+    ConvCase("cifar", 64, 32, 32, 32, 3, 32, 1, 1),
+    ConvCase("res_3x3", 16, 28, 28, 128, 3, 128, 1, 1),
+    ConvCase("stride2", 32, 32, 32, 64, 3, 128, 2, 1),
+    ConvCase("pointwise", 32, 28, 28, 256, 1, 64, 1, 0),
+    ConvCase("stem7x7", 8, 112, 112, 3, 7, 64, 2, 3),
+]}
+
+#: Pooling benchmark table: N, H, W, C, f, stride.
+BENCH_POOL_SHAPES: Dict[str, PoolCase] = {c.name: c for c in [
+    PoolCase("seed", 2, 4, 4, 3, 4, 1),
+    PoolCase("p2s2", 64, 64, 64, 16, 2, 2),
+    PoolCase("p3s2", 32, 56, 56, 64, 3, 2),
+    PoolCase("p8s8", 64, 64, 64, 8, 8, 8),
+]}
+
+
+def conv_case(name: str) -> ConvCase:
+    table = {**CONV_CASES, **{f"bench:{k}": v for k, v in BENCH_CONV_SHAPES.items()}}
+    return table[name]
+
+
+def pool_case(name: str) -> PoolCase:
+    table = {**POOL_CASES, **{f"bench:{k}": v for k, v in BENCH_POOL_SHAPES.items()}}
+    return table[name]
