@@ -1,0 +1,252 @@
+"""Bad input gets a clear error naming the argument; dtypes follow the input; nothing is mutated."""
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn.testing.cases import CONV_CASES, POOL_CASES
+
+BACKENDS = fastnn.available_backends()
+HP = {"stride": 1, "pad": 1}
+
+
+def conv_args(m=2, H=5, W=5, C=3, f=3, K=4):
+    rng = np.random.RandomState(0)
+    return rng.randn(m, H, W, C), rng.randn(f, f, C, K), rng.randn(1, 1, 1, K)
+
+
+# ------------------------------------------------------------------- conv errors
+
+
+@pytest.mark.parametrize(
+    "mutate, exc, pattern",
+    [
+        (lambda A, W, b, hp: (A[0], W, b, hp), ValueError, r"A_prev must be 4-D .* got 3-D array of shape \(5, 5, 3\)"),
+        (lambda A, W, b, hp: (A, W[0], b, hp), ValueError, r"W must be 4-D .* got 3-D"),
+        (lambda A, W, b, hp: (A, W[:, :, :2], b, hp), ValueError, r"W.shape\[2\] = 2, A_prev.shape\[3\] = 3"),
+        (lambda A, W, b, hp: (A, W, b[..., :3], hp), ValueError, r"b must have shape \(1, 1, 1, 4\).*got \(1, 1, 1, 3\)"),
+        (lambda A, W, b, hp: (A, W, b, {"stride": 0, "pad": 1}), ValueError, r"hparameters\['stride'\] must be positive"),
+        (lambda A, W, b, hp: (A, W, b, {"stride": -1, "pad": 1}), ValueError, r"stride'\] must be positive"),
+        (lambda A, W, b, hp: (A, W, b, {"stride": 1, "pad": -1}), ValueError, r"hparameters\['pad'\] must be non-negative"),
+        (lambda A, W, b, hp: (A, W, b, {"stride": 1.5, "pad": 1}), TypeError, r"stride'\] must be an int .* got 1.5"),
+        (lambda A, W, b, hp: (A, W, b, {"stride": (1, 2, 3), "pad": 1}), ValueError, r"int or an \(h, w\) pair"),
+        (lambda A, W, b, hp: (A, W, b, {"stride": True, "pad": 1}), TypeError, r"stride"),
+        (lambda A, W, b, hp: (A, W, b, {"stride": 1}), ValueError, r"missing key\(s\) \['pad'\]"),
+        (lambda A, W, b, hp: (A, W, b, {"strides": 1, "pad": 0}), ValueError, r"unknown key 'strides'; did you mean 'stride'"),
+        (lambda A, W, b, hp: (A, W, b, [1, 1]), TypeError, r"hparameters must be a dict"),
+        (lambda A, W, b, hp: (A[:, :1, :1], W, b, {"stride": 1, "pad": 0}), ValueError, r"filter \(3, 3\) is larger than the padded input \(1, 1\)"),
+        (lambda A, W, b, hp: (A.astype(complex), W, b, hp), TypeError, r"A_prev must be a real array, got complex"),
+        (lambda A, W, b, hp: (A.astype(str), W, b, hp), TypeError, r"A_prev must be a numeric array"),
+        (lambda A, W, b, hp: (A, np.array(W, dtype=object), b, hp), TypeError, r"W must be a numeric array"),
+    ],
+)
+def test_conv_forward_errors(mutate, exc, pattern):
+    args = mutate(*conv_args(), dict(HP))
+    with pytest.raises(exc, match=pattern):
+        fastnn.conv_forward(*args)
+
+
+def test_conv_backward_errors():
+    A, W, b = conv_args()
+    Z, cache = fastnn.conv_forward(A, W, b, HP)
+    with pytest.raises(ValueError, match=r"dZ must have the shape of the forward output \(2, 5, 5, 4\), got \(2, 5, 5, 3\)"):
+        fastnn.conv_backward(Z[..., :3], cache)
+    with pytest.raises(ValueError, match=r"cache must be the tuple \(A_prev, W, b, hparameters\)"):
+        fastnn.conv_backward(Z, cache[:3])
+    with pytest.raises(TypeError, match="dZ must be a real array"):
+        fastnn.conv_backward(Z.astype(complex), cache)
+
+
+# ------------------------------------------------------------------- pool errors
+
+
+@pytest.mark.parametrize(
+    "hp, mode, exc, pattern",
+    [
+        ({"f": 2, "stride": 2}, "min", ValueError, r"mode must be one of .*got 'min'"),
+        ({"f": 2}, "max", ValueError, r"missing key\(s\) \['stride'\]"),
+        ({"f": 2, "strid": 2}, "max", ValueError, r"unknown key 'strid'; did you mean 'stride'"),
+        ({"f": 2, "stride": 2, "padd": 1}, "max", ValueError, r"unknown key 'padd'; did you mean 'pad'"),
+        ({"f": 0, "stride": 2}, "max", ValueError, r"hparameters\['f'\] must be positive"),
+        ({"f": 9, "stride": 1}, "max", ValueError, r"pooling window \(9, 9\) is larger than the \(padded\) input \(5, 5\)"),
+        ({"f": 2, "stride": 0}, "average", ValueError, r"stride'\] must be positive"),
+        ({"f": 2, "stride": 1, "pad": 2}, "max", ValueError, r"pooling pad must be at most half the window"),
+    ],
+)
+def test_pool_errors(hp, mode, exc, pattern):
+    A = np.zeros((2, 5, 5, 3))
+    with pytest.raises(exc, match=pattern):
+        fastnn.pool_forward(A, hp, mode)
+
+
+def test_pool_backward_errors():
+    A = np.random.RandomState(0).randn(2, 6, 6, 3)
+    out, cache = fastnn.pool_forward(A, {"f": 2, "stride": 2})
+    with pytest.raises(ValueError, match=r"dA must have the shape of the forward output \(2, 3, 3, 3\), got \(2, 3, 3\)"):
+        fastnn.pool_backward(out[..., 0], cache)
+    with pytest.raises(ValueError, match=r"ties must be one of"):
+        fastnn.pool_backward(out, cache, ties="last")
+    with pytest.raises(ValueError, match=r"cache must be the tuple \(A_prev, hparameters\)"):
+        fastnn.pool_backward(out, (A,))
+
+
+def test_activation_errors():
+    with pytest.raises(ValueError, match=r"dA must have the shape of the cached Z \(2, 3\), got \(3, 2\)"):
+        fastnn.relu_backward(np.ones((3, 2)), np.ones((2, 3)))
+    with pytest.raises(TypeError, match="Z must be a real array"):
+        fastnn.sigmoid(np.ones(3, dtype=complex))
+    with pytest.raises(ValueError, match="activation must be one of"):
+        fastnn.linear_activation_forward(np.ones((2, 1)), np.ones((1, 2)), np.ones((1, 1)), "tanh")
+    with pytest.raises(ValueError, match=r"W's columns must match A's rows"):
+        fastnn.linear_forward(np.ones((3, 1)), np.ones((1, 2)), np.ones((1, 1)))
+
+
+def test_zero_pad_errors():
+    with pytest.raises(ValueError, match="pad must be non-negative"):
+        fastnn.zero_pad(np.ones((1, 2, 2, 1)), -1)
+    with pytest.raises(ValueError, match="X must be 4-D"):
+        fastnn.zero_pad(np.ones((2, 2)), 1)
+
+
+# ------------------------------------------------------------------------ dtypes
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "dtypes, expected, expected_A_alone",
+    [
+        ((np.float32, np.float32, np.float32), np.float32, np.float32),
+        ((np.float64, np.float64, np.float64), np.float64, np.float64),
+        ((np.int64, np.int64, np.int64), np.float64, np.float64),
+        ((np.bool_, np.int32, np.int8), np.float64, np.float64),
+        ((np.float32, np.float64, np.float32), np.float64, np.float32),  # NumPy promotion
+        ((np.float16, np.float16, np.float16), np.float32, np.float32),
+        ((np.uint8, np.float32, np.float32), np.float32, np.float64),
+    ],
+)
+def test_output_dtype_follows_input(backend, dtypes, expected, expected_A_alone):
+    A, W, b = conv_args()
+    A, W, b = (x.astype(dt) for x, dt in zip((A, W, b), dtypes))
+    Z, cache = fastnn.conv_forward(A, W, b, HP, backend=backend)
+    assert Z.dtype == expected
+    for g in fastnn.conv_backward(Z, cache, backend=backend):
+        assert g.dtype == expected
+    P, pc = fastnn.pool_forward(A, {"f": 2, "stride": 2}, backend=backend)
+    assert P.dtype == expected_A_alone
+    assert fastnn.pool_backward(P, pc, backend=backend).dtype == expected_A_alone
+    assert fastnn.relu(A, backend=backend)[0].dtype == expected_A_alone
+    assert fastnn.sigmoid(A, backend=backend)[0].dtype == expected_A_alone
+    assert fastnn.zero_pad(A, 1, backend=backend).dtype == expected_A_alone
+
+
+def test_mixed_dtype_backward_promotes():
+    A, W, b = (x.astype(np.float32) for x in conv_args())
+    Z, cache = fastnn.conv_forward(A, W, b, HP)
+    assert all(g.dtype == np.float64 for g in fastnn.conv_backward(Z.astype(np.float64), cache))
+
+
+def test_float32_path_has_no_float64_buffers(monkeypatch):
+    """Every array a kernel receives in a float32 call is float32."""
+    from fastnn import _dispatch
+
+    seen = []
+    original = _dispatch.resolve
+
+    def spy(op, backend=None):
+        fn = original(op, backend)
+
+        def wrapped(*args):
+            seen.extend((op, a.dtype) for a in args if isinstance(a, np.ndarray))
+            return fn(*args)
+
+        return wrapped
+
+    import fastnn.activations
+    import fastnn.conv
+
+    monkeypatch.setattr(fastnn.conv, "resolve", spy)
+    monkeypatch.setattr(fastnn.activations, "resolve", spy)
+    A, W, b = (x.astype(np.float32) for x in conv_args())
+    Z, cache = fastnn.conv_forward(A, W, b, HP)
+    fastnn.conv_backward(Z, cache)
+    P, pc = fastnn.pool_forward(Z, {"f": 2, "stride": 1})
+    fastnn.pool_backward(P, pc)
+    fastnn.relu_backward(*fastnn.relu(Z))
+    fastnn.sigmoid_backward(*fastnn.sigmoid(Z))
+    assert len({op for op, _ in seen}) == 8
+    assert {dt for _, dt in seen} == {np.dtype(np.float32)}
+
+
+# ------------------------------------------------------------ NaN, Inf, mutation
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nan_and_inf_propagate(backend):
+    A, W, b = conv_args()
+    A[0, 2, 2, 0] = np.nan
+    A[1, 0, 0, 1] = np.inf
+    Z, _ = fastnn.conv_forward(A, W, b, HP, backend=backend)
+    Z_ref, _ = fastnn.conv_forward(A, W, b, HP, backend="reference")
+    np.testing.assert_array_equal(np.isnan(Z), np.isnan(Z_ref))
+    assert np.isnan(Z[0, 2, 2]).all()
+    for mode in ("max", "average"):
+        P, _ = fastnn.pool_forward(A, {"f": 2, "stride": 1}, mode, backend=backend)
+        P_ref, _ = fastnn.pool_forward(A, {"f": 2, "stride": 1}, mode, backend="reference")
+        np.testing.assert_array_equal(P, P_ref)  # NaN positions and +inf alike
+        assert np.isnan(P[0, 1:3, 1:3, 0]).all() and np.isposinf(P[1, 0, 0, 1])
+    r, _ = fastnn.relu(np.array([np.nan, -1.0, 2.0]), backend=backend)
+    assert np.isnan(r[0]) and r[1:].tolist() == [0.0, 2.0]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_no_function_mutates_its_inputs(backend):
+    case = CONV_CASES["noncontig"]
+    A, W, b, hp, dZ = case.make(np.float64, seed=3)
+    pool = POOL_CASES["overlap_p3s2"]
+    PA, php, PdA = pool.make(np.float64, seed=3)
+    args = [A, W, b, dZ, PA, PdA]
+    snapshot = [x.copy() for x in args]
+    hp_copy, php_copy = dict(hp), dict(php)
+    Z, cache = fastnn.conv_forward(A, W, b, hp, backend=backend)
+    fastnn.conv_backward(dZ, cache, backend=backend)
+    for mode in ("max", "average"):
+        out, pc = fastnn.pool_forward(PA, php, mode, backend=backend)
+        fastnn.pool_backward(PdA, pc, mode, backend=backend)
+    fastnn.zero_pad(A, 2, backend=backend)
+    fastnn.relu_backward(dZ, dZ, backend=backend)
+    fastnn.sigmoid_backward(dZ, dZ, backend=backend)
+    fastnn.relu(dZ, backend=backend)
+    for x, s in zip(args, snapshot):
+        np.testing.assert_array_equal(x, s)
+    assert hp == hp_copy and php == php_copy
+    # The dense network too.
+    params = fastnn.initialize_parameters_deep([4, 3, 1], seed=0)
+    before = {k: v.copy() for k, v in params.items()}
+    X, Y = np.random.RandomState(0).randn(4, 5), np.array([[0, 1, 1, 0, 1]])
+    AL, caches = fastnn.L_model_forward(X, params)
+    grads = fastnn.L_model_backward(AL, Y, caches)
+    fastnn.update_parameters(params, grads, 0.1)
+    assert all(np.array_equal(params[k], before[k]) for k in params)
+
+
+def test_hparameters_pairs_and_int_agree():
+    A, W, b = conv_args()
+    Z1, _ = fastnn.conv_forward(A, W, b, {"stride": 1, "pad": 1})
+    Z2, _ = fastnn.conv_forward(A, W, b, {"stride": (1, 1), "pad": [1, 1]})
+    Z3, _ = fastnn.conv_forward(A, W, b, {"stride": np.int64(1), "pad": np.int32(1)})
+    np.testing.assert_array_equal(Z1, Z2)
+    np.testing.assert_array_equal(Z1, Z3)
+    P1, _ = fastnn.pool_forward(A, {"f": 2, "stride": 2})
+    P2, _ = fastnn.pool_forward(A, {"f": (2, 2), "stride": (2, 2)}, mode="max")
+    np.testing.assert_array_equal(P1, P2)
+    avg, _ = fastnn.pool_forward(A, {"f": 2, "stride": 2}, mode="avg")
+    np.testing.assert_array_equal(avg, fastnn.pool_forward(A, {"f": 2, "stride": 2}, mode="average")[0])
+
+
+def test_accepts_lists_and_flat_bias():
+    A, W, b = conv_args(m=1, H=3, W=3, C=1, f=2, K=2)
+    Z1, _ = fastnn.conv_forward(A.tolist(), W.tolist(), b.ravel(), {"stride": 1, "pad": 0})
+    Z2, _ = fastnn.conv_forward(A, W, b, {"stride": 1, "pad": 0})
+    np.testing.assert_allclose(Z1, Z2, rtol=1e-15)
+    _, cache = fastnn.conv_forward(A, W, b.ravel(), {"stride": 1, "pad": 0})
+    assert fastnn.conv_backward(Z2, cache)[2].shape == (2,)
