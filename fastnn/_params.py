@@ -117,9 +117,15 @@ def as_array(x: Any, name: str) -> np.ndarray:
 
 def compute_dtype(*arrays: np.ndarray) -> np.dtype:
     """NumPy's promotion of the inputs; integers and bools compute in float64, float16 in float32."""
-    dt = np.result_type(*arrays) if len(arrays) > 1 else arrays[0].dtype
-    if dt is F64 or dt is F32 or dt == F64 or dt == F32:
-        return F64 if dt == F64 else F32
+    dt = arrays[0].dtype
+    for a in arrays[1:]:
+        if a.dtype != dt:
+            dt = np.result_type(*arrays)
+            break
+    if dt == F64:
+        return F64
+    if dt == F32:
+        return F32
     if dt.kind in "iub":
         return F64
     if dt == np.float16:
@@ -151,6 +157,8 @@ def check_same_shape(a: np.ndarray, name_a: str, b: np.ndarray, name_b: str) -> 
 
 def _pair(value: Any, what: str, minimum: int) -> Tuple[int, int]:
     """An int or an (h, w) pair of ints, each >= minimum."""
+    if type(value) is int and value >= minimum:  # the common case, kept fast
+        return value, value
     if isinstance(value, (tuple, list, np.ndarray)):
         items = list(np.asarray(value, dtype=object).ravel()) if isinstance(value, np.ndarray) else list(value)
         if len(items) != 2:
@@ -172,7 +180,7 @@ def _pair(value: Any, what: str, minimum: int) -> Tuple[int, int]:
 
 
 def _hparams(hparameters: Any, required: Tuple[str, ...], optional: Tuple[str, ...], where: str) -> dict:
-    if not isinstance(hparameters, Mapping):
+    if type(hparameters) is not dict and not isinstance(hparameters, Mapping):
         raise TypeError(
             f"{where}: hparameters must be a dict with keys {list(required)}, "
             f"got {type(hparameters).__name__}"
