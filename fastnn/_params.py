@@ -209,6 +209,20 @@ def conv_out_size(size: int, f: int, pad: int, stride: int) -> int:
     return (size + 2 * pad - f) // stride + 1
 
 
+def _window_geometry(A_prev, fh, fw, sh, sw, ph, pw, what: str) -> Tuple[int, int, int, int]:
+    """(Hp, Wp, Ho, Wo) of sliding a (fh, fw) window over the padded A_prev; checks it fits."""
+    m, H, W, C = A_prev.shape
+    Hp, Wp = H + 2 * ph, W + 2 * pw
+    if fh > Hp or fw > Wp:
+        raise ValueError(
+            f"the {what} ({fh}, {fw}) is larger than the padded input ({Hp}, {Wp}) "
+            f"(A_prev {A_prev.shape}, pad ({ph}, {pw}))"
+        )
+    if m < 1 or C < 1:
+        raise ValueError(f"A_prev must have at least one example and one channel, got shape {A_prev.shape}")
+    return Hp, Wp, conv_out_size(H, fh, ph, sh), conv_out_size(W, fw, pw, sw)
+
+
 # --------------------------------------------------------------------------- builders
 
 
@@ -237,19 +251,8 @@ def conv_params(A_prev: np.ndarray, W: np.ndarray, b: np.ndarray, hparameters: A
     hp = _hparams(hparameters, ("stride", "pad"), (), "conv")
     sh, sw = _pair(hp["stride"], "hparameters['stride']", 1)
     ph, pw = _pair(hp["pad"], "hparameters['pad']", 0)
-    Hp, Wp = H + 2 * ph, Wd + 2 * pw
-    if fh > Hp or fw > Wp:
-        raise ValueError(
-            f"the filter ({fh}, {fw}) is larger than the padded input ({Hp}, {Wp}) "
-            f"(A_prev {A_prev.shape}, pad ({ph}, {pw}))"
-        )
-    if m < 1 or C < 1:
-        raise ValueError(f"A_prev must have at least one example and one channel, got shape {A_prev.shape}")
-    return ConvParams(
-        m, H, Wd, C, fh, fw, K, sh, sw, ph, pw, Hp, Wp,
-        (Hp - fh) // sh + 1, (Wp - fw) // sw + 1,
-        compute_dtype(A_prev, W, b),
-    )
+    Hp, Wp, Ho, Wo = _window_geometry(A_prev, fh, fw, sh, sw, ph, pw, "filter")
+    return ConvParams(m, H, Wd, C, fh, fw, K, sh, sw, ph, pw, Hp, Wp, Ho, Wo, compute_dtype(A_prev, W, b))
 
 
 def normalise_mode(mode: Any) -> str:
@@ -273,16 +276,5 @@ def pool_params(A_prev: np.ndarray, hparameters: Any, mode: Any, ties: Any = "al
         raise ValueError(
             f"pooling pad must be at most half the window: pad ({ph}, {pw}) with f ({fh}, {fw})"
         )
-    Hp, Wp = H + 2 * ph, W + 2 * pw
-    if fh > Hp or fw > Wp:
-        raise ValueError(
-            f"the pooling window ({fh}, {fw}) is larger than the (padded) input ({Hp}, {Wp}) "
-            f"(A_prev {A_prev.shape})"
-        )
-    if m < 1 or C < 1:
-        raise ValueError(f"A_prev must have at least one example and one channel, got shape {A_prev.shape}")
-    return PoolParams(
-        m, H, W, C, fh, fw, sh, sw, ph, pw, Hp, Wp,
-        (Hp - fh) // sh + 1, (Wp - fw) // sw + 1,
-        mode, ties, compute_dtype(A_prev),
-    )
+    Hp, Wp, Ho, Wo = _window_geometry(A_prev, fh, fw, sh, sw, ph, pw, "pooling window")
+    return PoolParams(m, H, W, C, fh, fw, sh, sw, ph, pw, Hp, Wp, Ho, Wo, mode, ties, compute_dtype(A_prev))

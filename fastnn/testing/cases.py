@@ -14,6 +14,8 @@ from typing import Dict, Tuple, Union
 
 import numpy as np
 
+from .._params import conv_out_size
+
 __all__ = [
     "ConvCase",
     "PoolCase",
@@ -50,6 +52,11 @@ def _noncontig(x: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
     return view
 
 
+def _out_hw(case) -> Tuple[int, int]:
+    (fh, fw), (sh, sw), (ph, pw) = _pair(case.f), _pair(case.stride), _pair(case.pad)
+    return conv_out_size(case.H, fh, ph, sh), conv_out_size(case.W, fw, pw, sw)
+
+
 @dataclasses.dataclass(frozen=True)
 class ConvCase:
     name: str
@@ -69,8 +76,7 @@ class ConvCase:
 
     @property
     def out_hw(self) -> Tuple[int, int]:
-        (fh, fw), (sh, sw), (ph, pw) = _pair(self.f), _pair(self.stride), _pair(self.pad)
-        return (self.H + 2 * ph - fh) // sh + 1, (self.W + 2 * pw - fw) // sw + 1
+        return _out_hw(self)
 
     @property
     def flops(self) -> int:
@@ -114,8 +120,7 @@ class PoolCase:
 
     @property
     def out_hw(self) -> Tuple[int, int]:
-        (fh, fw), (sh, sw), (ph, pw) = _pair(self.f), _pair(self.stride), _pair(self.pad)
-        return (self.H + 2 * ph - fh) // sh + 1, (self.W + 2 * pw - fw) // sw + 1
+        return _out_hw(self)
 
     def make(self, dtype=np.float64, seed: int = 0):
         """(A_prev, hparameters, dA) drawn from ``RandomState(seed)``."""
