@@ -41,6 +41,7 @@ __all__ = [
     "get_backend",
     "use_backend",
     "resolve",
+    "resolve_name",
     "unregister_backend",
 ]
 
