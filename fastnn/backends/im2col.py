@@ -265,7 +265,6 @@ def _pool_cost(p, backward: bool):
     it = p.dtype.itemsize
     area = p.fh * p.fw
     pad = p.ph != 0 or p.pw != 0
-    ix = np.dtype(np.intp).itemsize
 
     def cost(nb, ho, wo, R, Cw):
         rows = nb * ho * wo
@@ -276,7 +275,8 @@ def _pool_cost(p, backward: bool):
             n += region_bytes((rows, area, p.C), it)
             if backward:
                 n += region_bytes((rows, area, p.C), 1)  # the mask
-                n += region_bytes((rows, p.C), max(it, ix))  # the max or the argmax
+                n += region_bytes((rows, p.C), it)  # the max
+                n += region_bytes((rows, p.C), 1)  # "first": the maxima already seen
         if pad:
             n += region_bytes((nb, R, Cw, p.C), it)
         return n
@@ -302,6 +302,24 @@ def pool_forward(p, A_prev, A):
             out /= area
 
 
+def _keep_first(cols, mx, mask, seen):
+    """Keep only the first True of ``mask`` along the window axis: np.argmax's rule (the first
+    maximum in row-major window order, or the first NaN of a window holding one).
+
+    (``np.argmax(cols, axis=1)`` would copy the whole column buffer to make the axis last.)
+    """
+    area = mask.shape[1]
+    if np.isnan(mx).any():  # windows with a NaN: their max is NaN, the first NaN wins
+        for k in range(area):
+            mk = mask[:, k, :]
+            np.logical_or(mk, np.isnan(cols[:, k, :]), out=mk)
+    np.copyto(seen, mask[:, 0, :])
+    for k in range(1, area):
+        mk = mask[:, k, :]
+        np.greater(mk, seen, out=mk)  # mk and not seen
+        np.logical_or(seen, mk, out=seen)
+
+
 @register("pool_backward", NAME)
 def pool_backward(p, A_prev, dA, dA_prev):
     area = p.fh * p.fw
@@ -309,8 +327,6 @@ def pool_backward(p, A_prev, dA, dA_prev):
     boxes, full = plan(p, _pool_cost(p, True))
     if not full:
         dA_prev.fill(0)
-    if p.mode == "max" and p.ties == "first":
-        window_pos = np.arange(area, dtype=np.intp).reshape(1, area, 1)
     for box in boxes:
         ar.reserve(box.nbytes)
         ho, wo = box.h1 - box.h0, box.w1 - box.w0
@@ -325,14 +341,11 @@ def pool_backward(p, A_prev, dA, dA_prev):
             cols = ar.take((box.rows, area, p.C), p.dtype)
             im2col(S, ho, wo, p.fh, p.fw, p.sh, p.sw, cols)
             mask = ar.take((box.rows, area, p.C), np.bool_)
-            if p.ties == "all":
-                mx = ar.take((box.rows, p.C), p.dtype)
-                np.max(cols, axis=1, out=mx)
-                np.equal(cols, mx[:, None, :], out=mask)  # NaN windows: no position equals NaN
-            else:
-                idx = ar.take((box.rows, p.C), np.intp)
-                np.argmax(cols, axis=1, out=idx)  # the first maximum (or first NaN), row-major
-                np.equal(window_pos, idx[:, None, :], out=mask)
+            mx = ar.take((box.rows, p.C), p.dtype)
+            np.max(cols, axis=1, out=mx)
+            np.equal(cols, mx[:, None, :], out=mask)  # "all": NaN windows give no gradient
+            if p.ties == "first":
+                _keep_first(cols, mx, mask, ar.take((box.rows, p.C), np.bool_))
             dcols = np.multiply(mask, dAc[:, None, :], out=cols)  # mask * g, as the reference
             if direct:
                 dS, direct = _grad_target(p, dA_prev, box, ar, full)
