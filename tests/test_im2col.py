@@ -40,6 +40,15 @@ def close(actual, expected, dtype, what=""):
     np.testing.assert_allclose(actual, expected, rtol=tol["rtol"], atol=tol["atol"] * scale, err_msg=what)
 
 
+@pytest.fixture(params=["numba", "numpy"])
+def copy_path(request, monkeypatch):
+    """Run with the Numba column loops and with the NumPy strided-view fallback."""
+    if request.param == "numba" and not _cols.USE_NUMBA:
+        pytest.skip("numba is not importable")
+    monkeypatch.setattr(_cols, "USE_NUMBA", request.param == "numba")
+    return request.param
+
+
 # Limits that force each chunking mode on the small cases: per pixel (1 byte: nothing fits,
 # each chunk is one output pixel), a few output rows or pieces of a row, and whole images.
 LIMITS = [1, 700, 3000, 1 << 30]
@@ -80,7 +89,7 @@ def test_plan_covers_every_output_once():
 @pytest.mark.parametrize("limit", LIMITS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("case", list(CONV_CASES.values()), ids=lambda c: c.name)
-def test_conv_chunked_matches_reference(case, dtype, limit):
+def test_conv_chunked_matches_reference(case, dtype, limit, copy_path):
     A, W, b, hp, dZ = case.make(dtype, seed=4)
     Z_ref, cache = fastnn.conv_forward(A, W, b, hp, backend=REF)
     grads_ref = fastnn.conv_backward(dZ, cache, backend=REF)
@@ -95,7 +104,7 @@ def test_conv_chunked_matches_reference(case, dtype, limit):
 @pytest.mark.parametrize("limit", LIMITS)
 @pytest.mark.parametrize("mode,ties", [("max", "all"), ("max", "first"), ("average", "all")])
 @pytest.mark.parametrize("case", list(POOL_CASES.values()), ids=lambda c: c.name)
-def test_pool_chunked_matches_reference(case, mode, ties, limit):
+def test_pool_chunked_matches_reference(case, mode, ties, limit, copy_path):
     dtype = np.float64
     A, hp, dA = case.make(dtype, seed=5)
     out_ref, cache = fastnn.pool_forward(A, hp, mode, backend=REF)
@@ -161,7 +170,7 @@ MEM_CONV = [
 
 
 @pytest.mark.parametrize("case,dtype", MEM_CONV, ids=[c.name for c, _ in MEM_CONV])
-def test_conv_peak_memory_is_bounded_and_results_match_unchunked(case, dtype):
+def test_conv_peak_memory_is_bounded_and_results_match_unchunked(case, dtype, copy_path):
     A, W, b, hp, dZ = case.make(dtype, seed=7)
     p = P.conv_params(A, W, b, hp)
     full_cols = p.m * p.Ho * p.Wo * p.fh * p.fw * p.C * np.dtype(dtype).itemsize
@@ -184,7 +193,7 @@ def test_conv_peak_memory_is_bounded_and_results_match_unchunked(case, dtype):
 
 
 @pytest.mark.parametrize("mode,ties", [("max", "all"), ("max", "first"), ("average", "all")])
-def test_pool_peak_memory_is_bounded_and_results_match_unchunked(mode, ties):
+def test_pool_peak_memory_is_bounded_and_results_match_unchunked(mode, ties, copy_path):
     case = PoolCase("mem_pool", 16, 32, 32, 16, 3, 1, pad=1)
     A, hp, dA = case.make(np.float32, seed=8)
     with workspace(1 << 34, preferred=1 << 34):

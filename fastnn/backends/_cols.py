@@ -167,6 +167,61 @@ def region_bytes(shape: Tuple[int, ...], itemsize: int) -> int:
     return _aligned(n) + _ALIGN
 
 
+# ------------------------------------------------------------------ Numba kernels
+#
+# Serial (single-threaded, no OpenMP/TBB pool) Numba loops for the copy and the
+# scatter-add: they run at memory speed whatever C is, where NumPy's strided copies pay
+# an inner-loop call per window row (slow when fw*C is small). Being serial, they leave
+# both cores to the BLAS GEMM that follows and never spin against it.
+
+try:
+    import numba as _numba
+
+    from .._numba_config import NJIT as _NJIT
+except ImportError:  # numba is a runtime dependency; the NumPy path is kept as fallback
+    _numba = None
+
+#: Use the Numba loops (True when numba imports); tests switch it to cover the NumPy path.
+USE_NUMBA = _numba is not None
+
+if _numba is not None:
+
+    @_numba.njit(**_NJIT)
+    def _im2col_nb(S, ho, wo, fh, fw, sh, sw, out):  # pragma: no cover - compiled
+        # S (nb, R, Cw*C); out (rows, fh, fw*C): the window row i of pixel r is contiguous.
+        nb = S.shape[0]
+        run = out.shape[2]
+        C = run // fw
+        r = 0
+        for n in range(nb):
+            for h in range(ho):
+                for w in range(wo):
+                    c0 = w * sw * C
+                    for i in range(fh):
+                        src = S[n, h * sh + i]
+                        dst = out[r, i]
+                        for k in range(run):
+                            dst[k] = src[c0 + k]
+                    r += 1
+
+    @_numba.njit(**_NJIT)
+    def _col2im_nb(cols, dS, ho, wo, fh, fw, sh, sw):  # pragma: no cover - compiled
+        # cols (rows, fh*fw, C) (any strides: may be a broadcast view); dS (nb, R, Cw, C).
+        nb, C = dS.shape[0], dS.shape[3]
+        r = 0
+        for n in range(nb):
+            for h in range(ho):
+                for w in range(wo):
+                    for i in range(fh):
+                        row = dS[n, h * sh + i]
+                        for j in range(fw):
+                            d = row[w * sw + j]
+                            s = cols[r, i * fw + j]
+                            for c in range(C):
+                                d[c] += s[c]
+                    r += 1
+
+
 # ----------------------------------------------------------------------- geometry
 
 
@@ -185,7 +240,11 @@ def window_view(S: np.ndarray, ho: int, wo: int, fh: int, fw: int, sh: int, sw: 
 def im2col(S: np.ndarray, ho: int, wo: int, fh: int, fw: int, sh: int, sw: int,
            out: np.ndarray) -> np.ndarray:
     """Copy the windows of ``S`` into ``out`` (any shape of ``nb*ho*wo*fh*fw*C`` elements)."""
-    cols = out.reshape(S.shape[0], ho, wo, fh, fw, S.shape[3])
+    nb, R, Cw, C = S.shape
+    if USE_NUMBA:
+        _im2col_nb(S.reshape(nb, R, Cw * C), ho, wo, fh, fw, sh, sw, out.reshape(nb * ho * wo, fh, fw * C))
+        return out
+    cols = out.reshape(nb, ho, wo, fh, fw, C)
     np.copyto(cols, window_view(S, ho, wo, fh, fw, sh, sw))
     return out
 
@@ -197,6 +256,9 @@ def col2im(cols: np.ndarray, dS: np.ndarray, ho: int, wo: int, fh: int, fw: int,
     ``dS`` is accumulated into, not overwritten. ``cols`` may be a broadcast view.
     """
     nb, C = dS.shape[0], dS.shape[3]
+    if USE_NUMBA:
+        _col2im_nb(cols.reshape(nb * ho * wo, fh * fw, C), dS, ho, wo, fh, fw, sh, sw)
+        return dS
     cols6 = cols.reshape(nb, ho, wo, fh, fw, C) if cols.ndim != 6 else cols
     sN, sR, sW, sC = dS.strides
     for i0 in range(0, fh, sh):

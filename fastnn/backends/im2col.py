@@ -18,8 +18,9 @@ workspace limit: 256 MiB by default, set with :func:`set_workspace_limit` (bytes
 ``FASTNN_IM2COL_WORKSPACE_MB``. The workspace is one per-thread buffer reused across
 calls (:mod:`threading.local`), in the compute dtype: float32 stays float32.
 
-Threads: columns are built by NumPy copies on the calling thread (single-threaded, no
-OpenMP pool), so the BLAS GEMM has every core to itself and nothing spins against it.
+Threads: columns are built (and scattered back) on the calling thread by serial Numba
+loops (NumPy strided copies when numba is missing), never by a parallel pool, so the BLAS
+GEMM has both cores to itself and no idle OpenMP/workqueue threads spin against it.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ register_backend(
 #: Chunks are also kept at most this many bytes (when the limit is larger), so that a
 #: chunk's columns are still in cache when the GEMM or the reduction reads them.
 #: Tuned on the benchmark shapes (``scripts/measure_im2col.py``); the limit still wins.
-PREFERRED_CHUNK_BYTES = 64 << 20
+PREFERRED_CHUNK_BYTES = 16 << 20
 
 
 class Box(NamedTuple):
@@ -208,6 +209,19 @@ def _conv_cost(p, backward: bool):
     return cost
 
 
+def _add_bias(Z2, b):
+    """``Z2 += b`` for Z2 (rows, K), with long inner loops even when K is small."""
+    rows, K = Z2.shape
+    r = max(1, 512 // K)
+    main = rows // r * r
+    if r > 1 and main:
+        Z2[:main].reshape(main // r, r * K).__iadd__(np.tile(b, r))
+        if main < rows:
+            Z2[main:] += b
+    else:
+        Z2 += b
+
+
 @register("conv_forward", NAME)
 def conv_forward(p, A_prev, W, b, Z):
     Kd = p.fh * p.fw * p.C
@@ -221,7 +235,7 @@ def conv_forward(p, A_prev, W, b, Z):
         im2col(S, box.h1 - box.h0, box.w1 - box.w0, p.fh, p.fw, p.sh, p.sw, cols)
         Zc = _out_rows(Z, box, p.K)
         np.matmul(cols, Wm, out=Zc)
-        Zc += b
+        _add_bias(Zc, b)
 
 
 @register("conv_backward", NAME)
