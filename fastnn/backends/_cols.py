@@ -221,6 +221,41 @@ if _numba is not None:
                                 d[c] += s[c]
                     r += 1
 
+    @_numba.njit(**_NJIT)
+    def _max_window_grad_nb(cols, dA, first):  # pragma: no cover - compiled
+        # cols (rows, area, C) -> in place: the max-pool gradient of each window column,
+        # mask * g with the reference's mask: every position equal to the max ("all": none
+        # for a NaN window) or np.argmax's first maximum / first NaN ("first").
+        rows, area, C = cols.shape
+        for r in range(rows):
+            for c in range(C):
+                best = cols[r, 0, c]
+                bi = 0
+                nan = best != best
+                if not nan:
+                    for k in range(1, area):
+                        v = cols[r, k, c]
+                        if v != v:
+                            best = v
+                            bi = k
+                            break
+                        if v > best:
+                            best = v
+                            bi = k
+                g = dA[r, c]
+                for k in range(area):
+                    hit = (k == bi) if first else (cols[r, k, c] == best)
+                    cols[r, k, c] = (1 if hit else 0) * g
+
+
+def max_window_grad(cols: np.ndarray, dA: np.ndarray, first: bool) -> bool:
+    """Turn max-pool window columns ``cols`` (rows, area, C) into their gradient in place
+    (Numba). Returns False when the Numba path is off (the caller uses NumPy instead)."""
+    if not USE_NUMBA:
+        return False
+    _max_window_grad_nb(cols, dA, first)
+    return True
+
 
 # ----------------------------------------------------------------------- geometry
 

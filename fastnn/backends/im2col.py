@@ -38,6 +38,7 @@ from ._cols import (
     fill_source,
     get_workspace_limit,
     im2col,
+    max_window_grad,
     region_bytes,
     release_workspace,
     set_workspace_limit,
@@ -354,13 +355,16 @@ def pool_backward(p, A_prev, dA, dA_prev):
             S, direct = _source(p, A_prev, box, -np.inf, ar)
             cols = ar.take((box.rows, area, p.C), p.dtype)
             im2col(S, ho, wo, p.fh, p.fw, p.sh, p.sw, cols)
-            mask = ar.take((box.rows, area, p.C), np.bool_)
-            mx = ar.take((box.rows, p.C), p.dtype)
-            np.max(cols, axis=1, out=mx)
-            np.equal(cols, mx[:, None, :], out=mask)  # "all": NaN windows give no gradient
-            if p.ties == "first":
-                _keep_first(cols, mx, mask, ar.take((box.rows, p.C), np.bool_))
-            dcols = np.multiply(mask, dAc[:, None, :], out=cols)  # mask * g, as the reference
+            if max_window_grad(cols, dAc, p.ties == "first"):
+                dcols = cols
+            else:
+                mask = ar.take((box.rows, area, p.C), np.bool_)
+                mx = ar.take((box.rows, p.C), p.dtype)
+                np.max(cols, axis=1, out=mx)
+                np.equal(cols, mx[:, None, :], out=mask)  # "all": NaN windows give no gradient
+                if p.ties == "first":
+                    _keep_first(cols, mx, mask, ar.take((box.rows, p.C), np.bool_))
+                dcols = np.multiply(mask, dAc[:, None, :], out=cols)  # mask * g, as the reference
             if direct:
                 dS, direct = _grad_target(p, dA_prev, box, ar, full)
             else:
