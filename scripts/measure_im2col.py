@@ -7,7 +7,8 @@ each dtype it prints, forward and backward, the median time of
 * ``im2col``  the public call on the im2col backend (columns + GEMM + bias/col2im),
 * ``gemm``    the bare GEMM(s) of the same sizes on preallocated operands
               (forward ``cols @ W``; backward ``cols^T @ dZ`` and ``dZ @ W^T``),
-* ``ratio``   im2col / gemm (the bar is <= 1.3),
+* ``ratio``   im2col / gemm (the bar is <= 1.3), of medians; ``r(min)`` of the best runs
+              (less sensitive to other processes taking a core mid-GEMM),
 * ``torch``   im2col / PyTorch CPU (2 threads, the better of NCHW and channels_last),
 * ``numba``   im2col / the ``numba`` backend, when it is registered,
 * ``peak``    tracemalloc's peak during one call (outputs excluded) vs the workspace limit.
@@ -66,7 +67,12 @@ def median_times(fns, reps, budget_s):
             times[k].append(time.perf_counter() - t0)
         if r >= 2 and time.perf_counter() > t_end:
             break
+    global LAST_MINS
+    LAST_MINS = [min(t) if t else float("nan") for t in times]
     return [statistics.median(t) if t else float("nan") for t in times]
+
+
+LAST_MINS = []
 
 
 def peak_bytes(fn):
@@ -167,7 +173,7 @@ def main(argv=None):
     print("ratio = im2col / bare GEMM (bar <= 1.3); torch, numba = im2col / that (lower is better for im2col)")
 
     if not args.no_conv:
-        print(f"\n{'conv shape':<12} {'dtype':<8} {'dir':<4} {'im2col ms':>10} {'gemm ms':>9} {'ratio':>6} "
+        print(f"\n{'conv shape':<12} {'dtype':<8} {'dir':<4} {'im2col ms':>10} {'gemm ms':>9} {'ratio':>6} {'r(min)':>6} "
               f"{'torch ms':>9} {'/torch':>6} {'/numba':>6} {'peak MiB':>9} {'full cols MiB':>13}")
         for name, case in BENCH_CONV_SHAPES.items():
             if args.shapes and name not in args.shapes:
@@ -200,10 +206,11 @@ def main(argv=None):
                 full_cols = rows * Kd * dt.itemsize / 2**20
                 for d, mine, bare, tor, nb in (("fwd", fwd, gemm_f, tf, nf), ("bwd", bwd, gemm_b, tb, nbk)):
                     t = median_times([mine, bare, nb], args.reps, args.budget)
+                    rmin = LAST_MINS[0] / LAST_MINS[1]
                     t_torch = min(median_times(list(tor), args.reps, args.budget))
                     t = [t[0], t[1], None, None, t[2]]
                     out, peak = peak_bytes(mine)
-                    print(f"{name:<12} {dts:<8} {d:<4} {t[0]*1e3:10.2f} {t[1]*1e3:9.2f} {fmt_ratio(t[0]/t[1])} "
+                    print(f"{name:<12} {dts:<8} {d:<4} {t[0]*1e3:10.2f} {t[1]*1e3:9.2f} {fmt_ratio(t[0]/t[1])} {fmt_ratio(rmin)} "
                           f"{t_torch*1e3:9.2f} {fmt_ratio(t[0]/t_torch)} {fmt_ratio(t[0]/t[4])} "
                           f"{(peak - nbytes(out))/2**20:9.2f} {full_cols:13.2f}", flush=True)
 
