@@ -23,13 +23,13 @@ REF = "reference"
 @contextlib.contextmanager
 def workspace(limit, preferred=None):
     """Run with a workspace limit (and chunk preference), restoring both afterwards."""
-    old_pref = I.PREFERRED_CHUNK_BYTES
+    old_pref, old_pool = I.PREFERRED_CHUNK_BYTES, I.POOL_CHUNK_BYTES
     old = I.set_workspace_limit(limit)
-    I.PREFERRED_CHUNK_BYTES = limit if preferred is None else preferred
+    I.PREFERRED_CHUNK_BYTES = I.POOL_CHUNK_BYTES = limit if preferred is None else preferred
     try:
         yield
     finally:
-        I.PREFERRED_CHUNK_BYTES = old_pref
+        I.PREFERRED_CHUNK_BYTES, I.POOL_CHUNK_BYTES = old_pref, old_pool
         I.set_workspace_limit(old)
 
 

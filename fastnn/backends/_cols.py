@@ -247,6 +247,35 @@ if _numba is not None:
                     hit = (k == bi) if first else (cols[r, k, c] == best)
                     cols[r, k, c] = (1 if hit else 0) * g
 
+    @_numba.njit(**_NJIT)
+    def _window_reduce_nb(cols, out, is_max):  # pragma: no cover - compiled
+        # cols (rows, area, C) -> out (rows, C): max (NaN propagates, as np.max) or sum.
+        rows, area, C = cols.shape
+        for r in range(rows):
+            o = out[r]
+            for c in range(C):
+                o[c] = cols[r, 0, c]
+            for k in range(1, area):
+                v = cols[r, k]
+                if is_max:
+                    for c in range(C):
+                        x = v[c]
+                        if x > o[c] or x != x:
+                            o[c] = x
+                else:
+                    for c in range(C):
+                        o[c] += v[c]
+
+
+def window_reduce(cols: np.ndarray, out: np.ndarray, is_max: bool) -> None:
+    """``out = cols.max(axis=1)`` (NaN propagating) or ``cols.sum(axis=1)``."""
+    if USE_NUMBA:
+        _window_reduce_nb(cols, out, is_max)
+    elif is_max:
+        np.max(cols, axis=1, out=out)
+    else:
+        np.sum(cols, axis=1, out=out)
+
 
 def max_window_grad(cols: np.ndarray, dA: np.ndarray, first: bool) -> bool:
     """Turn max-pool window columns ``cols`` (rows, area, C) into their gradient in place

@@ -40,6 +40,7 @@ from ._cols import (
     im2col,
     max_window_grad,
     region_bytes,
+    window_reduce,
     release_workspace,
     set_workspace_limit,
     workspace_nbytes,
@@ -287,6 +288,15 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
         _scatter_back(p, dA_prev, box, dS, direct, full)
 
 
+#: Pooling has no GEMM to feed: its chunks are kept small enough that the columns are
+#: still in the (L2) cache when the reduction reads them.
+POOL_CHUNK_BYTES = 1 << 20
+
+
+def _pool_budget() -> int:
+    return min(get_workspace_limit(), PREFERRED_CHUNK_BYTES, POOL_CHUNK_BYTES)
+
+
 def _pool_pad_value(p):
     return -np.inf if p.mode == "max" else 0
 
@@ -318,17 +328,15 @@ def _pool_cost(p, backward: bool):
 def pool_forward(p, A_prev, A):
     area = p.fh * p.fw
     ar = arena()
-    boxes, _ = plan(p, _pool_cost(p, False))
+    boxes, _ = plan(p, _pool_cost(p, False), _pool_budget())
     for box in boxes:
         ar.reserve(box.nbytes)
         S, _ = _source(p, A_prev, box, _pool_pad_value(p), ar)
         cols = ar.take((box.rows, area, p.C), p.dtype)
         im2col(S, box.h1 - box.h0, box.w1 - box.w0, p.fh, p.fw, p.sh, p.sw, cols)
         out = _out_rows(A, box, p.C)
-        if p.mode == "max":
-            np.max(cols, axis=1, out=out)
-        else:
-            np.sum(cols, axis=1, out=out)
+        window_reduce(cols, out, p.mode == "max")
+        if p.mode != "max":
             out /= area
 
 
@@ -354,7 +362,7 @@ def _keep_first(cols, mx, mask, seen):
 def pool_backward(p, A_prev, dA, dA_prev):
     area = p.fh * p.fw
     ar = arena()
-    boxes, full = plan(p, _pool_cost(p, True))
+    boxes, full = plan(p, _pool_cost(p, True), _pool_budget())
     if not full:
         dA_prev.fill(0)
     for box in boxes:
