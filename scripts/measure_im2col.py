@@ -142,6 +142,30 @@ def torch_pool(case, A, dA, mode):
     return out
 
 
+def thread_check(shapes, reps, budget):
+    """Serial column build vs OpenBLAS workers: the im2col forward, the bare GEMM and the
+    column build alone with BLAS limited to 2 and to 1 thread (needs threadpoolctl)."""
+    from fastnn.backends import _cols
+
+    print("\nthreads: BLAS threads vs the serial column build (float32 forward, ms)")
+    for name in shapes:
+        case = BENCH_CONV_SHAPES[name]
+        A, W, b, hp, _ = case.make(np.float32)
+        p = P.conv_params(A, W, b, hp)
+        rows, Kd = p.m * p.Ho * p.Wo, p.fh * p.fw * p.C
+        X = np.random.RandomState(1).standard_normal((rows, Kd)).astype(np.float32)
+        Z = np.empty((rows, p.K), np.float32)
+        Wm = W.reshape(Kd, p.K)
+        S = np.pad(A, ((0, 0), (p.ph, p.ph), (p.pw, p.pw), (0, 0)))
+        for nt in (2, 1):
+            with threadpoolctl.threadpool_limits(nt, user_api="blas"):
+                t = median_times([lambda: fastnn.conv_forward(A, W, b, hp, backend="im2col"),
+                                  lambda: np.matmul(X, Wm, out=Z),
+                                  lambda: _cols.im2col(S, p.Ho, p.Wo, p.fh, p.fw, p.sh, p.sw, X)], reps, budget)
+            print(f"  {name:<10} BLAS threads={nt}: im2col {t[0]*1e3:8.2f}  bare GEMM {t[1]*1e3:8.2f}  "
+                  f"column build alone {t[2]*1e3:8.2f}  ratio {t[0]/t[1]:5.2f}", flush=True)
+
+
 def fmt_ratio(x):
     return "   -  " if x != x else f"{x:6.2f}"
 
@@ -155,6 +179,8 @@ def main(argv=None):
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-pool", action="store_true")
     ap.add_argument("--no-conv", action="store_true")
+    ap.add_argument("--threads", action="store_true",
+                    help="also compare BLAS limited to 2 and 1 threads (threadpoolctl)")
     args = ap.parse_args(argv)
 
     use_torch = torch is not None and not args.no_torch
@@ -241,6 +267,8 @@ def main(argv=None):
                         print(f"{name:<12} {dts:<8} {mode:<8} {d:<4} {t[0]*1e3:10.2f} {t_torch*1e3:9.2f} "
                               f"{fmt_ratio(t[0]/t_torch)} {fmt_ratio(t[0]/t[3])} "
                               f"{(peak - nbytes(out))/2**20:9.2f} {full_cols:13.2f}", flush=True)
+    if args.threads and threadpoolctl is not None:
+        thread_check([n for n in ("cifar", "res_3x3") if not args.shapes or n in args.shapes], args.reps, args.budget)
     return 0
 
 
