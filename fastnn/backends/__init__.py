@@ -9,6 +9,7 @@ import importlib
 
 BACKEND_MODULES = (
     "reference",
+    "im2col",
 )
 
 UNAVAILABLE = {}

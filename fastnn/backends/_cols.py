@@ -1,0 +1,363 @@
+"""The one ``im2col`` / ``col2im`` pair of the ``im2col`` backend, and its workspace.
+
+Geometry
+--------
+A *source* ``S`` is an NHWC block ``(nb, R, Cw, C)`` of the (padded) input whose
+last two axes are contiguous (a slice of a C-contiguous input, or a padded copy).
+Its windows form the column tensor ``(nb, Ho', Wo', fh, fw, C)``: the row
+``(n, ho, wo)`` holds the window whose top-left corner is ``(ho*sh, wo*sw)``, in
+row-major ``(i, j, c)`` order, which is the order of ``W.reshape(fh*fw*C, K)``.
+
+* :func:`im2col` copies that strided view into a buffer: one NumPy copy whose inner
+  contiguous run is ``fw*C`` elements (the window row). No Python loop over pixels.
+* :func:`col2im` is its adjoint: it adds the columns back into a source-shaped
+  gradient with ``ceil(fh/sh) * ceil(fw/sw)`` strided slab adds. Offsets are grouped
+  so that no two windows of one add touch the same element (``sh`` consecutive
+  window rows, ``sw`` consecutive window columns), which a NumPy in-place add needs.
+
+Workspace
+---------
+Column buffers live in a per-thread arena (:class:`threading.local`) that is reused
+across calls and grows only up to the workspace limit (default 256 MiB; set it with
+:func:`set_workspace_limit` or the environment variable ``FASTNN_IM2COL_WORKSPACE_MB``).
+Callers plan their chunks so that everything they take from the arena in one chunk
+fits the limit; the arena never holds more than the limit unless a single output
+pixel's window alone is larger (then that minimum is used).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Tuple
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+__all__ = [
+    "DEFAULT_WORKSPACE_MB",
+    "ENV_WORKSPACE",
+    "set_workspace_limit",
+    "get_workspace_limit",
+    "release_workspace",
+    "workspace_nbytes",
+    "Arena",
+    "arena",
+    "window_view",
+    "im2col",
+    "col2im",
+    "fill_source",
+]
+
+DEFAULT_WORKSPACE_MB = 256
+ENV_WORKSPACE = "FASTNN_IM2COL_WORKSPACE_MB"
+_ALIGN = 64  # bytes: every region taken from the arena starts on a cache line
+
+
+def _limit_from_env() -> int:
+    raw = os.environ.get(ENV_WORKSPACE)
+    if raw is None or raw.strip() == "":
+        return DEFAULT_WORKSPACE_MB << 20
+    try:
+        mb = float(raw)
+    except ValueError:
+        raise ValueError(f"{ENV_WORKSPACE} must be a number of MiB, got {raw!r}") from None
+    if not mb > 0:
+        raise ValueError(f"{ENV_WORKSPACE} must be positive, got {raw!r}")
+    return int(mb * (1 << 20))
+
+
+_limit = _limit_from_env()
+_local = threading.local()
+
+
+def set_workspace_limit(nbytes: int) -> int:
+    """Set the most bytes one thread's column workspace may hold; returns the previous limit.
+
+    Calls split their batch into chunks whose column buffers fit this limit. A thread's
+    workspace larger than the new limit is released on its next use (this thread's at once).
+    """
+    global _limit
+    if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)):
+        raise TypeError(f"workspace limit must be an int number of bytes, got {nbytes!r}")
+    if nbytes < 1:
+        raise ValueError(f"workspace limit must be positive, got {nbytes}")
+    old, _limit = _limit, int(nbytes)
+    a = getattr(_local, "arena", None)
+    if a is not None and a.capacity > _limit:
+        a.release()
+    return old
+
+
+def get_workspace_limit() -> int:
+    """The workspace limit in bytes (per thread)."""
+    return _limit
+
+
+def release_workspace() -> None:
+    """Free this thread's workspace (it is reallocated on the next call)."""
+    a = getattr(_local, "arena", None)
+    if a is not None:
+        a.release()
+
+
+def workspace_nbytes() -> int:
+    """Bytes this thread's workspace holds now."""
+    a = getattr(_local, "arena", None)
+    return 0 if a is None else a.capacity
+
+
+def _aligned(n: int) -> int:
+    return (n + _ALIGN - 1) // _ALIGN * _ALIGN
+
+
+class Arena:
+    """A reusable byte buffer carved into typed regions, one call (chunk) at a time.
+
+    ``reserve(total)`` makes sure ``total`` bytes are available (growing the buffer,
+    never beyond need); ``take(shape, dtype)`` hands out the next aligned region.
+    """
+
+    __slots__ = ("_buf", "_pos")
+
+    def __init__(self) -> None:
+        self._buf = np.empty(0, dtype=np.uint8)
+        self._pos = 0
+
+    @property
+    def capacity(self) -> int:
+        return self._buf.nbytes
+
+    def release(self) -> None:
+        self._buf = np.empty(0, dtype=np.uint8)
+        self._pos = 0
+
+    def reserve(self, nbytes: int) -> None:
+        self._pos = 0
+        need = nbytes + _ALIGN
+        if self._buf.nbytes < need or self._buf.nbytes > max(_limit, need):
+            self._buf = np.empty(0, dtype=np.uint8)  # free the old one first: no double peak
+            self._buf = np.empty(need, dtype=np.uint8)
+
+    def take(self, shape: Tuple[int, ...], dtype) -> np.ndarray:
+        dtype = np.dtype(dtype)
+        n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        base = self._buf.ctypes.data
+        start = self._pos + (-(base + self._pos)) % _ALIGN
+        end = start + n
+        if end > self._buf.nbytes:
+            raise AssertionError("im2col workspace overrun: the chunk plan under-counted")  # pragma: no cover
+        self._pos = end
+        return self._buf[start:end].view(dtype).reshape(shape)
+
+
+def arena() -> Arena:
+    """This thread's arena (created on first use)."""
+    a = getattr(_local, "arena", None)
+    if a is None:
+        a = _local.arena = Arena()
+    return a
+
+
+def region_bytes(shape: Tuple[int, ...], itemsize: int) -> int:
+    """Bytes :meth:`Arena.take` may use for a region (with its alignment slack)."""
+    n = itemsize
+    for s in shape:
+        n *= s
+    return _aligned(n) + _ALIGN
+
+
+# ------------------------------------------------------------------ Numba kernels
+#
+# Serial (single-threaded, no OpenMP/TBB pool) Numba loops for the copy and the
+# scatter-add: they run at memory speed whatever C is, where NumPy's strided copies pay
+# an inner-loop call per window row (slow when fw*C is small). Being serial, they leave
+# both cores to the BLAS GEMM that follows and never spin against it.
+
+try:
+    import numba as _numba
+
+    from .._numba_config import NJIT as _NJIT
+except ImportError:  # numba is a runtime dependency; the NumPy path is kept as fallback
+    _numba = None
+
+#: Use the Numba loops (True when numba imports); tests switch it to cover the NumPy path.
+USE_NUMBA = _numba is not None
+
+if _numba is not None:
+
+    @_numba.njit(**_NJIT)
+    def _im2col_nb(S, ho, wo, fh, fw, sh, sw, out):  # pragma: no cover - compiled
+        # S (nb, R, Cw*C); out (rows, fh, fw*C): the window row i of pixel r is contiguous.
+        nb = S.shape[0]
+        run = out.shape[2]
+        C = run // fw
+        r = 0
+        for n in range(nb):
+            for h in range(ho):
+                for w in range(wo):
+                    c0 = w * sw * C
+                    for i in range(fh):
+                        src = S[n, h * sh + i]
+                        dst = out[r, i]
+                        for k in range(run):
+                            dst[k] = src[c0 + k]
+                    r += 1
+
+    @_numba.njit(**_NJIT)
+    def _col2im_nb(cols, dS, ho, wo, fh, fw, sh, sw):  # pragma: no cover - compiled
+        # cols (rows, fh*fw, C) (any strides: may be a broadcast view); dS (nb, R, Cw, C).
+        nb, C = dS.shape[0], dS.shape[3]
+        r = 0
+        for n in range(nb):
+            for h in range(ho):
+                for w in range(wo):
+                    for i in range(fh):
+                        row = dS[n, h * sh + i]
+                        for j in range(fw):
+                            d = row[w * sw + j]
+                            s = cols[r, i * fw + j]
+                            for c in range(C):
+                                d[c] += s[c]
+                    r += 1
+
+    @_numba.njit(**_NJIT)
+    def _max_window_grad_nb(cols, dA, first):  # pragma: no cover - compiled
+        # cols (rows, area, C) -> in place: the max-pool gradient of each window column,
+        # mask * g with the reference's mask: every position equal to the max ("all": none
+        # for a NaN window) or np.argmax's first maximum / first NaN ("first").
+        rows, area, C = cols.shape
+        for r in range(rows):
+            for c in range(C):
+                best = cols[r, 0, c]
+                bi = 0
+                nan = best != best
+                if not nan:
+                    for k in range(1, area):
+                        v = cols[r, k, c]
+                        if v != v:
+                            best = v
+                            bi = k
+                            break
+                        if v > best:
+                            best = v
+                            bi = k
+                g = dA[r, c]
+                for k in range(area):
+                    hit = (k == bi) if first else (cols[r, k, c] == best)
+                    cols[r, k, c] = (1 if hit else 0) * g
+
+    @_numba.njit(**_NJIT)
+    def _window_reduce_nb(cols, out, is_max):  # pragma: no cover - compiled
+        # cols (rows, area, C) -> out (rows, C): max (NaN propagates, as np.max) or sum.
+        rows, area, C = cols.shape
+        for r in range(rows):
+            o = out[r]
+            for c in range(C):
+                o[c] = cols[r, 0, c]
+            for k in range(1, area):
+                v = cols[r, k]
+                if is_max:
+                    for c in range(C):
+                        x = v[c]
+                        if x > o[c] or x != x:
+                            o[c] = x
+                else:
+                    for c in range(C):
+                        o[c] += v[c]
+
+
+def window_reduce(cols: np.ndarray, out: np.ndarray, is_max: bool) -> None:
+    """``out = cols.max(axis=1)`` (NaN propagating) or ``cols.sum(axis=1)``."""
+    if USE_NUMBA:
+        _window_reduce_nb(cols, out, is_max)
+    elif is_max:
+        np.max(cols, axis=1, out=out)
+    else:
+        np.sum(cols, axis=1, out=out)
+
+
+def max_window_grad(cols: np.ndarray, dA: np.ndarray, first: bool) -> bool:
+    """Turn max-pool window columns ``cols`` (rows, area, C) into their gradient in place
+    (Numba). Returns False when the Numba path is off (the caller uses NumPy instead)."""
+    if not USE_NUMBA:
+        return False
+    _max_window_grad_nb(cols, dA, first)
+    return True
+
+
+# ----------------------------------------------------------------------- geometry
+
+
+def window_view(S: np.ndarray, ho: int, wo: int, fh: int, fw: int, sh: int, sw: int,
+                writeable: bool = False) -> np.ndarray:
+    """The ``(nb, ho, wo, fh, fw, C)`` strided view of the windows of ``S`` (no copy)."""
+    sN, sR, sW, sC = S.strides
+    return as_strided(
+        S,
+        shape=(S.shape[0], ho, wo, fh, fw, S.shape[3]),
+        strides=(sN, sh * sR, sw * sW, sR, sW, sC),
+        writeable=writeable,
+    )
+
+
+def im2col(S: np.ndarray, ho: int, wo: int, fh: int, fw: int, sh: int, sw: int,
+           out: np.ndarray) -> np.ndarray:
+    """Copy the windows of ``S`` into ``out`` (any shape of ``nb*ho*wo*fh*fw*C`` elements)."""
+    nb, R, Cw, C = S.shape
+    if USE_NUMBA:
+        _im2col_nb(S.reshape(nb, R, Cw * C), ho, wo, fh, fw, sh, sw, out.reshape(nb * ho * wo, fh, fw * C))
+        return out
+    cols = out.reshape(nb, ho, wo, fh, fw, C)
+    np.copyto(cols, window_view(S, ho, wo, fh, fw, sh, sw))
+    return out
+
+
+def col2im(cols: np.ndarray, dS: np.ndarray, ho: int, wo: int, fh: int, fw: int,
+           sh: int, sw: int) -> np.ndarray:
+    """Add the columns ``cols`` (``nb*ho*wo*fh*fw*C`` elements) into ``dS`` (the adjoint of im2col).
+
+    ``dS`` is accumulated into, not overwritten. ``cols`` may be a broadcast view.
+    """
+    nb, C = dS.shape[0], dS.shape[3]
+    if USE_NUMBA:
+        _col2im_nb(cols.reshape(nb * ho * wo, fh * fw, C), dS, ho, wo, fh, fw, sh, sw)
+        return dS
+    cols6 = cols.reshape(nb, ho, wo, fh, fw, C) if cols.ndim != 6 else cols
+    sN, sR, sW, sC = dS.strides
+    for i0 in range(0, fh, sh):
+        i1 = min(i0 + sh, fh)
+        for j0 in range(0, fw, sw):
+            j1 = min(j0 + sw, fw)
+            # Windows (ho, wo) at offsets i in [i0, i1), j in [j0, j1) touch distinct elements.
+            tgt = as_strided(
+                dS[:, i0:, j0:, :],
+                shape=(nb, ho, wo, i1 - i0, j1 - j0, C),
+                strides=(sN, sh * sR, sw * sW, sR, sW, sC),
+            )
+            tgt += cols6[:, :, :, i0:i1, j0:j1, :]
+    return dS
+
+
+def fill_source(A: np.ndarray, n0: int, n1: int, r0: int, r1: int, c0: int, c1: int,
+                ph: int, pw: int, value, out: np.ndarray) -> np.ndarray:
+    """Write rows ``[r0, r1)`` and columns ``[c0, c1)`` of images ``[n0, n1)`` of the input
+    padded by ``(ph, pw)`` with ``value`` into ``out`` (shape ``(n1-n0, r1-r0, c1-c0, C)``).
+    """
+    H, W = A.shape[1], A.shape[2]
+    a0, a1 = max(r0, ph), min(r1, ph + H)  # real rows, in padded coordinates
+    b0, b1 = max(c0, pw), min(c1, pw + W)
+    if a0 >= a1 or b0 >= b1:
+        out.fill(value)
+        return out
+    ta0, ta1, tb0, tb1 = a0 - r0, a1 - r0, b0 - c0, b1 - c0
+    if ta0 > 0:
+        out[:, :ta0].fill(value)
+    if ta1 < out.shape[1]:
+        out[:, ta1:].fill(value)
+    if tb0 > 0:
+        out[:, ta0:ta1, :tb0].fill(value)
+    if tb1 < out.shape[2]:
+        out[:, ta0:ta1, tb1:].fill(value)
+    out[:, ta0:ta1, tb0:tb1] = A[n0:n1, a0 - ph:a1 - ph, b0 - pw:b1 - pw]
+    return out

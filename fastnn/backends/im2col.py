@@ -1,0 +1,428 @@
+"""The ``im2col`` backend: column matrices and BLAS GEMMs, in bounded memory.
+
+Convolution
+    forward   ``Z = cols @ W.reshape(fh*fw*C, K) + b`` with ``cols`` the
+              ``(N*Ho*Wo, fh*fw*C)`` column matrix of the zero-padded input;
+    backward  ``dW = cols^T @ dZ``, ``db = sum(dZ)``, ``dcols = dZ @ W^T`` then
+              ``col2im`` (the adjoint of ``im2col``) into ``dA_prev``.
+Pooling
+    the same ``im2col`` (padding with ``-inf`` for max, zeros for average) viewed as
+    ``(rows, fh*fw, C)``; max/mean over the window axis. Backward builds the window
+    gradient (``ties="all"``: every position equal to the max; ``"first"``: the argmax)
+    and scatters it with the same ``col2im``.
+
+Memory: the batch is split into chunks (whole images, else output rows of one image,
+else pieces of one output row) so that the workspace a chunk needs (column buffer plus
+a padded copy of the chunk's input rows when there is padding) fits the per-thread
+workspace limit: 256 MiB by default, set with :func:`set_workspace_limit` (bytes) or
+``FASTNN_IM2COL_WORKSPACE_MB``. The workspace is one per-thread buffer reused across
+calls (:mod:`threading.local`), in the compute dtype: float32 stays float32.
+
+Threads: columns are built (and scattered back) on the calling thread by serial Numba
+loops (NumPy strided copies when numba is missing), never by a parallel pool, so the BLAS
+GEMM has both cores to itself and no idle OpenMP/workqueue threads spin against it.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, List, NamedTuple, Tuple
+
+import numpy as np
+
+from .._dispatch import register, register_backend
+from ._cols import (
+    DEFAULT_WORKSPACE_MB,
+    ENV_WORKSPACE,
+    arena,
+    col2im,
+    fill_source,
+    get_workspace_limit,
+    im2col,
+    max_window_grad,
+    region_bytes,
+    window_reduce,
+    release_workspace,
+    set_workspace_limit,
+    workspace_nbytes,
+)
+
+__all__ = [
+    "NAME",
+    "set_workspace_limit",
+    "get_workspace_limit",
+    "release_workspace",
+    "workspace_nbytes",
+    "DEFAULT_WORKSPACE_MB",
+    "ENV_WORKSPACE",
+    "plan",
+]
+
+NAME = "im2col"
+register_backend(
+    NAME,
+    priority=10,
+    description="im2col/col2im column matrices + BLAS GEMM, chunked to a bounded workspace",
+)
+
+#: Chunks are also kept at most this many bytes (when the limit is larger), so that a
+#: chunk's columns are still in cache when the GEMM or the reduction reads them.
+#: Tuned on the benchmark shapes (``scripts/measure_im2col.py``); the limit still wins.
+PREFERRED_CHUNK_BYTES = 64 << 20
+
+
+class Box(NamedTuple):
+    """One chunk: images [n0, n1), output rows [h0, h1), output columns [w0, w1), and the
+    rows [r0, r1) / columns [c0, c1) of the padded input they read."""
+
+    n0: int
+    n1: int
+    h0: int
+    h1: int
+    w0: int
+    w1: int
+    r0: int
+    r1: int
+    c0: int
+    c1: int
+    full: bool  # whole images (region = the whole padded image)
+    nbytes: int  # workspace the chunk needs
+
+    @property
+    def rows(self) -> int:
+        return (self.n1 - self.n0) * (self.h1 - self.h0) * (self.w1 - self.w0)
+
+
+def _largest(lo: int, hi: int, ok: Callable[[int], bool]) -> int:
+    """The largest x in [lo, hi] with ok(x) (ok monotone decreasing), or lo - 1 if none."""
+    if not ok(lo):
+        return lo - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def plan(p, cost: Callable[[int, int, int, int, int], int], budget: int = None) -> Tuple[List[Box], bool]:
+    """Split the output of ``p`` into chunks whose ``cost(nb, ho, wo, R, Cw)`` fits the budget.
+
+    Returns the chunks and whether they are whole images. The budget defaults to the
+    workspace limit (and :data:`PREFERRED_CHUNK_BYTES`, whichever is smaller).
+    """
+    if budget is None:
+        budget = min(get_workspace_limit(), PREFERRED_CHUNK_BYTES)
+    m, Ho, Wo, fh, fw, sh, sw = p.m, p.Ho, p.Wo, p.fh, p.fw, p.sh, p.sw
+    boxes: List[Box] = []
+    nb = _largest(1, m, lambda k: cost(k, Ho, Wo, p.Hp, p.Wp) <= budget)
+    if nb >= 1:
+        for n0 in range(0, m, nb):
+            n1 = min(n0 + nb, m)
+            boxes.append(Box(n0, n1, 0, Ho, 0, Wo, 0, p.Hp, 0, p.Wp, True,
+                             cost(n1 - n0, Ho, Wo, p.Hp, p.Wp)))
+        return boxes, True
+    cw_all = (Wo - 1) * sw + fw
+    hoc = _largest(1, Ho, lambda k: cost(1, k, Wo, (k - 1) * sh + fh, cw_all) <= budget)
+    if hoc >= 1:
+        for n in range(m):
+            for h0 in range(0, Ho, hoc):
+                h1 = min(h0 + hoc, Ho)
+                R = (h1 - h0 - 1) * sh + fh
+                boxes.append(Box(n, n + 1, h0, h1, 0, Wo, h0 * sh, h0 * sh + R, 0, cw_all, False,
+                                 cost(1, h1 - h0, Wo, R, cw_all)))
+        return boxes, False
+    # Not even one output row fits: pieces of a row (at least one pixel each).
+    woc = max(1, _largest(1, Wo, lambda k: cost(1, 1, k, fh, (k - 1) * sw + fw) <= budget))
+    for n in range(m):
+        for h in range(Ho):
+            for w0 in range(0, Wo, woc):
+                w1 = min(w0 + woc, Wo)
+                Cw = (w1 - w0 - 1) * sw + fw
+                boxes.append(Box(n, n + 1, h, h + 1, w0, w1, h * sh, h * sh + fh, w0 * sw, w0 * sw + Cw,
+                                 False, cost(1, 1, w1 - w0, fh, Cw)))
+    return boxes, False
+
+
+def _source(p, A, box: Box, value, ar):
+    """The chunk's padded input rows: a view of ``A`` when they need no padding, else a
+    padded copy in the workspace. Returns (S, direct)."""
+    if p.ph == 0 and p.pw == 0:
+        return A[box.n0:box.n1, box.r0:box.r1, box.c0:box.c1], True
+    S = ar.take((box.n1 - box.n0, box.r1 - box.r0, box.c1 - box.c0, p.C), p.dtype)
+    fill_source(A, box.n0, box.n1, box.r0, box.r1, box.c0, box.c1, p.ph, p.pw, value, S)
+    return S, False
+
+
+def _out_rows(X, box: Box, width: int) -> np.ndarray:
+    """The chunk's rows of an NHWC output as a (rows, width) view (chunks are contiguous)."""
+    v = X[box.n0:box.n1, box.h0:box.h1, box.w0:box.w1]
+    assert v.flags.c_contiguous  # so the reshape is a view, never a copy
+    return v.reshape(box.rows, width)
+
+
+def _scatter_back(p, dA_prev, box: Box, dS, direct: bool, full: bool) -> None:
+    """Move a chunk's padded-input gradient ``dS`` into ``dA_prev`` (direct: already there)."""
+    if direct:
+        return
+    if full:
+        dA_prev[box.n0:box.n1] = dS[:, p.ph:p.ph + p.H, p.pw:p.pw + p.W]
+        return
+    a0, a1 = max(box.r0, p.ph), min(box.r1, p.ph + p.H)
+    b0, b1 = max(box.c0, p.pw), min(box.c1, p.pw + p.W)
+    if a0 < a1 and b0 < b1:
+        dA_prev[box.n0:box.n1, a0 - p.ph:a1 - p.ph, b0 - p.pw:b1 - p.pw] += \
+            dS[:, a0 - box.r0:a1 - box.r0, b0 - box.c0:b1 - box.c0]
+
+
+def _grad_target(p, dA_prev, box: Box, ar, full: bool):
+    """Where col2im accumulates a chunk's gradient: a zeroed view of dA_prev when the chunk
+    needs no padding, else a zeroed padded buffer. Returns (dS, direct)."""
+    if p.ph == 0 and p.pw == 0:
+        dS = dA_prev[box.n0:box.n1, box.r0:box.r1, box.c0:box.c1]
+        if full:
+            dS.fill(0)  # sub-image chunks overlap: dA_prev was zeroed once up front
+        return dS, True
+    dS = ar.take((box.n1 - box.n0, box.r1 - box.r0, box.c1 - box.c0, p.C), p.dtype)
+    dS.fill(0)
+    return dS, False
+
+
+# ------------------------------------------------------------------------- kernels
+
+
+@register("zero_pad", NAME)
+def zero_pad(p, X, out):
+    fill_source(X, 0, p.m, 0, p.Hp, 0, p.Wp, p.ph, p.pw, 0, out)
+
+
+def _conv_cost(p, backward: bool):
+    it = p.dtype.itemsize
+    Kd = p.fh * p.fw * p.C
+    pad = p.ph != 0 or p.pw != 0
+    fixed = region_bytes((Kd, p.K), it) if backward else 0  # dW partial of a chunk
+
+    def cost(nb, ho, wo, R, Cw):
+        n = region_bytes((nb * ho * wo, Kd), it) + fixed
+        if pad:  # the padded input rows (reused for their gradient in backward)
+            n += region_bytes((nb, R, Cw, p.C), it)
+        return n
+
+    return cost
+
+
+def _add_bias(Z2, b):
+    """``Z2 += b`` for Z2 (rows, K), with long inner loops even when K is small."""
+    rows, K = Z2.shape
+    r = max(1, 512 // K)
+    main = rows // r * r
+    if r > 1 and main:
+        Z2[:main].reshape(main // r, r * K).__iadd__(np.tile(b, r))
+        if main < rows:
+            Z2[main:] += b
+    else:
+        Z2 += b
+
+
+def _is_pointwise(p) -> bool:
+    """A 1x1, stride-1, unpadded convolution: the input already is its column matrix."""
+    return p.fh == 1 and p.fw == 1 and p.sh == 1 and p.sw == 1 and p.ph == 0 and p.pw == 0
+
+
+@register("conv_forward", NAME)
+def conv_forward(p, A_prev, W, b, Z):
+    Kd = p.fh * p.fw * p.C
+    Wm = W.reshape(Kd, p.K)
+    if _is_pointwise(p):  # no columns to build, no workspace
+        Z2 = Z.reshape(-1, p.K)
+        np.matmul(A_prev.reshape(-1, p.C), Wm, out=Z2)
+        _add_bias(Z2, b)
+        return
+    ar = arena()
+    boxes, _ = plan(p, _conv_cost(p, False))
+    for box in boxes:
+        ar.reserve(box.nbytes)
+        S, _ = _source(p, A_prev, box, 0, ar)
+        cols = ar.take((box.rows, Kd), p.dtype)
+        im2col(S, box.h1 - box.h0, box.w1 - box.w0, p.fh, p.fw, p.sh, p.sw, cols)
+        Zc = _out_rows(Z, box, p.K)
+        np.matmul(cols, Wm, out=Zc)
+        _add_bias(Zc, b)
+
+
+@register("conv_backward", NAME)
+def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
+    Kd = p.fh * p.fw * p.C
+    Wm = W.reshape(Kd, p.K)
+    dW2 = dW.reshape(Kd, p.K)
+    np.sum(dZ.reshape(-1, p.K), axis=0, out=db)
+    if _is_pointwise(p):  # the input is the column matrix; col2im is the identity
+        dZ2 = dZ.reshape(-1, p.K)
+        np.matmul(A_prev.reshape(-1, p.C).T, dZ2, out=dW2)
+        np.matmul(dZ2, Wm.T, out=dA_prev.reshape(-1, p.C))
+        return
+    ar = arena()
+    boxes, full = plan(p, _conv_cost(p, True))
+    if not full:
+        dA_prev.fill(0)
+    for k, box in enumerate(boxes):
+        ar.reserve(box.nbytes)
+        S, direct_src = _source(p, A_prev, box, 0, ar)
+        ho, wo = box.h1 - box.h0, box.w1 - box.w0
+        cols = ar.take((box.rows, Kd), p.dtype)
+        im2col(S, ho, wo, p.fh, p.fw, p.sh, p.sw, cols)
+        dZc = _out_rows(dZ, box, p.K)
+        if k == 0:
+            np.matmul(cols.T, dZc, out=dW2)
+        else:
+            part = ar.take((Kd, p.K), p.dtype)
+            np.matmul(cols.T, dZc, out=part)
+            dW2 += part
+        dcols = np.matmul(dZc, Wm.T, out=cols)  # the columns are spent: reuse their buffer
+        if not direct_src:
+            dS, direct = S, False  # the padded rows are spent too: their buffer takes the gradient
+            dS.fill(0)
+        else:
+            dS, direct = _grad_target(p, dA_prev, box, ar, full)
+        col2im(dcols, dS, ho, wo, p.fh, p.fw, p.sh, p.sw)
+        _scatter_back(p, dA_prev, box, dS, direct, full)
+
+
+#: Pooling has no GEMM to feed: its chunks are kept small enough that the columns are
+#: still in the (L2) cache when the reduction reads them.
+POOL_CHUNK_BYTES = 1 << 20
+
+
+def _pool_budget() -> int:
+    return min(get_workspace_limit(), PREFERRED_CHUNK_BYTES, POOL_CHUNK_BYTES)
+
+
+def _pool_pad_value(p):
+    return -np.inf if p.mode == "max" else 0
+
+
+def _pool_cost(p, backward: bool):
+    it = p.dtype.itemsize
+    area = p.fh * p.fw
+    pad = p.ph != 0 or p.pw != 0
+
+    def cost(nb, ho, wo, R, Cw):
+        rows = nb * ho * wo
+        n = 0
+        if backward and p.mode == "average":
+            n += region_bytes((rows, p.C), it)  # dA / area; the columns are a broadcast view
+        else:
+            n += region_bytes((rows, area, p.C), it)
+            if backward:
+                n += region_bytes((rows, area, p.C), 1)  # the mask
+                n += region_bytes((rows, p.C), it)  # the max
+                n += region_bytes((rows, p.C), 1)  # "first": the maxima already seen
+        if pad:
+            n += region_bytes((nb, R, Cw, p.C), it)
+        return n
+
+    return cost
+
+
+@register("pool_forward", NAME)
+def pool_forward(p, A_prev, A):
+    area = p.fh * p.fw
+    ar = arena()
+    boxes, _ = plan(p, _pool_cost(p, False), _pool_budget())
+    for box in boxes:
+        ar.reserve(box.nbytes)
+        S, _ = _source(p, A_prev, box, _pool_pad_value(p), ar)
+        cols = ar.take((box.rows, area, p.C), p.dtype)
+        im2col(S, box.h1 - box.h0, box.w1 - box.w0, p.fh, p.fw, p.sh, p.sw, cols)
+        out = _out_rows(A, box, p.C)
+        window_reduce(cols, out, p.mode == "max")
+        if p.mode != "max":
+            out /= area
+
+
+def _keep_first(cols, mx, mask, seen):
+    """Keep only the first True of ``mask`` along the window axis: np.argmax's rule (the first
+    maximum in row-major window order, or the first NaN of a window holding one).
+
+    (``np.argmax(cols, axis=1)`` would copy the whole column buffer to make the axis last.)
+    """
+    area = mask.shape[1]
+    if np.isnan(mx).any():  # windows with a NaN: their max is NaN, the first NaN wins
+        for k in range(area):
+            mk = mask[:, k, :]
+            np.logical_or(mk, np.isnan(cols[:, k, :]), out=mk)
+    np.copyto(seen, mask[:, 0, :])
+    for k in range(1, area):
+        mk = mask[:, k, :]
+        np.greater(mk, seen, out=mk)  # mk and not seen
+        np.logical_or(seen, mk, out=seen)
+
+
+@register("pool_backward", NAME)
+def pool_backward(p, A_prev, dA, dA_prev):
+    area = p.fh * p.fw
+    ar = arena()
+    boxes, full = plan(p, _pool_cost(p, True), _pool_budget())
+    if not full:
+        dA_prev.fill(0)
+    for box in boxes:
+        ar.reserve(box.nbytes)
+        ho, wo = box.h1 - box.h0, box.w1 - box.w0
+        dAc = _out_rows(dA, box, p.C)
+        if p.mode == "average":
+            g = ar.take((box.rows, p.C), p.dtype)
+            np.divide(dAc, area, out=g)  # the reference's g / area
+            dcols = np.broadcast_to(g[:, None, :], (box.rows, area, p.C))
+            dS, direct = _grad_target(p, dA_prev, box, ar, full)
+        else:
+            S, direct = _source(p, A_prev, box, -np.inf, ar)
+            cols = ar.take((box.rows, area, p.C), p.dtype)
+            im2col(S, ho, wo, p.fh, p.fw, p.sh, p.sw, cols)
+            if max_window_grad(cols, dAc, p.ties == "first"):
+                dcols = cols
+            else:
+                mask = ar.take((box.rows, area, p.C), np.bool_)
+                mx = ar.take((box.rows, p.C), p.dtype)
+                np.max(cols, axis=1, out=mx)
+                np.equal(cols, mx[:, None, :], out=mask)  # "all": NaN windows give no gradient
+                if p.ties == "first":
+                    _keep_first(cols, mx, mask, ar.take((box.rows, p.C), np.bool_))
+                dcols = np.multiply(mask, dAc[:, None, :], out=cols)  # mask * g, as the reference
+            if direct:
+                dS, direct = _grad_target(p, dA_prev, box, ar, full)
+            else:
+                dS = S  # the padded rows are spent: their buffer takes the gradient
+                dS.fill(0)
+        col2im(dcols, dS, ho, wo, p.fh, p.fw, p.sh, p.sw)
+        _scatter_back(p, dA_prev, box, dS, direct, full)
+
+
+# --------------------------------------------------------------------- activations
+
+
+@register("relu", NAME)
+def relu(x, out):
+    np.maximum(0, x, out=out)
+
+
+@register("relu_backward", NAME)
+def relu_backward(dA, Z, out):
+    np.copyto(out, dA)
+    np.copyto(out, 0, where=Z <= 0)
+
+
+@register("sigmoid", NAME)
+def sigmoid(x, out):
+    with np.errstate(over="ignore"):
+        np.negative(x, out=out)
+        np.exp(out, out=out)
+        out += 1
+        np.divide(1, out, out=out)
+
+
+@register("sigmoid_backward", NAME)
+def sigmoid_backward(dA, Z, out):
+    sigmoid(Z, out)  # s
+    one_minus = np.subtract(1, out)
+    np.multiply(dA, out, out=out)  # (dA * s) * (1 - s), the reference's order
+    out *= one_minus

@@ -1,0 +1,309 @@
+"""The im2col backend beyond the shared matrix: chunking, the workspace bound, threads, dtypes."""
+
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import _params as P
+from fastnn.backends import _cols
+from fastnn.backends import im2col as I
+from fastnn.testing.cases import CONV_CASES, DTYPES, POOL_CASES, TOLERANCES, ConvCase, PoolCase
+
+B = "im2col"
+REF = "reference"
+
+
+@contextlib.contextmanager
+def workspace(limit, preferred=None):
+    """Run with a workspace limit (and chunk preference), restoring both afterwards."""
+    old_pref, old_pool = I.PREFERRED_CHUNK_BYTES, I.POOL_CHUNK_BYTES
+    old = I.set_workspace_limit(limit)
+    I.PREFERRED_CHUNK_BYTES = I.POOL_CHUNK_BYTES = limit if preferred is None else preferred
+    try:
+        yield
+    finally:
+        I.PREFERRED_CHUNK_BYTES, I.POOL_CHUNK_BYTES = old_pref, old_pool
+        I.set_workspace_limit(old)
+
+
+def close(actual, expected, dtype, what=""):
+    assert actual.dtype == np.dtype(dtype), what
+    tol = TOLERANCES[dtype]
+    scale = max(1.0, float(np.max(np.abs(expected[np.isfinite(expected)]), initial=0.0)))
+    np.testing.assert_allclose(actual, expected, rtol=tol["rtol"], atol=tol["atol"] * scale, err_msg=what)
+
+
+@pytest.fixture(params=["numba", "numpy"])
+def copy_path(request, monkeypatch):
+    """Run with the Numba column loops and with the NumPy strided-view fallback."""
+    if request.param == "numba" and not _cols.USE_NUMBA:
+        pytest.skip("numba is not importable")
+    monkeypatch.setattr(_cols, "USE_NUMBA", request.param == "numba")
+    return request.param
+
+
+# Limits that force each chunking mode on the small cases: per pixel (1 byte: nothing fits,
+# each chunk is one output pixel), a few output rows or pieces of a row, and whole images.
+LIMITS = [1, 700, 3000, 1 << 30]
+
+
+def _modes(case_params, cost):
+    boxes, full = I.plan(case_params, cost)
+    if full:
+        return "images"
+    return "rows" if all(b.w0 == 0 and b.w1 == case_params.Wo for b in boxes) else "pixels"
+
+
+def test_limits_exercise_every_chunk_mode():
+    seen = set()
+    for case in CONV_CASES.values():
+        A, W, b, hp, _ = case.make(np.float64)
+        p = P.conv_params(A, W, b, hp)
+        for limit in LIMITS:
+            with workspace(limit):
+                seen.add(_modes(p, I._conv_cost(p, True)))
+    assert seen == {"images", "rows", "pixels"}
+
+
+def test_plan_covers_every_output_once():
+    case = CONV_CASES["strided_nonsquare_pad"]
+    A, W, b, hp, _ = case.make(np.float64)
+    p = P.conv_params(A, W, b, hp)
+    for limit in LIMITS:
+        with workspace(limit):
+            boxes, _ = I.plan(p, I._conv_cost(p, False))
+        hits = np.zeros((p.m, p.Ho, p.Wo), dtype=int)
+        for bx in boxes:
+            hits[bx.n0:bx.n1, bx.h0:bx.h1, bx.w0:bx.w1] += 1
+            assert bx.nbytes <= max(limit, boxes[0].nbytes if limit == 1 else limit)
+        assert (hits == 1).all(), limit
+
+
+@pytest.mark.parametrize("limit", LIMITS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("case", list(CONV_CASES.values()), ids=lambda c: c.name)
+def test_conv_chunked_matches_reference(case, dtype, limit, copy_path):
+    A, W, b, hp, dZ = case.make(dtype, seed=4)
+    Z_ref, cache = fastnn.conv_forward(A, W, b, hp, backend=REF)
+    grads_ref = fastnn.conv_backward(dZ, cache, backend=REF)
+    with workspace(limit):
+        Z, cache = fastnn.conv_forward(A, W, b, hp, backend=B)
+        grads = fastnn.conv_backward(dZ, cache, backend=B)
+    close(Z, Z_ref, dtype, "Z")
+    for name, g, g_ref in zip(("dA_prev", "dW", "db"), grads, grads_ref):
+        close(g, g_ref, dtype, name)
+
+
+@pytest.mark.parametrize("limit", LIMITS)
+@pytest.mark.parametrize("mode,ties", [("max", "all"), ("max", "first"), ("average", "all")])
+@pytest.mark.parametrize("case", list(POOL_CASES.values()), ids=lambda c: c.name)
+def test_pool_chunked_matches_reference(case, mode, ties, limit, copy_path):
+    dtype = np.float64
+    A, hp, dA = case.make(dtype, seed=5)
+    out_ref, cache = fastnn.pool_forward(A, hp, mode, backend=REF)
+    g_ref = fastnn.pool_backward(dA, cache, mode, ties=ties, backend=REF)
+    with workspace(limit):
+        out, cache = fastnn.pool_forward(A, hp, mode, backend=B)
+        g = fastnn.pool_backward(dA, cache, mode, ties=ties, backend=B)
+    close(out, out_ref, dtype, "forward")
+    close(g, g_ref, dtype, "backward")
+
+
+@pytest.mark.parametrize("ties", ["all", "first"])
+def test_max_pool_nan_and_inf_follow_the_reference(ties):
+    A, hp, dA = PoolCase("nan", 2, 6, 6, 2, 3, 1, pad=1, ties=True).make(np.float64, seed=6)
+    A[0, 2, 2, 0] = np.nan
+    A[1, 0, :, 1] = -np.inf
+    A[1, 4, 4, 1] = np.inf
+    out_ref, cache = fastnn.pool_forward(A, hp, "max", backend=REF)
+    out, _ = fastnn.pool_forward(A, hp, "max", backend=B)
+    np.testing.assert_array_equal(out, out_ref)
+    g = fastnn.pool_backward(dA, cache, "max", ties=ties, backend=B)
+    g_ref = fastnn.pool_backward(dA, cache, "max", ties=ties, backend=REF)
+    np.testing.assert_array_equal(np.isnan(g), np.isnan(g_ref))
+    close(g, g_ref, np.float64)  # overlapping windows: sums in another order
+
+
+def test_ties_rules_differ_where_windows_tie():
+    A = np.zeros((1, 2, 2, 1))
+    dA = np.ones((1, 1, 1, 1))
+    cache = (A, {"f": 2, "stride": 2})
+    g_all = fastnn.pool_backward(dA, cache, "max", ties="all", backend=B)
+    g_first = fastnn.pool_backward(dA, cache, "max", ties="first", backend=B)
+    np.testing.assert_array_equal(g_all[0, :, :, 0], [[1, 1], [1, 1]])
+    np.testing.assert_array_equal(g_first[0, :, :, 0], [[1, 0], [0, 0]])
+
+
+# ------------------------------------------------------------------ memory bound
+
+MIB = 1 << 20
+LIMIT = 2 * MIB
+SLACK = 256 << 10  # Python objects, views, iterator buffers of NumPy
+
+
+def _peak(fn):
+    """(result, peak bytes tracemalloc saw during fn()), with a cold workspace."""
+    I.release_workspace()
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        out = fn()
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    return out, peak
+
+
+# (case, dtype): whole-image chunks; and one image whose columns alone exceed the limit.
+MEM_CONV = [
+    (ConvCase("mem_images", 32, 32, 32, 16, 3, 16, 1, 1), np.float32),
+    (ConvCase("mem_rows", 2, 64, 64, 16, 3, 8, 1, 1), np.float64),
+]
+
+
+@pytest.mark.parametrize("case,dtype", MEM_CONV, ids=[c.name for c, _ in MEM_CONV])
+def test_conv_peak_memory_is_bounded_and_results_match_unchunked(case, dtype, copy_path):
+    A, W, b, hp, dZ = case.make(dtype, seed=7)
+    p = P.conv_params(A, W, b, hp)
+    full_cols = p.m * p.Ho * p.Wo * p.fh * p.fw * p.C * np.dtype(dtype).itemsize
+    assert full_cols >= 4 * LIMIT  # the unchunked column matrix would be several times the limit
+
+    with workspace(1 << 34, preferred=1 << 34):  # unchunked
+        assert len(I.plan(p, I._conv_cost(p, True))[0]) == 1
+        Z_full, cache = fastnn.conv_forward(A, W, b, hp, backend=B)
+        grads_full = fastnn.conv_backward(dZ, cache, backend=B)
+    with workspace(LIMIT):
+        assert len(I.plan(p, I._conv_cost(p, True))[0]) >= 4
+        (Z, _), peak_f = _peak(lambda: fastnn.conv_forward(A, W, b, hp, backend=B))
+        grads, peak_b = _peak(lambda: fastnn.conv_backward(dZ, cache, backend=B))
+        assert I.workspace_nbytes() <= LIMIT
+    assert peak_f <= LIMIT + Z.nbytes + SLACK, (peak_f, LIMIT, Z.nbytes)
+    assert peak_b <= LIMIT + sum(g.nbytes for g in grads) + SLACK, (peak_b, LIMIT)
+    close(Z, Z_full, dtype, "Z")
+    for name, g, g_full in zip(("dA_prev", "dW", "db"), grads, grads_full):
+        close(g, g_full, dtype, name)
+
+
+@pytest.mark.parametrize("mode,ties", [("max", "all"), ("max", "first"), ("average", "all")])
+def test_pool_peak_memory_is_bounded_and_results_match_unchunked(mode, ties, copy_path):
+    case = PoolCase("mem_pool", 16, 32, 32, 16, 3, 1, pad=1)
+    A, hp, dA = case.make(np.float32, seed=8)
+    with workspace(1 << 34, preferred=1 << 34):
+        out_full, cache = fastnn.pool_forward(A, hp, mode, backend=B)
+        g_full = fastnn.pool_backward(dA, cache, mode, ties=ties, backend=B)
+    with workspace(LIMIT):
+        (out, _), peak_f = _peak(lambda: fastnn.pool_forward(A, hp, mode, backend=B))
+        g, peak_b = _peak(lambda: fastnn.pool_backward(dA, cache, mode, ties=ties, backend=B))
+    # full columns: 16*32*32*9*16*4 bytes = 9 MiB, over 4x the limit
+    assert peak_f <= LIMIT + out.nbytes + SLACK, peak_f
+    assert peak_b <= LIMIT + g.nbytes + SLACK, peak_b
+    np.testing.assert_array_equal(out, out_full)
+    close(g, g_full, np.float32)
+
+
+def test_workspace_is_reused_across_calls():
+    A, W, b, hp, _ = CONV_CASES["wide_channels"].make(np.float32)
+    I.release_workspace()
+    fastnn.conv_forward(A, W, b, hp, backend=B)
+    buf = _cols.arena()._buf
+    assert buf.nbytes > 0
+    fastnn.conv_forward(A, W, b, hp, backend=B)
+    assert _cols.arena()._buf is buf  # no new allocation for the same call
+
+
+def test_workspace_shrinks_when_the_limit_drops():
+    A, W, b, hp, _ = ConvCase("big", 4, 32, 32, 16, 3, 8, 1, 1).make(np.float32)
+    with workspace(64 * MIB):
+        fastnn.conv_forward(A, W, b, hp, backend=B)
+        assert I.workspace_nbytes() > 256 << 10
+        with workspace(256 << 10):
+            assert I.workspace_nbytes() == 0  # released at once in this thread
+            fastnn.conv_forward(A, W, b, hp, backend=B)
+            assert 0 < I.workspace_nbytes() <= 256 << 10
+
+
+def test_threads_get_their_own_workspace_and_right_answers():
+    case = CONV_CASES["wide_channels"]
+    A, W, b, hp, dZ = case.make(np.float64, seed=9)
+    Z_ref, cache = fastnn.conv_forward(A, W, b, hp, backend=REF)
+    dA_ref = fastnn.conv_backward(dZ, cache, backend=REF)[0]
+    arenas, errors = [], []
+    start = threading.Barrier(4)
+
+    def work():
+        try:
+            start.wait()
+            for _ in range(20):
+                Z, c = fastnn.conv_forward(A, W, b, hp, backend=B)
+                dA = fastnn.conv_backward(dZ, c, backend=B)[0]
+                close(Z, Z_ref, np.float64)
+                close(dA, dA_ref, np.float64)
+            arenas.append(_cols.arena())
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len({id(a) for a in arenas}) == 4
+
+
+def test_float32_stays_float32(monkeypatch):
+    taken = []
+    orig = _cols.Arena.take
+
+    def spy(self, shape, dtype):
+        taken.append(np.dtype(dtype))
+        return orig(self, shape, dtype)
+
+    monkeypatch.setattr(_cols.Arena, "take", spy)
+    A, W, b, hp, dZ = CONV_CASES["strided_nonsquare_pad"].make(np.float32)
+    Z, cache = fastnn.conv_forward(A, W, b, hp, backend=B)
+    grads = fastnn.conv_backward(dZ, cache, backend=B)
+    Ap, php, dAp = POOL_CASES["padded"].make(np.float32)
+    for mode, ties in [("max", "all"), ("max", "first"), ("average", "all")]:
+        out, c = fastnn.pool_forward(Ap, php, mode, backend=B)
+        grads += (out, fastnn.pool_backward(dAp, c, mode, ties=ties, backend=B))
+    assert Z.dtype == np.float32 and all(g.dtype == np.float32 for g in grads)
+    floats = {d for d in taken if d.kind == "f"}
+    assert floats == {np.dtype(np.float32)}
+
+
+def test_workspace_limit_setting():
+    with pytest.raises(ValueError):
+        I.set_workspace_limit(0)
+    with pytest.raises(TypeError):
+        I.set_workspace_limit(1.5)
+    old = I.set_workspace_limit(123456)
+    try:
+        assert I.get_workspace_limit() == 123456
+    finally:
+        I.set_workspace_limit(old)
+
+
+def test_workspace_limit_from_environment():
+    code = "from fastnn.backends import im2col as I; print(I.get_workspace_limit())"
+    env = dict(os.environ, FASTNN_IM2COL_WORKSPACE_MB="3")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert int(out.stdout) == 3 << 20
+    env.pop("FASTNN_IM2COL_WORKSPACE_MB")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert int(out.stdout) == I.DEFAULT_WORKSPACE_MB << 20
+
+
+def test_backend_is_complete_and_registered():
+    info = {d["name"]: d for d in fastnn.backend_info()}
+    assert info[B]["priority"] == 10
+    from fastnn._dispatch import OPS
+    assert set(info[B]["ops"]) == set(OPS)
