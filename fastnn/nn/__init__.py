@@ -8,7 +8,7 @@ switches the whole network. A minimal training loop::
     model = nn.make_cnn((64, 64, 3), channels=(8, 16, 32), dtype="float32", seed=0)
     loss, opt = nn.BinaryCrossEntropy(from_logits=True), nn.Adam(lr=0.002)
     for epoch in range(20):
-        cost = nn.train_epoch(model, loss, opt, X, Y, batch_size=16, seed=0, epoch=epoch)
+        cost, acc = nn.train_epoch(model, loss, opt, X, Y, batch_size=16, seed=0, epoch=epoch)
     model.save("cnn.npz")                 # spec + parameters in one .npz
     model = nn.Sequential.load("cnn.npz")
 

@@ -7,7 +7,7 @@ batches an uninterrupted run would.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -31,22 +31,25 @@ def minibatches(m: int, batch_size: Optional[int], seed: int, epoch: int) -> Ite
 
 
 def train_epoch(model: Sequential, loss, optimizer, X: np.ndarray, Y: np.ndarray, *, batch_size: Optional[int],
-                seed: int, epoch: int, on_batch: Optional[Callable[[int, int, float], None]] = None) -> float:
-    """One pass over (X, Y); returns the example-weighted mean of the batch costs.
+                seed: int, epoch: int, on_batch: Optional[Callable[[int, int, float], None]] = None
+                ) -> Tuple[float, float]:
+    """One pass over (X, Y), one optimiser step per batch. Returns (cost, accuracy): the
+    example-weighted means over the epoch's batches, each measured before that batch's update.
     ``on_batch(done, total, cost)`` is called after each batch (progress bars, tests)."""
     m = X.shape[0]
     batches = list(minibatches(m, batch_size, seed, epoch))
     Y = np.asarray(Y).reshape(m, -1)
-    total = 0.0
+    total_cost = total_correct = 0.0
     for j, idx in enumerate(batches):
         out = model.forward(X[idx], train=True)
         cost, dout = loss(out, Y[idx])
+        total_correct += accuracy(loss.probabilities(out), Y[idx]) * len(idx)
         model.backward(dout)
         optimizer.step(model)
-        total += cost * len(idx)
+        total_cost += cost * len(idx)
         if on_batch is not None:
             on_batch(j + 1, len(batches), cost)
-    return total / m
+    return total_cost / m, total_correct / m
 
 
 def predict_proba(model: Sequential, loss, X: np.ndarray, batch_size: int = 256) -> np.ndarray:
