@@ -206,13 +206,19 @@ def mock_backend():
     unregister_backend(MOCK)
 
 
+def _optimizer(dtype):
+    # float64: Adam, as `fastnn train --model cnn`. float32: SGD with momentum, whose step is linear in the
+    # gradient; Adam's step is ~lr * sign(g) for tiny g, which turns float32 rounding noise into lr-sized jumps.
+    return nn.Adam(lr=0.01) if dtype == "float64" else nn.SGD(lr=0.05, momentum=0.9)
+
+
 def _train_steps(backend, dtype, steps=3):
     rng = np.random.default_rng(7)
     X = rng.random((5, 8, 8, 3))
     Y = np.array([1, 0, 0, 1, 1])
     with fastnn.use_backend(backend):
         model = nn.make_cnn((8, 8, 3), channels=(3, 4, 5), dtype=dtype, seed=11)
-        opt = nn.Adam(lr=0.01)
+        opt = _optimizer(dtype)
         costs = [nn.train_epoch(model, nn.BinaryCrossEntropy(), opt, X, Y, batch_size=3, seed=2, epoch=e)[0]
                  for e in range(steps)]
     return costs, {k: v.copy() for k, v in model.param_arrays().items()}

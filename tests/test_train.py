@@ -211,3 +211,11 @@ def test_cli_lists_train_and_bad_options_fail(capsys, tmp_path, tiny):
     assert "train" in cli.COMMANDS
     assert cli.main(["train", "--quiet", "--data", str(tiny), "--epochs", "1", "--lr", "-1", "--out", str(tmp_path)]) == 2
     assert "--lr must be a positive number" in capsys.readouterr().err
+
+
+def test_cost_plot_is_skipped_without_matplotlib(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    msg = T._plot([1.0, 0.5], tmp_path / "cost.png", "t")
+    assert "matplotlib is not installed" in msg and not (tmp_path / "cost.png").exists()
