@@ -8,7 +8,11 @@ train and 80% test accuracy.
 
 ``--model cnn`` is :func:`fastnn.nn.make_cnn`: three [conv3x3 (pad 1) -> ReLU -> maxpool 2]
 blocks of 8, 16 and 32 channels, then Dense to one logit, trained with Adam on
-binary cross-entropy; its defaults are in ``DEFAULTS["cnn"]``.
+binary cross-entropy. Defaults (``DEFAULTS["cnn"]``): seed 2 (initialisation and shuffling),
+20 epochs, mini-batches of 16, Adam with lr 0.001, float64. Measured with a vectorised NumPy
+conv standing in for the fast backends: 86% test accuracy (43/50), 95.7% train, in float64
+and in float32 alike. The test accuracy on 50 images is noisy: over seeds 0-6 the same config
+ended at 60-94% after 20 epochs (seed 2 was the steadiest: 82-86% over its last 6 epochs).
 
 Everything runs on the dispatched kernels, so ``--backend`` switches the whole network.
 Written to ``--out``: ``params.npz`` (the trained model), ``checkpoint.npz`` (model,
@@ -243,16 +247,19 @@ def _plot(costs: List[float], path: Path, title: str) -> str:
 
 
 class ProgressBar:
-    """``[#####.....] epoch 3/20 batch 5/14 cost 0.5123`` redrawn in place on stderr (at most 10 times a second)."""
+    """``[#####.....] epoch 3/20 batch 5/14 cost 0.5123`` redrawn in place on stderr (at most 10 times a
+    second, and only on a terminal: a log file gets the per-epoch lines alone)."""
 
     def __init__(self, total_epochs: int, stream=None, enabled: bool = True, width: int = 30) -> None:
         self.total, self.stream, self.enabled, self.width = total_epochs, stream or sys.stderr, enabled, width
+        isatty = getattr(self.stream, "isatty", None)
+        self.live = enabled and bool(isatty and isatty())
         self._last = 0.0
         self._drawn = False
 
     def update(self, epoch: int, batch: int, n_batches: int, cost: float) -> None:
         now = time.perf_counter()
-        if not self.enabled or (now - self._last < 0.1 and batch < n_batches):
+        if not self.live or (now - self._last < 0.1 and batch < n_batches):
             return
         self._last = now
         done = (epoch + batch / n_batches) / self.total

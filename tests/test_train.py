@@ -219,3 +219,19 @@ def test_cost_plot_is_skipped_without_matplotlib(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     msg = T._plot([1.0, 0.5], tmp_path / "cost.png", "t")
     assert "matplotlib is not installed" in msg and not (tmp_path / "cost.png").exists()
+
+
+def test_progress_bar_draws_on_a_terminal_only():
+    import io
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty, log = Tty(), io.StringIO()
+    for stream in (tty, log):
+        bar = T.ProgressBar(2, stream=stream)
+        bar.update(0, 3, 3, 0.5)
+        bar.line("epoch 1/2")
+    assert "[" + "#" * 15 + "." * 15 + "]  50.0% epoch 1/2 batch 3/3 cost 0.500000" in tty.getvalue()
+    assert log.getvalue() == "epoch 1/2\n"
