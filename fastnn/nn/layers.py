@@ -217,7 +217,8 @@ class Flatten(Layer):
 
 class Dense(Layer):
     """Fully connected: ``Z = X W + b`` with X (m, in_features), W (in_features, out_features),
-    b (1, out_features). (The course's column layout is the transpose; rows suit a batch axis first.)"""
+    b (1, out_features). (The course's column layout is the transpose; rows suit a batch axis first.)
+    There is no dispatched dense kernel: like :func:`fastnn.dnn.linear_forward` it is NumPy's matmul (BLAS)."""
 
     def __init__(self, in_features: int, out_features: int, init: str = "xavier") -> None:
         super().__init__()
