@@ -1,0 +1,237 @@
+"""``fastnn train``: the course's numbers on the real data, and the CLI on a tiny synthetic set."""
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from fastnn import cli
+from fastnn import train as T
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _real_data_dir():
+    for d in (os.environ.get("FASTNN_DATA"), REPO / ".." / "shared" / "datasets"):
+        if d and (Path(d) / "train_catvnoncat.h5").is_file() and (Path(d) / "test_catvnoncat.h5").is_file():
+            return Path(d)
+    return None
+
+
+REAL = _real_data_dir()
+needs_real = pytest.mark.skipif(
+    REAL is None, reason="the course's train_catvnoncat.h5/test_catvnoncat.h5 are not in $FASTNN_DATA or ../shared/datasets"
+)
+
+
+def _write_set(path, prefix, x, y):
+    with h5py.File(path, "w") as f:
+        f[f"{prefix}_set_x"] = x
+        f[f"{prefix}_set_y"] = y
+        f["list_classes"] = np.array([b"non-cat", b"cat"])
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """8x8 RGB images: 'cats' are bright in the top-left corner. 12 train, 6 test."""
+    rng = np.random.default_rng(0)
+
+    def make(m):
+        y = np.arange(m) % 2
+        x = rng.integers(0, 120, size=(m, 8, 8, 3))
+        x[y == 1, :4, :4, :] += 120
+        return x.astype(np.uint8), y.astype(np.int64)
+
+    d = tmp_path / "data"
+    d.mkdir()
+    _write_set(d / "train_catvnoncat.h5", "train", *make(12))
+    _write_set(d / "test_catvnoncat.h5", "test", *make(6))
+    return d
+
+
+def _train(capsys, *argv, on_batch=None):
+    parser = cli.build_parser()
+    args = parser.parse_args(["train", "--quiet", *map(str, argv)])
+    rc = T.run(args, on_batch=on_batch)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _params(path):
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files if k.startswith(("param/", "opt/"))}
+
+
+def _log(out):
+    return json.loads((Path(out) / "log.json").read_text())
+
+
+# ------------------------------------------------------------------------ real data
+
+
+@needs_real
+def test_dnn_defaults_start_at_the_course_cost_and_descend(capsys, tmp_path):
+    rc, out, err = _train(capsys, "--data", REAL, "--epochs", 4, "--out", tmp_path)
+    assert rc == 0, err
+    log = _log(tmp_path)
+    assert log["config"]["layer_dims"] == [12288, 20, 7, 5, 1]
+    assert round(log["log"]["cost"][0], 6) == 0.771749  # the course's "Cost after iteration 0"
+    costs = log["log"]["cost"]
+    assert all(b < a for a, b in zip(costs, costs[1:])), costs
+    assert "train accuracy:" in out and "test accuracy:" in out
+
+
+@needs_real
+def test_dnn_float32_cost_matches_float64(capsys, tmp_path):
+    rc, _, err = _train(capsys, "--data", REAL, "--epochs", 1, "--dtype", "float32", "--out", tmp_path)
+    assert rc == 0, err
+    assert _log(tmp_path)["log"]["cost"][0] == pytest.approx(0.771749, abs=1e-5)
+    assert all(v.dtype == np.float32 for v in _params(tmp_path / "params.npz").values())
+
+
+# --------------------------------------------------------------------- tiny synthetic
+
+
+@pytest.mark.parametrize("model", ["dnn", "cnn"])
+def test_train_then_predict_on_a_tiny_set(capsys, tmp_path, tiny, model):
+    out = tmp_path / "run"
+    rc, stdout, err = _train(capsys, "--data", tiny, "--model", model, "--epochs", 3, "--batch-size", 5,
+                             "--lr", 0.01, "--out", out)
+    assert rc == 0, err
+    for name in ("params.npz", "checkpoint.npz", "log.json"):
+        assert (out / name).is_file(), name
+    log = _log(out)
+    assert len(log["log"]["cost"]) == 3 and log["config"]["model"] == model
+    assert "train accuracy:" in stdout and "test accuracy:" in stdout and "time per epoch:" in stdout
+    assert 0 <= log["summary"]["test_accuracy"] <= 1
+    rc, stdout, err = _train(capsys, "--out", out, "--predict", tiny / "test_catvnoncat.h5")
+    assert rc == 0, err
+    assert stdout.count("p(cat)") == 6 and "accuracy:" in stdout
+
+
+def test_cnn_float32_writes_float32(capsys, tmp_path, tiny):
+    rc, _, err = _train(capsys, "--data", tiny, "--model", "cnn", "--dtype", "float32", "--epochs", 1, "--out", tmp_path)
+    assert rc == 0, err
+    params = _params(tmp_path / "checkpoint.npz")
+    assert params and all(v.dtype == np.float32 for k, v in params.items() if k != "opt/t")
+
+
+@pytest.mark.parametrize("model", ["dnn", "cnn"])
+def test_resume_continues_exactly(capsys, tmp_path, tiny, model):
+    common = ["--data", tiny, "--model", model, "--batch-size", 5, "--lr", 0.01]
+    assert _train(capsys, *common, "--epochs", 3, "--out", tmp_path / "straight")[0] == 0
+    assert _train(capsys, *common, "--epochs", 1, "--out", tmp_path / "split")[0] == 0
+    rc, _, err = _train(capsys, "--data", tiny, "--epochs", 3, "--resume", "--out", tmp_path / "split")
+    assert rc == 0, err
+    a, b = _params(tmp_path / "straight" / "params.npz"), _params(tmp_path / "split" / "params.npz")
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert _log(tmp_path / "straight")["log"]["cost"] == _log(tmp_path / "split")["log"]["cost"]
+
+
+def test_ctrl_c_saves_the_last_finished_epoch(capsys, tmp_path, tiny):
+    common = ["--data", tiny, "--model", "cnn", "--batch-size", 5, "--lr", 0.01]
+
+    def interrupt(epoch, batch, n_batches):
+        if epoch == 2 and batch == 2:  # in the middle of the third epoch
+            raise KeyboardInterrupt
+
+    rc, _, err = _train(capsys, *common, "--epochs", 4, "--out", tmp_path / "int", on_batch=interrupt)
+    assert rc == T.EXIT_INTERRUPTED
+    assert "--resume" in err
+    ckpt = tmp_path / "int" / "checkpoint.npz"
+    with np.load(ckpt) as f:
+        assert len(json.loads(str(f["meta"]))["log"]["cost"]) == 2
+    assert _train(capsys, *common, "--epochs", 2, "--out", tmp_path / "two")[0] == 0
+    a, b = _params(ckpt), _params(tmp_path / "two" / "checkpoint.npz")
+    for k in b:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    # and resuming finishes the run as if never interrupted
+    assert _train(capsys, *common, "--epochs", 4, "--out", tmp_path / "straight")[0] == 0
+    assert _train(capsys, "--data", tiny, "--epochs", 4, "--resume", "--out", tmp_path / "int")[0] == 0
+    a, b = _params(tmp_path / "int" / "params.npz"), _params(tmp_path / "straight" / "params.npz")
+    for k in b:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_resume_refuses_other_settings(capsys, tmp_path, tiny):
+    assert _train(capsys, "--data", tiny, "--model", "cnn", "--epochs", 1, "--out", tmp_path)[0] == 0
+    rc, _, err = _train(capsys, "--data", tiny, "--epochs", 2, "--resume", "--lr", 0.5, "--out", tmp_path)
+    assert rc == T.EXIT_USAGE and "lr=0.001" in err and "Traceback" not in err
+    rc, _, err = _train(capsys, "--data", tiny, "--resume", "--out", tmp_path / "nothing")
+    assert rc == T.EXIT_USAGE and "no checkpoint" in err
+
+
+def test_missing_data_is_a_clear_error(capsys, tmp_path):
+    rc, _, err = _train(capsys, "--data", tmp_path / "nowhere", "--epochs", 1, "--out", tmp_path / "o")
+    assert rc == T.EXIT_USAGE
+    assert "train_catvnoncat.h5" in err and "Coursera" in err and "Traceback" not in err
+
+
+def test_malformed_data_names_file_and_key(capsys, tmp_path, tiny):
+    with h5py.File(tiny / "test_catvnoncat.h5", "w") as f:
+        f["test_set_x"] = np.zeros((2, 8, 8, 3), np.uint8)  # no test_set_y
+    rc, _, err = _train(capsys, "--data", tiny, "--epochs", 1, "--out", tmp_path / "o")
+    assert rc == T.EXIT_USAGE
+    assert "test_catvnoncat.h5" in err and "test_set_y" in err
+    (tiny / "train_catvnoncat.h5").write_bytes(b"garbage")
+    rc, _, err = _train(capsys, "--data", tiny, "--epochs", 1, "--out", tmp_path / "o")
+    assert rc == T.EXIT_USAGE and "train_catvnoncat.h5" in err and "HDF5" in err
+
+
+def test_predict_errors(capsys, tmp_path, tiny):
+    rc, _, err = _train(capsys, "--out", tmp_path / "none", "--predict", tiny / "test_catvnoncat.h5")
+    assert rc == T.EXIT_USAGE and "no trained model" in err
+    out = tmp_path / "run"
+    assert _train(capsys, "--data", tiny, "--model", "cnn", "--epochs", 1, "--out", out)[0] == 0
+    big = tmp_path / "big.h5"
+    _write_set(big, "test", np.zeros((2, 16, 16, 3), np.uint8), np.zeros(2, np.int64))
+    rc, _, err = _train(capsys, "--out", out, "--predict", big)
+    assert rc == T.EXIT_USAGE and "(16, 16, 3)" in err
+    rc, _, err = _train(capsys, "--out", out, "--model", "dnn", "--predict", tiny / "test_catvnoncat.h5")
+    assert rc == T.EXIT_USAGE and "cnn model" in err
+
+
+def test_predict_an_image_file(capsys, tmp_path, tiny):
+    mpl = pytest.importorskip("matplotlib.image")
+    out = tmp_path / "run"
+    assert _train(capsys, "--data", tiny, "--model", "cnn", "--epochs", 1, "--out", out)[0] == 0
+    img = tmp_path / "cat.png"
+    mpl.imsave(img, np.full((8, 8, 3), 0.9))
+    rc, stdout, err = _train(capsys, "--out", out, "--predict", img)
+    assert rc == 0, err
+    assert stdout.startswith("cat.png: ") and "p(cat)" in stdout
+
+
+def test_cli_lists_train_and_bad_options_fail(capsys, tmp_path, tiny):
+    assert "train" in cli.COMMANDS
+    assert cli.main(["train", "--quiet", "--data", str(tiny), "--epochs", "1", "--lr", "-1", "--out", str(tmp_path)]) == 2
+    assert "--lr must be a positive number" in capsys.readouterr().err
+
+
+def test_cost_plot_is_skipped_without_matplotlib(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    msg = T._plot([1.0, 0.5], tmp_path / "cost.png", "t")
+    assert "matplotlib is not installed" in msg and not (tmp_path / "cost.png").exists()
+
+
+def test_progress_bar_draws_on_a_terminal_only():
+    import io
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty, log = Tty(), io.StringIO()
+    for stream in (tty, log):
+        bar = T.ProgressBar(2, stream=stream)
+        bar.update(0, 3, 3, 0.5)
+        bar.line("epoch 1/2")
+    assert "[" + "#" * 15 + "." * 15 + "]  50.0% epoch 1/2 batch 3/3 cost 0.500000" in tty.getvalue()
+    assert log.getvalue() == "epoch 1/2\n"
