@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import sys
@@ -86,7 +87,7 @@ def run(args) -> int:
 
     mode = MODES["quick" if args.quick else "full" if args.full else "default"]
     if args.ref_budget is not None:
-        mode = mode.__class__(**{**mode.__dict__, "ref_budget_s": args.ref_budget})
+        mode = dataclasses.replace(mode, ref_budget_s=args.ref_budget)
     threads = ThreadSettings(args.threads).apply()
     for w in threads.warnings:
         print(f"fastnn bench: warning: {w}", file=sys.stderr)
@@ -125,7 +126,7 @@ def run(args) -> int:
             "schema": "fastnn-bench/1",
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "argv": sys.argv,
-            "mode": mode.__dict__,
+            "mode": dataclasses.asdict(mode),
             "elapsed_s": elapsed,
             "machine": machine_info(),
             "versions": versions(),

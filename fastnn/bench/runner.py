@@ -38,12 +38,16 @@ class Mode:
     max_reps: int
     ref_budget_s: float  # time the reference on the full shape only if estimated within this
     probe_s: float  # per torch layout, to pick the faster one
+    gemm_n: int = 1024  # the square measured for the GEMM peak
+    copy_mib: int = 64  # the array copied for the memory bandwidth
 
 
 MODES: Dict[str, Mode] = {
-    "quick": Mode("quick", target_s=0.02, min_reps=3, max_reps=10, ref_budget_s=0.25, probe_s=0.01),
+    "quick": Mode("quick", target_s=0.02, min_reps=3, max_reps=10, ref_budget_s=0.25, probe_s=0.01,
+                  gemm_n=512, copy_mib=32),
     "default": Mode("default", target_s=0.12, min_reps=5, max_reps=50, ref_budget_s=1.0, probe_s=0.03),
-    "full": Mode("full", target_s=1.0, min_reps=10, max_reps=500, ref_budget_s=20.0, probe_s=0.2),
+    "full": Mode("full", target_s=1.0, min_reps=10, max_reps=500, ref_budget_s=20.0, probe_s=0.2,
+                 gemm_n=2048, copy_mib=256),
 }
 
 
@@ -172,9 +176,9 @@ def run_benchmark(
     bounds: Dict[str, object] = {"gemm_flops": {}, "mem_bytes_per_s": None}
     need_gemm = sorted({w.dtype_name for w in workloads if w.flops})
     for dt in need_gemm:
-        bounds["gemm_flops"][dt] = gemm_peak(np.dtype(dt))
+        bounds["gemm_flops"][dt] = gemm_peak(np.dtype(dt), n=mode.gemm_n)
     if any(w.bytes for w in workloads):
-        bounds["mem_bytes_per_s"] = memory_bandwidth()
+        bounds["mem_bytes_per_s"] = memory_bandwidth(mode.copy_mib * 2 ** 20)
 
     plan = []
     for w in workloads:
