@@ -118,6 +118,8 @@ def run(args) -> int:
     for r in results:
         if r["note"] and r["status"] in ("MISMATCH", "ERROR"):
             print(f"{r['status']}: {r['op']} {r['shape']} {r['dtype']} {r['backend']}: {r['note']}")
+    warm = sum(r.get("warmup_s") or 0.0 for r in results)
+    print(f"{elapsed:.0f} s in all, of which {warm:.0f} s untimed warm-up calls (JIT compilation included)")
     if old is not None:
         print(report.comparison_summary(results))
 

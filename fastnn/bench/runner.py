@@ -37,16 +37,15 @@ class Mode:
     min_reps: int
     max_reps: int
     ref_budget_s: float  # time the reference on the full shape only if estimated within this
-    probe_s: float  # per torch layout, to pick the faster one
     gemm_n: int = 1024  # the square measured for the GEMM peak
     copy_mib: int = 64  # the array copied for the memory bandwidth
 
 
 MODES: Dict[str, Mode] = {
-    "quick": Mode("quick", target_s=0.02, min_reps=3, max_reps=10, ref_budget_s=0.25, probe_s=0.01,
+    "quick": Mode("quick", target_s=0.02, min_reps=3, max_reps=10, ref_budget_s=0.25,
                   gemm_n=512, copy_mib=32),
-    "default": Mode("default", target_s=0.12, min_reps=5, max_reps=50, ref_budget_s=1.0, probe_s=0.03),
-    "full": Mode("full", target_s=1.0, min_reps=10, max_reps=500, ref_budget_s=20.0, probe_s=0.2,
+    "default": Mode("default", target_s=0.1, min_reps=3, max_reps=50, ref_budget_s=0.5),
+    "full": Mode("full", target_s=1.0, min_reps=10, max_reps=500, ref_budget_s=20.0,
                  gemm_n=2048, copy_mib=256),
 }
 
@@ -139,10 +138,15 @@ class Progress:
             self.stream.flush()
 
 
-def _measure(fn: Callable[[], object], mode: Mode, warmup: bool = True) -> Timing:
+def _measure(fn: Callable[[], object], mode: Mode, warmup: bool = True) -> dict:
+    """Timing of ``fn`` as a dict, with ``warmup_s``: the untimed first call (JIT compilation, first touch)."""
+    t_warm = None
     if warmup:
-        fn()  # untimed: compilation, first-touch of memory, caches
-    return time_callable(fn, target_s=mode.target_s, min_reps=mode.min_reps, max_reps=mode.max_reps)
+        t0 = time.perf_counter()
+        fn()
+        t_warm = time.perf_counter() - t0
+    timing = time_callable(fn, target_s=mode.target_s, min_reps=mode.min_reps, max_reps=mode.max_reps)
+    return {**timing.as_dict(), "warmup_s": t_warm}
 
 
 def _error(exc: BaseException) -> str:
@@ -202,7 +206,7 @@ def _row(w: Workload, backend: str) -> dict:
     return {
         "op": w.op, "family": w.family, "pass": w.pass_, "shape": w.shape, "dims": w.dims, "dtype": w.dtype_name,
         "backend": backend, "layout": None, "status": "ok", "note": "", "flops": w.flops, "bytes": w.bytes,
-        "median_s": None, "estimated_s": None,
+        "median_s": None, "estimated_s": None, "warmup_s": None,
     }
 
 
@@ -234,7 +238,7 @@ def _run_workload(w: Workload, fast: List[str], time_ref: bool, use_torch: bool,
             err = check(small.fastnn_call(b)())
             if err:
                 row["status"], row["note"] = "MISMATCH", f"vs {REF} on {small.dims}: {err}"
-            row.update(_measure(w.fastnn_call(b), mode).as_dict())
+            row.update(_measure(w.fastnn_call(b), mode))
         except Exception as exc:
             row["status"], row["note"] = "ERROR", _error(exc)
         rows.append(row)
@@ -251,7 +255,7 @@ def _run_workload(w: Workload, fast: List[str], time_ref: bool, use_torch: bool,
             row["note"] = f"estimated from {small.dims} ({fmt_seconds(t_small)}); budget {fmt_seconds(mode.ref_budget_s)}"
         else:
             try:
-                row.update(_measure(w.fastnn_call(REF), mode, warmup=estimate is not None and estimate < 0.2).as_dict())
+                row.update(_measure(w.fastnn_call(REF), mode, warmup=estimate is not None and estimate < 0.2))
                 row["status"] = "ref"
             except Exception as exc:
                 row["status"], row["note"] = "ERROR", _error(exc)
@@ -267,16 +271,24 @@ def _run_workload(w: Workload, fast: List[str], time_ref: bool, use_torch: bool,
             err = check(to_numpy(fn()))
             if err:
                 row["status"], row["note"] = "MISMATCH", f"vs {REF} on {small.dims}: {err}"
+            # Each layout: an untimed warm-up and one timed call; the faster is timed in full
+            # (its probe call serving as the calibration call).
             best = None
-            if len(layouts) > 1:  # pick the faster layout on a short probe
-                probe = dataclasses.replace(mode, target_s=mode.probe_s, min_reps=3, max_reps=20)
-                for lay in layouts:
-                    t = _measure(w.torch_call(lay)[0], probe).median
-                    if best is None or t < best[1]:
-                        best = (lay, t)
-            layout = best[0] if best else layouts[0]
-            row["layout"] = layout
-            row.update(_measure(w.torch_call(layout)[0], mode).as_dict())
+            t_warm = 0.0
+            for lay in layouts:
+                fn = w.torch_call(lay)[0]
+                t0 = time.perf_counter()
+                fn()
+                t_warm += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                fn()
+                t = time.perf_counter() - t0
+                if best is None or t < best[1]:
+                    best = (lay, t, fn)
+            row["layout"] = best[0] if len(layouts) > 1 else None
+            timing = time_callable(best[2], target_s=mode.target_s, min_reps=mode.min_reps,
+                                   max_reps=mode.max_reps, calibration=best[1])
+            row.update(timing.as_dict(), warmup_s=t_warm)
         except Exception as exc:
             row["status"], row["note"] = "ERROR", _error(exc)
         rows.append(row)

@@ -63,20 +63,25 @@ class Timing:
         }
 
 
-def time_callable(fn: Callable[[], object], *, target_s: float, min_reps: int, max_reps: int) -> Timing:
+def time_callable(fn: Callable[[], object], *, target_s: float, min_reps: int, max_reps: int,
+                  calibration: Optional[float] = None) -> Timing:
     """Time ``fn`` (already warmed up by the caller): a calibration call, then repeats.
 
     The number of repeats adapts to the measured time so that the whole measurement takes
     about ``target_s`` (at least ``min_reps``, at most ``max_reps`` repeats). Calls faster than
     ``MIN_SAMPLE_S`` are grouped so that each sample lasts at least that long. The garbage
-    collector is off while timing, as in :mod:`timeit`.
+    collector is off while timing, as in :mod:`timeit`. ``calibration``: the time of a call
+    the caller has just made (after its warm-up), used instead of a calibration call.
     """
     gc_was = gc.isenabled()
     gc.disable()
     try:
-        t0 = time.perf_counter()
-        fn()
-        t1 = time.perf_counter() - t0
+        if calibration is None:
+            t0 = time.perf_counter()
+            fn()
+            t1 = time.perf_counter() - t0
+        else:
+            t1 = calibration
         number = max(1, math.ceil(MIN_SAMPLE_S / max(t1, 1e-9)))
         samples = [t1] if number == 1 else []  # a slow call's calibration is a valid sample
         reps = int(min(max(target_s / max(t1 * number, 1e-9), min_reps), max_reps))
