@@ -127,7 +127,7 @@ def run(args) -> int:
         doc = {
             "schema": "fastnn-bench/1",
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "argv": sys.argv,
+            "args": {k: v for k, v in vars(args).items() if not k.startswith("_")},
             "mode": dataclasses.asdict(mode),
             "elapsed_s": elapsed,
             "machine": machine_info(),
@@ -168,9 +168,9 @@ def _threads_line(thr: dict) -> str:
         parts.append(f"numba {thr['numba']}")
     blas = thr.get("blas")
     if isinstance(blas, list) and blas:
-        parts.append("BLAS " + "/".join(f"{d['internal_api']} {d['num_threads']}" for d in blas))
+        parts.append("threadpools " + "/".join(f"{d['internal_api']} {d['num_threads']}" for d in blas))
     elif blas is None:
-        parts.append("BLAS unknown (no threadpoolctl)")
+        parts.append("BLAS threads unknown (no threadpoolctl)")
     if thr.get("torch") is not None:
         parts.append(f"torch {thr['torch']}")
     return ", ".join(parts)

@@ -189,6 +189,11 @@ def plot(results: Sequence[dict], path: str) -> str:
     if not panels:
         raise ValueError(f"nothing to plot: no result has a speed-up against {anchor}")
     keys = list(panels)
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    palette = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0", "C1", "C2", "C3"])
+    all_backends = list(dict.fromkeys(r["backend"] for rows in panels.values() for r in rows))
+    color = {b: palette[i % len(palette)] for i, b in enumerate(all_backends)}
     ncols = 2 if len(keys) > 1 else 1
     nrows = (len(keys) + ncols - 1) // ncols
     fig, axes = plt.subplots(nrows, ncols, figsize=(7 * ncols, 3.2 * nrows), squeeze=False)
@@ -198,15 +203,20 @@ def plot(results: Sequence[dict], path: str) -> str:
         backends = list(dict.fromkeys(r["backend"] for r in rows))
         width = 0.8 / max(len(backends), 1)
         for j, b in enumerate(backends):
-            xs, ys, colors = [], [], []
+            xs, ys = [], []
             for i, s in enumerate(shapes):
                 for r in rows:
                     if r["shape"] == s and r["backend"] == b:
                         xs.append(i + (j - (len(backends) - 1) / 2) * width)
                         ys.append(r[field])
-            ax.bar(xs, ys, width=width, label=b)
+            # bars grow from 1 (as fast as the anchor): up when faster, down when slower
+            ax.bar(xs, [y - 1.0 for y in ys], bottom=1.0, width=width, label=b, color=color[b])
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_yscale("log")
+        values = [r[field] for r in rows] + [1.0]
+        ax.set_ylim(min(values) / 1.6, max(values) * 1.6)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xticks(range(len(shapes)))
         ax.set_xticklabels(shapes, rotation=20, fontsize=8)
         ax.set_title(f"{key[0]} {key[1]}", fontsize=10)
