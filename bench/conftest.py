@@ -66,12 +66,13 @@ def _torch_fn(workload, probe):
     return best[1], best[2]
 
 
-def _check(workload, backend):
-    """Run ``backend`` on the reduced workload and compare with the reference; fail loudly if different."""
+def _check(workload, backend, layout=None):
+    """Run ``backend`` (torch: in ``layout``) on the reduced workload and compare with the reference;
+    fail loudly if different."""
     small = workload.reduced()
     ref_out, _ = _reference(small)
     if backend == TORCH:
-        fn, to_numpy = small.torch_call(small.torch_layouts()[0])
+        fn, to_numpy = small.torch_call(layout)
         out = to_numpy(fn())
     else:
         out = small.fastnn_call(backend)()
@@ -95,12 +96,13 @@ def bench_workload(benchmark):
             est = t_small * workload.ref_units / small.ref_units
             if est > REF_BUDGET_S:
                 pytest.skip(f"reference (course loops) skipped on this shape (est. {est:.1f} s)")
-        if backend != REF:
-            _check(workload, backend)
         if backend == TORCH:
             layout, (fn, _) = _torch_fn(workload, probe=not fast)
             benchmark.extra_info["layout"] = layout
+            _check(workload, backend, layout)
         else:
+            if backend != REF:
+                _check(workload, backend)
             fn = workload.fastnn_call(backend)
         benchmark.group = f"{workload.op} {workload.shape} {workload.dtype_name}"
         benchmark.extra_info.update(dims=workload.dims, flops=workload.flops, bytes=workload.bytes,
