@@ -10,6 +10,7 @@ from typing import List, Optional
 #: sub-command -> module exposing ``add_arguments(parser)``, ``run(args) -> int`` and ``HELP``.
 COMMANDS = {
     "info": "fastnn.info",
+    "bench": "fastnn.bench.cli",
     "train": "fastnn.train",
 }
 

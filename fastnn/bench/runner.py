@@ -1,0 +1,341 @@
+"""Runs the benchmark: check each backend against the reference on a reduced shape, then time it.
+
+For every workload (op x shape x dtype, see :mod:`fastnn.bench.workloads`):
+
+1. the reference backend (the course's loops) runs the REDUCED workload once: its outputs
+   are the ground truth of the check and its time, scaled by the loop count, estimates
+   what the reference would need on the full shape;
+2. every other registered backend having the ops runs the reduced workload and is compared
+   with the reference (status ``MISMATCH`` if anything differs, ``ERROR`` if it raised), then
+   gets an untimed warm-up call on the full shape (compilation excluded) and is timed;
+3. the reference is timed on the full shape when the estimate is within the budget, else
+   reported as ``skipped (est. 14 s)``;
+4. PyTorch (when installed) is checked the same way and timed in its faster layout (the
+   layout conversion of the inputs is done before timing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import sys
+import time
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+
+from .timing import Timing, gemm_peak, memory_bandwidth, time_callable
+from .workloads import REF, TORCH, Workload, all_workloads, backends_for, compare_outputs, op_names, shape_names, torch_module
+
+__all__ = ["Mode", "MODES", "select_workloads", "run_benchmark", "Progress", "fmt_seconds"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Mode:
+    name: str
+    target_s: float  # about this long timing one backend on one workload
+    min_reps: int
+    max_reps: int
+    ref_budget_s: float  # time the reference on the full shape only if estimated within this
+    gemm_n: int = 1024  # the square measured for the GEMM peak
+    copy_mib: int = 64  # the array copied for the memory bandwidth
+
+
+MODES: Dict[str, Mode] = {
+    "quick": Mode("quick", target_s=0.02, min_reps=3, max_reps=10, ref_budget_s=0.25,
+                  gemm_n=512, copy_mib=32),
+    "default": Mode("default", target_s=0.1, min_reps=3, max_reps=50, ref_budget_s=0.5),
+    "full": Mode("full", target_s=1.0, min_reps=10, max_reps=500, ref_budget_s=20.0,
+                 gemm_n=2048, copy_mib=256),
+}
+
+
+def fmt_seconds(s: float) -> str:
+    """14 s, 2.5 s, 640 ms, 3.2 ms."""
+    if s >= 10:
+        return f"{s:.0f} s"
+    if s >= 1:
+        return f"{s:.1f} s"
+    if s >= 0.01:
+        return f"{s * 1e3:.0f} ms"
+    return f"{s * 1e3:.1f} ms"
+
+
+def _split(values: Optional[Iterable[str]]) -> Optional[List[str]]:
+    if values is None:
+        return None
+    out: List[str] = []
+    for v in values:
+        out.extend(x.strip() for x in v.split(",") if x.strip())
+    return out
+
+
+def select_workloads(ops=None, shapes=None, dtypes=None) -> List[Workload]:
+    """The workloads matching the selectors (None = all). Raises ValueError naming an unknown choice.
+
+    ``ops``: families (``conv``, ``maxpool``, ``avgpool``, ``dense``), passes (``fwd``,
+    ``fwd+bwd``) or both (``conv.fwd``); ``shapes``: shape names; ``dtypes``: float32/float64.
+    """
+    ops, shapes, dtypes = _split(ops), _split(shapes), _split(dtypes)
+    dts = [np.float32, np.float64]
+    if dtypes is not None:
+        valid = {"float32": np.float32, "float64": np.float64, "f32": np.float32, "f64": np.float64}
+        bad = [d for d in dtypes if d not in valid]
+        if bad:
+            raise ValueError(f"unknown dtype {bad[0]!r}; choose from float32, float64")
+        dts = [valid[d] for d in dict.fromkeys(dtypes)]
+    workloads = all_workloads(dts)
+    if ops is not None:
+        known = set(op_names()) | {o.split(".")[0] for o in op_names()} | {o.split(".")[1] for o in op_names()}
+        bad = [o for o in ops if o not in known]
+        if bad:
+            raise ValueError(f"unknown op {bad[0]!r}; choose from {', '.join(sorted(known))}")
+        workloads = [w for w in workloads if w.op in ops or w.family in ops or w.pass_ in ops]
+    if shapes is not None:
+        known = shape_names()
+        bad = [s for s in shapes if s not in known]
+        if bad:
+            raise ValueError(f"unknown shape {bad[0]!r}; choose from {', '.join(known)}")
+        workloads = [w for w in workloads if w.shape in shapes]
+    return workloads
+
+
+class Progress:
+    """A hand-written progress display on a stream (stderr): one rewritten line on a terminal,
+    one line per workload otherwise."""
+
+    def __init__(self, total: int, stream=None, enabled: bool = True):
+        self.total = total
+        self.done = 0
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = enabled
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.t0 = time.perf_counter()
+        self._last_group = None
+
+    def update(self, group: str, what: str) -> None:
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.t0
+        if self.tty:
+            width = 30
+            filled = int(width * self.done / max(self.total, 1))
+            bar = "#" * filled + "." * (width - filled)
+            line = f"[{bar}] {self.done}/{self.total} {elapsed:5.0f}s  {group}  {what}"
+            self.stream.write("\r\033[K" + line[:150])
+            self.stream.flush()
+        elif group != self._last_group:
+            self.stream.write(f"[{self.done}/{self.total} {elapsed:.0f}s] {group}\n")
+            self.stream.flush()
+        self._last_group = group
+
+    def step(self) -> None:
+        self.done += 1
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def _measure(fn: Callable[[], object], mode: Mode, warmup: bool = True) -> dict:
+    """Timing of ``fn`` as a dict, with ``warmup_s``: the untimed first call (JIT compilation, first touch)."""
+    t_warm = None
+    if warmup:
+        t0 = time.perf_counter()
+        fn()
+        t_warm = time.perf_counter() - t0
+    timing = time_callable(fn, target_s=mode.target_s, min_reps=mode.min_reps, max_reps=mode.max_reps)
+    return {**timing.as_dict(), "warmup_s": t_warm}
+
+
+def _error(exc: BaseException) -> str:
+    msg = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {msg}"[:200]
+
+
+def run_benchmark(
+    workloads: Sequence[Workload],
+    *,
+    backends: Optional[Sequence[str]] = None,
+    mode: Mode = MODES["default"],
+    progress_stream=None,
+    progress: bool = True,
+) -> dict:
+    """Check and time every selected backend on every workload. Returns ``{"bounds", "results"}``.
+
+    ``backends``: names to time (fastnn backends, ``"reference"``, ``"torch"``); None means
+    every registered backend plus torch when installed. The reference always runs the
+    reduced shapes for the check, whether or not it is timed.
+    """
+    torch = torch_module()
+    if backends is None:
+        wanted = None
+    else:
+        wanted = list(dict.fromkeys(backends))
+    want = (lambda name: True) if wanted is None else (lambda name: name in wanted)
+    use_torch = torch is not None and want(TORCH)
+
+    # --- the machine's bounds: measured before and after the run, the best kept (a busy
+    # machine lowers one of the two measurements; a bound must not be too low)
+    bounds: Dict[str, object] = {"gemm_flops": {}, "mem_bytes_per_s": None}
+    need_gemm = sorted({w.dtype_name for w in workloads if w.flops})
+    need_bw = any(w.bytes for w in workloads)
+
+    def measure_bounds():
+        for dt in need_gemm:
+            bounds["gemm_flops"][dt] = max(bounds["gemm_flops"].get(dt, 0.0), gemm_peak(np.dtype(dt), n=mode.gemm_n))
+        if need_bw:
+            bounds["mem_bytes_per_s"] = max(bounds["mem_bytes_per_s"] or 0.0, memory_bandwidth(mode.copy_mib * 2 ** 20))
+
+    measure_bounds()
+
+    plan = []
+    for w in workloads:
+        fast = [b for b in backends_for(w) if b != REF and want(b)]
+        plan.append((w, fast))
+    total = sum(len(f) + (1 if want(REF) else 0) + (1 if use_torch else 0) for _, f in plan)
+    prog = Progress(total, progress_stream, progress)
+    results: List[dict] = []
+    try:
+        for w, fast in plan:
+            group = f"{w.op} {w.shape} {w.dtype_name}"
+            results.extend(_run_workload(w, fast, want(REF), use_torch, mode, prog, group))
+    finally:
+        prog.close()
+    measure_bounds()
+    for r in results:
+        _derive(r, bounds, results)
+    return {"bounds": bounds, "results": results}
+
+
+def _row(w: Workload, backend: str) -> dict:
+    return {
+        "op": w.op, "family": w.family, "pass": w.pass_, "shape": w.shape, "dims": w.dims, "dtype": w.dtype_name,
+        "backend": backend, "layout": None, "status": "ok", "note": "", "flops": w.flops, "bytes": w.bytes,
+        "median_s": None, "estimated_s": None, "warmup_s": None,
+    }
+
+
+def _run_workload(w: Workload, fast: List[str], time_ref: bool, use_torch: bool, mode: Mode, prog: Progress, group: str):
+    rows: List[dict] = []
+    small = w.reduced()
+    ref_out = None
+    ref_error = None
+    prog.update(group, f"{REF} (reduced {small.dims})")
+    try:
+        fn = small.fastnn_call(REF)
+        t0 = time.perf_counter()
+        ref_out = fn()
+        t_small = time.perf_counter() - t0
+    except Exception as exc:  # the ground truth itself failed: nothing can be checked
+        ref_error = _error(exc)
+        t_small = None
+    estimate = None if t_small is None else t_small * w.ref_units / small.ref_units
+
+    def check(out) -> Optional[str]:
+        if ref_out is None:
+            return "reference failed on the reduced shape"
+        return compare_outputs(out, ref_out, w.dtype, w.output_names)
+
+    for b in fast:
+        prog.update(group, b)
+        row = _row(w, b)
+        try:
+            err = check(small.fastnn_call(b)())
+            if err:
+                row["status"], row["note"] = "MISMATCH", f"vs {REF} on {small.dims}: {err}"
+            row.update(_measure(w.fastnn_call(b), mode))
+        except Exception as exc:
+            row["status"], row["note"] = "ERROR", _error(exc)
+        rows.append(row)
+        prog.step()
+
+    if time_ref:
+        prog.update(group, REF)
+        row = _row(w, REF)
+        row["estimated_s"] = estimate
+        if ref_error is not None:
+            row["status"], row["note"] = "ERROR", ref_error
+        elif estimate is not None and estimate > mode.ref_budget_s:
+            row["status"] = f"skipped (est. {fmt_seconds(estimate)})"
+            row["note"] = f"estimated from {small.dims} ({fmt_seconds(t_small)}); budget {fmt_seconds(mode.ref_budget_s)}"
+        else:
+            try:
+                row.update(_measure(w.fastnn_call(REF), mode, warmup=estimate is not None and estimate < 0.2))
+                row["status"] = "ref"
+            except Exception as exc:
+                row["status"], row["note"] = "ERROR", _error(exc)
+        rows.append(row)
+        prog.step()
+
+    if use_torch:
+        prog.update(group, TORCH)
+        row = _row(w, TORCH)
+        try:
+            layouts = w.torch_layouts()
+            # Each layout: an untimed warm-up and one timed call; the faster is timed in full
+            # (its probe call serving as the calibration call).
+            best = None
+            t_warm = 0.0
+            for lay in layouts:
+                fn = w.torch_call(lay)[0]
+                t0 = time.perf_counter()
+                fn()
+                t_warm += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                fn()
+                t = time.perf_counter() - t0
+                if best is None or t < best[1]:
+                    best = (lay, t, fn)
+            row["layout"] = best[0] if len(layouts) > 1 else None
+            timing = time_callable(best[2], target_s=mode.target_s, min_reps=mode.min_reps,
+                                   max_reps=mode.max_reps, calibration=best[1])
+            row.update(timing.as_dict(), warmup_s=t_warm)
+            # checked in the layout that was timed
+            fn, to_numpy = small.torch_call(best[0])
+            err = check(to_numpy(fn()))
+            if err:
+                row["status"], row["note"] = "MISMATCH", f"vs {REF} on {small.dims}: {err}"
+        except Exception as exc:
+            row["status"], row["note"] = "ERROR", _error(exc)
+        rows.append(row)
+        prog.step()
+    return rows
+
+
+def _derive(r: dict, bounds: dict, results: List[dict]) -> None:
+    """Rates, % of the bound and speed-ups of one row (against its workload's reference and torch rows)."""
+    med = r.get("median_s")
+    r.update(rate=None, rate_unit=None, bound_s=None, pct_of_bound=None,
+             speedup_vs_reference=None, speedup_vs_reference_estimated=False, speedup_vs_torch=None)
+    if r["flops"]:
+        peak = bounds["gemm_flops"].get(r["dtype"])
+        r["rate_unit"] = "GFLOP/s"
+        r["bound_s"] = r["flops"] / peak if peak else None
+    elif r["bytes"]:
+        bw = bounds["mem_bytes_per_s"]
+        r["rate_unit"] = "GB/s"
+        r["bound_s"] = r["bytes"] / bw if bw else None
+    if not med:
+        return
+    work = r["flops"] or r["bytes"]
+    if work:
+        r["rate"] = work / med / 1e9
+    if r["bound_s"]:
+        r["pct_of_bound"] = 100.0 * r["bound_s"] / med
+    same = [x for x in results if (x["op"], x["shape"], x["dtype"]) == (r["op"], r["shape"], r["dtype"])]
+    for x in same:
+        if x["backend"] == REF:
+            if x.get("median_s"):
+                r["speedup_vs_reference"] = x["median_s"] / med
+            elif x.get("estimated_s"):
+                r["speedup_vs_reference"] = x["estimated_s"] / med
+                r["speedup_vs_reference_estimated"] = True
+        elif x["backend"] == TORCH and x.get("median_s"):
+            r["speedup_vs_torch"] = x["median_s"] / med
+
+
+def failed(results: Sequence[dict]) -> List[dict]:
+    """The rows that make the run fail: MISMATCH or ERROR."""
+    return [r for r in results if r["status"] in ("MISMATCH", "ERROR")]

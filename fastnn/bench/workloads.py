@@ -1,0 +1,500 @@
+"""The benchmark workloads: one op (forward, or forward + backward) on one named shape in one dtype.
+
+Shared by ``fastnn bench`` and the pytest-benchmark suite in ``bench/``. The shapes come
+from :mod:`fastnn.testing.cases` (``BENCH_CONV_SHAPES``, ``BENCH_POOL_SHAPES``) plus the
+dense layers of the course's cat network. Every workload can
+
+* build seeded inputs (``make``) and a zero-argument callable running it on a fastnn
+  backend (``fastnn_call``) or on PyTorch (``torch_call``, input conversion done before,
+  outside the callable),
+* give a REDUCED version of itself (``reduced()``: batch 2, about 5 x 5 outputs, same
+  window, stride, padding and channels) on which the reference backend (the course's
+  loops) finishes in milliseconds, for the equivalence check,
+* say how much work it is (``flops``, ``bytes``) for the rates and bounds.
+
+Nothing here names a backend: backends come from :func:`fastnn.available_backends`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+import fastnn
+from fastnn.testing.cases import BENCH_CONV_SHAPES, BENCH_POOL_SHAPES, TOLERANCES, ConvCase, PoolCase
+
+__all__ = [
+    "REF",
+    "TORCH",
+    "PASSES",
+    "FAMILIES",
+    "DENSE_DIMS",
+    "DENSE_M",
+    "Workload",
+    "ConvWorkload",
+    "PoolWorkload",
+    "DenseWorkload",
+    "all_workloads",
+    "shape_names",
+    "op_names",
+    "backends_for",
+    "compare_outputs",
+    "torch_module",
+]
+
+#: The ground-truth backend every other one is checked against (the course's loops).
+REF = "reference"
+#: The name of the external PyTorch anchor in tables and parametrisations (not a fastnn backend).
+TORCH = "torch"
+PASSES = ("fwd", "fwd+bwd")
+FAMILIES = ("conv", "maxpool", "avgpool", "dense")
+#: The course's cat network (application notebook): layer sizes and number of training examples.
+DENSE_DIMS = (12288, 20, 7, 5, 1)
+DENSE_M = 209
+DENSE_LR = 0.0075
+SEED = 0
+#: Reduced shapes: this batch and (about) this many output rows and columns.
+REDUCED_M = 2
+REDUCED_OUT = 5
+
+
+def torch_module():
+    """``torch`` if it is installed, else None (PyTorch is an optional anchor only)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return None
+    return torch
+
+
+def _pair(v) -> Tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _reduced_len(n: int, f: int, s: int, p: int, target: int = REDUCED_OUT) -> int:
+    """An input length giving ``target`` outputs for window f, stride s, pad p (n if it gives fewer)."""
+    n_out = (n + 2 * p - f) // s + 1
+    if n_out <= target:
+        return n
+    return max(1, (target - 1) * s + f - 2 * p)
+
+
+def compare_outputs(actual: Sequence[np.ndarray], expected: Sequence[np.ndarray], dtype, names: Sequence[str]) -> Optional[str]:
+    """None when every output matches the reference's within the test tolerances, else what differs.
+
+    The same rule as ``tests/test_matrix.py``: rtol of the dtype, atol scaled by the largest
+    finite reference magnitude; NaN matches NaN; dtype and shape must be equal.
+    """
+    dtype = np.dtype(dtype)
+    tol = TOLERANCES[dtype.type]
+    if len(actual) != len(expected):
+        return f"{len(actual)} outputs, expected {len(expected)}"
+    for name, a, e in zip(names, actual, expected):
+        a = np.asarray(a)
+        e = np.asarray(e)
+        if a.shape != e.shape:
+            return f"{name}: shape {a.shape}, expected {e.shape}"
+        if a.dtype != dtype:
+            return f"{name}: dtype {a.dtype}, expected {dtype}"
+        finite = np.isfinite(e)
+        scale = max(1.0, float(np.max(np.abs(e[finite]), initial=0.0)))
+        atol = tol["atol"] * scale
+        bad = ~np.isclose(a, e, rtol=tol["rtol"], atol=atol, equal_nan=True)
+        if bad.any():
+            with np.errstate(invalid="ignore"):
+                err = float(np.nanmax(np.abs(a.astype(np.float64) - e.astype(np.float64))))
+            return f"{name}: {int(bad.sum())} of {bad.size} differ (max abs err {err:.3g}, atol {atol:.3g})"
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """One op on one shape in one dtype (subclasses fill in the work)."""
+
+    family: str
+    pass_: str
+    shape: str
+    dtype: np.dtype
+    is_reduced: bool = False
+
+    #: fastnn dispatch ops the workload calls (a backend must have all of them)
+    required_ops: Tuple[str, ...] = ()
+    #: names of the outputs compared by the equivalence check
+    output_names: Tuple[str, ...] = ()
+
+    @property
+    def op(self) -> str:
+        return f"{self.family}.{self.pass_}"
+
+    @property
+    def dtype_name(self) -> str:
+        return np.dtype(self.dtype).name
+
+    @property
+    def key(self) -> Tuple[str, str, str]:
+        return (self.op, self.shape, self.dtype_name)
+
+    @property
+    def id(self) -> str:
+        return f"{self.op}-{self.shape}-{self.dtype_name}"
+
+    # overridden ---------------------------------------------------------------
+    @property
+    def dims(self) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def flops(self) -> Optional[float]:
+        return None
+
+    @property
+    def bytes(self) -> Optional[float]:
+        return None
+
+    @property
+    def ref_units(self) -> float:
+        """Iterations of the reference's Python loops (its time scales with this)."""
+        return 1.0
+
+    def reduced(self) -> "Workload":  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def fastnn_call(self, backend: str) -> Callable[[], tuple]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def torch_layouts(self) -> Tuple[str, ...]:
+        return ("default",)
+
+    def torch_call(self, layout: str) -> Tuple[Callable[[], tuple], Callable[[tuple], tuple]]:  # pragma: no cover
+        """(fn, to_numpy): fn runs the op on prepared tensors; to_numpy converts its result (untimed)."""
+        raise NotImplementedError
+
+
+def backends_for(workload: Workload) -> List[str]:
+    """The registered fastnn backends implementing every op the workload needs, highest priority first."""
+    having = None
+    for op in workload.required_ops:
+        names = fastnn.available_backends(op)
+        having = names if having is None else [n for n in having if n in names]
+    return list(having or [])
+
+
+# ------------------------------------------------------------------------------ conv
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvWorkload(Workload):
+    case: ConvCase = None  # type: ignore[assignment]
+
+    def __post_init__(self):
+        object.__setattr__(self, "required_ops", ("conv_forward",) if self.pass_ == "fwd" else ("conv_forward", "conv_backward"))
+        object.__setattr__(self, "output_names", ("Z",) if self.pass_ == "fwd" else ("Z", "dA_prev", "dW", "db"))
+
+    @property
+    def dims(self) -> str:
+        c = self.case
+        fh, fw = _pair(c.f)
+        sh, sw = _pair(c.stride)
+        ph, pw = _pair(c.pad)
+        f = f"{fh}" if fh == fw else f"{fh}x{fw}"
+        s = f"{sh}" if sh == sw else f"{sh}x{sw}"
+        p = f"{ph}" if ph == pw else f"{ph}x{pw}"
+        return f"{c.m}x{c.H}x{c.W}x{c.C} f{f} K{c.K} s{s} p{p}"
+
+    @property
+    def flops(self) -> float:
+        return float(self.case.flops * (1 if self.pass_ == "fwd" else 3))
+
+    @property
+    def ref_units(self) -> float:
+        Ho, Wo = self.case.out_hw
+        return float(self.case.m * Ho * Wo * self.case.K)
+
+    def reduced(self) -> "ConvWorkload":
+        c = self.case
+        (fh, fw), (sh, sw), (ph, pw) = _pair(c.f), _pair(c.stride), _pair(c.pad)
+        small = dataclasses.replace(
+            c, m=min(c.m, REDUCED_M), H=_reduced_len(c.H, fh, sh, ph), W=_reduced_len(c.W, fw, sw, pw)
+        )
+        return dataclasses.replace(self, case=small, is_reduced=True)
+
+    def make(self):
+        A, W, b, hp, dZ = self.case.make(self.dtype, seed=SEED)
+        return A, W, b, hp, dZ
+
+    def fastnn_call(self, backend: str):
+        A, W, b, hp, dZ = self.make()
+        if self.pass_ == "fwd":
+            def fn():
+                return (fastnn.conv_forward(A, W, b, hp, backend=backend)[0],)
+        else:
+            def fn():
+                Z, cache = fastnn.conv_forward(A, W, b, hp, backend=backend)
+                return (Z,) + tuple(fastnn.conv_backward(dZ, cache, backend=backend))
+        return fn
+
+    def torch_layouts(self):
+        return ("NCHW", "channels_last")
+
+    def torch_call(self, layout: str):
+        torch = torch_module()
+        F = torch.nn.functional
+        A, W, b, hp, dZ = self.make()
+        fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+        x = torch.from_numpy(np.ascontiguousarray(A.transpose(0, 3, 1, 2))).contiguous(memory_format=fmt)
+        w = torch.from_numpy(np.ascontiguousarray(W.transpose(3, 2, 0, 1))).contiguous(memory_format=fmt)
+        bias = torch.from_numpy(b.reshape(-1).copy())
+        g = torch.from_numpy(np.ascontiguousarray(dZ.transpose(0, 3, 1, 2))).contiguous(memory_format=fmt)
+        stride, padding = _pair(self.case.stride), _pair(self.case.pad)
+        nhwc = lambda t: t.detach().permute(0, 2, 3, 1).contiguous().numpy()  # noqa: E731
+        if self.pass_ == "fwd":
+            def fn():
+                with torch.no_grad():
+                    return (F.conv2d(x, w, bias, stride, padding),)
+
+            def to_numpy(out):
+                return (nhwc(out[0]),)
+        else:
+            x.requires_grad_(True)
+            w.requires_grad_(True)
+            bias.requires_grad_(True)
+
+            def fn():
+                y = F.conv2d(x, w, bias, stride, padding)
+                return (y,) + tuple(torch.autograd.grad(y, (x, w, bias), g))
+
+            def to_numpy(out):
+                y, dx, dw, db = out
+                return (nhwc(y), nhwc(dx), dw.detach().permute(2, 3, 1, 0).contiguous().numpy(),
+                        db.detach().reshape(1, 1, 1, -1).numpy())
+        return fn, to_numpy
+
+
+# ------------------------------------------------------------------------------ pool
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolWorkload(Workload):
+    case: PoolCase = None  # type: ignore[assignment]
+
+    @property
+    def mode(self) -> str:
+        return "max" if self.family == "maxpool" else "average"
+
+    def __post_init__(self):
+        object.__setattr__(self, "required_ops", ("pool_forward",) if self.pass_ == "fwd" else ("pool_forward", "pool_backward"))
+        object.__setattr__(self, "output_names", ("A",) if self.pass_ == "fwd" else ("A", "dA_prev"))
+
+    @property
+    def dims(self) -> str:
+        c = self.case
+        fh, fw = _pair(c.f)
+        sh, sw = _pair(c.stride)
+        f = f"{fh}" if fh == fw else f"{fh}x{fw}"
+        s = f"{sh}" if sh == sw else f"{sh}x{sw}"
+        pad = "" if c.pad == 0 else f" p{c.pad}"
+        return f"{c.m}x{c.H}x{c.W}x{c.C} f{f} s{s}{pad}"
+
+    @property
+    def bytes(self) -> float:
+        c = self.case
+        Ho, Wo = c.out_hw
+        n_in, n_out = c.m * c.H * c.W * c.C, c.m * Ho * Wo * c.C
+        moved = n_in + n_out  # forward: read the input, write the output
+        if self.pass_ == "fwd+bwd":
+            # backward: read dA, write dA_prev (and max pooling re-reads the input)
+            moved += n_out + n_in + (n_in if self.mode == "max" else 0)
+        return float(moved * np.dtype(self.dtype).itemsize)
+
+    @property
+    def ref_units(self) -> float:
+        Ho, Wo = self.case.out_hw
+        return float(self.case.m * Ho * Wo * self.case.C)
+
+    def reduced(self) -> "PoolWorkload":
+        c = self.case
+        (fh, fw), (sh, sw), (ph, pw) = _pair(c.f), _pair(c.stride), _pair(c.pad)
+        small = dataclasses.replace(
+            c, m=min(c.m, REDUCED_M), H=_reduced_len(c.H, fh, sh, ph), W=_reduced_len(c.W, fw, sw, pw)
+        )
+        return dataclasses.replace(self, case=small, is_reduced=True)
+
+    def make(self):
+        return self.case.make(self.dtype, seed=SEED)
+
+    def fastnn_call(self, backend: str):
+        A, hp, dA = self.make()
+        mode = self.mode
+        if self.pass_ == "fwd":
+            def fn():
+                return (fastnn.pool_forward(A, hp, mode, backend=backend)[0],)
+        else:
+            def fn():
+                out, cache = fastnn.pool_forward(A, hp, mode, backend=backend)
+                return out, fastnn.pool_backward(dA, cache, mode, backend=backend)
+        return fn
+
+    def torch_layouts(self):
+        return ("NCHW", "channels_last")
+
+    def torch_call(self, layout: str):
+        torch = torch_module()
+        F = torch.nn.functional
+        A, hp, dA = self.make()
+        fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+        x = torch.from_numpy(np.ascontiguousarray(A.transpose(0, 3, 1, 2))).contiguous(memory_format=fmt)
+        g = torch.from_numpy(np.ascontiguousarray(dA.transpose(0, 3, 1, 2))).contiguous(memory_format=fmt)
+        kw = dict(kernel_size=_pair(self.case.f), stride=_pair(self.case.stride), padding=_pair(self.case.pad))
+        if self.mode == "max":
+            pool = lambda t: F.max_pool2d(t, **kw)  # noqa: E731  (pads with -inf, as fastnn)
+        else:
+            pool = lambda t: F.avg_pool2d(t, count_include_pad=True, **kw)  # noqa: E731  (pads count, as fastnn)
+        nhwc = lambda t: t.detach().permute(0, 2, 3, 1).contiguous().numpy()  # noqa: E731
+        if self.pass_ == "fwd":
+            def fn():
+                with torch.no_grad():
+                    return (pool(x),)
+        else:
+            x.requires_grad_(True)
+
+            def fn():
+                y = pool(x)
+                return (y,) + tuple(torch.autograd.grad(y, (x,), g))
+
+        def to_numpy(out):
+            return tuple(nhwc(t) for t in out)
+
+        return fn, to_numpy
+
+
+# ----------------------------------------------------------------------------- dense
+
+
+@dataclasses.dataclass(frozen=True)
+class DenseWorkload(Workload):
+    """The course's L-layer cat network: forward (``L_model_forward``) or one training step.
+
+    The step is forward, cost, ``L_model_backward`` and ``update_parameters``; its outputs
+    checked are AL and every dW, db. The backend choice reaches the activations (relu,
+    sigmoid and their backward passes); the linear layers are NumPy's BLAS in every backend.
+    """
+
+    dims_: Tuple[int, ...] = DENSE_DIMS
+    m: int = DENSE_M
+
+    def __post_init__(self):
+        object.__setattr__(self, "required_ops", ("relu", "sigmoid") if self.pass_ == "fwd"
+                           else ("relu", "sigmoid", "relu_backward", "sigmoid_backward"))
+        L = len(self.dims_) - 1
+        grads = tuple(n for l in range(1, L + 1) for n in (f"dW{l}", f"db{l}"))
+        object.__setattr__(self, "output_names", ("AL",) if self.pass_ == "fwd" else ("AL",) + grads)
+
+    @property
+    def dims(self) -> str:
+        return f"[{','.join(map(str, self.dims_))}] m={self.m}"
+
+    @property
+    def flops(self) -> float:
+        fwd = 2.0 * self.m * sum(a * b for a, b in zip(self.dims_[:-1], self.dims_[1:]))
+        return fwd * (1 if self.pass_ == "fwd" else 3)
+
+    @property
+    def ref_units(self) -> float:
+        return float(self.m)
+
+    def reduced(self) -> "DenseWorkload":
+        return dataclasses.replace(self, m=min(self.m, 32), is_reduced=True)
+
+    def make(self):
+        rng = np.random.RandomState(SEED)
+        X = rng.rand(self.dims_[0], self.m).astype(self.dtype)
+        Y = (rng.rand(1, self.m) > 0.5).astype(self.dtype)
+        params = fastnn.initialize_parameters_deep(self.dims_, seed=1, dtype=self.dtype)
+        return X, Y, params
+
+    def fastnn_call(self, backend: str):
+        X, Y, params = self.make()
+        L = len(self.dims_) - 1
+        if self.pass_ == "fwd":
+            def fn():
+                with fastnn.use_backend(backend):
+                    return (fastnn.L_model_forward(X, params)[0],)
+        else:
+            def fn():
+                with fastnn.use_backend(backend):
+                    AL, caches = fastnn.L_model_forward(X, params)
+                    fastnn.compute_cost(AL, Y)
+                    grads = fastnn.L_model_backward(AL, Y, caches)
+                    fastnn.update_parameters(params, grads, DENSE_LR)
+                return (AL,) + tuple(grads[f"d{k}{l}"] for l in range(1, L + 1) for k in ("W", "b"))
+        return fn
+
+    def torch_call(self, layout: str):
+        torch = torch_module()
+        X, Y, params = self.make()
+        L = len(self.dims_) - 1
+        x, y = torch.from_numpy(X), torch.from_numpy(Y)
+        Ws = [torch.from_numpy(params[f"W{l}"].copy()) for l in range(1, L + 1)]
+        bs = [torch.from_numpy(params[f"b{l}"].copy()) for l in range(1, L + 1)]
+
+        def forward():
+            A = x
+            for l in range(L - 1):
+                A = torch.relu(Ws[l] @ A + bs[l])
+            return torch.sigmoid(Ws[L - 1] @ A + bs[L - 1])
+
+        if self.pass_ == "fwd":
+            def fn():
+                with torch.no_grad():
+                    return (forward(),)
+        else:
+            for t in Ws + bs:
+                t.requires_grad_(True)
+            leaves = [t for pair in zip(Ws, bs) for t in pair]
+
+            def fn():
+                AL = forward()
+                cost = -(y * torch.log(AL) + (1 - y) * torch.log(1 - AL)).sum() / self.m
+                grads = torch.autograd.grad(cost, leaves)
+                with torch.no_grad():
+                    [t - DENSE_LR * gr for t, gr in zip(leaves, grads)]
+                return (AL,) + tuple(grads)
+
+        def to_numpy(out):
+            return tuple(t.detach().numpy() for t in out)
+
+        return fn, to_numpy
+
+
+# ------------------------------------------------------------------------- the table
+
+
+def all_workloads(dtypes: Sequence = (np.float32, np.float64)) -> List[Workload]:
+    """Every benchmark workload: conv, max and average pooling on the shared shape tables, and the cat network."""
+    out: List[Workload] = []
+    for pass_ in PASSES:
+        for name, case in BENCH_CONV_SHAPES.items():
+            for dt in dtypes:
+                out.append(ConvWorkload("conv", pass_, name, np.dtype(dt), case=case))
+    for family in ("maxpool", "avgpool"):
+        for pass_ in PASSES:
+            for name, case in BENCH_POOL_SHAPES.items():
+                for dt in dtypes:
+                    out.append(PoolWorkload(family, pass_, name, np.dtype(dt), case=case))
+    for pass_ in PASSES:
+        for dt in dtypes:
+            out.append(DenseWorkload("dense", pass_, "cat_net", np.dtype(dt)))
+    return out
+
+
+def shape_names() -> List[str]:
+    seen: Dict[str, None] = {}
+    for w in all_workloads(dtypes=(np.float64,)):
+        seen.setdefault(w.shape, None)
+    return list(seen)
+
+
+def op_names() -> List[str]:
+    return [f"{f}.{p}" for f in FAMILIES for p in PASSES]
