@@ -1,0 +1,470 @@
+"""Generator of :mod:`fastnn.backends._nb_kernels` (the numba backend's kernel source).
+
+The convolution kernels keep a register tile of output values in named scalar
+accumulators (``a{p}_{k}``), which LLVM's SLP vectoriser packs into SIMD registers.
+Writing those tiles by hand is error-prone, so this module writes them; the result is a
+real module file (Numba's on-disk cache needs one). Every kernel is emitted twice, a
+parallel (``prange``) build ``*_par`` and a serial build ``*_ser`` with the same
+arithmetic, so a call may take either and get the same bits.
+
+Regenerate after editing: ``python -m fastnn.backends._nb_gen`` (a test checks that the
+committed file is up to date).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import List
+
+#: Tile shapes per dtype: P output pixels x T output channels (P*T accumulators,
+#: 8 AVX2 registers for both dtypes), and J input columns for dW.
+TILES = {"f64": dict(P=4, T=8, J=4), "f32": dict(P=4, T=16, J=4)}
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_nb_kernels.py")
+
+
+def _ind(lines: List[str], n: int) -> List[str]:
+    return [" " * n + s if s else s for s in lines]
+
+
+def _widths(T: int) -> List[int]:
+    """Channel tile widths: T repeatedly, then a greedy decomposition of the remainder."""
+    ws = [T]
+    for w in (8, 4, 3, 2, 1):
+        if w < T:
+            ws.append(w)
+    return ws
+
+
+def _width_loop(var: str, limit: str, T: int, block) -> List[str]:
+    """``var`` runs over [0, limit) in tiles: ``while`` of width T, then at most one of each
+    smaller width (8, 4) and one final tile of the remaining 3, 2 or 1."""
+    out = [f"{var} = 0", f"while {var} + {T} <= {limit}:"]
+    out += _ind(block(T), 4)
+    out += [f"    {var} += {T}"]
+    for w in _widths(T)[1:]:
+        if w >= 4:
+            out += [f"if {var} + {w} <= {limit}:"]
+        else:
+            out += [f"if {limit} - {var} == {w}:"]
+        out += _ind(block(w), 4)
+        out += [f"    {var} += {w}"]
+    return out
+
+
+# ------------------------------------------------------------------ conv forward
+
+
+def _fwd_tile(P: int, T: int) -> List[str]:
+    L = []
+    for p in range(P):
+        for k in range(T):
+            L.append(f"a{p}_{k} = b[k0 + {k}]")
+    L.append("xb = wo * xs")
+    L.append("for kh in range(fh):")
+    L.append("    xrow = Xr[i, r0 + kh]")
+    L.append("    wm = W3[kh]")
+    L.append("    for j in range(Lr):")
+    for k in range(T):
+        L.append(f"        w{k} = wm[j, k0 + {k}]")
+    for p in range(P):
+        L.append(f"        x{p} = xrow[xb + {p} * xs + j]")
+    for p in range(P):
+        for k in range(T):
+            L.append(f"        a{p}_{k} += x{p} * w{k}")
+    for p in range(P):
+        for k in range(T):
+            L.append(f"Z[i, ho, wo + {p}, k0 + {k}] = a{p}_{k}")
+    return L
+
+
+def _fwd_kblock(P: int):
+    def block(T: int) -> List[str]:
+        L = ["wo = 0", f"while wo + {P} <= Wo:"]
+        L += _ind(_fwd_tile(P, T), 4)
+        L += [f"    wo += {P}", "while wo < Wo:"]
+        L += _ind(_fwd_tile(1, T), 4)
+        L += ["    wo += 1"]
+        return L
+    return block
+
+
+def conv_fwd(name: str, P: int, T: int, rng: str) -> List[str]:
+    L = [
+        f"@numba.njit(fastmath=FASTMATH_CONV, **{'NJIT_PARALLEL' if rng == 'prange' else 'NJIT'})",
+        f"def {name}(Xr, W3, b, Z, sh, sw, C):",
+        '    """Z[i, ho, wo, k] = b[k] + sum over (kh, j) of Xr[i, ho*sh + kh, wo*sw*C + j] * W3[kh, j, k]."""',
+        "    m, Ho, Wo, K = Z.shape",
+        "    fh = W3.shape[0]",
+        "    Lr = W3.shape[1]",
+        "    xs = sw * C",
+        f"    for t in {rng}(m * Ho):",
+        "        i = t // Ho",
+        "        ho = t - i * Ho",
+        "        r0 = ho * sh",
+    ]
+    L += _ind(_width_loop("k0", "K", T, _fwd_kblock(P)), 8)
+    return L
+
+
+# ---------------------------------------------------------------- conv dA_prev
+
+
+def _dA_tile(P: int, T: int) -> List[str]:
+    L = []
+    for p in range(P):
+        for c in range(T):
+            L.append(f"a{p}_{c} = zero")
+    L += [
+        "wq = wfirst + n * sw",
+        "for kh in range(fh):",
+        "    dh = hp - kh",
+        "    if dh % sh != 0:",
+        "        continue",
+        "    zr = Zr[i, dh // sh + plh]",
+        "    for kw in range(rw, fw, sw):",
+        "        wt = WT[kh, kw]",
+        "        zb = ((wq + pw - kw) // sw + plw) * K",
+        "        for k in range(K):",
+    ]
+    for c in range(T):
+        L.append(f"            w{c} = wt[k, c0 + {c}]")
+    for p in range(P):
+        L.append(f"            d{p} = zr[zb + {p} * K + k]")
+    for p in range(P):
+        for c in range(T):
+            L.append(f"            a{p}_{c} += d{p} * w{c}")
+    for p in range(P):
+        for c in range(T):
+            L.append(f"dA[i, h, wq + {p} * sw, c0 + {c}] = a{p}_{c}")
+    return L
+
+
+def _dA_cblock(P: int):
+    def block(T: int) -> List[str]:
+        L = ["n = 0", f"while n + {P} <= npix:"]
+        L += _ind(_dA_tile(P, T), 4)
+        L += [f"    n += {P}", "while n < npix:"]
+        L += _ind(_dA_tile(1, T), 4)
+        L += ["    n += 1"]
+        return L
+    return block
+
+
+def conv_dA(name: str, P: int, T: int, rng: str) -> List[str]:
+    L = [
+        f"@numba.njit(fastmath=FASTMATH_CONV, **{'NJIT_PARALLEL' if rng == 'prange' else 'NJIT'})",
+        f"def {name}(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):",
+        '    """dA[i, h, w, c] = sum over windows covering (h, w) of dZ * W, as a gather.',
+        "",
+        "    Zr is dZ zero-padded by (plh, plw) rows/columns in front (and enough behind),",
+        "    flattened to (m, Hz, Wz*K); WT is W transposed to (fh, fw, K, C). Pixels of one",
+        "    row are taken by stride phase rw = (w + pw) % sw so one tile shares its kw set.",
+        '    """',
+        "    m, H, W, C = dA.shape",
+        "    fh, fw, K, _ = WT.shape",
+        f"    for t in {rng}(m * H):",
+        "        i = t // H",
+        "        h = t - i * H",
+        "        hp = h + ph",
+        "        for rw in range(sw):",
+        "            wfirst = (rw - pw) % sw",
+        "            if wfirst >= W:",
+        "                continue",
+        "            npix = (W - 1 - wfirst) // sw + 1",
+    ]
+    L += _ind(_width_loop("c0", "C", T, _dA_cblock(P)), 12)
+    return L
+
+
+# --------------------------------------------------------------------- conv dW
+
+
+def _dW_tile(J: int, T: int) -> List[str]:
+    L = []
+    for q in range(J):
+        for k in range(T):
+            L.append(f"a{q}_{k} = pk[j0 + {q}, k0 + {k}]")
+    L += ["for wo in range(Wo):", "    xb = wo * xs + j0", "    zb = wo * K + k0"]
+    for k in range(T):
+        L.append(f"    d{k} = zr[zb + {k}]")
+    for q in range(J):
+        L.append(f"    x{q} = xrow[xb + {q}]")
+    for q in range(J):
+        for k in range(T):
+            L.append(f"    a{q}_{k} += x{q} * d{k}")
+    for q in range(J):
+        for k in range(T):
+            L.append(f"pk[j0 + {q}, k0 + {k}] = a{q}_{k}")
+    return L
+
+
+def _dW_kblock(J: int):
+    def block(T: int) -> List[str]:
+        L = ["j0 = 0", f"while j0 + {J} <= Lr:"]
+        L += _ind(_dW_tile(J, T), 4)
+        L += [f"    j0 += {J}", "while j0 < Lr:"]
+        L += _ind(_dW_tile(1, T), 4)
+        L += ["    j0 += 1"]
+        return L
+    return block
+
+
+def conv_dW(name: str, J: int, T: int, rng: str) -> List[str]:
+    L = [
+        f"@numba.njit(fastmath=FASTMATH_CONV, **{'NJIT_PARALLEL' if rng == 'prange' else 'NJIT'})",
+        f"def {name}(Xr, Zr, part, pdb, sh, sw, C):",
+        '    """Per-chunk partial dW and db: chunk c sums rows [c*R//n, (c+1)*R//n) of the',
+        "    R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,). Deterministic",
+        '    for a fixed chunk count whichever build runs it."""',
+        "    nch, fh, Lr, K = part.shape",
+        "    m, Ho, WoK = Zr.shape",
+        "    Wo = WoK // K",
+        "    R = m * Ho",
+        "    xs = sw * C",
+        f"    for c in {rng}(nch):",
+        "        pc = part[c]",
+        "        db = pdb[c]",
+        "        for kh in range(fh):",
+        "            for j in range(Lr):",
+        "                for k in range(K):",
+        "                    pc[kh, j, k] = 0",
+        "        for k in range(K):",
+        "            db[k] = 0",
+        "        for t in range(c * R // nch, (c + 1) * R // nch):",
+        "            i = t // Ho",
+        "            ho = t - i * Ho",
+        "            zr = Zr[i, ho]",
+        "            for wo in range(Wo):",
+        "                for k in range(K):",
+        "                    db[k] += zr[wo * K + k]",
+        "            for kh in range(fh):",
+        "                xrow = Xr[i, ho * sh + kh]",
+        "                pk = pc[kh]",
+    ]
+    L += _ind(_width_loop("k0", "K", T, _dW_kblock(J)), 16)
+    return L
+
+
+# ------------------------------------------------------ simple (non-tiled) kernels
+
+SIMPLE = '''
+@numba.njit(**{opts})
+def pad_copy_{sfx}(X, out, ph, pw, value):
+    """out = X padded by (ph, pw) with ``value``; out may be bigger behind (extra rows/cols get value)."""
+    m, H, W, C = X.shape
+    _, Hp, Wp, _ = out.shape
+    for t in {rng}(m * Hp):
+        i = t // Hp
+        hp = t - i * Hp
+        h = hp - ph
+        o = out[i, hp]
+        if h < 0 or h >= H:
+            for w in range(Wp):
+                for c in range(C):
+                    o[w, c] = value
+        else:
+            x = X[i, h]
+            for w in range(pw):
+                for c in range(C):
+                    o[w, c] = value
+            for w in range(W):
+                for c in range(C):
+                    o[pw + w, c] = x[w, c]
+            for w in range(pw + W, Wp):
+                for c in range(C):
+                    o[w, c] = value
+
+
+@numba.njit(**{opts})
+def sum_parts_{sfx}(part, out):
+    """out = part[0] + part[1] + ... (in that order) over flat arrays."""
+    n = out.shape[0]
+    nch = part.shape[0]
+    for q in {rng}(n):
+        s = part[0, q]
+        for c in range(1, nch):
+            s += part[c, q]
+        out[q] = s
+
+
+@numba.njit(**{opts})
+def pool_fwd_{sfx}(X, Out, fh, fw, sh, sw, ph, pw, is_max, area):
+    """Max (NaN-propagating, pads are -inf) or average (pads count as zeros) pooling."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Out.shape
+    for t in {rng}(m * Ho):
+        i = t // Ho
+        ho = t - i * Ho
+        h0 = ho * sh - ph
+        ha = max(h0, 0)
+        hb = min(h0 + fh, H)
+        for wo in range(Wo):
+            w0 = wo * sw - pw
+            wa = max(w0, 0)
+            wb = min(w0 + fw, W)
+            o = Out[i, ho, wo]
+            if is_max:
+                for c in range(C):
+                    o[c] = -np.inf
+                for h in range(ha, hb):
+                    for w in range(wa, wb):
+                        x = X[i, h, w]
+                        for c in range(C):
+                            v = x[c]
+                            if v > o[c] or v != v:
+                                o[c] = v
+                # a NaN seen earlier may have been replaced by nothing (NaN > v is False), so
+                # NaN stays once in; but a NaN must not be overwritten: v > NaN is False. OK.
+            else:
+                for c in range(C):
+                    o[c] = 0
+                for h in range(ha, hb):
+                    for w in range(wa, wb):
+                        x = X[i, h, w]
+                        for c in range(C):
+                            o[c] += x[c]
+                for c in range(C):
+                    o[c] = o[c] / area
+
+
+@numba.njit(**{opts})
+def pool_argmax_{sfx}(X, Idx, fh, fw, sh, sw, ph, pw, best):
+    """Idx[i, ho, wo, c] = np.argmax of the (-inf padded) window, row-major (first max, first NaN).
+
+    ``best`` is scratch of shape (m*Ho, C) (output sized)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Idx.shape
+    for t in {rng}(m * Ho):
+        i = t // Ho
+        ho = t - i * Ho
+        h0 = ho * sh - ph
+        bt = best[t]
+        for wo in range(Wo):
+            w0 = wo * sw - pw
+            ix = Idx[i, ho, wo]
+            for c in range(C):
+                bt[c] = -np.inf
+                ix[c] = 0
+            # position 0 holds the first value (-inf if padded); start the scan there.
+            for kh in range(fh):
+                h = h0 + kh
+                for kw in range(fw):
+                    w = w0 + kw
+                    pos = kh * fw + kw
+                    if h < 0 or h >= H or w < 0 or w >= W:
+                        continue  # a pad (-inf) never beats the running best (>= -inf)
+                    x = X[i, h, w]
+                    for c in range(C):
+                        v = x[c]
+                        bv = bt[c]
+                        if bv == bv and (v > bv or v != v):
+                            bt[c] = v
+                            ix[c] = pos
+
+
+@numba.njit(**{opts})
+def pool_bwd_{sfx}(X, M, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area):
+    """Gather form of pooling backward: each input element sums the windows covering it
+    in (ho, wo) order, so no two threads write one element.
+
+    mode 0: max, ties "all" (M = window maxima); 1: max, ties "first" (Idx = argmax
+    positions); 2: average (each window gives dA / area)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    for t in {rng}(m * H):
+        i = t // H
+        h = t - i * H
+        hp = h + ph
+        hoa = max(0, (hp - fh + sh) // sh)
+        hob = min(Ho - 1, hp // sh)
+        for w in range(W):
+            wp = w + pw
+            woa = max(0, (wp - fw + sw) // sw)
+            wob = min(Wo - 1, wp // sw)
+            g = dX[i, h, w]
+            for c in range(C):
+                g[c] = 0
+            x = X[i, h, w]
+            for ho in range(hoa, hob + 1):
+                kh = hp - ho * sh
+                for wo in range(woa, wob + 1):
+                    kw = wp - wo * sw
+                    d = dA[i, ho, wo]
+                    if mode == 0:
+                        mx = M[i, ho, wo]
+                        for c in range(C):
+                            if x[c] == mx[c]:
+                                g[c] += d[c]
+                    elif mode == 1:
+                        ix = Idx[i, ho, wo]
+                        pos = kh * fw + kw
+                        for c in range(C):
+                            if ix[c] == pos:
+                                g[c] += d[c]
+                    else:
+                        for c in range(C):
+                            g[c] += d[c] / area
+
+
+@numba.njit(**{opts})
+def relu_{sfx}(x, out):
+    for q in {rng}(x.shape[0]):
+        v = x[q]
+        out[q] = v if (v > 0 or v != v) else 0
+
+
+@numba.njit(**{opts})
+def relu_backward_{sfx}(dA, Z, out):
+    for q in {rng}(dA.shape[0]):
+        out[q] = 0 if Z[q] <= 0 else dA[q]
+
+
+@numba.njit(**{opts})
+def sigmoid_{sfx}(x, out, one):
+    for q in {rng}(x.shape[0]):
+        out[q] = one / (one + np.exp(-x[q]))
+
+
+@numba.njit(**{opts})
+def sigmoid_backward_{sfx}(dA, Z, out, one):
+    for q in {rng}(dA.shape[0]):
+        s = one / (one + np.exp(-Z[q]))
+        out[q] = dA[q] * s * (one - s)
+'''
+
+
+def generate() -> str:
+    parts = [
+        '"""GENERATED by fastnn/backends/_nb_gen.py -- do not edit; run',
+        "``python -m fastnn.backends._nb_gen`` to regenerate.",
+        "",
+        "The numba backend's kernels, each in a parallel (``_par``) and a serial (``_ser``) build.",
+        '"""',
+        "# flake8: noqa",
+        "import numba",
+        "import numpy as np",
+        "from numba import prange",
+        "",
+        "from .._numba_config import FASTMATH_CONV, NJIT, NJIT_PARALLEL",
+        "",
+    ]
+    for sfx, rng, opts in (("par", "prange", "NJIT_PARALLEL"), ("ser", "range", "NJIT")):
+        parts.append(SIMPLE.replace("{sfx}", sfx).replace("{rng}", rng).replace("{opts}", opts))
+        for dt, t in TILES.items():
+            for gen, nm, a in ((conv_fwd, "conv_fwd", "P"), (conv_dA, "conv_dA", "P"), (conv_dW, "conv_dW", "J")):
+                parts.append("")
+                parts += gen(f"{nm}_{dt}_{sfx}", t[a], t["T"], rng)
+                parts.append("")
+    return "\n".join(parts) + "\n"
+
+
+def main() -> None:
+    text = generate()
+    with open(OUT, "w") as f:
+        f.write(text)
+    print(f"wrote {OUT} ({text.count(chr(10))} lines)")
+
+
+if __name__ == "__main__":
+    main()
