@@ -22,12 +22,17 @@ Settings (environment variables, read once at import):
     alone; fastnn then stays correct, only slower.
 
 Thread safety: Numba's default ``workqueue`` threading layer aborts the process when two
-Python threads launch parallel kernels at the same time. fastnn therefore guards its
-parallel kernels with one lock (:data:`PARALLEL_LOCK`): a call that finds the lock taken
-runs the *serial* build of the same kernel instead (same arithmetic, same result bits).
-Other Numba code in the process that launches parallel kernels concurrently with fastnn
-is not covered by this lock; use the ``omp`` or ``tbb`` layer
-(``NUMBA_THREADING_LAYER``) for that.
+Python threads launch parallel kernels at the same time. fastnn therefore runs its
+parallel kernels under one lock (:data:`PARALLEL_LOCK`): concurrent calls from several
+Python threads are safe and give the same bits as serial calls; their parallel kernels
+take turns (each still uses all its threads). Small problems run serial kernels, which
+release the GIL and need no lock. Other Numba code in the process that launches parallel
+kernels concurrently with fastnn is not covered by this lock; use the ``omp`` or ``tbb``
+layer (``NUMBA_THREADING_LAYER``) for that.
+
+Determinism: every kernel's summation order depends on the shape and the thread count
+only (dW/db are summed per chunk of rows, chunk count = thread count, then over chunks
+in order), so results are identical run to run for a fixed thread count.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Generator of :mod:`fastnn.backends._nb_kernels` (the numba backend's kernel source).
+"""Generator of :mod:`fastnn.backends._nb_conv` and :mod:`~fastnn.backends._nb_misc` (the numba backend's kernels).
 
 The convolution kernels keep a register tile of output values in named scalar
 accumulators (``a{p}_{k}``), which LLVM's SLP vectoriser packs into SIMD registers.
@@ -20,33 +20,18 @@ from typing import List
 #: 8 AVX2 registers for both dtypes), and J input columns for dW.
 TILES = {"f64": dict(P=4, T=8, J=4), "f32": dict(P=4, T=16, J=4)}
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_nb_kernels.py")
 
 
 def _ind(lines: List[str], n: int) -> List[str]:
     return [" " * n + s if s else s for s in lines]
 
 
-def _widths(T: int) -> List[int]:
-    """Channel tile widths: T repeatedly, then a greedy decomposition of the remainder."""
-    ws = [T]
-    for w in (8, 4, 3, 2, 1):
-        if w < T:
-            ws.append(w)
-    return ws
-
-
 def _width_loop(var: str, limit: str, T: int, block) -> List[str]:
-    """``var`` runs over [0, limit) in tiles: ``while`` of width T, then at most one of each
-    smaller width (8, 4) and one final tile of the remaining 3, 2 or 1."""
-    out = [f"{var} = 0", f"while {var} + {T} <= {limit}:"]
-    out += _ind(block(T), 4)
-    out += [f"    {var} += {T}"]
-    for w in _widths(T)[1:]:
-        if w >= 4:
-            out += [f"if {var} + {w} <= {limit}:"]
-        else:
-            out += [f"if {limit} - {var} == {w}:"]
+    """``var`` runs over [0, limit) in tiles of width T, then 4, then 1 (fewer tile shapes
+    keep the compile time down)."""
+    out = [f"{var} = 0"]
+    for w in (T, 4, 1) if T > 4 else (T, 1):
+        out += [f"while {var} + {w} <= {limit}:"]
         out += _ind(block(w), 4)
         out += [f"    {var} += {w}"]
     return out
@@ -312,10 +297,9 @@ def pool_fwd_{sfx}(X, Out, fh, fw, sh, sw, ph, pw, is_max, area):
                         x = X[i, h, w]
                         for c in range(C):
                             v = x[c]
-                            if v > o[c] or v != v:
-                                o[c] = v
-                # a NaN seen earlier may have been replaced by nothing (NaN > v is False), so
-                # NaN stays once in; but a NaN must not be overwritten: v > NaN is False. OK.
+                            oc = o[c]
+                            # NaN propagates: a NaN v is taken, and a NaN oc is kept (v > NaN is False).
+                            o[c] = v if ((v > oc) | (v != v)) else oc
             else:
                 for c in range(C):
                     o[c] = 0
@@ -358,13 +342,13 @@ def pool_argmax_{sfx}(X, Idx, fh, fw, sh, sw, ph, pw, best):
                     for c in range(C):
                         v = x[c]
                         bv = bt[c]
-                        if bv == bv and (v > bv or v != v):
-                            bt[c] = v
-                            ix[c] = pos
+                        take = (bv == bv) & ((v > bv) | (v != v))
+                        bt[c] = v if take else bv
+                        ix[c] = pos if take else ix[c]
 
 
 @numba.njit(**{opts})
-def pool_bwd_{sfx}(X, M, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area):
+def pool_bwd_{sfx}(X, M, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero):
     """Gather form of pooling backward: each input element sums the windows covering it
     in (ho, wo) order, so no two threads write one element.
 
@@ -384,7 +368,7 @@ def pool_bwd_{sfx}(X, M, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area):
             wob = min(Wo - 1, wp // sw)
             g = dX[i, h, w]
             for c in range(C):
-                g[c] = 0
+                g[c] = zero
             x = X[i, h, w]
             for ho in range(hoa, hob + 1):
                 kh = hp - ho * sh
@@ -394,17 +378,92 @@ def pool_bwd_{sfx}(X, M, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area):
                     if mode == 0:
                         mx = M[i, ho, wo]
                         for c in range(C):
-                            if x[c] == mx[c]:
-                                g[c] += d[c]
+                            g[c] += d[c] if x[c] == mx[c] else zero
                     elif mode == 1:
                         ix = Idx[i, ho, wo]
                         pos = kh * fw + kw
                         for c in range(C):
-                            if ix[c] == pos:
-                                g[c] += d[c]
+                            g[c] += d[c] if ix[c] == pos else zero
                     else:
                         for c in range(C):
                             g[c] += d[c] / area
+
+
+@numba.njit(**{opts})
+def conv_fwd_plain_{sfx}(Xr, W3, b, Z, sh, sw, C):
+    """Plain (untiled) forward convolution, for small problems: compiles fast."""
+    m, Ho, Wo, K = Z.shape
+    fh = W3.shape[0]
+    Lr = W3.shape[1]
+    xs = sw * C
+    for t in {rng}(m * Ho):
+        i = t // Ho
+        ho = t - i * Ho
+        for wo in range(Wo):
+            z = Z[i, ho, wo]
+            for k in range(K):
+                z[k] = b[k]
+            for kh in range(fh):
+                xrow = Xr[i, ho * sh + kh]
+                wm = W3[kh]
+                xb = wo * xs
+                for j in range(Lr):
+                    a = xrow[xb + j]
+                    for k in range(K):
+                        z[k] += a * wm[j, k]
+
+
+@numba.njit(**{opts})
+def conv_bwd_plain_{sfx}(Xr, Zr, WT, dZ, dA, dW3, db, sh, sw, ph, pw, plh, plw):
+    """Plain dW, db (sums over all rows in order) and dA_prev (gather over padded dZ Zr)."""
+    m, Ho, Wo, K = dZ.shape
+    fh, Lr, _ = dW3.shape
+    C = dA.shape[3]
+    xs = sw * C
+    for kh in range(fh):
+        for j in range(Lr):
+            for k in range(K):
+                dW3[kh, j, k] = 0
+    for k in range(K):
+        db[k] = 0
+    for i in range(m):
+        for ho in range(Ho):
+            for wo in range(Wo):
+                d = dZ[i, ho, wo]
+                for k in range(K):
+                    db[k] += d[k]
+                for kh in range(fh):
+                    xrow = Xr[i, ho * sh + kh]
+                    for j in range(Lr):
+                        a = xrow[wo * xs + j]
+                        for k in range(K):
+                            dW3[kh, j, k] += a * d[k]
+    mm, H, W, _ = dA.shape
+    fw = WT.shape[1]
+    for t in {rng}(mm * H):
+        i = t // H
+        h = t - i * H
+        hp = h + ph
+        for w in range(W):
+            wp = w + pw
+            g = dA[i, h, w]
+            for c in range(C):
+                g[c] = 0
+            for kh in range(fh):
+                dh = hp - kh
+                if dh % sh != 0:
+                    continue
+                zr = Zr[i, dh // sh + plh]
+                for kw in range(fw):
+                    dw = wp - kw
+                    if dw % sw != 0:
+                        continue
+                    zb = (dw // sw + plw) * K
+                    wt = WT[kh, kw]
+                    for k in range(K):
+                        dz = zr[zb + k]
+                        for c in range(C):
+                            g[c] += dz * wt[k, c]
 
 
 @numba.njit(**{opts})
@@ -434,36 +493,57 @@ def sigmoid_backward_{sfx}(dA, Z, out, one):
 '''
 
 
-def generate() -> str:
-    parts = [
-        '"""GENERATED by fastnn/backends/_nb_gen.py -- do not edit; run',
-        "``python -m fastnn.backends._nb_gen`` to regenerate.",
-        "",
-        "The numba backend's kernels, each in a parallel (``_par``) and a serial (``_ser``) build.",
-        '"""',
-        "# flake8: noqa",
-        "import numba",
-        "import numpy as np",
-        "from numba import prange",
-        "",
-        "from .._numba_config import FASTMATH_CONV, NJIT, NJIT_PARALLEL",
-        "",
-    ]
-    for sfx, rng, opts in (("par", "prange", "NJIT_PARALLEL"), ("ser", "range", "NJIT")):
-        parts.append(SIMPLE.replace("{sfx}", sfx).replace("{rng}", rng).replace("{opts}", opts))
-        for dt, t in TILES.items():
-            for gen, nm, a in ((conv_fwd, "conv_fwd", "P"), (conv_dA, "conv_dA", "P"), (conv_dW, "conv_dW", "J")):
-                parts.append("")
-                parts += gen(f"{nm}_{dt}_{sfx}", t[a], t["T"], rng)
-                parts.append("")
-    return "\n".join(parts) + "\n"
+HEADER = [
+    '"""GENERATED by fastnn/backends/_nb_gen.py -- do not edit; run',
+    "``python -m fastnn.backends._nb_gen`` to regenerate.",
+    "",
+    "{what}, each in a parallel (``_par``) and a serial (``_ser``) build.",
+    '"""',
+    "# flake8: noqa",
+    "import numba",
+    "import numpy as np",
+    "from numba import prange",
+    "",
+    "from .._numba_config import FASTMATH_CONV, NJIT, NJIT_PARALLEL",
+    "",
+]
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+#: Generated module files (separate files so that editing one does not invalidate the
+#: on-disk cache of the other: Numba keys the cache on the source file's timestamp).
+FILES = {
+    "_nb_conv.py": "The numba backend's register-tiled convolution kernels",
+    "_nb_misc.py": "The numba backend's padding, pooling, activation and small (plain) convolution kernels",
+}
+
+
+def generate() -> dict:
+    texts = {}
+    for fname, what in FILES.items():
+        parts = [h.replace("{what}", what) for h in HEADER]
+        for sfx, rng, opts in (("par", "prange", "NJIT_PARALLEL"), ("ser", "range", "NJIT")):
+            if fname == "_nb_misc.py":
+                parts.append(SIMPLE.replace("{sfx}", sfx).replace("{rng}", rng).replace("{opts}", opts))
+                continue
+            if sfx == "ser":  # small convolutions use the plain kernels of _nb_misc instead
+                continue
+            for dt, t in TILES.items():
+                for gen, nm, a in ((conv_fwd, "conv_fwd", "P"), (conv_dA, "conv_dA", "P"), (conv_dW, "conv_dW", "J")):
+                    parts.append("")
+                    parts += gen(f"{nm}_{dt}_{sfx}", t[a], t["T"], rng)
+                    parts.append("")
+        texts[fname] = "\n".join(parts) + "\n"
+    return texts
 
 
 def main() -> None:
-    text = generate()
-    with open(OUT, "w") as f:
-        f.write(text)
-    print(f"wrote {OUT} ({text.count(chr(10))} lines)")
+    for fname, text in generate().items():
+        path = os.path.join(_HERE, fname)
+        old = open(path).read() if os.path.exists(path) else None
+        if old != text:  # keep the timestamp (and Numba's cache) of unchanged files
+            with open(path, "w") as f:
+                f.write(text)
+            print(f"wrote {path} ({text.count(chr(10))} lines)")
 
 
 if __name__ == "__main__":
