@@ -51,7 +51,7 @@ def sum_parts_par(part, out):
 
 
 @numba.njit(**NJIT_PARALLEL)
-def pool_fwd_par(X, Out, fh, fw, sh, sw, ph, pw, is_max, area):
+def pool_fwd_par(X, Out, fh, fw, sh, sw, ph, pw, is_max, area, ninf, zero):
     """Max (NaN-propagating, pads are -inf) or average (pads count as zeros) pooling."""
     m, H, W, C = X.shape
     _, Ho, Wo, _ = Out.shape
@@ -67,61 +67,191 @@ def pool_fwd_par(X, Out, fh, fw, sh, sw, ph, pw, is_max, area):
             wb = min(w0 + fw, W)
             o = Out[i, ho, wo]
             if is_max:
-                for c in range(C):
-                    o[c] = -np.inf
-                for h in range(ha, hb):
-                    for w in range(wa, wb):
-                        x = X[i, h, w]
-                        for c in range(C):
-                            v = x[c]
-                            oc = o[c]
-                            # NaN propagates: a NaN v is taken, and a NaN oc is kept (v > NaN is False).
-                            o[c] = v if ((v > oc) | (v != v)) else oc
+                # 8 channels at a time in registers (a select on memory becomes a slow
+                # masked store); NaN propagates: a NaN v is taken, a NaN m is kept.
+                c0 = 0
+                while c0 + 8 <= C:
+                    m0 = ninf
+                    m1 = ninf
+                    m2 = ninf
+                    m3 = ninf
+                    m4 = ninf
+                    m5 = ninf
+                    m6 = ninf
+                    m7 = ninf
+                    for h in range(ha, hb):
+                        for w in range(wa, wb):
+                            x = X[i, h, w]
+                            v0 = x[c0 + 0]
+                            m0 = v0 if ((v0 > m0) | (v0 != v0)) else m0
+                            v1 = x[c0 + 1]
+                            m1 = v1 if ((v1 > m1) | (v1 != v1)) else m1
+                            v2 = x[c0 + 2]
+                            m2 = v2 if ((v2 > m2) | (v2 != v2)) else m2
+                            v3 = x[c0 + 3]
+                            m3 = v3 if ((v3 > m3) | (v3 != v3)) else m3
+                            v4 = x[c0 + 4]
+                            m4 = v4 if ((v4 > m4) | (v4 != v4)) else m4
+                            v5 = x[c0 + 5]
+                            m5 = v5 if ((v5 > m5) | (v5 != v5)) else m5
+                            v6 = x[c0 + 6]
+                            m6 = v6 if ((v6 > m6) | (v6 != v6)) else m6
+                            v7 = x[c0 + 7]
+                            m7 = v7 if ((v7 > m7) | (v7 != v7)) else m7
+                    o[c0 + 0] = m0
+                    o[c0 + 1] = m1
+                    o[c0 + 2] = m2
+                    o[c0 + 3] = m3
+                    o[c0 + 4] = m4
+                    o[c0 + 5] = m5
+                    o[c0 + 6] = m6
+                    o[c0 + 7] = m7
+                    c0 += 8
+                for c in range(c0, C):
+                    mc = ninf
+                    for h in range(ha, hb):
+                        for w in range(wa, wb):
+                            v = X[i, h, w, c]
+                            mc = v if ((v > mc) | (v != v)) else mc
+                    o[c] = mc
             else:
-                for c in range(C):
-                    o[c] = 0
-                for h in range(ha, hb):
-                    for w in range(wa, wb):
-                        x = X[i, h, w]
-                        for c in range(C):
-                            o[c] += x[c]
-                for c in range(C):
-                    o[c] = o[c] / area
+                c0 = 0
+                while c0 + 8 <= C:
+                    s0 = zero
+                    s1 = zero
+                    s2 = zero
+                    s3 = zero
+                    s4 = zero
+                    s5 = zero
+                    s6 = zero
+                    s7 = zero
+                    for h in range(ha, hb):
+                        for w in range(wa, wb):
+                            x = X[i, h, w]
+                            s0 += x[c0 + 0]
+                            s1 += x[c0 + 1]
+                            s2 += x[c0 + 2]
+                            s3 += x[c0 + 3]
+                            s4 += x[c0 + 4]
+                            s5 += x[c0 + 5]
+                            s6 += x[c0 + 6]
+                            s7 += x[c0 + 7]
+                    o[c0 + 0] = s0 / area
+                    o[c0 + 1] = s1 / area
+                    o[c0 + 2] = s2 / area
+                    o[c0 + 3] = s3 / area
+                    o[c0 + 4] = s4 / area
+                    o[c0 + 5] = s5 / area
+                    o[c0 + 6] = s6 / area
+                    o[c0 + 7] = s7 / area
+                    c0 += 8
+                for c in range(c0, C):
+                    sc = zero
+                    for h in range(ha, hb):
+                        for w in range(wa, wb):
+                            sc += X[i, h, w, c]
+                    o[c] = sc / area
 
 
 @numba.njit(**NJIT_PARALLEL)
-def pool_argmax_par(X, Idx, fh, fw, sh, sw, ph, pw, best):
-    """Idx[i, ho, wo, c] = np.argmax of the (-inf padded) window, row-major (first max, first NaN).
-
-    ``best`` is scratch of shape (m*Ho, C) (output sized)."""
+def pool_argmax_par(X, Idx, fh, fw, sh, sw, ph, pw, ninf):
+    """Idx[i, ho, wo, c] = np.argmax of the (-inf padded) window, row-major (first max, first NaN)."""
     m, H, W, C = X.shape
     _, Ho, Wo, _ = Idx.shape
     for t in prange(m * Ho):
         i = t // Ho
         ho = t - i * Ho
         h0 = ho * sh - ph
-        bt = best[t]
         for wo in range(Wo):
             w0 = wo * sw - pw
             ix = Idx[i, ho, wo]
-            for c in range(C):
-                bt[c] = -np.inf
-                ix[c] = 0
-            # position 0 holds the first value (-inf if padded); start the scan there.
-            for kh in range(fh):
-                h = h0 + kh
-                for kw in range(fw):
-                    w = w0 + kw
-                    pos = kh * fw + kw
-                    if h < 0 or h >= H or w < 0 or w >= W:
-                        continue  # a pad (-inf) never beats the running best (>= -inf)
-                    x = X[i, h, w]
-                    for c in range(C):
-                        v = x[c]
-                        bv = bt[c]
-                        take = (bv == bv) & ((v > bv) | (v != v))
-                        bt[c] = v if take else bv
-                        ix[c] = pos if take else ix[c]
+            # a pad (-inf) never beats the running best (>= -inf), so pads are skipped;
+            # 8 channels at a time in registers, then the rest one by one.
+            c0 = 0
+            while c0 + 8 <= C:
+                b0 = ninf
+                i0 = 0
+                b1 = ninf
+                i1 = 0
+                b2 = ninf
+                i2 = 0
+                b3 = ninf
+                i3 = 0
+                b4 = ninf
+                i4 = 0
+                b5 = ninf
+                i5 = 0
+                b6 = ninf
+                i6 = 0
+                b7 = ninf
+                i7 = 0
+                for kh in range(fh):
+                    h = h0 + kh
+                    if h < 0 or h >= H:
+                        continue
+                    for kw in range(fw):
+                        w = w0 + kw
+                        if w < 0 or w >= W:
+                            continue
+                        pos = kh * fw + kw
+                        x = X[i, h, w]
+                        v0 = x[c0 + 0]
+                        t0 = (b0 == b0) & ((v0 > b0) | (v0 != v0))
+                        b0 = v0 if t0 else b0
+                        i0 = pos if t0 else i0
+                        v1 = x[c0 + 1]
+                        t1 = (b1 == b1) & ((v1 > b1) | (v1 != v1))
+                        b1 = v1 if t1 else b1
+                        i1 = pos if t1 else i1
+                        v2 = x[c0 + 2]
+                        t2 = (b2 == b2) & ((v2 > b2) | (v2 != v2))
+                        b2 = v2 if t2 else b2
+                        i2 = pos if t2 else i2
+                        v3 = x[c0 + 3]
+                        t3 = (b3 == b3) & ((v3 > b3) | (v3 != v3))
+                        b3 = v3 if t3 else b3
+                        i3 = pos if t3 else i3
+                        v4 = x[c0 + 4]
+                        t4 = (b4 == b4) & ((v4 > b4) | (v4 != v4))
+                        b4 = v4 if t4 else b4
+                        i4 = pos if t4 else i4
+                        v5 = x[c0 + 5]
+                        t5 = (b5 == b5) & ((v5 > b5) | (v5 != v5))
+                        b5 = v5 if t5 else b5
+                        i5 = pos if t5 else i5
+                        v6 = x[c0 + 6]
+                        t6 = (b6 == b6) & ((v6 > b6) | (v6 != v6))
+                        b6 = v6 if t6 else b6
+                        i6 = pos if t6 else i6
+                        v7 = x[c0 + 7]
+                        t7 = (b7 == b7) & ((v7 > b7) | (v7 != v7))
+                        b7 = v7 if t7 else b7
+                        i7 = pos if t7 else i7
+                ix[c0 + 0] = i0
+                ix[c0 + 1] = i1
+                ix[c0 + 2] = i2
+                ix[c0 + 3] = i3
+                ix[c0 + 4] = i4
+                ix[c0 + 5] = i5
+                ix[c0 + 6] = i6
+                ix[c0 + 7] = i7
+                c0 += 8
+            for c in range(c0, C):
+                bc = ninf
+                ic = 0
+                for kh in range(fh):
+                    h = h0 + kh
+                    if h < 0 or h >= H:
+                        continue
+                    for kw in range(fw):
+                        w = w0 + kw
+                        if w < 0 or w >= W:
+                            continue
+                        v = X[i, h, w, c]
+                        tk = (bc == bc) & ((v > bc) | (v != v))
+                        bc = v if tk else bc
+                        ic = kh * fw + kw if tk else ic
+                ix[c] = ic
 
 
 @numba.njit(**NJIT_PARALLEL)
@@ -309,7 +439,7 @@ def sum_parts_ser(part, out):
 
 
 @numba.njit(**NJIT)
-def pool_fwd_ser(X, Out, fh, fw, sh, sw, ph, pw, is_max, area):
+def pool_fwd_ser(X, Out, fh, fw, sh, sw, ph, pw, is_max, area, ninf, zero):
     """Max (NaN-propagating, pads are -inf) or average (pads count as zeros) pooling."""
     m, H, W, C = X.shape
     _, Ho, Wo, _ = Out.shape
@@ -325,61 +455,191 @@ def pool_fwd_ser(X, Out, fh, fw, sh, sw, ph, pw, is_max, area):
             wb = min(w0 + fw, W)
             o = Out[i, ho, wo]
             if is_max:
-                for c in range(C):
-                    o[c] = -np.inf
-                for h in range(ha, hb):
-                    for w in range(wa, wb):
-                        x = X[i, h, w]
-                        for c in range(C):
-                            v = x[c]
-                            oc = o[c]
-                            # NaN propagates: a NaN v is taken, and a NaN oc is kept (v > NaN is False).
-                            o[c] = v if ((v > oc) | (v != v)) else oc
+                # 8 channels at a time in registers (a select on memory becomes a slow
+                # masked store); NaN propagates: a NaN v is taken, a NaN m is kept.
+                c0 = 0
+                while c0 + 8 <= C:
+                    m0 = ninf
+                    m1 = ninf
+                    m2 = ninf
+                    m3 = ninf
+                    m4 = ninf
+                    m5 = ninf
+                    m6 = ninf
+                    m7 = ninf
+                    for h in range(ha, hb):
+                        for w in range(wa, wb):
+                            x = X[i, h, w]
+                            v0 = x[c0 + 0]
+                            m0 = v0 if ((v0 > m0) | (v0 != v0)) else m0
+                            v1 = x[c0 + 1]
+                            m1 = v1 if ((v1 > m1) | (v1 != v1)) else m1
+                            v2 = x[c0 + 2]
+                            m2 = v2 if ((v2 > m2) | (v2 != v2)) else m2
+                            v3 = x[c0 + 3]
+                            m3 = v3 if ((v3 > m3) | (v3 != v3)) else m3
+                            v4 = x[c0 + 4]
+                            m4 = v4 if ((v4 > m4) | (v4 != v4)) else m4
+                            v5 = x[c0 + 5]
+                            m5 = v5 if ((v5 > m5) | (v5 != v5)) else m5
+                            v6 = x[c0 + 6]
+                            m6 = v6 if ((v6 > m6) | (v6 != v6)) else m6
+                            v7 = x[c0 + 7]
+                            m7 = v7 if ((v7 > m7) | (v7 != v7)) else m7
+                    o[c0 + 0] = m0
+                    o[c0 + 1] = m1
+                    o[c0 + 2] = m2
+                    o[c0 + 3] = m3
+                    o[c0 + 4] = m4
+                    o[c0 + 5] = m5
+                    o[c0 + 6] = m6
+                    o[c0 + 7] = m7
+                    c0 += 8
+                for c in range(c0, C):
+                    mc = ninf
+                    for h in range(ha, hb):
+                        for w in range(wa, wb):
+                            v = X[i, h, w, c]
+                            mc = v if ((v > mc) | (v != v)) else mc
+                    o[c] = mc
             else:
-                for c in range(C):
-                    o[c] = 0
-                for h in range(ha, hb):
-                    for w in range(wa, wb):
-                        x = X[i, h, w]
-                        for c in range(C):
-                            o[c] += x[c]
-                for c in range(C):
-                    o[c] = o[c] / area
+                c0 = 0
+                while c0 + 8 <= C:
+                    s0 = zero
+                    s1 = zero
+                    s2 = zero
+                    s3 = zero
+                    s4 = zero
+                    s5 = zero
+                    s6 = zero
+                    s7 = zero
+                    for h in range(ha, hb):
+                        for w in range(wa, wb):
+                            x = X[i, h, w]
+                            s0 += x[c0 + 0]
+                            s1 += x[c0 + 1]
+                            s2 += x[c0 + 2]
+                            s3 += x[c0 + 3]
+                            s4 += x[c0 + 4]
+                            s5 += x[c0 + 5]
+                            s6 += x[c0 + 6]
+                            s7 += x[c0 + 7]
+                    o[c0 + 0] = s0 / area
+                    o[c0 + 1] = s1 / area
+                    o[c0 + 2] = s2 / area
+                    o[c0 + 3] = s3 / area
+                    o[c0 + 4] = s4 / area
+                    o[c0 + 5] = s5 / area
+                    o[c0 + 6] = s6 / area
+                    o[c0 + 7] = s7 / area
+                    c0 += 8
+                for c in range(c0, C):
+                    sc = zero
+                    for h in range(ha, hb):
+                        for w in range(wa, wb):
+                            sc += X[i, h, w, c]
+                    o[c] = sc / area
 
 
 @numba.njit(**NJIT)
-def pool_argmax_ser(X, Idx, fh, fw, sh, sw, ph, pw, best):
-    """Idx[i, ho, wo, c] = np.argmax of the (-inf padded) window, row-major (first max, first NaN).
-
-    ``best`` is scratch of shape (m*Ho, C) (output sized)."""
+def pool_argmax_ser(X, Idx, fh, fw, sh, sw, ph, pw, ninf):
+    """Idx[i, ho, wo, c] = np.argmax of the (-inf padded) window, row-major (first max, first NaN)."""
     m, H, W, C = X.shape
     _, Ho, Wo, _ = Idx.shape
     for t in range(m * Ho):
         i = t // Ho
         ho = t - i * Ho
         h0 = ho * sh - ph
-        bt = best[t]
         for wo in range(Wo):
             w0 = wo * sw - pw
             ix = Idx[i, ho, wo]
-            for c in range(C):
-                bt[c] = -np.inf
-                ix[c] = 0
-            # position 0 holds the first value (-inf if padded); start the scan there.
-            for kh in range(fh):
-                h = h0 + kh
-                for kw in range(fw):
-                    w = w0 + kw
-                    pos = kh * fw + kw
-                    if h < 0 or h >= H or w < 0 or w >= W:
-                        continue  # a pad (-inf) never beats the running best (>= -inf)
-                    x = X[i, h, w]
-                    for c in range(C):
-                        v = x[c]
-                        bv = bt[c]
-                        take = (bv == bv) & ((v > bv) | (v != v))
-                        bt[c] = v if take else bv
-                        ix[c] = pos if take else ix[c]
+            # a pad (-inf) never beats the running best (>= -inf), so pads are skipped;
+            # 8 channels at a time in registers, then the rest one by one.
+            c0 = 0
+            while c0 + 8 <= C:
+                b0 = ninf
+                i0 = 0
+                b1 = ninf
+                i1 = 0
+                b2 = ninf
+                i2 = 0
+                b3 = ninf
+                i3 = 0
+                b4 = ninf
+                i4 = 0
+                b5 = ninf
+                i5 = 0
+                b6 = ninf
+                i6 = 0
+                b7 = ninf
+                i7 = 0
+                for kh in range(fh):
+                    h = h0 + kh
+                    if h < 0 or h >= H:
+                        continue
+                    for kw in range(fw):
+                        w = w0 + kw
+                        if w < 0 or w >= W:
+                            continue
+                        pos = kh * fw + kw
+                        x = X[i, h, w]
+                        v0 = x[c0 + 0]
+                        t0 = (b0 == b0) & ((v0 > b0) | (v0 != v0))
+                        b0 = v0 if t0 else b0
+                        i0 = pos if t0 else i0
+                        v1 = x[c0 + 1]
+                        t1 = (b1 == b1) & ((v1 > b1) | (v1 != v1))
+                        b1 = v1 if t1 else b1
+                        i1 = pos if t1 else i1
+                        v2 = x[c0 + 2]
+                        t2 = (b2 == b2) & ((v2 > b2) | (v2 != v2))
+                        b2 = v2 if t2 else b2
+                        i2 = pos if t2 else i2
+                        v3 = x[c0 + 3]
+                        t3 = (b3 == b3) & ((v3 > b3) | (v3 != v3))
+                        b3 = v3 if t3 else b3
+                        i3 = pos if t3 else i3
+                        v4 = x[c0 + 4]
+                        t4 = (b4 == b4) & ((v4 > b4) | (v4 != v4))
+                        b4 = v4 if t4 else b4
+                        i4 = pos if t4 else i4
+                        v5 = x[c0 + 5]
+                        t5 = (b5 == b5) & ((v5 > b5) | (v5 != v5))
+                        b5 = v5 if t5 else b5
+                        i5 = pos if t5 else i5
+                        v6 = x[c0 + 6]
+                        t6 = (b6 == b6) & ((v6 > b6) | (v6 != v6))
+                        b6 = v6 if t6 else b6
+                        i6 = pos if t6 else i6
+                        v7 = x[c0 + 7]
+                        t7 = (b7 == b7) & ((v7 > b7) | (v7 != v7))
+                        b7 = v7 if t7 else b7
+                        i7 = pos if t7 else i7
+                ix[c0 + 0] = i0
+                ix[c0 + 1] = i1
+                ix[c0 + 2] = i2
+                ix[c0 + 3] = i3
+                ix[c0 + 4] = i4
+                ix[c0 + 5] = i5
+                ix[c0 + 6] = i6
+                ix[c0 + 7] = i7
+                c0 += 8
+            for c in range(c0, C):
+                bc = ninf
+                ic = 0
+                for kh in range(fh):
+                    h = h0 + kh
+                    if h < 0 or h >= H:
+                        continue
+                    for kw in range(fw):
+                        w = w0 + kw
+                        if w < 0 or w >= W:
+                            continue
+                        v = X[i, h, w, c]
+                        tk = (bc == bc) & ((v > bc) | (v != v))
+                        bc = v if tk else bc
+                        ic = kh * fw + kw if tk else ic
+                ix[c] = ic
 
 
 @numba.njit(**NJIT)

@@ -152,7 +152,7 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
 @register("pool_forward", NAME)
 def pool_forward(p, A_prev, A):
     _run(K.pool_fwd_par, K.pool_fwd_ser, A.size * p.fh * p.fw, A_prev, A, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw,
-         p.mode == "max", p.dtype.type(p.fh * p.fw))
+         p.mode == "max", p.dtype.type(p.fh * p.fw), p.dtype.type(-np.inf), p.dtype.type(0))
 
 
 _EMPTY_IDX = np.zeros((1, 1, 1, 1), dtype=np.int32)
@@ -168,12 +168,13 @@ def pool_backward(p, A_prev, dA, dA_prev):
     elif p.ties == "all":
         mode = 0
         M = np.empty(dA.shape, dtype=p.dtype)
-        _run(K.pool_fwd_par, K.pool_fwd_ser, work, A_prev, M, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, True, area)
+        _run(K.pool_fwd_par, K.pool_fwd_ser, work, A_prev, M, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, True, area,
+             p.dtype.type(-np.inf), p.dtype.type(0))
     else:
         mode = 1
         Idx = np.empty(dA.shape, dtype=np.int32)
-        best = np.empty((p.m * p.Ho, p.C), dtype=p.dtype)
-        _run(K.pool_argmax_par, K.pool_argmax_ser, work, A_prev, Idx, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, best)
+        _run(K.pool_argmax_par, K.pool_argmax_ser, work, A_prev, Idx, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw,
+             p.dtype.type(-np.inf))
     _run(K.pool_bwd_par, K.pool_bwd_ser, work, A_prev, M, Idx, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw,
          mode, area, p.dtype.type(0))
 
