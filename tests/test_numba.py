@@ -69,17 +69,19 @@ def test_auto_picks_numba():
         assert resolve_name(op) == "numba", op
 
 
+@pytest.mark.parametrize("hp", [{"f": 3, "stride": 2, "pad": 1}, {"f": 2, "stride": 2}, {"f": (2, 3), "stride": (3, 3), "pad": 1}],
+                         ids=["overlapping", "tiling", "gaps"])
 @pytest.mark.parametrize("mode", ["max", "average"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("big", [False, True], ids=["serial", "parallel"])
-def test_pool_forward_propagates_nan(monkeypatch, big, dtype, mode):
+def test_pool_forward_propagates_nan(monkeypatch, big, dtype, mode, hp):
     if big:
         monkeypatch.setattr(nb, "_SERIAL_WORK", 0)
-    A = np.arange(2 * 6 * 6 * 3, dtype=dtype).reshape(2, 6, 6, 3)
+    A = np.random.RandomState(0).randint(-3, 3, size=(2, 6, 6, 11)).astype(dtype)  # ties, 8 + 3 channels
     A[0, 1, 1, 0] = np.nan  # a NaN early in a window
+    A[0, 2, 2, 9] = np.nan  # a NaN in the scalar channel tail
     A[1, 5, 4, 2] = np.nan  # a NaN last in a window
     A[0, 3, 3, 1] = -np.inf
-    hp = {"f": 3, "stride": 2, "pad": 1}
     out = fastnn.pool_forward(A, hp, mode, backend="numba")[0]
     ref = fastnn.pool_forward(A, hp, mode, backend=REF)[0]
     np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))

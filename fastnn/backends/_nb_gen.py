@@ -520,6 +520,170 @@ def pool_bwd_{sfx}(X, M, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero):
 
 
 @numba.njit(**{opts})
+def pool_bwd_direct_{sfx}(X, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, ninf, zero):
+    """Pooling backward for non-overlapping windows (sh >= fh and sw >= fw): each window
+    writes its own positions (the caller zeroes dX first where no window reaches).
+    mode 0: max, ties "all"; 1: max, ties "first"; 2: average."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    for t in {rng}(m * Ho):
+        i = t // Ho
+        ho = t - i * Ho
+        h0 = ho * sh - ph
+        for wo in range(Wo):
+            w0 = wo * sw - pw
+            d = dA[i, ho, wo]
+            if mode == 2:
+                for kh in range(fh):
+                    h = h0 + kh
+                    if h < 0 or h >= H:
+                        continue
+                    for kw in range(fw):
+                        w = w0 + kw
+                        if w < 0 or w >= W:
+                            continue
+                        g = dX[i, h, w]
+                        for c in range(C):
+                            g[c] = d[c] / area
+                continue
+            c0 = 0
+            while c0 + 8 <= C:
+                d0 = d[c0 + 0]
+                d1 = d[c0 + 1]
+                d2 = d[c0 + 2]
+                d3 = d[c0 + 3]
+                d4 = d[c0 + 4]
+                d5 = d[c0 + 5]
+                d6 = d[c0 + 6]
+                d7 = d[c0 + 7]
+                b0 = ninf
+                b1 = ninf
+                b2 = ninf
+                b3 = ninf
+                b4 = ninf
+                b5 = ninf
+                b6 = ninf
+                b7 = ninf
+                i0 = 0
+                i1 = 0
+                i2 = 0
+                i3 = 0
+                i4 = 0
+                i5 = 0
+                i6 = 0
+                i7 = 0
+                for kh in range(fh):
+                    h = h0 + kh
+                    if h < 0 or h >= H:
+                        continue
+                    for kw in range(fw):
+                        w = w0 + kw
+                        if w < 0 or w >= W:
+                            continue
+                        pos = kh * fw + kw
+                        x = X[i, h, w]
+                        v0 = x[c0 + 0]
+                        t0 = (b0 == b0) & ((v0 > b0) | (v0 != v0))
+                        b0 = v0 if t0 else b0
+                        i0 = pos if t0 else i0
+                        v1 = x[c0 + 1]
+                        t1 = (b1 == b1) & ((v1 > b1) | (v1 != v1))
+                        b1 = v1 if t1 else b1
+                        i1 = pos if t1 else i1
+                        v2 = x[c0 + 2]
+                        t2 = (b2 == b2) & ((v2 > b2) | (v2 != v2))
+                        b2 = v2 if t2 else b2
+                        i2 = pos if t2 else i2
+                        v3 = x[c0 + 3]
+                        t3 = (b3 == b3) & ((v3 > b3) | (v3 != v3))
+                        b3 = v3 if t3 else b3
+                        i3 = pos if t3 else i3
+                        v4 = x[c0 + 4]
+                        t4 = (b4 == b4) & ((v4 > b4) | (v4 != v4))
+                        b4 = v4 if t4 else b4
+                        i4 = pos if t4 else i4
+                        v5 = x[c0 + 5]
+                        t5 = (b5 == b5) & ((v5 > b5) | (v5 != v5))
+                        b5 = v5 if t5 else b5
+                        i5 = pos if t5 else i5
+                        v6 = x[c0 + 6]
+                        t6 = (b6 == b6) & ((v6 > b6) | (v6 != v6))
+                        b6 = v6 if t6 else b6
+                        i6 = pos if t6 else i6
+                        v7 = x[c0 + 7]
+                        t7 = (b7 == b7) & ((v7 > b7) | (v7 != v7))
+                        b7 = v7 if t7 else b7
+                        i7 = pos if t7 else i7
+                if mode == 0:
+                    for kh in range(fh):
+                        h = h0 + kh
+                        if h < 0 or h >= H:
+                            continue
+                        for kw in range(fw):
+                            w = w0 + kw
+                            if w < 0 or w >= W:
+                                continue
+                            x = X[i, h, w]
+                            g = dX[i, h, w]
+                            g[c0 + 0] = d0 if x[c0 + 0] == b0 else zero
+                            g[c0 + 1] = d1 if x[c0 + 1] == b1 else zero
+                            g[c0 + 2] = d2 if x[c0 + 2] == b2 else zero
+                            g[c0 + 3] = d3 if x[c0 + 3] == b3 else zero
+                            g[c0 + 4] = d4 if x[c0 + 4] == b4 else zero
+                            g[c0 + 5] = d5 if x[c0 + 5] == b5 else zero
+                            g[c0 + 6] = d6 if x[c0 + 6] == b6 else zero
+                            g[c0 + 7] = d7 if x[c0 + 7] == b7 else zero
+                else:
+                    for kh in range(fh):
+                        h = h0 + kh
+                        if h < 0 or h >= H:
+                            continue
+                        for kw in range(fw):
+                            w = w0 + kw
+                            if w < 0 or w >= W:
+                                continue
+                            pos = kh * fw + kw
+                            g = dX[i, h, w]
+                            g[c0 + 0] = d0 if pos == i0 else zero
+                            g[c0 + 1] = d1 if pos == i1 else zero
+                            g[c0 + 2] = d2 if pos == i2 else zero
+                            g[c0 + 3] = d3 if pos == i3 else zero
+                            g[c0 + 4] = d4 if pos == i4 else zero
+                            g[c0 + 5] = d5 if pos == i5 else zero
+                            g[c0 + 6] = d6 if pos == i6 else zero
+                            g[c0 + 7] = d7 if pos == i7 else zero
+                c0 += 8
+            for c in range(c0, C):
+                dc = d[c]
+                bc = ninf
+                ic = 0
+                for kh in range(fh):
+                    h = h0 + kh
+                    if h < 0 or h >= H:
+                        continue
+                    for kw in range(fw):
+                        w = w0 + kw
+                        if w < 0 or w >= W:
+                            continue
+                        v = X[i, h, w, c]
+                        tk = (bc == bc) & ((v > bc) | (v != v))
+                        bc = v if tk else bc
+                        ic = kh * fw + kw if tk else ic
+                for kh in range(fh):
+                    h = h0 + kh
+                    if h < 0 or h >= H:
+                        continue
+                    for kw in range(fw):
+                        w = w0 + kw
+                        if w < 0 or w >= W:
+                            continue
+                        if mode == 0:
+                            dX[i, h, w, c] = dc if X[i, h, w, c] == bc else zero
+                        else:
+                            dX[i, h, w, c] = dc if kh * fw + kw == ic else zero
+
+
+@numba.njit(**{opts})
 def conv_fwd_plain_{sfx}(Xr, W3, b, Z, sh, sw, C):
     """Plain (untiled) forward convolution, for small problems: compiles fast."""
     m, Ho, Wo, K = Z.shape

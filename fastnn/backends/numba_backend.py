@@ -162,6 +162,15 @@ _EMPTY_IDX = np.zeros((1, 1, 1, 1), dtype=np.int32)
 def pool_backward(p, A_prev, dA, dA_prev):
     work = dA.size * p.fh * p.fw
     area = p.dtype.type(p.fh * p.fw)
+    if p.sh >= p.fh and p.sw >= p.fw:
+        # Non-overlapping windows: one pass, each window writes its own positions.
+        if (p.sh > p.fh or p.sw > p.fw or (p.Ho - 1) * p.sh + p.fh - p.ph < p.H
+                or (p.Wo - 1) * p.sw + p.fw - p.pw < p.W):
+            dA_prev.fill(0)  # some positions lie in no window
+        mode = 2 if p.mode == "average" else (0 if p.ties == "all" else 1)
+        _run(K.pool_bwd_direct_par, K.pool_bwd_direct_ser, work, A_prev, dA, dA_prev, p.fh, p.fw, p.sh, p.sw,
+             p.ph, p.pw, mode, area, p.dtype.type(-np.inf), p.dtype.type(0))
+        return
     M, Idx = dA, _EMPTY_IDX
     if p.mode == "average":
         mode = 2
