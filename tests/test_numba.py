@@ -166,4 +166,4 @@ def test_generated_kernels_up_to_date():
     here = os.path.dirname(_nb_gen.__file__)
     for fname, text in _nb_gen.generate().items():
         with open(os.path.join(here, fname)) as f:
-            assert f.read() == text, f"{fname} is stale: run python -m fastnn.backends._nb_gen"
+            assert f.read() == text, f"{fname} is stale: run python fastnn/backends/_nb_gen.py"

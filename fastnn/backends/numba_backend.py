@@ -104,12 +104,14 @@ def _input_rows(p, A_prev):
 
 @register("conv_forward", NAME)
 def conv_forward(p, A_prev, W, b, Z):
-    Xr = _input_rows(p, A_prev)
-    W3 = W.reshape(p.fh, p.fw * p.C, p.K)
     if p.m * p.Ho * p.Wo * p.K * p.fh * p.fw * p.C < _SERIAL_WORK:
-        K.conv_fwd_plain_ser(Xr, W3, b, Z, p.sh, p.sw, p.C)
+        _fwd_small(A_prev, W, b, Z, p.sh, p.sw, p.ph, p.pw)
     else:
-        _par(_pick("conv_fwd", p.dtype), Xr, W3, b, Z, p.sh, p.sw, p.C)
+        _par(_pick("conv_fwd", p.dtype), _input_rows(p, A_prev), W.reshape(p.fh, p.fw * p.C, p.K), b, Z,
+             p.sh, p.sw, p.C)
+
+
+_fwd_small = K.conv_fwd_small_ser
 
 
 @register("conv_backward", NAME)
