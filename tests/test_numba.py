@@ -35,6 +35,8 @@ def test_tiled_conv_kernels_match_reference_on_all_cases(force_parallel, dtype):
     cases = list(CONV_CASES.values()) + [
         ConvCase("tiles_and_tails", 2, 9, 11, 21, (3, 2), 37, (2, 3), (1, 2)),
         ConvCase("stride_gt_f_wide", 1, 13, 12, 9, (2, 1), 19, (3, 4), (0, 1)),
+        ConvCase("few_channels_strided", 2, 11, 13, 3, (3, 5), 19, (2, 3), (1, 2)),
+        ConvCase("few_channels_stem", 1, 15, 14, 2, 7, 16, 2, 3),
     ]
     for case in cases:
         A, W, b, hp, dZ = case.make(dtype, seed=5)
