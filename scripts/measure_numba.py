@@ -33,13 +33,16 @@ except ImportError:  # pragma: no cover
     torch = None
 
 
+STAT = statistics.median  # --stat min: the best run (less sensitive to a loaded machine)
+
+
 def med(fn, repeat):
     ts = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+    return STAT(ts)
 
 
 def reps_for(seconds_one):
@@ -253,14 +256,18 @@ def main(argv=None):
     ap.add_argument("--shapes", nargs="*")
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--stat", choices=["median", "min"], default="median",
+                    help="statistic over the timed runs (default median; min on a busy machine)")
     args = ap.parse_args(argv)
+    global STAT
+    STAT = min if args.stat == "min" else statistics.median
     import numba
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     if torch is not None:
         torch.set_num_threads(args.threads)
     only = args.only or ["conv", "pool", "misc"]
     dtypes = [np.dtype(d).type for d in (args.dtype or ["float64", "float32"])]
-    print(f"threads={args.threads} numba {numba.__version__} layer-config={numba.config.THREADING_LAYER} "
+    print(f"stat={args.stat} threads={args.threads} numba {numba.__version__} layer-config={numba.config.THREADING_LAYER} "
           f"torch {torch.__version__ if torch else 'missing'}")
     for dt in dtypes:
         if "conv" in only:
