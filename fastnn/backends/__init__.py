@@ -9,6 +9,7 @@ import importlib
 
 BACKEND_MODULES = (
     "reference",
+    "numba_backend",
     "im2col",
 )
 

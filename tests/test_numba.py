@@ -1,0 +1,171 @@
+"""The numba backend beyond the equivalence matrix: its tiled (parallel) paths on every edge
+case, thread safety, determinism, NaN handling, dtypes, settings, generated source."""
+
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn.testing.cases import CONV_CASES, DTYPES, POOL_CASES, TOLERANCES, ConvCase
+
+nb = pytest.importorskip("fastnn.backends.numba_backend")
+
+REF = "reference"
+
+
+def _close(actual, expected, dtype, what):
+    assert actual.dtype == np.dtype(dtype), what
+    tol = TOLERANCES[dtype]
+    scale = max(1.0, float(np.max(np.abs(expected[np.isfinite(expected)]), initial=0.0)))
+    np.testing.assert_allclose(actual, expected, rtol=tol["rtol"], atol=tol["atol"] * scale, err_msg=what)
+
+
+@pytest.fixture
+def force_parallel(monkeypatch):
+    """Send every call, however small, to the tiled parallel kernels."""
+    monkeypatch.setattr(nb, "_SERIAL_WORK", 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_tiled_conv_kernels_match_reference_on_all_cases(force_parallel, dtype):
+    cases = list(CONV_CASES.values()) + [
+        ConvCase("tiles_and_tails", 2, 9, 11, 21, (3, 2), 37, (2, 3), (1, 2)),
+        ConvCase("stride_gt_f_wide", 1, 13, 12, 9, (2, 1), 19, (3, 4), (0, 1)),
+        ConvCase("few_channels_strided", 2, 11, 13, 3, (3, 5), 19, (2, 3), (1, 2)),
+        ConvCase("few_channels_stem", 1, 15, 14, 2, 7, 16, 2, 3),
+    ]
+    for case in cases:
+        A, W, b, hp, dZ = case.make(dtype, seed=5)
+        Z_ref, cache_ref = fastnn.conv_forward(A, W, b, hp, backend=REF)
+        Z, cache = fastnn.conv_forward(A, W, b, hp, backend="numba")
+        _close(Z, Z_ref, dtype, f"{case.name} Z")
+        for name, g, g_ref in zip(("dA_prev", "dW", "db"), fastnn.conv_backward(dZ, cache, backend="numba"),
+                                  fastnn.conv_backward(dZ, cache_ref, backend=REF)):
+            _close(g, g_ref, dtype, f"{case.name} {name}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_parallel_pool_and_activation_kernels_match_reference(force_parallel, dtype):
+    for case in POOL_CASES.values():
+        A, hp, dA = case.make(dtype, seed=6)
+        for mode in ("max", "average"):
+            out, cache = fastnn.pool_forward(A, hp, mode, backend="numba")
+            _close(out, fastnn.pool_forward(A, hp, mode, backend=REF)[0], dtype, f"{case.name} {mode}")
+            for ties in ("all", "first"):
+                _close(fastnn.pool_backward(dA, cache, mode, ties=ties, backend="numba"),
+                       fastnn.pool_backward(dA, cache, mode, ties=ties, backend=REF), dtype,
+                       f"{case.name} {mode} {ties} backward")
+    X = np.random.RandomState(0).standard_normal((3, 50)).astype(dtype)
+    for name in ("relu", "sigmoid"):
+        _close(getattr(fastnn, name)(X, backend="numba")[0], getattr(fastnn, name)(X, backend=REF)[0], dtype, name)
+
+
+def test_auto_picks_numba():
+    assert fastnn.available_backends("conv_forward")[0] == "numba"
+    from fastnn._dispatch import OPS, resolve_name
+    for op in OPS:
+        assert resolve_name(op) == "numba", op
+
+
+@pytest.mark.parametrize("hp", [{"f": 3, "stride": 2, "pad": 1}, {"f": 2, "stride": 2}, {"f": (2, 3), "stride": (3, 3), "pad": 1}],
+                         ids=["overlapping", "tiling", "gaps"])
+@pytest.mark.parametrize("mode", ["max", "average"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("big", [False, True], ids=["serial", "parallel"])
+def test_pool_forward_propagates_nan(monkeypatch, big, dtype, mode, hp):
+    if big:
+        monkeypatch.setattr(nb, "_SERIAL_WORK", 0)
+    A = np.random.RandomState(0).randint(-3, 3, size=(2, 6, 6, 11)).astype(dtype)  # ties, 8 + 3 channels
+    A[0, 1, 1, 0] = np.nan  # a NaN early in a window
+    A[0, 2, 2, 9] = np.nan  # a NaN in the scalar channel tail
+    A[1, 5, 4, 2] = np.nan  # a NaN last in a window
+    A[0, 3, 3, 1] = -np.inf
+    out = fastnn.pool_forward(A, hp, mode, backend="numba")[0]
+    ref = fastnn.pool_forward(A, hp, mode, backend=REF)[0]
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
+    assert np.isnan(out).any()
+    dA = np.ones_like(out)
+    for ties in ("all", "first"):
+        g = fastnn.pool_backward(dA, (A, hp), mode, ties=ties, backend="numba")
+        np.testing.assert_array_equal(g, fastnn.pool_backward(dA, (A, hp), mode, ties=ties, backend=REF))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_no_input_mutation_and_dtype_kept(force_parallel, dtype):
+    A, W, b, hp, dZ = CONV_CASES["strided_nonsquare_pad"].make(dtype, seed=1)
+    copies = [x.copy() for x in (A, W, b, dZ)]
+    Z, cache = fastnn.conv_forward(A, W, b, hp, backend="numba")
+    grads = fastnn.conv_backward(dZ, cache, backend="numba")
+    P, php, dP = POOL_CASES["padded"].make(dtype)
+    Pc, dPc = P.copy(), dP.copy()
+    out, pc = fastnn.pool_forward(P, php, "max", backend="numba")
+    gp = fastnn.pool_backward(dP, pc, "max", backend="numba")
+    for x, c in zip((A, W, b, dZ, P, dP), copies + [Pc, dPc]):
+        np.testing.assert_array_equal(x, c)
+    for r in (Z, *grads, out, gp, fastnn.relu(A, backend="numba")[0], fastnn.sigmoid(A, backend="numba")[0]):
+        assert r.dtype == np.dtype(dtype)
+
+
+def _conv_round(case, dtype):
+    A, W, b, hp, dZ = case.make(dtype, seed=3)
+    Z, cache = fastnn.conv_forward(A, W, b, hp, backend="numba")
+    return (Z, *fastnn.conv_backward(dZ, cache, backend="numba"))
+
+
+CONCURRENT = ConvCase("concurrent", 4, 12, 12, 16, 3, 24, 1, 1)  # above the serial threshold
+
+
+def test_results_deterministic_run_to_run():
+    for dtype in DTYPES:
+        first = _conv_round(CONCURRENT, dtype)
+        for _ in range(3):
+            for x, y in zip(first, _conv_round(CONCURRENT, dtype)):
+                np.testing.assert_array_equal(x, y)
+
+
+def test_concurrent_calls_from_python_threads():
+    expected = {dt: _conv_round(CONCURRENT, dt) for dt in DTYPES}
+    small = CONV_CASES["course"]
+    expected_small = _conv_round(small, np.float64)
+    errors = []
+
+    def worker(k):
+        try:
+            for n in range(50):
+                dt = DTYPES[(k + n) % 2]
+                for x, y in zip(_conv_round(CONCURRENT, dt), expected[dt]):
+                    np.testing.assert_array_equal(x, y)
+                for x, y in zip(_conv_round(small, np.float64), expected_small):
+                    np.testing.assert_array_equal(x, y)
+        except BaseException as exc:  # noqa: BLE001 - report any failure to the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+
+
+def test_num_threads_setting_in_subprocess():
+    code = ("import fastnn, numba; from fastnn import _numba_config as c; "
+            "print(c.num_threads(), numba.config.SLP_VECTORIZE)")
+    env = dict(os.environ, FASTNN_NUM_THREADS="1", FASTNN_NUMBA_SLP="0")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "0"]
+    env = dict(os.environ, FASTNN_NUM_THREADS="0")
+    code = "from fastnn import _numba_config as c; c.num_threads()"
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True).returncode != 0
+
+
+def test_generated_kernels_up_to_date():
+    from fastnn.backends import _nb_gen
+    here = os.path.dirname(_nb_gen.__file__)
+    for fname, text in _nb_gen.generate().items():
+        with open(os.path.join(here, fname)) as f:
+            assert f.read() == text, f"{fname} is stale: run python fastnn/backends/_nb_gen.py"
