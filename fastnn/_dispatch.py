@@ -35,6 +35,7 @@ __all__ = [
     "BackendError",
     "register_backend",
     "register",
+    "ground_truth_backend",
     "available_backends",
     "backend_info",
     "set_backend",
@@ -76,6 +77,7 @@ class _Backend(NamedTuple):
 
 
 _backends: Dict[str, _Backend] = {}
+_ground_truth: Optional[str] = None
 _kernels: Dict[str, Dict[str, Callable]] = {op: {} for op in OPS}
 _global_choice: Optional[str] = None
 _context_choice: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(
@@ -85,12 +87,26 @@ _context_choice: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(
 _auto_cache: Dict[str, str] = {}
 
 
-def register_backend(name: str, priority: int = 0, description: str = "") -> None:
-    """Declare a backend. Higher ``priority`` wins under ``"auto"``."""
+def register_backend(name: str, priority: int = 0, description: str = "", *, ground_truth: bool = False) -> None:
+    """Declare a backend. Higher ``priority`` wins under ``"auto"``.
+
+    ``ground_truth=True`` marks the backend every other one is checked against (the
+    benchmarks and equivalence checks ask :func:`ground_truth_backend` for it by role).
+    """
+    global _ground_truth
     if not isinstance(name, str) or not name or name == AUTO:
         raise ValueError(f"backend name must be a non-empty string other than {AUTO!r}, got {name!r}")
     _backends[name] = _Backend(name, int(priority), description)
+    if ground_truth:
+        _ground_truth = name
     _auto_cache.clear()
+
+
+def ground_truth_backend() -> str:
+    """The name of the backend registered with ``ground_truth=True``."""
+    if _ground_truth is None or _ground_truth not in _backends:
+        raise BackendError("no ground-truth backend is registered")
+    return _ground_truth
 
 
 def unregister_backend(name: str) -> None:
@@ -201,7 +217,7 @@ def resolve(op: str, backend: Optional[str] = None) -> Callable:
             if name is None:
                 name = os.environ.get(ENV_VAR) or AUTO
     table = _kernels[op]
-    fn = table.get(name)
+    fn = table.get(name) if type(name) is str else None
     if fn is not None:
         return fn
     if name == AUTO:

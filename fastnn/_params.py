@@ -122,6 +122,8 @@ def compute_dtype(*arrays: np.ndarray) -> np.dtype:
         if a.dtype != dt:
             dt = np.result_type(*arrays)
             break
+    if not dt.isnative:
+        dt = dt.newbyteorder("=")
     if dt == F64:
         return F64
     if dt == F32:
@@ -190,11 +192,11 @@ def _hparams(hparameters: Any, required: Tuple[str, ...], optional: Tuple[str, .
         if key in known:
             continue
         close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
-        if close:
-            raise ValueError(
-                f"{where}: hparameters has an unknown key {key!r}; did you mean {close[0]!r}? "
-                f"expected keys {list(required)}" + (f" (optional {list(optional)})" if optional else "")
-            )
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(
+            f"{where}: hparameters has an unknown key {key!r}{hint} "
+            f"expected keys {list(required)}" + (f" (optional {list(optional)})" if optional else "")
+        )
     missing = [k for k in required if k not in hparameters]
     if missing:
         raise ValueError(
@@ -212,14 +214,14 @@ def conv_out_size(size: int, f: int, pad: int, stride: int) -> int:
 def _window_geometry(A_prev, fh, fw, sh, sw, ph, pw, what: str) -> Tuple[int, int, int, int]:
     """(Hp, Wp, Ho, Wo) of sliding a (fh, fw) window over the padded A_prev; checks it fits."""
     m, H, W, C = A_prev.shape
+    if m < 1 or H < 1 or W < 1 or C < 1:
+        raise ValueError(f"A_prev must have at least one example, pixel and channel, got shape {A_prev.shape}")
     Hp, Wp = H + 2 * ph, W + 2 * pw
     if fh > Hp or fw > Wp:
         raise ValueError(
             f"the {what} ({fh}, {fw}) is larger than the padded input ({Hp}, {Wp}) "
             f"(A_prev {A_prev.shape}, pad ({ph}, {pw}))"
         )
-    if m < 1 or C < 1:
-        raise ValueError(f"A_prev must have at least one example and one channel, got shape {A_prev.shape}")
     return Hp, Wp, conv_out_size(H, fh, ph, sh), conv_out_size(W, fw, pw, sw)
 
 

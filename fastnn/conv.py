@@ -7,6 +7,7 @@ registry picks (:mod:`fastnn._dispatch`). Inputs are never modified.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Optional, Tuple
 
 import numpy as np
@@ -148,7 +149,7 @@ def create_mask_from_window(x) -> np.ndarray:
 
 def distribute_value(dz, shape) -> np.ndarray:
     """An array of ``shape`` (n_H, n_W) whose entries share ``dz`` equally."""
-    n_H, n_W = P._pair(tuple(shape) if not isinstance(shape, int) else shape, "shape", 1)
+    n_H, n_W = P._pair(shape if isinstance(shape, numbers.Integral) else tuple(shape), "shape", 1)
     dz_arr = P.as_array(dz, "dz")
     if dz_arr.size != 1:
         raise ValueError(f"dz must be a scalar, got shape {dz_arr.shape}")

@@ -81,7 +81,8 @@ def load_dataset(path: Union[str, os.PathLike, None] = None):
 
 def flatten_images(x_orig: np.ndarray, dtype=np.float64) -> np.ndarray:
     """(m, h, w, c) uint8 images -> (h*w*c, m) columns scaled to [0, 1], as the course does."""
-    return (x_orig.reshape(x_orig.shape[0], -1).T / 255.0).astype(dtype, copy=False)
+    dtype = np.dtype(dtype)
+    return x_orig.reshape(x_orig.shape[0], -1).T.astype(dtype) / dtype.type(255)
 
 
 def load_cat_data(path: Union[str, os.PathLike, None] = None, *, layout: str = "columns", dtype=np.float64):
@@ -92,5 +93,6 @@ def load_cat_data(path: Union[str, os.PathLike, None] = None, *, layout: str = "
     if layout == "columns":
         return flatten_images(train_x, dtype), train_y, flatten_images(test_x, dtype), test_y, classes
     if layout == "nhwc":
-        return (train_x / 255.0).astype(dtype), train_y, (test_x / 255.0).astype(dtype), test_y, classes
+        dt = np.dtype(dtype)
+        return train_x.astype(dt) / dt.type(255), train_y, test_x.astype(dt) / dt.type(255), test_y, classes
     raise ValueError(f"layout must be 'columns' or 'nhwc', got {layout!r}")

@@ -73,6 +73,8 @@ def initialize_parameters_deep(
     ``initialize_parameters_deep([5, 4, 3], seed=3)`` (1/sqrt) and
     ``initialize_parameters_deep([5, 4, 3], scale=0.01, seed=3)``.
     """
+    if any(isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)) for d in layer_dims):
+        raise TypeError(f"layer_dims must be integers, got {list(layer_dims)}")
     dims = [int(d) for d in layer_dims]
     if len(dims) < 2 or any(d < 1 for d in dims):
         raise ValueError(f"layer_dims must list at least two positive sizes, got {list(layer_dims)}")
@@ -89,6 +91,13 @@ def initialize_parameters(
 ) -> Dict[str, np.ndarray]:
     """The two-layer network's parameters: W1 (n_h, n_x), b1, W2 (n_y, n_h), b2 (default scale 0.01)."""
     return initialize_parameters_deep([n_x, n_h, n_y], scale=scale, seed=seed, dtype=dtype)
+
+
+def _labels_like(Y: np.ndarray, AL: np.ndarray) -> np.ndarray:
+    """Y in AL's shape, and in AL's float dtype when it holds integer or bool labels
+    (so float32 training stays float32 with the course's int64 labels)."""
+    Y = Y.reshape(AL.shape)
+    return Y.astype(AL.dtype) if Y.dtype.kind in "iub" and AL.dtype.kind == "f" else Y
 
 
 # ------------------------------------------------------------------------- forward
@@ -155,7 +164,7 @@ def compute_cost(AL, Y):
     Y_ = P.as_array(Y, "Y")
     if Y_.size != AL_.size or AL_.ndim != 2:
         raise ValueError(f"AL must be (1, m) and Y hold m labels: AL {AL_.shape}, Y {Y_.shape}")
-    Y_ = Y_.reshape(AL_.shape)
+    Y_ = _labels_like(Y_, AL_)
     m = AL_.shape[1]
     with np.errstate(divide="ignore", invalid="ignore"):
         cost = -np.sum(Y_ * np.log(AL_) + (1 - Y_) * np.log(1 - AL_)) / m
@@ -171,6 +180,8 @@ def linear_backward(dZ, cache) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise ValueError("cache must be the linear cache (A_prev, W, b)")
     A_prev, W, b = (P.as_array(x, n) for x, n in zip(cache, ("cache's A_prev", "cache's W", "cache's b")))
     dZ = P.as_array(dZ, "dZ")
+    if A_prev.ndim != 2 or W.ndim != 2:
+        raise ValueError(f"the linear cache must hold 2-D A_prev and W, got A_prev {A_prev.shape} and W {W.shape}")
     expected = (W.shape[0], A_prev.shape[1])
     if dZ.shape != expected:
         raise ValueError(f"dZ must have shape {expected} (W rows, examples), got {dZ.shape}")
@@ -197,8 +208,10 @@ def L_model_backward(AL, Y, caches) -> Dict[str, np.ndarray]:
     Y = P.as_array(Y, "Y")
     if Y.size != AL.size:
         raise ValueError(f"Y must hold one label per output: AL {AL.shape}, Y {Y.shape}")
-    Y = Y.reshape(AL.shape)
+    Y = _labels_like(Y, AL)
     L = len(caches)
+    if L < 1:
+        raise ValueError("caches must hold one cache per layer (from L_model_forward), got none")
     grads: Dict[str, np.ndarray] = {}
     with np.errstate(divide="ignore", invalid="ignore"):
         dAL = -(np.divide(Y, AL) - np.divide(1 - Y, 1 - AL))
@@ -213,6 +226,7 @@ def L_model_backward(AL, Y, caches) -> Dict[str, np.ndarray]:
 def update_parameters(parameters: Dict[str, np.ndarray], grads: Dict[str, np.ndarray], learning_rate: float):
     """One gradient-descent step; returns a new dict (the input dict is left as it was)."""
     L = _n_layers(parameters)
+    learning_rate = float(learning_rate)  # a NumPy float64 scalar would promote float32 parameters
     new = dict(parameters)
     for l in range(1, L + 1):
         for k in ("W", "b"):

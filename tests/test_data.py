@@ -84,8 +84,9 @@ def test_five_layer_network_reproduces_the_course():
         params, costs = fastnn.L_layer_model(train_x, train_y, [12288, 20, 7, 5, 1], learning_rate=0.0075,
                                              num_iterations=2500, return_costs=True)
     assert round(costs[0], 6) == 0.771749
-    assert len(costs) == 25 and costs[-1] < 0.15 and costs[-1] < costs[len(costs) // 2] < costs[0]
+    # The course's printed cost curve: 0.771749 at iteration 0 ... 0.092878 at iteration 2400.
+    assert len(costs) == 25 and round(costs[-1], 6) == 0.092878
     train_acc = np.mean(fastnn.predict(train_x, train_y, params, print_accuracy=False) == train_y)
     test_acc = np.mean(fastnn.predict(test_x, test_y, params, print_accuracy=False) == test_y)
-    assert test_acc == pytest.approx(0.80)
-    assert train_acc == pytest.approx(0.9856, abs=0.005)
+    assert round(test_acc * 50) == 40  # 80%
+    assert round(train_acc * 209) == 206  # 98.56%

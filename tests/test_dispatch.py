@@ -194,6 +194,7 @@ def test_registry_names_backends_only_in_the_registry():
         if "backends" in path.parts or path.name == "_dispatch.py":
             continue
         text = path.read_text()
-        if re.search(r"""backend\s*(==|!=|in)\s*\(?["']""", text):
+        if re.search(r"""backend\s*(==|!=|in)\s*\(?["']""", text) or re.search(r"""["']reference["']""", text):
             offenders.append(str(path))
     assert offenders == []
+    assert fastnn._dispatch.ground_truth_backend() == "reference"

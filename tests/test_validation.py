@@ -33,6 +33,8 @@ def conv_args(m=2, H=5, W=5, C=3, f=3, K=4):
         (lambda A, W, b, hp: (A, W, b, {"stride": True, "pad": 1}), TypeError, r"stride"),
         (lambda A, W, b, hp: (A, W, b, {"stride": 1}), ValueError, r"missing key\(s\) \['pad'\]"),
         (lambda A, W, b, hp: (A, W, b, {"strides": 1, "pad": 0}), ValueError, r"unknown key 'strides'; did you mean 'stride'"),
+        (lambda A, W, b, hp: (A, W, b, {"stride": 1, "pad": 0, "p": 1}), ValueError, r"unknown key 'p' expected keys"),
+        (lambda A, W, b, hp: (A[:, :0], W, b, hp), ValueError, r"at least one example, pixel and channel, got shape \(2, 0, 5, 3\)"),
         (lambda A, W, b, hp: (A, W, b, [1, 1]), TypeError, r"hparameters must be a dict"),
         (lambda A, W, b, hp: (A[:, :1, :1], W, b, {"stride": 1, "pad": 0}), ValueError, r"filter \(3, 3\) is larger than the padded input \(1, 1\)"),
         (lambda A, W, b, hp: (A.astype(complex), W, b, hp), TypeError, r"A_prev must be a real array, got complex"),
@@ -88,6 +90,34 @@ def test_pool_backward_errors():
         fastnn.pool_backward(out, cache, ties="last")
     with pytest.raises(ValueError, match=r"cache must be the tuple \(A_prev, hparameters\)"):
         fastnn.pool_backward(out, (A,))
+
+
+def test_more_clear_errors():
+    with pytest.raises(ValueError, match=r"pool: hparameters has an unknown key 'p'"):
+        fastnn.pool_forward(np.zeros((1, 4, 4, 1)), {"f": 2, "stride": 2, "p": 1})
+    with pytest.raises(ValueError, match="2-D A_prev and W"):
+        fastnn.linear_backward(np.ones((1, 3)), (np.ones(3), np.ones((1, 3)), np.ones((1, 1))))
+    with pytest.raises(ValueError, match="caches must hold one cache per layer"):
+        fastnn.L_model_backward(np.array([[0.5]]), np.array([[1]]), [])
+    with pytest.raises(TypeError, match="backend must be a backend name"):
+        fastnn.relu(np.ones(2), backend=["numba"])
+    with pytest.raises(TypeError, match="layer_dims must be integers"):
+        fastnn.initialize_parameters_deep([2.7, 3])
+    assert fastnn.distribute_value(2.0, np.int64(2)).shape == (2, 2)
+    big_endian = np.ones(3, dtype=">f4")
+    assert fastnn.relu(big_endian)[0].dtype == np.float32
+
+
+def test_float32_dense_training_stays_float32_with_integer_labels():
+    X = np.random.RandomState(0).rand(4, 5).astype(np.float32)
+    Y = np.array([[1, 0, 1, 0, 1]])
+    params = fastnn.L_layer_model(X, Y, [4, 3, 1], num_iterations=2, seed=1)
+    assert {v.dtype for v in params.values()} == {np.dtype(np.float32)}
+    AL, caches = fastnn.L_model_forward(X, params)
+    assert fastnn.compute_cost(AL, Y).dtype == np.float32
+    assert {g.dtype for g in fastnn.L_model_backward(AL, Y, caches).values()} == {np.dtype(np.float32)}
+    new = fastnn.update_parameters(params, fastnn.L_model_backward(AL, Y, caches), np.float64(0.1))
+    assert {v.dtype for v in new.values()} == {np.dtype(np.float32)}
 
 
 def test_activation_errors():
@@ -250,3 +280,31 @@ def test_accepts_lists_and_flat_bias():
     np.testing.assert_allclose(Z1, Z2, rtol=1e-15)
     _, cache = fastnn.conv_forward(A, W, b.ravel(), {"stride": 1, "pad": 0})
     assert fastnn.conv_backward(Z2, cache)[2].shape == (2,)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("hp", [{"f": 2, "stride": 2}, {"f": 3, "stride": 1}, {"f": 2, "stride": 3}, {"f": 3, "stride": 2, "pad": 1}])
+def test_non_finite_gradients_propagate_like_the_reference(backend, hp):
+    """inf and NaN in dA reach dA_prev exactly as in the course's `mask * dA` (0 * inf = NaN)."""
+    rng = np.random.RandomState(7)
+    A = rng.randn(2, 7, 7, 9)
+    out, cache = fastnn.pool_forward(A, hp, "max")
+    dA = rng.randn(*out.shape)
+    dA[0, 0, 0, :3] = [np.inf, -np.inf, np.nan]
+    dA[1, -1, -1, 8] = np.nan
+    for mode in ("max", "average"):
+        for ties in ("all", "first"):
+            got = fastnn.pool_backward(dA, cache, mode, ties=ties, backend=backend)
+            ref = fastnn.pool_backward(dA, cache, mode, ties=ties, backend="reference")
+            np.testing.assert_array_equal(got, ref, err_msg=f"{mode} ties={ties}")
+            assert np.isnan(got).any()
+    Ac, W, b = conv_args(m=2, H=6, W=6, C=3, f=3, K=4)
+    Z, ccache = fastnn.conv_forward(Ac, W, b, {"stride": 2, "pad": 2}, backend=backend)
+    dZ = rng.randn(*Z.shape)
+    dZ[0, 1, 1, 2] = np.inf
+    dZ[1, 0, 0, 0] = np.nan
+    for got, ref in zip(fastnn.conv_backward(dZ, ccache, backend=backend),
+                        fastnn.conv_backward(dZ, ccache, backend="reference")):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(ref))

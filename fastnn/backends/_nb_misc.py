@@ -285,12 +285,12 @@ def pool_bwd_par(X, M, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero):
                     if mode == 0:
                         mx = M[i, ho, wo]
                         for c in range(C):
-                            g[c] += d[c] if x[c] == mx[c] else zero
+                            g[c] += d[c] if x[c] == mx[c] else d[c] * zero
                     elif mode == 1:
                         ix = Idx[i, ho, wo]
                         pos = kh * fw + kw
                         for c in range(C):
-                            g[c] += d[c] if ix[c] == pos else zero
+                            g[c] += d[c] if ix[c] == pos else d[c] * zero
                     else:
                         for c in range(C):
                             g[c] += d[c] / area
@@ -402,14 +402,14 @@ def pool_bwd_direct_par(X, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, ninf, zer
                                 continue
                             x = X[i, h, w]
                             g = dX[i, h, w]
-                            g[c0 + 0] = d0 if x[c0 + 0] == b0 else zero
-                            g[c0 + 1] = d1 if x[c0 + 1] == b1 else zero
-                            g[c0 + 2] = d2 if x[c0 + 2] == b2 else zero
-                            g[c0 + 3] = d3 if x[c0 + 3] == b3 else zero
-                            g[c0 + 4] = d4 if x[c0 + 4] == b4 else zero
-                            g[c0 + 5] = d5 if x[c0 + 5] == b5 else zero
-                            g[c0 + 6] = d6 if x[c0 + 6] == b6 else zero
-                            g[c0 + 7] = d7 if x[c0 + 7] == b7 else zero
+                            g[c0 + 0] = d0 if x[c0 + 0] == b0 else d0 * zero
+                            g[c0 + 1] = d1 if x[c0 + 1] == b1 else d1 * zero
+                            g[c0 + 2] = d2 if x[c0 + 2] == b2 else d2 * zero
+                            g[c0 + 3] = d3 if x[c0 + 3] == b3 else d3 * zero
+                            g[c0 + 4] = d4 if x[c0 + 4] == b4 else d4 * zero
+                            g[c0 + 5] = d5 if x[c0 + 5] == b5 else d5 * zero
+                            g[c0 + 6] = d6 if x[c0 + 6] == b6 else d6 * zero
+                            g[c0 + 7] = d7 if x[c0 + 7] == b7 else d7 * zero
                 else:
                     for kh in range(fh):
                         h = h0 + kh
@@ -421,14 +421,14 @@ def pool_bwd_direct_par(X, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, ninf, zer
                                 continue
                             pos = kh * fw + kw
                             g = dX[i, h, w]
-                            g[c0 + 0] = d0 if pos == i0 else zero
-                            g[c0 + 1] = d1 if pos == i1 else zero
-                            g[c0 + 2] = d2 if pos == i2 else zero
-                            g[c0 + 3] = d3 if pos == i3 else zero
-                            g[c0 + 4] = d4 if pos == i4 else zero
-                            g[c0 + 5] = d5 if pos == i5 else zero
-                            g[c0 + 6] = d6 if pos == i6 else zero
-                            g[c0 + 7] = d7 if pos == i7 else zero
+                            g[c0 + 0] = d0 if pos == i0 else d0 * zero
+                            g[c0 + 1] = d1 if pos == i1 else d1 * zero
+                            g[c0 + 2] = d2 if pos == i2 else d2 * zero
+                            g[c0 + 3] = d3 if pos == i3 else d3 * zero
+                            g[c0 + 4] = d4 if pos == i4 else d4 * zero
+                            g[c0 + 5] = d5 if pos == i5 else d5 * zero
+                            g[c0 + 6] = d6 if pos == i6 else d6 * zero
+                            g[c0 + 7] = d7 if pos == i7 else d7 * zero
                 c0 += 8
             for c in range(c0, C):
                 dc = d[c]
@@ -455,9 +455,9 @@ def pool_bwd_direct_par(X, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, ninf, zer
                         if w < 0 or w >= W:
                             continue
                         if mode == 0:
-                            dX[i, h, w, c] = dc if X[i, h, w, c] == bc else zero
+                            dX[i, h, w, c] = dc if X[i, h, w, c] == bc else dc * zero
                         else:
-                            dX[i, h, w, c] = dc if kh * fw + kw == ic else zero
+                            dX[i, h, w, c] = dc if kh * fw + kw == ic else dc * zero
 
 
 @numba.njit(**NJIT_PARALLEL)
@@ -866,12 +866,12 @@ def pool_bwd_ser(X, M, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero):
                     if mode == 0:
                         mx = M[i, ho, wo]
                         for c in range(C):
-                            g[c] += d[c] if x[c] == mx[c] else zero
+                            g[c] += d[c] if x[c] == mx[c] else d[c] * zero
                     elif mode == 1:
                         ix = Idx[i, ho, wo]
                         pos = kh * fw + kw
                         for c in range(C):
-                            g[c] += d[c] if ix[c] == pos else zero
+                            g[c] += d[c] if ix[c] == pos else d[c] * zero
                     else:
                         for c in range(C):
                             g[c] += d[c] / area
@@ -983,14 +983,14 @@ def pool_bwd_direct_ser(X, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, ninf, zer
                                 continue
                             x = X[i, h, w]
                             g = dX[i, h, w]
-                            g[c0 + 0] = d0 if x[c0 + 0] == b0 else zero
-                            g[c0 + 1] = d1 if x[c0 + 1] == b1 else zero
-                            g[c0 + 2] = d2 if x[c0 + 2] == b2 else zero
-                            g[c0 + 3] = d3 if x[c0 + 3] == b3 else zero
-                            g[c0 + 4] = d4 if x[c0 + 4] == b4 else zero
-                            g[c0 + 5] = d5 if x[c0 + 5] == b5 else zero
-                            g[c0 + 6] = d6 if x[c0 + 6] == b6 else zero
-                            g[c0 + 7] = d7 if x[c0 + 7] == b7 else zero
+                            g[c0 + 0] = d0 if x[c0 + 0] == b0 else d0 * zero
+                            g[c0 + 1] = d1 if x[c0 + 1] == b1 else d1 * zero
+                            g[c0 + 2] = d2 if x[c0 + 2] == b2 else d2 * zero
+                            g[c0 + 3] = d3 if x[c0 + 3] == b3 else d3 * zero
+                            g[c0 + 4] = d4 if x[c0 + 4] == b4 else d4 * zero
+                            g[c0 + 5] = d5 if x[c0 + 5] == b5 else d5 * zero
+                            g[c0 + 6] = d6 if x[c0 + 6] == b6 else d6 * zero
+                            g[c0 + 7] = d7 if x[c0 + 7] == b7 else d7 * zero
                 else:
                     for kh in range(fh):
                         h = h0 + kh
@@ -1002,14 +1002,14 @@ def pool_bwd_direct_ser(X, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, ninf, zer
                                 continue
                             pos = kh * fw + kw
                             g = dX[i, h, w]
-                            g[c0 + 0] = d0 if pos == i0 else zero
-                            g[c0 + 1] = d1 if pos == i1 else zero
-                            g[c0 + 2] = d2 if pos == i2 else zero
-                            g[c0 + 3] = d3 if pos == i3 else zero
-                            g[c0 + 4] = d4 if pos == i4 else zero
-                            g[c0 + 5] = d5 if pos == i5 else zero
-                            g[c0 + 6] = d6 if pos == i6 else zero
-                            g[c0 + 7] = d7 if pos == i7 else zero
+                            g[c0 + 0] = d0 if pos == i0 else d0 * zero
+                            g[c0 + 1] = d1 if pos == i1 else d1 * zero
+                            g[c0 + 2] = d2 if pos == i2 else d2 * zero
+                            g[c0 + 3] = d3 if pos == i3 else d3 * zero
+                            g[c0 + 4] = d4 if pos == i4 else d4 * zero
+                            g[c0 + 5] = d5 if pos == i5 else d5 * zero
+                            g[c0 + 6] = d6 if pos == i6 else d6 * zero
+                            g[c0 + 7] = d7 if pos == i7 else d7 * zero
                 c0 += 8
             for c in range(c0, C):
                 dc = d[c]
@@ -1036,9 +1036,9 @@ def pool_bwd_direct_ser(X, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, ninf, zer
                         if w < 0 or w >= W:
                             continue
                         if mode == 0:
-                            dX[i, h, w, c] = dc if X[i, h, w, c] == bc else zero
+                            dX[i, h, w, c] = dc if X[i, h, w, c] == bc else dc * zero
                         else:
-                            dX[i, h, w, c] = dc if kh * fw + kw == ic else zero
+                            dX[i, h, w, c] = dc if kh * fw + kw == ic else dc * zero
 
 
 @numba.njit(**NJIT)

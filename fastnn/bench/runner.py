@@ -164,7 +164,7 @@ def run_benchmark(
 ) -> dict:
     """Check and time every selected backend on every workload. Returns ``{"bounds", "results"}``.
 
-    ``backends``: names to time (fastnn backends, ``"reference"``, ``"torch"``); None means
+    ``backends``: names to time (fastnn backends, the ground-truth backend, ``"torch"``); None means
     every registered backend plus torch when installed. The reference always runs the
     reduced shapes for the check, whether or not it is timed.
     """

@@ -23,6 +23,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 import fastnn
+from fastnn._dispatch import ground_truth_backend
 from fastnn.testing.cases import BENCH_CONV_SHAPES, BENCH_POOL_SHAPES, TOLERANCES, ConvCase, PoolCase
 
 __all__ = [
@@ -45,7 +46,7 @@ __all__ = [
 ]
 
 #: The ground-truth backend every other one is checked against (the course's loops).
-REF = "reference"
+REF = ground_truth_backend()  # the role, asked of the registry
 #: The name of the external PyTorch anchor in tables and parametrisations (not a fastnn backend).
 TORCH = "torch"
 PASSES = ("fwd", "fwd+bwd")
