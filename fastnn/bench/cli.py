@@ -25,7 +25,7 @@ def add_arguments(parser) -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="few repeats (a rough table in seconds)")
     mode.add_argument("--full", action="store_true",
-                      help="many repeats, and the course loops timed wherever they take under 20 s")
+                      help="many repeats, and the course loops timed (once) wherever they take under 20 s")
     parser.add_argument("--ops", action="append", metavar="LIST",
                         help=f"comma-separated ops: {', '.join(op_names())}, or a family / pass alone "
                              "(conv, maxpool, avgpool, dense, fwd, fwd+bwd)")
