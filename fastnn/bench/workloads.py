@@ -82,6 +82,14 @@ def _reduced_len(n: int, f: int, s: int, p: int, target: int = REDUCED_OUT) -> i
     return max(1, (target - 1) * s + f - 2 * p)
 
 
+def _reduced_case(c):
+    """The same window, stride, padding and channels on a small batch and image."""
+    (fh, fw), (sh, sw), (ph, pw) = _pair(c.f), _pair(c.stride), _pair(c.pad)
+    return dataclasses.replace(
+        c, m=min(c.m, REDUCED_M), H=_reduced_len(c.H, fh, sh, ph), W=_reduced_len(c.W, fw, sw, pw)
+    )
+
+
 def compare_outputs(actual: Sequence[np.ndarray], expected: Sequence[np.ndarray], dtype, names: Sequence[str]) -> Optional[str]:
     """None when every output matches the reference's within the test tolerances, else what differs.
 
@@ -214,12 +222,7 @@ class ConvWorkload(Workload):
         return float(self.case.m * Ho * Wo * self.case.K)
 
     def reduced(self) -> "ConvWorkload":
-        c = self.case
-        (fh, fw), (sh, sw), (ph, pw) = _pair(c.f), _pair(c.stride), _pair(c.pad)
-        small = dataclasses.replace(
-            c, m=min(c.m, REDUCED_M), H=_reduced_len(c.H, fh, sh, ph), W=_reduced_len(c.W, fw, sw, pw)
-        )
-        return dataclasses.replace(self, case=small, is_reduced=True)
+        return dataclasses.replace(self, case=_reduced_case(self.case), is_reduced=True)
 
     def make(self):
         A, W, b, hp, dZ = self.case.make(self.dtype, seed=SEED)
@@ -315,12 +318,7 @@ class PoolWorkload(Workload):
         return float(self.case.m * Ho * Wo * self.case.C)
 
     def reduced(self) -> "PoolWorkload":
-        c = self.case
-        (fh, fw), (sh, sw), (ph, pw) = _pair(c.f), _pair(c.stride), _pair(c.pad)
-        small = dataclasses.replace(
-            c, m=min(c.m, REDUCED_M), H=_reduced_len(c.H, fh, sh, ph), W=_reduced_len(c.W, fw, sw, pw)
-        )
-        return dataclasses.replace(self, case=small, is_reduced=True)
+        return dataclasses.replace(self, case=_reduced_case(self.case), is_reduced=True)
 
     def make(self):
         return self.case.make(self.dtype, seed=SEED)
