@@ -49,6 +49,27 @@ def test_tiled_conv_kernels_match_reference_on_all_cases(force_parallel, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_every_forward_tile_variant_matches_reference(force_parallel, dtype):
+    """Each (P, T) forward tile is reached by some (K, Wo), including the shifted last
+    pixel and channel blocks (T not dividing K, P not dividing Wo)."""
+    sfx = "f32" if np.dtype(dtype) == np.float32 else "f64"
+    reached = set()
+    for K in (1, 3, 4, 5, 7, 8, 9, 12, 15, 16, 19, 24, 37):
+        for Wo in (1, 2, 3, 4, 5, 7, 8, 9, 13):
+            tile = nb.fwd_tile(sfx, K, Wo)
+            if tile in reached:
+                continue
+            reached.add(tile)
+            # 3x3 filter, stride 1, pad 1: Wo = W.
+            case = ConvCase(f"tile{tile}_K{K}_Wo{Wo}", 2, 5, Wo, 6, 3, K, 1, 1)
+            A, W, b, hp, _ = case.make(dtype, seed=9)
+            Z, _ = fastnn.conv_forward(A, W, b, hp, backend="numba")
+            assert Z.shape == (2, 5, Wo, K)
+            _close(Z, fastnn.conv_forward(A, W, b, hp, backend=REF)[0], dtype, case.name)
+    assert reached == set(nb.KC.FWD_TILES[sfx])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_parallel_pool_and_activation_kernels_match_reference(force_parallel, dtype):
     for case in POOL_CASES.values():
         A, hp, dA = case.make(dtype, seed=6)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import os
 from typing import List
 
-#: Tile shapes per dtype: P output pixels x T output channels (P*T accumulators,
-#: 8 AVX2 registers for both dtypes), and J input columns for dW.
+#: Tile shapes per dtype for dA and dW: P input pixels x T input channels (dA) and
+#: J input columns x T output channels (dW); P*T accumulators fill 8 AVX2 registers.
 TILES = {"f64": dict(P=4, T=8, J=4), "f32": dict(P=4, T=16, J=4)}
 
 
@@ -39,56 +39,61 @@ def _width_loop(var: str, limit: str, T: int, block) -> List[str]:
 
 # ------------------------------------------------------------------ conv forward
 
-
-def _fwd_tile(P: int, T: int) -> List[str]:
-    L = []
-    for p in range(P):
-        for k in range(T):
-            L.append(f"a{p}_{k} = b[k0 + {k}]")
-    L.append("xb = wo * xs")
-    L.append("for kh in range(fh):")
-    L.append("    xrow = Xr[i, r0 + kh]")
-    L.append("    wm = W3[kh]")
-    L.append("    for j in range(Lr):")
-    for k in range(T):
-        L.append(f"        w{k} = wm[j, k0 + {k}]")
-    for p in range(P):
-        L.append(f"        x{p} = xrow[xb + {p} * xs + j]")
-    for p in range(P):
-        for k in range(T):
-            L.append(f"        a{p}_{k} += x{p} * w{k}")
-    for p in range(P):
-        for k in range(T):
-            L.append(f"Z[i, ho, wo + {p}, k0 + {k}] = a{p}_{k}")
-    return L
-
-
-def _fwd_kblock(P: int):
-    def block(T: int) -> List[str]:
-        L = ["wo = 0", f"while wo + {P} <= Wo:"]
-        L += _ind(_fwd_tile(P, T), 4)
-        L += [f"    wo += {P}", "while wo < Wo:"]
-        L += _ind(_fwd_tile(1, T), 4)
-        L += ["    wo += 1"]
-        return L
-    return block
+#: Forward tile shapes (P output pixels x T output channels) per dtype, best first; the
+#: wrapper takes the first with T <= K and P <= Wo. P*T accumulators fill 8 AVX2
+#: registers for the main shapes.
+FWD_TILES = {
+    "f64": ((4, 8), (8, 4), (4, 4), (1, 8), (1, 4), (4, 1), (1, 1)),
+    "f32": ((4, 16), (8, 8), (4, 8), (8, 4), (4, 4), (1, 16), (1, 8), (1, 4), (4, 1), (1, 1)),
+}
 
 
 def conv_fwd(name: str, P: int, T: int, rng: str) -> List[str]:
+    """One register tile, no tails: the last pixel block and the last channel block are
+    shifted back to end at Wo and K (overlapping the block before, whose values are
+    recomputed with the same arithmetic, hence the same bits). Every hot index is a loop
+    variable plus a constant on a view sliced outside the loop, so Numba emits no
+    negative-index wraparound code in the inner loop."""
     L = [
         f"@numba.njit(fastmath=FASTMATH_CONV, **{'NJIT_PARALLEL' if rng == 'prange' else 'NJIT'})",
-        f"def {name}(Xr, W3, b, Z, sh, sw, C):",
-        '    """Z[i, ho, wo, k] = b[k] + sum over (kh, j) of Xr[i, ho*sh + kh, wo*sw*C + j] * W3[kh, j, k]."""',
+        f"def {name}(Xr, Wp, bp, Z, sh, sw, C):",
+        f'    """Z[i, ho, wo, k0 + k] = bp[kb, k] + sum over (kh, j) of Xr[i, ho*sh + kh, wo*sw*C + j] * Wp[kb, kh, j, k]',
+        f"    with k0 = min(kb*{T}, K-{T}): Wp holds W's output channels in blocks of {T} (see",
+        f'    ``_pack_channels``). Needs K >= {T} and Wo >= {P}."""',
         "    m, Ho, Wo, K = Z.shape",
-        "    fh = W3.shape[0]",
-        "    Lr = W3.shape[1]",
+        "    nkb, fh, Lr, _ = Wp.shape",
+        f"    nwb = (Wo + {P - 1}) // {P}",
         "    xs = sw * C",
         f"    for t in {rng}(m * Ho):",
         "        i = t // Ho",
         "        ho = t - i * Ho",
         "        r0 = ho * sh",
+        "        zrow = Z[i, ho]",
+        "        for kb in range(nkb):",
+        f"            k0 = min(kb * {T}, K - {T})",
+        "            bb = bp[kb]",
+        "            for wb in range(nwb):",
+        f"                wo = min(wb * {P}, Wo - {P})",
     ]
-    L += _ind(_width_loop("k0", "K", T, _fwd_kblock(P)), 8)
+    I = " " * 16
+    for p in range(P):
+        for k in range(T):
+            L.append(I + f"a{p}_{k} = bb[{k}]")
+    L += [I + "xb = wo * xs", I + "for kh in range(fh):", I + "    xrow = Xr[i, r0 + kh]", I + "    wt = Wp[kb, kh]"]
+    for p in range(P):
+        L.append(I + f"    xr{p} = xrow[xb + {p} * xs:]")
+    L.append(I + "    for j in range(Lr):")
+    for k in range(T):
+        L.append(I + f"        w{k} = wt[j, {k}]")
+    for p in range(P):
+        L.append(I + f"        x{p} = xr{p}[j]")
+    for p in range(P):
+        for k in range(T):
+            L.append(I + f"        a{p}_{k} += x{p} * w{k}")
+    for p in range(P):
+        L.append(I + f"zp = zrow[wo + {p}, k0:]")
+        for k in range(T):
+            L.append(I + f"zp[{k}] = a{p}_{k}")
     return L
 
 
@@ -850,8 +855,14 @@ def generate() -> dict:
                 continue
             if sfx == "ser":  # small convolutions use the plain kernels of _nb_misc instead
                 continue
+            parts += ["", "#: Forward tile shapes (P pixels, T channels) per dtype, best first.",
+                      f"FWD_TILES = {FWD_TILES!r}", ""]
             for dt, t in TILES.items():
-                for gen, nm, a in ((conv_fwd, "conv_fwd", "P"), (conv_dA, "conv_dA", "P"), (conv_dW, "conv_dW", "J")):
+                for P, T in FWD_TILES[dt]:
+                    parts.append("")
+                    parts += conv_fwd(f"conv_fwd_{dt}_p{P}t{T}_{sfx}", P, T, rng)
+                    parts.append("")
+                for gen, nm, a in ((conv_dA, "conv_dA", "P"), (conv_dW, "conv_dW", "J")):
                     parts.append("")
                     parts += gen(f"{nm}_{dt}_{sfx}", t[a], t["T"], rng)
                     parts.append("")

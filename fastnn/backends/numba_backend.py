@@ -74,7 +74,7 @@ def _run(par, ser, work, *args):
 
 def _pick(base, dtype):
     """The tiled parallel kernel ``base`` for ``dtype``."""
-    return getattr(KC, f"{base}_{'f32' if dtype == _F32 else 'f64'}_par")
+    return getattr(KC, f"{base}_{_sfx(dtype)}_par")
 
 
 # ------------------------------------------------------------------------ padding
@@ -102,13 +102,39 @@ def _input_rows(p, A_prev):
     return Xp.reshape(p.m, p.Hp, p.Wp * p.C)
 
 
+def _sfx(dtype):
+    return "f32" if dtype == _F32 else "f64"
+
+
+def _pack_channels(M, T):
+    """M (..., K) as (nkb, ..., T), C-contiguous: block kb holds channels k0 .. k0+T-1 with
+    k0 = min(kb*T, K-T) (the last block overlaps the one before when T does not divide K)."""
+    K = M.shape[-1]
+    nkb = -(-K // T)
+    if K % T == 0:
+        blocks = M.reshape(M.shape[:-1] + (nkb, T))
+    else:
+        k0 = np.minimum(np.arange(nkb) * T, K - T)
+        blocks = M[..., k0[:, None] + np.arange(T)]
+    return np.ascontiguousarray(np.moveaxis(blocks, -2, 0))
+
+
+def fwd_tile(sfx, K, Wo):
+    """The forward tile (P pixels, T channels) for K output channels and Wo output columns:
+    the first of ``FWD_TILES`` that fits (T <= K, P <= Wo); (1, 1) always fits."""
+    return next(t for t in KC.FWD_TILES[sfx] if t[1] <= K and t[0] <= Wo)
+
+
 @register("conv_forward", NAME)
 def conv_forward(p, A_prev, W, b, Z):
     if p.m * p.Ho * p.Wo * p.K * p.fh * p.fw * p.C < _SERIAL_WORK:
         _fwd_small(A_prev, W, b, Z, p.sh, p.sw, p.ph, p.pw)
-    else:
-        _par(_pick("conv_fwd", p.dtype), _input_rows(p, A_prev), W.reshape(p.fh, p.fw * p.C, p.K), b, Z,
-             p.sh, p.sw, p.C)
+        return
+    sfx = _sfx(p.dtype)
+    P, T = fwd_tile(sfx, p.K, p.Wo)
+    Wp = _pack_channels(W.reshape(p.fh, p.fw * p.C, p.K), T)
+    bp = _pack_channels(b.reshape(p.K), T)
+    _par(getattr(KC, f"conv_fwd_{sfx}_p{P}t{T}_par"), _input_rows(p, A_prev), Wp, bp, Z, p.sh, p.sw, p.C)
 
 
 _fwd_small = K.conv_fwd_small_ser
