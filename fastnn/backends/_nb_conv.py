@@ -592,7 +592,7 @@ def conv_dA_f64_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
     """dA[i, h, w, c] = sum over windows covering (h, w) of dZ * W, as a gather.
 
     Zr is dZ zero-padded by (plh, plw) rows/columns in front (and enough behind),
-    flattened to (m, Hz, Wz*K); WT is W transposed to (fh, fw, K, C). Pixels of one
+    (m, Hz, Wz, K); WT is W transposed to (fh, fw, K, C). Pixels of one
     row are taken by stride phase rw = (w + pw) % sw so one tile shares its kw set.
     """
     m, H, W, C = dA.shape
@@ -650,7 +650,7 @@ def conv_dA_f64_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
                         zr = Zr[i, dh // sh + plh]
                         for kw in range(rw, fw, sw):
                             wt = WT[kh, kw]
-                            zb = ((wq + pw - kw) // sw + plw) * K
+                            zb = (wq + pw - kw) // sw + plw
                             for k in range(K):
                                 w0 = wt[k, c0 + 0]
                                 w1 = wt[k, c0 + 1]
@@ -660,10 +660,10 @@ def conv_dA_f64_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
                                 w5 = wt[k, c0 + 5]
                                 w6 = wt[k, c0 + 6]
                                 w7 = wt[k, c0 + 7]
-                                d0 = zr[zb + 0 * K + k]
-                                d1 = zr[zb + 1 * K + k]
-                                d2 = zr[zb + 2 * K + k]
-                                d3 = zr[zb + 3 * K + k]
+                                d0 = zr[zb + 0, k]
+                                d1 = zr[zb + 1, k]
+                                d2 = zr[zb + 2, k]
+                                d3 = zr[zb + 3, k]
                                 a0_0 += d0 * w0
                                 a0_1 += d0 * w1
                                 a0_2 += d0 * w2
@@ -746,7 +746,7 @@ def conv_dA_f64_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
                         zr = Zr[i, dh // sh + plh]
                         for kw in range(rw, fw, sw):
                             wt = WT[kh, kw]
-                            zb = ((wq + pw - kw) // sw + plw) * K
+                            zb = (wq + pw - kw) // sw + plw
                             for k in range(K):
                                 w0 = wt[k, c0 + 0]
                                 w1 = wt[k, c0 + 1]
@@ -756,7 +756,7 @@ def conv_dA_f64_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
                                 w5 = wt[k, c0 + 5]
                                 w6 = wt[k, c0 + 6]
                                 w7 = wt[k, c0 + 7]
-                                d0 = zr[zb + 0 * K + k]
+                                d0 = zr[zb + 0, k]
                                 a0_0 += d0 * w0
                                 a0_1 += d0 * w1
                                 a0_2 += d0 * w2
@@ -802,16 +802,16 @@ def conv_dA_f64_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
                         zr = Zr[i, dh // sh + plh]
                         for kw in range(rw, fw, sw):
                             wt = WT[kh, kw]
-                            zb = ((wq + pw - kw) // sw + plw) * K
+                            zb = (wq + pw - kw) // sw + plw
                             for k in range(K):
                                 w0 = wt[k, c0 + 0]
                                 w1 = wt[k, c0 + 1]
                                 w2 = wt[k, c0 + 2]
                                 w3 = wt[k, c0 + 3]
-                                d0 = zr[zb + 0 * K + k]
-                                d1 = zr[zb + 1 * K + k]
-                                d2 = zr[zb + 2 * K + k]
-                                d3 = zr[zb + 3 * K + k]
+                                d0 = zr[zb + 0, k]
+                                d1 = zr[zb + 1, k]
+                                d2 = zr[zb + 2, k]
+                                d3 = zr[zb + 3, k]
                                 a0_0 += d0 * w0
                                 a0_1 += d0 * w1
                                 a0_2 += d0 * w2
@@ -858,13 +858,13 @@ def conv_dA_f64_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
                         zr = Zr[i, dh // sh + plh]
                         for kw in range(rw, fw, sw):
                             wt = WT[kh, kw]
-                            zb = ((wq + pw - kw) // sw + plw) * K
+                            zb = (wq + pw - kw) // sw + plw
                             for k in range(K):
                                 w0 = wt[k, c0 + 0]
                                 w1 = wt[k, c0 + 1]
                                 w2 = wt[k, c0 + 2]
                                 w3 = wt[k, c0 + 3]
-                                d0 = zr[zb + 0 * K + k]
+                                d0 = zr[zb + 0, k]
                                 a0_0 += d0 * w0
                                 a0_1 += d0 * w1
                                 a0_2 += d0 * w2
@@ -890,13 +890,13 @@ def conv_dA_f64_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
                         zr = Zr[i, dh // sh + plh]
                         for kw in range(rw, fw, sw):
                             wt = WT[kh, kw]
-                            zb = ((wq + pw - kw) // sw + plw) * K
+                            zb = (wq + pw - kw) // sw + plw
                             for k in range(K):
                                 w0 = wt[k, c0 + 0]
-                                d0 = zr[zb + 0 * K + k]
-                                d1 = zr[zb + 1 * K + k]
-                                d2 = zr[zb + 2 * K + k]
-                                d3 = zr[zb + 3 * K + k]
+                                d0 = zr[zb + 0, k]
+                                d1 = zr[zb + 1, k]
+                                d2 = zr[zb + 2, k]
+                                d3 = zr[zb + 3, k]
                                 a0_0 += d0 * w0
                                 a1_0 += d1 * w0
                                 a2_0 += d2 * w0
@@ -916,10 +916,10 @@ def conv_dA_f64_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
                         zr = Zr[i, dh // sh + plh]
                         for kw in range(rw, fw, sw):
                             wt = WT[kh, kw]
-                            zb = ((wq + pw - kw) // sw + plw) * K
+                            zb = (wq + pw - kw) // sw + plw
                             for k in range(K):
                                 w0 = wt[k, c0 + 0]
-                                d0 = zr[zb + 0 * K + k]
+                                d0 = zr[zb + 0, k]
                                 a0_0 += d0 * w0
                     dA[i, h, wq + 0 * sw, c0 + 0] = a0_0
                     n += 1
@@ -927,15 +927,16 @@ def conv_dA_f64_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
-def conv_dW_f64_par(Xr, Zr, part, pdb, sh, sw, C):
+def conv_dW_f64_par(Xs, dZ, part, pdb, sh):
     """Per-chunk partial dW and db: chunk c sums rows [c*R//n, (c+1)*R//n) of the
     R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,). Deterministic
-    for a fixed chunk count whichever build runs it."""
+    for a fixed chunk count whichever build runs it. Xs is the padded input with
+    each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K).
+    """
     nch, fh, Lr, K = part.shape
-    m, Ho, WoK = Zr.shape
-    Wo = WoK // K
+    m, Ho, Wo, _ = dZ.shape
+    xs = Xs.shape[3]
     R = m * Ho
-    xs = sw * C
     for c in prange(nch):
         pc = part[c]
         db = pdb[c]
@@ -948,12 +949,12 @@ def conv_dW_f64_par(Xr, Zr, part, pdb, sh, sw, C):
         for t in range(c * R // nch, (c + 1) * R // nch):
             i = t // Ho
             ho = t - i * Ho
-            zr = Zr[i, ho]
+            zr = dZ[i, ho]
             for wo in range(Wo):
                 for k in range(K):
-                    db[k] += zr[wo * K + k]
+                    db[k] += zr[wo, k]
             for kh in range(fh):
-                xrow = Xr[i, ho * sh + kh]
+                xrow = Xs[i, ho * sh + kh]
                 pk = pc[kh]
                 k0 = 0
                 while k0 + 8 <= K:
@@ -991,21 +992,27 @@ def conv_dW_f64_par(Xr, Zr, part, pdb, sh, sw, C):
                         a3_5 = pk[j0 + 3, k0 + 5]
                         a3_6 = pk[j0 + 3, k0 + 6]
                         a3_7 = pk[j0 + 3, k0 + 7]
+                        xq0 = xrow[(j0 + 0) // xs:]
+                        bq0 = (j0 + 0) % xs
+                        xq1 = xrow[(j0 + 1) // xs:]
+                        bq1 = (j0 + 1) % xs
+                        xq2 = xrow[(j0 + 2) // xs:]
+                        bq2 = (j0 + 2) % xs
+                        xq3 = xrow[(j0 + 3) // xs:]
+                        bq3 = (j0 + 3) % xs
                         for wo in range(Wo):
-                            xb = wo * xs + j0
-                            zb = wo * K + k0
-                            d0 = zr[zb + 0]
-                            d1 = zr[zb + 1]
-                            d2 = zr[zb + 2]
-                            d3 = zr[zb + 3]
-                            d4 = zr[zb + 4]
-                            d5 = zr[zb + 5]
-                            d6 = zr[zb + 6]
-                            d7 = zr[zb + 7]
-                            x0 = xrow[xb + 0]
-                            x1 = xrow[xb + 1]
-                            x2 = xrow[xb + 2]
-                            x3 = xrow[xb + 3]
+                            d0 = zr[wo, k0 + 0]
+                            d1 = zr[wo, k0 + 1]
+                            d2 = zr[wo, k0 + 2]
+                            d3 = zr[wo, k0 + 3]
+                            d4 = zr[wo, k0 + 4]
+                            d5 = zr[wo, k0 + 5]
+                            d6 = zr[wo, k0 + 6]
+                            d7 = zr[wo, k0 + 7]
+                            x0 = xq0[wo, bq0]
+                            x1 = xq1[wo, bq1]
+                            x2 = xq2[wo, bq2]
+                            x3 = xq3[wo, bq3]
                             a0_0 += x0 * d0
                             a0_1 += x0 * d1
                             a0_2 += x0 * d2
@@ -1080,18 +1087,18 @@ def conv_dW_f64_par(Xr, Zr, part, pdb, sh, sw, C):
                         a0_5 = pk[j0 + 0, k0 + 5]
                         a0_6 = pk[j0 + 0, k0 + 6]
                         a0_7 = pk[j0 + 0, k0 + 7]
+                        xq0 = xrow[(j0 + 0) // xs:]
+                        bq0 = (j0 + 0) % xs
                         for wo in range(Wo):
-                            xb = wo * xs + j0
-                            zb = wo * K + k0
-                            d0 = zr[zb + 0]
-                            d1 = zr[zb + 1]
-                            d2 = zr[zb + 2]
-                            d3 = zr[zb + 3]
-                            d4 = zr[zb + 4]
-                            d5 = zr[zb + 5]
-                            d6 = zr[zb + 6]
-                            d7 = zr[zb + 7]
-                            x0 = xrow[xb + 0]
+                            d0 = zr[wo, k0 + 0]
+                            d1 = zr[wo, k0 + 1]
+                            d2 = zr[wo, k0 + 2]
+                            d3 = zr[wo, k0 + 3]
+                            d4 = zr[wo, k0 + 4]
+                            d5 = zr[wo, k0 + 5]
+                            d6 = zr[wo, k0 + 6]
+                            d7 = zr[wo, k0 + 7]
+                            x0 = xq0[wo, bq0]
                             a0_0 += x0 * d0
                             a0_1 += x0 * d1
                             a0_2 += x0 * d2
@@ -1129,17 +1136,23 @@ def conv_dW_f64_par(Xr, Zr, part, pdb, sh, sw, C):
                         a3_1 = pk[j0 + 3, k0 + 1]
                         a3_2 = pk[j0 + 3, k0 + 2]
                         a3_3 = pk[j0 + 3, k0 + 3]
+                        xq0 = xrow[(j0 + 0) // xs:]
+                        bq0 = (j0 + 0) % xs
+                        xq1 = xrow[(j0 + 1) // xs:]
+                        bq1 = (j0 + 1) % xs
+                        xq2 = xrow[(j0 + 2) // xs:]
+                        bq2 = (j0 + 2) % xs
+                        xq3 = xrow[(j0 + 3) // xs:]
+                        bq3 = (j0 + 3) % xs
                         for wo in range(Wo):
-                            xb = wo * xs + j0
-                            zb = wo * K + k0
-                            d0 = zr[zb + 0]
-                            d1 = zr[zb + 1]
-                            d2 = zr[zb + 2]
-                            d3 = zr[zb + 3]
-                            x0 = xrow[xb + 0]
-                            x1 = xrow[xb + 1]
-                            x2 = xrow[xb + 2]
-                            x3 = xrow[xb + 3]
+                            d0 = zr[wo, k0 + 0]
+                            d1 = zr[wo, k0 + 1]
+                            d2 = zr[wo, k0 + 2]
+                            d3 = zr[wo, k0 + 3]
+                            x0 = xq0[wo, bq0]
+                            x1 = xq1[wo, bq1]
+                            x2 = xq2[wo, bq2]
+                            x3 = xq3[wo, bq3]
                             a0_0 += x0 * d0
                             a0_1 += x0 * d1
                             a0_2 += x0 * d2
@@ -1178,14 +1191,14 @@ def conv_dW_f64_par(Xr, Zr, part, pdb, sh, sw, C):
                         a0_1 = pk[j0 + 0, k0 + 1]
                         a0_2 = pk[j0 + 0, k0 + 2]
                         a0_3 = pk[j0 + 0, k0 + 3]
+                        xq0 = xrow[(j0 + 0) // xs:]
+                        bq0 = (j0 + 0) % xs
                         for wo in range(Wo):
-                            xb = wo * xs + j0
-                            zb = wo * K + k0
-                            d0 = zr[zb + 0]
-                            d1 = zr[zb + 1]
-                            d2 = zr[zb + 2]
-                            d3 = zr[zb + 3]
-                            x0 = xrow[xb + 0]
+                            d0 = zr[wo, k0 + 0]
+                            d1 = zr[wo, k0 + 1]
+                            d2 = zr[wo, k0 + 2]
+                            d3 = zr[wo, k0 + 3]
+                            x0 = xq0[wo, bq0]
                             a0_0 += x0 * d0
                             a0_1 += x0 * d1
                             a0_2 += x0 * d2
@@ -1203,14 +1216,20 @@ def conv_dW_f64_par(Xr, Zr, part, pdb, sh, sw, C):
                         a1_0 = pk[j0 + 1, k0 + 0]
                         a2_0 = pk[j0 + 2, k0 + 0]
                         a3_0 = pk[j0 + 3, k0 + 0]
+                        xq0 = xrow[(j0 + 0) // xs:]
+                        bq0 = (j0 + 0) % xs
+                        xq1 = xrow[(j0 + 1) // xs:]
+                        bq1 = (j0 + 1) % xs
+                        xq2 = xrow[(j0 + 2) // xs:]
+                        bq2 = (j0 + 2) % xs
+                        xq3 = xrow[(j0 + 3) // xs:]
+                        bq3 = (j0 + 3) % xs
                         for wo in range(Wo):
-                            xb = wo * xs + j0
-                            zb = wo * K + k0
-                            d0 = zr[zb + 0]
-                            x0 = xrow[xb + 0]
-                            x1 = xrow[xb + 1]
-                            x2 = xrow[xb + 2]
-                            x3 = xrow[xb + 3]
+                            d0 = zr[wo, k0 + 0]
+                            x0 = xq0[wo, bq0]
+                            x1 = xq1[wo, bq1]
+                            x2 = xq2[wo, bq2]
+                            x3 = xq3[wo, bq3]
                             a0_0 += x0 * d0
                             a1_0 += x1 * d0
                             a2_0 += x2 * d0
@@ -1222,11 +1241,11 @@ def conv_dW_f64_par(Xr, Zr, part, pdb, sh, sw, C):
                         j0 += 4
                     while j0 < Lr:
                         a0_0 = pk[j0 + 0, k0 + 0]
+                        xq0 = xrow[(j0 + 0) // xs:]
+                        bq0 = (j0 + 0) % xs
                         for wo in range(Wo):
-                            xb = wo * xs + j0
-                            zb = wo * K + k0
-                            d0 = zr[zb + 0]
-                            x0 = xrow[xb + 0]
+                            d0 = zr[wo, k0 + 0]
+                            x0 = xq0[wo, bq0]
                             a0_0 += x0 * d0
                         pk[j0 + 0, k0 + 0] = a0_0
                         j0 += 1
@@ -2399,7 +2418,7 @@ def conv_dA_f32_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
     """dA[i, h, w, c] = sum over windows covering (h, w) of dZ * W, as a gather.
 
     Zr is dZ zero-padded by (plh, plw) rows/columns in front (and enough behind),
-    flattened to (m, Hz, Wz*K); WT is W transposed to (fh, fw, K, C). Pixels of one
+    (m, Hz, Wz, K); WT is W transposed to (fh, fw, K, C). Pixels of one
     row are taken by stride phase rw = (w + pw) % sw so one tile shares its kw set.
     """
     m, H, W, C = dA.shape
@@ -2489,7 +2508,7 @@ def conv_dA_f32_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
                         zr = Zr[i, dh // sh + plh]
                         for kw in range(rw, fw, sw):
                             wt = WT[kh, kw]
-                            zb = ((wq + pw - kw) // sw + plw) * K
+                            zb = (wq + pw - kw) // sw + plw
                             for k in range(K):
                                 w0 = wt[k, c0 + 0]
                                 w1 = wt[k, c0 + 1]
@@ -2507,10 +2526,10 @@ def conv_dA_f32_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
                                 w13 = wt[k, c0 + 13]
                                 w14 = wt[k, c0 + 14]
                                 w15 = wt[k, c0 + 15]
-                                d0 = zr[zb + 0 * K + k]
-                                d1 = zr[zb + 1 * K + k]
-                                d2 = zr[zb + 2 * K + k]
-                                d3 = zr[zb + 3 * K + k]
+                                d0 = zr[zb + 0, k]
+                                d1 = zr[zb + 1, k]
+                                d2 = zr[zb + 2, k]
+                                d3 = zr[zb + 3, k]
                                 a0_0 += d0 * w0
                                 a0_1 += d0 * w1
                                 a0_2 += d0 * w2
@@ -2665,7 +2684,7 @@ def conv_dA_f32_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
                         zr = Zr[i, dh // sh + plh]
                         for kw in range(rw, fw, sw):
                             wt = WT[kh, kw]
-                            zb = ((wq + pw - kw) // sw + plw) * K
+                            zb = (wq + pw - kw) // sw + plw
                             for k in range(K):
                                 w0 = wt[k, c0 + 0]
                                 w1 = wt[k, c0 + 1]
@@ -2683,7 +2702,7 @@ def conv_dA_f32_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
                                 w13 = wt[k, c0 + 13]
                                 w14 = wt[k, c0 + 14]
                                 w15 = wt[k, c0 + 15]
-                                d0 = zr[zb + 0 * K + k]
+                                d0 = zr[zb + 0, k]
                                 a0_0 += d0 * w0
                                 a0_1 += d0 * w1
                                 a0_2 += d0 * w2
@@ -2745,16 +2764,16 @@ def conv_dA_f32_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
                         zr = Zr[i, dh // sh + plh]
                         for kw in range(rw, fw, sw):
                             wt = WT[kh, kw]
-                            zb = ((wq + pw - kw) // sw + plw) * K
+                            zb = (wq + pw - kw) // sw + plw
                             for k in range(K):
                                 w0 = wt[k, c0 + 0]
                                 w1 = wt[k, c0 + 1]
                                 w2 = wt[k, c0 + 2]
                                 w3 = wt[k, c0 + 3]
-                                d0 = zr[zb + 0 * K + k]
-                                d1 = zr[zb + 1 * K + k]
-                                d2 = zr[zb + 2 * K + k]
-                                d3 = zr[zb + 3 * K + k]
+                                d0 = zr[zb + 0, k]
+                                d1 = zr[zb + 1, k]
+                                d2 = zr[zb + 2, k]
+                                d3 = zr[zb + 3, k]
                                 a0_0 += d0 * w0
                                 a0_1 += d0 * w1
                                 a0_2 += d0 * w2
@@ -2801,13 +2820,13 @@ def conv_dA_f32_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
                         zr = Zr[i, dh // sh + plh]
                         for kw in range(rw, fw, sw):
                             wt = WT[kh, kw]
-                            zb = ((wq + pw - kw) // sw + plw) * K
+                            zb = (wq + pw - kw) // sw + plw
                             for k in range(K):
                                 w0 = wt[k, c0 + 0]
                                 w1 = wt[k, c0 + 1]
                                 w2 = wt[k, c0 + 2]
                                 w3 = wt[k, c0 + 3]
-                                d0 = zr[zb + 0 * K + k]
+                                d0 = zr[zb + 0, k]
                                 a0_0 += d0 * w0
                                 a0_1 += d0 * w1
                                 a0_2 += d0 * w2
@@ -2833,13 +2852,13 @@ def conv_dA_f32_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
                         zr = Zr[i, dh // sh + plh]
                         for kw in range(rw, fw, sw):
                             wt = WT[kh, kw]
-                            zb = ((wq + pw - kw) // sw + plw) * K
+                            zb = (wq + pw - kw) // sw + plw
                             for k in range(K):
                                 w0 = wt[k, c0 + 0]
-                                d0 = zr[zb + 0 * K + k]
-                                d1 = zr[zb + 1 * K + k]
-                                d2 = zr[zb + 2 * K + k]
-                                d3 = zr[zb + 3 * K + k]
+                                d0 = zr[zb + 0, k]
+                                d1 = zr[zb + 1, k]
+                                d2 = zr[zb + 2, k]
+                                d3 = zr[zb + 3, k]
                                 a0_0 += d0 * w0
                                 a1_0 += d1 * w0
                                 a2_0 += d2 * w0
@@ -2859,10 +2878,10 @@ def conv_dA_f32_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
                         zr = Zr[i, dh // sh + plh]
                         for kw in range(rw, fw, sw):
                             wt = WT[kh, kw]
-                            zb = ((wq + pw - kw) // sw + plw) * K
+                            zb = (wq + pw - kw) // sw + plw
                             for k in range(K):
                                 w0 = wt[k, c0 + 0]
-                                d0 = zr[zb + 0 * K + k]
+                                d0 = zr[zb + 0, k]
                                 a0_0 += d0 * w0
                     dA[i, h, wq + 0 * sw, c0 + 0] = a0_0
                     n += 1
@@ -2870,15 +2889,16 @@ def conv_dA_f32_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
-def conv_dW_f32_par(Xr, Zr, part, pdb, sh, sw, C):
+def conv_dW_f32_par(Xs, dZ, part, pdb, sh):
     """Per-chunk partial dW and db: chunk c sums rows [c*R//n, (c+1)*R//n) of the
     R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,). Deterministic
-    for a fixed chunk count whichever build runs it."""
+    for a fixed chunk count whichever build runs it. Xs is the padded input with
+    each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K).
+    """
     nch, fh, Lr, K = part.shape
-    m, Ho, WoK = Zr.shape
-    Wo = WoK // K
+    m, Ho, Wo, _ = dZ.shape
+    xs = Xs.shape[3]
     R = m * Ho
-    xs = sw * C
     for c in prange(nch):
         pc = part[c]
         db = pdb[c]
@@ -2891,12 +2911,12 @@ def conv_dW_f32_par(Xr, Zr, part, pdb, sh, sw, C):
         for t in range(c * R // nch, (c + 1) * R // nch):
             i = t // Ho
             ho = t - i * Ho
-            zr = Zr[i, ho]
+            zr = dZ[i, ho]
             for wo in range(Wo):
                 for k in range(K):
-                    db[k] += zr[wo * K + k]
+                    db[k] += zr[wo, k]
             for kh in range(fh):
-                xrow = Xr[i, ho * sh + kh]
+                xrow = Xs[i, ho * sh + kh]
                 pk = pc[kh]
                 k0 = 0
                 while k0 + 16 <= K:
@@ -2966,29 +2986,35 @@ def conv_dW_f32_par(Xr, Zr, part, pdb, sh, sw, C):
                         a3_13 = pk[j0 + 3, k0 + 13]
                         a3_14 = pk[j0 + 3, k0 + 14]
                         a3_15 = pk[j0 + 3, k0 + 15]
+                        xq0 = xrow[(j0 + 0) // xs:]
+                        bq0 = (j0 + 0) % xs
+                        xq1 = xrow[(j0 + 1) // xs:]
+                        bq1 = (j0 + 1) % xs
+                        xq2 = xrow[(j0 + 2) // xs:]
+                        bq2 = (j0 + 2) % xs
+                        xq3 = xrow[(j0 + 3) // xs:]
+                        bq3 = (j0 + 3) % xs
                         for wo in range(Wo):
-                            xb = wo * xs + j0
-                            zb = wo * K + k0
-                            d0 = zr[zb + 0]
-                            d1 = zr[zb + 1]
-                            d2 = zr[zb + 2]
-                            d3 = zr[zb + 3]
-                            d4 = zr[zb + 4]
-                            d5 = zr[zb + 5]
-                            d6 = zr[zb + 6]
-                            d7 = zr[zb + 7]
-                            d8 = zr[zb + 8]
-                            d9 = zr[zb + 9]
-                            d10 = zr[zb + 10]
-                            d11 = zr[zb + 11]
-                            d12 = zr[zb + 12]
-                            d13 = zr[zb + 13]
-                            d14 = zr[zb + 14]
-                            d15 = zr[zb + 15]
-                            x0 = xrow[xb + 0]
-                            x1 = xrow[xb + 1]
-                            x2 = xrow[xb + 2]
-                            x3 = xrow[xb + 3]
+                            d0 = zr[wo, k0 + 0]
+                            d1 = zr[wo, k0 + 1]
+                            d2 = zr[wo, k0 + 2]
+                            d3 = zr[wo, k0 + 3]
+                            d4 = zr[wo, k0 + 4]
+                            d5 = zr[wo, k0 + 5]
+                            d6 = zr[wo, k0 + 6]
+                            d7 = zr[wo, k0 + 7]
+                            d8 = zr[wo, k0 + 8]
+                            d9 = zr[wo, k0 + 9]
+                            d10 = zr[wo, k0 + 10]
+                            d11 = zr[wo, k0 + 11]
+                            d12 = zr[wo, k0 + 12]
+                            d13 = zr[wo, k0 + 13]
+                            d14 = zr[wo, k0 + 14]
+                            d15 = zr[wo, k0 + 15]
+                            x0 = xq0[wo, bq0]
+                            x1 = xq1[wo, bq1]
+                            x2 = xq2[wo, bq2]
+                            x3 = xq3[wo, bq3]
                             a0_0 += x0 * d0
                             a0_1 += x0 * d1
                             a0_2 += x0 * d2
@@ -3135,26 +3161,26 @@ def conv_dW_f32_par(Xr, Zr, part, pdb, sh, sw, C):
                         a0_13 = pk[j0 + 0, k0 + 13]
                         a0_14 = pk[j0 + 0, k0 + 14]
                         a0_15 = pk[j0 + 0, k0 + 15]
+                        xq0 = xrow[(j0 + 0) // xs:]
+                        bq0 = (j0 + 0) % xs
                         for wo in range(Wo):
-                            xb = wo * xs + j0
-                            zb = wo * K + k0
-                            d0 = zr[zb + 0]
-                            d1 = zr[zb + 1]
-                            d2 = zr[zb + 2]
-                            d3 = zr[zb + 3]
-                            d4 = zr[zb + 4]
-                            d5 = zr[zb + 5]
-                            d6 = zr[zb + 6]
-                            d7 = zr[zb + 7]
-                            d8 = zr[zb + 8]
-                            d9 = zr[zb + 9]
-                            d10 = zr[zb + 10]
-                            d11 = zr[zb + 11]
-                            d12 = zr[zb + 12]
-                            d13 = zr[zb + 13]
-                            d14 = zr[zb + 14]
-                            d15 = zr[zb + 15]
-                            x0 = xrow[xb + 0]
+                            d0 = zr[wo, k0 + 0]
+                            d1 = zr[wo, k0 + 1]
+                            d2 = zr[wo, k0 + 2]
+                            d3 = zr[wo, k0 + 3]
+                            d4 = zr[wo, k0 + 4]
+                            d5 = zr[wo, k0 + 5]
+                            d6 = zr[wo, k0 + 6]
+                            d7 = zr[wo, k0 + 7]
+                            d8 = zr[wo, k0 + 8]
+                            d9 = zr[wo, k0 + 9]
+                            d10 = zr[wo, k0 + 10]
+                            d11 = zr[wo, k0 + 11]
+                            d12 = zr[wo, k0 + 12]
+                            d13 = zr[wo, k0 + 13]
+                            d14 = zr[wo, k0 + 14]
+                            d15 = zr[wo, k0 + 15]
+                            x0 = xq0[wo, bq0]
                             a0_0 += x0 * d0
                             a0_1 += x0 * d1
                             a0_2 += x0 * d2
@@ -3208,17 +3234,23 @@ def conv_dW_f32_par(Xr, Zr, part, pdb, sh, sw, C):
                         a3_1 = pk[j0 + 3, k0 + 1]
                         a3_2 = pk[j0 + 3, k0 + 2]
                         a3_3 = pk[j0 + 3, k0 + 3]
+                        xq0 = xrow[(j0 + 0) // xs:]
+                        bq0 = (j0 + 0) % xs
+                        xq1 = xrow[(j0 + 1) // xs:]
+                        bq1 = (j0 + 1) % xs
+                        xq2 = xrow[(j0 + 2) // xs:]
+                        bq2 = (j0 + 2) % xs
+                        xq3 = xrow[(j0 + 3) // xs:]
+                        bq3 = (j0 + 3) % xs
                         for wo in range(Wo):
-                            xb = wo * xs + j0
-                            zb = wo * K + k0
-                            d0 = zr[zb + 0]
-                            d1 = zr[zb + 1]
-                            d2 = zr[zb + 2]
-                            d3 = zr[zb + 3]
-                            x0 = xrow[xb + 0]
-                            x1 = xrow[xb + 1]
-                            x2 = xrow[xb + 2]
-                            x3 = xrow[xb + 3]
+                            d0 = zr[wo, k0 + 0]
+                            d1 = zr[wo, k0 + 1]
+                            d2 = zr[wo, k0 + 2]
+                            d3 = zr[wo, k0 + 3]
+                            x0 = xq0[wo, bq0]
+                            x1 = xq1[wo, bq1]
+                            x2 = xq2[wo, bq2]
+                            x3 = xq3[wo, bq3]
                             a0_0 += x0 * d0
                             a0_1 += x0 * d1
                             a0_2 += x0 * d2
@@ -3257,14 +3289,14 @@ def conv_dW_f32_par(Xr, Zr, part, pdb, sh, sw, C):
                         a0_1 = pk[j0 + 0, k0 + 1]
                         a0_2 = pk[j0 + 0, k0 + 2]
                         a0_3 = pk[j0 + 0, k0 + 3]
+                        xq0 = xrow[(j0 + 0) // xs:]
+                        bq0 = (j0 + 0) % xs
                         for wo in range(Wo):
-                            xb = wo * xs + j0
-                            zb = wo * K + k0
-                            d0 = zr[zb + 0]
-                            d1 = zr[zb + 1]
-                            d2 = zr[zb + 2]
-                            d3 = zr[zb + 3]
-                            x0 = xrow[xb + 0]
+                            d0 = zr[wo, k0 + 0]
+                            d1 = zr[wo, k0 + 1]
+                            d2 = zr[wo, k0 + 2]
+                            d3 = zr[wo, k0 + 3]
+                            x0 = xq0[wo, bq0]
                             a0_0 += x0 * d0
                             a0_1 += x0 * d1
                             a0_2 += x0 * d2
@@ -3282,14 +3314,20 @@ def conv_dW_f32_par(Xr, Zr, part, pdb, sh, sw, C):
                         a1_0 = pk[j0 + 1, k0 + 0]
                         a2_0 = pk[j0 + 2, k0 + 0]
                         a3_0 = pk[j0 + 3, k0 + 0]
+                        xq0 = xrow[(j0 + 0) // xs:]
+                        bq0 = (j0 + 0) % xs
+                        xq1 = xrow[(j0 + 1) // xs:]
+                        bq1 = (j0 + 1) % xs
+                        xq2 = xrow[(j0 + 2) // xs:]
+                        bq2 = (j0 + 2) % xs
+                        xq3 = xrow[(j0 + 3) // xs:]
+                        bq3 = (j0 + 3) % xs
                         for wo in range(Wo):
-                            xb = wo * xs + j0
-                            zb = wo * K + k0
-                            d0 = zr[zb + 0]
-                            x0 = xrow[xb + 0]
-                            x1 = xrow[xb + 1]
-                            x2 = xrow[xb + 2]
-                            x3 = xrow[xb + 3]
+                            d0 = zr[wo, k0 + 0]
+                            x0 = xq0[wo, bq0]
+                            x1 = xq1[wo, bq1]
+                            x2 = xq2[wo, bq2]
+                            x3 = xq3[wo, bq3]
                             a0_0 += x0 * d0
                             a1_0 += x1 * d0
                             a2_0 += x2 * d0
@@ -3301,11 +3339,11 @@ def conv_dW_f32_par(Xr, Zr, part, pdb, sh, sw, C):
                         j0 += 4
                     while j0 < Lr:
                         a0_0 = pk[j0 + 0, k0 + 0]
+                        xq0 = xrow[(j0 + 0) // xs:]
+                        bq0 = (j0 + 0) % xs
                         for wo in range(Wo):
-                            xb = wo * xs + j0
-                            zb = wo * K + k0
-                            d0 = zr[zb + 0]
-                            x0 = xrow[xb + 0]
+                            d0 = zr[wo, k0 + 0]
+                            x0 = xq0[wo, bq0]
                             a0_0 += x0 * d0
                         pk[j0 + 0, k0 + 0] = a0_0
                         j0 += 1

@@ -114,13 +114,15 @@ def _dA_tile(P: int, T: int) -> List[str]:
         "    zr = Zr[i, dh // sh + plh]",
         "    for kw in range(rw, fw, sw):",
         "        wt = WT[kh, kw]",
-        "        zb = ((wq + pw - kw) // sw + plw) * K",
+        "        zb = (wq + pw - kw) // sw + plw",
         "        for k in range(K):",
     ]
+    # Per-dimension indices: the loop-invariant ones (zb + p, c0 + c) are hoisted with
+    # their wraparound checks, the varying one (k) is a loop variable.
     for c in range(T):
         L.append(f"            w{c} = wt[k, c0 + {c}]")
     for p in range(P):
-        L.append(f"            d{p} = zr[zb + {p} * K + k]")
+        L.append(f"            d{p} = zr[zb + {p}, k]")
     for p in range(P):
         for c in range(T):
             L.append(f"            a{p}_{c} += d{p} * w{c}")
@@ -148,7 +150,7 @@ def conv_dA(name: str, P: int, T: int, rng: str) -> List[str]:
         '    """dA[i, h, w, c] = sum over windows covering (h, w) of dZ * W, as a gather.',
         "",
         "    Zr is dZ zero-padded by (plh, plw) rows/columns in front (and enough behind),",
-        "    flattened to (m, Hz, Wz*K); WT is W transposed to (fh, fw, K, C). Pixels of one",
+        "    (m, Hz, Wz, K); WT is W transposed to (fh, fw, K, C). Pixels of one",
         "    row are taken by stride phase rw = (w + pw) % sw so one tile shares its kw set.",
         '    """',
         "    m, H, W, C = dA.shape",
@@ -175,11 +177,17 @@ def _dW_tile(J: int, T: int) -> List[str]:
     for q in range(J):
         for k in range(T):
             L.append(f"a{q}_{k} = pk[j0 + {q}, k0 + {k}]")
-    L += ["for wo in range(Wo):", "    xb = wo * xs + j0", "    zb = wo * K + k0"]
-    for k in range(T):
-        L.append(f"    d{k} = zr[zb + {k}]")
+    # Input column j0 + q of output pixel wo is xrow[wo + (j0+q) // xs, (j0+q) % xs]: the
+    # row offset goes into a slice and the column is loop-invariant, so the inner loop's
+    # indices are wo plus hoisted constants (no per-iteration wraparound code).
     for q in range(J):
-        L.append(f"    x{q} = xrow[xb + {q}]")
+        L.append(f"xq{q} = xrow[(j0 + {q}) // xs:]")
+        L.append(f"bq{q} = (j0 + {q}) % xs")
+    L += ["for wo in range(Wo):"]
+    for k in range(T):
+        L.append(f"    d{k} = zr[wo, k0 + {k}]")
+    for q in range(J):
+        L.append(f"    x{q} = xq{q}[wo, bq{q}]")
     for q in range(J):
         for k in range(T):
             L.append(f"    a{q}_{k} += x{q} * d{k}")
@@ -203,15 +211,16 @@ def _dW_kblock(J: int):
 def conv_dW(name: str, J: int, T: int, rng: str) -> List[str]:
     L = [
         f"@numba.njit(fastmath=FASTMATH_CONV, **{'NJIT_PARALLEL' if rng == 'prange' else 'NJIT'})",
-        f"def {name}(Xr, Zr, part, pdb, sh, sw, C):",
+        f"def {name}(Xs, dZ, part, pdb, sh):",
         '    """Per-chunk partial dW and db: chunk c sums rows [c*R//n, (c+1)*R//n) of the',
         "    R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,). Deterministic",
-        '    for a fixed chunk count whichever build runs it."""',
+        "    for a fixed chunk count whichever build runs it. Xs is the padded input with",
+        "    each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K).",
+        '    """',
         "    nch, fh, Lr, K = part.shape",
-        "    m, Ho, WoK = Zr.shape",
-        "    Wo = WoK // K",
+        "    m, Ho, Wo, _ = dZ.shape",
+        "    xs = Xs.shape[3]",
         "    R = m * Ho",
-        "    xs = sw * C",
         f"    for c in {rng}(nch):",
         "        pc = part[c]",
         "        db = pdb[c]",
@@ -224,12 +233,12 @@ def conv_dW(name: str, J: int, T: int, rng: str) -> List[str]:
         "        for t in range(c * R // nch, (c + 1) * R // nch):",
         "            i = t // Ho",
         "            ho = t - i * Ho",
-        "            zr = Zr[i, ho]",
+        "            zr = dZ[i, ho]",
         "            for wo in range(Wo):",
         "                for k in range(K):",
-        "                    db[k] += zr[wo * K + k]",
+        "                    db[k] += zr[wo, k]",
         "            for kh in range(fh):",
-        "                xrow = Xr[i, ho * sh + kh]",
+        "                xrow = Xs[i, ho * sh + kh]",
         "                pk = pc[kh]",
     ]
     L += _ind(_width_loop("k0", "K", T, _dW_kblock(J)), 16)

@@ -142,7 +142,11 @@ _fwd_small = K.conv_fwd_small_ser
 
 @register("conv_backward", NAME)
 def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
-    Xr = _input_rows(p, A_prev)
+    # The padded input, widened to a whole number of strides so that dW can view each row
+    # as (Wp/sw, sw*C) pieces.
+    ew = (-p.Wp) % p.sw
+    Xp = _padded(A_prev, p.ph, p.pw, 0.0, 0, ew) if (p.ph or p.pw or ew) else A_prev
+    Xs = Xp.reshape(p.m, p.Hp, (p.Wp + ew) // p.sw, p.sw * p.C)
     L = p.fw * p.C
     # dA_prev is a gather over dZ padded so that every window index lands inside.
     plh = (p.fh - 1 + p.sh - 1) // p.sh
@@ -156,7 +160,7 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
     Zr = dZp.reshape(p.m, dZp.shape[1], dZp.shape[2] * p.K)
     WT = np.ascontiguousarray(W.transpose(0, 1, 3, 2))
     if p.m * p.Ho * p.Wo * p.K * p.fh * p.fw * p.C < _SERIAL_WORK:
-        K.conv_bwd_plain_ser(Xr, Zr, WT, dZ, dA_prev, dW.reshape(p.fh, L, p.K), db,
+        K.conv_bwd_plain_ser(Xp.reshape(p.m, p.Hp, -1), Zr, WT, dZ, dA_prev, dW.reshape(p.fh, L, p.K), db,
                              p.sh, p.sw, p.ph, p.pw, plh, plw)
         return
     # dW and db: one partial per chunk of output rows (chunk count = thread count), summed
@@ -164,14 +168,14 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
     nch = max(1, min(_num_threads(), p.m * p.Ho))
     part = np.empty((nch, p.fh, L, p.K), dtype=p.dtype)
     pdb = np.empty((nch, p.K), dtype=p.dtype)
-    _par(_pick("conv_dW", p.dtype), Xr, dZ.reshape(p.m, p.Ho, p.Wo * p.K), part, pdb, p.sh, p.sw, p.C)
+    _par(_pick("conv_dW", p.dtype), Xs, dZ, part, pdb, p.sh)
     if nch == 1:
         dW.reshape(-1)[:] = part.reshape(-1)
         db[:] = pdb[0]
     else:
         _run(K.sum_parts_par, K.sum_parts_ser, dW.size, part.reshape(nch, -1), dW.reshape(-1))
         K.sum_parts_ser(pdb, db)
-    _par(_pick("conv_dA", p.dtype), Zr, WT, dA_prev, p.sh, p.sw, p.ph, p.pw, plh, plw, p.dtype.type(0))
+    _par(_pick("conv_dA", p.dtype), dZp, WT, dA_prev, p.sh, p.sw, p.ph, p.pw, plh, plw, p.dtype.type(0))
 
 
 # ------------------------------------------------------------------------ pooling
