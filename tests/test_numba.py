@@ -70,6 +70,20 @@ def test_every_forward_tile_variant_matches_reference(force_parallel, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("C", [1, 2, 3, 4])
+def test_few_channel_dA_kernels_match_reference(force_parallel, dtype, C):
+    """dA_prev for C_in <= 4 sums over k in SIMD lanes plus a scalar tail (K = 11 and 16),
+    over strides 1 and (2, 3), pads 0 to beyond f, and odd widths."""
+    for K, f, stride, pad in ((11, 3, 1, 1), (16, (3, 5), (2, 3), (1, 2)), (9, 2, 3, 3), (19, 7, 2, 3)):
+        case = ConvCase(f"C{C}_K{K}", 2, 13, 11, C, f, K, stride, pad)
+        A, W, b, hp, dZ = case.make(dtype, seed=3)
+        _, cache = fastnn.conv_forward(A, W, b, hp, backend="numba")
+        _, cache_ref = fastnn.conv_forward(A, W, b, hp, backend=REF)
+        dA = fastnn.conv_backward(dZ, cache, backend="numba")[0]
+        _close(dA, fastnn.conv_backward(dZ, cache_ref, backend=REF)[0], dtype, case.name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_parallel_pool_and_activation_kernels_match_reference(force_parallel, dtype):
     for case in POOL_CASES.values():
         A, hp, dA = case.make(dtype, seed=6)

@@ -169,6 +169,92 @@ def conv_dA(name: str, P: int, T: int, rng: str) -> List[str]:
     return L
 
 
+# ------------------------------------------- conv dA_prev for few input channels
+
+#: dA_prev for C_in <= 4: pixels per tile by C_in, and SIMD lanes per dtype.
+DA_KVEC_P = {1: 8, 2: 4, 3: 3, 4: 3}
+DA_KVEC_L = {"f64": 4, "f32": 8}
+
+
+def _dA_kvec_tile(P: int, C: int, L: int) -> List[str]:
+    """P pixels x all C channels; the reduction over k runs in L lanes (summed at the end),
+    so the loads of dZ and W are contiguous vectors."""
+    out = []
+    for p in range(P):
+        for c in range(C):
+            out += [f"a{p}_{c}_{l} = zero" for l in range(L)]
+    out += [
+        "wq = wfirst + n * sw",
+        "for kh in range(fh):",
+        "    dh = hp - kh",
+        "    if dh % sh != 0:",
+        "        continue",
+        "    zr = Zr[i, dh // sh + plh]",
+        "    for kw in range(rw, fw, sw):",
+        "        wt = Wt[kh, kw]",
+        "        zb = (wq + pw - kw) // sw + plw",
+    ]
+    for p in range(P):
+        out.append(f"        z{p} = zr[zb + {p}]")
+    out += ["        for kk in range(nkl):"]
+    for c in range(C):
+        for l in range(L):
+            out.append(f"            w{c}_{l} = wt[{c}, kk, {l}]")
+    for p in range(P):
+        for l in range(L):
+            out.append(f"            d{p}_{l} = z{p}[kk, {l}]")
+    for p in range(P):
+        for c in range(C):
+            for l in range(L):
+                out.append(f"            a{p}_{c}_{l} += d{p}_{l} * w{c}_{l}")
+    # Lanes go to memory as whole vectors first (summing them straight from registers
+    # makes the SLP vectoriser keep the accumulators scalar), then are summed there.
+    for p in range(P):
+        for c in range(C):
+            for l in range(L):
+                out.append(f"buf[{p}, {c}, {l}] = a{p}_{c}_{l}")
+    for p in range(P):
+        out.append(f"g = dA[i, h, wq + {p} * sw]")
+        for c in range(C):
+            terms = [f"buf[{p}, {c}, {l}]" for l in range(L)]
+            while len(terms) > 1:  # pairwise: a fixed order
+                terms = [f"({terms[q]} + {terms[q + 1]})" if q + 1 < len(terms) else terms[q]
+                         for q in range(0, len(terms), 2)]
+            out.append(f"g[{c}] = {terms[0]}")
+    return out
+
+
+def conv_dA_kvec(name: str, C: int, L: int, rng: str) -> List[str]:
+    P = DA_KVEC_P[C]
+    out = [
+        f"@numba.njit(fastmath=FASTMATH_CONV, **{'NJIT_PARALLEL' if rng == 'prange' else 'NJIT'})",
+        f"def {name}(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero):",
+        f'    """dA_prev for C = {C} input channels, as ``conv_dA`` (pixels by stride phase) but',
+        f"    with the sum over k in {L} lanes: Zr is padded dZ (m, Hz, Wz, K'/{L}, {L}) and Wt is W",
+        f"    (fh, fw, C, K'/{L}, {L}), both zero-filled from K to K' (a multiple of {L}).",
+        '    """',
+        "    m, H, W, _ = dA.shape",
+        "    fh, fw, _, nkl, _ = Wt.shape",
+        f"    for t in {rng}(m * H):",
+        "        i = t // H",
+        "        h = t - i * H",
+        "        hp = h + ph",
+        f"        buf = np.empty(({P}, {C}, {L}), dtype=dA.dtype)",
+        "        for rw in range(sw):",
+        "            wfirst = (rw - pw) % sw",
+        "            if wfirst >= W:",
+        "                continue",
+        "            npix = (W - 1 - wfirst) // sw + 1",
+        "            n = 0",
+        f"            while n + {P} <= npix:",
+    ]
+    out += _ind(_dA_kvec_tile(P, C, L), 16)
+    out += [f"                n += {P}", "            while n < npix:"]
+    out += _ind(_dA_kvec_tile(1, C, L), 16)
+    out += ["                n += 1"]
+    return out
+
+
 # --------------------------------------------------------------------- conv dW
 
 
@@ -865,11 +951,17 @@ def generate() -> dict:
             if sfx == "ser":  # small convolutions use the plain kernels of _nb_misc instead
                 continue
             parts += ["", "#: Forward tile shapes (P pixels, T channels) per dtype, best first.",
-                      f"FWD_TILES = {FWD_TILES!r}", ""]
+                      f"FWD_TILES = {FWD_TILES!r}",
+                      "#: SIMD lanes of the few-channel dA_prev kernels ``conv_dA_*_c{C}``.",
+                      f"DA_KVEC_L = {DA_KVEC_L!r}", ""]
             for dt, t in TILES.items():
                 for P, T in FWD_TILES[dt]:
                     parts.append("")
                     parts += conv_fwd(f"conv_fwd_{dt}_p{P}t{T}_{sfx}", P, T, rng)
+                    parts.append("")
+                for C in DA_KVEC_P:
+                    parts.append("")
+                    parts += conv_dA_kvec(f"conv_dA_{dt}_c{C}_{sfx}", C, DA_KVEC_L[dt], rng)
                     parts.append("")
                 for gen, nm, a in ((conv_dA, "conv_dA", "P"), (conv_dW, "conv_dW", "J")):
                     parts.append("")

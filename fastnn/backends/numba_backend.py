@@ -153,13 +153,21 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
     plw = (p.fw - 1 + p.sw - 1) // p.sw
     phh = max(0, (p.Hp - 1) // p.sh - p.Ho + 1)
     phw = max(0, (p.Wp - 1) // p.sw - p.Wo + 1)
+    sfx = _sfx(p.dtype)
+    small = p.m * p.Ho * p.Wo * p.K * p.fh * p.fw * p.C < _SERIAL_WORK
+    # Few input channels: the dA_prev kernel sums over k in SIMD lanes and wants K padded
+    # with zeros to a multiple of the lane count.
+    lanes = KC.DA_KVEC_L[sfx]
+    kvec = not small and p.C <= 4 and p.K >= lanes
+    kpad = (-p.K) % lanes if kvec else 0
+    src = np.pad(dZ, ((0, 0), (0, 0), (0, 0), (0, kpad))) if kpad else dZ
     if plh or plw or phh or phw:
-        dZp = _padded(dZ, plh, plw, 0.0, phh - plh, phw - plw)
+        dZp = _padded(src, plh, plw, 0.0, phh - plh, phw - plw)
     else:
-        dZp = dZ
-    Zr = dZp.reshape(p.m, dZp.shape[1], dZp.shape[2] * p.K)
-    WT = np.ascontiguousarray(W.transpose(0, 1, 3, 2))
-    if p.m * p.Ho * p.Wo * p.K * p.fh * p.fw * p.C < _SERIAL_WORK:
+        dZp = src
+    if small:
+        WT = np.ascontiguousarray(W.transpose(0, 1, 3, 2))
+        Zr = dZp.reshape(p.m, dZp.shape[1], dZp.shape[2] * p.K)
         K.conv_bwd_plain_ser(Xp.reshape(p.m, p.Hp, -1), Zr, WT, dZ, dA_prev, dW.reshape(p.fh, L, p.K), db,
                              p.sh, p.sw, p.ph, p.pw, plh, plw)
         return
@@ -175,6 +183,13 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
     else:
         _run(K.sum_parts_par, K.sum_parts_ser, dW.size, part.reshape(nch, -1), dW.reshape(-1))
         K.sum_parts_ser(pdb, db)
+    if kvec:
+        Wk = np.pad(W, ((0, 0), (0, 0), (0, 0), (0, kpad))) if kpad else W
+        nkl = (p.K + kpad) // lanes
+        _par(getattr(KC, f"conv_dA_{sfx}_c{p.C}_par"), dZp.reshape(dZp.shape[:3] + (nkl, lanes)),
+             Wk.reshape(p.fh, p.fw, p.C, nkl, lanes), dA_prev, p.sh, p.sw, p.ph, p.pw, plh, plw, p.dtype.type(0))
+        return
+    WT = np.ascontiguousarray(W.transpose(0, 1, 3, 2))
     _par(_pick("conv_dA", p.dtype), dZp, WT, dA_prev, p.sh, p.sw, p.ph, p.pw, plh, plw, p.dtype.type(0))
 
 
