@@ -1932,15 +1932,15 @@ def conv_dA_f64_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
-def conv_dW_f64_par(Xs, dZ, part, pdb, sh):
+def conv_dW_f64_par(Xs, dZ, part, pdb, sh, ja, jb):
     """Per-chunk partial dW and db: chunk c sums rows [c*R//n, (c+1)*R//n) of the
     R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,). Deterministic
     for a fixed chunk count whichever build runs it. Xs is the padded input with
-    each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K).
+    each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K);
+    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C.
     """
     nch, fh, Lr, K = part.shape
     m, Ho, Wo, _ = dZ.shape
-    xs = Xs.shape[3]
     R = m * Ho
     for c in prange(nch):
         pc = part[c]
@@ -1997,14 +1997,14 @@ def conv_dW_f64_par(Xs, dZ, part, pdb, sh):
                         a3_5 = pk[j0 + 3, k0 + 5]
                         a3_6 = pk[j0 + 3, k0 + 6]
                         a3_7 = pk[j0 + 3, k0 + 7]
-                        xq0 = xrow[(j0 + 0) // xs:]
-                        bq0 = (j0 + 0) % xs
-                        xq1 = xrow[(j0 + 1) // xs:]
-                        bq1 = (j0 + 1) % xs
-                        xq2 = xrow[(j0 + 2) // xs:]
-                        bq2 = (j0 + 2) % xs
-                        xq3 = xrow[(j0 + 3) // xs:]
-                        bq3 = (j0 + 3) % xs
+                        xq0 = xrow[ja[j0 + 0]:]
+                        bq0 = jb[j0 + 0]
+                        xq1 = xrow[ja[j0 + 1]:]
+                        bq1 = jb[j0 + 1]
+                        xq2 = xrow[ja[j0 + 2]:]
+                        bq2 = jb[j0 + 2]
+                        xq3 = xrow[ja[j0 + 3]:]
+                        bq3 = jb[j0 + 3]
                         for wo in range(Wo):
                             d0 = zr[wo, k0 + 0]
                             d1 = zr[wo, k0 + 1]
@@ -2092,8 +2092,8 @@ def conv_dW_f64_par(Xs, dZ, part, pdb, sh):
                         a0_5 = pk[j0 + 0, k0 + 5]
                         a0_6 = pk[j0 + 0, k0 + 6]
                         a0_7 = pk[j0 + 0, k0 + 7]
-                        xq0 = xrow[(j0 + 0) // xs:]
-                        bq0 = (j0 + 0) % xs
+                        xq0 = xrow[ja[j0 + 0]:]
+                        bq0 = jb[j0 + 0]
                         for wo in range(Wo):
                             d0 = zr[wo, k0 + 0]
                             d1 = zr[wo, k0 + 1]
@@ -2141,14 +2141,14 @@ def conv_dW_f64_par(Xs, dZ, part, pdb, sh):
                         a3_1 = pk[j0 + 3, k0 + 1]
                         a3_2 = pk[j0 + 3, k0 + 2]
                         a3_3 = pk[j0 + 3, k0 + 3]
-                        xq0 = xrow[(j0 + 0) // xs:]
-                        bq0 = (j0 + 0) % xs
-                        xq1 = xrow[(j0 + 1) // xs:]
-                        bq1 = (j0 + 1) % xs
-                        xq2 = xrow[(j0 + 2) // xs:]
-                        bq2 = (j0 + 2) % xs
-                        xq3 = xrow[(j0 + 3) // xs:]
-                        bq3 = (j0 + 3) % xs
+                        xq0 = xrow[ja[j0 + 0]:]
+                        bq0 = jb[j0 + 0]
+                        xq1 = xrow[ja[j0 + 1]:]
+                        bq1 = jb[j0 + 1]
+                        xq2 = xrow[ja[j0 + 2]:]
+                        bq2 = jb[j0 + 2]
+                        xq3 = xrow[ja[j0 + 3]:]
+                        bq3 = jb[j0 + 3]
                         for wo in range(Wo):
                             d0 = zr[wo, k0 + 0]
                             d1 = zr[wo, k0 + 1]
@@ -2196,8 +2196,8 @@ def conv_dW_f64_par(Xs, dZ, part, pdb, sh):
                         a0_1 = pk[j0 + 0, k0 + 1]
                         a0_2 = pk[j0 + 0, k0 + 2]
                         a0_3 = pk[j0 + 0, k0 + 3]
-                        xq0 = xrow[(j0 + 0) // xs:]
-                        bq0 = (j0 + 0) % xs
+                        xq0 = xrow[ja[j0 + 0]:]
+                        bq0 = jb[j0 + 0]
                         for wo in range(Wo):
                             d0 = zr[wo, k0 + 0]
                             d1 = zr[wo, k0 + 1]
@@ -2221,14 +2221,14 @@ def conv_dW_f64_par(Xs, dZ, part, pdb, sh):
                         a1_0 = pk[j0 + 1, k0 + 0]
                         a2_0 = pk[j0 + 2, k0 + 0]
                         a3_0 = pk[j0 + 3, k0 + 0]
-                        xq0 = xrow[(j0 + 0) // xs:]
-                        bq0 = (j0 + 0) % xs
-                        xq1 = xrow[(j0 + 1) // xs:]
-                        bq1 = (j0 + 1) % xs
-                        xq2 = xrow[(j0 + 2) // xs:]
-                        bq2 = (j0 + 2) % xs
-                        xq3 = xrow[(j0 + 3) // xs:]
-                        bq3 = (j0 + 3) % xs
+                        xq0 = xrow[ja[j0 + 0]:]
+                        bq0 = jb[j0 + 0]
+                        xq1 = xrow[ja[j0 + 1]:]
+                        bq1 = jb[j0 + 1]
+                        xq2 = xrow[ja[j0 + 2]:]
+                        bq2 = jb[j0 + 2]
+                        xq3 = xrow[ja[j0 + 3]:]
+                        bq3 = jb[j0 + 3]
                         for wo in range(Wo):
                             d0 = zr[wo, k0 + 0]
                             x0 = xq0[wo, bq0]
@@ -2246,8 +2246,8 @@ def conv_dW_f64_par(Xs, dZ, part, pdb, sh):
                         j0 += 4
                     while j0 < Lr:
                         a0_0 = pk[j0 + 0, k0 + 0]
-                        xq0 = xrow[(j0 + 0) // xs:]
-                        bq0 = (j0 + 0) % xs
+                        xq0 = xrow[ja[j0 + 0]:]
+                        bq0 = jb[j0 + 0]
                         for wo in range(Wo):
                             d0 = zr[wo, k0 + 0]
                             x0 = xq0[wo, bq0]
@@ -5629,15 +5629,15 @@ def conv_dA_f32_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
-def conv_dW_f32_par(Xs, dZ, part, pdb, sh):
+def conv_dW_f32_par(Xs, dZ, part, pdb, sh, ja, jb):
     """Per-chunk partial dW and db: chunk c sums rows [c*R//n, (c+1)*R//n) of the
     R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,). Deterministic
     for a fixed chunk count whichever build runs it. Xs is the padded input with
-    each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K).
+    each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K);
+    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C.
     """
     nch, fh, Lr, K = part.shape
     m, Ho, Wo, _ = dZ.shape
-    xs = Xs.shape[3]
     R = m * Ho
     for c in prange(nch):
         pc = part[c]
@@ -5726,14 +5726,14 @@ def conv_dW_f32_par(Xs, dZ, part, pdb, sh):
                         a3_13 = pk[j0 + 3, k0 + 13]
                         a3_14 = pk[j0 + 3, k0 + 14]
                         a3_15 = pk[j0 + 3, k0 + 15]
-                        xq0 = xrow[(j0 + 0) // xs:]
-                        bq0 = (j0 + 0) % xs
-                        xq1 = xrow[(j0 + 1) // xs:]
-                        bq1 = (j0 + 1) % xs
-                        xq2 = xrow[(j0 + 2) // xs:]
-                        bq2 = (j0 + 2) % xs
-                        xq3 = xrow[(j0 + 3) // xs:]
-                        bq3 = (j0 + 3) % xs
+                        xq0 = xrow[ja[j0 + 0]:]
+                        bq0 = jb[j0 + 0]
+                        xq1 = xrow[ja[j0 + 1]:]
+                        bq1 = jb[j0 + 1]
+                        xq2 = xrow[ja[j0 + 2]:]
+                        bq2 = jb[j0 + 2]
+                        xq3 = xrow[ja[j0 + 3]:]
+                        bq3 = jb[j0 + 3]
                         for wo in range(Wo):
                             d0 = zr[wo, k0 + 0]
                             d1 = zr[wo, k0 + 1]
@@ -5901,8 +5901,8 @@ def conv_dW_f32_par(Xs, dZ, part, pdb, sh):
                         a0_13 = pk[j0 + 0, k0 + 13]
                         a0_14 = pk[j0 + 0, k0 + 14]
                         a0_15 = pk[j0 + 0, k0 + 15]
-                        xq0 = xrow[(j0 + 0) // xs:]
-                        bq0 = (j0 + 0) % xs
+                        xq0 = xrow[ja[j0 + 0]:]
+                        bq0 = jb[j0 + 0]
                         for wo in range(Wo):
                             d0 = zr[wo, k0 + 0]
                             d1 = zr[wo, k0 + 1]
@@ -5974,14 +5974,14 @@ def conv_dW_f32_par(Xs, dZ, part, pdb, sh):
                         a3_1 = pk[j0 + 3, k0 + 1]
                         a3_2 = pk[j0 + 3, k0 + 2]
                         a3_3 = pk[j0 + 3, k0 + 3]
-                        xq0 = xrow[(j0 + 0) // xs:]
-                        bq0 = (j0 + 0) % xs
-                        xq1 = xrow[(j0 + 1) // xs:]
-                        bq1 = (j0 + 1) % xs
-                        xq2 = xrow[(j0 + 2) // xs:]
-                        bq2 = (j0 + 2) % xs
-                        xq3 = xrow[(j0 + 3) // xs:]
-                        bq3 = (j0 + 3) % xs
+                        xq0 = xrow[ja[j0 + 0]:]
+                        bq0 = jb[j0 + 0]
+                        xq1 = xrow[ja[j0 + 1]:]
+                        bq1 = jb[j0 + 1]
+                        xq2 = xrow[ja[j0 + 2]:]
+                        bq2 = jb[j0 + 2]
+                        xq3 = xrow[ja[j0 + 3]:]
+                        bq3 = jb[j0 + 3]
                         for wo in range(Wo):
                             d0 = zr[wo, k0 + 0]
                             d1 = zr[wo, k0 + 1]
@@ -6029,8 +6029,8 @@ def conv_dW_f32_par(Xs, dZ, part, pdb, sh):
                         a0_1 = pk[j0 + 0, k0 + 1]
                         a0_2 = pk[j0 + 0, k0 + 2]
                         a0_3 = pk[j0 + 0, k0 + 3]
-                        xq0 = xrow[(j0 + 0) // xs:]
-                        bq0 = (j0 + 0) % xs
+                        xq0 = xrow[ja[j0 + 0]:]
+                        bq0 = jb[j0 + 0]
                         for wo in range(Wo):
                             d0 = zr[wo, k0 + 0]
                             d1 = zr[wo, k0 + 1]
@@ -6054,14 +6054,14 @@ def conv_dW_f32_par(Xs, dZ, part, pdb, sh):
                         a1_0 = pk[j0 + 1, k0 + 0]
                         a2_0 = pk[j0 + 2, k0 + 0]
                         a3_0 = pk[j0 + 3, k0 + 0]
-                        xq0 = xrow[(j0 + 0) // xs:]
-                        bq0 = (j0 + 0) % xs
-                        xq1 = xrow[(j0 + 1) // xs:]
-                        bq1 = (j0 + 1) % xs
-                        xq2 = xrow[(j0 + 2) // xs:]
-                        bq2 = (j0 + 2) % xs
-                        xq3 = xrow[(j0 + 3) // xs:]
-                        bq3 = (j0 + 3) % xs
+                        xq0 = xrow[ja[j0 + 0]:]
+                        bq0 = jb[j0 + 0]
+                        xq1 = xrow[ja[j0 + 1]:]
+                        bq1 = jb[j0 + 1]
+                        xq2 = xrow[ja[j0 + 2]:]
+                        bq2 = jb[j0 + 2]
+                        xq3 = xrow[ja[j0 + 3]:]
+                        bq3 = jb[j0 + 3]
                         for wo in range(Wo):
                             d0 = zr[wo, k0 + 0]
                             x0 = xq0[wo, bq0]
@@ -6079,8 +6079,8 @@ def conv_dW_f32_par(Xs, dZ, part, pdb, sh):
                         j0 += 4
                     while j0 < Lr:
                         a0_0 = pk[j0 + 0, k0 + 0]
-                        xq0 = xrow[(j0 + 0) // xs:]
-                        bq0 = (j0 + 0) % xs
+                        xq0 = xrow[ja[j0 + 0]:]
+                        bq0 = jb[j0 + 0]
                         for wo in range(Wo):
                             d0 = zr[wo, k0 + 0]
                             x0 = xq0[wo, bq0]

@@ -263,12 +263,13 @@ def _dW_tile(J: int, T: int) -> List[str]:
     for q in range(J):
         for k in range(T):
             L.append(f"a{q}_{k} = pk[j0 + {q}, k0 + {k}]")
-    # Input column j0 + q of output pixel wo is xrow[wo + (j0+q) // xs, (j0+q) % xs]: the
-    # row offset goes into a slice and the column is loop-invariant, so the inner loop's
-    # indices are wo plus hoisted constants (no per-iteration wraparound code).
+    # Input column j of output pixel wo is xrow[wo + ja[j], jb[j]] with (ja, jb) =
+    # divmod(j, sw*C) precomputed (no division per tile): the row offset goes into a slice
+    # and the column is loop-invariant, so the inner loop's indices are wo plus hoisted
+    # constants (no per-iteration wraparound code).
     for q in range(J):
-        L.append(f"xq{q} = xrow[(j0 + {q}) // xs:]")
-        L.append(f"bq{q} = (j0 + {q}) % xs")
+        L.append(f"xq{q} = xrow[ja[j0 + {q}]:]")
+        L.append(f"bq{q} = jb[j0 + {q}]")
     L += ["for wo in range(Wo):"]
     for k in range(T):
         L.append(f"    d{k} = zr[wo, k0 + {k}]")
@@ -297,15 +298,15 @@ def _dW_kblock(J: int):
 def conv_dW(name: str, J: int, T: int, rng: str) -> List[str]:
     L = [
         f"@numba.njit(fastmath=FASTMATH_CONV, **{'NJIT_PARALLEL' if rng == 'prange' else 'NJIT'})",
-        f"def {name}(Xs, dZ, part, pdb, sh):",
+        f"def {name}(Xs, dZ, part, pdb, sh, ja, jb):",
         '    """Per-chunk partial dW and db: chunk c sums rows [c*R//n, (c+1)*R//n) of the',
         "    R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,). Deterministic",
         "    for a fixed chunk count whichever build runs it. Xs is the padded input with",
-        "    each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K).",
+        "    each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K);",
+        "    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C.",
         '    """',
         "    nch, fh, Lr, K = part.shape",
         "    m, Ho, Wo, _ = dZ.shape",
-        "    xs = Xs.shape[3]",
         "    R = m * Ho",
         f"    for c in {rng}(nch):",
         "        pc = part[c]",

@@ -176,7 +176,8 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
     nch = max(1, min(_num_threads(), p.m * p.Ho))
     part = np.empty((nch, p.fh, L, p.K), dtype=p.dtype)
     pdb = np.empty((nch, p.K), dtype=p.dtype)
-    _par(_pick("conv_dW", p.dtype), Xs, dZ, part, pdb, p.sh)
+    ja, jb = np.divmod(np.arange(L), p.sw * p.C)
+    _par(_pick("conv_dW", p.dtype), Xs, dZ, part, pdb, p.sh, ja, jb)
     if nch == 1:
         dW.reshape(-1)[:] = part.reshape(-1)
         db[:] = pdb[0]
