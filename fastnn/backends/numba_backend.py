@@ -5,15 +5,21 @@ only registers thin wrappers that pick the dtype's tile variant and the parallel
 serial kernel.
 
 * Convolution forward: a padded copy of the input (only when pad > 0) so that for each
-  filter row the (kw, C_in) window is one contiguous run; a tile of output pixels x
-  output channels is accumulated in registers.
+  filter row the (kw, C_in) window is one contiguous run; a tile of P output pixels x T
+  output channels is accumulated in registers. W is packed in blocks of T channels; the
+  last pixel and channel blocks are shifted back to end at Wo and K (no tail code), and
+  every hot index is a loop variable on a view sliced outside the loop, so Numba's
+  negative-index wraparound code stays out of the inner loop. (P, T) is chosen per call
+  from ``FWD_TILES`` (one compiled kernel per tile shape, compiled on first use).
 * dW / db: the same tile over (kw*C_in) x C_out, one partial per chunk of output rows
   (chunk count = thread count), summed in chunk order: deterministic for a fixed thread
   count.
 * Small convolutions (fewer than ``SERIAL_WORK`` multiply-adds) run plain serial kernels
   (no launch cost, quick to compile); which kernel runs depends on the shape only.
 * dA_prev: a gather (each input pixel sums the windows covering it) over dZ zero-padded
-  by the filter size, pixels grouped by stride phase; no scatter, no atomics.
+  by the filter size, pixels grouped by stride phase; no scatter, no atomics. For
+  C_in <= 4 the sum over k runs in SIMD lanes instead (dZ and W zero-padded in k to whole
+  lanes), since a tile over 3 input channels cannot fill a vector.
 * Pooling backward: a gather as well, from the window maxima (ties "all"), argmax
   positions (ties "first") or dA / area (average).
 
