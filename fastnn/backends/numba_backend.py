@@ -78,9 +78,9 @@ def _run(par, ser, work, *args):
         _par(par, *args)
 
 
-def _pick(base, dtype):
-    """The tiled parallel kernel ``base`` for ``dtype``."""
-    return getattr(KC, f"{base}_{_sfx(dtype)}_par")
+def _pick(base, dtype, variant=""):
+    """The tiled parallel kernel ``base`` for ``dtype`` (and tile ``variant``, e.g. "_p4t16")."""
+    return getattr(KC, f"{base}_{_sfx(dtype)}{variant}_par")
 
 
 # ------------------------------------------------------------------------ padding
@@ -102,10 +102,17 @@ def zero_pad(p, X, out):
 # --------------------------------------------------------------------- convolution
 
 
-def _input_rows(p, A_prev):
-    """The (zero-padded) input as (m, Hp, Wp*C) rows."""
-    Xp = A_prev if (p.ph == 0 and p.pw == 0) else _padded(A_prev, p.ph, p.pw)
-    return Xp.reshape(p.m, p.Hp, p.Wp * p.C)
+def _padded_input(p, A_prev, extra_w=0):
+    """The input zero-padded by (ph, pw), with ``extra_w`` more zero columns behind (no copy
+    when there is nothing to pad)."""
+    if p.ph == 0 and p.pw == 0 and extra_w == 0:
+        return A_prev
+    return _padded(A_prev, p.ph, p.pw, 0.0, 0, extra_w)
+
+
+def _is_small(p):
+    """Fewer multiply-adds than ``SERIAL_WORK``: the plain serial kernels run."""
+    return p.m * p.Ho * p.Wo * p.K * p.fh * p.fw * p.C < _SERIAL_WORK
 
 
 def _sfx(dtype):
@@ -133,14 +140,14 @@ def fwd_tile(sfx, K, Wo):
 
 @register("conv_forward", NAME)
 def conv_forward(p, A_prev, W, b, Z):
-    if p.m * p.Ho * p.Wo * p.K * p.fh * p.fw * p.C < _SERIAL_WORK:
+    if _is_small(p):
         _fwd_small(A_prev, W, b, Z, p.sh, p.sw, p.ph, p.pw)
         return
-    sfx = _sfx(p.dtype)
-    P, T = fwd_tile(sfx, p.K, p.Wo)
+    P, T = fwd_tile(_sfx(p.dtype), p.K, p.Wo)
     Wp = _pack_channels(W.reshape(p.fh, p.fw * p.C, p.K), T)
     bp = _pack_channels(b.reshape(p.K), T)
-    _par(getattr(KC, f"conv_fwd_{sfx}_p{P}t{T}_par"), _input_rows(p, A_prev), Wp, bp, Z, p.sh, p.sw, p.C)
+    Xr = _padded_input(p, A_prev).reshape(p.m, p.Hp, p.Wp * p.C)
+    _par(_pick("conv_fwd", p.dtype, f"_p{P}t{T}"), Xr, Wp, bp, Z, p.sh, p.sw, p.C)
 
 
 _fwd_small = K.conv_fwd_small_ser
@@ -151,7 +158,7 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
     # The padded input, widened to a whole number of strides so that dW can view each row
     # as (Wp/sw, sw*C) pieces.
     ew = (-p.Wp) % p.sw
-    Xp = _padded(A_prev, p.ph, p.pw, 0.0, 0, ew) if (p.ph or p.pw or ew) else A_prev
+    Xp = _padded_input(p, A_prev, ew)
     Xs = Xp.reshape(p.m, p.Hp, (p.Wp + ew) // p.sw, p.sw * p.C)
     L = p.fw * p.C
     # dA_prev is a gather over dZ padded so that every window index lands inside.
@@ -159,11 +166,10 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
     plw = (p.fw - 1 + p.sw - 1) // p.sw
     phh = max(0, (p.Hp - 1) // p.sh - p.Ho + 1)
     phw = max(0, (p.Wp - 1) // p.sw - p.Wo + 1)
-    sfx = _sfx(p.dtype)
-    small = p.m * p.Ho * p.Wo * p.K * p.fh * p.fw * p.C < _SERIAL_WORK
+    small = _is_small(p)
     # Few input channels: the dA_prev kernel sums over k in SIMD lanes and wants K padded
     # with zeros to a multiple of the lane count.
-    lanes = KC.DA_KVEC_L[sfx]
+    lanes = KC.DA_KVEC_L[_sfx(p.dtype)]
     kvec = not small and p.C <= 4 and p.K >= lanes
     kpad = (-p.K) % lanes if kvec else 0
     src = np.pad(dZ, ((0, 0), (0, 0), (0, 0), (0, kpad))) if kpad else dZ
@@ -193,7 +199,7 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
     if kvec:
         Wk = np.pad(W, ((0, 0), (0, 0), (0, 0), (0, kpad))) if kpad else W
         nkl = (p.K + kpad) // lanes
-        _par(getattr(KC, f"conv_dA_{sfx}_c{p.C}_par"), dZp.reshape(dZp.shape[:3] + (nkl, lanes)),
+        _par(_pick("conv_dA", p.dtype, f"_c{p.C}"), dZp.reshape(dZp.shape[:3] + (nkl, lanes)),
              Wk.reshape(p.fh, p.fw, p.C, nkl, lanes), dA_prev, p.sh, p.sw, p.ph, p.pw, plh, plw, p.dtype.type(0))
         return
     WT = np.ascontiguousarray(W.transpose(0, 1, 3, 2))
