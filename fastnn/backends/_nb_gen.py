@@ -132,15 +132,35 @@ def _dA_tile(P: int, T: int) -> List[str]:
     return L
 
 
+def _dA_pixels(P: int, tile) -> List[str]:
+    """The pixels n of one row's stride phase in tiles of P, then 1 (``tile(P)`` lines)."""
+    L = ["n = 0", f"while n + {P} <= npix:"]
+    L += _ind(tile(P), 4)
+    L += [f"    n += {P}", "while n < npix:"]
+    L += _ind(tile(1), 4)
+    L += ["    n += 1"]
+    return L
+
+
+def _dA_rows(rng: str, per_row: List[str]) -> List[str]:
+    """The loop over rows (i, h) of dA and their stride phases rw, down to ``npix``; the
+    ``per_row`` lines run once per row."""
+    return [
+        f"    for t in {rng}(m * H):",
+        "        i = t // H",
+        "        h = t - i * H",
+        "        hp = h + ph",
+        *_ind(per_row, 8),
+        "        for rw in range(sw):",
+        "            wfirst = (rw - pw) % sw",
+        "            if wfirst >= W:",
+        "                continue",
+        "            npix = (W - 1 - wfirst) // sw + 1",
+    ]
+
+
 def _dA_cblock(P: int):
-    def block(T: int) -> List[str]:
-        L = ["n = 0", f"while n + {P} <= npix:"]
-        L += _ind(_dA_tile(P, T), 4)
-        L += [f"    n += {P}", "while n < npix:"]
-        L += _ind(_dA_tile(1, T), 4)
-        L += ["    n += 1"]
-        return L
-    return block
+    return lambda T: _dA_pixels(P, lambda q: _dA_tile(q, T))
 
 
 def conv_dA(name: str, P: int, T: int, rng: str) -> List[str]:
@@ -155,16 +175,8 @@ def conv_dA(name: str, P: int, T: int, rng: str) -> List[str]:
         '    """',
         "    m, H, W, C = dA.shape",
         "    fh, fw, K, _ = WT.shape",
-        f"    for t in {rng}(m * H):",
-        "        i = t // H",
-        "        h = t - i * H",
-        "        hp = h + ph",
-        "        for rw in range(sw):",
-        "            wfirst = (rw - pw) % sw",
-        "            if wfirst >= W:",
-        "                continue",
-        "            npix = (W - 1 - wfirst) // sw + 1",
     ]
+    L += _dA_rows(rng, [])
     L += _ind(_width_loop("c0", "C", T, _dA_cblock(P)), 12)
     return L
 
@@ -235,23 +247,9 @@ def conv_dA_kvec(name: str, C: int, L: int, rng: str) -> List[str]:
         '    """',
         "    m, H, W, _ = dA.shape",
         "    fh, fw, _, nkl, _ = Wt.shape",
-        f"    for t in {rng}(m * H):",
-        "        i = t // H",
-        "        h = t - i * H",
-        "        hp = h + ph",
-        f"        buf = np.empty(({P}, {C}, {L}), dtype=dA.dtype)",
-        "        for rw in range(sw):",
-        "            wfirst = (rw - pw) % sw",
-        "            if wfirst >= W:",
-        "                continue",
-        "            npix = (W - 1 - wfirst) // sw + 1",
-        "            n = 0",
-        f"            while n + {P} <= npix:",
     ]
-    out += _ind(_dA_kvec_tile(P, C, L), 16)
-    out += [f"                n += {P}", "            while n < npix:"]
-    out += _ind(_dA_kvec_tile(1, C, L), 16)
-    out += ["                n += 1"]
+    out += _dA_rows(rng, [f"buf = np.empty(({P}, {C}, {L}), dtype=dA.dtype)"])
+    out += _ind(_dA_pixels(P, lambda q: _dA_kvec_tile(q, C, L)), 12)
     return out
 
 
