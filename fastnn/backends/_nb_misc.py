@@ -11,6 +11,7 @@ from numba import prange
 from .._numba_config import FASTMATH_CONV, NJIT, NJIT_PARALLEL
 
 
+
 @numba.njit(**NJIT_PARALLEL)
 def pad_copy_par(X, out, ph, pw, value):
     """out = X padded by (ph, pw) with ``value``; out may be bigger behind (extra rows/cols get value)."""
@@ -50,107 +51,224 @@ def sum_parts_par(part, out):
         out[q] = s
 
 
+@numba.njit(**NJIT)
+def _pool_fwd_row(X, Out, fh, fw, sh, sw, ph, pw, is_max, area, ninf, zero, t):
+    """Max (NaN-propagating, pads are -inf) or average (pads count as zeros) pooling."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Out.shape
+    i = t // Ho
+    ho = t - i * Ho
+    h0 = ho * sh - ph
+    ha = max(h0, 0)
+    hb = min(h0 + fh, H)
+    for wo in range(Wo):
+        w0 = wo * sw - pw
+        wa = max(w0, 0)
+        wb = min(w0 + fw, W)
+        o = Out[i, ho, wo]
+        if is_max:
+            # 8 channels at a time in registers (a select on memory becomes a slow
+            # masked store); NaN propagates: a NaN v is taken, a NaN m is kept.
+            c0 = 0
+            while c0 + 8 <= C:
+                m0 = ninf
+                m1 = ninf
+                m2 = ninf
+                m3 = ninf
+                m4 = ninf
+                m5 = ninf
+                m6 = ninf
+                m7 = ninf
+                for h in range(ha, hb):
+                    for w in range(wa, wb):
+                        x = X[i, h, w]
+                        v0 = x[c0 + 0]
+                        m0 = v0 if ((v0 > m0) | (v0 != v0)) else m0
+                        v1 = x[c0 + 1]
+                        m1 = v1 if ((v1 > m1) | (v1 != v1)) else m1
+                        v2 = x[c0 + 2]
+                        m2 = v2 if ((v2 > m2) | (v2 != v2)) else m2
+                        v3 = x[c0 + 3]
+                        m3 = v3 if ((v3 > m3) | (v3 != v3)) else m3
+                        v4 = x[c0 + 4]
+                        m4 = v4 if ((v4 > m4) | (v4 != v4)) else m4
+                        v5 = x[c0 + 5]
+                        m5 = v5 if ((v5 > m5) | (v5 != v5)) else m5
+                        v6 = x[c0 + 6]
+                        m6 = v6 if ((v6 > m6) | (v6 != v6)) else m6
+                        v7 = x[c0 + 7]
+                        m7 = v7 if ((v7 > m7) | (v7 != v7)) else m7
+                o[c0 + 0] = m0
+                o[c0 + 1] = m1
+                o[c0 + 2] = m2
+                o[c0 + 3] = m3
+                o[c0 + 4] = m4
+                o[c0 + 5] = m5
+                o[c0 + 6] = m6
+                o[c0 + 7] = m7
+                c0 += 8
+            for c in range(c0, C):
+                mc = ninf
+                for h in range(ha, hb):
+                    for w in range(wa, wb):
+                        v = X[i, h, w, c]
+                        mc = v if ((v > mc) | (v != v)) else mc
+                o[c] = mc
+        else:
+            c0 = 0
+            while c0 + 8 <= C:
+                s0 = zero
+                s1 = zero
+                s2 = zero
+                s3 = zero
+                s4 = zero
+                s5 = zero
+                s6 = zero
+                s7 = zero
+                for h in range(ha, hb):
+                    for w in range(wa, wb):
+                        x = X[i, h, w]
+                        s0 += x[c0 + 0]
+                        s1 += x[c0 + 1]
+                        s2 += x[c0 + 2]
+                        s3 += x[c0 + 3]
+                        s4 += x[c0 + 4]
+                        s5 += x[c0 + 5]
+                        s6 += x[c0 + 6]
+                        s7 += x[c0 + 7]
+                o[c0 + 0] = s0 / area
+                o[c0 + 1] = s1 / area
+                o[c0 + 2] = s2 / area
+                o[c0 + 3] = s3 / area
+                o[c0 + 4] = s4 / area
+                o[c0 + 5] = s5 / area
+                o[c0 + 6] = s6 / area
+                o[c0 + 7] = s7 / area
+                c0 += 8
+            for c in range(c0, C):
+                sc = zero
+                for h in range(ha, hb):
+                    for w in range(wa, wb):
+                        sc += X[i, h, w, c]
+                o[c] = sc / area
+
+
 @numba.njit(**NJIT_PARALLEL)
 def pool_fwd_par(X, Out, fh, fw, sh, sw, ph, pw, is_max, area, ninf, zero):
     """Max (NaN-propagating, pads are -inf) or average (pads count as zeros) pooling."""
     m, H, W, C = X.shape
     _, Ho, Wo, _ = Out.shape
     for t in prange(m * Ho):
-        i = t // Ho
-        ho = t - i * Ho
-        h0 = ho * sh - ph
-        ha = max(h0, 0)
-        hb = min(h0 + fh, H)
-        for wo in range(Wo):
-            w0 = wo * sw - pw
-            wa = max(w0, 0)
-            wb = min(w0 + fw, W)
-            o = Out[i, ho, wo]
-            if is_max:
-                # 8 channels at a time in registers (a select on memory becomes a slow
-                # masked store); NaN propagates: a NaN v is taken, a NaN m is kept.
-                c0 = 0
-                while c0 + 8 <= C:
-                    m0 = ninf
-                    m1 = ninf
-                    m2 = ninf
-                    m3 = ninf
-                    m4 = ninf
-                    m5 = ninf
-                    m6 = ninf
-                    m7 = ninf
-                    for h in range(ha, hb):
-                        for w in range(wa, wb):
-                            x = X[i, h, w]
-                            v0 = x[c0 + 0]
-                            m0 = v0 if ((v0 > m0) | (v0 != v0)) else m0
-                            v1 = x[c0 + 1]
-                            m1 = v1 if ((v1 > m1) | (v1 != v1)) else m1
-                            v2 = x[c0 + 2]
-                            m2 = v2 if ((v2 > m2) | (v2 != v2)) else m2
-                            v3 = x[c0 + 3]
-                            m3 = v3 if ((v3 > m3) | (v3 != v3)) else m3
-                            v4 = x[c0 + 4]
-                            m4 = v4 if ((v4 > m4) | (v4 != v4)) else m4
-                            v5 = x[c0 + 5]
-                            m5 = v5 if ((v5 > m5) | (v5 != v5)) else m5
-                            v6 = x[c0 + 6]
-                            m6 = v6 if ((v6 > m6) | (v6 != v6)) else m6
-                            v7 = x[c0 + 7]
-                            m7 = v7 if ((v7 > m7) | (v7 != v7)) else m7
-                    o[c0 + 0] = m0
-                    o[c0 + 1] = m1
-                    o[c0 + 2] = m2
-                    o[c0 + 3] = m3
-                    o[c0 + 4] = m4
-                    o[c0 + 5] = m5
-                    o[c0 + 6] = m6
-                    o[c0 + 7] = m7
-                    c0 += 8
-                for c in range(c0, C):
-                    mc = ninf
-                    for h in range(ha, hb):
-                        for w in range(wa, wb):
-                            v = X[i, h, w, c]
-                            mc = v if ((v > mc) | (v != v)) else mc
-                    o[c] = mc
-            else:
-                c0 = 0
-                while c0 + 8 <= C:
-                    s0 = zero
-                    s1 = zero
-                    s2 = zero
-                    s3 = zero
-                    s4 = zero
-                    s5 = zero
-                    s6 = zero
-                    s7 = zero
-                    for h in range(ha, hb):
-                        for w in range(wa, wb):
-                            x = X[i, h, w]
-                            s0 += x[c0 + 0]
-                            s1 += x[c0 + 1]
-                            s2 += x[c0 + 2]
-                            s3 += x[c0 + 3]
-                            s4 += x[c0 + 4]
-                            s5 += x[c0 + 5]
-                            s6 += x[c0 + 6]
-                            s7 += x[c0 + 7]
-                    o[c0 + 0] = s0 / area
-                    o[c0 + 1] = s1 / area
-                    o[c0 + 2] = s2 / area
-                    o[c0 + 3] = s3 / area
-                    o[c0 + 4] = s4 / area
-                    o[c0 + 5] = s5 / area
-                    o[c0 + 6] = s6 / area
-                    o[c0 + 7] = s7 / area
-                    c0 += 8
-                for c in range(c0, C):
-                    sc = zero
-                    for h in range(ha, hb):
-                        for w in range(wa, wb):
-                            sc += X[i, h, w, c]
-                    o[c] = sc / area
+        _pool_fwd_row(X, Out, fh, fw, sh, sw, ph, pw, is_max, area, ninf, zero, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def pool_fwd_ser(X, Out, fh, fw, sh, sw, ph, pw, is_max, area, ninf, zero):
+    """Max (NaN-propagating, pads are -inf) or average (pads count as zeros) pooling."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Out.shape
+    for t in range(m * Ho):
+        _pool_fwd_row(X, Out, fh, fw, sh, sw, ph, pw, is_max, area, ninf, zero, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def _pool_argmax_row(X, Idx, fh, fw, sh, sw, ph, pw, ninf, t):
+    """Idx[i, ho, wo, c] = np.argmax of the (-inf padded) window, row-major (first max, first NaN)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Idx.shape
+    i = t // Ho
+    ho = t - i * Ho
+    h0 = ho * sh - ph
+    for wo in range(Wo):
+        w0 = wo * sw - pw
+        ix = Idx[i, ho, wo]
+        # a pad (-inf) never beats the running best (>= -inf), so pads are skipped;
+        # 8 channels at a time in registers, then the rest one by one.
+        c0 = 0
+        while c0 + 8 <= C:
+            b0 = ninf
+            i0 = 0
+            b1 = ninf
+            i1 = 0
+            b2 = ninf
+            i2 = 0
+            b3 = ninf
+            i3 = 0
+            b4 = ninf
+            i4 = 0
+            b5 = ninf
+            i5 = 0
+            b6 = ninf
+            i6 = 0
+            b7 = ninf
+            i7 = 0
+            for kh in range(fh):
+                h = h0 + kh
+                if h < 0 or h >= H:
+                    continue
+                for kw in range(fw):
+                    w = w0 + kw
+                    if w < 0 or w >= W:
+                        continue
+                    pos = kh * fw + kw
+                    x = X[i, h, w]
+                    v0 = x[c0 + 0]
+                    t0 = (b0 == b0) & ((v0 > b0) | (v0 != v0))
+                    b0 = v0 if t0 else b0
+                    i0 = pos if t0 else i0
+                    v1 = x[c0 + 1]
+                    t1 = (b1 == b1) & ((v1 > b1) | (v1 != v1))
+                    b1 = v1 if t1 else b1
+                    i1 = pos if t1 else i1
+                    v2 = x[c0 + 2]
+                    t2 = (b2 == b2) & ((v2 > b2) | (v2 != v2))
+                    b2 = v2 if t2 else b2
+                    i2 = pos if t2 else i2
+                    v3 = x[c0 + 3]
+                    t3 = (b3 == b3) & ((v3 > b3) | (v3 != v3))
+                    b3 = v3 if t3 else b3
+                    i3 = pos if t3 else i3
+                    v4 = x[c0 + 4]
+                    t4 = (b4 == b4) & ((v4 > b4) | (v4 != v4))
+                    b4 = v4 if t4 else b4
+                    i4 = pos if t4 else i4
+                    v5 = x[c0 + 5]
+                    t5 = (b5 == b5) & ((v5 > b5) | (v5 != v5))
+                    b5 = v5 if t5 else b5
+                    i5 = pos if t5 else i5
+                    v6 = x[c0 + 6]
+                    t6 = (b6 == b6) & ((v6 > b6) | (v6 != v6))
+                    b6 = v6 if t6 else b6
+                    i6 = pos if t6 else i6
+                    v7 = x[c0 + 7]
+                    t7 = (b7 == b7) & ((v7 > b7) | (v7 != v7))
+                    b7 = v7 if t7 else b7
+                    i7 = pos if t7 else i7
+            ix[c0 + 0] = i0
+            ix[c0 + 1] = i1
+            ix[c0 + 2] = i2
+            ix[c0 + 3] = i3
+            ix[c0 + 4] = i4
+            ix[c0 + 5] = i5
+            ix[c0 + 6] = i6
+            ix[c0 + 7] = i7
+            c0 += 8
+        for c in range(c0, C):
+            bc = ninf
+            ic = 0
+            for kh in range(fh):
+                h = h0 + kh
+                if h < 0 or h >= H:
+                    continue
+                for kw in range(fw):
+                    w = w0 + kw
+                    if w < 0 or w >= W:
+                        continue
+                    v = X[i, h, w, c]
+                    tk = (bc == bc) & ((v > bc) | (v != v))
+                    bc = v if tk else bc
+                    ic = kh * fw + kw if tk else ic
+            ix[c] = ic
 
 
 @numba.njit(**NJIT_PARALLEL)
@@ -159,99 +277,57 @@ def pool_argmax_par(X, Idx, fh, fw, sh, sw, ph, pw, ninf):
     m, H, W, C = X.shape
     _, Ho, Wo, _ = Idx.shape
     for t in prange(m * Ho):
-        i = t // Ho
-        ho = t - i * Ho
-        h0 = ho * sh - ph
-        for wo in range(Wo):
-            w0 = wo * sw - pw
-            ix = Idx[i, ho, wo]
-            # a pad (-inf) never beats the running best (>= -inf), so pads are skipped;
-            # 8 channels at a time in registers, then the rest one by one.
-            c0 = 0
-            while c0 + 8 <= C:
-                b0 = ninf
-                i0 = 0
-                b1 = ninf
-                i1 = 0
-                b2 = ninf
-                i2 = 0
-                b3 = ninf
-                i3 = 0
-                b4 = ninf
-                i4 = 0
-                b5 = ninf
-                i5 = 0
-                b6 = ninf
-                i6 = 0
-                b7 = ninf
-                i7 = 0
-                for kh in range(fh):
-                    h = h0 + kh
-                    if h < 0 or h >= H:
-                        continue
-                    for kw in range(fw):
-                        w = w0 + kw
-                        if w < 0 or w >= W:
-                            continue
-                        pos = kh * fw + kw
-                        x = X[i, h, w]
-                        v0 = x[c0 + 0]
-                        t0 = (b0 == b0) & ((v0 > b0) | (v0 != v0))
-                        b0 = v0 if t0 else b0
-                        i0 = pos if t0 else i0
-                        v1 = x[c0 + 1]
-                        t1 = (b1 == b1) & ((v1 > b1) | (v1 != v1))
-                        b1 = v1 if t1 else b1
-                        i1 = pos if t1 else i1
-                        v2 = x[c0 + 2]
-                        t2 = (b2 == b2) & ((v2 > b2) | (v2 != v2))
-                        b2 = v2 if t2 else b2
-                        i2 = pos if t2 else i2
-                        v3 = x[c0 + 3]
-                        t3 = (b3 == b3) & ((v3 > b3) | (v3 != v3))
-                        b3 = v3 if t3 else b3
-                        i3 = pos if t3 else i3
-                        v4 = x[c0 + 4]
-                        t4 = (b4 == b4) & ((v4 > b4) | (v4 != v4))
-                        b4 = v4 if t4 else b4
-                        i4 = pos if t4 else i4
-                        v5 = x[c0 + 5]
-                        t5 = (b5 == b5) & ((v5 > b5) | (v5 != v5))
-                        b5 = v5 if t5 else b5
-                        i5 = pos if t5 else i5
-                        v6 = x[c0 + 6]
-                        t6 = (b6 == b6) & ((v6 > b6) | (v6 != v6))
-                        b6 = v6 if t6 else b6
-                        i6 = pos if t6 else i6
-                        v7 = x[c0 + 7]
-                        t7 = (b7 == b7) & ((v7 > b7) | (v7 != v7))
-                        b7 = v7 if t7 else b7
-                        i7 = pos if t7 else i7
-                ix[c0 + 0] = i0
-                ix[c0 + 1] = i1
-                ix[c0 + 2] = i2
-                ix[c0 + 3] = i3
-                ix[c0 + 4] = i4
-                ix[c0 + 5] = i5
-                ix[c0 + 6] = i6
-                ix[c0 + 7] = i7
-                c0 += 8
-            for c in range(c0, C):
-                bc = ninf
-                ic = 0
-                for kh in range(fh):
-                    h = h0 + kh
-                    if h < 0 or h >= H:
-                        continue
-                    for kw in range(fw):
-                        w = w0 + kw
-                        if w < 0 or w >= W:
-                            continue
-                        v = X[i, h, w, c]
-                        tk = (bc == bc) & ((v > bc) | (v != v))
-                        bc = v if tk else bc
-                        ic = kh * fw + kw if tk else ic
-                ix[c] = ic
+        _pool_argmax_row(X, Idx, fh, fw, sh, sw, ph, pw, ninf, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def pool_argmax_ser(X, Idx, fh, fw, sh, sw, ph, pw, ninf):
+    """Idx[i, ho, wo, c] = np.argmax of the (-inf padded) window, row-major (first max, first NaN)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Idx.shape
+    for t in range(m * Ho):
+        _pool_argmax_row(X, Idx, fh, fw, sh, sw, ph, pw, ninf, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def _pool_bwd_row(X, M, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero, t):
+    """Gather form of pooling backward: each input element sums the windows covering it
+    in (ho, wo) order, so no two threads write one element.
+
+    mode 0: max, ties "all" (M = window maxima); 1: max, ties "first" (Idx = argmax
+    positions); 2: average (each window gives dA / area)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    i = t // H
+    h = t - i * H
+    hp = h + ph
+    hoa = max(0, (hp - fh + sh) // sh)
+    hob = min(Ho - 1, hp // sh)
+    for w in range(W):
+        wp = w + pw
+        woa = max(0, (wp - fw + sw) // sw)
+        wob = min(Wo - 1, wp // sw)
+        g = dX[i, h, w]
+        for c in range(C):
+            g[c] = zero
+        x = X[i, h, w]
+        for ho in range(hoa, hob + 1):
+            kh = hp - ho * sh
+            for wo in range(woa, wob + 1):
+                kw = wp - wo * sw
+                d = dA[i, ho, wo]
+                if mode == 0:
+                    mx = M[i, ho, wo]
+                    for c in range(C):
+                        g[c] += d[c] if x[c] == mx[c] else d[c] * zero
+                elif mode == 1:
+                    ix = Idx[i, ho, wo]
+                    pos = kh * fw + kw
+                    for c in range(C):
+                        g[c] += d[c] if ix[c] == pos else d[c] * zero
+                else:
+                    for c in range(C):
+                        g[c] += d[c] / area
 
 
 @numba.njit(**NJIT_PARALLEL)
@@ -264,36 +340,183 @@ def pool_bwd_par(X, M, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero):
     m, H, W, C = X.shape
     _, Ho, Wo, _ = dA.shape
     for t in prange(m * H):
-        i = t // H
-        h = t - i * H
-        hp = h + ph
-        hoa = max(0, (hp - fh + sh) // sh)
-        hob = min(Ho - 1, hp // sh)
-        for w in range(W):
-            wp = w + pw
-            woa = max(0, (wp - fw + sw) // sw)
-            wob = min(Wo - 1, wp // sw)
-            g = dX[i, h, w]
-            for c in range(C):
-                g[c] = zero
-            x = X[i, h, w]
-            for ho in range(hoa, hob + 1):
-                kh = hp - ho * sh
-                for wo in range(woa, wob + 1):
-                    kw = wp - wo * sw
-                    d = dA[i, ho, wo]
-                    if mode == 0:
-                        mx = M[i, ho, wo]
-                        for c in range(C):
-                            g[c] += d[c] if x[c] == mx[c] else d[c] * zero
-                    elif mode == 1:
-                        ix = Idx[i, ho, wo]
+        _pool_bwd_row(X, M, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def pool_bwd_ser(X, M, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero):
+    """Gather form of pooling backward: each input element sums the windows covering it
+    in (ho, wo) order, so no two threads write one element.
+
+    mode 0: max, ties "all" (M = window maxima); 1: max, ties "first" (Idx = argmax
+    positions); 2: average (each window gives dA / area)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    for t in range(m * H):
+        _pool_bwd_row(X, M, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def _pool_bwd_direct_row(X, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, ninf, zero, t):
+    """Pooling backward for non-overlapping windows (sh >= fh and sw >= fw): each window
+    writes its own positions (the caller zeroes dX first where no window reaches).
+    mode 0: max, ties "all"; 1: max, ties "first"; 2: average."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    i = t // Ho
+    ho = t - i * Ho
+    h0 = ho * sh - ph
+    for wo in range(Wo):
+        w0 = wo * sw - pw
+        d = dA[i, ho, wo]
+        if mode == 2:
+            for kh in range(fh):
+                h = h0 + kh
+                if h < 0 or h >= H:
+                    continue
+                for kw in range(fw):
+                    w = w0 + kw
+                    if w < 0 or w >= W:
+                        continue
+                    g = dX[i, h, w]
+                    for c in range(C):
+                        g[c] = d[c] / area
+            continue
+        c0 = 0
+        while c0 + 8 <= C:
+            d0 = d[c0 + 0]
+            d1 = d[c0 + 1]
+            d2 = d[c0 + 2]
+            d3 = d[c0 + 3]
+            d4 = d[c0 + 4]
+            d5 = d[c0 + 5]
+            d6 = d[c0 + 6]
+            d7 = d[c0 + 7]
+            b0 = ninf
+            b1 = ninf
+            b2 = ninf
+            b3 = ninf
+            b4 = ninf
+            b5 = ninf
+            b6 = ninf
+            b7 = ninf
+            i0 = 0
+            i1 = 0
+            i2 = 0
+            i3 = 0
+            i4 = 0
+            i5 = 0
+            i6 = 0
+            i7 = 0
+            for kh in range(fh):
+                h = h0 + kh
+                if h < 0 or h >= H:
+                    continue
+                for kw in range(fw):
+                    w = w0 + kw
+                    if w < 0 or w >= W:
+                        continue
+                    pos = kh * fw + kw
+                    x = X[i, h, w]
+                    v0 = x[c0 + 0]
+                    t0 = (b0 == b0) & ((v0 > b0) | (v0 != v0))
+                    b0 = v0 if t0 else b0
+                    i0 = pos if t0 else i0
+                    v1 = x[c0 + 1]
+                    t1 = (b1 == b1) & ((v1 > b1) | (v1 != v1))
+                    b1 = v1 if t1 else b1
+                    i1 = pos if t1 else i1
+                    v2 = x[c0 + 2]
+                    t2 = (b2 == b2) & ((v2 > b2) | (v2 != v2))
+                    b2 = v2 if t2 else b2
+                    i2 = pos if t2 else i2
+                    v3 = x[c0 + 3]
+                    t3 = (b3 == b3) & ((v3 > b3) | (v3 != v3))
+                    b3 = v3 if t3 else b3
+                    i3 = pos if t3 else i3
+                    v4 = x[c0 + 4]
+                    t4 = (b4 == b4) & ((v4 > b4) | (v4 != v4))
+                    b4 = v4 if t4 else b4
+                    i4 = pos if t4 else i4
+                    v5 = x[c0 + 5]
+                    t5 = (b5 == b5) & ((v5 > b5) | (v5 != v5))
+                    b5 = v5 if t5 else b5
+                    i5 = pos if t5 else i5
+                    v6 = x[c0 + 6]
+                    t6 = (b6 == b6) & ((v6 > b6) | (v6 != v6))
+                    b6 = v6 if t6 else b6
+                    i6 = pos if t6 else i6
+                    v7 = x[c0 + 7]
+                    t7 = (b7 == b7) & ((v7 > b7) | (v7 != v7))
+                    b7 = v7 if t7 else b7
+                    i7 = pos if t7 else i7
+            if mode == 0:
+                for kh in range(fh):
+                    h = h0 + kh
+                    if h < 0 or h >= H:
+                        continue
+                    for kw in range(fw):
+                        w = w0 + kw
+                        if w < 0 or w >= W:
+                            continue
+                        x = X[i, h, w]
+                        g = dX[i, h, w]
+                        g[c0 + 0] = d0 if x[c0 + 0] == b0 else d0 * zero
+                        g[c0 + 1] = d1 if x[c0 + 1] == b1 else d1 * zero
+                        g[c0 + 2] = d2 if x[c0 + 2] == b2 else d2 * zero
+                        g[c0 + 3] = d3 if x[c0 + 3] == b3 else d3 * zero
+                        g[c0 + 4] = d4 if x[c0 + 4] == b4 else d4 * zero
+                        g[c0 + 5] = d5 if x[c0 + 5] == b5 else d5 * zero
+                        g[c0 + 6] = d6 if x[c0 + 6] == b6 else d6 * zero
+                        g[c0 + 7] = d7 if x[c0 + 7] == b7 else d7 * zero
+            else:
+                for kh in range(fh):
+                    h = h0 + kh
+                    if h < 0 or h >= H:
+                        continue
+                    for kw in range(fw):
+                        w = w0 + kw
+                        if w < 0 or w >= W:
+                            continue
                         pos = kh * fw + kw
-                        for c in range(C):
-                            g[c] += d[c] if ix[c] == pos else d[c] * zero
+                        g = dX[i, h, w]
+                        g[c0 + 0] = d0 if pos == i0 else d0 * zero
+                        g[c0 + 1] = d1 if pos == i1 else d1 * zero
+                        g[c0 + 2] = d2 if pos == i2 else d2 * zero
+                        g[c0 + 3] = d3 if pos == i3 else d3 * zero
+                        g[c0 + 4] = d4 if pos == i4 else d4 * zero
+                        g[c0 + 5] = d5 if pos == i5 else d5 * zero
+                        g[c0 + 6] = d6 if pos == i6 else d6 * zero
+                        g[c0 + 7] = d7 if pos == i7 else d7 * zero
+            c0 += 8
+        for c in range(c0, C):
+            dc = d[c]
+            bc = ninf
+            ic = 0
+            for kh in range(fh):
+                h = h0 + kh
+                if h < 0 or h >= H:
+                    continue
+                for kw in range(fw):
+                    w = w0 + kw
+                    if w < 0 or w >= W:
+                        continue
+                    v = X[i, h, w, c]
+                    tk = (bc == bc) & ((v > bc) | (v != v))
+                    bc = v if tk else bc
+                    ic = kh * fw + kw if tk else ic
+            for kh in range(fh):
+                h = h0 + kh
+                if h < 0 or h >= H:
+                    continue
+                for kw in range(fw):
+                    w = w0 + kw
+                    if w < 0 or w >= W:
+                        continue
+                    if mode == 0:
+                        dX[i, h, w, c] = dc if X[i, h, w, c] == bc else dc * zero
                     else:
-                        for c in range(C):
-                            g[c] += d[c] / area
+                        dX[i, h, w, c] = dc if kh * fw + kw == ic else dc * zero
 
 
 @numba.njit(**NJIT_PARALLEL)
@@ -304,160 +527,18 @@ def pool_bwd_direct_par(X, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, ninf, zer
     m, H, W, C = X.shape
     _, Ho, Wo, _ = dA.shape
     for t in prange(m * Ho):
-        i = t // Ho
-        ho = t - i * Ho
-        h0 = ho * sh - ph
-        for wo in range(Wo):
-            w0 = wo * sw - pw
-            d = dA[i, ho, wo]
-            if mode == 2:
-                for kh in range(fh):
-                    h = h0 + kh
-                    if h < 0 or h >= H:
-                        continue
-                    for kw in range(fw):
-                        w = w0 + kw
-                        if w < 0 or w >= W:
-                            continue
-                        g = dX[i, h, w]
-                        for c in range(C):
-                            g[c] = d[c] / area
-                continue
-            c0 = 0
-            while c0 + 8 <= C:
-                d0 = d[c0 + 0]
-                d1 = d[c0 + 1]
-                d2 = d[c0 + 2]
-                d3 = d[c0 + 3]
-                d4 = d[c0 + 4]
-                d5 = d[c0 + 5]
-                d6 = d[c0 + 6]
-                d7 = d[c0 + 7]
-                b0 = ninf
-                b1 = ninf
-                b2 = ninf
-                b3 = ninf
-                b4 = ninf
-                b5 = ninf
-                b6 = ninf
-                b7 = ninf
-                i0 = 0
-                i1 = 0
-                i2 = 0
-                i3 = 0
-                i4 = 0
-                i5 = 0
-                i6 = 0
-                i7 = 0
-                for kh in range(fh):
-                    h = h0 + kh
-                    if h < 0 or h >= H:
-                        continue
-                    for kw in range(fw):
-                        w = w0 + kw
-                        if w < 0 or w >= W:
-                            continue
-                        pos = kh * fw + kw
-                        x = X[i, h, w]
-                        v0 = x[c0 + 0]
-                        t0 = (b0 == b0) & ((v0 > b0) | (v0 != v0))
-                        b0 = v0 if t0 else b0
-                        i0 = pos if t0 else i0
-                        v1 = x[c0 + 1]
-                        t1 = (b1 == b1) & ((v1 > b1) | (v1 != v1))
-                        b1 = v1 if t1 else b1
-                        i1 = pos if t1 else i1
-                        v2 = x[c0 + 2]
-                        t2 = (b2 == b2) & ((v2 > b2) | (v2 != v2))
-                        b2 = v2 if t2 else b2
-                        i2 = pos if t2 else i2
-                        v3 = x[c0 + 3]
-                        t3 = (b3 == b3) & ((v3 > b3) | (v3 != v3))
-                        b3 = v3 if t3 else b3
-                        i3 = pos if t3 else i3
-                        v4 = x[c0 + 4]
-                        t4 = (b4 == b4) & ((v4 > b4) | (v4 != v4))
-                        b4 = v4 if t4 else b4
-                        i4 = pos if t4 else i4
-                        v5 = x[c0 + 5]
-                        t5 = (b5 == b5) & ((v5 > b5) | (v5 != v5))
-                        b5 = v5 if t5 else b5
-                        i5 = pos if t5 else i5
-                        v6 = x[c0 + 6]
-                        t6 = (b6 == b6) & ((v6 > b6) | (v6 != v6))
-                        b6 = v6 if t6 else b6
-                        i6 = pos if t6 else i6
-                        v7 = x[c0 + 7]
-                        t7 = (b7 == b7) & ((v7 > b7) | (v7 != v7))
-                        b7 = v7 if t7 else b7
-                        i7 = pos if t7 else i7
-                if mode == 0:
-                    for kh in range(fh):
-                        h = h0 + kh
-                        if h < 0 or h >= H:
-                            continue
-                        for kw in range(fw):
-                            w = w0 + kw
-                            if w < 0 or w >= W:
-                                continue
-                            x = X[i, h, w]
-                            g = dX[i, h, w]
-                            g[c0 + 0] = d0 if x[c0 + 0] == b0 else d0 * zero
-                            g[c0 + 1] = d1 if x[c0 + 1] == b1 else d1 * zero
-                            g[c0 + 2] = d2 if x[c0 + 2] == b2 else d2 * zero
-                            g[c0 + 3] = d3 if x[c0 + 3] == b3 else d3 * zero
-                            g[c0 + 4] = d4 if x[c0 + 4] == b4 else d4 * zero
-                            g[c0 + 5] = d5 if x[c0 + 5] == b5 else d5 * zero
-                            g[c0 + 6] = d6 if x[c0 + 6] == b6 else d6 * zero
-                            g[c0 + 7] = d7 if x[c0 + 7] == b7 else d7 * zero
-                else:
-                    for kh in range(fh):
-                        h = h0 + kh
-                        if h < 0 or h >= H:
-                            continue
-                        for kw in range(fw):
-                            w = w0 + kw
-                            if w < 0 or w >= W:
-                                continue
-                            pos = kh * fw + kw
-                            g = dX[i, h, w]
-                            g[c0 + 0] = d0 if pos == i0 else d0 * zero
-                            g[c0 + 1] = d1 if pos == i1 else d1 * zero
-                            g[c0 + 2] = d2 if pos == i2 else d2 * zero
-                            g[c0 + 3] = d3 if pos == i3 else d3 * zero
-                            g[c0 + 4] = d4 if pos == i4 else d4 * zero
-                            g[c0 + 5] = d5 if pos == i5 else d5 * zero
-                            g[c0 + 6] = d6 if pos == i6 else d6 * zero
-                            g[c0 + 7] = d7 if pos == i7 else d7 * zero
-                c0 += 8
-            for c in range(c0, C):
-                dc = d[c]
-                bc = ninf
-                ic = 0
-                for kh in range(fh):
-                    h = h0 + kh
-                    if h < 0 or h >= H:
-                        continue
-                    for kw in range(fw):
-                        w = w0 + kw
-                        if w < 0 or w >= W:
-                            continue
-                        v = X[i, h, w, c]
-                        tk = (bc == bc) & ((v > bc) | (v != v))
-                        bc = v if tk else bc
-                        ic = kh * fw + kw if tk else ic
-                for kh in range(fh):
-                    h = h0 + kh
-                    if h < 0 or h >= H:
-                        continue
-                    for kw in range(fw):
-                        w = w0 + kw
-                        if w < 0 or w >= W:
-                            continue
-                        if mode == 0:
-                            dX[i, h, w, c] = dc if X[i, h, w, c] == bc else dc * zero
-                        else:
-                            dX[i, h, w, c] = dc if kh * fw + kw == ic else dc * zero
+        _pool_bwd_direct_row(X, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, ninf, zero, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def pool_bwd_direct_ser(X, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, ninf, zero):
+    """Pooling backward for non-overlapping windows (sh >= fh and sw >= fw): each window
+    writes its own positions (the caller zeroes dX first where no window reaches).
+    mode 0: max, ties "all"; 1: max, ties "first"; 2: average."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    for t in range(m * Ho):
+        _pool_bwd_direct_row(X, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, ninf, zero, np.int64(t))
 
 
 @numba.njit(**NJIT_PARALLEL)
@@ -632,416 +713,6 @@ def sum_parts_ser(part, out):
 
 
 @numba.njit(**NJIT)
-def pool_fwd_ser(X, Out, fh, fw, sh, sw, ph, pw, is_max, area, ninf, zero):
-    """Max (NaN-propagating, pads are -inf) or average (pads count as zeros) pooling."""
-    m, H, W, C = X.shape
-    _, Ho, Wo, _ = Out.shape
-    for t in range(m * Ho):
-        i = t // Ho
-        ho = t - i * Ho
-        h0 = ho * sh - ph
-        ha = max(h0, 0)
-        hb = min(h0 + fh, H)
-        for wo in range(Wo):
-            w0 = wo * sw - pw
-            wa = max(w0, 0)
-            wb = min(w0 + fw, W)
-            o = Out[i, ho, wo]
-            if is_max:
-                # 8 channels at a time in registers (a select on memory becomes a slow
-                # masked store); NaN propagates: a NaN v is taken, a NaN m is kept.
-                c0 = 0
-                while c0 + 8 <= C:
-                    m0 = ninf
-                    m1 = ninf
-                    m2 = ninf
-                    m3 = ninf
-                    m4 = ninf
-                    m5 = ninf
-                    m6 = ninf
-                    m7 = ninf
-                    for h in range(ha, hb):
-                        for w in range(wa, wb):
-                            x = X[i, h, w]
-                            v0 = x[c0 + 0]
-                            m0 = v0 if ((v0 > m0) | (v0 != v0)) else m0
-                            v1 = x[c0 + 1]
-                            m1 = v1 if ((v1 > m1) | (v1 != v1)) else m1
-                            v2 = x[c0 + 2]
-                            m2 = v2 if ((v2 > m2) | (v2 != v2)) else m2
-                            v3 = x[c0 + 3]
-                            m3 = v3 if ((v3 > m3) | (v3 != v3)) else m3
-                            v4 = x[c0 + 4]
-                            m4 = v4 if ((v4 > m4) | (v4 != v4)) else m4
-                            v5 = x[c0 + 5]
-                            m5 = v5 if ((v5 > m5) | (v5 != v5)) else m5
-                            v6 = x[c0 + 6]
-                            m6 = v6 if ((v6 > m6) | (v6 != v6)) else m6
-                            v7 = x[c0 + 7]
-                            m7 = v7 if ((v7 > m7) | (v7 != v7)) else m7
-                    o[c0 + 0] = m0
-                    o[c0 + 1] = m1
-                    o[c0 + 2] = m2
-                    o[c0 + 3] = m3
-                    o[c0 + 4] = m4
-                    o[c0 + 5] = m5
-                    o[c0 + 6] = m6
-                    o[c0 + 7] = m7
-                    c0 += 8
-                for c in range(c0, C):
-                    mc = ninf
-                    for h in range(ha, hb):
-                        for w in range(wa, wb):
-                            v = X[i, h, w, c]
-                            mc = v if ((v > mc) | (v != v)) else mc
-                    o[c] = mc
-            else:
-                c0 = 0
-                while c0 + 8 <= C:
-                    s0 = zero
-                    s1 = zero
-                    s2 = zero
-                    s3 = zero
-                    s4 = zero
-                    s5 = zero
-                    s6 = zero
-                    s7 = zero
-                    for h in range(ha, hb):
-                        for w in range(wa, wb):
-                            x = X[i, h, w]
-                            s0 += x[c0 + 0]
-                            s1 += x[c0 + 1]
-                            s2 += x[c0 + 2]
-                            s3 += x[c0 + 3]
-                            s4 += x[c0 + 4]
-                            s5 += x[c0 + 5]
-                            s6 += x[c0 + 6]
-                            s7 += x[c0 + 7]
-                    o[c0 + 0] = s0 / area
-                    o[c0 + 1] = s1 / area
-                    o[c0 + 2] = s2 / area
-                    o[c0 + 3] = s3 / area
-                    o[c0 + 4] = s4 / area
-                    o[c0 + 5] = s5 / area
-                    o[c0 + 6] = s6 / area
-                    o[c0 + 7] = s7 / area
-                    c0 += 8
-                for c in range(c0, C):
-                    sc = zero
-                    for h in range(ha, hb):
-                        for w in range(wa, wb):
-                            sc += X[i, h, w, c]
-                    o[c] = sc / area
-
-
-@numba.njit(**NJIT)
-def pool_argmax_ser(X, Idx, fh, fw, sh, sw, ph, pw, ninf):
-    """Idx[i, ho, wo, c] = np.argmax of the (-inf padded) window, row-major (first max, first NaN)."""
-    m, H, W, C = X.shape
-    _, Ho, Wo, _ = Idx.shape
-    for t in range(m * Ho):
-        i = t // Ho
-        ho = t - i * Ho
-        h0 = ho * sh - ph
-        for wo in range(Wo):
-            w0 = wo * sw - pw
-            ix = Idx[i, ho, wo]
-            # a pad (-inf) never beats the running best (>= -inf), so pads are skipped;
-            # 8 channels at a time in registers, then the rest one by one.
-            c0 = 0
-            while c0 + 8 <= C:
-                b0 = ninf
-                i0 = 0
-                b1 = ninf
-                i1 = 0
-                b2 = ninf
-                i2 = 0
-                b3 = ninf
-                i3 = 0
-                b4 = ninf
-                i4 = 0
-                b5 = ninf
-                i5 = 0
-                b6 = ninf
-                i6 = 0
-                b7 = ninf
-                i7 = 0
-                for kh in range(fh):
-                    h = h0 + kh
-                    if h < 0 or h >= H:
-                        continue
-                    for kw in range(fw):
-                        w = w0 + kw
-                        if w < 0 or w >= W:
-                            continue
-                        pos = kh * fw + kw
-                        x = X[i, h, w]
-                        v0 = x[c0 + 0]
-                        t0 = (b0 == b0) & ((v0 > b0) | (v0 != v0))
-                        b0 = v0 if t0 else b0
-                        i0 = pos if t0 else i0
-                        v1 = x[c0 + 1]
-                        t1 = (b1 == b1) & ((v1 > b1) | (v1 != v1))
-                        b1 = v1 if t1 else b1
-                        i1 = pos if t1 else i1
-                        v2 = x[c0 + 2]
-                        t2 = (b2 == b2) & ((v2 > b2) | (v2 != v2))
-                        b2 = v2 if t2 else b2
-                        i2 = pos if t2 else i2
-                        v3 = x[c0 + 3]
-                        t3 = (b3 == b3) & ((v3 > b3) | (v3 != v3))
-                        b3 = v3 if t3 else b3
-                        i3 = pos if t3 else i3
-                        v4 = x[c0 + 4]
-                        t4 = (b4 == b4) & ((v4 > b4) | (v4 != v4))
-                        b4 = v4 if t4 else b4
-                        i4 = pos if t4 else i4
-                        v5 = x[c0 + 5]
-                        t5 = (b5 == b5) & ((v5 > b5) | (v5 != v5))
-                        b5 = v5 if t5 else b5
-                        i5 = pos if t5 else i5
-                        v6 = x[c0 + 6]
-                        t6 = (b6 == b6) & ((v6 > b6) | (v6 != v6))
-                        b6 = v6 if t6 else b6
-                        i6 = pos if t6 else i6
-                        v7 = x[c0 + 7]
-                        t7 = (b7 == b7) & ((v7 > b7) | (v7 != v7))
-                        b7 = v7 if t7 else b7
-                        i7 = pos if t7 else i7
-                ix[c0 + 0] = i0
-                ix[c0 + 1] = i1
-                ix[c0 + 2] = i2
-                ix[c0 + 3] = i3
-                ix[c0 + 4] = i4
-                ix[c0 + 5] = i5
-                ix[c0 + 6] = i6
-                ix[c0 + 7] = i7
-                c0 += 8
-            for c in range(c0, C):
-                bc = ninf
-                ic = 0
-                for kh in range(fh):
-                    h = h0 + kh
-                    if h < 0 or h >= H:
-                        continue
-                    for kw in range(fw):
-                        w = w0 + kw
-                        if w < 0 or w >= W:
-                            continue
-                        v = X[i, h, w, c]
-                        tk = (bc == bc) & ((v > bc) | (v != v))
-                        bc = v if tk else bc
-                        ic = kh * fw + kw if tk else ic
-                ix[c] = ic
-
-
-@numba.njit(**NJIT)
-def pool_bwd_ser(X, M, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero):
-    """Gather form of pooling backward: each input element sums the windows covering it
-    in (ho, wo) order, so no two threads write one element.
-
-    mode 0: max, ties "all" (M = window maxima); 1: max, ties "first" (Idx = argmax
-    positions); 2: average (each window gives dA / area)."""
-    m, H, W, C = X.shape
-    _, Ho, Wo, _ = dA.shape
-    for t in range(m * H):
-        i = t // H
-        h = t - i * H
-        hp = h + ph
-        hoa = max(0, (hp - fh + sh) // sh)
-        hob = min(Ho - 1, hp // sh)
-        for w in range(W):
-            wp = w + pw
-            woa = max(0, (wp - fw + sw) // sw)
-            wob = min(Wo - 1, wp // sw)
-            g = dX[i, h, w]
-            for c in range(C):
-                g[c] = zero
-            x = X[i, h, w]
-            for ho in range(hoa, hob + 1):
-                kh = hp - ho * sh
-                for wo in range(woa, wob + 1):
-                    kw = wp - wo * sw
-                    d = dA[i, ho, wo]
-                    if mode == 0:
-                        mx = M[i, ho, wo]
-                        for c in range(C):
-                            g[c] += d[c] if x[c] == mx[c] else d[c] * zero
-                    elif mode == 1:
-                        ix = Idx[i, ho, wo]
-                        pos = kh * fw + kw
-                        for c in range(C):
-                            g[c] += d[c] if ix[c] == pos else d[c] * zero
-                    else:
-                        for c in range(C):
-                            g[c] += d[c] / area
-
-
-@numba.njit(**NJIT)
-def pool_bwd_direct_ser(X, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, ninf, zero):
-    """Pooling backward for non-overlapping windows (sh >= fh and sw >= fw): each window
-    writes its own positions (the caller zeroes dX first where no window reaches).
-    mode 0: max, ties "all"; 1: max, ties "first"; 2: average."""
-    m, H, W, C = X.shape
-    _, Ho, Wo, _ = dA.shape
-    for t in range(m * Ho):
-        i = t // Ho
-        ho = t - i * Ho
-        h0 = ho * sh - ph
-        for wo in range(Wo):
-            w0 = wo * sw - pw
-            d = dA[i, ho, wo]
-            if mode == 2:
-                for kh in range(fh):
-                    h = h0 + kh
-                    if h < 0 or h >= H:
-                        continue
-                    for kw in range(fw):
-                        w = w0 + kw
-                        if w < 0 or w >= W:
-                            continue
-                        g = dX[i, h, w]
-                        for c in range(C):
-                            g[c] = d[c] / area
-                continue
-            c0 = 0
-            while c0 + 8 <= C:
-                d0 = d[c0 + 0]
-                d1 = d[c0 + 1]
-                d2 = d[c0 + 2]
-                d3 = d[c0 + 3]
-                d4 = d[c0 + 4]
-                d5 = d[c0 + 5]
-                d6 = d[c0 + 6]
-                d7 = d[c0 + 7]
-                b0 = ninf
-                b1 = ninf
-                b2 = ninf
-                b3 = ninf
-                b4 = ninf
-                b5 = ninf
-                b6 = ninf
-                b7 = ninf
-                i0 = 0
-                i1 = 0
-                i2 = 0
-                i3 = 0
-                i4 = 0
-                i5 = 0
-                i6 = 0
-                i7 = 0
-                for kh in range(fh):
-                    h = h0 + kh
-                    if h < 0 or h >= H:
-                        continue
-                    for kw in range(fw):
-                        w = w0 + kw
-                        if w < 0 or w >= W:
-                            continue
-                        pos = kh * fw + kw
-                        x = X[i, h, w]
-                        v0 = x[c0 + 0]
-                        t0 = (b0 == b0) & ((v0 > b0) | (v0 != v0))
-                        b0 = v0 if t0 else b0
-                        i0 = pos if t0 else i0
-                        v1 = x[c0 + 1]
-                        t1 = (b1 == b1) & ((v1 > b1) | (v1 != v1))
-                        b1 = v1 if t1 else b1
-                        i1 = pos if t1 else i1
-                        v2 = x[c0 + 2]
-                        t2 = (b2 == b2) & ((v2 > b2) | (v2 != v2))
-                        b2 = v2 if t2 else b2
-                        i2 = pos if t2 else i2
-                        v3 = x[c0 + 3]
-                        t3 = (b3 == b3) & ((v3 > b3) | (v3 != v3))
-                        b3 = v3 if t3 else b3
-                        i3 = pos if t3 else i3
-                        v4 = x[c0 + 4]
-                        t4 = (b4 == b4) & ((v4 > b4) | (v4 != v4))
-                        b4 = v4 if t4 else b4
-                        i4 = pos if t4 else i4
-                        v5 = x[c0 + 5]
-                        t5 = (b5 == b5) & ((v5 > b5) | (v5 != v5))
-                        b5 = v5 if t5 else b5
-                        i5 = pos if t5 else i5
-                        v6 = x[c0 + 6]
-                        t6 = (b6 == b6) & ((v6 > b6) | (v6 != v6))
-                        b6 = v6 if t6 else b6
-                        i6 = pos if t6 else i6
-                        v7 = x[c0 + 7]
-                        t7 = (b7 == b7) & ((v7 > b7) | (v7 != v7))
-                        b7 = v7 if t7 else b7
-                        i7 = pos if t7 else i7
-                if mode == 0:
-                    for kh in range(fh):
-                        h = h0 + kh
-                        if h < 0 or h >= H:
-                            continue
-                        for kw in range(fw):
-                            w = w0 + kw
-                            if w < 0 or w >= W:
-                                continue
-                            x = X[i, h, w]
-                            g = dX[i, h, w]
-                            g[c0 + 0] = d0 if x[c0 + 0] == b0 else d0 * zero
-                            g[c0 + 1] = d1 if x[c0 + 1] == b1 else d1 * zero
-                            g[c0 + 2] = d2 if x[c0 + 2] == b2 else d2 * zero
-                            g[c0 + 3] = d3 if x[c0 + 3] == b3 else d3 * zero
-                            g[c0 + 4] = d4 if x[c0 + 4] == b4 else d4 * zero
-                            g[c0 + 5] = d5 if x[c0 + 5] == b5 else d5 * zero
-                            g[c0 + 6] = d6 if x[c0 + 6] == b6 else d6 * zero
-                            g[c0 + 7] = d7 if x[c0 + 7] == b7 else d7 * zero
-                else:
-                    for kh in range(fh):
-                        h = h0 + kh
-                        if h < 0 or h >= H:
-                            continue
-                        for kw in range(fw):
-                            w = w0 + kw
-                            if w < 0 or w >= W:
-                                continue
-                            pos = kh * fw + kw
-                            g = dX[i, h, w]
-                            g[c0 + 0] = d0 if pos == i0 else d0 * zero
-                            g[c0 + 1] = d1 if pos == i1 else d1 * zero
-                            g[c0 + 2] = d2 if pos == i2 else d2 * zero
-                            g[c0 + 3] = d3 if pos == i3 else d3 * zero
-                            g[c0 + 4] = d4 if pos == i4 else d4 * zero
-                            g[c0 + 5] = d5 if pos == i5 else d5 * zero
-                            g[c0 + 6] = d6 if pos == i6 else d6 * zero
-                            g[c0 + 7] = d7 if pos == i7 else d7 * zero
-                c0 += 8
-            for c in range(c0, C):
-                dc = d[c]
-                bc = ninf
-                ic = 0
-                for kh in range(fh):
-                    h = h0 + kh
-                    if h < 0 or h >= H:
-                        continue
-                    for kw in range(fw):
-                        w = w0 + kw
-                        if w < 0 or w >= W:
-                            continue
-                        v = X[i, h, w, c]
-                        tk = (bc == bc) & ((v > bc) | (v != v))
-                        bc = v if tk else bc
-                        ic = kh * fw + kw if tk else ic
-                for kh in range(fh):
-                    h = h0 + kh
-                    if h < 0 or h >= H:
-                        continue
-                    for kw in range(fw):
-                        w = w0 + kw
-                        if w < 0 or w >= W:
-                            continue
-                        if mode == 0:
-                            dX[i, h, w, c] = dc if X[i, h, w, c] == bc else dc * zero
-                        else:
-                            dX[i, h, w, c] = dc if kh * fw + kw == ic else dc * zero
-
-
-@numba.njit(**NJIT)
 def conv_fwd_plain_ser(Xr, W3, b, Z, sh, sw, C):
     """Plain (untiled) forward convolution, for small problems: compiles fast."""
     m, Ho, Wo, K = Z.shape
@@ -1171,4 +842,3 @@ def sigmoid_backward_ser(dA, Z, out, one):
     for q in range(dA.shape[0]):
         s = one / (one + np.exp(-Z[q]))
         out[q] = dA[q] * s * (one - s)
-
