@@ -3,9 +3,11 @@
 The convolution kernels keep a register tile of output values in named scalar
 accumulators (``a{p}_{k}``), which LLVM's SLP vectoriser packs into SIMD registers.
 Writing those tiles by hand is error-prone, so this module writes them; the result is a
-real module file (Numba's on-disk cache needs one). Every kernel is emitted twice, a
-parallel (``prange``) build ``*_par`` and a serial build ``*_ser`` with the same
-arithmetic, so a call may take either and get the same bits.
+real module file (Numba's on-disk cache needs one). The simple kernels are emitted
+twice, a parallel (``prange``) build ``*_par`` and a serial build ``*_ser`` with the same
+arithmetic, so a call may take either and get the same bits. The big ones (tiled
+convolution, pooling) are one serial row helper ``_*_row`` and thin shells over it
+(``row_split``), which roughly halves their cold compile time.
 
 Regenerate after editing: ``python fastnn/backends/_nb_gen.py`` (a test checks that the
 committed file is up to date).
