@@ -204,3 +204,25 @@ def test_generated_kernels_up_to_date():
     for fname, text in _nb_gen.generate().items():
         with open(os.path.join(here, fname)) as f:
             assert f.read() == text, f"{fname} is stale: run python fastnn/backends/_nb_gen.py"
+
+
+def test_row_helper_takes_an_int64_index_from_prange():
+    """The parallel shells pass their loop index to the row helpers as int64, so a helper is
+    not compiled a second time for prange's unsigned index (which would double the cold
+    compile time). A fresh, uncached copy of one shell is compiled here, which makes its
+    helper resolve (and record) the signatures the shell calls it with."""
+    import numba
+
+    from fastnn.backends import _nb_misc
+    shell = numba.njit(parallel=True)(_nb_misc.pool_bwd_par.py_func)
+    helper = _nb_misc._pool_bwd_row
+    X = np.random.default_rng(0).standard_normal((2, 5, 5, 3))
+    dA = np.ones((2, 2, 2, 3))
+    out = np.empty_like(X)
+    idx = np.zeros((1, 1, 1, 1), dtype=np.int32)
+    shell(X, dA, idx, dA, out, 3, 3, 2, 2, 0, 0, 2, 9.0, 0.0)
+    expected = np.empty_like(X)
+    _nb_misc.pool_bwd_ser(X, dA, idx, dA, expected, 3, 3, 2, 2, 0, 0, 2, 9.0, 0.0)
+    np.testing.assert_array_equal(out, expected)
+    assert helper.signatures
+    assert all(sig[-1] == numba.types.int64 for sig in helper.signatures), helper.signatures
