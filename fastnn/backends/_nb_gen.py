@@ -655,31 +655,34 @@ def pool_bwd_{sfx}(X, M, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero):
 def pool_bwd_direct_{sfx}(X, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, ninf, zero):
     """Pooling backward for non-overlapping windows (sh >= fh and sw >= fw): each window
     writes its own positions (the caller zeroes dX first where no window reaches).
-    mode 0: max, ties "all"; 1: max, ties "first"; 2: average."""
+    mode 0: max, ties "all"; 1: max, ties "first"; 2: average. Windows are clipped to the
+    input (range bounds, no per-position checks) and indexed per dimension on row views."""
     m, H, W, C = X.shape
     _, Ho, Wo, _ = dA.shape
+    nb = C // 8
     for t in {rng}(m * Ho):
         i = t // Ho
         ho = t - i * Ho
         h0 = ho * sh - ph
+        ha = max(h0, 0)
+        hb = min(h0 + fh, H)
+        Xi = X[i]
+        Gi = dX[i]
+        drow = dA[i, ho]
         for wo in range(Wo):
             w0 = wo * sw - pw
-            d = dA[i, ho, wo]
+            wa = max(w0, 0)
+            wb = min(w0 + fw, W)
+            d = drow[wo]
             if mode == 2:
-                for kh in range(fh):
-                    h = h0 + kh
-                    if h < 0 or h >= H:
-                        continue
-                    for kw in range(fw):
-                        w = w0 + kw
-                        if w < 0 or w >= W:
-                            continue
-                        g = dX[i, h, w]
+                for h in range(ha, hb):
+                    for w in range(wa, wb):
+                        g = Gi[h, w]
                         for c in range(C):
                             g[c] = d[c] / area
                 continue
-            c0 = 0
-            while c0 + 8 <= C:
+            for cb in range(nb):
+                c0 = cb * 8
                 d0 = d[c0 + 0]
                 d1 = d[c0 + 1]
                 d2 = d[c0 + 2]
@@ -696,123 +699,113 @@ def pool_bwd_direct_{sfx}(X, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, ninf, z
                 b5 = ninf
                 b6 = ninf
                 b7 = ninf
-                i0 = 0
-                i1 = 0
-                i2 = 0
-                i3 = 0
-                i4 = 0
-                i5 = 0
-                i6 = 0
-                i7 = 0
-                for kh in range(fh):
-                    h = h0 + kh
-                    if h < 0 or h >= H:
-                        continue
-                    for kw in range(fw):
-                        w = w0 + kw
-                        if w < 0 or w >= W:
-                            continue
-                        pos = kh * fw + kw
-                        x = X[i, h, w]
-                        v0 = x[c0 + 0]
-                        t0 = (b0 == b0) & ((v0 > b0) | (v0 != v0))
-                        b0 = v0 if t0 else b0
-                        i0 = pos if t0 else i0
-                        v1 = x[c0 + 1]
-                        t1 = (b1 == b1) & ((v1 > b1) | (v1 != v1))
-                        b1 = v1 if t1 else b1
-                        i1 = pos if t1 else i1
-                        v2 = x[c0 + 2]
-                        t2 = (b2 == b2) & ((v2 > b2) | (v2 != v2))
-                        b2 = v2 if t2 else b2
-                        i2 = pos if t2 else i2
-                        v3 = x[c0 + 3]
-                        t3 = (b3 == b3) & ((v3 > b3) | (v3 != v3))
-                        b3 = v3 if t3 else b3
-                        i3 = pos if t3 else i3
-                        v4 = x[c0 + 4]
-                        t4 = (b4 == b4) & ((v4 > b4) | (v4 != v4))
-                        b4 = v4 if t4 else b4
-                        i4 = pos if t4 else i4
-                        v5 = x[c0 + 5]
-                        t5 = (b5 == b5) & ((v5 > b5) | (v5 != v5))
-                        b5 = v5 if t5 else b5
-                        i5 = pos if t5 else i5
-                        v6 = x[c0 + 6]
-                        t6 = (b6 == b6) & ((v6 > b6) | (v6 != v6))
-                        b6 = v6 if t6 else b6
-                        i6 = pos if t6 else i6
-                        v7 = x[c0 + 7]
-                        t7 = (b7 == b7) & ((v7 > b7) | (v7 != v7))
-                        b7 = v7 if t7 else b7
-                        i7 = pos if t7 else i7
                 if mode == 0:
-                    for kh in range(fh):
-                        h = h0 + kh
-                        if h < 0 or h >= H:
-                            continue
-                        for kw in range(fw):
-                            w = w0 + kw
-                            if w < 0 or w >= W:
-                                continue
-                            x = X[i, h, w]
-                            g = dX[i, h, w]
-                            g[c0 + 0] = d0 if x[c0 + 0] == b0 else d0 * zero
-                            g[c0 + 1] = d1 if x[c0 + 1] == b1 else d1 * zero
-                            g[c0 + 2] = d2 if x[c0 + 2] == b2 else d2 * zero
-                            g[c0 + 3] = d3 if x[c0 + 3] == b3 else d3 * zero
-                            g[c0 + 4] = d4 if x[c0 + 4] == b4 else d4 * zero
-                            g[c0 + 5] = d5 if x[c0 + 5] == b5 else d5 * zero
-                            g[c0 + 6] = d6 if x[c0 + 6] == b6 else d6 * zero
-                            g[c0 + 7] = d7 if x[c0 + 7] == b7 else d7 * zero
+                    # the window maxima (NaN-propagating), then dA where x equals them
+                    for h in range(ha, hb):
+                        xr = Xi[h]
+                        for w in range(wa, wb):
+                            v0 = xr[w, c0 + 0]
+                            b0 = v0 if ((v0 > b0) | (v0 != v0)) else b0
+                            v1 = xr[w, c0 + 1]
+                            b1 = v1 if ((v1 > b1) | (v1 != v1)) else b1
+                            v2 = xr[w, c0 + 2]
+                            b2 = v2 if ((v2 > b2) | (v2 != v2)) else b2
+                            v3 = xr[w, c0 + 3]
+                            b3 = v3 if ((v3 > b3) | (v3 != v3)) else b3
+                            v4 = xr[w, c0 + 4]
+                            b4 = v4 if ((v4 > b4) | (v4 != v4)) else b4
+                            v5 = xr[w, c0 + 5]
+                            b5 = v5 if ((v5 > b5) | (v5 != v5)) else b5
+                            v6 = xr[w, c0 + 6]
+                            b6 = v6 if ((v6 > b6) | (v6 != v6)) else b6
+                            v7 = xr[w, c0 + 7]
+                            b7 = v7 if ((v7 > b7) | (v7 != v7)) else b7
+                    for h in range(ha, hb):
+                        xr = Xi[h]
+                        gr = Gi[h]
+                        for w in range(wa, wb):
+                            gr[w, c0 + 0] = d0 if xr[w, c0 + 0] == b0 else d0 * zero
+                            gr[w, c0 + 1] = d1 if xr[w, c0 + 1] == b1 else d1 * zero
+                            gr[w, c0 + 2] = d2 if xr[w, c0 + 2] == b2 else d2 * zero
+                            gr[w, c0 + 3] = d3 if xr[w, c0 + 3] == b3 else d3 * zero
+                            gr[w, c0 + 4] = d4 if xr[w, c0 + 4] == b4 else d4 * zero
+                            gr[w, c0 + 5] = d5 if xr[w, c0 + 5] == b5 else d5 * zero
+                            gr[w, c0 + 6] = d6 if xr[w, c0 + 6] == b6 else d6 * zero
+                            gr[w, c0 + 7] = d7 if xr[w, c0 + 7] == b7 else d7 * zero
                 else:
-                    for kh in range(fh):
-                        h = h0 + kh
-                        if h < 0 or h >= H:
-                            continue
-                        for kw in range(fw):
-                            w = w0 + kw
-                            if w < 0 or w >= W:
-                                continue
-                            pos = kh * fw + kw
-                            g = dX[i, h, w]
-                            g[c0 + 0] = d0 if pos == i0 else d0 * zero
-                            g[c0 + 1] = d1 if pos == i1 else d1 * zero
-                            g[c0 + 2] = d2 if pos == i2 else d2 * zero
-                            g[c0 + 3] = d3 if pos == i3 else d3 * zero
-                            g[c0 + 4] = d4 if pos == i4 else d4 * zero
-                            g[c0 + 5] = d5 if pos == i5 else d5 * zero
-                            g[c0 + 6] = d6 if pos == i6 else d6 * zero
-                            g[c0 + 7] = d7 if pos == i7 else d7 * zero
-                c0 += 8
-            for c in range(c0, C):
+                    # the first maximum's position (row-major; a NaN wins and stays)
+                    i0 = 0
+                    i1 = 0
+                    i2 = 0
+                    i3 = 0
+                    i4 = 0
+                    i5 = 0
+                    i6 = 0
+                    i7 = 0
+                    for h in range(ha, hb):
+                        xr = Xi[h]
+                        for w in range(wa, wb):
+                            pos = (h - h0) * fw + (w - w0)
+                            v0 = xr[w, c0 + 0]
+                            t0 = (b0 == b0) & ((v0 > b0) | (v0 != v0))
+                            b0 = v0 if t0 else b0
+                            i0 = pos if t0 else i0
+                            v1 = xr[w, c0 + 1]
+                            t1 = (b1 == b1) & ((v1 > b1) | (v1 != v1))
+                            b1 = v1 if t1 else b1
+                            i1 = pos if t1 else i1
+                            v2 = xr[w, c0 + 2]
+                            t2 = (b2 == b2) & ((v2 > b2) | (v2 != v2))
+                            b2 = v2 if t2 else b2
+                            i2 = pos if t2 else i2
+                            v3 = xr[w, c0 + 3]
+                            t3 = (b3 == b3) & ((v3 > b3) | (v3 != v3))
+                            b3 = v3 if t3 else b3
+                            i3 = pos if t3 else i3
+                            v4 = xr[w, c0 + 4]
+                            t4 = (b4 == b4) & ((v4 > b4) | (v4 != v4))
+                            b4 = v4 if t4 else b4
+                            i4 = pos if t4 else i4
+                            v5 = xr[w, c0 + 5]
+                            t5 = (b5 == b5) & ((v5 > b5) | (v5 != v5))
+                            b5 = v5 if t5 else b5
+                            i5 = pos if t5 else i5
+                            v6 = xr[w, c0 + 6]
+                            t6 = (b6 == b6) & ((v6 > b6) | (v6 != v6))
+                            b6 = v6 if t6 else b6
+                            i6 = pos if t6 else i6
+                            v7 = xr[w, c0 + 7]
+                            t7 = (b7 == b7) & ((v7 > b7) | (v7 != v7))
+                            b7 = v7 if t7 else b7
+                            i7 = pos if t7 else i7
+                    for h in range(ha, hb):
+                        gr = Gi[h]
+                        for w in range(wa, wb):
+                            pos = (h - h0) * fw + (w - w0)
+                            gr[w, c0 + 0] = d0 if pos == i0 else d0 * zero
+                            gr[w, c0 + 1] = d1 if pos == i1 else d1 * zero
+                            gr[w, c0 + 2] = d2 if pos == i2 else d2 * zero
+                            gr[w, c0 + 3] = d3 if pos == i3 else d3 * zero
+                            gr[w, c0 + 4] = d4 if pos == i4 else d4 * zero
+                            gr[w, c0 + 5] = d5 if pos == i5 else d5 * zero
+                            gr[w, c0 + 6] = d6 if pos == i6 else d6 * zero
+                            gr[w, c0 + 7] = d7 if pos == i7 else d7 * zero
+            for c in range(nb * 8, C):
                 dc = d[c]
                 bc = ninf
                 ic = 0
-                for kh in range(fh):
-                    h = h0 + kh
-                    if h < 0 or h >= H:
-                        continue
-                    for kw in range(fw):
-                        w = w0 + kw
-                        if w < 0 or w >= W:
-                            continue
-                        v = X[i, h, w, c]
+                for h in range(ha, hb):
+                    for w in range(wa, wb):
+                        v = Xi[h, w, c]
                         tk = (bc == bc) & ((v > bc) | (v != v))
                         bc = v if tk else bc
-                        ic = kh * fw + kw if tk else ic
-                for kh in range(fh):
-                    h = h0 + kh
-                    if h < 0 or h >= H:
-                        continue
-                    for kw in range(fw):
-                        w = w0 + kw
-                        if w < 0 or w >= W:
-                            continue
+                        ic = (h - h0) * fw + (w - w0) if tk else ic
+                for h in range(ha, hb):
+                    for w in range(wa, wb):
                         if mode == 0:
-                            dX[i, h, w, c] = dc if X[i, h, w, c] == bc else dc * zero
+                            Gi[h, w, c] = dc if Xi[h, w, c] == bc else dc * zero
                         else:
-                            dX[i, h, w, c] = dc if kh * fw + kw == ic else dc * zero
+                            Gi[h, w, c] = dc if (h - h0) * fw + (w - w0) == ic else dc * zero
 
 
 @numba.njit(**{opts})
