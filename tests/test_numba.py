@@ -111,18 +111,22 @@ def test_auto_picks_numba():
 @pytest.mark.parametrize("mode", ["max", "average"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("big", [False, True], ids=["serial", "parallel"])
-def test_pool_forward_propagates_nan(monkeypatch, big, dtype, mode, hp):
+@pytest.mark.parametrize("C", [3, 11, 21])
+def test_pool_forward_propagates_nan(monkeypatch, big, dtype, mode, hp, C):
+    """NaN, -inf and ties through every pooling kernel; C = 3, 11 and 21 reach each channel
+    block width of ``POOL_NB`` (11 and 21 with the last block shifted back)."""
     if big:
         monkeypatch.setattr(nb, "_SERIAL_WORK", 0)
-    A = np.random.RandomState(0).randint(-3, 3, size=(2, 6, 6, 11)).astype(dtype)  # ties, 8 + 3 channels
+    A = np.random.RandomState(0).randint(-3, 3, size=(2, 6, 6, C)).astype(dtype)  # ties
     A[0, 1, 1, 0] = np.nan  # a NaN early in a window
-    A[0, 2, 2, 9] = np.nan  # a NaN in the scalar channel tail
+    A[0, 2, 2, C - 2] = np.nan  # a NaN in the last channel block
     A[1, 5, 4, 2] = np.nan  # a NaN last in a window
     A[0, 3, 3, 1] = -np.inf
     out = fastnn.pool_forward(A, hp, mode, backend="numba")[0]
     ref = fastnn.pool_forward(A, hp, mode, backend=REF)[0]
     np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
     assert np.isnan(out).any()
+    _close(out, ref, dtype, f"C={C}")
     dA = np.ones_like(out)
     for ties in ("all", "first"):
         g = fastnn.pool_backward(dA, (A, hp), mode, ties=ties, backend="numba")
@@ -214,15 +218,14 @@ def test_row_helper_takes_an_int64_index_from_prange():
     import numba
 
     from fastnn.backends import _nb_misc
-    shell = numba.njit(parallel=True)(_nb_misc.pool_bwd_par.py_func)
-    helper = _nb_misc._pool_bwd_row
-    X = np.random.default_rng(0).standard_normal((2, 5, 5, 3))
-    dA = np.ones((2, 2, 2, 3))
+    shell = numba.njit(parallel=True)(_nb_misc.pool_max_bwd_direct_b1_par.py_func)
+    helper = _nb_misc._pool_max_bwd_direct_b1_row
+    X = np.random.default_rng(0).standard_normal((2, 4, 4, 3))
+    dA = np.random.default_rng(1).standard_normal((2, 2, 2, 3))
     out = np.empty_like(X)
-    idx = np.zeros((1, 1, 1, 1), dtype=np.int32)
-    shell(X, dA, idx, dA, out, 3, 3, 2, 2, 0, 0, 2, 9.0, 0.0)
+    shell(X, dA, out, 2, 2, 2, 2, 0, 0, -np.inf, 0.0)
     expected = np.empty_like(X)
-    _nb_misc.pool_bwd_ser(X, dA, idx, dA, expected, 3, 3, 2, 2, 0, 0, 2, 9.0, 0.0)
+    _nb_misc.pool_max_bwd_direct_b1_ser(X, dA, expected, 2, 2, 2, 2, 0, 0, -np.inf, 0.0)
     np.testing.assert_array_equal(out, expected)
     assert helper.signatures
     assert all(sig[-1] == numba.types.int64 for sig in helper.signatures), helper.signatures

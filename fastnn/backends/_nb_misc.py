@@ -52,281 +52,6 @@ def sum_parts_par(part, out):
         out[q] = s
 
 
-@numba.njit(**NJIT)
-def _pool_fwd_row(X, Out, fh, fw, sh, sw, ph, pw, is_max, area, ninf, zero, t):
-    """Iteration t of ``pool_fwd_par``'s loop."""
-    m, H, W, C = X.shape
-    _, Ho, Wo, _ = Out.shape
-    i = t // Ho
-    ho = t - i * Ho
-    h0 = ho * sh - ph
-    ha = max(h0, 0)
-    hb = min(h0 + fh, H)
-    for wo in range(Wo):
-        w0 = wo * sw - pw
-        wa = max(w0, 0)
-        wb = min(w0 + fw, W)
-        o = Out[i, ho, wo]
-        if is_max:
-            # 8 channels at a time in registers (a select on memory becomes a slow
-            # masked store); NaN propagates: a NaN v is taken, a NaN m is kept.
-            c0 = 0
-            while c0 + 8 <= C:
-                m0 = ninf
-                m1 = ninf
-                m2 = ninf
-                m3 = ninf
-                m4 = ninf
-                m5 = ninf
-                m6 = ninf
-                m7 = ninf
-                for h in range(ha, hb):
-                    for w in range(wa, wb):
-                        x = X[i, h, w]
-                        v0 = x[c0 + 0]
-                        m0 = v0 if ((v0 > m0) | (v0 != v0)) else m0
-                        v1 = x[c0 + 1]
-                        m1 = v1 if ((v1 > m1) | (v1 != v1)) else m1
-                        v2 = x[c0 + 2]
-                        m2 = v2 if ((v2 > m2) | (v2 != v2)) else m2
-                        v3 = x[c0 + 3]
-                        m3 = v3 if ((v3 > m3) | (v3 != v3)) else m3
-                        v4 = x[c0 + 4]
-                        m4 = v4 if ((v4 > m4) | (v4 != v4)) else m4
-                        v5 = x[c0 + 5]
-                        m5 = v5 if ((v5 > m5) | (v5 != v5)) else m5
-                        v6 = x[c0 + 6]
-                        m6 = v6 if ((v6 > m6) | (v6 != v6)) else m6
-                        v7 = x[c0 + 7]
-                        m7 = v7 if ((v7 > m7) | (v7 != v7)) else m7
-                o[c0 + 0] = m0
-                o[c0 + 1] = m1
-                o[c0 + 2] = m2
-                o[c0 + 3] = m3
-                o[c0 + 4] = m4
-                o[c0 + 5] = m5
-                o[c0 + 6] = m6
-                o[c0 + 7] = m7
-                c0 += 8
-            for c in range(c0, C):
-                mc = ninf
-                for h in range(ha, hb):
-                    for w in range(wa, wb):
-                        v = X[i, h, w, c]
-                        mc = v if ((v > mc) | (v != v)) else mc
-                o[c] = mc
-        else:
-            c0 = 0
-            while c0 + 8 <= C:
-                s0 = zero
-                s1 = zero
-                s2 = zero
-                s3 = zero
-                s4 = zero
-                s5 = zero
-                s6 = zero
-                s7 = zero
-                for h in range(ha, hb):
-                    for w in range(wa, wb):
-                        x = X[i, h, w]
-                        s0 += x[c0 + 0]
-                        s1 += x[c0 + 1]
-                        s2 += x[c0 + 2]
-                        s3 += x[c0 + 3]
-                        s4 += x[c0 + 4]
-                        s5 += x[c0 + 5]
-                        s6 += x[c0 + 6]
-                        s7 += x[c0 + 7]
-                o[c0 + 0] = s0 / area
-                o[c0 + 1] = s1 / area
-                o[c0 + 2] = s2 / area
-                o[c0 + 3] = s3 / area
-                o[c0 + 4] = s4 / area
-                o[c0 + 5] = s5 / area
-                o[c0 + 6] = s6 / area
-                o[c0 + 7] = s7 / area
-                c0 += 8
-            for c in range(c0, C):
-                sc = zero
-                for h in range(ha, hb):
-                    for w in range(wa, wb):
-                        sc += X[i, h, w, c]
-                o[c] = sc / area
-
-
-@numba.njit(**NJIT_PARALLEL)
-def pool_fwd_par(X, Out, fh, fw, sh, sw, ph, pw, is_max, area, ninf, zero):
-    """Max (NaN-propagating, pads are -inf) or average (pads count as zeros) pooling."""
-    m, H, W, C = X.shape
-    _, Ho, Wo, _ = Out.shape
-    for t in prange(m * Ho):
-        _pool_fwd_row(X, Out, fh, fw, sh, sw, ph, pw, is_max, area, ninf, zero, np.int64(t))
-
-
-@numba.njit(**NJIT)
-def pool_fwd_ser(X, Out, fh, fw, sh, sw, ph, pw, is_max, area, ninf, zero):
-    """Max (NaN-propagating, pads are -inf) or average (pads count as zeros) pooling."""
-    m, H, W, C = X.shape
-    _, Ho, Wo, _ = Out.shape
-    for t in range(m * Ho):
-        _pool_fwd_row(X, Out, fh, fw, sh, sw, ph, pw, is_max, area, ninf, zero, np.int64(t))
-
-
-@numba.njit(**NJIT)
-def _pool_argmax_row(X, Idx, fh, fw, sh, sw, ph, pw, ninf, t):
-    """Iteration t of ``pool_argmax_par``'s loop."""
-    m, H, W, C = X.shape
-    _, Ho, Wo, _ = Idx.shape
-    i = t // Ho
-    ho = t - i * Ho
-    h0 = ho * sh - ph
-    for wo in range(Wo):
-        w0 = wo * sw - pw
-        ix = Idx[i, ho, wo]
-        # a pad (-inf) never beats the running best (>= -inf), so pads are skipped;
-        # 8 channels at a time in registers, then the rest one by one.
-        c0 = 0
-        while c0 + 8 <= C:
-            b0 = ninf
-            i0 = 0
-            b1 = ninf
-            i1 = 0
-            b2 = ninf
-            i2 = 0
-            b3 = ninf
-            i3 = 0
-            b4 = ninf
-            i4 = 0
-            b5 = ninf
-            i5 = 0
-            b6 = ninf
-            i6 = 0
-            b7 = ninf
-            i7 = 0
-            for kh in range(fh):
-                h = h0 + kh
-                if h < 0 or h >= H:
-                    continue
-                for kw in range(fw):
-                    w = w0 + kw
-                    if w < 0 or w >= W:
-                        continue
-                    pos = kh * fw + kw
-                    x = X[i, h, w]
-                    v0 = x[c0 + 0]
-                    t0 = (b0 == b0) & ((v0 > b0) | (v0 != v0))
-                    b0 = v0 if t0 else b0
-                    i0 = pos if t0 else i0
-                    v1 = x[c0 + 1]
-                    t1 = (b1 == b1) & ((v1 > b1) | (v1 != v1))
-                    b1 = v1 if t1 else b1
-                    i1 = pos if t1 else i1
-                    v2 = x[c0 + 2]
-                    t2 = (b2 == b2) & ((v2 > b2) | (v2 != v2))
-                    b2 = v2 if t2 else b2
-                    i2 = pos if t2 else i2
-                    v3 = x[c0 + 3]
-                    t3 = (b3 == b3) & ((v3 > b3) | (v3 != v3))
-                    b3 = v3 if t3 else b3
-                    i3 = pos if t3 else i3
-                    v4 = x[c0 + 4]
-                    t4 = (b4 == b4) & ((v4 > b4) | (v4 != v4))
-                    b4 = v4 if t4 else b4
-                    i4 = pos if t4 else i4
-                    v5 = x[c0 + 5]
-                    t5 = (b5 == b5) & ((v5 > b5) | (v5 != v5))
-                    b5 = v5 if t5 else b5
-                    i5 = pos if t5 else i5
-                    v6 = x[c0 + 6]
-                    t6 = (b6 == b6) & ((v6 > b6) | (v6 != v6))
-                    b6 = v6 if t6 else b6
-                    i6 = pos if t6 else i6
-                    v7 = x[c0 + 7]
-                    t7 = (b7 == b7) & ((v7 > b7) | (v7 != v7))
-                    b7 = v7 if t7 else b7
-                    i7 = pos if t7 else i7
-            ix[c0 + 0] = i0
-            ix[c0 + 1] = i1
-            ix[c0 + 2] = i2
-            ix[c0 + 3] = i3
-            ix[c0 + 4] = i4
-            ix[c0 + 5] = i5
-            ix[c0 + 6] = i6
-            ix[c0 + 7] = i7
-            c0 += 8
-        for c in range(c0, C):
-            bc = ninf
-            ic = 0
-            for kh in range(fh):
-                h = h0 + kh
-                if h < 0 or h >= H:
-                    continue
-                for kw in range(fw):
-                    w = w0 + kw
-                    if w < 0 or w >= W:
-                        continue
-                    v = X[i, h, w, c]
-                    tk = (bc == bc) & ((v > bc) | (v != v))
-                    bc = v if tk else bc
-                    ic = kh * fw + kw if tk else ic
-            ix[c] = ic
-
-
-@numba.njit(**NJIT_PARALLEL)
-def pool_argmax_par(X, Idx, fh, fw, sh, sw, ph, pw, ninf):
-    """Idx[i, ho, wo, c] = np.argmax of the (-inf padded) window, row-major (first max, first NaN)."""
-    m, H, W, C = X.shape
-    _, Ho, Wo, _ = Idx.shape
-    for t in prange(m * Ho):
-        _pool_argmax_row(X, Idx, fh, fw, sh, sw, ph, pw, ninf, np.int64(t))
-
-
-@numba.njit(**NJIT)
-def pool_argmax_ser(X, Idx, fh, fw, sh, sw, ph, pw, ninf):
-    """Idx[i, ho, wo, c] = np.argmax of the (-inf padded) window, row-major (first max, first NaN)."""
-    m, H, W, C = X.shape
-    _, Ho, Wo, _ = Idx.shape
-    for t in range(m * Ho):
-        _pool_argmax_row(X, Idx, fh, fw, sh, sw, ph, pw, ninf, np.int64(t))
-
-
-@numba.njit(**NJIT)
-def _pool_bwd_row(X, M, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero, t):
-    """Iteration t of ``pool_bwd_par``'s loop."""
-    m, H, W, C = X.shape
-    _, Ho, Wo, _ = dA.shape
-    i = t // H
-    h = t - i * H
-    hp = h + ph
-    hoa = max(0, (hp - fh + sh) // sh)
-    hob = min(Ho - 1, hp // sh)
-    for w in range(W):
-        wp = w + pw
-        woa = max(0, (wp - fw + sw) // sw)
-        wob = min(Wo - 1, wp // sw)
-        g = dX[i, h, w]
-        for c in range(C):
-            g[c] = zero
-        x = X[i, h, w]
-        for ho in range(hoa, hob + 1):
-            kh = hp - ho * sh
-            for wo in range(woa, wob + 1):
-                kw = wp - wo * sw
-                d = dA[i, ho, wo]
-                if mode == 0:
-                    mx = M[i, ho, wo]
-                    for c in range(C):
-                        g[c] += d[c] if x[c] == mx[c] else d[c] * zero
-                elif mode == 1:
-                    ix = Idx[i, ho, wo]
-                    pos = kh * fw + kw
-                    for c in range(C):
-                        g[c] += d[c] if ix[c] == pos else d[c] * zero
-                else:
-                    for c in range(C):
-                        g[c] += d[c] / area
-
-
 @numba.njit(**NJIT_PARALLEL)
 def pool_bwd_par(X, M, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero):
     """Gather form of pooling backward: each input element sums the windows covering it
@@ -337,199 +62,60 @@ def pool_bwd_par(X, M, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero):
     m, H, W, C = X.shape
     _, Ho, Wo, _ = dA.shape
     for t in prange(m * H):
-        _pool_bwd_row(X, M, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero, np.int64(t))
-
-
-@numba.njit(**NJIT)
-def pool_bwd_ser(X, M, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero):
-    """Gather form of pooling backward: each input element sums the windows covering it
-    in (ho, wo) order, so no two threads write one element.
-
-    mode 0: max, ties "all" (M = window maxima); 1: max, ties "first" (Idx = argmax
-    positions); 2: average (each window gives dA / area)."""
-    m, H, W, C = X.shape
-    _, Ho, Wo, _ = dA.shape
-    for t in range(m * H):
-        _pool_bwd_row(X, M, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero, np.int64(t))
-
-
-@numba.njit(**NJIT)
-def _pool_bwd_direct_row(X, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, ninf, zero, t):
-    """Iteration t of ``pool_bwd_direct_par``'s loop."""
-    m, H, W, C = X.shape
-    _, Ho, Wo, _ = dA.shape
-    nb = C // 8
-    i = t // Ho
-    ho = t - i * Ho
-    h0 = ho * sh - ph
-    ha = max(h0, 0)
-    hb = min(h0 + fh, H)
-    Xi = X[i]
-    Gi = dX[i]
-    drow = dA[i, ho]
-    for wo in range(Wo):
-        w0 = wo * sw - pw
-        wa = max(w0, 0)
-        wb = min(w0 + fw, W)
-        d = drow[wo]
-        if mode == 2:
-            for h in range(ha, hb):
-                for w in range(wa, wb):
-                    g = Gi[h, w]
-                    for c in range(C):
-                        g[c] = d[c] / area
-            continue
-        for cb in range(nb):
-            c0 = cb * 8
-            d0 = d[c0 + 0]
-            d1 = d[c0 + 1]
-            d2 = d[c0 + 2]
-            d3 = d[c0 + 3]
-            d4 = d[c0 + 4]
-            d5 = d[c0 + 5]
-            d6 = d[c0 + 6]
-            d7 = d[c0 + 7]
-            b0 = ninf
-            b1 = ninf
-            b2 = ninf
-            b3 = ninf
-            b4 = ninf
-            b5 = ninf
-            b6 = ninf
-            b7 = ninf
-            if mode == 0:
-                # the window maxima (NaN-propagating), then dA where x equals them
-                for h in range(ha, hb):
-                    xr = Xi[h]
-                    for w in range(wa, wb):
-                        v0 = xr[w, c0 + 0]
-                        b0 = v0 if ((v0 > b0) | (v0 != v0)) else b0
-                        v1 = xr[w, c0 + 1]
-                        b1 = v1 if ((v1 > b1) | (v1 != v1)) else b1
-                        v2 = xr[w, c0 + 2]
-                        b2 = v2 if ((v2 > b2) | (v2 != v2)) else b2
-                        v3 = xr[w, c0 + 3]
-                        b3 = v3 if ((v3 > b3) | (v3 != v3)) else b3
-                        v4 = xr[w, c0 + 4]
-                        b4 = v4 if ((v4 > b4) | (v4 != v4)) else b4
-                        v5 = xr[w, c0 + 5]
-                        b5 = v5 if ((v5 > b5) | (v5 != v5)) else b5
-                        v6 = xr[w, c0 + 6]
-                        b6 = v6 if ((v6 > b6) | (v6 != v6)) else b6
-                        v7 = xr[w, c0 + 7]
-                        b7 = v7 if ((v7 > b7) | (v7 != v7)) else b7
-                for h in range(ha, hb):
-                    xr = Xi[h]
-                    gr = Gi[h]
-                    for w in range(wa, wb):
-                        gr[w, c0 + 0] = d0 if xr[w, c0 + 0] == b0 else d0 * zero
-                        gr[w, c0 + 1] = d1 if xr[w, c0 + 1] == b1 else d1 * zero
-                        gr[w, c0 + 2] = d2 if xr[w, c0 + 2] == b2 else d2 * zero
-                        gr[w, c0 + 3] = d3 if xr[w, c0 + 3] == b3 else d3 * zero
-                        gr[w, c0 + 4] = d4 if xr[w, c0 + 4] == b4 else d4 * zero
-                        gr[w, c0 + 5] = d5 if xr[w, c0 + 5] == b5 else d5 * zero
-                        gr[w, c0 + 6] = d6 if xr[w, c0 + 6] == b6 else d6 * zero
-                        gr[w, c0 + 7] = d7 if xr[w, c0 + 7] == b7 else d7 * zero
-            else:
-                # the first maximum's position (row-major; a NaN wins and stays)
-                i0 = 0
-                i1 = 0
-                i2 = 0
-                i3 = 0
-                i4 = 0
-                i5 = 0
-                i6 = 0
-                i7 = 0
-                for h in range(ha, hb):
-                    xr = Xi[h]
-                    for w in range(wa, wb):
-                        pos = (h - h0) * fw + (w - w0)
-                        v0 = xr[w, c0 + 0]
-                        t0 = (b0 == b0) & ((v0 > b0) | (v0 != v0))
-                        b0 = v0 if t0 else b0
-                        i0 = pos if t0 else i0
-                        v1 = xr[w, c0 + 1]
-                        t1 = (b1 == b1) & ((v1 > b1) | (v1 != v1))
-                        b1 = v1 if t1 else b1
-                        i1 = pos if t1 else i1
-                        v2 = xr[w, c0 + 2]
-                        t2 = (b2 == b2) & ((v2 > b2) | (v2 != v2))
-                        b2 = v2 if t2 else b2
-                        i2 = pos if t2 else i2
-                        v3 = xr[w, c0 + 3]
-                        t3 = (b3 == b3) & ((v3 > b3) | (v3 != v3))
-                        b3 = v3 if t3 else b3
-                        i3 = pos if t3 else i3
-                        v4 = xr[w, c0 + 4]
-                        t4 = (b4 == b4) & ((v4 > b4) | (v4 != v4))
-                        b4 = v4 if t4 else b4
-                        i4 = pos if t4 else i4
-                        v5 = xr[w, c0 + 5]
-                        t5 = (b5 == b5) & ((v5 > b5) | (v5 != v5))
-                        b5 = v5 if t5 else b5
-                        i5 = pos if t5 else i5
-                        v6 = xr[w, c0 + 6]
-                        t6 = (b6 == b6) & ((v6 > b6) | (v6 != v6))
-                        b6 = v6 if t6 else b6
-                        i6 = pos if t6 else i6
-                        v7 = xr[w, c0 + 7]
-                        t7 = (b7 == b7) & ((v7 > b7) | (v7 != v7))
-                        b7 = v7 if t7 else b7
-                        i7 = pos if t7 else i7
-                for h in range(ha, hb):
-                    gr = Gi[h]
-                    for w in range(wa, wb):
-                        pos = (h - h0) * fw + (w - w0)
-                        gr[w, c0 + 0] = d0 if pos == i0 else d0 * zero
-                        gr[w, c0 + 1] = d1 if pos == i1 else d1 * zero
-                        gr[w, c0 + 2] = d2 if pos == i2 else d2 * zero
-                        gr[w, c0 + 3] = d3 if pos == i3 else d3 * zero
-                        gr[w, c0 + 4] = d4 if pos == i4 else d4 * zero
-                        gr[w, c0 + 5] = d5 if pos == i5 else d5 * zero
-                        gr[w, c0 + 6] = d6 if pos == i6 else d6 * zero
-                        gr[w, c0 + 7] = d7 if pos == i7 else d7 * zero
-        for c in range(nb * 8, C):
-            dc = d[c]
-            bc = ninf
-            ic = 0
-            for h in range(ha, hb):
-                for w in range(wa, wb):
-                    v = Xi[h, w, c]
-                    tk = (bc == bc) & ((v > bc) | (v != v))
-                    bc = v if tk else bc
-                    ic = (h - h0) * fw + (w - w0) if tk else ic
-            for h in range(ha, hb):
-                for w in range(wa, wb):
+        i = t // H
+        h = t - i * H
+        hp = h + ph
+        hoa = max(0, (hp - fh + sh) // sh)
+        hob = min(Ho - 1, hp // sh)
+        for w in range(W):
+            wp = w + pw
+            woa = max(0, (wp - fw + sw) // sw)
+            wob = min(Wo - 1, wp // sw)
+            g = dX[i, h, w]
+            for c in range(C):
+                g[c] = zero
+            x = X[i, h, w]
+            for ho in range(hoa, hob + 1):
+                kh = hp - ho * sh
+                for wo in range(woa, wob + 1):
+                    kw = wp - wo * sw
+                    d = dA[i, ho, wo]
                     if mode == 0:
-                        Gi[h, w, c] = dc if Xi[h, w, c] == bc else dc * zero
+                        mx = M[i, ho, wo]
+                        for c in range(C):
+                            g[c] += d[c] if x[c] == mx[c] else d[c] * zero
+                    elif mode == 1:
+                        ix = Idx[i, ho, wo]
+                        pos = kh * fw + kw
+                        for c in range(C):
+                            g[c] += d[c] if ix[c] == pos else d[c] * zero
                     else:
-                        Gi[h, w, c] = dc if (h - h0) * fw + (w - w0) == ic else dc * zero
+                        for c in range(C):
+                            g[c] += d[c] / area
 
 
 @numba.njit(**NJIT_PARALLEL)
-def pool_bwd_direct_par(X, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, ninf, zero):
-    """Pooling backward for non-overlapping windows (sh >= fh and sw >= fw): each window
-    writes its own positions (the caller zeroes dX first where no window reaches).
-    mode 0: max, ties "all"; 1: max, ties "first"; 2: average. Windows are clipped to the
-    input (range bounds, no per-position checks) and indexed per dimension on row views."""
-    m, H, W, C = X.shape
+def pool_avg_bwd_direct_par(dA, dX, fh, fw, sh, sw, ph, pw, area):
+    """Average-pooling backward for non-overlapping windows (sh >= fh and sw >= fw): each
+    window writes dA / area to its positions clipped to the input (the caller zeroes dX
+    first where no window reaches)."""
+    m, H, W, C = dX.shape
     _, Ho, Wo, _ = dA.shape
-    nb = C // 8
     for t in prange(m * Ho):
-        _pool_bwd_direct_row(X, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, ninf, zero, np.int64(t))
-
-
-@numba.njit(**NJIT)
-def pool_bwd_direct_ser(X, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, ninf, zero):
-    """Pooling backward for non-overlapping windows (sh >= fh and sw >= fw): each window
-    writes its own positions (the caller zeroes dX first where no window reaches).
-    mode 0: max, ties "all"; 1: max, ties "first"; 2: average. Windows are clipped to the
-    input (range bounds, no per-position checks) and indexed per dimension on row views."""
-    m, H, W, C = X.shape
-    _, Ho, Wo, _ = dA.shape
-    nb = C // 8
-    for t in range(m * Ho):
-        _pool_bwd_direct_row(X, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, ninf, zero, np.int64(t))
+        i = t // Ho
+        ho = t - i * Ho
+        h0 = ho * sh - ph
+        Gi = dX[i]
+        drow = dA[i, ho]
+        for wo in range(Wo):
+            w0 = wo * sw - pw
+            d = drow[wo]
+            for h in range(max(h0, 0), min(h0 + fh, H)):
+                gr = Gi[h]
+                for w in range(max(w0, 0), min(w0 + fw, W)):
+                    g = gr[w]
+                    for c in range(C):
+                        g[c] = d[c] / area
 
 
 @numba.njit(**NJIT_PARALLEL)
@@ -595,6 +181,72 @@ def sum_parts_ser(part, out):
         for c in range(1, nch):
             s += part[c, q]
         out[q] = s
+
+
+@numba.njit(**NJIT)
+def pool_bwd_ser(X, M, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero):
+    """Gather form of pooling backward: each input element sums the windows covering it
+    in (ho, wo) order, so no two threads write one element.
+
+    mode 0: max, ties "all" (M = window maxima); 1: max, ties "first" (Idx = argmax
+    positions); 2: average (each window gives dA / area)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    for t in range(m * H):
+        i = t // H
+        h = t - i * H
+        hp = h + ph
+        hoa = max(0, (hp - fh + sh) // sh)
+        hob = min(Ho - 1, hp // sh)
+        for w in range(W):
+            wp = w + pw
+            woa = max(0, (wp - fw + sw) // sw)
+            wob = min(Wo - 1, wp // sw)
+            g = dX[i, h, w]
+            for c in range(C):
+                g[c] = zero
+            x = X[i, h, w]
+            for ho in range(hoa, hob + 1):
+                kh = hp - ho * sh
+                for wo in range(woa, wob + 1):
+                    kw = wp - wo * sw
+                    d = dA[i, ho, wo]
+                    if mode == 0:
+                        mx = M[i, ho, wo]
+                        for c in range(C):
+                            g[c] += d[c] if x[c] == mx[c] else d[c] * zero
+                    elif mode == 1:
+                        ix = Idx[i, ho, wo]
+                        pos = kh * fw + kw
+                        for c in range(C):
+                            g[c] += d[c] if ix[c] == pos else d[c] * zero
+                    else:
+                        for c in range(C):
+                            g[c] += d[c] / area
+
+
+@numba.njit(**NJIT)
+def pool_avg_bwd_direct_ser(dA, dX, fh, fw, sh, sw, ph, pw, area):
+    """Average-pooling backward for non-overlapping windows (sh >= fh and sw >= fw): each
+    window writes dA / area to its positions clipped to the input (the caller zeroes dX
+    first where no window reaches)."""
+    m, H, W, C = dX.shape
+    _, Ho, Wo, _ = dA.shape
+    for t in range(m * Ho):
+        i = t // Ho
+        ho = t - i * Ho
+        h0 = ho * sh - ph
+        Gi = dX[i]
+        drow = dA[i, ho]
+        for wo in range(Wo):
+            w0 = wo * sw - pw
+            d = drow[wo]
+            for h in range(max(h0, 0), min(h0 + fh, H)):
+                gr = Gi[h]
+                for w in range(max(w0, 0), min(w0 + fw, W)):
+                    g = gr[w]
+                    for c in range(C):
+                        g[c] = d[c] / area
 
 
 @numba.njit(**NJIT)
@@ -703,3 +355,1515 @@ def sigmoid_backward_ser(dA, Z, out, one):
     for q in range(dA.shape[0]):
         s = one / (one + np.exp(-Z[q]))
         out[q] = dA[q] * s * (one - s)
+
+#: Channel block widths of the pooling kernels, widest first.
+POOL_NB = (16, 8, 1)
+
+
+@numba.njit(**NJIT)
+def _pool_max_b16_row(X, Out, fh, fw, sh, sw, ph, pw, ninf, t):
+    """Iteration t of ``pool_max_b16_par``'s loop."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Out.shape
+    nb = (C + 15) // 16
+    i = t // Ho
+    ho = t - i * Ho
+    h0 = ho * sh - ph
+    ha = max(h0, 0)
+    hb = min(h0 + fh, H)
+    Xi = X[i]
+    orow = Out[i, ho]
+    for wo in range(Wo):
+        w0 = wo * sw - pw
+        wa = max(w0, 0)
+        wb = min(w0 + fw, W)
+        o = orow[wo]
+        for cb in range(nb):
+            c0 = max(min(cb * 16, C - 16), 0)  # >= 0: no index wraparound code
+            b0 = ninf
+            b1 = ninf
+            b2 = ninf
+            b3 = ninf
+            b4 = ninf
+            b5 = ninf
+            b6 = ninf
+            b7 = ninf
+            b8 = ninf
+            b9 = ninf
+            b10 = ninf
+            b11 = ninf
+            b12 = ninf
+            b13 = ninf
+            b14 = ninf
+            b15 = ninf
+            for h in range(ha, hb):
+                xr = Xi[h]
+                for w in range(wa, wb):
+                    v0 = xr[w, c0 + 0]
+                    b0 = v0 if ((v0 > b0) | (v0 != v0)) else b0
+                    v1 = xr[w, c0 + 1]
+                    b1 = v1 if ((v1 > b1) | (v1 != v1)) else b1
+                    v2 = xr[w, c0 + 2]
+                    b2 = v2 if ((v2 > b2) | (v2 != v2)) else b2
+                    v3 = xr[w, c0 + 3]
+                    b3 = v3 if ((v3 > b3) | (v3 != v3)) else b3
+                    v4 = xr[w, c0 + 4]
+                    b4 = v4 if ((v4 > b4) | (v4 != v4)) else b4
+                    v5 = xr[w, c0 + 5]
+                    b5 = v5 if ((v5 > b5) | (v5 != v5)) else b5
+                    v6 = xr[w, c0 + 6]
+                    b6 = v6 if ((v6 > b6) | (v6 != v6)) else b6
+                    v7 = xr[w, c0 + 7]
+                    b7 = v7 if ((v7 > b7) | (v7 != v7)) else b7
+                    v8 = xr[w, c0 + 8]
+                    b8 = v8 if ((v8 > b8) | (v8 != v8)) else b8
+                    v9 = xr[w, c0 + 9]
+                    b9 = v9 if ((v9 > b9) | (v9 != v9)) else b9
+                    v10 = xr[w, c0 + 10]
+                    b10 = v10 if ((v10 > b10) | (v10 != v10)) else b10
+                    v11 = xr[w, c0 + 11]
+                    b11 = v11 if ((v11 > b11) | (v11 != v11)) else b11
+                    v12 = xr[w, c0 + 12]
+                    b12 = v12 if ((v12 > b12) | (v12 != v12)) else b12
+                    v13 = xr[w, c0 + 13]
+                    b13 = v13 if ((v13 > b13) | (v13 != v13)) else b13
+                    v14 = xr[w, c0 + 14]
+                    b14 = v14 if ((v14 > b14) | (v14 != v14)) else b14
+                    v15 = xr[w, c0 + 15]
+                    b15 = v15 if ((v15 > b15) | (v15 != v15)) else b15
+            o[c0 + 0] = b0
+            o[c0 + 1] = b1
+            o[c0 + 2] = b2
+            o[c0 + 3] = b3
+            o[c0 + 4] = b4
+            o[c0 + 5] = b5
+            o[c0 + 6] = b6
+            o[c0 + 7] = b7
+            o[c0 + 8] = b8
+            o[c0 + 9] = b9
+            o[c0 + 10] = b10
+            o[c0 + 11] = b11
+            o[c0 + 12] = b12
+            o[c0 + 13] = b13
+            o[c0 + 14] = b14
+            o[c0 + 15] = b15
+
+
+@numba.njit(**NJIT_PARALLEL)
+def pool_max_b16_par(X, Out, fh, fw, sh, sw, ph, pw, ninf):
+    """Max pooling, NaN-propagating (pads are -inf, so the window is clipped to the input).
+    Channel blocks of 16 (the last one shifted back to end at C; needs C >= 16)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Out.shape
+    nb = (C + 15) // 16
+    for t in prange(m * Ho):
+        _pool_max_b16_row(X, Out, fh, fw, sh, sw, ph, pw, ninf, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def pool_max_b16_ser(X, Out, fh, fw, sh, sw, ph, pw, ninf):
+    """Max pooling, NaN-propagating (pads are -inf, so the window is clipped to the input).
+    Channel blocks of 16 (the last one shifted back to end at C; needs C >= 16)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Out.shape
+    nb = (C + 15) // 16
+    for t in range(m * Ho):
+        _pool_max_b16_row(X, Out, fh, fw, sh, sw, ph, pw, ninf, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def _pool_avg_b16_row(X, Out, fh, fw, sh, sw, ph, pw, area, zero, t):
+    """Iteration t of ``pool_avg_b16_par``'s loop."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Out.shape
+    nb = (C + 15) // 16
+    i = t // Ho
+    ho = t - i * Ho
+    h0 = ho * sh - ph
+    ha = max(h0, 0)
+    hb = min(h0 + fh, H)
+    Xi = X[i]
+    orow = Out[i, ho]
+    for wo in range(Wo):
+        w0 = wo * sw - pw
+        wa = max(w0, 0)
+        wb = min(w0 + fw, W)
+        o = orow[wo]
+        for cb in range(nb):
+            c0 = max(min(cb * 16, C - 16), 0)  # >= 0: no index wraparound code
+            s0 = zero
+            s1 = zero
+            s2 = zero
+            s3 = zero
+            s4 = zero
+            s5 = zero
+            s6 = zero
+            s7 = zero
+            s8 = zero
+            s9 = zero
+            s10 = zero
+            s11 = zero
+            s12 = zero
+            s13 = zero
+            s14 = zero
+            s15 = zero
+            for h in range(ha, hb):
+                xr = Xi[h]
+                for w in range(wa, wb):
+                    s0 += xr[w, c0 + 0]
+                    s1 += xr[w, c0 + 1]
+                    s2 += xr[w, c0 + 2]
+                    s3 += xr[w, c0 + 3]
+                    s4 += xr[w, c0 + 4]
+                    s5 += xr[w, c0 + 5]
+                    s6 += xr[w, c0 + 6]
+                    s7 += xr[w, c0 + 7]
+                    s8 += xr[w, c0 + 8]
+                    s9 += xr[w, c0 + 9]
+                    s10 += xr[w, c0 + 10]
+                    s11 += xr[w, c0 + 11]
+                    s12 += xr[w, c0 + 12]
+                    s13 += xr[w, c0 + 13]
+                    s14 += xr[w, c0 + 14]
+                    s15 += xr[w, c0 + 15]
+            o[c0 + 0] = s0 / area
+            o[c0 + 1] = s1 / area
+            o[c0 + 2] = s2 / area
+            o[c0 + 3] = s3 / area
+            o[c0 + 4] = s4 / area
+            o[c0 + 5] = s5 / area
+            o[c0 + 6] = s6 / area
+            o[c0 + 7] = s7 / area
+            o[c0 + 8] = s8 / area
+            o[c0 + 9] = s9 / area
+            o[c0 + 10] = s10 / area
+            o[c0 + 11] = s11 / area
+            o[c0 + 12] = s12 / area
+            o[c0 + 13] = s13 / area
+            o[c0 + 14] = s14 / area
+            o[c0 + 15] = s15 / area
+
+
+@numba.njit(**NJIT_PARALLEL)
+def pool_avg_b16_par(X, Out, fh, fw, sh, sw, ph, pw, area, zero):
+    """Average pooling (pads count as zeros: the clipped window's sum / area).
+    Channel blocks of 16 (the last one shifted back to end at C; needs C >= 16)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Out.shape
+    nb = (C + 15) // 16
+    for t in prange(m * Ho):
+        _pool_avg_b16_row(X, Out, fh, fw, sh, sw, ph, pw, area, zero, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def pool_avg_b16_ser(X, Out, fh, fw, sh, sw, ph, pw, area, zero):
+    """Average pooling (pads count as zeros: the clipped window's sum / area).
+    Channel blocks of 16 (the last one shifted back to end at C; needs C >= 16)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Out.shape
+    nb = (C + 15) // 16
+    for t in range(m * Ho):
+        _pool_avg_b16_row(X, Out, fh, fw, sh, sw, ph, pw, area, zero, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def _pool_argmax_b16_row(X, Idx, fh, fw, sh, sw, ph, pw, ninf, t):
+    """Iteration t of ``pool_argmax_b16_par``'s loop."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Idx.shape
+    nb = (C + 15) // 16
+    i = t // Ho
+    ho = t - i * Ho
+    h0 = ho * sh - ph
+    ha = max(h0, 0)
+    hb = min(h0 + fh, H)
+    Xi = X[i]
+    irow = Idx[i, ho]
+    for wo in range(Wo):
+        w0 = wo * sw - pw
+        wa = max(w0, 0)
+        wb = min(w0 + fw, W)
+        ix = irow[wo]
+        for cb in range(nb):
+            c0 = max(min(cb * 16, C - 16), 0)  # >= 0: no index wraparound code
+            b0 = ninf
+            b1 = ninf
+            b2 = ninf
+            b3 = ninf
+            b4 = ninf
+            b5 = ninf
+            b6 = ninf
+            b7 = ninf
+            b8 = ninf
+            b9 = ninf
+            b10 = ninf
+            b11 = ninf
+            b12 = ninf
+            b13 = ninf
+            b14 = ninf
+            b15 = ninf
+            q0 = 0
+            q1 = 0
+            q2 = 0
+            q3 = 0
+            q4 = 0
+            q5 = 0
+            q6 = 0
+            q7 = 0
+            q8 = 0
+            q9 = 0
+            q10 = 0
+            q11 = 0
+            q12 = 0
+            q13 = 0
+            q14 = 0
+            q15 = 0
+            for h in range(ha, hb):
+                xr = Xi[h]
+                for w in range(wa, wb):
+                    pos = (h - h0) * fw + (w - w0)
+                    v0 = xr[w, c0 + 0]
+                    u0 = (b0 == b0) & ((v0 > b0) | (v0 != v0))
+                    b0 = v0 if u0 else b0
+                    q0 = pos if u0 else q0
+                    v1 = xr[w, c0 + 1]
+                    u1 = (b1 == b1) & ((v1 > b1) | (v1 != v1))
+                    b1 = v1 if u1 else b1
+                    q1 = pos if u1 else q1
+                    v2 = xr[w, c0 + 2]
+                    u2 = (b2 == b2) & ((v2 > b2) | (v2 != v2))
+                    b2 = v2 if u2 else b2
+                    q2 = pos if u2 else q2
+                    v3 = xr[w, c0 + 3]
+                    u3 = (b3 == b3) & ((v3 > b3) | (v3 != v3))
+                    b3 = v3 if u3 else b3
+                    q3 = pos if u3 else q3
+                    v4 = xr[w, c0 + 4]
+                    u4 = (b4 == b4) & ((v4 > b4) | (v4 != v4))
+                    b4 = v4 if u4 else b4
+                    q4 = pos if u4 else q4
+                    v5 = xr[w, c0 + 5]
+                    u5 = (b5 == b5) & ((v5 > b5) | (v5 != v5))
+                    b5 = v5 if u5 else b5
+                    q5 = pos if u5 else q5
+                    v6 = xr[w, c0 + 6]
+                    u6 = (b6 == b6) & ((v6 > b6) | (v6 != v6))
+                    b6 = v6 if u6 else b6
+                    q6 = pos if u6 else q6
+                    v7 = xr[w, c0 + 7]
+                    u7 = (b7 == b7) & ((v7 > b7) | (v7 != v7))
+                    b7 = v7 if u7 else b7
+                    q7 = pos if u7 else q7
+                    v8 = xr[w, c0 + 8]
+                    u8 = (b8 == b8) & ((v8 > b8) | (v8 != v8))
+                    b8 = v8 if u8 else b8
+                    q8 = pos if u8 else q8
+                    v9 = xr[w, c0 + 9]
+                    u9 = (b9 == b9) & ((v9 > b9) | (v9 != v9))
+                    b9 = v9 if u9 else b9
+                    q9 = pos if u9 else q9
+                    v10 = xr[w, c0 + 10]
+                    u10 = (b10 == b10) & ((v10 > b10) | (v10 != v10))
+                    b10 = v10 if u10 else b10
+                    q10 = pos if u10 else q10
+                    v11 = xr[w, c0 + 11]
+                    u11 = (b11 == b11) & ((v11 > b11) | (v11 != v11))
+                    b11 = v11 if u11 else b11
+                    q11 = pos if u11 else q11
+                    v12 = xr[w, c0 + 12]
+                    u12 = (b12 == b12) & ((v12 > b12) | (v12 != v12))
+                    b12 = v12 if u12 else b12
+                    q12 = pos if u12 else q12
+                    v13 = xr[w, c0 + 13]
+                    u13 = (b13 == b13) & ((v13 > b13) | (v13 != v13))
+                    b13 = v13 if u13 else b13
+                    q13 = pos if u13 else q13
+                    v14 = xr[w, c0 + 14]
+                    u14 = (b14 == b14) & ((v14 > b14) | (v14 != v14))
+                    b14 = v14 if u14 else b14
+                    q14 = pos if u14 else q14
+                    v15 = xr[w, c0 + 15]
+                    u15 = (b15 == b15) & ((v15 > b15) | (v15 != v15))
+                    b15 = v15 if u15 else b15
+                    q15 = pos if u15 else q15
+            ix[c0 + 0] = q0
+            ix[c0 + 1] = q1
+            ix[c0 + 2] = q2
+            ix[c0 + 3] = q3
+            ix[c0 + 4] = q4
+            ix[c0 + 5] = q5
+            ix[c0 + 6] = q6
+            ix[c0 + 7] = q7
+            ix[c0 + 8] = q8
+            ix[c0 + 9] = q9
+            ix[c0 + 10] = q10
+            ix[c0 + 11] = q11
+            ix[c0 + 12] = q12
+            ix[c0 + 13] = q13
+            ix[c0 + 14] = q14
+            ix[c0 + 15] = q15
+
+
+@numba.njit(**NJIT_PARALLEL)
+def pool_argmax_b16_par(X, Idx, fh, fw, sh, sw, ph, pw, ninf):
+    """Idx[i, ho, wo, c] = np.argmax of the (-inf padded) window: row-major, first max, first NaN.
+    Channel blocks of 16 (the last one shifted back to end at C; needs C >= 16)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Idx.shape
+    nb = (C + 15) // 16
+    for t in prange(m * Ho):
+        _pool_argmax_b16_row(X, Idx, fh, fw, sh, sw, ph, pw, ninf, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def pool_argmax_b16_ser(X, Idx, fh, fw, sh, sw, ph, pw, ninf):
+    """Idx[i, ho, wo, c] = np.argmax of the (-inf padded) window: row-major, first max, first NaN.
+    Channel blocks of 16 (the last one shifted back to end at C; needs C >= 16)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Idx.shape
+    nb = (C + 15) // 16
+    for t in range(m * Ho):
+        _pool_argmax_b16_row(X, Idx, fh, fw, sh, sw, ph, pw, ninf, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def _pool_max_bwd_direct_b16_row(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, t):
+    """Iteration t of ``pool_max_bwd_direct_b16_par``'s loop."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    nb = (C + 15) // 16
+    i = t // Ho
+    ho = t - i * Ho
+    h0 = ho * sh - ph
+    ha = max(h0, 0)
+    hb = min(h0 + fh, H)
+    Xi = X[i]
+    Gi = dX[i]
+    drow = dA[i, ho]
+    for wo in range(Wo):
+        w0 = wo * sw - pw
+        wa = max(w0, 0)
+        wb = min(w0 + fw, W)
+        d = drow[wo]
+        for cb in range(nb):
+            c0 = max(min(cb * 16, C - 16), 0)  # >= 0: no index wraparound code
+            d0 = d[c0 + 0]
+            d1 = d[c0 + 1]
+            d2 = d[c0 + 2]
+            d3 = d[c0 + 3]
+            d4 = d[c0 + 4]
+            d5 = d[c0 + 5]
+            d6 = d[c0 + 6]
+            d7 = d[c0 + 7]
+            d8 = d[c0 + 8]
+            d9 = d[c0 + 9]
+            d10 = d[c0 + 10]
+            d11 = d[c0 + 11]
+            d12 = d[c0 + 12]
+            d13 = d[c0 + 13]
+            d14 = d[c0 + 14]
+            d15 = d[c0 + 15]
+            e0 = d0 * zero
+            e1 = d1 * zero
+            e2 = d2 * zero
+            e3 = d3 * zero
+            e4 = d4 * zero
+            e5 = d5 * zero
+            e6 = d6 * zero
+            e7 = d7 * zero
+            e8 = d8 * zero
+            e9 = d9 * zero
+            e10 = d10 * zero
+            e11 = d11 * zero
+            e12 = d12 * zero
+            e13 = d13 * zero
+            e14 = d14 * zero
+            e15 = d15 * zero
+            b0 = ninf
+            b1 = ninf
+            b2 = ninf
+            b3 = ninf
+            b4 = ninf
+            b5 = ninf
+            b6 = ninf
+            b7 = ninf
+            b8 = ninf
+            b9 = ninf
+            b10 = ninf
+            b11 = ninf
+            b12 = ninf
+            b13 = ninf
+            b14 = ninf
+            b15 = ninf
+            for h in range(ha, hb):
+                xr = Xi[h]
+                for w in range(wa, wb):
+                    v0 = xr[w, c0 + 0]
+                    b0 = v0 if ((v0 > b0) | (v0 != v0)) else b0
+                    v1 = xr[w, c0 + 1]
+                    b1 = v1 if ((v1 > b1) | (v1 != v1)) else b1
+                    v2 = xr[w, c0 + 2]
+                    b2 = v2 if ((v2 > b2) | (v2 != v2)) else b2
+                    v3 = xr[w, c0 + 3]
+                    b3 = v3 if ((v3 > b3) | (v3 != v3)) else b3
+                    v4 = xr[w, c0 + 4]
+                    b4 = v4 if ((v4 > b4) | (v4 != v4)) else b4
+                    v5 = xr[w, c0 + 5]
+                    b5 = v5 if ((v5 > b5) | (v5 != v5)) else b5
+                    v6 = xr[w, c0 + 6]
+                    b6 = v6 if ((v6 > b6) | (v6 != v6)) else b6
+                    v7 = xr[w, c0 + 7]
+                    b7 = v7 if ((v7 > b7) | (v7 != v7)) else b7
+                    v8 = xr[w, c0 + 8]
+                    b8 = v8 if ((v8 > b8) | (v8 != v8)) else b8
+                    v9 = xr[w, c0 + 9]
+                    b9 = v9 if ((v9 > b9) | (v9 != v9)) else b9
+                    v10 = xr[w, c0 + 10]
+                    b10 = v10 if ((v10 > b10) | (v10 != v10)) else b10
+                    v11 = xr[w, c0 + 11]
+                    b11 = v11 if ((v11 > b11) | (v11 != v11)) else b11
+                    v12 = xr[w, c0 + 12]
+                    b12 = v12 if ((v12 > b12) | (v12 != v12)) else b12
+                    v13 = xr[w, c0 + 13]
+                    b13 = v13 if ((v13 > b13) | (v13 != v13)) else b13
+                    v14 = xr[w, c0 + 14]
+                    b14 = v14 if ((v14 > b14) | (v14 != v14)) else b14
+                    v15 = xr[w, c0 + 15]
+                    b15 = v15 if ((v15 > b15) | (v15 != v15)) else b15
+            for h in range(ha, hb):
+                xr = Xi[h]
+                gr = Gi[h]
+                for w in range(wa, wb):
+                    v0 = xr[w, c0 + 0]
+                    v1 = xr[w, c0 + 1]
+                    v2 = xr[w, c0 + 2]
+                    v3 = xr[w, c0 + 3]
+                    v4 = xr[w, c0 + 4]
+                    v5 = xr[w, c0 + 5]
+                    v6 = xr[w, c0 + 6]
+                    v7 = xr[w, c0 + 7]
+                    v8 = xr[w, c0 + 8]
+                    v9 = xr[w, c0 + 9]
+                    v10 = xr[w, c0 + 10]
+                    v11 = xr[w, c0 + 11]
+                    v12 = xr[w, c0 + 12]
+                    v13 = xr[w, c0 + 13]
+                    v14 = xr[w, c0 + 14]
+                    v15 = xr[w, c0 + 15]
+                    gr[w, c0 + 0] = d0 if v0 == b0 else e0
+                    gr[w, c0 + 1] = d1 if v1 == b1 else e1
+                    gr[w, c0 + 2] = d2 if v2 == b2 else e2
+                    gr[w, c0 + 3] = d3 if v3 == b3 else e3
+                    gr[w, c0 + 4] = d4 if v4 == b4 else e4
+                    gr[w, c0 + 5] = d5 if v5 == b5 else e5
+                    gr[w, c0 + 6] = d6 if v6 == b6 else e6
+                    gr[w, c0 + 7] = d7 if v7 == b7 else e7
+                    gr[w, c0 + 8] = d8 if v8 == b8 else e8
+                    gr[w, c0 + 9] = d9 if v9 == b9 else e9
+                    gr[w, c0 + 10] = d10 if v10 == b10 else e10
+                    gr[w, c0 + 11] = d11 if v11 == b11 else e11
+                    gr[w, c0 + 12] = d12 if v12 == b12 else e12
+                    gr[w, c0 + 13] = d13 if v13 == b13 else e13
+                    gr[w, c0 + 14] = d14 if v14 == b14 else e14
+                    gr[w, c0 + 15] = d15 if v15 == b15 else e15
+
+
+@numba.njit(**NJIT_PARALLEL)
+def pool_max_bwd_direct_b16_par(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero):
+    """Max-pooling backward, ties "all", for non-overlapping windows (sh >= fh, sw >= fw): each
+    window writes its own positions (the caller zeroes dX first where no window reaches). A block's X values
+    are loaded before its dX stores (the SLP vectoriser cannot tell X and dX apart).
+    Channel blocks of 16 (the last one shifted back to end at C; needs C >= 16)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    nb = (C + 15) // 16
+    for t in prange(m * Ho):
+        _pool_max_bwd_direct_b16_row(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def pool_max_bwd_direct_b16_ser(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero):
+    """Max-pooling backward, ties "all", for non-overlapping windows (sh >= fh, sw >= fw): each
+    window writes its own positions (the caller zeroes dX first where no window reaches). A block's X values
+    are loaded before its dX stores (the SLP vectoriser cannot tell X and dX apart).
+    Channel blocks of 16 (the last one shifted back to end at C; needs C >= 16)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    nb = (C + 15) // 16
+    for t in range(m * Ho):
+        _pool_max_bwd_direct_b16_row(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def _pool_first_bwd_direct_b16_row(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, t):
+    """Iteration t of ``pool_first_bwd_direct_b16_par``'s loop."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    nb = (C + 15) // 16
+    i = t // Ho
+    ho = t - i * Ho
+    h0 = ho * sh - ph
+    ha = max(h0, 0)
+    hb = min(h0 + fh, H)
+    Xi = X[i]
+    Gi = dX[i]
+    drow = dA[i, ho]
+    for wo in range(Wo):
+        w0 = wo * sw - pw
+        wa = max(w0, 0)
+        wb = min(w0 + fw, W)
+        d = drow[wo]
+        for cb in range(nb):
+            c0 = max(min(cb * 16, C - 16), 0)  # >= 0: no index wraparound code
+            d0 = d[c0 + 0]
+            d1 = d[c0 + 1]
+            d2 = d[c0 + 2]
+            d3 = d[c0 + 3]
+            d4 = d[c0 + 4]
+            d5 = d[c0 + 5]
+            d6 = d[c0 + 6]
+            d7 = d[c0 + 7]
+            d8 = d[c0 + 8]
+            d9 = d[c0 + 9]
+            d10 = d[c0 + 10]
+            d11 = d[c0 + 11]
+            d12 = d[c0 + 12]
+            d13 = d[c0 + 13]
+            d14 = d[c0 + 14]
+            d15 = d[c0 + 15]
+            e0 = d0 * zero
+            e1 = d1 * zero
+            e2 = d2 * zero
+            e3 = d3 * zero
+            e4 = d4 * zero
+            e5 = d5 * zero
+            e6 = d6 * zero
+            e7 = d7 * zero
+            e8 = d8 * zero
+            e9 = d9 * zero
+            e10 = d10 * zero
+            e11 = d11 * zero
+            e12 = d12 * zero
+            e13 = d13 * zero
+            e14 = d14 * zero
+            e15 = d15 * zero
+            b0 = ninf
+            b1 = ninf
+            b2 = ninf
+            b3 = ninf
+            b4 = ninf
+            b5 = ninf
+            b6 = ninf
+            b7 = ninf
+            b8 = ninf
+            b9 = ninf
+            b10 = ninf
+            b11 = ninf
+            b12 = ninf
+            b13 = ninf
+            b14 = ninf
+            b15 = ninf
+            q0 = 0
+            q1 = 0
+            q2 = 0
+            q3 = 0
+            q4 = 0
+            q5 = 0
+            q6 = 0
+            q7 = 0
+            q8 = 0
+            q9 = 0
+            q10 = 0
+            q11 = 0
+            q12 = 0
+            q13 = 0
+            q14 = 0
+            q15 = 0
+            for h in range(ha, hb):
+                xr = Xi[h]
+                for w in range(wa, wb):
+                    pos = (h - h0) * fw + (w - w0)
+                    v0 = xr[w, c0 + 0]
+                    u0 = (b0 == b0) & ((v0 > b0) | (v0 != v0))
+                    b0 = v0 if u0 else b0
+                    q0 = pos if u0 else q0
+                    v1 = xr[w, c0 + 1]
+                    u1 = (b1 == b1) & ((v1 > b1) | (v1 != v1))
+                    b1 = v1 if u1 else b1
+                    q1 = pos if u1 else q1
+                    v2 = xr[w, c0 + 2]
+                    u2 = (b2 == b2) & ((v2 > b2) | (v2 != v2))
+                    b2 = v2 if u2 else b2
+                    q2 = pos if u2 else q2
+                    v3 = xr[w, c0 + 3]
+                    u3 = (b3 == b3) & ((v3 > b3) | (v3 != v3))
+                    b3 = v3 if u3 else b3
+                    q3 = pos if u3 else q3
+                    v4 = xr[w, c0 + 4]
+                    u4 = (b4 == b4) & ((v4 > b4) | (v4 != v4))
+                    b4 = v4 if u4 else b4
+                    q4 = pos if u4 else q4
+                    v5 = xr[w, c0 + 5]
+                    u5 = (b5 == b5) & ((v5 > b5) | (v5 != v5))
+                    b5 = v5 if u5 else b5
+                    q5 = pos if u5 else q5
+                    v6 = xr[w, c0 + 6]
+                    u6 = (b6 == b6) & ((v6 > b6) | (v6 != v6))
+                    b6 = v6 if u6 else b6
+                    q6 = pos if u6 else q6
+                    v7 = xr[w, c0 + 7]
+                    u7 = (b7 == b7) & ((v7 > b7) | (v7 != v7))
+                    b7 = v7 if u7 else b7
+                    q7 = pos if u7 else q7
+                    v8 = xr[w, c0 + 8]
+                    u8 = (b8 == b8) & ((v8 > b8) | (v8 != v8))
+                    b8 = v8 if u8 else b8
+                    q8 = pos if u8 else q8
+                    v9 = xr[w, c0 + 9]
+                    u9 = (b9 == b9) & ((v9 > b9) | (v9 != v9))
+                    b9 = v9 if u9 else b9
+                    q9 = pos if u9 else q9
+                    v10 = xr[w, c0 + 10]
+                    u10 = (b10 == b10) & ((v10 > b10) | (v10 != v10))
+                    b10 = v10 if u10 else b10
+                    q10 = pos if u10 else q10
+                    v11 = xr[w, c0 + 11]
+                    u11 = (b11 == b11) & ((v11 > b11) | (v11 != v11))
+                    b11 = v11 if u11 else b11
+                    q11 = pos if u11 else q11
+                    v12 = xr[w, c0 + 12]
+                    u12 = (b12 == b12) & ((v12 > b12) | (v12 != v12))
+                    b12 = v12 if u12 else b12
+                    q12 = pos if u12 else q12
+                    v13 = xr[w, c0 + 13]
+                    u13 = (b13 == b13) & ((v13 > b13) | (v13 != v13))
+                    b13 = v13 if u13 else b13
+                    q13 = pos if u13 else q13
+                    v14 = xr[w, c0 + 14]
+                    u14 = (b14 == b14) & ((v14 > b14) | (v14 != v14))
+                    b14 = v14 if u14 else b14
+                    q14 = pos if u14 else q14
+                    v15 = xr[w, c0 + 15]
+                    u15 = (b15 == b15) & ((v15 > b15) | (v15 != v15))
+                    b15 = v15 if u15 else b15
+                    q15 = pos if u15 else q15
+            for h in range(ha, hb):
+                gr = Gi[h]
+                for w in range(wa, wb):
+                    pos = (h - h0) * fw + (w - w0)
+                    gr[w, c0 + 0] = d0 if pos == q0 else e0
+                    gr[w, c0 + 1] = d1 if pos == q1 else e1
+                    gr[w, c0 + 2] = d2 if pos == q2 else e2
+                    gr[w, c0 + 3] = d3 if pos == q3 else e3
+                    gr[w, c0 + 4] = d4 if pos == q4 else e4
+                    gr[w, c0 + 5] = d5 if pos == q5 else e5
+                    gr[w, c0 + 6] = d6 if pos == q6 else e6
+                    gr[w, c0 + 7] = d7 if pos == q7 else e7
+                    gr[w, c0 + 8] = d8 if pos == q8 else e8
+                    gr[w, c0 + 9] = d9 if pos == q9 else e9
+                    gr[w, c0 + 10] = d10 if pos == q10 else e10
+                    gr[w, c0 + 11] = d11 if pos == q11 else e11
+                    gr[w, c0 + 12] = d12 if pos == q12 else e12
+                    gr[w, c0 + 13] = d13 if pos == q13 else e13
+                    gr[w, c0 + 14] = d14 if pos == q14 else e14
+                    gr[w, c0 + 15] = d15 if pos == q15 else e15
+
+
+@numba.njit(**NJIT_PARALLEL)
+def pool_first_bwd_direct_b16_par(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero):
+    """Max-pooling backward, ties "first", for non-overlapping windows (sh >= fh, sw >= fw): each
+    window writes its own positions (the caller zeroes dX first where no window reaches).
+    Channel blocks of 16 (the last one shifted back to end at C; needs C >= 16)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    nb = (C + 15) // 16
+    for t in prange(m * Ho):
+        _pool_first_bwd_direct_b16_row(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def pool_first_bwd_direct_b16_ser(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero):
+    """Max-pooling backward, ties "first", for non-overlapping windows (sh >= fh, sw >= fw): each
+    window writes its own positions (the caller zeroes dX first where no window reaches).
+    Channel blocks of 16 (the last one shifted back to end at C; needs C >= 16)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    nb = (C + 15) // 16
+    for t in range(m * Ho):
+        _pool_first_bwd_direct_b16_row(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def _pool_max_b8_row(X, Out, fh, fw, sh, sw, ph, pw, ninf, t):
+    """Iteration t of ``pool_max_b8_par``'s loop."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Out.shape
+    nb = (C + 7) // 8
+    i = t // Ho
+    ho = t - i * Ho
+    h0 = ho * sh - ph
+    ha = max(h0, 0)
+    hb = min(h0 + fh, H)
+    Xi = X[i]
+    orow = Out[i, ho]
+    for wo in range(Wo):
+        w0 = wo * sw - pw
+        wa = max(w0, 0)
+        wb = min(w0 + fw, W)
+        o = orow[wo]
+        for cb in range(nb):
+            c0 = max(min(cb * 8, C - 8), 0)  # >= 0: no index wraparound code
+            b0 = ninf
+            b1 = ninf
+            b2 = ninf
+            b3 = ninf
+            b4 = ninf
+            b5 = ninf
+            b6 = ninf
+            b7 = ninf
+            for h in range(ha, hb):
+                xr = Xi[h]
+                for w in range(wa, wb):
+                    v0 = xr[w, c0 + 0]
+                    b0 = v0 if ((v0 > b0) | (v0 != v0)) else b0
+                    v1 = xr[w, c0 + 1]
+                    b1 = v1 if ((v1 > b1) | (v1 != v1)) else b1
+                    v2 = xr[w, c0 + 2]
+                    b2 = v2 if ((v2 > b2) | (v2 != v2)) else b2
+                    v3 = xr[w, c0 + 3]
+                    b3 = v3 if ((v3 > b3) | (v3 != v3)) else b3
+                    v4 = xr[w, c0 + 4]
+                    b4 = v4 if ((v4 > b4) | (v4 != v4)) else b4
+                    v5 = xr[w, c0 + 5]
+                    b5 = v5 if ((v5 > b5) | (v5 != v5)) else b5
+                    v6 = xr[w, c0 + 6]
+                    b6 = v6 if ((v6 > b6) | (v6 != v6)) else b6
+                    v7 = xr[w, c0 + 7]
+                    b7 = v7 if ((v7 > b7) | (v7 != v7)) else b7
+            o[c0 + 0] = b0
+            o[c0 + 1] = b1
+            o[c0 + 2] = b2
+            o[c0 + 3] = b3
+            o[c0 + 4] = b4
+            o[c0 + 5] = b5
+            o[c0 + 6] = b6
+            o[c0 + 7] = b7
+
+
+@numba.njit(**NJIT_PARALLEL)
+def pool_max_b8_par(X, Out, fh, fw, sh, sw, ph, pw, ninf):
+    """Max pooling, NaN-propagating (pads are -inf, so the window is clipped to the input).
+    Channel blocks of 8 (the last one shifted back to end at C; needs C >= 8)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Out.shape
+    nb = (C + 7) // 8
+    for t in prange(m * Ho):
+        _pool_max_b8_row(X, Out, fh, fw, sh, sw, ph, pw, ninf, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def pool_max_b8_ser(X, Out, fh, fw, sh, sw, ph, pw, ninf):
+    """Max pooling, NaN-propagating (pads are -inf, so the window is clipped to the input).
+    Channel blocks of 8 (the last one shifted back to end at C; needs C >= 8)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Out.shape
+    nb = (C + 7) // 8
+    for t in range(m * Ho):
+        _pool_max_b8_row(X, Out, fh, fw, sh, sw, ph, pw, ninf, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def _pool_avg_b8_row(X, Out, fh, fw, sh, sw, ph, pw, area, zero, t):
+    """Iteration t of ``pool_avg_b8_par``'s loop."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Out.shape
+    nb = (C + 7) // 8
+    i = t // Ho
+    ho = t - i * Ho
+    h0 = ho * sh - ph
+    ha = max(h0, 0)
+    hb = min(h0 + fh, H)
+    Xi = X[i]
+    orow = Out[i, ho]
+    for wo in range(Wo):
+        w0 = wo * sw - pw
+        wa = max(w0, 0)
+        wb = min(w0 + fw, W)
+        o = orow[wo]
+        for cb in range(nb):
+            c0 = max(min(cb * 8, C - 8), 0)  # >= 0: no index wraparound code
+            s0 = zero
+            s1 = zero
+            s2 = zero
+            s3 = zero
+            s4 = zero
+            s5 = zero
+            s6 = zero
+            s7 = zero
+            for h in range(ha, hb):
+                xr = Xi[h]
+                for w in range(wa, wb):
+                    s0 += xr[w, c0 + 0]
+                    s1 += xr[w, c0 + 1]
+                    s2 += xr[w, c0 + 2]
+                    s3 += xr[w, c0 + 3]
+                    s4 += xr[w, c0 + 4]
+                    s5 += xr[w, c0 + 5]
+                    s6 += xr[w, c0 + 6]
+                    s7 += xr[w, c0 + 7]
+            o[c0 + 0] = s0 / area
+            o[c0 + 1] = s1 / area
+            o[c0 + 2] = s2 / area
+            o[c0 + 3] = s3 / area
+            o[c0 + 4] = s4 / area
+            o[c0 + 5] = s5 / area
+            o[c0 + 6] = s6 / area
+            o[c0 + 7] = s7 / area
+
+
+@numba.njit(**NJIT_PARALLEL)
+def pool_avg_b8_par(X, Out, fh, fw, sh, sw, ph, pw, area, zero):
+    """Average pooling (pads count as zeros: the clipped window's sum / area).
+    Channel blocks of 8 (the last one shifted back to end at C; needs C >= 8)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Out.shape
+    nb = (C + 7) // 8
+    for t in prange(m * Ho):
+        _pool_avg_b8_row(X, Out, fh, fw, sh, sw, ph, pw, area, zero, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def pool_avg_b8_ser(X, Out, fh, fw, sh, sw, ph, pw, area, zero):
+    """Average pooling (pads count as zeros: the clipped window's sum / area).
+    Channel blocks of 8 (the last one shifted back to end at C; needs C >= 8)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Out.shape
+    nb = (C + 7) // 8
+    for t in range(m * Ho):
+        _pool_avg_b8_row(X, Out, fh, fw, sh, sw, ph, pw, area, zero, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def _pool_argmax_b8_row(X, Idx, fh, fw, sh, sw, ph, pw, ninf, t):
+    """Iteration t of ``pool_argmax_b8_par``'s loop."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Idx.shape
+    nb = (C + 7) // 8
+    i = t // Ho
+    ho = t - i * Ho
+    h0 = ho * sh - ph
+    ha = max(h0, 0)
+    hb = min(h0 + fh, H)
+    Xi = X[i]
+    irow = Idx[i, ho]
+    for wo in range(Wo):
+        w0 = wo * sw - pw
+        wa = max(w0, 0)
+        wb = min(w0 + fw, W)
+        ix = irow[wo]
+        for cb in range(nb):
+            c0 = max(min(cb * 8, C - 8), 0)  # >= 0: no index wraparound code
+            b0 = ninf
+            b1 = ninf
+            b2 = ninf
+            b3 = ninf
+            b4 = ninf
+            b5 = ninf
+            b6 = ninf
+            b7 = ninf
+            q0 = 0
+            q1 = 0
+            q2 = 0
+            q3 = 0
+            q4 = 0
+            q5 = 0
+            q6 = 0
+            q7 = 0
+            for h in range(ha, hb):
+                xr = Xi[h]
+                for w in range(wa, wb):
+                    pos = (h - h0) * fw + (w - w0)
+                    v0 = xr[w, c0 + 0]
+                    u0 = (b0 == b0) & ((v0 > b0) | (v0 != v0))
+                    b0 = v0 if u0 else b0
+                    q0 = pos if u0 else q0
+                    v1 = xr[w, c0 + 1]
+                    u1 = (b1 == b1) & ((v1 > b1) | (v1 != v1))
+                    b1 = v1 if u1 else b1
+                    q1 = pos if u1 else q1
+                    v2 = xr[w, c0 + 2]
+                    u2 = (b2 == b2) & ((v2 > b2) | (v2 != v2))
+                    b2 = v2 if u2 else b2
+                    q2 = pos if u2 else q2
+                    v3 = xr[w, c0 + 3]
+                    u3 = (b3 == b3) & ((v3 > b3) | (v3 != v3))
+                    b3 = v3 if u3 else b3
+                    q3 = pos if u3 else q3
+                    v4 = xr[w, c0 + 4]
+                    u4 = (b4 == b4) & ((v4 > b4) | (v4 != v4))
+                    b4 = v4 if u4 else b4
+                    q4 = pos if u4 else q4
+                    v5 = xr[w, c0 + 5]
+                    u5 = (b5 == b5) & ((v5 > b5) | (v5 != v5))
+                    b5 = v5 if u5 else b5
+                    q5 = pos if u5 else q5
+                    v6 = xr[w, c0 + 6]
+                    u6 = (b6 == b6) & ((v6 > b6) | (v6 != v6))
+                    b6 = v6 if u6 else b6
+                    q6 = pos if u6 else q6
+                    v7 = xr[w, c0 + 7]
+                    u7 = (b7 == b7) & ((v7 > b7) | (v7 != v7))
+                    b7 = v7 if u7 else b7
+                    q7 = pos if u7 else q7
+            ix[c0 + 0] = q0
+            ix[c0 + 1] = q1
+            ix[c0 + 2] = q2
+            ix[c0 + 3] = q3
+            ix[c0 + 4] = q4
+            ix[c0 + 5] = q5
+            ix[c0 + 6] = q6
+            ix[c0 + 7] = q7
+
+
+@numba.njit(**NJIT_PARALLEL)
+def pool_argmax_b8_par(X, Idx, fh, fw, sh, sw, ph, pw, ninf):
+    """Idx[i, ho, wo, c] = np.argmax of the (-inf padded) window: row-major, first max, first NaN.
+    Channel blocks of 8 (the last one shifted back to end at C; needs C >= 8)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Idx.shape
+    nb = (C + 7) // 8
+    for t in prange(m * Ho):
+        _pool_argmax_b8_row(X, Idx, fh, fw, sh, sw, ph, pw, ninf, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def pool_argmax_b8_ser(X, Idx, fh, fw, sh, sw, ph, pw, ninf):
+    """Idx[i, ho, wo, c] = np.argmax of the (-inf padded) window: row-major, first max, first NaN.
+    Channel blocks of 8 (the last one shifted back to end at C; needs C >= 8)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Idx.shape
+    nb = (C + 7) // 8
+    for t in range(m * Ho):
+        _pool_argmax_b8_row(X, Idx, fh, fw, sh, sw, ph, pw, ninf, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def _pool_max_bwd_direct_b8_row(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, t):
+    """Iteration t of ``pool_max_bwd_direct_b8_par``'s loop."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    nb = (C + 7) // 8
+    i = t // Ho
+    ho = t - i * Ho
+    h0 = ho * sh - ph
+    ha = max(h0, 0)
+    hb = min(h0 + fh, H)
+    Xi = X[i]
+    Gi = dX[i]
+    drow = dA[i, ho]
+    for wo in range(Wo):
+        w0 = wo * sw - pw
+        wa = max(w0, 0)
+        wb = min(w0 + fw, W)
+        d = drow[wo]
+        for cb in range(nb):
+            c0 = max(min(cb * 8, C - 8), 0)  # >= 0: no index wraparound code
+            d0 = d[c0 + 0]
+            d1 = d[c0 + 1]
+            d2 = d[c0 + 2]
+            d3 = d[c0 + 3]
+            d4 = d[c0 + 4]
+            d5 = d[c0 + 5]
+            d6 = d[c0 + 6]
+            d7 = d[c0 + 7]
+            e0 = d0 * zero
+            e1 = d1 * zero
+            e2 = d2 * zero
+            e3 = d3 * zero
+            e4 = d4 * zero
+            e5 = d5 * zero
+            e6 = d6 * zero
+            e7 = d7 * zero
+            b0 = ninf
+            b1 = ninf
+            b2 = ninf
+            b3 = ninf
+            b4 = ninf
+            b5 = ninf
+            b6 = ninf
+            b7 = ninf
+            for h in range(ha, hb):
+                xr = Xi[h]
+                for w in range(wa, wb):
+                    v0 = xr[w, c0 + 0]
+                    b0 = v0 if ((v0 > b0) | (v0 != v0)) else b0
+                    v1 = xr[w, c0 + 1]
+                    b1 = v1 if ((v1 > b1) | (v1 != v1)) else b1
+                    v2 = xr[w, c0 + 2]
+                    b2 = v2 if ((v2 > b2) | (v2 != v2)) else b2
+                    v3 = xr[w, c0 + 3]
+                    b3 = v3 if ((v3 > b3) | (v3 != v3)) else b3
+                    v4 = xr[w, c0 + 4]
+                    b4 = v4 if ((v4 > b4) | (v4 != v4)) else b4
+                    v5 = xr[w, c0 + 5]
+                    b5 = v5 if ((v5 > b5) | (v5 != v5)) else b5
+                    v6 = xr[w, c0 + 6]
+                    b6 = v6 if ((v6 > b6) | (v6 != v6)) else b6
+                    v7 = xr[w, c0 + 7]
+                    b7 = v7 if ((v7 > b7) | (v7 != v7)) else b7
+            for h in range(ha, hb):
+                xr = Xi[h]
+                gr = Gi[h]
+                for w in range(wa, wb):
+                    v0 = xr[w, c0 + 0]
+                    v1 = xr[w, c0 + 1]
+                    v2 = xr[w, c0 + 2]
+                    v3 = xr[w, c0 + 3]
+                    v4 = xr[w, c0 + 4]
+                    v5 = xr[w, c0 + 5]
+                    v6 = xr[w, c0 + 6]
+                    v7 = xr[w, c0 + 7]
+                    gr[w, c0 + 0] = d0 if v0 == b0 else e0
+                    gr[w, c0 + 1] = d1 if v1 == b1 else e1
+                    gr[w, c0 + 2] = d2 if v2 == b2 else e2
+                    gr[w, c0 + 3] = d3 if v3 == b3 else e3
+                    gr[w, c0 + 4] = d4 if v4 == b4 else e4
+                    gr[w, c0 + 5] = d5 if v5 == b5 else e5
+                    gr[w, c0 + 6] = d6 if v6 == b6 else e6
+                    gr[w, c0 + 7] = d7 if v7 == b7 else e7
+
+
+@numba.njit(**NJIT_PARALLEL)
+def pool_max_bwd_direct_b8_par(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero):
+    """Max-pooling backward, ties "all", for non-overlapping windows (sh >= fh, sw >= fw): each
+    window writes its own positions (the caller zeroes dX first where no window reaches). A block's X values
+    are loaded before its dX stores (the SLP vectoriser cannot tell X and dX apart).
+    Channel blocks of 8 (the last one shifted back to end at C; needs C >= 8)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    nb = (C + 7) // 8
+    for t in prange(m * Ho):
+        _pool_max_bwd_direct_b8_row(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def pool_max_bwd_direct_b8_ser(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero):
+    """Max-pooling backward, ties "all", for non-overlapping windows (sh >= fh, sw >= fw): each
+    window writes its own positions (the caller zeroes dX first where no window reaches). A block's X values
+    are loaded before its dX stores (the SLP vectoriser cannot tell X and dX apart).
+    Channel blocks of 8 (the last one shifted back to end at C; needs C >= 8)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    nb = (C + 7) // 8
+    for t in range(m * Ho):
+        _pool_max_bwd_direct_b8_row(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def _pool_first_bwd_direct_b8_row(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, t):
+    """Iteration t of ``pool_first_bwd_direct_b8_par``'s loop."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    nb = (C + 7) // 8
+    i = t // Ho
+    ho = t - i * Ho
+    h0 = ho * sh - ph
+    ha = max(h0, 0)
+    hb = min(h0 + fh, H)
+    Xi = X[i]
+    Gi = dX[i]
+    drow = dA[i, ho]
+    for wo in range(Wo):
+        w0 = wo * sw - pw
+        wa = max(w0, 0)
+        wb = min(w0 + fw, W)
+        d = drow[wo]
+        for cb in range(nb):
+            c0 = max(min(cb * 8, C - 8), 0)  # >= 0: no index wraparound code
+            d0 = d[c0 + 0]
+            d1 = d[c0 + 1]
+            d2 = d[c0 + 2]
+            d3 = d[c0 + 3]
+            d4 = d[c0 + 4]
+            d5 = d[c0 + 5]
+            d6 = d[c0 + 6]
+            d7 = d[c0 + 7]
+            e0 = d0 * zero
+            e1 = d1 * zero
+            e2 = d2 * zero
+            e3 = d3 * zero
+            e4 = d4 * zero
+            e5 = d5 * zero
+            e6 = d6 * zero
+            e7 = d7 * zero
+            b0 = ninf
+            b1 = ninf
+            b2 = ninf
+            b3 = ninf
+            b4 = ninf
+            b5 = ninf
+            b6 = ninf
+            b7 = ninf
+            q0 = 0
+            q1 = 0
+            q2 = 0
+            q3 = 0
+            q4 = 0
+            q5 = 0
+            q6 = 0
+            q7 = 0
+            for h in range(ha, hb):
+                xr = Xi[h]
+                for w in range(wa, wb):
+                    pos = (h - h0) * fw + (w - w0)
+                    v0 = xr[w, c0 + 0]
+                    u0 = (b0 == b0) & ((v0 > b0) | (v0 != v0))
+                    b0 = v0 if u0 else b0
+                    q0 = pos if u0 else q0
+                    v1 = xr[w, c0 + 1]
+                    u1 = (b1 == b1) & ((v1 > b1) | (v1 != v1))
+                    b1 = v1 if u1 else b1
+                    q1 = pos if u1 else q1
+                    v2 = xr[w, c0 + 2]
+                    u2 = (b2 == b2) & ((v2 > b2) | (v2 != v2))
+                    b2 = v2 if u2 else b2
+                    q2 = pos if u2 else q2
+                    v3 = xr[w, c0 + 3]
+                    u3 = (b3 == b3) & ((v3 > b3) | (v3 != v3))
+                    b3 = v3 if u3 else b3
+                    q3 = pos if u3 else q3
+                    v4 = xr[w, c0 + 4]
+                    u4 = (b4 == b4) & ((v4 > b4) | (v4 != v4))
+                    b4 = v4 if u4 else b4
+                    q4 = pos if u4 else q4
+                    v5 = xr[w, c0 + 5]
+                    u5 = (b5 == b5) & ((v5 > b5) | (v5 != v5))
+                    b5 = v5 if u5 else b5
+                    q5 = pos if u5 else q5
+                    v6 = xr[w, c0 + 6]
+                    u6 = (b6 == b6) & ((v6 > b6) | (v6 != v6))
+                    b6 = v6 if u6 else b6
+                    q6 = pos if u6 else q6
+                    v7 = xr[w, c0 + 7]
+                    u7 = (b7 == b7) & ((v7 > b7) | (v7 != v7))
+                    b7 = v7 if u7 else b7
+                    q7 = pos if u7 else q7
+            for h in range(ha, hb):
+                gr = Gi[h]
+                for w in range(wa, wb):
+                    pos = (h - h0) * fw + (w - w0)
+                    gr[w, c0 + 0] = d0 if pos == q0 else e0
+                    gr[w, c0 + 1] = d1 if pos == q1 else e1
+                    gr[w, c0 + 2] = d2 if pos == q2 else e2
+                    gr[w, c0 + 3] = d3 if pos == q3 else e3
+                    gr[w, c0 + 4] = d4 if pos == q4 else e4
+                    gr[w, c0 + 5] = d5 if pos == q5 else e5
+                    gr[w, c0 + 6] = d6 if pos == q6 else e6
+                    gr[w, c0 + 7] = d7 if pos == q7 else e7
+
+
+@numba.njit(**NJIT_PARALLEL)
+def pool_first_bwd_direct_b8_par(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero):
+    """Max-pooling backward, ties "first", for non-overlapping windows (sh >= fh, sw >= fw): each
+    window writes its own positions (the caller zeroes dX first where no window reaches).
+    Channel blocks of 8 (the last one shifted back to end at C; needs C >= 8)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    nb = (C + 7) // 8
+    for t in prange(m * Ho):
+        _pool_first_bwd_direct_b8_row(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def pool_first_bwd_direct_b8_ser(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero):
+    """Max-pooling backward, ties "first", for non-overlapping windows (sh >= fh, sw >= fw): each
+    window writes its own positions (the caller zeroes dX first where no window reaches).
+    Channel blocks of 8 (the last one shifted back to end at C; needs C >= 8)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    nb = (C + 7) // 8
+    for t in range(m * Ho):
+        _pool_first_bwd_direct_b8_row(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def _pool_max_b1_row(X, Out, fh, fw, sh, sw, ph, pw, ninf, t):
+    """Iteration t of ``pool_max_b1_par``'s loop."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Out.shape
+    nb = (C + 0) // 1
+    i = t // Ho
+    ho = t - i * Ho
+    h0 = ho * sh - ph
+    ha = max(h0, 0)
+    hb = min(h0 + fh, H)
+    Xi = X[i]
+    orow = Out[i, ho]
+    for wo in range(Wo):
+        w0 = wo * sw - pw
+        wa = max(w0, 0)
+        wb = min(w0 + fw, W)
+        o = orow[wo]
+        for cb in range(nb):
+            c0 = max(min(cb * 1, C - 1), 0)  # >= 0: no index wraparound code
+            b0 = ninf
+            for h in range(ha, hb):
+                xr = Xi[h]
+                for w in range(wa, wb):
+                    v0 = xr[w, c0 + 0]
+                    b0 = v0 if ((v0 > b0) | (v0 != v0)) else b0
+            o[c0 + 0] = b0
+
+
+@numba.njit(**NJIT_PARALLEL)
+def pool_max_b1_par(X, Out, fh, fw, sh, sw, ph, pw, ninf):
+    """Max pooling, NaN-propagating (pads are -inf, so the window is clipped to the input).
+    Channel blocks of 1 (the last one shifted back to end at C; needs C >= 1)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Out.shape
+    nb = (C + 0) // 1
+    for t in prange(m * Ho):
+        _pool_max_b1_row(X, Out, fh, fw, sh, sw, ph, pw, ninf, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def pool_max_b1_ser(X, Out, fh, fw, sh, sw, ph, pw, ninf):
+    """Max pooling, NaN-propagating (pads are -inf, so the window is clipped to the input).
+    Channel blocks of 1 (the last one shifted back to end at C; needs C >= 1)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Out.shape
+    nb = (C + 0) // 1
+    for t in range(m * Ho):
+        _pool_max_b1_row(X, Out, fh, fw, sh, sw, ph, pw, ninf, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def _pool_avg_b1_row(X, Out, fh, fw, sh, sw, ph, pw, area, zero, t):
+    """Iteration t of ``pool_avg_b1_par``'s loop."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Out.shape
+    nb = (C + 0) // 1
+    i = t // Ho
+    ho = t - i * Ho
+    h0 = ho * sh - ph
+    ha = max(h0, 0)
+    hb = min(h0 + fh, H)
+    Xi = X[i]
+    orow = Out[i, ho]
+    for wo in range(Wo):
+        w0 = wo * sw - pw
+        wa = max(w0, 0)
+        wb = min(w0 + fw, W)
+        o = orow[wo]
+        for cb in range(nb):
+            c0 = max(min(cb * 1, C - 1), 0)  # >= 0: no index wraparound code
+            s0 = zero
+            for h in range(ha, hb):
+                xr = Xi[h]
+                for w in range(wa, wb):
+                    s0 += xr[w, c0 + 0]
+            o[c0 + 0] = s0 / area
+
+
+@numba.njit(**NJIT_PARALLEL)
+def pool_avg_b1_par(X, Out, fh, fw, sh, sw, ph, pw, area, zero):
+    """Average pooling (pads count as zeros: the clipped window's sum / area).
+    Channel blocks of 1 (the last one shifted back to end at C; needs C >= 1)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Out.shape
+    nb = (C + 0) // 1
+    for t in prange(m * Ho):
+        _pool_avg_b1_row(X, Out, fh, fw, sh, sw, ph, pw, area, zero, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def pool_avg_b1_ser(X, Out, fh, fw, sh, sw, ph, pw, area, zero):
+    """Average pooling (pads count as zeros: the clipped window's sum / area).
+    Channel blocks of 1 (the last one shifted back to end at C; needs C >= 1)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Out.shape
+    nb = (C + 0) // 1
+    for t in range(m * Ho):
+        _pool_avg_b1_row(X, Out, fh, fw, sh, sw, ph, pw, area, zero, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def _pool_argmax_b1_row(X, Idx, fh, fw, sh, sw, ph, pw, ninf, t):
+    """Iteration t of ``pool_argmax_b1_par``'s loop."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Idx.shape
+    nb = (C + 0) // 1
+    i = t // Ho
+    ho = t - i * Ho
+    h0 = ho * sh - ph
+    ha = max(h0, 0)
+    hb = min(h0 + fh, H)
+    Xi = X[i]
+    irow = Idx[i, ho]
+    for wo in range(Wo):
+        w0 = wo * sw - pw
+        wa = max(w0, 0)
+        wb = min(w0 + fw, W)
+        ix = irow[wo]
+        for cb in range(nb):
+            c0 = max(min(cb * 1, C - 1), 0)  # >= 0: no index wraparound code
+            b0 = ninf
+            q0 = 0
+            for h in range(ha, hb):
+                xr = Xi[h]
+                for w in range(wa, wb):
+                    pos = (h - h0) * fw + (w - w0)
+                    v0 = xr[w, c0 + 0]
+                    u0 = (b0 == b0) & ((v0 > b0) | (v0 != v0))
+                    b0 = v0 if u0 else b0
+                    q0 = pos if u0 else q0
+            ix[c0 + 0] = q0
+
+
+@numba.njit(**NJIT_PARALLEL)
+def pool_argmax_b1_par(X, Idx, fh, fw, sh, sw, ph, pw, ninf):
+    """Idx[i, ho, wo, c] = np.argmax of the (-inf padded) window: row-major, first max, first NaN.
+    Channel blocks of 1 (the last one shifted back to end at C; needs C >= 1)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Idx.shape
+    nb = (C + 0) // 1
+    for t in prange(m * Ho):
+        _pool_argmax_b1_row(X, Idx, fh, fw, sh, sw, ph, pw, ninf, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def pool_argmax_b1_ser(X, Idx, fh, fw, sh, sw, ph, pw, ninf):
+    """Idx[i, ho, wo, c] = np.argmax of the (-inf padded) window: row-major, first max, first NaN.
+    Channel blocks of 1 (the last one shifted back to end at C; needs C >= 1)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Idx.shape
+    nb = (C + 0) // 1
+    for t in range(m * Ho):
+        _pool_argmax_b1_row(X, Idx, fh, fw, sh, sw, ph, pw, ninf, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def _pool_max_bwd_direct_b1_row(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, t):
+    """Iteration t of ``pool_max_bwd_direct_b1_par``'s loop."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    nb = (C + 0) // 1
+    i = t // Ho
+    ho = t - i * Ho
+    h0 = ho * sh - ph
+    ha = max(h0, 0)
+    hb = min(h0 + fh, H)
+    Xi = X[i]
+    Gi = dX[i]
+    drow = dA[i, ho]
+    for wo in range(Wo):
+        w0 = wo * sw - pw
+        wa = max(w0, 0)
+        wb = min(w0 + fw, W)
+        d = drow[wo]
+        for cb in range(nb):
+            c0 = max(min(cb * 1, C - 1), 0)  # >= 0: no index wraparound code
+            d0 = d[c0 + 0]
+            e0 = d0 * zero
+            b0 = ninf
+            for h in range(ha, hb):
+                xr = Xi[h]
+                for w in range(wa, wb):
+                    v0 = xr[w, c0 + 0]
+                    b0 = v0 if ((v0 > b0) | (v0 != v0)) else b0
+            for h in range(ha, hb):
+                xr = Xi[h]
+                gr = Gi[h]
+                for w in range(wa, wb):
+                    v0 = xr[w, c0 + 0]
+                    gr[w, c0 + 0] = d0 if v0 == b0 else e0
+
+
+@numba.njit(**NJIT_PARALLEL)
+def pool_max_bwd_direct_b1_par(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero):
+    """Max-pooling backward, ties "all", for non-overlapping windows (sh >= fh, sw >= fw): each
+    window writes its own positions (the caller zeroes dX first where no window reaches). A block's X values
+    are loaded before its dX stores (the SLP vectoriser cannot tell X and dX apart).
+    Channel blocks of 1 (the last one shifted back to end at C; needs C >= 1)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    nb = (C + 0) // 1
+    for t in prange(m * Ho):
+        _pool_max_bwd_direct_b1_row(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def pool_max_bwd_direct_b1_ser(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero):
+    """Max-pooling backward, ties "all", for non-overlapping windows (sh >= fh, sw >= fw): each
+    window writes its own positions (the caller zeroes dX first where no window reaches). A block's X values
+    are loaded before its dX stores (the SLP vectoriser cannot tell X and dX apart).
+    Channel blocks of 1 (the last one shifted back to end at C; needs C >= 1)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    nb = (C + 0) // 1
+    for t in range(m * Ho):
+        _pool_max_bwd_direct_b1_row(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def _pool_first_bwd_direct_b1_row(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, t):
+    """Iteration t of ``pool_first_bwd_direct_b1_par``'s loop."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    nb = (C + 0) // 1
+    i = t // Ho
+    ho = t - i * Ho
+    h0 = ho * sh - ph
+    ha = max(h0, 0)
+    hb = min(h0 + fh, H)
+    Xi = X[i]
+    Gi = dX[i]
+    drow = dA[i, ho]
+    for wo in range(Wo):
+        w0 = wo * sw - pw
+        wa = max(w0, 0)
+        wb = min(w0 + fw, W)
+        d = drow[wo]
+        for cb in range(nb):
+            c0 = max(min(cb * 1, C - 1), 0)  # >= 0: no index wraparound code
+            d0 = d[c0 + 0]
+            e0 = d0 * zero
+            b0 = ninf
+            q0 = 0
+            for h in range(ha, hb):
+                xr = Xi[h]
+                for w in range(wa, wb):
+                    pos = (h - h0) * fw + (w - w0)
+                    v0 = xr[w, c0 + 0]
+                    u0 = (b0 == b0) & ((v0 > b0) | (v0 != v0))
+                    b0 = v0 if u0 else b0
+                    q0 = pos if u0 else q0
+            for h in range(ha, hb):
+                gr = Gi[h]
+                for w in range(wa, wb):
+                    pos = (h - h0) * fw + (w - w0)
+                    gr[w, c0 + 0] = d0 if pos == q0 else e0
+
+
+@numba.njit(**NJIT_PARALLEL)
+def pool_first_bwd_direct_b1_par(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero):
+    """Max-pooling backward, ties "first", for non-overlapping windows (sh >= fh, sw >= fw): each
+    window writes its own positions (the caller zeroes dX first where no window reaches).
+    Channel blocks of 1 (the last one shifted back to end at C; needs C >= 1)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    nb = (C + 0) // 1
+    for t in prange(m * Ho):
+        _pool_first_bwd_direct_b1_row(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, np.int64(t))
+
+
+@numba.njit(**NJIT)
+def pool_first_bwd_direct_b1_ser(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero):
+    """Max-pooling backward, ties "first", for non-overlapping windows (sh >= fh, sw >= fw): each
+    window writes its own positions (the caller zeroes dX first where no window reaches).
+    Channel blocks of 1 (the last one shifted back to end at C; needs C >= 1)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    nb = (C + 0) // 1
+    for t in range(m * Ho):
+        _pool_first_bwd_direct_b1_row(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, np.int64(t))
