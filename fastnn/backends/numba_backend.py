@@ -20,8 +20,12 @@ serial kernel.
   by the filter size, pixels grouped by stride phase; no scatter, no atomics. For
   C_in <= 4 the sum over k runs in SIMD lanes instead (dZ and W zero-padded in k to whole
   lanes), since a tile over 3 input channels cannot fill a vector.
-* Pooling backward: a gather as well, from the window maxima (ties "all"), argmax
-  positions (ties "first") or dA / area (average).
+* Pooling: one kernel per mode (max, average, argmax, and each backward) so a call
+  compiles only what it runs; NB running values per window in registers, in channel
+  blocks of NB = 16, 8 or 1 (the widest that fits C, ``POOL_NB``; the last block shifted
+  back to end at C). Backward with non-overlapping windows writes each window's
+  positions directly; with overlapping ones it is a gather from the window maxima
+  (ties "all"), argmax positions (ties "first") or dA / area (average).
 
 Extra memory: the padded input, padded dZ, a transposed W and per-thread dW partials;
 never an im2col-sized buffer.
