@@ -70,6 +70,29 @@ def test_every_forward_tile_variant_matches_reference(force_parallel, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_every_backward_tile_variant_matches_reference(force_parallel, dtype):
+    """Each dA kernel's channel tile (by C_in) and dW kernel's tile (by K) of ``BWD_T`` is
+    reached, with the last dA channel block shifted back (T not dividing C) and K
+    zero-padded for dW (T not dividing K), over strides 1 and 2."""
+    sfx = "f32" if np.dtype(dtype) == np.float32 else "f64"
+    lanes = nb.KC.DA_KVEC_L[sfx]
+    reached_dA, reached_dW = set(), set()
+    for C in (2, 5, 9, 19):
+        for K in (3, 5, 11, 21):
+            if not (C <= 4 and K >= lanes):  # C <= 4 with K >= lanes takes the kvec kernels
+                reached_dA.add(nb._bwd_tile(dtype, C))
+            reached_dW.add(nb._bwd_tile(dtype, K))
+            case = ConvCase(f"C{C}_K{K}", 2, 7, 9, C, 3, K, 1 + (C + K) % 2, 1)
+            A, W, b, hp, dZ = case.make(dtype, seed=4)
+            _, cache = fastnn.conv_forward(A, W, b, hp, backend="numba")
+            _, cache_ref = fastnn.conv_forward(A, W, b, hp, backend=REF)
+            for name, g, g_ref in zip(("dA_prev", "dW", "db"), fastnn.conv_backward(dZ, cache, backend="numba"),
+                                      fastnn.conv_backward(dZ, cache_ref, backend=REF)):
+                _close(g, g_ref, dtype, f"{case.name} {name}")
+    assert reached_dA == reached_dW == set(nb.KC.BWD_T[sfx])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("C", [1, 2, 3, 4])
 def test_few_channel_dA_kernels_match_reference(force_parallel, dtype, C):
     """dA_prev for C_in <= 4 sums over k in SIMD lanes plus a scalar tail (K = 11 and 16),

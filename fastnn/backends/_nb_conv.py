@@ -14,6 +14,8 @@ from .._numba_config import FASTMATH_CONV, NJIT, NJIT_PARALLEL
 
 #: Forward tile shapes (P pixels, T channels) per dtype, best first.
 FWD_TILES = {'f64': ((4, 8), (8, 4), (4, 4), (1, 8), (1, 4), (4, 1), (1, 1)), 'f32': ((4, 16), (8, 8), (4, 8), (8, 4), (4, 4), (1, 16), (1, 8), (1, 4), (4, 1), (1, 1))}
+#: Channel tile widths of the dA and dW kernels ``conv_dA_*_t{T}``, ``conv_dW_*_t{T}``.
+BWD_T = {'f64': (8, 4, 1), 'f32': (16, 4, 1)}
 #: SIMD lanes of the few-channel dA_prev kernels ``conv_dA_*_c{C}``.
 DA_KVEC_L = {'f64': 4, 'f32': 8}
 
@@ -1696,10 +1698,11 @@ def conv_dA_f64_c4_par(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero):
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT)
-def _conv_dA_f64_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
-    """Iteration t of ``conv_dA_f64_par``'s loop."""
+def _conv_dA_f64_t8_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
+    """Iteration t of ``conv_dA_f64_t8_par``'s loop."""
     m, H, W, C = dA.shape
     fh, fw, K, _ = WT.shape
+    ncb = (C + 7) // 8
     i = t // H
     h = t - i * H
     hp = h + ph
@@ -1708,8 +1711,8 @@ def _conv_dA_f64_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
         if wfirst >= W:
             continue
         npix = (W - 1 - wfirst) // sw + 1
-        c0 = 0
-        while c0 + 8 <= C:
+        for cb in range(ncb):
+            c0 = max(min(cb * 8, C - 8), 0)
             n = 0
             while n + 4 <= npix:
                 a0_0 = zero
@@ -1876,175 +1879,28 @@ def _conv_dA_f64_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
                 dA[i, h, wq + 0 * sw, c0 + 6] = a0_6
                 dA[i, h, wq + 0 * sw, c0 + 7] = a0_7
                 n += 1
-            c0 += 8
-        while c0 + 4 <= C:
-            n = 0
-            while n + 4 <= npix:
-                a0_0 = zero
-                a0_1 = zero
-                a0_2 = zero
-                a0_3 = zero
-                a1_0 = zero
-                a1_1 = zero
-                a1_2 = zero
-                a1_3 = zero
-                a2_0 = zero
-                a2_1 = zero
-                a2_2 = zero
-                a2_3 = zero
-                a3_0 = zero
-                a3_1 = zero
-                a3_2 = zero
-                a3_3 = zero
-                wq = wfirst + n * sw
-                for kh in range(fh):
-                    dh = hp - kh
-                    if dh % sh != 0:
-                        continue
-                    zr = Zr[i, dh // sh + plh]
-                    for kw in range(rw, fw, sw):
-                        wt = WT[kh, kw]
-                        zb = (wq + pw - kw) // sw + plw
-                        for k in range(K):
-                            w0 = wt[k, c0 + 0]
-                            w1 = wt[k, c0 + 1]
-                            w2 = wt[k, c0 + 2]
-                            w3 = wt[k, c0 + 3]
-                            d0 = zr[zb + 0, k]
-                            d1 = zr[zb + 1, k]
-                            d2 = zr[zb + 2, k]
-                            d3 = zr[zb + 3, k]
-                            a0_0 += d0 * w0
-                            a0_1 += d0 * w1
-                            a0_2 += d0 * w2
-                            a0_3 += d0 * w3
-                            a1_0 += d1 * w0
-                            a1_1 += d1 * w1
-                            a1_2 += d1 * w2
-                            a1_3 += d1 * w3
-                            a2_0 += d2 * w0
-                            a2_1 += d2 * w1
-                            a2_2 += d2 * w2
-                            a2_3 += d2 * w3
-                            a3_0 += d3 * w0
-                            a3_1 += d3 * w1
-                            a3_2 += d3 * w2
-                            a3_3 += d3 * w3
-                dA[i, h, wq + 0 * sw, c0 + 0] = a0_0
-                dA[i, h, wq + 0 * sw, c0 + 1] = a0_1
-                dA[i, h, wq + 0 * sw, c0 + 2] = a0_2
-                dA[i, h, wq + 0 * sw, c0 + 3] = a0_3
-                dA[i, h, wq + 1 * sw, c0 + 0] = a1_0
-                dA[i, h, wq + 1 * sw, c0 + 1] = a1_1
-                dA[i, h, wq + 1 * sw, c0 + 2] = a1_2
-                dA[i, h, wq + 1 * sw, c0 + 3] = a1_3
-                dA[i, h, wq + 2 * sw, c0 + 0] = a2_0
-                dA[i, h, wq + 2 * sw, c0 + 1] = a2_1
-                dA[i, h, wq + 2 * sw, c0 + 2] = a2_2
-                dA[i, h, wq + 2 * sw, c0 + 3] = a2_3
-                dA[i, h, wq + 3 * sw, c0 + 0] = a3_0
-                dA[i, h, wq + 3 * sw, c0 + 1] = a3_1
-                dA[i, h, wq + 3 * sw, c0 + 2] = a3_2
-                dA[i, h, wq + 3 * sw, c0 + 3] = a3_3
-                n += 4
-            while n < npix:
-                a0_0 = zero
-                a0_1 = zero
-                a0_2 = zero
-                a0_3 = zero
-                wq = wfirst + n * sw
-                for kh in range(fh):
-                    dh = hp - kh
-                    if dh % sh != 0:
-                        continue
-                    zr = Zr[i, dh // sh + plh]
-                    for kw in range(rw, fw, sw):
-                        wt = WT[kh, kw]
-                        zb = (wq + pw - kw) // sw + plw
-                        for k in range(K):
-                            w0 = wt[k, c0 + 0]
-                            w1 = wt[k, c0 + 1]
-                            w2 = wt[k, c0 + 2]
-                            w3 = wt[k, c0 + 3]
-                            d0 = zr[zb + 0, k]
-                            a0_0 += d0 * w0
-                            a0_1 += d0 * w1
-                            a0_2 += d0 * w2
-                            a0_3 += d0 * w3
-                dA[i, h, wq + 0 * sw, c0 + 0] = a0_0
-                dA[i, h, wq + 0 * sw, c0 + 1] = a0_1
-                dA[i, h, wq + 0 * sw, c0 + 2] = a0_2
-                dA[i, h, wq + 0 * sw, c0 + 3] = a0_3
-                n += 1
-            c0 += 4
-        while c0 + 1 <= C:
-            n = 0
-            while n + 4 <= npix:
-                a0_0 = zero
-                a1_0 = zero
-                a2_0 = zero
-                a3_0 = zero
-                wq = wfirst + n * sw
-                for kh in range(fh):
-                    dh = hp - kh
-                    if dh % sh != 0:
-                        continue
-                    zr = Zr[i, dh // sh + plh]
-                    for kw in range(rw, fw, sw):
-                        wt = WT[kh, kw]
-                        zb = (wq + pw - kw) // sw + plw
-                        for k in range(K):
-                            w0 = wt[k, c0 + 0]
-                            d0 = zr[zb + 0, k]
-                            d1 = zr[zb + 1, k]
-                            d2 = zr[zb + 2, k]
-                            d3 = zr[zb + 3, k]
-                            a0_0 += d0 * w0
-                            a1_0 += d1 * w0
-                            a2_0 += d2 * w0
-                            a3_0 += d3 * w0
-                dA[i, h, wq + 0 * sw, c0 + 0] = a0_0
-                dA[i, h, wq + 1 * sw, c0 + 0] = a1_0
-                dA[i, h, wq + 2 * sw, c0 + 0] = a2_0
-                dA[i, h, wq + 3 * sw, c0 + 0] = a3_0
-                n += 4
-            while n < npix:
-                a0_0 = zero
-                wq = wfirst + n * sw
-                for kh in range(fh):
-                    dh = hp - kh
-                    if dh % sh != 0:
-                        continue
-                    zr = Zr[i, dh // sh + plh]
-                    for kw in range(rw, fw, sw):
-                        wt = WT[kh, kw]
-                        zb = (wq + pw - kw) // sw + plw
-                        for k in range(K):
-                            w0 = wt[k, c0 + 0]
-                            d0 = zr[zb + 0, k]
-                            a0_0 += d0 * w0
-                dA[i, h, wq + 0 * sw, c0 + 0] = a0_0
-                n += 1
-            c0 += 1
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
-def conv_dA_f64_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
+def conv_dA_f64_t8_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
     """dA[i, h, w, c] = sum over windows covering (h, w) of dZ * W, as a gather.
 
     Zr is dZ zero-padded by (plh, plw) rows/columns in front (and enough behind),
     (m, Hz, Wz, K); WT is W transposed to (fh, fw, K, C). Pixels of one
     row are taken by stride phase rw = (w + pw) % sw so one tile shares its kw set.
+    Channels in blocks of 8, the last one shifted back to end at C (its overlap is
+    recomputed with the same arithmetic: same bits); needs C >= 8.
     """
     m, H, W, C = dA.shape
     fh, fw, K, _ = WT.shape
+    ncb = (C + 7) // 8
     for t in prange(m * H):
-        _conv_dA_f64_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, np.int64(t))
+        _conv_dA_f64_t8_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, np.int64(t))
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT)
-def _conv_dW_f64_row(Xs, dZ, part, pdb, sh, ja, jb, c):
-    """Iteration c of ``conv_dW_f64_par``'s loop."""
+def _conv_dW_f64_t8_row(Xs, dZ, part, pdb, sh, ja, jb, c):
+    """Iteration c of ``conv_dW_f64_t8_par``'s loop."""
     nch, fh, Lr, K = part.shape
     m, Ho, Wo, _ = dZ.shape
     R = m * Ho
@@ -2067,7 +1923,7 @@ def _conv_dW_f64_row(Xs, dZ, part, pdb, sh, ja, jb, c):
             xrow = Xs[i, ho * sh + kh]
             pk = pc[kh]
             k0 = 0
-            while k0 + 8 <= K:
+            while k0 < K:
                 j0 = 0
                 while j0 + 4 <= Lr:
                     a0_0 = pk[j0 + 0, k0 + 0]
@@ -2227,7 +2083,182 @@ def _conv_dW_f64_row(Xs, dZ, part, pdb, sh, ja, jb, c):
                     pk[j0 + 0, k0 + 7] = a0_7
                     j0 += 1
                 k0 += 8
-            while k0 + 4 <= K:
+
+
+@numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
+def conv_dW_f64_t8_par(Xs, dZ, part, pdb, sh, ja, jb):
+    """Per-chunk partial dW and db: chunk c sums rows [c*R//n, (c+1)*R//n) of the
+    R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,). Deterministic
+    for a fixed chunk count whichever build runs it. Xs is the padded input with
+    each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K);
+    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C. K (of dZ and part) is a multiple of 8.
+    """
+    nch, fh, Lr, K = part.shape
+    m, Ho, Wo, _ = dZ.shape
+    R = m * Ho
+    for c in prange(nch):
+        _conv_dW_f64_t8_row(Xs, dZ, part, pdb, sh, ja, jb, np.int64(c))
+
+
+@numba.njit(fastmath=FASTMATH_CONV, **NJIT)
+def _conv_dA_f64_t4_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
+    """Iteration t of ``conv_dA_f64_t4_par``'s loop."""
+    m, H, W, C = dA.shape
+    fh, fw, K, _ = WT.shape
+    ncb = (C + 3) // 4
+    i = t // H
+    h = t - i * H
+    hp = h + ph
+    for rw in range(sw):
+        wfirst = (rw - pw) % sw
+        if wfirst >= W:
+            continue
+        npix = (W - 1 - wfirst) // sw + 1
+        for cb in range(ncb):
+            c0 = max(min(cb * 4, C - 4), 0)
+            n = 0
+            while n + 4 <= npix:
+                a0_0 = zero
+                a0_1 = zero
+                a0_2 = zero
+                a0_3 = zero
+                a1_0 = zero
+                a1_1 = zero
+                a1_2 = zero
+                a1_3 = zero
+                a2_0 = zero
+                a2_1 = zero
+                a2_2 = zero
+                a2_3 = zero
+                a3_0 = zero
+                a3_1 = zero
+                a3_2 = zero
+                a3_3 = zero
+                wq = wfirst + n * sw
+                for kh in range(fh):
+                    dh = hp - kh
+                    if dh % sh != 0:
+                        continue
+                    zr = Zr[i, dh // sh + plh]
+                    for kw in range(rw, fw, sw):
+                        wt = WT[kh, kw]
+                        zb = (wq + pw - kw) // sw + plw
+                        for k in range(K):
+                            w0 = wt[k, c0 + 0]
+                            w1 = wt[k, c0 + 1]
+                            w2 = wt[k, c0 + 2]
+                            w3 = wt[k, c0 + 3]
+                            d0 = zr[zb + 0, k]
+                            d1 = zr[zb + 1, k]
+                            d2 = zr[zb + 2, k]
+                            d3 = zr[zb + 3, k]
+                            a0_0 += d0 * w0
+                            a0_1 += d0 * w1
+                            a0_2 += d0 * w2
+                            a0_3 += d0 * w3
+                            a1_0 += d1 * w0
+                            a1_1 += d1 * w1
+                            a1_2 += d1 * w2
+                            a1_3 += d1 * w3
+                            a2_0 += d2 * w0
+                            a2_1 += d2 * w1
+                            a2_2 += d2 * w2
+                            a2_3 += d2 * w3
+                            a3_0 += d3 * w0
+                            a3_1 += d3 * w1
+                            a3_2 += d3 * w2
+                            a3_3 += d3 * w3
+                dA[i, h, wq + 0 * sw, c0 + 0] = a0_0
+                dA[i, h, wq + 0 * sw, c0 + 1] = a0_1
+                dA[i, h, wq + 0 * sw, c0 + 2] = a0_2
+                dA[i, h, wq + 0 * sw, c0 + 3] = a0_3
+                dA[i, h, wq + 1 * sw, c0 + 0] = a1_0
+                dA[i, h, wq + 1 * sw, c0 + 1] = a1_1
+                dA[i, h, wq + 1 * sw, c0 + 2] = a1_2
+                dA[i, h, wq + 1 * sw, c0 + 3] = a1_3
+                dA[i, h, wq + 2 * sw, c0 + 0] = a2_0
+                dA[i, h, wq + 2 * sw, c0 + 1] = a2_1
+                dA[i, h, wq + 2 * sw, c0 + 2] = a2_2
+                dA[i, h, wq + 2 * sw, c0 + 3] = a2_3
+                dA[i, h, wq + 3 * sw, c0 + 0] = a3_0
+                dA[i, h, wq + 3 * sw, c0 + 1] = a3_1
+                dA[i, h, wq + 3 * sw, c0 + 2] = a3_2
+                dA[i, h, wq + 3 * sw, c0 + 3] = a3_3
+                n += 4
+            while n < npix:
+                a0_0 = zero
+                a0_1 = zero
+                a0_2 = zero
+                a0_3 = zero
+                wq = wfirst + n * sw
+                for kh in range(fh):
+                    dh = hp - kh
+                    if dh % sh != 0:
+                        continue
+                    zr = Zr[i, dh // sh + plh]
+                    for kw in range(rw, fw, sw):
+                        wt = WT[kh, kw]
+                        zb = (wq + pw - kw) // sw + plw
+                        for k in range(K):
+                            w0 = wt[k, c0 + 0]
+                            w1 = wt[k, c0 + 1]
+                            w2 = wt[k, c0 + 2]
+                            w3 = wt[k, c0 + 3]
+                            d0 = zr[zb + 0, k]
+                            a0_0 += d0 * w0
+                            a0_1 += d0 * w1
+                            a0_2 += d0 * w2
+                            a0_3 += d0 * w3
+                dA[i, h, wq + 0 * sw, c0 + 0] = a0_0
+                dA[i, h, wq + 0 * sw, c0 + 1] = a0_1
+                dA[i, h, wq + 0 * sw, c0 + 2] = a0_2
+                dA[i, h, wq + 0 * sw, c0 + 3] = a0_3
+                n += 1
+
+
+@numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
+def conv_dA_f64_t4_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
+    """dA[i, h, w, c] = sum over windows covering (h, w) of dZ * W, as a gather.
+
+    Zr is dZ zero-padded by (plh, plw) rows/columns in front (and enough behind),
+    (m, Hz, Wz, K); WT is W transposed to (fh, fw, K, C). Pixels of one
+    row are taken by stride phase rw = (w + pw) % sw so one tile shares its kw set.
+    Channels in blocks of 4, the last one shifted back to end at C (its overlap is
+    recomputed with the same arithmetic: same bits); needs C >= 4.
+    """
+    m, H, W, C = dA.shape
+    fh, fw, K, _ = WT.shape
+    ncb = (C + 3) // 4
+    for t in prange(m * H):
+        _conv_dA_f64_t4_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, np.int64(t))
+
+
+@numba.njit(fastmath=FASTMATH_CONV, **NJIT)
+def _conv_dW_f64_t4_row(Xs, dZ, part, pdb, sh, ja, jb, c):
+    """Iteration c of ``conv_dW_f64_t4_par``'s loop."""
+    nch, fh, Lr, K = part.shape
+    m, Ho, Wo, _ = dZ.shape
+    R = m * Ho
+    pc = part[c]
+    db = pdb[c]
+    for kh in range(fh):
+        for j in range(Lr):
+            for k in range(K):
+                pc[kh, j, k] = 0
+    for k in range(K):
+        db[k] = 0
+    for t in range(c * R // nch, (c + 1) * R // nch):
+        i = t // Ho
+        ho = t - i * Ho
+        zr = dZ[i, ho]
+        for wo in range(Wo):
+            for k in range(K):
+                db[k] += zr[wo, k]
+        for kh in range(fh):
+            xrow = Xs[i, ho * sh + kh]
+            pk = pc[kh]
+            k0 = 0
+            while k0 < K:
                 j0 = 0
                 while j0 + 4 <= Lr:
                     a0_0 = pk[j0 + 0, k0 + 0]
@@ -2319,7 +2350,131 @@ def _conv_dW_f64_row(Xs, dZ, part, pdb, sh, ja, jb, c):
                     pk[j0 + 0, k0 + 3] = a0_3
                     j0 += 1
                 k0 += 4
-            while k0 + 1 <= K:
+
+
+@numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
+def conv_dW_f64_t4_par(Xs, dZ, part, pdb, sh, ja, jb):
+    """Per-chunk partial dW and db: chunk c sums rows [c*R//n, (c+1)*R//n) of the
+    R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,). Deterministic
+    for a fixed chunk count whichever build runs it. Xs is the padded input with
+    each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K);
+    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C. K (of dZ and part) is a multiple of 4.
+    """
+    nch, fh, Lr, K = part.shape
+    m, Ho, Wo, _ = dZ.shape
+    R = m * Ho
+    for c in prange(nch):
+        _conv_dW_f64_t4_row(Xs, dZ, part, pdb, sh, ja, jb, np.int64(c))
+
+
+@numba.njit(fastmath=FASTMATH_CONV, **NJIT)
+def _conv_dA_f64_t1_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
+    """Iteration t of ``conv_dA_f64_t1_par``'s loop."""
+    m, H, W, C = dA.shape
+    fh, fw, K, _ = WT.shape
+    ncb = (C + 0) // 1
+    i = t // H
+    h = t - i * H
+    hp = h + ph
+    for rw in range(sw):
+        wfirst = (rw - pw) % sw
+        if wfirst >= W:
+            continue
+        npix = (W - 1 - wfirst) // sw + 1
+        for cb in range(ncb):
+            c0 = max(min(cb * 1, C - 1), 0)
+            n = 0
+            while n + 4 <= npix:
+                a0_0 = zero
+                a1_0 = zero
+                a2_0 = zero
+                a3_0 = zero
+                wq = wfirst + n * sw
+                for kh in range(fh):
+                    dh = hp - kh
+                    if dh % sh != 0:
+                        continue
+                    zr = Zr[i, dh // sh + plh]
+                    for kw in range(rw, fw, sw):
+                        wt = WT[kh, kw]
+                        zb = (wq + pw - kw) // sw + plw
+                        for k in range(K):
+                            w0 = wt[k, c0 + 0]
+                            d0 = zr[zb + 0, k]
+                            d1 = zr[zb + 1, k]
+                            d2 = zr[zb + 2, k]
+                            d3 = zr[zb + 3, k]
+                            a0_0 += d0 * w0
+                            a1_0 += d1 * w0
+                            a2_0 += d2 * w0
+                            a3_0 += d3 * w0
+                dA[i, h, wq + 0 * sw, c0 + 0] = a0_0
+                dA[i, h, wq + 1 * sw, c0 + 0] = a1_0
+                dA[i, h, wq + 2 * sw, c0 + 0] = a2_0
+                dA[i, h, wq + 3 * sw, c0 + 0] = a3_0
+                n += 4
+            while n < npix:
+                a0_0 = zero
+                wq = wfirst + n * sw
+                for kh in range(fh):
+                    dh = hp - kh
+                    if dh % sh != 0:
+                        continue
+                    zr = Zr[i, dh // sh + plh]
+                    for kw in range(rw, fw, sw):
+                        wt = WT[kh, kw]
+                        zb = (wq + pw - kw) // sw + plw
+                        for k in range(K):
+                            w0 = wt[k, c0 + 0]
+                            d0 = zr[zb + 0, k]
+                            a0_0 += d0 * w0
+                dA[i, h, wq + 0 * sw, c0 + 0] = a0_0
+                n += 1
+
+
+@numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
+def conv_dA_f64_t1_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
+    """dA[i, h, w, c] = sum over windows covering (h, w) of dZ * W, as a gather.
+
+    Zr is dZ zero-padded by (plh, plw) rows/columns in front (and enough behind),
+    (m, Hz, Wz, K); WT is W transposed to (fh, fw, K, C). Pixels of one
+    row are taken by stride phase rw = (w + pw) % sw so one tile shares its kw set.
+    Channels in blocks of 1, the last one shifted back to end at C (its overlap is
+    recomputed with the same arithmetic: same bits); needs C >= 1.
+    """
+    m, H, W, C = dA.shape
+    fh, fw, K, _ = WT.shape
+    ncb = (C + 0) // 1
+    for t in prange(m * H):
+        _conv_dA_f64_t1_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, np.int64(t))
+
+
+@numba.njit(fastmath=FASTMATH_CONV, **NJIT)
+def _conv_dW_f64_t1_row(Xs, dZ, part, pdb, sh, ja, jb, c):
+    """Iteration c of ``conv_dW_f64_t1_par``'s loop."""
+    nch, fh, Lr, K = part.shape
+    m, Ho, Wo, _ = dZ.shape
+    R = m * Ho
+    pc = part[c]
+    db = pdb[c]
+    for kh in range(fh):
+        for j in range(Lr):
+            for k in range(K):
+                pc[kh, j, k] = 0
+    for k in range(K):
+        db[k] = 0
+    for t in range(c * R // nch, (c + 1) * R // nch):
+        i = t // Ho
+        ho = t - i * Ho
+        zr = dZ[i, ho]
+        for wo in range(Wo):
+            for k in range(K):
+                db[k] += zr[wo, k]
+        for kh in range(fh):
+            xrow = Xs[i, ho * sh + kh]
+            pk = pc[kh]
+            k0 = 0
+            while k0 < K:
                 j0 = 0
                 while j0 + 4 <= Lr:
                     a0_0 = pk[j0 + 0, k0 + 0]
@@ -2363,18 +2518,18 @@ def _conv_dW_f64_row(Xs, dZ, part, pdb, sh, ja, jb, c):
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
-def conv_dW_f64_par(Xs, dZ, part, pdb, sh, ja, jb):
+def conv_dW_f64_t1_par(Xs, dZ, part, pdb, sh, ja, jb):
     """Per-chunk partial dW and db: chunk c sums rows [c*R//n, (c+1)*R//n) of the
     R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,). Deterministic
     for a fixed chunk count whichever build runs it. Xs is the padded input with
     each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K);
-    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C.
+    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C. K (of dZ and part) is a multiple of 1.
     """
     nch, fh, Lr, K = part.shape
     m, Ho, Wo, _ = dZ.shape
     R = m * Ho
     for c in prange(nch):
-        _conv_dW_f64_row(Xs, dZ, part, pdb, sh, ja, jb, np.int64(c))
+        _conv_dW_f64_t1_row(Xs, dZ, part, pdb, sh, ja, jb, np.int64(c))
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT)
@@ -5406,10 +5561,11 @@ def conv_dA_f32_c4_par(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero):
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT)
-def _conv_dA_f32_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
-    """Iteration t of ``conv_dA_f32_par``'s loop."""
+def _conv_dA_f32_t16_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
+    """Iteration t of ``conv_dA_f32_t16_par``'s loop."""
     m, H, W, C = dA.shape
     fh, fw, K, _ = WT.shape
+    ncb = (C + 15) // 16
     i = t // H
     h = t - i * H
     hp = h + ph
@@ -5418,8 +5574,8 @@ def _conv_dA_f32_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
         if wfirst >= W:
             continue
         npix = (W - 1 - wfirst) // sw + 1
-        c0 = 0
-        while c0 + 16 <= C:
+        for cb in range(ncb):
+            c0 = max(min(cb * 16, C - 16), 0)
             n = 0
             while n + 4 <= npix:
                 a0_0 = zero
@@ -5722,175 +5878,28 @@ def _conv_dA_f32_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
                 dA[i, h, wq + 0 * sw, c0 + 14] = a0_14
                 dA[i, h, wq + 0 * sw, c0 + 15] = a0_15
                 n += 1
-            c0 += 16
-        while c0 + 4 <= C:
-            n = 0
-            while n + 4 <= npix:
-                a0_0 = zero
-                a0_1 = zero
-                a0_2 = zero
-                a0_3 = zero
-                a1_0 = zero
-                a1_1 = zero
-                a1_2 = zero
-                a1_3 = zero
-                a2_0 = zero
-                a2_1 = zero
-                a2_2 = zero
-                a2_3 = zero
-                a3_0 = zero
-                a3_1 = zero
-                a3_2 = zero
-                a3_3 = zero
-                wq = wfirst + n * sw
-                for kh in range(fh):
-                    dh = hp - kh
-                    if dh % sh != 0:
-                        continue
-                    zr = Zr[i, dh // sh + plh]
-                    for kw in range(rw, fw, sw):
-                        wt = WT[kh, kw]
-                        zb = (wq + pw - kw) // sw + plw
-                        for k in range(K):
-                            w0 = wt[k, c0 + 0]
-                            w1 = wt[k, c0 + 1]
-                            w2 = wt[k, c0 + 2]
-                            w3 = wt[k, c0 + 3]
-                            d0 = zr[zb + 0, k]
-                            d1 = zr[zb + 1, k]
-                            d2 = zr[zb + 2, k]
-                            d3 = zr[zb + 3, k]
-                            a0_0 += d0 * w0
-                            a0_1 += d0 * w1
-                            a0_2 += d0 * w2
-                            a0_3 += d0 * w3
-                            a1_0 += d1 * w0
-                            a1_1 += d1 * w1
-                            a1_2 += d1 * w2
-                            a1_3 += d1 * w3
-                            a2_0 += d2 * w0
-                            a2_1 += d2 * w1
-                            a2_2 += d2 * w2
-                            a2_3 += d2 * w3
-                            a3_0 += d3 * w0
-                            a3_1 += d3 * w1
-                            a3_2 += d3 * w2
-                            a3_3 += d3 * w3
-                dA[i, h, wq + 0 * sw, c0 + 0] = a0_0
-                dA[i, h, wq + 0 * sw, c0 + 1] = a0_1
-                dA[i, h, wq + 0 * sw, c0 + 2] = a0_2
-                dA[i, h, wq + 0 * sw, c0 + 3] = a0_3
-                dA[i, h, wq + 1 * sw, c0 + 0] = a1_0
-                dA[i, h, wq + 1 * sw, c0 + 1] = a1_1
-                dA[i, h, wq + 1 * sw, c0 + 2] = a1_2
-                dA[i, h, wq + 1 * sw, c0 + 3] = a1_3
-                dA[i, h, wq + 2 * sw, c0 + 0] = a2_0
-                dA[i, h, wq + 2 * sw, c0 + 1] = a2_1
-                dA[i, h, wq + 2 * sw, c0 + 2] = a2_2
-                dA[i, h, wq + 2 * sw, c0 + 3] = a2_3
-                dA[i, h, wq + 3 * sw, c0 + 0] = a3_0
-                dA[i, h, wq + 3 * sw, c0 + 1] = a3_1
-                dA[i, h, wq + 3 * sw, c0 + 2] = a3_2
-                dA[i, h, wq + 3 * sw, c0 + 3] = a3_3
-                n += 4
-            while n < npix:
-                a0_0 = zero
-                a0_1 = zero
-                a0_2 = zero
-                a0_3 = zero
-                wq = wfirst + n * sw
-                for kh in range(fh):
-                    dh = hp - kh
-                    if dh % sh != 0:
-                        continue
-                    zr = Zr[i, dh // sh + plh]
-                    for kw in range(rw, fw, sw):
-                        wt = WT[kh, kw]
-                        zb = (wq + pw - kw) // sw + plw
-                        for k in range(K):
-                            w0 = wt[k, c0 + 0]
-                            w1 = wt[k, c0 + 1]
-                            w2 = wt[k, c0 + 2]
-                            w3 = wt[k, c0 + 3]
-                            d0 = zr[zb + 0, k]
-                            a0_0 += d0 * w0
-                            a0_1 += d0 * w1
-                            a0_2 += d0 * w2
-                            a0_3 += d0 * w3
-                dA[i, h, wq + 0 * sw, c0 + 0] = a0_0
-                dA[i, h, wq + 0 * sw, c0 + 1] = a0_1
-                dA[i, h, wq + 0 * sw, c0 + 2] = a0_2
-                dA[i, h, wq + 0 * sw, c0 + 3] = a0_3
-                n += 1
-            c0 += 4
-        while c0 + 1 <= C:
-            n = 0
-            while n + 4 <= npix:
-                a0_0 = zero
-                a1_0 = zero
-                a2_0 = zero
-                a3_0 = zero
-                wq = wfirst + n * sw
-                for kh in range(fh):
-                    dh = hp - kh
-                    if dh % sh != 0:
-                        continue
-                    zr = Zr[i, dh // sh + plh]
-                    for kw in range(rw, fw, sw):
-                        wt = WT[kh, kw]
-                        zb = (wq + pw - kw) // sw + plw
-                        for k in range(K):
-                            w0 = wt[k, c0 + 0]
-                            d0 = zr[zb + 0, k]
-                            d1 = zr[zb + 1, k]
-                            d2 = zr[zb + 2, k]
-                            d3 = zr[zb + 3, k]
-                            a0_0 += d0 * w0
-                            a1_0 += d1 * w0
-                            a2_0 += d2 * w0
-                            a3_0 += d3 * w0
-                dA[i, h, wq + 0 * sw, c0 + 0] = a0_0
-                dA[i, h, wq + 1 * sw, c0 + 0] = a1_0
-                dA[i, h, wq + 2 * sw, c0 + 0] = a2_0
-                dA[i, h, wq + 3 * sw, c0 + 0] = a3_0
-                n += 4
-            while n < npix:
-                a0_0 = zero
-                wq = wfirst + n * sw
-                for kh in range(fh):
-                    dh = hp - kh
-                    if dh % sh != 0:
-                        continue
-                    zr = Zr[i, dh // sh + plh]
-                    for kw in range(rw, fw, sw):
-                        wt = WT[kh, kw]
-                        zb = (wq + pw - kw) // sw + plw
-                        for k in range(K):
-                            w0 = wt[k, c0 + 0]
-                            d0 = zr[zb + 0, k]
-                            a0_0 += d0 * w0
-                dA[i, h, wq + 0 * sw, c0 + 0] = a0_0
-                n += 1
-            c0 += 1
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
-def conv_dA_f32_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
+def conv_dA_f32_t16_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
     """dA[i, h, w, c] = sum over windows covering (h, w) of dZ * W, as a gather.
 
     Zr is dZ zero-padded by (plh, plw) rows/columns in front (and enough behind),
     (m, Hz, Wz, K); WT is W transposed to (fh, fw, K, C). Pixels of one
     row are taken by stride phase rw = (w + pw) % sw so one tile shares its kw set.
+    Channels in blocks of 16, the last one shifted back to end at C (its overlap is
+    recomputed with the same arithmetic: same bits); needs C >= 16.
     """
     m, H, W, C = dA.shape
     fh, fw, K, _ = WT.shape
+    ncb = (C + 15) // 16
     for t in prange(m * H):
-        _conv_dA_f32_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, np.int64(t))
+        _conv_dA_f32_t16_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, np.int64(t))
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT)
-def _conv_dW_f32_row(Xs, dZ, part, pdb, sh, ja, jb, c):
-    """Iteration c of ``conv_dW_f32_par``'s loop."""
+def _conv_dW_f32_t16_row(Xs, dZ, part, pdb, sh, ja, jb, c):
+    """Iteration c of ``conv_dW_f32_t16_par``'s loop."""
     nch, fh, Lr, K = part.shape
     m, Ho, Wo, _ = dZ.shape
     R = m * Ho
@@ -5913,7 +5922,7 @@ def _conv_dW_f32_row(Xs, dZ, part, pdb, sh, ja, jb, c):
             xrow = Xs[i, ho * sh + kh]
             pk = pc[kh]
             k0 = 0
-            while k0 + 16 <= K:
+            while k0 < K:
                 j0 = 0
                 while j0 + 4 <= Lr:
                     a0_0 = pk[j0 + 0, k0 + 0]
@@ -6209,7 +6218,182 @@ def _conv_dW_f32_row(Xs, dZ, part, pdb, sh, ja, jb, c):
                     pk[j0 + 0, k0 + 15] = a0_15
                     j0 += 1
                 k0 += 16
-            while k0 + 4 <= K:
+
+
+@numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
+def conv_dW_f32_t16_par(Xs, dZ, part, pdb, sh, ja, jb):
+    """Per-chunk partial dW and db: chunk c sums rows [c*R//n, (c+1)*R//n) of the
+    R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,). Deterministic
+    for a fixed chunk count whichever build runs it. Xs is the padded input with
+    each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K);
+    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C. K (of dZ and part) is a multiple of 16.
+    """
+    nch, fh, Lr, K = part.shape
+    m, Ho, Wo, _ = dZ.shape
+    R = m * Ho
+    for c in prange(nch):
+        _conv_dW_f32_t16_row(Xs, dZ, part, pdb, sh, ja, jb, np.int64(c))
+
+
+@numba.njit(fastmath=FASTMATH_CONV, **NJIT)
+def _conv_dA_f32_t4_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
+    """Iteration t of ``conv_dA_f32_t4_par``'s loop."""
+    m, H, W, C = dA.shape
+    fh, fw, K, _ = WT.shape
+    ncb = (C + 3) // 4
+    i = t // H
+    h = t - i * H
+    hp = h + ph
+    for rw in range(sw):
+        wfirst = (rw - pw) % sw
+        if wfirst >= W:
+            continue
+        npix = (W - 1 - wfirst) // sw + 1
+        for cb in range(ncb):
+            c0 = max(min(cb * 4, C - 4), 0)
+            n = 0
+            while n + 4 <= npix:
+                a0_0 = zero
+                a0_1 = zero
+                a0_2 = zero
+                a0_3 = zero
+                a1_0 = zero
+                a1_1 = zero
+                a1_2 = zero
+                a1_3 = zero
+                a2_0 = zero
+                a2_1 = zero
+                a2_2 = zero
+                a2_3 = zero
+                a3_0 = zero
+                a3_1 = zero
+                a3_2 = zero
+                a3_3 = zero
+                wq = wfirst + n * sw
+                for kh in range(fh):
+                    dh = hp - kh
+                    if dh % sh != 0:
+                        continue
+                    zr = Zr[i, dh // sh + plh]
+                    for kw in range(rw, fw, sw):
+                        wt = WT[kh, kw]
+                        zb = (wq + pw - kw) // sw + plw
+                        for k in range(K):
+                            w0 = wt[k, c0 + 0]
+                            w1 = wt[k, c0 + 1]
+                            w2 = wt[k, c0 + 2]
+                            w3 = wt[k, c0 + 3]
+                            d0 = zr[zb + 0, k]
+                            d1 = zr[zb + 1, k]
+                            d2 = zr[zb + 2, k]
+                            d3 = zr[zb + 3, k]
+                            a0_0 += d0 * w0
+                            a0_1 += d0 * w1
+                            a0_2 += d0 * w2
+                            a0_3 += d0 * w3
+                            a1_0 += d1 * w0
+                            a1_1 += d1 * w1
+                            a1_2 += d1 * w2
+                            a1_3 += d1 * w3
+                            a2_0 += d2 * w0
+                            a2_1 += d2 * w1
+                            a2_2 += d2 * w2
+                            a2_3 += d2 * w3
+                            a3_0 += d3 * w0
+                            a3_1 += d3 * w1
+                            a3_2 += d3 * w2
+                            a3_3 += d3 * w3
+                dA[i, h, wq + 0 * sw, c0 + 0] = a0_0
+                dA[i, h, wq + 0 * sw, c0 + 1] = a0_1
+                dA[i, h, wq + 0 * sw, c0 + 2] = a0_2
+                dA[i, h, wq + 0 * sw, c0 + 3] = a0_3
+                dA[i, h, wq + 1 * sw, c0 + 0] = a1_0
+                dA[i, h, wq + 1 * sw, c0 + 1] = a1_1
+                dA[i, h, wq + 1 * sw, c0 + 2] = a1_2
+                dA[i, h, wq + 1 * sw, c0 + 3] = a1_3
+                dA[i, h, wq + 2 * sw, c0 + 0] = a2_0
+                dA[i, h, wq + 2 * sw, c0 + 1] = a2_1
+                dA[i, h, wq + 2 * sw, c0 + 2] = a2_2
+                dA[i, h, wq + 2 * sw, c0 + 3] = a2_3
+                dA[i, h, wq + 3 * sw, c0 + 0] = a3_0
+                dA[i, h, wq + 3 * sw, c0 + 1] = a3_1
+                dA[i, h, wq + 3 * sw, c0 + 2] = a3_2
+                dA[i, h, wq + 3 * sw, c0 + 3] = a3_3
+                n += 4
+            while n < npix:
+                a0_0 = zero
+                a0_1 = zero
+                a0_2 = zero
+                a0_3 = zero
+                wq = wfirst + n * sw
+                for kh in range(fh):
+                    dh = hp - kh
+                    if dh % sh != 0:
+                        continue
+                    zr = Zr[i, dh // sh + plh]
+                    for kw in range(rw, fw, sw):
+                        wt = WT[kh, kw]
+                        zb = (wq + pw - kw) // sw + plw
+                        for k in range(K):
+                            w0 = wt[k, c0 + 0]
+                            w1 = wt[k, c0 + 1]
+                            w2 = wt[k, c0 + 2]
+                            w3 = wt[k, c0 + 3]
+                            d0 = zr[zb + 0, k]
+                            a0_0 += d0 * w0
+                            a0_1 += d0 * w1
+                            a0_2 += d0 * w2
+                            a0_3 += d0 * w3
+                dA[i, h, wq + 0 * sw, c0 + 0] = a0_0
+                dA[i, h, wq + 0 * sw, c0 + 1] = a0_1
+                dA[i, h, wq + 0 * sw, c0 + 2] = a0_2
+                dA[i, h, wq + 0 * sw, c0 + 3] = a0_3
+                n += 1
+
+
+@numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
+def conv_dA_f32_t4_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
+    """dA[i, h, w, c] = sum over windows covering (h, w) of dZ * W, as a gather.
+
+    Zr is dZ zero-padded by (plh, plw) rows/columns in front (and enough behind),
+    (m, Hz, Wz, K); WT is W transposed to (fh, fw, K, C). Pixels of one
+    row are taken by stride phase rw = (w + pw) % sw so one tile shares its kw set.
+    Channels in blocks of 4, the last one shifted back to end at C (its overlap is
+    recomputed with the same arithmetic: same bits); needs C >= 4.
+    """
+    m, H, W, C = dA.shape
+    fh, fw, K, _ = WT.shape
+    ncb = (C + 3) // 4
+    for t in prange(m * H):
+        _conv_dA_f32_t4_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, np.int64(t))
+
+
+@numba.njit(fastmath=FASTMATH_CONV, **NJIT)
+def _conv_dW_f32_t4_row(Xs, dZ, part, pdb, sh, ja, jb, c):
+    """Iteration c of ``conv_dW_f32_t4_par``'s loop."""
+    nch, fh, Lr, K = part.shape
+    m, Ho, Wo, _ = dZ.shape
+    R = m * Ho
+    pc = part[c]
+    db = pdb[c]
+    for kh in range(fh):
+        for j in range(Lr):
+            for k in range(K):
+                pc[kh, j, k] = 0
+    for k in range(K):
+        db[k] = 0
+    for t in range(c * R // nch, (c + 1) * R // nch):
+        i = t // Ho
+        ho = t - i * Ho
+        zr = dZ[i, ho]
+        for wo in range(Wo):
+            for k in range(K):
+                db[k] += zr[wo, k]
+        for kh in range(fh):
+            xrow = Xs[i, ho * sh + kh]
+            pk = pc[kh]
+            k0 = 0
+            while k0 < K:
                 j0 = 0
                 while j0 + 4 <= Lr:
                     a0_0 = pk[j0 + 0, k0 + 0]
@@ -6301,7 +6485,131 @@ def _conv_dW_f32_row(Xs, dZ, part, pdb, sh, ja, jb, c):
                     pk[j0 + 0, k0 + 3] = a0_3
                     j0 += 1
                 k0 += 4
-            while k0 + 1 <= K:
+
+
+@numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
+def conv_dW_f32_t4_par(Xs, dZ, part, pdb, sh, ja, jb):
+    """Per-chunk partial dW and db: chunk c sums rows [c*R//n, (c+1)*R//n) of the
+    R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,). Deterministic
+    for a fixed chunk count whichever build runs it. Xs is the padded input with
+    each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K);
+    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C. K (of dZ and part) is a multiple of 4.
+    """
+    nch, fh, Lr, K = part.shape
+    m, Ho, Wo, _ = dZ.shape
+    R = m * Ho
+    for c in prange(nch):
+        _conv_dW_f32_t4_row(Xs, dZ, part, pdb, sh, ja, jb, np.int64(c))
+
+
+@numba.njit(fastmath=FASTMATH_CONV, **NJIT)
+def _conv_dA_f32_t1_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
+    """Iteration t of ``conv_dA_f32_t1_par``'s loop."""
+    m, H, W, C = dA.shape
+    fh, fw, K, _ = WT.shape
+    ncb = (C + 0) // 1
+    i = t // H
+    h = t - i * H
+    hp = h + ph
+    for rw in range(sw):
+        wfirst = (rw - pw) % sw
+        if wfirst >= W:
+            continue
+        npix = (W - 1 - wfirst) // sw + 1
+        for cb in range(ncb):
+            c0 = max(min(cb * 1, C - 1), 0)
+            n = 0
+            while n + 4 <= npix:
+                a0_0 = zero
+                a1_0 = zero
+                a2_0 = zero
+                a3_0 = zero
+                wq = wfirst + n * sw
+                for kh in range(fh):
+                    dh = hp - kh
+                    if dh % sh != 0:
+                        continue
+                    zr = Zr[i, dh // sh + plh]
+                    for kw in range(rw, fw, sw):
+                        wt = WT[kh, kw]
+                        zb = (wq + pw - kw) // sw + plw
+                        for k in range(K):
+                            w0 = wt[k, c0 + 0]
+                            d0 = zr[zb + 0, k]
+                            d1 = zr[zb + 1, k]
+                            d2 = zr[zb + 2, k]
+                            d3 = zr[zb + 3, k]
+                            a0_0 += d0 * w0
+                            a1_0 += d1 * w0
+                            a2_0 += d2 * w0
+                            a3_0 += d3 * w0
+                dA[i, h, wq + 0 * sw, c0 + 0] = a0_0
+                dA[i, h, wq + 1 * sw, c0 + 0] = a1_0
+                dA[i, h, wq + 2 * sw, c0 + 0] = a2_0
+                dA[i, h, wq + 3 * sw, c0 + 0] = a3_0
+                n += 4
+            while n < npix:
+                a0_0 = zero
+                wq = wfirst + n * sw
+                for kh in range(fh):
+                    dh = hp - kh
+                    if dh % sh != 0:
+                        continue
+                    zr = Zr[i, dh // sh + plh]
+                    for kw in range(rw, fw, sw):
+                        wt = WT[kh, kw]
+                        zb = (wq + pw - kw) // sw + plw
+                        for k in range(K):
+                            w0 = wt[k, c0 + 0]
+                            d0 = zr[zb + 0, k]
+                            a0_0 += d0 * w0
+                dA[i, h, wq + 0 * sw, c0 + 0] = a0_0
+                n += 1
+
+
+@numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
+def conv_dA_f32_t1_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
+    """dA[i, h, w, c] = sum over windows covering (h, w) of dZ * W, as a gather.
+
+    Zr is dZ zero-padded by (plh, plw) rows/columns in front (and enough behind),
+    (m, Hz, Wz, K); WT is W transposed to (fh, fw, K, C). Pixels of one
+    row are taken by stride phase rw = (w + pw) % sw so one tile shares its kw set.
+    Channels in blocks of 1, the last one shifted back to end at C (its overlap is
+    recomputed with the same arithmetic: same bits); needs C >= 1.
+    """
+    m, H, W, C = dA.shape
+    fh, fw, K, _ = WT.shape
+    ncb = (C + 0) // 1
+    for t in prange(m * H):
+        _conv_dA_f32_t1_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, np.int64(t))
+
+
+@numba.njit(fastmath=FASTMATH_CONV, **NJIT)
+def _conv_dW_f32_t1_row(Xs, dZ, part, pdb, sh, ja, jb, c):
+    """Iteration c of ``conv_dW_f32_t1_par``'s loop."""
+    nch, fh, Lr, K = part.shape
+    m, Ho, Wo, _ = dZ.shape
+    R = m * Ho
+    pc = part[c]
+    db = pdb[c]
+    for kh in range(fh):
+        for j in range(Lr):
+            for k in range(K):
+                pc[kh, j, k] = 0
+    for k in range(K):
+        db[k] = 0
+    for t in range(c * R // nch, (c + 1) * R // nch):
+        i = t // Ho
+        ho = t - i * Ho
+        zr = dZ[i, ho]
+        for wo in range(Wo):
+            for k in range(K):
+                db[k] += zr[wo, k]
+        for kh in range(fh):
+            xrow = Xs[i, ho * sh + kh]
+            pk = pc[kh]
+            k0 = 0
+            while k0 < K:
                 j0 = 0
                 while j0 + 4 <= Lr:
                     a0_0 = pk[j0 + 0, k0 + 0]
@@ -6345,16 +6653,16 @@ def _conv_dW_f32_row(Xs, dZ, part, pdb, sh, ja, jb, c):
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
-def conv_dW_f32_par(Xs, dZ, part, pdb, sh, ja, jb):
+def conv_dW_f32_t1_par(Xs, dZ, part, pdb, sh, ja, jb):
     """Per-chunk partial dW and db: chunk c sums rows [c*R//n, (c+1)*R//n) of the
     R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,). Deterministic
     for a fixed chunk count whichever build runs it. Xs is the padded input with
     each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K);
-    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C.
+    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C. K (of dZ and part) is a multiple of 1.
     """
     nch, fh, Lr, K = part.shape
     m, Ho, Wo, _ = dZ.shape
     R = m * Ho
     for c in prange(nch):
-        _conv_dW_f32_row(Xs, dZ, part, pdb, sh, ja, jb, np.int64(c))
+        _conv_dW_f32_t1_row(Xs, dZ, part, pdb, sh, ja, jb, np.int64(c))
 

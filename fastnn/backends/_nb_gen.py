@@ -22,22 +22,15 @@ from typing import List
 #: Tile shapes per dtype for dA and dW: P input pixels x T input channels (dA) and
 #: J input columns x T output channels (dW); P*T accumulators fill 8 AVX2 registers.
 TILES = {"f64": dict(P=4, T=8, J=4), "f32": dict(P=4, T=16, J=4)}
+#: Channel tile widths of the dA and dW kernels per dtype, widest first: one kernel per
+#: width (compiled on first use; the wrapper takes the first with T <= C for dA, T <= K
+#: for dW), so a call compiles one tile's code, not every tail's.
+BWD_T = {"f64": (8, 4, 1), "f32": (16, 4, 1)}
 
 
 
 def _ind(lines: List[str], n: int) -> List[str]:
     return [" " * n + s if s else s for s in lines]
-
-
-def _width_loop(var: str, limit: str, T: int, block) -> List[str]:
-    """``var`` runs over [0, limit) in tiles of width T, then 4, then 1 (fewer tile shapes
-    keep the compile time down)."""
-    out = [f"{var} = 0"]
-    for w in (T, 4, 1) if T > 4 else (T, 1):
-        out += [f"while {var} + {w} <= {limit}:"]
-        out += _ind(block(w), 4)
-        out += [f"    {var} += {w}"]
-    return out
 
 
 # ------------------------------------------------- parallel shells over row helpers
@@ -196,10 +189,6 @@ def _dA_rows(rng: str, per_row: List[str]) -> List[str]:
     ]
 
 
-def _dA_cblock(P: int):
-    return lambda T: _dA_pixels(P, lambda q: _dA_tile(q, T))
-
-
 def conv_dA(name: str, P: int, T: int, rng: str) -> List[str]:
     L = [
         f"@numba.njit(fastmath=FASTMATH_CONV, **{'NJIT_PARALLEL' if rng == 'prange' else 'NJIT'})",
@@ -209,12 +198,16 @@ def conv_dA(name: str, P: int, T: int, rng: str) -> List[str]:
         "    Zr is dZ zero-padded by (plh, plw) rows/columns in front (and enough behind),",
         "    (m, Hz, Wz, K); WT is W transposed to (fh, fw, K, C). Pixels of one",
         "    row are taken by stride phase rw = (w + pw) % sw so one tile shares its kw set.",
+        f"    Channels in blocks of {T}, the last one shifted back to end at C (its overlap is",
+        f'    recomputed with the same arithmetic: same bits); needs C >= {T}.',
         '    """',
         "    m, H, W, C = dA.shape",
         "    fh, fw, K, _ = WT.shape",
+        f"    ncb = (C + {T - 1}) // {T}",
     ]
     L += _dA_rows(rng, [])
-    L += _ind(_width_loop("c0", "C", T, _dA_cblock(P)), 12)
+    L += _ind(["for cb in range(ncb):", f"    c0 = max(min(cb * {T}, C - {T}), 0)"]
+              + _ind(_dA_pixels(P, lambda q: _dA_tile(q, T)), 4), 12)
     return L
 
 
@@ -319,15 +312,13 @@ def _dW_tile(J: int, T: int) -> List[str]:
     return L
 
 
-def _dW_kblock(J: int):
-    def block(T: int) -> List[str]:
-        L = ["j0 = 0", f"while j0 + {J} <= Lr:"]
-        L += _ind(_dW_tile(J, T), 4)
-        L += [f"    j0 += {J}", "while j0 < Lr:"]
-        L += _ind(_dW_tile(1, T), 4)
-        L += ["    j0 += 1"]
-        return L
-    return block
+def _dW_kblock(J: int, T: int) -> List[str]:
+    L = ["j0 = 0", f"while j0 + {J} <= Lr:"]
+    L += _ind(_dW_tile(J, T), 4)
+    L += [f"    j0 += {J}", "while j0 < Lr:"]
+    L += _ind(_dW_tile(1, T), 4)
+    L += ["    j0 += 1"]
+    return L
 
 
 def conv_dW(name: str, J: int, T: int, rng: str) -> List[str]:
@@ -338,7 +329,7 @@ def conv_dW(name: str, J: int, T: int, rng: str) -> List[str]:
         "    R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,). Deterministic",
         "    for a fixed chunk count whichever build runs it. Xs is the padded input with",
         "    each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K);",
-        "    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C.",
+        f"    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C. K (of dZ and part) is a multiple of {T}.",
         '    """',
         "    nch, fh, Lr, K = part.shape",
         "    m, Ho, Wo, _ = dZ.shape",
@@ -363,7 +354,7 @@ def conv_dW(name: str, J: int, T: int, rng: str) -> List[str]:
         "                xrow = Xs[i, ho * sh + kh]",
         "                pk = pc[kh]",
     ]
-    L += _ind(_width_loop("k0", "K", T, _dW_kblock(J)), 16)
+    L += _ind(["k0 = 0", "while k0 < K:"] + _ind(_dW_kblock(J, T) + [f"k0 += {T}"], 4), 16)
     return L
 
 
@@ -763,6 +754,8 @@ def generate() -> dict:
         sfx, rng = "par", "prange"
         parts += ["", "#: Forward tile shapes (P pixels, T channels) per dtype, best first.",
                   f"FWD_TILES = {FWD_TILES!r}",
+                  "#: Channel tile widths of the dA and dW kernels ``conv_dA_*_t{T}``, ``conv_dW_*_t{T}``.",
+                  f"BWD_T = {BWD_T!r}",
                   "#: SIMD lanes of the few-channel dA_prev kernels ``conv_dA_*_c{C}``.",
                   f"DA_KVEC_L = {DA_KVEC_L!r}", ""]
         for dt, t in TILES.items():
@@ -774,10 +767,11 @@ def generate() -> dict:
                 parts.append("")
                 parts += row_split(conv_dA_kvec(f"conv_dA_{dt}_c{C}_{sfx}", C, DA_KVEC_L[dt], rng))
                 parts.append("")
-            for gen, nm, a in ((conv_dA, "conv_dA", "P"), (conv_dW, "conv_dW", "J")):
-                parts.append("")
-                parts += row_split(gen(f"{nm}_{dt}_{sfx}", t[a], t["T"], rng))
-                parts.append("")
+            for T in BWD_T[dt]:
+                for gen, nm, a in ((conv_dA, "conv_dA", "P"), (conv_dW, "conv_dW", "J")):
+                    parts.append("")
+                    parts += row_split(gen(f"{nm}_{dt}_t{T}_{sfx}", t[a], T, rng))
+                    parts.append("")
         texts[fname] = "\n".join(parts) + "\n"
     return texts
 

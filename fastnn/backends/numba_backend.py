@@ -142,6 +142,11 @@ def fwd_tile(sfx, K, Wo):
     return next(t for t in KC.FWD_TILES[sfx] if t[1] <= K and t[0] <= Wo)
 
 
+def _bwd_tile(dtype, n):
+    """The dA / dW kernels' channel tile for n channels: the first of ``BWD_T`` <= n."""
+    return next(T for T in KC.BWD_T[_sfx(dtype)] if T <= n)
+
+
 @register("conv_forward", NAME)
 def conv_forward(p, A_prev, W, b, Z):
     if _is_small(p):
@@ -189,17 +194,24 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
         return
     # dW and db: one partial per chunk of output rows (chunk count = thread count), summed
     # in chunk order: deterministic for a fixed thread count.
+    # The dW kernel's channel tile T: K is zero-padded to a multiple of T (only then is dZ
+    # copied; the padded channels' partials are dropped).
+    T = _bwd_tile(p.dtype, p.K)
+    Kp = -(-p.K // T) * T
+    dZk = np.pad(dZ, ((0, 0), (0, 0), (0, 0), (0, Kp - p.K))) if Kp != p.K else dZ
     nch = max(1, min(_num_threads(), p.m * p.Ho))
-    part = np.empty((nch, p.fh, L, p.K), dtype=p.dtype)
-    pdb = np.empty((nch, p.K), dtype=p.dtype)
+    part = np.empty((nch, p.fh, L, Kp), dtype=p.dtype)
+    pdb = np.empty((nch, Kp), dtype=p.dtype)
     ja, jb = np.divmod(np.arange(L), p.sw * p.C)
-    _par(_pick("conv_dW", p.dtype), Xs, dZ, part, pdb, p.sh, ja, jb)
+    _par(_pick("conv_dW", p.dtype, f"_t{T}"), Xs, dZk, part, pdb, p.sh, ja, jb)
     if nch == 1:
-        dW.reshape(-1)[:] = part.reshape(-1)
-        db[:] = pdb[0]
+        sums, dbs = part[0], pdb[0]
     else:
-        _run(K.sum_parts_par, K.sum_parts_ser, dW.size, part.reshape(nch, -1), dW.reshape(-1))
-        K.sum_parts_ser(pdb, db)
+        sums, dbs = np.empty(part.shape[1:], dtype=p.dtype), np.empty(Kp, dtype=p.dtype)
+        _run(K.sum_parts_par, K.sum_parts_ser, sums.size, part.reshape(nch, -1), sums.reshape(-1))
+        K.sum_parts_ser(pdb, dbs)
+    dW.reshape(p.fh, L, p.K)[:] = sums[:, :, :p.K]
+    db[:] = dbs[:p.K]
     if kvec:
         Wk = np.pad(W, ((0, 0), (0, 0), (0, 0), (0, kpad))) if kpad else W
         nkl = (p.K + kpad) // lanes
@@ -207,7 +219,8 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
              Wk.reshape(p.fh, p.fw, p.C, nkl, lanes), dA_prev, p.sh, p.sw, p.ph, p.pw, plh, plw, p.dtype.type(0))
         return
     WT = np.ascontiguousarray(W.transpose(0, 1, 3, 2))
-    _par(_pick("conv_dA", p.dtype), dZp, WT, dA_prev, p.sh, p.sw, p.ph, p.pw, plh, plw, p.dtype.type(0))
+    _par(_pick("conv_dA", p.dtype, f"_t{_bwd_tile(p.dtype, p.C)}"), dZp, WT, dA_prev, p.sh, p.sw, p.ph, p.pw,
+         plh, plw, p.dtype.type(0))
 
 
 # ------------------------------------------------------------------------ pooling
