@@ -72,8 +72,9 @@ def test_every_forward_tile_variant_matches_reference(force_parallel, dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_every_backward_tile_variant_matches_reference(force_parallel, dtype):
     """Each dA kernel's channel tile (by C_in) and dW kernel's tile (by K) of ``BWD_T`` is
-    reached, with the last dA channel block shifted back (T not dividing C) and K
-    zero-padded for dW (T not dividing K), over strides 1 and 2."""
+    reached, with the last dA channel and pixel blocks shifted back or clamped (T not
+    dividing C, fewer pixels than the tile) and K and fw*C zero-padded for dW, over
+    strides 1 and 2."""
     sfx = "f32" if np.dtype(dtype) == np.float32 else "f64"
     lanes = nb.KC.DA_KVEC_L[sfx]
     reached_dA, reached_dW = set(), set()
@@ -82,7 +83,8 @@ def test_every_backward_tile_variant_matches_reference(force_parallel, dtype):
             if not (C <= 4 and K >= lanes):  # C <= 4 with K >= lanes takes the kvec kernels
                 reached_dA.add(nb._bwd_tile(dtype, C))
             reached_dW.add(nb._bwd_tile(dtype, K))
-            case = ConvCase(f"C{C}_K{K}", 2, 7, 9, C, 3, K, 1 + (C + K) % 2, 1)
+            # width 9, or 3: fewer pixels per stride phase than the dA pixel tile
+            case = ConvCase(f"C{C}_K{K}", 2, 7, 9 if C != 5 else 3, C, 3, K, 1 + (C + K) % 2, 1)
             A, W, b, hp, dZ = case.make(dtype, seed=4)
             _, cache = fastnn.conv_forward(A, W, b, hp, backend="numba")
             _, cache_ref = fastnn.conv_forward(A, W, b, hp, backend=REF)

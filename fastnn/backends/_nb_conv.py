@@ -16,6 +16,8 @@ from .._numba_config import FASTMATH_CONV, NJIT, NJIT_PARALLEL
 FWD_TILES = {'f64': ((4, 8), (8, 4), (4, 4), (1, 8), (1, 4), (4, 1), (1, 1)), 'f32': ((4, 16), (8, 8), (4, 8), (8, 4), (4, 4), (1, 16), (1, 8), (1, 4), (4, 1), (1, 1))}
 #: Channel tile widths of the dA and dW kernels ``conv_dA_*_t{T}``, ``conv_dW_*_t{T}``.
 BWD_T = {'f64': (8, 4, 1), 'f32': (16, 4, 1)}
+#: dW tile rows (input columns j) per dtype: part's fw*C rows are padded to a multiple.
+DW_J = {'f64': 4, 'f32': 4}
 #: SIMD lanes of the few-channel dA_prev kernels ``conv_dA_*_c{C}``.
 DA_KVEC_L = {'f64': 4, 'f32': 8}
 
@@ -676,8 +678,16 @@ def _conv_dA_f64_c1_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
         if wfirst >= W:
             continue
         npix = (W - 1 - wfirst) // sw + 1
-        n = 0
-        while n + 8 <= npix:
+        for pb in range((npix + 7) // 8):
+            n = max(min(pb * 8, npix - 8), 0)
+            o0 = 0
+            o1 = min(1, npix - 1 - n)
+            o2 = min(2, npix - 1 - n)
+            o3 = min(3, npix - 1 - n)
+            o4 = min(4, npix - 1 - n)
+            o5 = min(5, npix - 1 - n)
+            o6 = min(6, npix - 1 - n)
+            o7 = min(7, npix - 1 - n)
             a0_0_0 = zero
             a0_0_1 = zero
             a0_0_2 = zero
@@ -719,14 +729,14 @@ def _conv_dA_f64_c1_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
                 for kw in range(rw, fw, sw):
                     wt = Wt[kh, kw]
                     zb = (wq + pw - kw) // sw + plw
-                    z0 = zr[zb + 0]
-                    z1 = zr[zb + 1]
-                    z2 = zr[zb + 2]
-                    z3 = zr[zb + 3]
-                    z4 = zr[zb + 4]
-                    z5 = zr[zb + 5]
-                    z6 = zr[zb + 6]
-                    z7 = zr[zb + 7]
+                    z0 = zr[zb + o0]
+                    z1 = zr[zb + o1]
+                    z2 = zr[zb + o2]
+                    z3 = zr[zb + o3]
+                    z4 = zr[zb + o4]
+                    z5 = zr[zb + o5]
+                    z6 = zr[zb + o6]
+                    z7 = zr[zb + o7]
                     for kk in range(nkl):
                         w0_0 = wt[0, kk, 0]
                         w0_1 = wt[0, kk, 1]
@@ -828,58 +838,22 @@ def _conv_dA_f64_c1_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
             buf[7, 0, 1] = a7_0_1
             buf[7, 0, 2] = a7_0_2
             buf[7, 0, 3] = a7_0_3
-            g = dA[i, h, wq + 0 * sw]
+            g = dA[i, h, wq + o0 * sw]
             g[0] = ((buf[0, 0, 0] + buf[0, 0, 1]) + (buf[0, 0, 2] + buf[0, 0, 3]))
-            g = dA[i, h, wq + 1 * sw]
+            g = dA[i, h, wq + o1 * sw]
             g[0] = ((buf[1, 0, 0] + buf[1, 0, 1]) + (buf[1, 0, 2] + buf[1, 0, 3]))
-            g = dA[i, h, wq + 2 * sw]
+            g = dA[i, h, wq + o2 * sw]
             g[0] = ((buf[2, 0, 0] + buf[2, 0, 1]) + (buf[2, 0, 2] + buf[2, 0, 3]))
-            g = dA[i, h, wq + 3 * sw]
+            g = dA[i, h, wq + o3 * sw]
             g[0] = ((buf[3, 0, 0] + buf[3, 0, 1]) + (buf[3, 0, 2] + buf[3, 0, 3]))
-            g = dA[i, h, wq + 4 * sw]
+            g = dA[i, h, wq + o4 * sw]
             g[0] = ((buf[4, 0, 0] + buf[4, 0, 1]) + (buf[4, 0, 2] + buf[4, 0, 3]))
-            g = dA[i, h, wq + 5 * sw]
+            g = dA[i, h, wq + o5 * sw]
             g[0] = ((buf[5, 0, 0] + buf[5, 0, 1]) + (buf[5, 0, 2] + buf[5, 0, 3]))
-            g = dA[i, h, wq + 6 * sw]
+            g = dA[i, h, wq + o6 * sw]
             g[0] = ((buf[6, 0, 0] + buf[6, 0, 1]) + (buf[6, 0, 2] + buf[6, 0, 3]))
-            g = dA[i, h, wq + 7 * sw]
+            g = dA[i, h, wq + o7 * sw]
             g[0] = ((buf[7, 0, 0] + buf[7, 0, 1]) + (buf[7, 0, 2] + buf[7, 0, 3]))
-            n += 8
-        while n < npix:
-            a0_0_0 = zero
-            a0_0_1 = zero
-            a0_0_2 = zero
-            a0_0_3 = zero
-            wq = wfirst + n * sw
-            for kh in range(fh):
-                dh = hp - kh
-                if dh % sh != 0:
-                    continue
-                zr = Zr[i, dh // sh + plh]
-                for kw in range(rw, fw, sw):
-                    wt = Wt[kh, kw]
-                    zb = (wq + pw - kw) // sw + plw
-                    z0 = zr[zb + 0]
-                    for kk in range(nkl):
-                        w0_0 = wt[0, kk, 0]
-                        w0_1 = wt[0, kk, 1]
-                        w0_2 = wt[0, kk, 2]
-                        w0_3 = wt[0, kk, 3]
-                        d0_0 = z0[kk, 0]
-                        d0_1 = z0[kk, 1]
-                        d0_2 = z0[kk, 2]
-                        d0_3 = z0[kk, 3]
-                        a0_0_0 += d0_0 * w0_0
-                        a0_0_1 += d0_1 * w0_1
-                        a0_0_2 += d0_2 * w0_2
-                        a0_0_3 += d0_3 * w0_3
-            buf[0, 0, 0] = a0_0_0
-            buf[0, 0, 1] = a0_0_1
-            buf[0, 0, 2] = a0_0_2
-            buf[0, 0, 3] = a0_0_3
-            g = dA[i, h, wq + 0 * sw]
-            g[0] = ((buf[0, 0, 0] + buf[0, 0, 1]) + (buf[0, 0, 2] + buf[0, 0, 3]))
-            n += 1
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
@@ -908,8 +882,12 @@ def _conv_dA_f64_c2_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
         if wfirst >= W:
             continue
         npix = (W - 1 - wfirst) // sw + 1
-        n = 0
-        while n + 4 <= npix:
+        for pb in range((npix + 3) // 4):
+            n = max(min(pb * 4, npix - 4), 0)
+            o0 = 0
+            o1 = min(1, npix - 1 - n)
+            o2 = min(2, npix - 1 - n)
+            o3 = min(3, npix - 1 - n)
             a0_0_0 = zero
             a0_0_1 = zero
             a0_0_2 = zero
@@ -951,10 +929,10 @@ def _conv_dA_f64_c2_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
                 for kw in range(rw, fw, sw):
                     wt = Wt[kh, kw]
                     zb = (wq + pw - kw) // sw + plw
-                    z0 = zr[zb + 0]
-                    z1 = zr[zb + 1]
-                    z2 = zr[zb + 2]
-                    z3 = zr[zb + 3]
+                    z0 = zr[zb + o0]
+                    z1 = zr[zb + o1]
+                    z2 = zr[zb + o2]
+                    z3 = zr[zb + o3]
                     for kk in range(nkl):
                         w0_0 = wt[0, kk, 0]
                         w0_1 = wt[0, kk, 1]
@@ -1044,71 +1022,18 @@ def _conv_dA_f64_c2_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
             buf[3, 1, 1] = a3_1_1
             buf[3, 1, 2] = a3_1_2
             buf[3, 1, 3] = a3_1_3
-            g = dA[i, h, wq + 0 * sw]
+            g = dA[i, h, wq + o0 * sw]
             g[0] = ((buf[0, 0, 0] + buf[0, 0, 1]) + (buf[0, 0, 2] + buf[0, 0, 3]))
             g[1] = ((buf[0, 1, 0] + buf[0, 1, 1]) + (buf[0, 1, 2] + buf[0, 1, 3]))
-            g = dA[i, h, wq + 1 * sw]
+            g = dA[i, h, wq + o1 * sw]
             g[0] = ((buf[1, 0, 0] + buf[1, 0, 1]) + (buf[1, 0, 2] + buf[1, 0, 3]))
             g[1] = ((buf[1, 1, 0] + buf[1, 1, 1]) + (buf[1, 1, 2] + buf[1, 1, 3]))
-            g = dA[i, h, wq + 2 * sw]
+            g = dA[i, h, wq + o2 * sw]
             g[0] = ((buf[2, 0, 0] + buf[2, 0, 1]) + (buf[2, 0, 2] + buf[2, 0, 3]))
             g[1] = ((buf[2, 1, 0] + buf[2, 1, 1]) + (buf[2, 1, 2] + buf[2, 1, 3]))
-            g = dA[i, h, wq + 3 * sw]
+            g = dA[i, h, wq + o3 * sw]
             g[0] = ((buf[3, 0, 0] + buf[3, 0, 1]) + (buf[3, 0, 2] + buf[3, 0, 3]))
             g[1] = ((buf[3, 1, 0] + buf[3, 1, 1]) + (buf[3, 1, 2] + buf[3, 1, 3]))
-            n += 4
-        while n < npix:
-            a0_0_0 = zero
-            a0_0_1 = zero
-            a0_0_2 = zero
-            a0_0_3 = zero
-            a0_1_0 = zero
-            a0_1_1 = zero
-            a0_1_2 = zero
-            a0_1_3 = zero
-            wq = wfirst + n * sw
-            for kh in range(fh):
-                dh = hp - kh
-                if dh % sh != 0:
-                    continue
-                zr = Zr[i, dh // sh + plh]
-                for kw in range(rw, fw, sw):
-                    wt = Wt[kh, kw]
-                    zb = (wq + pw - kw) // sw + plw
-                    z0 = zr[zb + 0]
-                    for kk in range(nkl):
-                        w0_0 = wt[0, kk, 0]
-                        w0_1 = wt[0, kk, 1]
-                        w0_2 = wt[0, kk, 2]
-                        w0_3 = wt[0, kk, 3]
-                        w1_0 = wt[1, kk, 0]
-                        w1_1 = wt[1, kk, 1]
-                        w1_2 = wt[1, kk, 2]
-                        w1_3 = wt[1, kk, 3]
-                        d0_0 = z0[kk, 0]
-                        d0_1 = z0[kk, 1]
-                        d0_2 = z0[kk, 2]
-                        d0_3 = z0[kk, 3]
-                        a0_0_0 += d0_0 * w0_0
-                        a0_0_1 += d0_1 * w0_1
-                        a0_0_2 += d0_2 * w0_2
-                        a0_0_3 += d0_3 * w0_3
-                        a0_1_0 += d0_0 * w1_0
-                        a0_1_1 += d0_1 * w1_1
-                        a0_1_2 += d0_2 * w1_2
-                        a0_1_3 += d0_3 * w1_3
-            buf[0, 0, 0] = a0_0_0
-            buf[0, 0, 1] = a0_0_1
-            buf[0, 0, 2] = a0_0_2
-            buf[0, 0, 3] = a0_0_3
-            buf[0, 1, 0] = a0_1_0
-            buf[0, 1, 1] = a0_1_1
-            buf[0, 1, 2] = a0_1_2
-            buf[0, 1, 3] = a0_1_3
-            g = dA[i, h, wq + 0 * sw]
-            g[0] = ((buf[0, 0, 0] + buf[0, 0, 1]) + (buf[0, 0, 2] + buf[0, 0, 3]))
-            g[1] = ((buf[0, 1, 0] + buf[0, 1, 1]) + (buf[0, 1, 2] + buf[0, 1, 3]))
-            n += 1
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
@@ -1137,8 +1062,11 @@ def _conv_dA_f64_c3_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
         if wfirst >= W:
             continue
         npix = (W - 1 - wfirst) // sw + 1
-        n = 0
-        while n + 3 <= npix:
+        for pb in range((npix + 2) // 3):
+            n = max(min(pb * 3, npix - 3), 0)
+            o0 = 0
+            o1 = min(1, npix - 1 - n)
+            o2 = min(2, npix - 1 - n)
             a0_0_0 = zero
             a0_0_1 = zero
             a0_0_2 = zero
@@ -1184,9 +1112,9 @@ def _conv_dA_f64_c3_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
                 for kw in range(rw, fw, sw):
                     wt = Wt[kh, kw]
                     zb = (wq + pw - kw) // sw + plw
-                    z0 = zr[zb + 0]
-                    z1 = zr[zb + 1]
-                    z2 = zr[zb + 2]
+                    z0 = zr[zb + o0]
+                    z1 = zr[zb + o1]
+                    z2 = zr[zb + o2]
                     for kk in range(nkl):
                         w0_0 = wt[0, kk, 0]
                         w0_1 = wt[0, kk, 1]
@@ -1284,88 +1212,18 @@ def _conv_dA_f64_c3_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
             buf[2, 2, 1] = a2_2_1
             buf[2, 2, 2] = a2_2_2
             buf[2, 2, 3] = a2_2_3
-            g = dA[i, h, wq + 0 * sw]
+            g = dA[i, h, wq + o0 * sw]
             g[0] = ((buf[0, 0, 0] + buf[0, 0, 1]) + (buf[0, 0, 2] + buf[0, 0, 3]))
             g[1] = ((buf[0, 1, 0] + buf[0, 1, 1]) + (buf[0, 1, 2] + buf[0, 1, 3]))
             g[2] = ((buf[0, 2, 0] + buf[0, 2, 1]) + (buf[0, 2, 2] + buf[0, 2, 3]))
-            g = dA[i, h, wq + 1 * sw]
+            g = dA[i, h, wq + o1 * sw]
             g[0] = ((buf[1, 0, 0] + buf[1, 0, 1]) + (buf[1, 0, 2] + buf[1, 0, 3]))
             g[1] = ((buf[1, 1, 0] + buf[1, 1, 1]) + (buf[1, 1, 2] + buf[1, 1, 3]))
             g[2] = ((buf[1, 2, 0] + buf[1, 2, 1]) + (buf[1, 2, 2] + buf[1, 2, 3]))
-            g = dA[i, h, wq + 2 * sw]
+            g = dA[i, h, wq + o2 * sw]
             g[0] = ((buf[2, 0, 0] + buf[2, 0, 1]) + (buf[2, 0, 2] + buf[2, 0, 3]))
             g[1] = ((buf[2, 1, 0] + buf[2, 1, 1]) + (buf[2, 1, 2] + buf[2, 1, 3]))
             g[2] = ((buf[2, 2, 0] + buf[2, 2, 1]) + (buf[2, 2, 2] + buf[2, 2, 3]))
-            n += 3
-        while n < npix:
-            a0_0_0 = zero
-            a0_0_1 = zero
-            a0_0_2 = zero
-            a0_0_3 = zero
-            a0_1_0 = zero
-            a0_1_1 = zero
-            a0_1_2 = zero
-            a0_1_3 = zero
-            a0_2_0 = zero
-            a0_2_1 = zero
-            a0_2_2 = zero
-            a0_2_3 = zero
-            wq = wfirst + n * sw
-            for kh in range(fh):
-                dh = hp - kh
-                if dh % sh != 0:
-                    continue
-                zr = Zr[i, dh // sh + plh]
-                for kw in range(rw, fw, sw):
-                    wt = Wt[kh, kw]
-                    zb = (wq + pw - kw) // sw + plw
-                    z0 = zr[zb + 0]
-                    for kk in range(nkl):
-                        w0_0 = wt[0, kk, 0]
-                        w0_1 = wt[0, kk, 1]
-                        w0_2 = wt[0, kk, 2]
-                        w0_3 = wt[0, kk, 3]
-                        w1_0 = wt[1, kk, 0]
-                        w1_1 = wt[1, kk, 1]
-                        w1_2 = wt[1, kk, 2]
-                        w1_3 = wt[1, kk, 3]
-                        w2_0 = wt[2, kk, 0]
-                        w2_1 = wt[2, kk, 1]
-                        w2_2 = wt[2, kk, 2]
-                        w2_3 = wt[2, kk, 3]
-                        d0_0 = z0[kk, 0]
-                        d0_1 = z0[kk, 1]
-                        d0_2 = z0[kk, 2]
-                        d0_3 = z0[kk, 3]
-                        a0_0_0 += d0_0 * w0_0
-                        a0_0_1 += d0_1 * w0_1
-                        a0_0_2 += d0_2 * w0_2
-                        a0_0_3 += d0_3 * w0_3
-                        a0_1_0 += d0_0 * w1_0
-                        a0_1_1 += d0_1 * w1_1
-                        a0_1_2 += d0_2 * w1_2
-                        a0_1_3 += d0_3 * w1_3
-                        a0_2_0 += d0_0 * w2_0
-                        a0_2_1 += d0_1 * w2_1
-                        a0_2_2 += d0_2 * w2_2
-                        a0_2_3 += d0_3 * w2_3
-            buf[0, 0, 0] = a0_0_0
-            buf[0, 0, 1] = a0_0_1
-            buf[0, 0, 2] = a0_0_2
-            buf[0, 0, 3] = a0_0_3
-            buf[0, 1, 0] = a0_1_0
-            buf[0, 1, 1] = a0_1_1
-            buf[0, 1, 2] = a0_1_2
-            buf[0, 1, 3] = a0_1_3
-            buf[0, 2, 0] = a0_2_0
-            buf[0, 2, 1] = a0_2_1
-            buf[0, 2, 2] = a0_2_2
-            buf[0, 2, 3] = a0_2_3
-            g = dA[i, h, wq + 0 * sw]
-            g[0] = ((buf[0, 0, 0] + buf[0, 0, 1]) + (buf[0, 0, 2] + buf[0, 0, 3]))
-            g[1] = ((buf[0, 1, 0] + buf[0, 1, 1]) + (buf[0, 1, 2] + buf[0, 1, 3]))
-            g[2] = ((buf[0, 2, 0] + buf[0, 2, 1]) + (buf[0, 2, 2] + buf[0, 2, 3]))
-            n += 1
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
@@ -1394,8 +1252,11 @@ def _conv_dA_f64_c4_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
         if wfirst >= W:
             continue
         npix = (W - 1 - wfirst) // sw + 1
-        n = 0
-        while n + 3 <= npix:
+        for pb in range((npix + 2) // 3):
+            n = max(min(pb * 3, npix - 3), 0)
+            o0 = 0
+            o1 = min(1, npix - 1 - n)
+            o2 = min(2, npix - 1 - n)
             a0_0_0 = zero
             a0_0_1 = zero
             a0_0_2 = zero
@@ -1453,9 +1314,9 @@ def _conv_dA_f64_c4_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
                 for kw in range(rw, fw, sw):
                     wt = Wt[kh, kw]
                     zb = (wq + pw - kw) // sw + plw
-                    z0 = zr[zb + 0]
-                    z1 = zr[zb + 1]
-                    z2 = zr[zb + 2]
+                    z0 = zr[zb + o0]
+                    z1 = zr[zb + o1]
+                    z2 = zr[zb + o2]
                     for kk in range(nkl):
                         w0_0 = wt[0, kk, 0]
                         w0_1 = wt[0, kk, 1]
@@ -1581,108 +1442,21 @@ def _conv_dA_f64_c4_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
             buf[2, 3, 1] = a2_3_1
             buf[2, 3, 2] = a2_3_2
             buf[2, 3, 3] = a2_3_3
-            g = dA[i, h, wq + 0 * sw]
+            g = dA[i, h, wq + o0 * sw]
             g[0] = ((buf[0, 0, 0] + buf[0, 0, 1]) + (buf[0, 0, 2] + buf[0, 0, 3]))
             g[1] = ((buf[0, 1, 0] + buf[0, 1, 1]) + (buf[0, 1, 2] + buf[0, 1, 3]))
             g[2] = ((buf[0, 2, 0] + buf[0, 2, 1]) + (buf[0, 2, 2] + buf[0, 2, 3]))
             g[3] = ((buf[0, 3, 0] + buf[0, 3, 1]) + (buf[0, 3, 2] + buf[0, 3, 3]))
-            g = dA[i, h, wq + 1 * sw]
+            g = dA[i, h, wq + o1 * sw]
             g[0] = ((buf[1, 0, 0] + buf[1, 0, 1]) + (buf[1, 0, 2] + buf[1, 0, 3]))
             g[1] = ((buf[1, 1, 0] + buf[1, 1, 1]) + (buf[1, 1, 2] + buf[1, 1, 3]))
             g[2] = ((buf[1, 2, 0] + buf[1, 2, 1]) + (buf[1, 2, 2] + buf[1, 2, 3]))
             g[3] = ((buf[1, 3, 0] + buf[1, 3, 1]) + (buf[1, 3, 2] + buf[1, 3, 3]))
-            g = dA[i, h, wq + 2 * sw]
+            g = dA[i, h, wq + o2 * sw]
             g[0] = ((buf[2, 0, 0] + buf[2, 0, 1]) + (buf[2, 0, 2] + buf[2, 0, 3]))
             g[1] = ((buf[2, 1, 0] + buf[2, 1, 1]) + (buf[2, 1, 2] + buf[2, 1, 3]))
             g[2] = ((buf[2, 2, 0] + buf[2, 2, 1]) + (buf[2, 2, 2] + buf[2, 2, 3]))
             g[3] = ((buf[2, 3, 0] + buf[2, 3, 1]) + (buf[2, 3, 2] + buf[2, 3, 3]))
-            n += 3
-        while n < npix:
-            a0_0_0 = zero
-            a0_0_1 = zero
-            a0_0_2 = zero
-            a0_0_3 = zero
-            a0_1_0 = zero
-            a0_1_1 = zero
-            a0_1_2 = zero
-            a0_1_3 = zero
-            a0_2_0 = zero
-            a0_2_1 = zero
-            a0_2_2 = zero
-            a0_2_3 = zero
-            a0_3_0 = zero
-            a0_3_1 = zero
-            a0_3_2 = zero
-            a0_3_3 = zero
-            wq = wfirst + n * sw
-            for kh in range(fh):
-                dh = hp - kh
-                if dh % sh != 0:
-                    continue
-                zr = Zr[i, dh // sh + plh]
-                for kw in range(rw, fw, sw):
-                    wt = Wt[kh, kw]
-                    zb = (wq + pw - kw) // sw + plw
-                    z0 = zr[zb + 0]
-                    for kk in range(nkl):
-                        w0_0 = wt[0, kk, 0]
-                        w0_1 = wt[0, kk, 1]
-                        w0_2 = wt[0, kk, 2]
-                        w0_3 = wt[0, kk, 3]
-                        w1_0 = wt[1, kk, 0]
-                        w1_1 = wt[1, kk, 1]
-                        w1_2 = wt[1, kk, 2]
-                        w1_3 = wt[1, kk, 3]
-                        w2_0 = wt[2, kk, 0]
-                        w2_1 = wt[2, kk, 1]
-                        w2_2 = wt[2, kk, 2]
-                        w2_3 = wt[2, kk, 3]
-                        w3_0 = wt[3, kk, 0]
-                        w3_1 = wt[3, kk, 1]
-                        w3_2 = wt[3, kk, 2]
-                        w3_3 = wt[3, kk, 3]
-                        d0_0 = z0[kk, 0]
-                        d0_1 = z0[kk, 1]
-                        d0_2 = z0[kk, 2]
-                        d0_3 = z0[kk, 3]
-                        a0_0_0 += d0_0 * w0_0
-                        a0_0_1 += d0_1 * w0_1
-                        a0_0_2 += d0_2 * w0_2
-                        a0_0_3 += d0_3 * w0_3
-                        a0_1_0 += d0_0 * w1_0
-                        a0_1_1 += d0_1 * w1_1
-                        a0_1_2 += d0_2 * w1_2
-                        a0_1_3 += d0_3 * w1_3
-                        a0_2_0 += d0_0 * w2_0
-                        a0_2_1 += d0_1 * w2_1
-                        a0_2_2 += d0_2 * w2_2
-                        a0_2_3 += d0_3 * w2_3
-                        a0_3_0 += d0_0 * w3_0
-                        a0_3_1 += d0_1 * w3_1
-                        a0_3_2 += d0_2 * w3_2
-                        a0_3_3 += d0_3 * w3_3
-            buf[0, 0, 0] = a0_0_0
-            buf[0, 0, 1] = a0_0_1
-            buf[0, 0, 2] = a0_0_2
-            buf[0, 0, 3] = a0_0_3
-            buf[0, 1, 0] = a0_1_0
-            buf[0, 1, 1] = a0_1_1
-            buf[0, 1, 2] = a0_1_2
-            buf[0, 1, 3] = a0_1_3
-            buf[0, 2, 0] = a0_2_0
-            buf[0, 2, 1] = a0_2_1
-            buf[0, 2, 2] = a0_2_2
-            buf[0, 2, 3] = a0_2_3
-            buf[0, 3, 0] = a0_3_0
-            buf[0, 3, 1] = a0_3_1
-            buf[0, 3, 2] = a0_3_2
-            buf[0, 3, 3] = a0_3_3
-            g = dA[i, h, wq + 0 * sw]
-            g[0] = ((buf[0, 0, 0] + buf[0, 0, 1]) + (buf[0, 0, 2] + buf[0, 0, 3]))
-            g[1] = ((buf[0, 1, 0] + buf[0, 1, 1]) + (buf[0, 1, 2] + buf[0, 1, 3]))
-            g[2] = ((buf[0, 2, 0] + buf[0, 2, 1]) + (buf[0, 2, 2] + buf[0, 2, 3]))
-            g[3] = ((buf[0, 3, 0] + buf[0, 3, 1]) + (buf[0, 3, 2] + buf[0, 3, 3]))
-            n += 1
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
@@ -1713,8 +1487,12 @@ def _conv_dA_f64_t8_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
         npix = (W - 1 - wfirst) // sw + 1
         for cb in range(ncb):
             c0 = max(min(cb * 8, C - 8), 0)
-            n = 0
-            while n + 4 <= npix:
+            for pb in range((npix + 3) // 4):
+                n = max(min(pb * 4, npix - 4), 0)
+                o0 = 0
+                o1 = min(1, npix - 1 - n)
+                o2 = min(2, npix - 1 - n)
+                o3 = min(3, npix - 1 - n)
                 a0_0 = zero
                 a0_1 = zero
                 a0_2 = zero
@@ -1765,10 +1543,10 @@ def _conv_dA_f64_t8_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
                             w5 = wt[k, c0 + 5]
                             w6 = wt[k, c0 + 6]
                             w7 = wt[k, c0 + 7]
-                            d0 = zr[zb + 0, k]
-                            d1 = zr[zb + 1, k]
-                            d2 = zr[zb + 2, k]
-                            d3 = zr[zb + 3, k]
+                            d0 = zr[zb + o0, k]
+                            d1 = zr[zb + o1, k]
+                            d2 = zr[zb + o2, k]
+                            d3 = zr[zb + o3, k]
                             a0_0 += d0 * w0
                             a0_1 += d0 * w1
                             a0_2 += d0 * w2
@@ -1801,84 +1579,38 @@ def _conv_dA_f64_t8_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
                             a3_5 += d3 * w5
                             a3_6 += d3 * w6
                             a3_7 += d3 * w7
-                dA[i, h, wq + 0 * sw, c0 + 0] = a0_0
-                dA[i, h, wq + 0 * sw, c0 + 1] = a0_1
-                dA[i, h, wq + 0 * sw, c0 + 2] = a0_2
-                dA[i, h, wq + 0 * sw, c0 + 3] = a0_3
-                dA[i, h, wq + 0 * sw, c0 + 4] = a0_4
-                dA[i, h, wq + 0 * sw, c0 + 5] = a0_5
-                dA[i, h, wq + 0 * sw, c0 + 6] = a0_6
-                dA[i, h, wq + 0 * sw, c0 + 7] = a0_7
-                dA[i, h, wq + 1 * sw, c0 + 0] = a1_0
-                dA[i, h, wq + 1 * sw, c0 + 1] = a1_1
-                dA[i, h, wq + 1 * sw, c0 + 2] = a1_2
-                dA[i, h, wq + 1 * sw, c0 + 3] = a1_3
-                dA[i, h, wq + 1 * sw, c0 + 4] = a1_4
-                dA[i, h, wq + 1 * sw, c0 + 5] = a1_5
-                dA[i, h, wq + 1 * sw, c0 + 6] = a1_6
-                dA[i, h, wq + 1 * sw, c0 + 7] = a1_7
-                dA[i, h, wq + 2 * sw, c0 + 0] = a2_0
-                dA[i, h, wq + 2 * sw, c0 + 1] = a2_1
-                dA[i, h, wq + 2 * sw, c0 + 2] = a2_2
-                dA[i, h, wq + 2 * sw, c0 + 3] = a2_3
-                dA[i, h, wq + 2 * sw, c0 + 4] = a2_4
-                dA[i, h, wq + 2 * sw, c0 + 5] = a2_5
-                dA[i, h, wq + 2 * sw, c0 + 6] = a2_6
-                dA[i, h, wq + 2 * sw, c0 + 7] = a2_7
-                dA[i, h, wq + 3 * sw, c0 + 0] = a3_0
-                dA[i, h, wq + 3 * sw, c0 + 1] = a3_1
-                dA[i, h, wq + 3 * sw, c0 + 2] = a3_2
-                dA[i, h, wq + 3 * sw, c0 + 3] = a3_3
-                dA[i, h, wq + 3 * sw, c0 + 4] = a3_4
-                dA[i, h, wq + 3 * sw, c0 + 5] = a3_5
-                dA[i, h, wq + 3 * sw, c0 + 6] = a3_6
-                dA[i, h, wq + 3 * sw, c0 + 7] = a3_7
-                n += 4
-            while n < npix:
-                a0_0 = zero
-                a0_1 = zero
-                a0_2 = zero
-                a0_3 = zero
-                a0_4 = zero
-                a0_5 = zero
-                a0_6 = zero
-                a0_7 = zero
-                wq = wfirst + n * sw
-                for kh in range(fh):
-                    dh = hp - kh
-                    if dh % sh != 0:
-                        continue
-                    zr = Zr[i, dh // sh + plh]
-                    for kw in range(rw, fw, sw):
-                        wt = WT[kh, kw]
-                        zb = (wq + pw - kw) // sw + plw
-                        for k in range(K):
-                            w0 = wt[k, c0 + 0]
-                            w1 = wt[k, c0 + 1]
-                            w2 = wt[k, c0 + 2]
-                            w3 = wt[k, c0 + 3]
-                            w4 = wt[k, c0 + 4]
-                            w5 = wt[k, c0 + 5]
-                            w6 = wt[k, c0 + 6]
-                            w7 = wt[k, c0 + 7]
-                            d0 = zr[zb + 0, k]
-                            a0_0 += d0 * w0
-                            a0_1 += d0 * w1
-                            a0_2 += d0 * w2
-                            a0_3 += d0 * w3
-                            a0_4 += d0 * w4
-                            a0_5 += d0 * w5
-                            a0_6 += d0 * w6
-                            a0_7 += d0 * w7
-                dA[i, h, wq + 0 * sw, c0 + 0] = a0_0
-                dA[i, h, wq + 0 * sw, c0 + 1] = a0_1
-                dA[i, h, wq + 0 * sw, c0 + 2] = a0_2
-                dA[i, h, wq + 0 * sw, c0 + 3] = a0_3
-                dA[i, h, wq + 0 * sw, c0 + 4] = a0_4
-                dA[i, h, wq + 0 * sw, c0 + 5] = a0_5
-                dA[i, h, wq + 0 * sw, c0 + 6] = a0_6
-                dA[i, h, wq + 0 * sw, c0 + 7] = a0_7
-                n += 1
+                dA[i, h, wq + o0 * sw, c0 + 0] = a0_0
+                dA[i, h, wq + o0 * sw, c0 + 1] = a0_1
+                dA[i, h, wq + o0 * sw, c0 + 2] = a0_2
+                dA[i, h, wq + o0 * sw, c0 + 3] = a0_3
+                dA[i, h, wq + o0 * sw, c0 + 4] = a0_4
+                dA[i, h, wq + o0 * sw, c0 + 5] = a0_5
+                dA[i, h, wq + o0 * sw, c0 + 6] = a0_6
+                dA[i, h, wq + o0 * sw, c0 + 7] = a0_7
+                dA[i, h, wq + o1 * sw, c0 + 0] = a1_0
+                dA[i, h, wq + o1 * sw, c0 + 1] = a1_1
+                dA[i, h, wq + o1 * sw, c0 + 2] = a1_2
+                dA[i, h, wq + o1 * sw, c0 + 3] = a1_3
+                dA[i, h, wq + o1 * sw, c0 + 4] = a1_4
+                dA[i, h, wq + o1 * sw, c0 + 5] = a1_5
+                dA[i, h, wq + o1 * sw, c0 + 6] = a1_6
+                dA[i, h, wq + o1 * sw, c0 + 7] = a1_7
+                dA[i, h, wq + o2 * sw, c0 + 0] = a2_0
+                dA[i, h, wq + o2 * sw, c0 + 1] = a2_1
+                dA[i, h, wq + o2 * sw, c0 + 2] = a2_2
+                dA[i, h, wq + o2 * sw, c0 + 3] = a2_3
+                dA[i, h, wq + o2 * sw, c0 + 4] = a2_4
+                dA[i, h, wq + o2 * sw, c0 + 5] = a2_5
+                dA[i, h, wq + o2 * sw, c0 + 6] = a2_6
+                dA[i, h, wq + o2 * sw, c0 + 7] = a2_7
+                dA[i, h, wq + o3 * sw, c0 + 0] = a3_0
+                dA[i, h, wq + o3 * sw, c0 + 1] = a3_1
+                dA[i, h, wq + o3 * sw, c0 + 2] = a3_2
+                dA[i, h, wq + o3 * sw, c0 + 3] = a3_3
+                dA[i, h, wq + o3 * sw, c0 + 4] = a3_4
+                dA[i, h, wq + o3 * sw, c0 + 5] = a3_5
+                dA[i, h, wq + o3 * sw, c0 + 6] = a3_6
+                dA[i, h, wq + o3 * sw, c0 + 7] = a3_7
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
@@ -1925,7 +1657,7 @@ def _conv_dW_f64_t8_row(Xs, dZ, part, pdb, sh, ja, jb, c):
             k0 = 0
             while k0 < K:
                 j0 = 0
-                while j0 + 4 <= Lr:
+                while j0 < Lr:
                     a0_0 = pk[j0 + 0, k0 + 0]
                     a0_1 = pk[j0 + 0, k0 + 1]
                     a0_2 = pk[j0 + 0, k0 + 2]
@@ -2044,44 +1776,6 @@ def _conv_dW_f64_t8_row(Xs, dZ, part, pdb, sh, ja, jb, c):
                     pk[j0 + 3, k0 + 6] = a3_6
                     pk[j0 + 3, k0 + 7] = a3_7
                     j0 += 4
-                while j0 < Lr:
-                    a0_0 = pk[j0 + 0, k0 + 0]
-                    a0_1 = pk[j0 + 0, k0 + 1]
-                    a0_2 = pk[j0 + 0, k0 + 2]
-                    a0_3 = pk[j0 + 0, k0 + 3]
-                    a0_4 = pk[j0 + 0, k0 + 4]
-                    a0_5 = pk[j0 + 0, k0 + 5]
-                    a0_6 = pk[j0 + 0, k0 + 6]
-                    a0_7 = pk[j0 + 0, k0 + 7]
-                    xq0 = xrow[ja[j0 + 0]:]
-                    bq0 = jb[j0 + 0]
-                    for wo in range(Wo):
-                        d0 = zr[wo, k0 + 0]
-                        d1 = zr[wo, k0 + 1]
-                        d2 = zr[wo, k0 + 2]
-                        d3 = zr[wo, k0 + 3]
-                        d4 = zr[wo, k0 + 4]
-                        d5 = zr[wo, k0 + 5]
-                        d6 = zr[wo, k0 + 6]
-                        d7 = zr[wo, k0 + 7]
-                        x0 = xq0[wo, bq0]
-                        a0_0 += x0 * d0
-                        a0_1 += x0 * d1
-                        a0_2 += x0 * d2
-                        a0_3 += x0 * d3
-                        a0_4 += x0 * d4
-                        a0_5 += x0 * d5
-                        a0_6 += x0 * d6
-                        a0_7 += x0 * d7
-                    pk[j0 + 0, k0 + 0] = a0_0
-                    pk[j0 + 0, k0 + 1] = a0_1
-                    pk[j0 + 0, k0 + 2] = a0_2
-                    pk[j0 + 0, k0 + 3] = a0_3
-                    pk[j0 + 0, k0 + 4] = a0_4
-                    pk[j0 + 0, k0 + 5] = a0_5
-                    pk[j0 + 0, k0 + 6] = a0_6
-                    pk[j0 + 0, k0 + 7] = a0_7
-                    j0 += 1
                 k0 += 8
 
 
@@ -2091,7 +1785,9 @@ def conv_dW_f64_t8_par(Xs, dZ, part, pdb, sh, ja, jb):
     R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,). Deterministic
     for a fixed chunk count whichever build runs it. Xs is the padded input with
     each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K);
-    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C. K (of dZ and part) is a multiple of 8.
+    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C. K (of dZ and part) is a multiple of 8
+    and Lr (of part, ja, jb) one of 4: the wrapper pads them (ja, jb with copies of
+    their last entry) and drops the padded rows and channels.
     """
     nch, fh, Lr, K = part.shape
     m, Ho, Wo, _ = dZ.shape
@@ -2116,8 +1812,12 @@ def _conv_dA_f64_t4_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
         npix = (W - 1 - wfirst) // sw + 1
         for cb in range(ncb):
             c0 = max(min(cb * 4, C - 4), 0)
-            n = 0
-            while n + 4 <= npix:
+            for pb in range((npix + 3) // 4):
+                n = max(min(pb * 4, npix - 4), 0)
+                o0 = 0
+                o1 = min(1, npix - 1 - n)
+                o2 = min(2, npix - 1 - n)
+                o3 = min(3, npix - 1 - n)
                 a0_0 = zero
                 a0_1 = zero
                 a0_2 = zero
@@ -2148,10 +1848,10 @@ def _conv_dA_f64_t4_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
                             w1 = wt[k, c0 + 1]
                             w2 = wt[k, c0 + 2]
                             w3 = wt[k, c0 + 3]
-                            d0 = zr[zb + 0, k]
-                            d1 = zr[zb + 1, k]
-                            d2 = zr[zb + 2, k]
-                            d3 = zr[zb + 3, k]
+                            d0 = zr[zb + o0, k]
+                            d1 = zr[zb + o1, k]
+                            d2 = zr[zb + o2, k]
+                            d3 = zr[zb + o3, k]
                             a0_0 += d0 * w0
                             a0_1 += d0 * w1
                             a0_2 += d0 * w2
@@ -2168,52 +1868,22 @@ def _conv_dA_f64_t4_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
                             a3_1 += d3 * w1
                             a3_2 += d3 * w2
                             a3_3 += d3 * w3
-                dA[i, h, wq + 0 * sw, c0 + 0] = a0_0
-                dA[i, h, wq + 0 * sw, c0 + 1] = a0_1
-                dA[i, h, wq + 0 * sw, c0 + 2] = a0_2
-                dA[i, h, wq + 0 * sw, c0 + 3] = a0_3
-                dA[i, h, wq + 1 * sw, c0 + 0] = a1_0
-                dA[i, h, wq + 1 * sw, c0 + 1] = a1_1
-                dA[i, h, wq + 1 * sw, c0 + 2] = a1_2
-                dA[i, h, wq + 1 * sw, c0 + 3] = a1_3
-                dA[i, h, wq + 2 * sw, c0 + 0] = a2_0
-                dA[i, h, wq + 2 * sw, c0 + 1] = a2_1
-                dA[i, h, wq + 2 * sw, c0 + 2] = a2_2
-                dA[i, h, wq + 2 * sw, c0 + 3] = a2_3
-                dA[i, h, wq + 3 * sw, c0 + 0] = a3_0
-                dA[i, h, wq + 3 * sw, c0 + 1] = a3_1
-                dA[i, h, wq + 3 * sw, c0 + 2] = a3_2
-                dA[i, h, wq + 3 * sw, c0 + 3] = a3_3
-                n += 4
-            while n < npix:
-                a0_0 = zero
-                a0_1 = zero
-                a0_2 = zero
-                a0_3 = zero
-                wq = wfirst + n * sw
-                for kh in range(fh):
-                    dh = hp - kh
-                    if dh % sh != 0:
-                        continue
-                    zr = Zr[i, dh // sh + plh]
-                    for kw in range(rw, fw, sw):
-                        wt = WT[kh, kw]
-                        zb = (wq + pw - kw) // sw + plw
-                        for k in range(K):
-                            w0 = wt[k, c0 + 0]
-                            w1 = wt[k, c0 + 1]
-                            w2 = wt[k, c0 + 2]
-                            w3 = wt[k, c0 + 3]
-                            d0 = zr[zb + 0, k]
-                            a0_0 += d0 * w0
-                            a0_1 += d0 * w1
-                            a0_2 += d0 * w2
-                            a0_3 += d0 * w3
-                dA[i, h, wq + 0 * sw, c0 + 0] = a0_0
-                dA[i, h, wq + 0 * sw, c0 + 1] = a0_1
-                dA[i, h, wq + 0 * sw, c0 + 2] = a0_2
-                dA[i, h, wq + 0 * sw, c0 + 3] = a0_3
-                n += 1
+                dA[i, h, wq + o0 * sw, c0 + 0] = a0_0
+                dA[i, h, wq + o0 * sw, c0 + 1] = a0_1
+                dA[i, h, wq + o0 * sw, c0 + 2] = a0_2
+                dA[i, h, wq + o0 * sw, c0 + 3] = a0_3
+                dA[i, h, wq + o1 * sw, c0 + 0] = a1_0
+                dA[i, h, wq + o1 * sw, c0 + 1] = a1_1
+                dA[i, h, wq + o1 * sw, c0 + 2] = a1_2
+                dA[i, h, wq + o1 * sw, c0 + 3] = a1_3
+                dA[i, h, wq + o2 * sw, c0 + 0] = a2_0
+                dA[i, h, wq + o2 * sw, c0 + 1] = a2_1
+                dA[i, h, wq + o2 * sw, c0 + 2] = a2_2
+                dA[i, h, wq + o2 * sw, c0 + 3] = a2_3
+                dA[i, h, wq + o3 * sw, c0 + 0] = a3_0
+                dA[i, h, wq + o3 * sw, c0 + 1] = a3_1
+                dA[i, h, wq + o3 * sw, c0 + 2] = a3_2
+                dA[i, h, wq + o3 * sw, c0 + 3] = a3_3
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
@@ -2260,7 +1930,7 @@ def _conv_dW_f64_t4_row(Xs, dZ, part, pdb, sh, ja, jb, c):
             k0 = 0
             while k0 < K:
                 j0 = 0
-                while j0 + 4 <= Lr:
+                while j0 < Lr:
                     a0_0 = pk[j0 + 0, k0 + 0]
                     a0_1 = pk[j0 + 0, k0 + 1]
                     a0_2 = pk[j0 + 0, k0 + 2]
@@ -2327,28 +1997,6 @@ def _conv_dW_f64_t4_row(Xs, dZ, part, pdb, sh, ja, jb, c):
                     pk[j0 + 3, k0 + 2] = a3_2
                     pk[j0 + 3, k0 + 3] = a3_3
                     j0 += 4
-                while j0 < Lr:
-                    a0_0 = pk[j0 + 0, k0 + 0]
-                    a0_1 = pk[j0 + 0, k0 + 1]
-                    a0_2 = pk[j0 + 0, k0 + 2]
-                    a0_3 = pk[j0 + 0, k0 + 3]
-                    xq0 = xrow[ja[j0 + 0]:]
-                    bq0 = jb[j0 + 0]
-                    for wo in range(Wo):
-                        d0 = zr[wo, k0 + 0]
-                        d1 = zr[wo, k0 + 1]
-                        d2 = zr[wo, k0 + 2]
-                        d3 = zr[wo, k0 + 3]
-                        x0 = xq0[wo, bq0]
-                        a0_0 += x0 * d0
-                        a0_1 += x0 * d1
-                        a0_2 += x0 * d2
-                        a0_3 += x0 * d3
-                    pk[j0 + 0, k0 + 0] = a0_0
-                    pk[j0 + 0, k0 + 1] = a0_1
-                    pk[j0 + 0, k0 + 2] = a0_2
-                    pk[j0 + 0, k0 + 3] = a0_3
-                    j0 += 1
                 k0 += 4
 
 
@@ -2358,7 +2006,9 @@ def conv_dW_f64_t4_par(Xs, dZ, part, pdb, sh, ja, jb):
     R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,). Deterministic
     for a fixed chunk count whichever build runs it. Xs is the padded input with
     each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K);
-    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C. K (of dZ and part) is a multiple of 4.
+    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C. K (of dZ and part) is a multiple of 4
+    and Lr (of part, ja, jb) one of 4: the wrapper pads them (ja, jb with copies of
+    their last entry) and drops the padded rows and channels.
     """
     nch, fh, Lr, K = part.shape
     m, Ho, Wo, _ = dZ.shape
@@ -2383,8 +2033,12 @@ def _conv_dA_f64_t1_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
         npix = (W - 1 - wfirst) // sw + 1
         for cb in range(ncb):
             c0 = max(min(cb * 1, C - 1), 0)
-            n = 0
-            while n + 4 <= npix:
+            for pb in range((npix + 3) // 4):
+                n = max(min(pb * 4, npix - 4), 0)
+                o0 = 0
+                o1 = min(1, npix - 1 - n)
+                o2 = min(2, npix - 1 - n)
+                o3 = min(3, npix - 1 - n)
                 a0_0 = zero
                 a1_0 = zero
                 a2_0 = zero
@@ -2400,36 +2054,18 @@ def _conv_dA_f64_t1_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
                         zb = (wq + pw - kw) // sw + plw
                         for k in range(K):
                             w0 = wt[k, c0 + 0]
-                            d0 = zr[zb + 0, k]
-                            d1 = zr[zb + 1, k]
-                            d2 = zr[zb + 2, k]
-                            d3 = zr[zb + 3, k]
+                            d0 = zr[zb + o0, k]
+                            d1 = zr[zb + o1, k]
+                            d2 = zr[zb + o2, k]
+                            d3 = zr[zb + o3, k]
                             a0_0 += d0 * w0
                             a1_0 += d1 * w0
                             a2_0 += d2 * w0
                             a3_0 += d3 * w0
-                dA[i, h, wq + 0 * sw, c0 + 0] = a0_0
-                dA[i, h, wq + 1 * sw, c0 + 0] = a1_0
-                dA[i, h, wq + 2 * sw, c0 + 0] = a2_0
-                dA[i, h, wq + 3 * sw, c0 + 0] = a3_0
-                n += 4
-            while n < npix:
-                a0_0 = zero
-                wq = wfirst + n * sw
-                for kh in range(fh):
-                    dh = hp - kh
-                    if dh % sh != 0:
-                        continue
-                    zr = Zr[i, dh // sh + plh]
-                    for kw in range(rw, fw, sw):
-                        wt = WT[kh, kw]
-                        zb = (wq + pw - kw) // sw + plw
-                        for k in range(K):
-                            w0 = wt[k, c0 + 0]
-                            d0 = zr[zb + 0, k]
-                            a0_0 += d0 * w0
-                dA[i, h, wq + 0 * sw, c0 + 0] = a0_0
-                n += 1
+                dA[i, h, wq + o0 * sw, c0 + 0] = a0_0
+                dA[i, h, wq + o1 * sw, c0 + 0] = a1_0
+                dA[i, h, wq + o2 * sw, c0 + 0] = a2_0
+                dA[i, h, wq + o3 * sw, c0 + 0] = a3_0
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
@@ -2476,7 +2112,7 @@ def _conv_dW_f64_t1_row(Xs, dZ, part, pdb, sh, ja, jb, c):
             k0 = 0
             while k0 < K:
                 j0 = 0
-                while j0 + 4 <= Lr:
+                while j0 < Lr:
                     a0_0 = pk[j0 + 0, k0 + 0]
                     a1_0 = pk[j0 + 1, k0 + 0]
                     a2_0 = pk[j0 + 2, k0 + 0]
@@ -2504,16 +2140,6 @@ def _conv_dW_f64_t1_row(Xs, dZ, part, pdb, sh, ja, jb, c):
                     pk[j0 + 2, k0 + 0] = a2_0
                     pk[j0 + 3, k0 + 0] = a3_0
                     j0 += 4
-                while j0 < Lr:
-                    a0_0 = pk[j0 + 0, k0 + 0]
-                    xq0 = xrow[ja[j0 + 0]:]
-                    bq0 = jb[j0 + 0]
-                    for wo in range(Wo):
-                        d0 = zr[wo, k0 + 0]
-                        x0 = xq0[wo, bq0]
-                        a0_0 += x0 * d0
-                    pk[j0 + 0, k0 + 0] = a0_0
-                    j0 += 1
                 k0 += 1
 
 
@@ -2523,7 +2149,9 @@ def conv_dW_f64_t1_par(Xs, dZ, part, pdb, sh, ja, jb):
     R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,). Deterministic
     for a fixed chunk count whichever build runs it. Xs is the padded input with
     each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K);
-    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C. K (of dZ and part) is a multiple of 1.
+    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C. K (of dZ and part) is a multiple of 1
+    and Lr (of part, ja, jb) one of 4: the wrapper pads them (ja, jb with copies of
+    their last entry) and drops the padded rows and channels.
     """
     nch, fh, Lr, K = part.shape
     m, Ho, Wo, _ = dZ.shape
@@ -3807,8 +3435,16 @@ def _conv_dA_f32_c1_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
         if wfirst >= W:
             continue
         npix = (W - 1 - wfirst) // sw + 1
-        n = 0
-        while n + 8 <= npix:
+        for pb in range((npix + 7) // 8):
+            n = max(min(pb * 8, npix - 8), 0)
+            o0 = 0
+            o1 = min(1, npix - 1 - n)
+            o2 = min(2, npix - 1 - n)
+            o3 = min(3, npix - 1 - n)
+            o4 = min(4, npix - 1 - n)
+            o5 = min(5, npix - 1 - n)
+            o6 = min(6, npix - 1 - n)
+            o7 = min(7, npix - 1 - n)
             a0_0_0 = zero
             a0_0_1 = zero
             a0_0_2 = zero
@@ -3882,14 +3518,14 @@ def _conv_dA_f32_c1_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
                 for kw in range(rw, fw, sw):
                     wt = Wt[kh, kw]
                     zb = (wq + pw - kw) // sw + plw
-                    z0 = zr[zb + 0]
-                    z1 = zr[zb + 1]
-                    z2 = zr[zb + 2]
-                    z3 = zr[zb + 3]
-                    z4 = zr[zb + 4]
-                    z5 = zr[zb + 5]
-                    z6 = zr[zb + 6]
-                    z7 = zr[zb + 7]
+                    z0 = zr[zb + o0]
+                    z1 = zr[zb + o1]
+                    z2 = zr[zb + o2]
+                    z3 = zr[zb + o3]
+                    z4 = zr[zb + o4]
+                    z5 = zr[zb + o5]
+                    z6 = zr[zb + o6]
+                    z7 = zr[zb + o7]
                     for kk in range(nkl):
                         w0_0 = wt[0, kk, 0]
                         w0_1 = wt[0, kk, 1]
@@ -4091,78 +3727,22 @@ def _conv_dA_f32_c1_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
             buf[7, 0, 5] = a7_0_5
             buf[7, 0, 6] = a7_0_6
             buf[7, 0, 7] = a7_0_7
-            g = dA[i, h, wq + 0 * sw]
+            g = dA[i, h, wq + o0 * sw]
             g[0] = (((buf[0, 0, 0] + buf[0, 0, 1]) + (buf[0, 0, 2] + buf[0, 0, 3])) + ((buf[0, 0, 4] + buf[0, 0, 5]) + (buf[0, 0, 6] + buf[0, 0, 7])))
-            g = dA[i, h, wq + 1 * sw]
+            g = dA[i, h, wq + o1 * sw]
             g[0] = (((buf[1, 0, 0] + buf[1, 0, 1]) + (buf[1, 0, 2] + buf[1, 0, 3])) + ((buf[1, 0, 4] + buf[1, 0, 5]) + (buf[1, 0, 6] + buf[1, 0, 7])))
-            g = dA[i, h, wq + 2 * sw]
+            g = dA[i, h, wq + o2 * sw]
             g[0] = (((buf[2, 0, 0] + buf[2, 0, 1]) + (buf[2, 0, 2] + buf[2, 0, 3])) + ((buf[2, 0, 4] + buf[2, 0, 5]) + (buf[2, 0, 6] + buf[2, 0, 7])))
-            g = dA[i, h, wq + 3 * sw]
+            g = dA[i, h, wq + o3 * sw]
             g[0] = (((buf[3, 0, 0] + buf[3, 0, 1]) + (buf[3, 0, 2] + buf[3, 0, 3])) + ((buf[3, 0, 4] + buf[3, 0, 5]) + (buf[3, 0, 6] + buf[3, 0, 7])))
-            g = dA[i, h, wq + 4 * sw]
+            g = dA[i, h, wq + o4 * sw]
             g[0] = (((buf[4, 0, 0] + buf[4, 0, 1]) + (buf[4, 0, 2] + buf[4, 0, 3])) + ((buf[4, 0, 4] + buf[4, 0, 5]) + (buf[4, 0, 6] + buf[4, 0, 7])))
-            g = dA[i, h, wq + 5 * sw]
+            g = dA[i, h, wq + o5 * sw]
             g[0] = (((buf[5, 0, 0] + buf[5, 0, 1]) + (buf[5, 0, 2] + buf[5, 0, 3])) + ((buf[5, 0, 4] + buf[5, 0, 5]) + (buf[5, 0, 6] + buf[5, 0, 7])))
-            g = dA[i, h, wq + 6 * sw]
+            g = dA[i, h, wq + o6 * sw]
             g[0] = (((buf[6, 0, 0] + buf[6, 0, 1]) + (buf[6, 0, 2] + buf[6, 0, 3])) + ((buf[6, 0, 4] + buf[6, 0, 5]) + (buf[6, 0, 6] + buf[6, 0, 7])))
-            g = dA[i, h, wq + 7 * sw]
+            g = dA[i, h, wq + o7 * sw]
             g[0] = (((buf[7, 0, 0] + buf[7, 0, 1]) + (buf[7, 0, 2] + buf[7, 0, 3])) + ((buf[7, 0, 4] + buf[7, 0, 5]) + (buf[7, 0, 6] + buf[7, 0, 7])))
-            n += 8
-        while n < npix:
-            a0_0_0 = zero
-            a0_0_1 = zero
-            a0_0_2 = zero
-            a0_0_3 = zero
-            a0_0_4 = zero
-            a0_0_5 = zero
-            a0_0_6 = zero
-            a0_0_7 = zero
-            wq = wfirst + n * sw
-            for kh in range(fh):
-                dh = hp - kh
-                if dh % sh != 0:
-                    continue
-                zr = Zr[i, dh // sh + plh]
-                for kw in range(rw, fw, sw):
-                    wt = Wt[kh, kw]
-                    zb = (wq + pw - kw) // sw + plw
-                    z0 = zr[zb + 0]
-                    for kk in range(nkl):
-                        w0_0 = wt[0, kk, 0]
-                        w0_1 = wt[0, kk, 1]
-                        w0_2 = wt[0, kk, 2]
-                        w0_3 = wt[0, kk, 3]
-                        w0_4 = wt[0, kk, 4]
-                        w0_5 = wt[0, kk, 5]
-                        w0_6 = wt[0, kk, 6]
-                        w0_7 = wt[0, kk, 7]
-                        d0_0 = z0[kk, 0]
-                        d0_1 = z0[kk, 1]
-                        d0_2 = z0[kk, 2]
-                        d0_3 = z0[kk, 3]
-                        d0_4 = z0[kk, 4]
-                        d0_5 = z0[kk, 5]
-                        d0_6 = z0[kk, 6]
-                        d0_7 = z0[kk, 7]
-                        a0_0_0 += d0_0 * w0_0
-                        a0_0_1 += d0_1 * w0_1
-                        a0_0_2 += d0_2 * w0_2
-                        a0_0_3 += d0_3 * w0_3
-                        a0_0_4 += d0_4 * w0_4
-                        a0_0_5 += d0_5 * w0_5
-                        a0_0_6 += d0_6 * w0_6
-                        a0_0_7 += d0_7 * w0_7
-            buf[0, 0, 0] = a0_0_0
-            buf[0, 0, 1] = a0_0_1
-            buf[0, 0, 2] = a0_0_2
-            buf[0, 0, 3] = a0_0_3
-            buf[0, 0, 4] = a0_0_4
-            buf[0, 0, 5] = a0_0_5
-            buf[0, 0, 6] = a0_0_6
-            buf[0, 0, 7] = a0_0_7
-            g = dA[i, h, wq + 0 * sw]
-            g[0] = (((buf[0, 0, 0] + buf[0, 0, 1]) + (buf[0, 0, 2] + buf[0, 0, 3])) + ((buf[0, 0, 4] + buf[0, 0, 5]) + (buf[0, 0, 6] + buf[0, 0, 7])))
-            n += 1
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
@@ -4191,8 +3771,12 @@ def _conv_dA_f32_c2_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
         if wfirst >= W:
             continue
         npix = (W - 1 - wfirst) // sw + 1
-        n = 0
-        while n + 4 <= npix:
+        for pb in range((npix + 3) // 4):
+            n = max(min(pb * 4, npix - 4), 0)
+            o0 = 0
+            o1 = min(1, npix - 1 - n)
+            o2 = min(2, npix - 1 - n)
+            o3 = min(3, npix - 1 - n)
             a0_0_0 = zero
             a0_0_1 = zero
             a0_0_2 = zero
@@ -4266,10 +3850,10 @@ def _conv_dA_f32_c2_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
                 for kw in range(rw, fw, sw):
                     wt = Wt[kh, kw]
                     zb = (wq + pw - kw) // sw + plw
-                    z0 = zr[zb + 0]
-                    z1 = zr[zb + 1]
-                    z2 = zr[zb + 2]
-                    z3 = zr[zb + 3]
+                    z0 = zr[zb + o0]
+                    z1 = zr[zb + o1]
+                    z2 = zr[zb + o2]
+                    z3 = zr[zb + o3]
                     for kk in range(nkl):
                         w0_0 = wt[0, kk, 0]
                         w0_1 = wt[0, kk, 1]
@@ -4447,107 +4031,18 @@ def _conv_dA_f32_c2_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
             buf[3, 1, 5] = a3_1_5
             buf[3, 1, 6] = a3_1_6
             buf[3, 1, 7] = a3_1_7
-            g = dA[i, h, wq + 0 * sw]
+            g = dA[i, h, wq + o0 * sw]
             g[0] = (((buf[0, 0, 0] + buf[0, 0, 1]) + (buf[0, 0, 2] + buf[0, 0, 3])) + ((buf[0, 0, 4] + buf[0, 0, 5]) + (buf[0, 0, 6] + buf[0, 0, 7])))
             g[1] = (((buf[0, 1, 0] + buf[0, 1, 1]) + (buf[0, 1, 2] + buf[0, 1, 3])) + ((buf[0, 1, 4] + buf[0, 1, 5]) + (buf[0, 1, 6] + buf[0, 1, 7])))
-            g = dA[i, h, wq + 1 * sw]
+            g = dA[i, h, wq + o1 * sw]
             g[0] = (((buf[1, 0, 0] + buf[1, 0, 1]) + (buf[1, 0, 2] + buf[1, 0, 3])) + ((buf[1, 0, 4] + buf[1, 0, 5]) + (buf[1, 0, 6] + buf[1, 0, 7])))
             g[1] = (((buf[1, 1, 0] + buf[1, 1, 1]) + (buf[1, 1, 2] + buf[1, 1, 3])) + ((buf[1, 1, 4] + buf[1, 1, 5]) + (buf[1, 1, 6] + buf[1, 1, 7])))
-            g = dA[i, h, wq + 2 * sw]
+            g = dA[i, h, wq + o2 * sw]
             g[0] = (((buf[2, 0, 0] + buf[2, 0, 1]) + (buf[2, 0, 2] + buf[2, 0, 3])) + ((buf[2, 0, 4] + buf[2, 0, 5]) + (buf[2, 0, 6] + buf[2, 0, 7])))
             g[1] = (((buf[2, 1, 0] + buf[2, 1, 1]) + (buf[2, 1, 2] + buf[2, 1, 3])) + ((buf[2, 1, 4] + buf[2, 1, 5]) + (buf[2, 1, 6] + buf[2, 1, 7])))
-            g = dA[i, h, wq + 3 * sw]
+            g = dA[i, h, wq + o3 * sw]
             g[0] = (((buf[3, 0, 0] + buf[3, 0, 1]) + (buf[3, 0, 2] + buf[3, 0, 3])) + ((buf[3, 0, 4] + buf[3, 0, 5]) + (buf[3, 0, 6] + buf[3, 0, 7])))
             g[1] = (((buf[3, 1, 0] + buf[3, 1, 1]) + (buf[3, 1, 2] + buf[3, 1, 3])) + ((buf[3, 1, 4] + buf[3, 1, 5]) + (buf[3, 1, 6] + buf[3, 1, 7])))
-            n += 4
-        while n < npix:
-            a0_0_0 = zero
-            a0_0_1 = zero
-            a0_0_2 = zero
-            a0_0_3 = zero
-            a0_0_4 = zero
-            a0_0_5 = zero
-            a0_0_6 = zero
-            a0_0_7 = zero
-            a0_1_0 = zero
-            a0_1_1 = zero
-            a0_1_2 = zero
-            a0_1_3 = zero
-            a0_1_4 = zero
-            a0_1_5 = zero
-            a0_1_6 = zero
-            a0_1_7 = zero
-            wq = wfirst + n * sw
-            for kh in range(fh):
-                dh = hp - kh
-                if dh % sh != 0:
-                    continue
-                zr = Zr[i, dh // sh + plh]
-                for kw in range(rw, fw, sw):
-                    wt = Wt[kh, kw]
-                    zb = (wq + pw - kw) // sw + plw
-                    z0 = zr[zb + 0]
-                    for kk in range(nkl):
-                        w0_0 = wt[0, kk, 0]
-                        w0_1 = wt[0, kk, 1]
-                        w0_2 = wt[0, kk, 2]
-                        w0_3 = wt[0, kk, 3]
-                        w0_4 = wt[0, kk, 4]
-                        w0_5 = wt[0, kk, 5]
-                        w0_6 = wt[0, kk, 6]
-                        w0_7 = wt[0, kk, 7]
-                        w1_0 = wt[1, kk, 0]
-                        w1_1 = wt[1, kk, 1]
-                        w1_2 = wt[1, kk, 2]
-                        w1_3 = wt[1, kk, 3]
-                        w1_4 = wt[1, kk, 4]
-                        w1_5 = wt[1, kk, 5]
-                        w1_6 = wt[1, kk, 6]
-                        w1_7 = wt[1, kk, 7]
-                        d0_0 = z0[kk, 0]
-                        d0_1 = z0[kk, 1]
-                        d0_2 = z0[kk, 2]
-                        d0_3 = z0[kk, 3]
-                        d0_4 = z0[kk, 4]
-                        d0_5 = z0[kk, 5]
-                        d0_6 = z0[kk, 6]
-                        d0_7 = z0[kk, 7]
-                        a0_0_0 += d0_0 * w0_0
-                        a0_0_1 += d0_1 * w0_1
-                        a0_0_2 += d0_2 * w0_2
-                        a0_0_3 += d0_3 * w0_3
-                        a0_0_4 += d0_4 * w0_4
-                        a0_0_5 += d0_5 * w0_5
-                        a0_0_6 += d0_6 * w0_6
-                        a0_0_7 += d0_7 * w0_7
-                        a0_1_0 += d0_0 * w1_0
-                        a0_1_1 += d0_1 * w1_1
-                        a0_1_2 += d0_2 * w1_2
-                        a0_1_3 += d0_3 * w1_3
-                        a0_1_4 += d0_4 * w1_4
-                        a0_1_5 += d0_5 * w1_5
-                        a0_1_6 += d0_6 * w1_6
-                        a0_1_7 += d0_7 * w1_7
-            buf[0, 0, 0] = a0_0_0
-            buf[0, 0, 1] = a0_0_1
-            buf[0, 0, 2] = a0_0_2
-            buf[0, 0, 3] = a0_0_3
-            buf[0, 0, 4] = a0_0_4
-            buf[0, 0, 5] = a0_0_5
-            buf[0, 0, 6] = a0_0_6
-            buf[0, 0, 7] = a0_0_7
-            buf[0, 1, 0] = a0_1_0
-            buf[0, 1, 1] = a0_1_1
-            buf[0, 1, 2] = a0_1_2
-            buf[0, 1, 3] = a0_1_3
-            buf[0, 1, 4] = a0_1_4
-            buf[0, 1, 5] = a0_1_5
-            buf[0, 1, 6] = a0_1_6
-            buf[0, 1, 7] = a0_1_7
-            g = dA[i, h, wq + 0 * sw]
-            g[0] = (((buf[0, 0, 0] + buf[0, 0, 1]) + (buf[0, 0, 2] + buf[0, 0, 3])) + ((buf[0, 0, 4] + buf[0, 0, 5]) + (buf[0, 0, 6] + buf[0, 0, 7])))
-            g[1] = (((buf[0, 1, 0] + buf[0, 1, 1]) + (buf[0, 1, 2] + buf[0, 1, 3])) + ((buf[0, 1, 4] + buf[0, 1, 5]) + (buf[0, 1, 6] + buf[0, 1, 7])))
-            n += 1
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
@@ -4576,8 +4071,11 @@ def _conv_dA_f32_c3_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
         if wfirst >= W:
             continue
         npix = (W - 1 - wfirst) // sw + 1
-        n = 0
-        while n + 3 <= npix:
+        for pb in range((npix + 2) // 3):
+            n = max(min(pb * 3, npix - 3), 0)
+            o0 = 0
+            o1 = min(1, npix - 1 - n)
+            o2 = min(2, npix - 1 - n)
             a0_0_0 = zero
             a0_0_1 = zero
             a0_0_2 = zero
@@ -4659,9 +4157,9 @@ def _conv_dA_f32_c3_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
                 for kw in range(rw, fw, sw):
                     wt = Wt[kh, kw]
                     zb = (wq + pw - kw) // sw + plw
-                    z0 = zr[zb + 0]
-                    z1 = zr[zb + 1]
-                    z2 = zr[zb + 2]
+                    z0 = zr[zb + o0]
+                    z1 = zr[zb + o1]
+                    z2 = zr[zb + o2]
                     for kk in range(nkl):
                         w0_0 = wt[0, kk, 0]
                         w0_1 = wt[0, kk, 1]
@@ -4855,140 +4353,18 @@ def _conv_dA_f32_c3_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
             buf[2, 2, 5] = a2_2_5
             buf[2, 2, 6] = a2_2_6
             buf[2, 2, 7] = a2_2_7
-            g = dA[i, h, wq + 0 * sw]
+            g = dA[i, h, wq + o0 * sw]
             g[0] = (((buf[0, 0, 0] + buf[0, 0, 1]) + (buf[0, 0, 2] + buf[0, 0, 3])) + ((buf[0, 0, 4] + buf[0, 0, 5]) + (buf[0, 0, 6] + buf[0, 0, 7])))
             g[1] = (((buf[0, 1, 0] + buf[0, 1, 1]) + (buf[0, 1, 2] + buf[0, 1, 3])) + ((buf[0, 1, 4] + buf[0, 1, 5]) + (buf[0, 1, 6] + buf[0, 1, 7])))
             g[2] = (((buf[0, 2, 0] + buf[0, 2, 1]) + (buf[0, 2, 2] + buf[0, 2, 3])) + ((buf[0, 2, 4] + buf[0, 2, 5]) + (buf[0, 2, 6] + buf[0, 2, 7])))
-            g = dA[i, h, wq + 1 * sw]
+            g = dA[i, h, wq + o1 * sw]
             g[0] = (((buf[1, 0, 0] + buf[1, 0, 1]) + (buf[1, 0, 2] + buf[1, 0, 3])) + ((buf[1, 0, 4] + buf[1, 0, 5]) + (buf[1, 0, 6] + buf[1, 0, 7])))
             g[1] = (((buf[1, 1, 0] + buf[1, 1, 1]) + (buf[1, 1, 2] + buf[1, 1, 3])) + ((buf[1, 1, 4] + buf[1, 1, 5]) + (buf[1, 1, 6] + buf[1, 1, 7])))
             g[2] = (((buf[1, 2, 0] + buf[1, 2, 1]) + (buf[1, 2, 2] + buf[1, 2, 3])) + ((buf[1, 2, 4] + buf[1, 2, 5]) + (buf[1, 2, 6] + buf[1, 2, 7])))
-            g = dA[i, h, wq + 2 * sw]
+            g = dA[i, h, wq + o2 * sw]
             g[0] = (((buf[2, 0, 0] + buf[2, 0, 1]) + (buf[2, 0, 2] + buf[2, 0, 3])) + ((buf[2, 0, 4] + buf[2, 0, 5]) + (buf[2, 0, 6] + buf[2, 0, 7])))
             g[1] = (((buf[2, 1, 0] + buf[2, 1, 1]) + (buf[2, 1, 2] + buf[2, 1, 3])) + ((buf[2, 1, 4] + buf[2, 1, 5]) + (buf[2, 1, 6] + buf[2, 1, 7])))
             g[2] = (((buf[2, 2, 0] + buf[2, 2, 1]) + (buf[2, 2, 2] + buf[2, 2, 3])) + ((buf[2, 2, 4] + buf[2, 2, 5]) + (buf[2, 2, 6] + buf[2, 2, 7])))
-            n += 3
-        while n < npix:
-            a0_0_0 = zero
-            a0_0_1 = zero
-            a0_0_2 = zero
-            a0_0_3 = zero
-            a0_0_4 = zero
-            a0_0_5 = zero
-            a0_0_6 = zero
-            a0_0_7 = zero
-            a0_1_0 = zero
-            a0_1_1 = zero
-            a0_1_2 = zero
-            a0_1_3 = zero
-            a0_1_4 = zero
-            a0_1_5 = zero
-            a0_1_6 = zero
-            a0_1_7 = zero
-            a0_2_0 = zero
-            a0_2_1 = zero
-            a0_2_2 = zero
-            a0_2_3 = zero
-            a0_2_4 = zero
-            a0_2_5 = zero
-            a0_2_6 = zero
-            a0_2_7 = zero
-            wq = wfirst + n * sw
-            for kh in range(fh):
-                dh = hp - kh
-                if dh % sh != 0:
-                    continue
-                zr = Zr[i, dh // sh + plh]
-                for kw in range(rw, fw, sw):
-                    wt = Wt[kh, kw]
-                    zb = (wq + pw - kw) // sw + plw
-                    z0 = zr[zb + 0]
-                    for kk in range(nkl):
-                        w0_0 = wt[0, kk, 0]
-                        w0_1 = wt[0, kk, 1]
-                        w0_2 = wt[0, kk, 2]
-                        w0_3 = wt[0, kk, 3]
-                        w0_4 = wt[0, kk, 4]
-                        w0_5 = wt[0, kk, 5]
-                        w0_6 = wt[0, kk, 6]
-                        w0_7 = wt[0, kk, 7]
-                        w1_0 = wt[1, kk, 0]
-                        w1_1 = wt[1, kk, 1]
-                        w1_2 = wt[1, kk, 2]
-                        w1_3 = wt[1, kk, 3]
-                        w1_4 = wt[1, kk, 4]
-                        w1_5 = wt[1, kk, 5]
-                        w1_6 = wt[1, kk, 6]
-                        w1_7 = wt[1, kk, 7]
-                        w2_0 = wt[2, kk, 0]
-                        w2_1 = wt[2, kk, 1]
-                        w2_2 = wt[2, kk, 2]
-                        w2_3 = wt[2, kk, 3]
-                        w2_4 = wt[2, kk, 4]
-                        w2_5 = wt[2, kk, 5]
-                        w2_6 = wt[2, kk, 6]
-                        w2_7 = wt[2, kk, 7]
-                        d0_0 = z0[kk, 0]
-                        d0_1 = z0[kk, 1]
-                        d0_2 = z0[kk, 2]
-                        d0_3 = z0[kk, 3]
-                        d0_4 = z0[kk, 4]
-                        d0_5 = z0[kk, 5]
-                        d0_6 = z0[kk, 6]
-                        d0_7 = z0[kk, 7]
-                        a0_0_0 += d0_0 * w0_0
-                        a0_0_1 += d0_1 * w0_1
-                        a0_0_2 += d0_2 * w0_2
-                        a0_0_3 += d0_3 * w0_3
-                        a0_0_4 += d0_4 * w0_4
-                        a0_0_5 += d0_5 * w0_5
-                        a0_0_6 += d0_6 * w0_6
-                        a0_0_7 += d0_7 * w0_7
-                        a0_1_0 += d0_0 * w1_0
-                        a0_1_1 += d0_1 * w1_1
-                        a0_1_2 += d0_2 * w1_2
-                        a0_1_3 += d0_3 * w1_3
-                        a0_1_4 += d0_4 * w1_4
-                        a0_1_5 += d0_5 * w1_5
-                        a0_1_6 += d0_6 * w1_6
-                        a0_1_7 += d0_7 * w1_7
-                        a0_2_0 += d0_0 * w2_0
-                        a0_2_1 += d0_1 * w2_1
-                        a0_2_2 += d0_2 * w2_2
-                        a0_2_3 += d0_3 * w2_3
-                        a0_2_4 += d0_4 * w2_4
-                        a0_2_5 += d0_5 * w2_5
-                        a0_2_6 += d0_6 * w2_6
-                        a0_2_7 += d0_7 * w2_7
-            buf[0, 0, 0] = a0_0_0
-            buf[0, 0, 1] = a0_0_1
-            buf[0, 0, 2] = a0_0_2
-            buf[0, 0, 3] = a0_0_3
-            buf[0, 0, 4] = a0_0_4
-            buf[0, 0, 5] = a0_0_5
-            buf[0, 0, 6] = a0_0_6
-            buf[0, 0, 7] = a0_0_7
-            buf[0, 1, 0] = a0_1_0
-            buf[0, 1, 1] = a0_1_1
-            buf[0, 1, 2] = a0_1_2
-            buf[0, 1, 3] = a0_1_3
-            buf[0, 1, 4] = a0_1_4
-            buf[0, 1, 5] = a0_1_5
-            buf[0, 1, 6] = a0_1_6
-            buf[0, 1, 7] = a0_1_7
-            buf[0, 2, 0] = a0_2_0
-            buf[0, 2, 1] = a0_2_1
-            buf[0, 2, 2] = a0_2_2
-            buf[0, 2, 3] = a0_2_3
-            buf[0, 2, 4] = a0_2_4
-            buf[0, 2, 5] = a0_2_5
-            buf[0, 2, 6] = a0_2_6
-            buf[0, 2, 7] = a0_2_7
-            g = dA[i, h, wq + 0 * sw]
-            g[0] = (((buf[0, 0, 0] + buf[0, 0, 1]) + (buf[0, 0, 2] + buf[0, 0, 3])) + ((buf[0, 0, 4] + buf[0, 0, 5]) + (buf[0, 0, 6] + buf[0, 0, 7])))
-            g[1] = (((buf[0, 1, 0] + buf[0, 1, 1]) + (buf[0, 1, 2] + buf[0, 1, 3])) + ((buf[0, 1, 4] + buf[0, 1, 5]) + (buf[0, 1, 6] + buf[0, 1, 7])))
-            g[2] = (((buf[0, 2, 0] + buf[0, 2, 1]) + (buf[0, 2, 2] + buf[0, 2, 3])) + ((buf[0, 2, 4] + buf[0, 2, 5]) + (buf[0, 2, 6] + buf[0, 2, 7])))
-            n += 1
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
@@ -5017,8 +4393,11 @@ def _conv_dA_f32_c4_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
         if wfirst >= W:
             continue
         npix = (W - 1 - wfirst) // sw + 1
-        n = 0
-        while n + 3 <= npix:
+        for pb in range((npix + 2) // 3):
+            n = max(min(pb * 3, npix - 3), 0)
+            o0 = 0
+            o1 = min(1, npix - 1 - n)
+            o2 = min(2, npix - 1 - n)
             a0_0_0 = zero
             a0_0_1 = zero
             a0_0_2 = zero
@@ -5124,9 +4503,9 @@ def _conv_dA_f32_c4_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
                 for kw in range(rw, fw, sw):
                     wt = Wt[kh, kw]
                     zb = (wq + pw - kw) // sw + plw
-                    z0 = zr[zb + 0]
-                    z1 = zr[zb + 1]
-                    z2 = zr[zb + 2]
+                    z0 = zr[zb + o0]
+                    z1 = zr[zb + o1]
+                    z2 = zr[zb + o2]
                     for kk in range(nkl):
                         w0_0 = wt[0, kk, 0]
                         w0_1 = wt[0, kk, 1]
@@ -5376,176 +4755,21 @@ def _conv_dA_f32_c4_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
             buf[2, 3, 5] = a2_3_5
             buf[2, 3, 6] = a2_3_6
             buf[2, 3, 7] = a2_3_7
-            g = dA[i, h, wq + 0 * sw]
+            g = dA[i, h, wq + o0 * sw]
             g[0] = (((buf[0, 0, 0] + buf[0, 0, 1]) + (buf[0, 0, 2] + buf[0, 0, 3])) + ((buf[0, 0, 4] + buf[0, 0, 5]) + (buf[0, 0, 6] + buf[0, 0, 7])))
             g[1] = (((buf[0, 1, 0] + buf[0, 1, 1]) + (buf[0, 1, 2] + buf[0, 1, 3])) + ((buf[0, 1, 4] + buf[0, 1, 5]) + (buf[0, 1, 6] + buf[0, 1, 7])))
             g[2] = (((buf[0, 2, 0] + buf[0, 2, 1]) + (buf[0, 2, 2] + buf[0, 2, 3])) + ((buf[0, 2, 4] + buf[0, 2, 5]) + (buf[0, 2, 6] + buf[0, 2, 7])))
             g[3] = (((buf[0, 3, 0] + buf[0, 3, 1]) + (buf[0, 3, 2] + buf[0, 3, 3])) + ((buf[0, 3, 4] + buf[0, 3, 5]) + (buf[0, 3, 6] + buf[0, 3, 7])))
-            g = dA[i, h, wq + 1 * sw]
+            g = dA[i, h, wq + o1 * sw]
             g[0] = (((buf[1, 0, 0] + buf[1, 0, 1]) + (buf[1, 0, 2] + buf[1, 0, 3])) + ((buf[1, 0, 4] + buf[1, 0, 5]) + (buf[1, 0, 6] + buf[1, 0, 7])))
             g[1] = (((buf[1, 1, 0] + buf[1, 1, 1]) + (buf[1, 1, 2] + buf[1, 1, 3])) + ((buf[1, 1, 4] + buf[1, 1, 5]) + (buf[1, 1, 6] + buf[1, 1, 7])))
             g[2] = (((buf[1, 2, 0] + buf[1, 2, 1]) + (buf[1, 2, 2] + buf[1, 2, 3])) + ((buf[1, 2, 4] + buf[1, 2, 5]) + (buf[1, 2, 6] + buf[1, 2, 7])))
             g[3] = (((buf[1, 3, 0] + buf[1, 3, 1]) + (buf[1, 3, 2] + buf[1, 3, 3])) + ((buf[1, 3, 4] + buf[1, 3, 5]) + (buf[1, 3, 6] + buf[1, 3, 7])))
-            g = dA[i, h, wq + 2 * sw]
+            g = dA[i, h, wq + o2 * sw]
             g[0] = (((buf[2, 0, 0] + buf[2, 0, 1]) + (buf[2, 0, 2] + buf[2, 0, 3])) + ((buf[2, 0, 4] + buf[2, 0, 5]) + (buf[2, 0, 6] + buf[2, 0, 7])))
             g[1] = (((buf[2, 1, 0] + buf[2, 1, 1]) + (buf[2, 1, 2] + buf[2, 1, 3])) + ((buf[2, 1, 4] + buf[2, 1, 5]) + (buf[2, 1, 6] + buf[2, 1, 7])))
             g[2] = (((buf[2, 2, 0] + buf[2, 2, 1]) + (buf[2, 2, 2] + buf[2, 2, 3])) + ((buf[2, 2, 4] + buf[2, 2, 5]) + (buf[2, 2, 6] + buf[2, 2, 7])))
             g[3] = (((buf[2, 3, 0] + buf[2, 3, 1]) + (buf[2, 3, 2] + buf[2, 3, 3])) + ((buf[2, 3, 4] + buf[2, 3, 5]) + (buf[2, 3, 6] + buf[2, 3, 7])))
-            n += 3
-        while n < npix:
-            a0_0_0 = zero
-            a0_0_1 = zero
-            a0_0_2 = zero
-            a0_0_3 = zero
-            a0_0_4 = zero
-            a0_0_5 = zero
-            a0_0_6 = zero
-            a0_0_7 = zero
-            a0_1_0 = zero
-            a0_1_1 = zero
-            a0_1_2 = zero
-            a0_1_3 = zero
-            a0_1_4 = zero
-            a0_1_5 = zero
-            a0_1_6 = zero
-            a0_1_7 = zero
-            a0_2_0 = zero
-            a0_2_1 = zero
-            a0_2_2 = zero
-            a0_2_3 = zero
-            a0_2_4 = zero
-            a0_2_5 = zero
-            a0_2_6 = zero
-            a0_2_7 = zero
-            a0_3_0 = zero
-            a0_3_1 = zero
-            a0_3_2 = zero
-            a0_3_3 = zero
-            a0_3_4 = zero
-            a0_3_5 = zero
-            a0_3_6 = zero
-            a0_3_7 = zero
-            wq = wfirst + n * sw
-            for kh in range(fh):
-                dh = hp - kh
-                if dh % sh != 0:
-                    continue
-                zr = Zr[i, dh // sh + plh]
-                for kw in range(rw, fw, sw):
-                    wt = Wt[kh, kw]
-                    zb = (wq + pw - kw) // sw + plw
-                    z0 = zr[zb + 0]
-                    for kk in range(nkl):
-                        w0_0 = wt[0, kk, 0]
-                        w0_1 = wt[0, kk, 1]
-                        w0_2 = wt[0, kk, 2]
-                        w0_3 = wt[0, kk, 3]
-                        w0_4 = wt[0, kk, 4]
-                        w0_5 = wt[0, kk, 5]
-                        w0_6 = wt[0, kk, 6]
-                        w0_7 = wt[0, kk, 7]
-                        w1_0 = wt[1, kk, 0]
-                        w1_1 = wt[1, kk, 1]
-                        w1_2 = wt[1, kk, 2]
-                        w1_3 = wt[1, kk, 3]
-                        w1_4 = wt[1, kk, 4]
-                        w1_5 = wt[1, kk, 5]
-                        w1_6 = wt[1, kk, 6]
-                        w1_7 = wt[1, kk, 7]
-                        w2_0 = wt[2, kk, 0]
-                        w2_1 = wt[2, kk, 1]
-                        w2_2 = wt[2, kk, 2]
-                        w2_3 = wt[2, kk, 3]
-                        w2_4 = wt[2, kk, 4]
-                        w2_5 = wt[2, kk, 5]
-                        w2_6 = wt[2, kk, 6]
-                        w2_7 = wt[2, kk, 7]
-                        w3_0 = wt[3, kk, 0]
-                        w3_1 = wt[3, kk, 1]
-                        w3_2 = wt[3, kk, 2]
-                        w3_3 = wt[3, kk, 3]
-                        w3_4 = wt[3, kk, 4]
-                        w3_5 = wt[3, kk, 5]
-                        w3_6 = wt[3, kk, 6]
-                        w3_7 = wt[3, kk, 7]
-                        d0_0 = z0[kk, 0]
-                        d0_1 = z0[kk, 1]
-                        d0_2 = z0[kk, 2]
-                        d0_3 = z0[kk, 3]
-                        d0_4 = z0[kk, 4]
-                        d0_5 = z0[kk, 5]
-                        d0_6 = z0[kk, 6]
-                        d0_7 = z0[kk, 7]
-                        a0_0_0 += d0_0 * w0_0
-                        a0_0_1 += d0_1 * w0_1
-                        a0_0_2 += d0_2 * w0_2
-                        a0_0_3 += d0_3 * w0_3
-                        a0_0_4 += d0_4 * w0_4
-                        a0_0_5 += d0_5 * w0_5
-                        a0_0_6 += d0_6 * w0_6
-                        a0_0_7 += d0_7 * w0_7
-                        a0_1_0 += d0_0 * w1_0
-                        a0_1_1 += d0_1 * w1_1
-                        a0_1_2 += d0_2 * w1_2
-                        a0_1_3 += d0_3 * w1_3
-                        a0_1_4 += d0_4 * w1_4
-                        a0_1_5 += d0_5 * w1_5
-                        a0_1_6 += d0_6 * w1_6
-                        a0_1_7 += d0_7 * w1_7
-                        a0_2_0 += d0_0 * w2_0
-                        a0_2_1 += d0_1 * w2_1
-                        a0_2_2 += d0_2 * w2_2
-                        a0_2_3 += d0_3 * w2_3
-                        a0_2_4 += d0_4 * w2_4
-                        a0_2_5 += d0_5 * w2_5
-                        a0_2_6 += d0_6 * w2_6
-                        a0_2_7 += d0_7 * w2_7
-                        a0_3_0 += d0_0 * w3_0
-                        a0_3_1 += d0_1 * w3_1
-                        a0_3_2 += d0_2 * w3_2
-                        a0_3_3 += d0_3 * w3_3
-                        a0_3_4 += d0_4 * w3_4
-                        a0_3_5 += d0_5 * w3_5
-                        a0_3_6 += d0_6 * w3_6
-                        a0_3_7 += d0_7 * w3_7
-            buf[0, 0, 0] = a0_0_0
-            buf[0, 0, 1] = a0_0_1
-            buf[0, 0, 2] = a0_0_2
-            buf[0, 0, 3] = a0_0_3
-            buf[0, 0, 4] = a0_0_4
-            buf[0, 0, 5] = a0_0_5
-            buf[0, 0, 6] = a0_0_6
-            buf[0, 0, 7] = a0_0_7
-            buf[0, 1, 0] = a0_1_0
-            buf[0, 1, 1] = a0_1_1
-            buf[0, 1, 2] = a0_1_2
-            buf[0, 1, 3] = a0_1_3
-            buf[0, 1, 4] = a0_1_4
-            buf[0, 1, 5] = a0_1_5
-            buf[0, 1, 6] = a0_1_6
-            buf[0, 1, 7] = a0_1_7
-            buf[0, 2, 0] = a0_2_0
-            buf[0, 2, 1] = a0_2_1
-            buf[0, 2, 2] = a0_2_2
-            buf[0, 2, 3] = a0_2_3
-            buf[0, 2, 4] = a0_2_4
-            buf[0, 2, 5] = a0_2_5
-            buf[0, 2, 6] = a0_2_6
-            buf[0, 2, 7] = a0_2_7
-            buf[0, 3, 0] = a0_3_0
-            buf[0, 3, 1] = a0_3_1
-            buf[0, 3, 2] = a0_3_2
-            buf[0, 3, 3] = a0_3_3
-            buf[0, 3, 4] = a0_3_4
-            buf[0, 3, 5] = a0_3_5
-            buf[0, 3, 6] = a0_3_6
-            buf[0, 3, 7] = a0_3_7
-            g = dA[i, h, wq + 0 * sw]
-            g[0] = (((buf[0, 0, 0] + buf[0, 0, 1]) + (buf[0, 0, 2] + buf[0, 0, 3])) + ((buf[0, 0, 4] + buf[0, 0, 5]) + (buf[0, 0, 6] + buf[0, 0, 7])))
-            g[1] = (((buf[0, 1, 0] + buf[0, 1, 1]) + (buf[0, 1, 2] + buf[0, 1, 3])) + ((buf[0, 1, 4] + buf[0, 1, 5]) + (buf[0, 1, 6] + buf[0, 1, 7])))
-            g[2] = (((buf[0, 2, 0] + buf[0, 2, 1]) + (buf[0, 2, 2] + buf[0, 2, 3])) + ((buf[0, 2, 4] + buf[0, 2, 5]) + (buf[0, 2, 6] + buf[0, 2, 7])))
-            g[3] = (((buf[0, 3, 0] + buf[0, 3, 1]) + (buf[0, 3, 2] + buf[0, 3, 3])) + ((buf[0, 3, 4] + buf[0, 3, 5]) + (buf[0, 3, 6] + buf[0, 3, 7])))
-            n += 1
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
@@ -5576,8 +4800,12 @@ def _conv_dA_f32_t16_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
         npix = (W - 1 - wfirst) // sw + 1
         for cb in range(ncb):
             c0 = max(min(cb * 16, C - 16), 0)
-            n = 0
-            while n + 4 <= npix:
+            for pb in range((npix + 3) // 4):
+                n = max(min(pb * 4, npix - 4), 0)
+                o0 = 0
+                o1 = min(1, npix - 1 - n)
+                o2 = min(2, npix - 1 - n)
+                o3 = min(3, npix - 1 - n)
                 a0_0 = zero
                 a0_1 = zero
                 a0_2 = zero
@@ -5668,10 +4896,10 @@ def _conv_dA_f32_t16_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
                             w13 = wt[k, c0 + 13]
                             w14 = wt[k, c0 + 14]
                             w15 = wt[k, c0 + 15]
-                            d0 = zr[zb + 0, k]
-                            d1 = zr[zb + 1, k]
-                            d2 = zr[zb + 2, k]
-                            d3 = zr[zb + 3, k]
+                            d0 = zr[zb + o0, k]
+                            d1 = zr[zb + o1, k]
+                            d2 = zr[zb + o2, k]
+                            d3 = zr[zb + o3, k]
                             a0_0 += d0 * w0
                             a0_1 += d0 * w1
                             a0_2 += d0 * w2
@@ -5736,148 +4964,70 @@ def _conv_dA_f32_t16_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
                             a3_13 += d3 * w13
                             a3_14 += d3 * w14
                             a3_15 += d3 * w15
-                dA[i, h, wq + 0 * sw, c0 + 0] = a0_0
-                dA[i, h, wq + 0 * sw, c0 + 1] = a0_1
-                dA[i, h, wq + 0 * sw, c0 + 2] = a0_2
-                dA[i, h, wq + 0 * sw, c0 + 3] = a0_3
-                dA[i, h, wq + 0 * sw, c0 + 4] = a0_4
-                dA[i, h, wq + 0 * sw, c0 + 5] = a0_5
-                dA[i, h, wq + 0 * sw, c0 + 6] = a0_6
-                dA[i, h, wq + 0 * sw, c0 + 7] = a0_7
-                dA[i, h, wq + 0 * sw, c0 + 8] = a0_8
-                dA[i, h, wq + 0 * sw, c0 + 9] = a0_9
-                dA[i, h, wq + 0 * sw, c0 + 10] = a0_10
-                dA[i, h, wq + 0 * sw, c0 + 11] = a0_11
-                dA[i, h, wq + 0 * sw, c0 + 12] = a0_12
-                dA[i, h, wq + 0 * sw, c0 + 13] = a0_13
-                dA[i, h, wq + 0 * sw, c0 + 14] = a0_14
-                dA[i, h, wq + 0 * sw, c0 + 15] = a0_15
-                dA[i, h, wq + 1 * sw, c0 + 0] = a1_0
-                dA[i, h, wq + 1 * sw, c0 + 1] = a1_1
-                dA[i, h, wq + 1 * sw, c0 + 2] = a1_2
-                dA[i, h, wq + 1 * sw, c0 + 3] = a1_3
-                dA[i, h, wq + 1 * sw, c0 + 4] = a1_4
-                dA[i, h, wq + 1 * sw, c0 + 5] = a1_5
-                dA[i, h, wq + 1 * sw, c0 + 6] = a1_6
-                dA[i, h, wq + 1 * sw, c0 + 7] = a1_7
-                dA[i, h, wq + 1 * sw, c0 + 8] = a1_8
-                dA[i, h, wq + 1 * sw, c0 + 9] = a1_9
-                dA[i, h, wq + 1 * sw, c0 + 10] = a1_10
-                dA[i, h, wq + 1 * sw, c0 + 11] = a1_11
-                dA[i, h, wq + 1 * sw, c0 + 12] = a1_12
-                dA[i, h, wq + 1 * sw, c0 + 13] = a1_13
-                dA[i, h, wq + 1 * sw, c0 + 14] = a1_14
-                dA[i, h, wq + 1 * sw, c0 + 15] = a1_15
-                dA[i, h, wq + 2 * sw, c0 + 0] = a2_0
-                dA[i, h, wq + 2 * sw, c0 + 1] = a2_1
-                dA[i, h, wq + 2 * sw, c0 + 2] = a2_2
-                dA[i, h, wq + 2 * sw, c0 + 3] = a2_3
-                dA[i, h, wq + 2 * sw, c0 + 4] = a2_4
-                dA[i, h, wq + 2 * sw, c0 + 5] = a2_5
-                dA[i, h, wq + 2 * sw, c0 + 6] = a2_6
-                dA[i, h, wq + 2 * sw, c0 + 7] = a2_7
-                dA[i, h, wq + 2 * sw, c0 + 8] = a2_8
-                dA[i, h, wq + 2 * sw, c0 + 9] = a2_9
-                dA[i, h, wq + 2 * sw, c0 + 10] = a2_10
-                dA[i, h, wq + 2 * sw, c0 + 11] = a2_11
-                dA[i, h, wq + 2 * sw, c0 + 12] = a2_12
-                dA[i, h, wq + 2 * sw, c0 + 13] = a2_13
-                dA[i, h, wq + 2 * sw, c0 + 14] = a2_14
-                dA[i, h, wq + 2 * sw, c0 + 15] = a2_15
-                dA[i, h, wq + 3 * sw, c0 + 0] = a3_0
-                dA[i, h, wq + 3 * sw, c0 + 1] = a3_1
-                dA[i, h, wq + 3 * sw, c0 + 2] = a3_2
-                dA[i, h, wq + 3 * sw, c0 + 3] = a3_3
-                dA[i, h, wq + 3 * sw, c0 + 4] = a3_4
-                dA[i, h, wq + 3 * sw, c0 + 5] = a3_5
-                dA[i, h, wq + 3 * sw, c0 + 6] = a3_6
-                dA[i, h, wq + 3 * sw, c0 + 7] = a3_7
-                dA[i, h, wq + 3 * sw, c0 + 8] = a3_8
-                dA[i, h, wq + 3 * sw, c0 + 9] = a3_9
-                dA[i, h, wq + 3 * sw, c0 + 10] = a3_10
-                dA[i, h, wq + 3 * sw, c0 + 11] = a3_11
-                dA[i, h, wq + 3 * sw, c0 + 12] = a3_12
-                dA[i, h, wq + 3 * sw, c0 + 13] = a3_13
-                dA[i, h, wq + 3 * sw, c0 + 14] = a3_14
-                dA[i, h, wq + 3 * sw, c0 + 15] = a3_15
-                n += 4
-            while n < npix:
-                a0_0 = zero
-                a0_1 = zero
-                a0_2 = zero
-                a0_3 = zero
-                a0_4 = zero
-                a0_5 = zero
-                a0_6 = zero
-                a0_7 = zero
-                a0_8 = zero
-                a0_9 = zero
-                a0_10 = zero
-                a0_11 = zero
-                a0_12 = zero
-                a0_13 = zero
-                a0_14 = zero
-                a0_15 = zero
-                wq = wfirst + n * sw
-                for kh in range(fh):
-                    dh = hp - kh
-                    if dh % sh != 0:
-                        continue
-                    zr = Zr[i, dh // sh + plh]
-                    for kw in range(rw, fw, sw):
-                        wt = WT[kh, kw]
-                        zb = (wq + pw - kw) // sw + plw
-                        for k in range(K):
-                            w0 = wt[k, c0 + 0]
-                            w1 = wt[k, c0 + 1]
-                            w2 = wt[k, c0 + 2]
-                            w3 = wt[k, c0 + 3]
-                            w4 = wt[k, c0 + 4]
-                            w5 = wt[k, c0 + 5]
-                            w6 = wt[k, c0 + 6]
-                            w7 = wt[k, c0 + 7]
-                            w8 = wt[k, c0 + 8]
-                            w9 = wt[k, c0 + 9]
-                            w10 = wt[k, c0 + 10]
-                            w11 = wt[k, c0 + 11]
-                            w12 = wt[k, c0 + 12]
-                            w13 = wt[k, c0 + 13]
-                            w14 = wt[k, c0 + 14]
-                            w15 = wt[k, c0 + 15]
-                            d0 = zr[zb + 0, k]
-                            a0_0 += d0 * w0
-                            a0_1 += d0 * w1
-                            a0_2 += d0 * w2
-                            a0_3 += d0 * w3
-                            a0_4 += d0 * w4
-                            a0_5 += d0 * w5
-                            a0_6 += d0 * w6
-                            a0_7 += d0 * w7
-                            a0_8 += d0 * w8
-                            a0_9 += d0 * w9
-                            a0_10 += d0 * w10
-                            a0_11 += d0 * w11
-                            a0_12 += d0 * w12
-                            a0_13 += d0 * w13
-                            a0_14 += d0 * w14
-                            a0_15 += d0 * w15
-                dA[i, h, wq + 0 * sw, c0 + 0] = a0_0
-                dA[i, h, wq + 0 * sw, c0 + 1] = a0_1
-                dA[i, h, wq + 0 * sw, c0 + 2] = a0_2
-                dA[i, h, wq + 0 * sw, c0 + 3] = a0_3
-                dA[i, h, wq + 0 * sw, c0 + 4] = a0_4
-                dA[i, h, wq + 0 * sw, c0 + 5] = a0_5
-                dA[i, h, wq + 0 * sw, c0 + 6] = a0_6
-                dA[i, h, wq + 0 * sw, c0 + 7] = a0_7
-                dA[i, h, wq + 0 * sw, c0 + 8] = a0_8
-                dA[i, h, wq + 0 * sw, c0 + 9] = a0_9
-                dA[i, h, wq + 0 * sw, c0 + 10] = a0_10
-                dA[i, h, wq + 0 * sw, c0 + 11] = a0_11
-                dA[i, h, wq + 0 * sw, c0 + 12] = a0_12
-                dA[i, h, wq + 0 * sw, c0 + 13] = a0_13
-                dA[i, h, wq + 0 * sw, c0 + 14] = a0_14
-                dA[i, h, wq + 0 * sw, c0 + 15] = a0_15
-                n += 1
+                dA[i, h, wq + o0 * sw, c0 + 0] = a0_0
+                dA[i, h, wq + o0 * sw, c0 + 1] = a0_1
+                dA[i, h, wq + o0 * sw, c0 + 2] = a0_2
+                dA[i, h, wq + o0 * sw, c0 + 3] = a0_3
+                dA[i, h, wq + o0 * sw, c0 + 4] = a0_4
+                dA[i, h, wq + o0 * sw, c0 + 5] = a0_5
+                dA[i, h, wq + o0 * sw, c0 + 6] = a0_6
+                dA[i, h, wq + o0 * sw, c0 + 7] = a0_7
+                dA[i, h, wq + o0 * sw, c0 + 8] = a0_8
+                dA[i, h, wq + o0 * sw, c0 + 9] = a0_9
+                dA[i, h, wq + o0 * sw, c0 + 10] = a0_10
+                dA[i, h, wq + o0 * sw, c0 + 11] = a0_11
+                dA[i, h, wq + o0 * sw, c0 + 12] = a0_12
+                dA[i, h, wq + o0 * sw, c0 + 13] = a0_13
+                dA[i, h, wq + o0 * sw, c0 + 14] = a0_14
+                dA[i, h, wq + o0 * sw, c0 + 15] = a0_15
+                dA[i, h, wq + o1 * sw, c0 + 0] = a1_0
+                dA[i, h, wq + o1 * sw, c0 + 1] = a1_1
+                dA[i, h, wq + o1 * sw, c0 + 2] = a1_2
+                dA[i, h, wq + o1 * sw, c0 + 3] = a1_3
+                dA[i, h, wq + o1 * sw, c0 + 4] = a1_4
+                dA[i, h, wq + o1 * sw, c0 + 5] = a1_5
+                dA[i, h, wq + o1 * sw, c0 + 6] = a1_6
+                dA[i, h, wq + o1 * sw, c0 + 7] = a1_7
+                dA[i, h, wq + o1 * sw, c0 + 8] = a1_8
+                dA[i, h, wq + o1 * sw, c0 + 9] = a1_9
+                dA[i, h, wq + o1 * sw, c0 + 10] = a1_10
+                dA[i, h, wq + o1 * sw, c0 + 11] = a1_11
+                dA[i, h, wq + o1 * sw, c0 + 12] = a1_12
+                dA[i, h, wq + o1 * sw, c0 + 13] = a1_13
+                dA[i, h, wq + o1 * sw, c0 + 14] = a1_14
+                dA[i, h, wq + o1 * sw, c0 + 15] = a1_15
+                dA[i, h, wq + o2 * sw, c0 + 0] = a2_0
+                dA[i, h, wq + o2 * sw, c0 + 1] = a2_1
+                dA[i, h, wq + o2 * sw, c0 + 2] = a2_2
+                dA[i, h, wq + o2 * sw, c0 + 3] = a2_3
+                dA[i, h, wq + o2 * sw, c0 + 4] = a2_4
+                dA[i, h, wq + o2 * sw, c0 + 5] = a2_5
+                dA[i, h, wq + o2 * sw, c0 + 6] = a2_6
+                dA[i, h, wq + o2 * sw, c0 + 7] = a2_7
+                dA[i, h, wq + o2 * sw, c0 + 8] = a2_8
+                dA[i, h, wq + o2 * sw, c0 + 9] = a2_9
+                dA[i, h, wq + o2 * sw, c0 + 10] = a2_10
+                dA[i, h, wq + o2 * sw, c0 + 11] = a2_11
+                dA[i, h, wq + o2 * sw, c0 + 12] = a2_12
+                dA[i, h, wq + o2 * sw, c0 + 13] = a2_13
+                dA[i, h, wq + o2 * sw, c0 + 14] = a2_14
+                dA[i, h, wq + o2 * sw, c0 + 15] = a2_15
+                dA[i, h, wq + o3 * sw, c0 + 0] = a3_0
+                dA[i, h, wq + o3 * sw, c0 + 1] = a3_1
+                dA[i, h, wq + o3 * sw, c0 + 2] = a3_2
+                dA[i, h, wq + o3 * sw, c0 + 3] = a3_3
+                dA[i, h, wq + o3 * sw, c0 + 4] = a3_4
+                dA[i, h, wq + o3 * sw, c0 + 5] = a3_5
+                dA[i, h, wq + o3 * sw, c0 + 6] = a3_6
+                dA[i, h, wq + o3 * sw, c0 + 7] = a3_7
+                dA[i, h, wq + o3 * sw, c0 + 8] = a3_8
+                dA[i, h, wq + o3 * sw, c0 + 9] = a3_9
+                dA[i, h, wq + o3 * sw, c0 + 10] = a3_10
+                dA[i, h, wq + o3 * sw, c0 + 11] = a3_11
+                dA[i, h, wq + o3 * sw, c0 + 12] = a3_12
+                dA[i, h, wq + o3 * sw, c0 + 13] = a3_13
+                dA[i, h, wq + o3 * sw, c0 + 14] = a3_14
+                dA[i, h, wq + o3 * sw, c0 + 15] = a3_15
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
@@ -5924,7 +5074,7 @@ def _conv_dW_f32_t16_row(Xs, dZ, part, pdb, sh, ja, jb, c):
             k0 = 0
             while k0 < K:
                 j0 = 0
-                while j0 + 4 <= Lr:
+                while j0 < Lr:
                     a0_0 = pk[j0 + 0, k0 + 0]
                     a0_1 = pk[j0 + 0, k0 + 1]
                     a0_2 = pk[j0 + 0, k0 + 2]
@@ -6147,76 +5297,6 @@ def _conv_dW_f32_t16_row(Xs, dZ, part, pdb, sh, ja, jb, c):
                     pk[j0 + 3, k0 + 14] = a3_14
                     pk[j0 + 3, k0 + 15] = a3_15
                     j0 += 4
-                while j0 < Lr:
-                    a0_0 = pk[j0 + 0, k0 + 0]
-                    a0_1 = pk[j0 + 0, k0 + 1]
-                    a0_2 = pk[j0 + 0, k0 + 2]
-                    a0_3 = pk[j0 + 0, k0 + 3]
-                    a0_4 = pk[j0 + 0, k0 + 4]
-                    a0_5 = pk[j0 + 0, k0 + 5]
-                    a0_6 = pk[j0 + 0, k0 + 6]
-                    a0_7 = pk[j0 + 0, k0 + 7]
-                    a0_8 = pk[j0 + 0, k0 + 8]
-                    a0_9 = pk[j0 + 0, k0 + 9]
-                    a0_10 = pk[j0 + 0, k0 + 10]
-                    a0_11 = pk[j0 + 0, k0 + 11]
-                    a0_12 = pk[j0 + 0, k0 + 12]
-                    a0_13 = pk[j0 + 0, k0 + 13]
-                    a0_14 = pk[j0 + 0, k0 + 14]
-                    a0_15 = pk[j0 + 0, k0 + 15]
-                    xq0 = xrow[ja[j0 + 0]:]
-                    bq0 = jb[j0 + 0]
-                    for wo in range(Wo):
-                        d0 = zr[wo, k0 + 0]
-                        d1 = zr[wo, k0 + 1]
-                        d2 = zr[wo, k0 + 2]
-                        d3 = zr[wo, k0 + 3]
-                        d4 = zr[wo, k0 + 4]
-                        d5 = zr[wo, k0 + 5]
-                        d6 = zr[wo, k0 + 6]
-                        d7 = zr[wo, k0 + 7]
-                        d8 = zr[wo, k0 + 8]
-                        d9 = zr[wo, k0 + 9]
-                        d10 = zr[wo, k0 + 10]
-                        d11 = zr[wo, k0 + 11]
-                        d12 = zr[wo, k0 + 12]
-                        d13 = zr[wo, k0 + 13]
-                        d14 = zr[wo, k0 + 14]
-                        d15 = zr[wo, k0 + 15]
-                        x0 = xq0[wo, bq0]
-                        a0_0 += x0 * d0
-                        a0_1 += x0 * d1
-                        a0_2 += x0 * d2
-                        a0_3 += x0 * d3
-                        a0_4 += x0 * d4
-                        a0_5 += x0 * d5
-                        a0_6 += x0 * d6
-                        a0_7 += x0 * d7
-                        a0_8 += x0 * d8
-                        a0_9 += x0 * d9
-                        a0_10 += x0 * d10
-                        a0_11 += x0 * d11
-                        a0_12 += x0 * d12
-                        a0_13 += x0 * d13
-                        a0_14 += x0 * d14
-                        a0_15 += x0 * d15
-                    pk[j0 + 0, k0 + 0] = a0_0
-                    pk[j0 + 0, k0 + 1] = a0_1
-                    pk[j0 + 0, k0 + 2] = a0_2
-                    pk[j0 + 0, k0 + 3] = a0_3
-                    pk[j0 + 0, k0 + 4] = a0_4
-                    pk[j0 + 0, k0 + 5] = a0_5
-                    pk[j0 + 0, k0 + 6] = a0_6
-                    pk[j0 + 0, k0 + 7] = a0_7
-                    pk[j0 + 0, k0 + 8] = a0_8
-                    pk[j0 + 0, k0 + 9] = a0_9
-                    pk[j0 + 0, k0 + 10] = a0_10
-                    pk[j0 + 0, k0 + 11] = a0_11
-                    pk[j0 + 0, k0 + 12] = a0_12
-                    pk[j0 + 0, k0 + 13] = a0_13
-                    pk[j0 + 0, k0 + 14] = a0_14
-                    pk[j0 + 0, k0 + 15] = a0_15
-                    j0 += 1
                 k0 += 16
 
 
@@ -6226,7 +5306,9 @@ def conv_dW_f32_t16_par(Xs, dZ, part, pdb, sh, ja, jb):
     R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,). Deterministic
     for a fixed chunk count whichever build runs it. Xs is the padded input with
     each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K);
-    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C. K (of dZ and part) is a multiple of 16.
+    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C. K (of dZ and part) is a multiple of 16
+    and Lr (of part, ja, jb) one of 4: the wrapper pads them (ja, jb with copies of
+    their last entry) and drops the padded rows and channels.
     """
     nch, fh, Lr, K = part.shape
     m, Ho, Wo, _ = dZ.shape
@@ -6251,8 +5333,12 @@ def _conv_dA_f32_t4_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
         npix = (W - 1 - wfirst) // sw + 1
         for cb in range(ncb):
             c0 = max(min(cb * 4, C - 4), 0)
-            n = 0
-            while n + 4 <= npix:
+            for pb in range((npix + 3) // 4):
+                n = max(min(pb * 4, npix - 4), 0)
+                o0 = 0
+                o1 = min(1, npix - 1 - n)
+                o2 = min(2, npix - 1 - n)
+                o3 = min(3, npix - 1 - n)
                 a0_0 = zero
                 a0_1 = zero
                 a0_2 = zero
@@ -6283,10 +5369,10 @@ def _conv_dA_f32_t4_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
                             w1 = wt[k, c0 + 1]
                             w2 = wt[k, c0 + 2]
                             w3 = wt[k, c0 + 3]
-                            d0 = zr[zb + 0, k]
-                            d1 = zr[zb + 1, k]
-                            d2 = zr[zb + 2, k]
-                            d3 = zr[zb + 3, k]
+                            d0 = zr[zb + o0, k]
+                            d1 = zr[zb + o1, k]
+                            d2 = zr[zb + o2, k]
+                            d3 = zr[zb + o3, k]
                             a0_0 += d0 * w0
                             a0_1 += d0 * w1
                             a0_2 += d0 * w2
@@ -6303,52 +5389,22 @@ def _conv_dA_f32_t4_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
                             a3_1 += d3 * w1
                             a3_2 += d3 * w2
                             a3_3 += d3 * w3
-                dA[i, h, wq + 0 * sw, c0 + 0] = a0_0
-                dA[i, h, wq + 0 * sw, c0 + 1] = a0_1
-                dA[i, h, wq + 0 * sw, c0 + 2] = a0_2
-                dA[i, h, wq + 0 * sw, c0 + 3] = a0_3
-                dA[i, h, wq + 1 * sw, c0 + 0] = a1_0
-                dA[i, h, wq + 1 * sw, c0 + 1] = a1_1
-                dA[i, h, wq + 1 * sw, c0 + 2] = a1_2
-                dA[i, h, wq + 1 * sw, c0 + 3] = a1_3
-                dA[i, h, wq + 2 * sw, c0 + 0] = a2_0
-                dA[i, h, wq + 2 * sw, c0 + 1] = a2_1
-                dA[i, h, wq + 2 * sw, c0 + 2] = a2_2
-                dA[i, h, wq + 2 * sw, c0 + 3] = a2_3
-                dA[i, h, wq + 3 * sw, c0 + 0] = a3_0
-                dA[i, h, wq + 3 * sw, c0 + 1] = a3_1
-                dA[i, h, wq + 3 * sw, c0 + 2] = a3_2
-                dA[i, h, wq + 3 * sw, c0 + 3] = a3_3
-                n += 4
-            while n < npix:
-                a0_0 = zero
-                a0_1 = zero
-                a0_2 = zero
-                a0_3 = zero
-                wq = wfirst + n * sw
-                for kh in range(fh):
-                    dh = hp - kh
-                    if dh % sh != 0:
-                        continue
-                    zr = Zr[i, dh // sh + plh]
-                    for kw in range(rw, fw, sw):
-                        wt = WT[kh, kw]
-                        zb = (wq + pw - kw) // sw + plw
-                        for k in range(K):
-                            w0 = wt[k, c0 + 0]
-                            w1 = wt[k, c0 + 1]
-                            w2 = wt[k, c0 + 2]
-                            w3 = wt[k, c0 + 3]
-                            d0 = zr[zb + 0, k]
-                            a0_0 += d0 * w0
-                            a0_1 += d0 * w1
-                            a0_2 += d0 * w2
-                            a0_3 += d0 * w3
-                dA[i, h, wq + 0 * sw, c0 + 0] = a0_0
-                dA[i, h, wq + 0 * sw, c0 + 1] = a0_1
-                dA[i, h, wq + 0 * sw, c0 + 2] = a0_2
-                dA[i, h, wq + 0 * sw, c0 + 3] = a0_3
-                n += 1
+                dA[i, h, wq + o0 * sw, c0 + 0] = a0_0
+                dA[i, h, wq + o0 * sw, c0 + 1] = a0_1
+                dA[i, h, wq + o0 * sw, c0 + 2] = a0_2
+                dA[i, h, wq + o0 * sw, c0 + 3] = a0_3
+                dA[i, h, wq + o1 * sw, c0 + 0] = a1_0
+                dA[i, h, wq + o1 * sw, c0 + 1] = a1_1
+                dA[i, h, wq + o1 * sw, c0 + 2] = a1_2
+                dA[i, h, wq + o1 * sw, c0 + 3] = a1_3
+                dA[i, h, wq + o2 * sw, c0 + 0] = a2_0
+                dA[i, h, wq + o2 * sw, c0 + 1] = a2_1
+                dA[i, h, wq + o2 * sw, c0 + 2] = a2_2
+                dA[i, h, wq + o2 * sw, c0 + 3] = a2_3
+                dA[i, h, wq + o3 * sw, c0 + 0] = a3_0
+                dA[i, h, wq + o3 * sw, c0 + 1] = a3_1
+                dA[i, h, wq + o3 * sw, c0 + 2] = a3_2
+                dA[i, h, wq + o3 * sw, c0 + 3] = a3_3
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
@@ -6395,7 +5451,7 @@ def _conv_dW_f32_t4_row(Xs, dZ, part, pdb, sh, ja, jb, c):
             k0 = 0
             while k0 < K:
                 j0 = 0
-                while j0 + 4 <= Lr:
+                while j0 < Lr:
                     a0_0 = pk[j0 + 0, k0 + 0]
                     a0_1 = pk[j0 + 0, k0 + 1]
                     a0_2 = pk[j0 + 0, k0 + 2]
@@ -6462,28 +5518,6 @@ def _conv_dW_f32_t4_row(Xs, dZ, part, pdb, sh, ja, jb, c):
                     pk[j0 + 3, k0 + 2] = a3_2
                     pk[j0 + 3, k0 + 3] = a3_3
                     j0 += 4
-                while j0 < Lr:
-                    a0_0 = pk[j0 + 0, k0 + 0]
-                    a0_1 = pk[j0 + 0, k0 + 1]
-                    a0_2 = pk[j0 + 0, k0 + 2]
-                    a0_3 = pk[j0 + 0, k0 + 3]
-                    xq0 = xrow[ja[j0 + 0]:]
-                    bq0 = jb[j0 + 0]
-                    for wo in range(Wo):
-                        d0 = zr[wo, k0 + 0]
-                        d1 = zr[wo, k0 + 1]
-                        d2 = zr[wo, k0 + 2]
-                        d3 = zr[wo, k0 + 3]
-                        x0 = xq0[wo, bq0]
-                        a0_0 += x0 * d0
-                        a0_1 += x0 * d1
-                        a0_2 += x0 * d2
-                        a0_3 += x0 * d3
-                    pk[j0 + 0, k0 + 0] = a0_0
-                    pk[j0 + 0, k0 + 1] = a0_1
-                    pk[j0 + 0, k0 + 2] = a0_2
-                    pk[j0 + 0, k0 + 3] = a0_3
-                    j0 += 1
                 k0 += 4
 
 
@@ -6493,7 +5527,9 @@ def conv_dW_f32_t4_par(Xs, dZ, part, pdb, sh, ja, jb):
     R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,). Deterministic
     for a fixed chunk count whichever build runs it. Xs is the padded input with
     each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K);
-    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C. K (of dZ and part) is a multiple of 4.
+    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C. K (of dZ and part) is a multiple of 4
+    and Lr (of part, ja, jb) one of 4: the wrapper pads them (ja, jb with copies of
+    their last entry) and drops the padded rows and channels.
     """
     nch, fh, Lr, K = part.shape
     m, Ho, Wo, _ = dZ.shape
@@ -6518,8 +5554,12 @@ def _conv_dA_f32_t1_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
         npix = (W - 1 - wfirst) // sw + 1
         for cb in range(ncb):
             c0 = max(min(cb * 1, C - 1), 0)
-            n = 0
-            while n + 4 <= npix:
+            for pb in range((npix + 3) // 4):
+                n = max(min(pb * 4, npix - 4), 0)
+                o0 = 0
+                o1 = min(1, npix - 1 - n)
+                o2 = min(2, npix - 1 - n)
+                o3 = min(3, npix - 1 - n)
                 a0_0 = zero
                 a1_0 = zero
                 a2_0 = zero
@@ -6535,36 +5575,18 @@ def _conv_dA_f32_t1_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
                         zb = (wq + pw - kw) // sw + plw
                         for k in range(K):
                             w0 = wt[k, c0 + 0]
-                            d0 = zr[zb + 0, k]
-                            d1 = zr[zb + 1, k]
-                            d2 = zr[zb + 2, k]
-                            d3 = zr[zb + 3, k]
+                            d0 = zr[zb + o0, k]
+                            d1 = zr[zb + o1, k]
+                            d2 = zr[zb + o2, k]
+                            d3 = zr[zb + o3, k]
                             a0_0 += d0 * w0
                             a1_0 += d1 * w0
                             a2_0 += d2 * w0
                             a3_0 += d3 * w0
-                dA[i, h, wq + 0 * sw, c0 + 0] = a0_0
-                dA[i, h, wq + 1 * sw, c0 + 0] = a1_0
-                dA[i, h, wq + 2 * sw, c0 + 0] = a2_0
-                dA[i, h, wq + 3 * sw, c0 + 0] = a3_0
-                n += 4
-            while n < npix:
-                a0_0 = zero
-                wq = wfirst + n * sw
-                for kh in range(fh):
-                    dh = hp - kh
-                    if dh % sh != 0:
-                        continue
-                    zr = Zr[i, dh // sh + plh]
-                    for kw in range(rw, fw, sw):
-                        wt = WT[kh, kw]
-                        zb = (wq + pw - kw) // sw + plw
-                        for k in range(K):
-                            w0 = wt[k, c0 + 0]
-                            d0 = zr[zb + 0, k]
-                            a0_0 += d0 * w0
-                dA[i, h, wq + 0 * sw, c0 + 0] = a0_0
-                n += 1
+                dA[i, h, wq + o0 * sw, c0 + 0] = a0_0
+                dA[i, h, wq + o1 * sw, c0 + 0] = a1_0
+                dA[i, h, wq + o2 * sw, c0 + 0] = a2_0
+                dA[i, h, wq + o3 * sw, c0 + 0] = a3_0
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
@@ -6611,7 +5633,7 @@ def _conv_dW_f32_t1_row(Xs, dZ, part, pdb, sh, ja, jb, c):
             k0 = 0
             while k0 < K:
                 j0 = 0
-                while j0 + 4 <= Lr:
+                while j0 < Lr:
                     a0_0 = pk[j0 + 0, k0 + 0]
                     a1_0 = pk[j0 + 1, k0 + 0]
                     a2_0 = pk[j0 + 2, k0 + 0]
@@ -6639,16 +5661,6 @@ def _conv_dW_f32_t1_row(Xs, dZ, part, pdb, sh, ja, jb, c):
                     pk[j0 + 2, k0 + 0] = a2_0
                     pk[j0 + 3, k0 + 0] = a3_0
                     j0 += 4
-                while j0 < Lr:
-                    a0_0 = pk[j0 + 0, k0 + 0]
-                    xq0 = xrow[ja[j0 + 0]:]
-                    bq0 = jb[j0 + 0]
-                    for wo in range(Wo):
-                        d0 = zr[wo, k0 + 0]
-                        x0 = xq0[wo, bq0]
-                        a0_0 += x0 * d0
-                    pk[j0 + 0, k0 + 0] = a0_0
-                    j0 += 1
                 k0 += 1
 
 
@@ -6658,7 +5670,9 @@ def conv_dW_f32_t1_par(Xs, dZ, part, pdb, sh, ja, jb):
     R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,). Deterministic
     for a fixed chunk count whichever build runs it. Xs is the padded input with
     each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K);
-    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C. K (of dZ and part) is a multiple of 1.
+    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C. K (of dZ and part) is a multiple of 1
+    and Lr (of part, ja, jb) one of 4: the wrapper pads them (ja, jb with copies of
+    their last entry) and drops the padded rows and channels.
     """
     nch, fh, Lr, K = part.shape
     m, Ho, Wo, _ = dZ.shape

@@ -152,23 +152,24 @@ def _dA_tile(P: int, T: int) -> List[str]:
     for c in range(T):
         L.append(f"            w{c} = wt[k, c0 + {c}]")
     for p in range(P):
-        L.append(f"            d{p} = zr[zb + {p}, k]")
+        L.append(f"            d{p} = zr[zb + o{p}, k]")
     for p in range(P):
         for c in range(T):
             L.append(f"            a{p}_{c} += d{p} * w{c}")
     for p in range(P):
         for c in range(T):
-            L.append(f"dA[i, h, wq + {p} * sw, c0 + {c}] = a{p}_{c}")
+            L.append(f"dA[i, h, wq + o{p} * sw, c0 + {c}] = a{p}_{c}")
     return L
 
 
 def _dA_pixels(P: int, tile) -> List[str]:
-    """The pixels n of one row's stride phase in tiles of P, then 1 (``tile(P)`` lines)."""
-    L = ["n = 0", f"while n + {P} <= npix:"]
-    L += _ind(tile(P), 4)
-    L += [f"    n += {P}", "while n < npix:"]
-    L += _ind(tile(1), 4)
-    L += ["    n += 1"]
+    """The pixels n of one row's stride phase in blocks of P (``tile`` lines, which put
+    pixel p at offset o{p} from n): the last block is shifted back to end at npix, and
+    with fewer than P pixels the offsets are clamped to the last one. Either way a pixel
+    computed twice gets the same arithmetic, hence the same bits, so there is no tail code."""
+    L = [f"for pb in range((npix + {P - 1}) // {P}):", f"    n = max(min(pb * {P}, npix - {P}), 0)", "    o0 = 0"]
+    L += [f"    o{p} = min({p}, npix - 1 - n)" for p in range(1, P)]
+    L += _ind(tile, 4)
     return L
 
 
@@ -207,7 +208,7 @@ def conv_dA(name: str, P: int, T: int, rng: str) -> List[str]:
     ]
     L += _dA_rows(rng, [])
     L += _ind(["for cb in range(ncb):", f"    c0 = max(min(cb * {T}, C - {T}), 0)"]
-              + _ind(_dA_pixels(P, lambda q: _dA_tile(q, T)), 4), 12)
+              + _ind(_dA_pixels(P, _dA_tile(P, T)), 4), 12)
     return L
 
 
@@ -237,7 +238,7 @@ def _dA_kvec_tile(P: int, C: int, L: int) -> List[str]:
         "        zb = (wq + pw - kw) // sw + plw",
     ]
     for p in range(P):
-        out.append(f"        z{p} = zr[zb + {p}]")
+        out.append(f"        z{p} = zr[zb + o{p}]")
     out += ["        for kk in range(nkl):"]
     for c in range(C):
         for l in range(L):
@@ -256,7 +257,7 @@ def _dA_kvec_tile(P: int, C: int, L: int) -> List[str]:
             for l in range(L):
                 out.append(f"buf[{p}, {c}, {l}] = a{p}_{c}_{l}")
     for p in range(P):
-        out.append(f"g = dA[i, h, wq + {p} * sw]")
+        out.append(f"g = dA[i, h, wq + o{p} * sw]")
         for c in range(C):
             terms = [f"buf[{p}, {c}, {l}]" for l in range(L)]
             while len(terms) > 1:  # pairwise: a fixed order
@@ -279,7 +280,7 @@ def conv_dA_kvec(name: str, C: int, L: int, rng: str) -> List[str]:
         "    fh, fw, _, nkl, _ = Wt.shape",
     ]
     out += _dA_rows(rng, [f"buf = np.empty(({P}, {C}, {L}), dtype=dA.dtype)"])
-    out += _ind(_dA_pixels(P, lambda q: _dA_kvec_tile(q, C, L)), 12)
+    out += _ind(_dA_pixels(P, _dA_kvec_tile(P, C, L)), 12)
     return out
 
 
@@ -313,12 +314,7 @@ def _dW_tile(J: int, T: int) -> List[str]:
 
 
 def _dW_kblock(J: int, T: int) -> List[str]:
-    L = ["j0 = 0", f"while j0 + {J} <= Lr:"]
-    L += _ind(_dW_tile(J, T), 4)
-    L += [f"    j0 += {J}", "while j0 < Lr:"]
-    L += _ind(_dW_tile(1, T), 4)
-    L += ["    j0 += 1"]
-    return L
+    return ["j0 = 0", "while j0 < Lr:", *_ind(_dW_tile(J, T), 4), f"    j0 += {J}"]
 
 
 def conv_dW(name: str, J: int, T: int, rng: str) -> List[str]:
@@ -329,7 +325,9 @@ def conv_dW(name: str, J: int, T: int, rng: str) -> List[str]:
         "    R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,). Deterministic",
         "    for a fixed chunk count whichever build runs it. Xs is the padded input with",
         "    each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K);",
-        f"    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C. K (of dZ and part) is a multiple of {T}.",
+        f"    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C. K (of dZ and part) is a multiple of {T}",
+        f"    and Lr (of part, ja, jb) one of {J}: the wrapper pads them (ja, jb with copies of",
+        "    their last entry) and drops the padded rows and channels.",
         '    """',
         "    nch, fh, Lr, K = part.shape",
         "    m, Ho, Wo, _ = dZ.shape",
@@ -756,6 +754,8 @@ def generate() -> dict:
                   f"FWD_TILES = {FWD_TILES!r}",
                   "#: Channel tile widths of the dA and dW kernels ``conv_dA_*_t{T}``, ``conv_dW_*_t{T}``.",
                   f"BWD_T = {BWD_T!r}",
+                  "#: dW tile rows (input columns j) per dtype: part's fw*C rows are padded to a multiple.",
+                  f"DW_J = {dict((dt, t['J']) for dt, t in TILES.items())!r}",
                   "#: SIMD lanes of the few-channel dA_prev kernels ``conv_dA_*_c{C}``.",
                   f"DA_KVEC_L = {DA_KVEC_L!r}", ""]
         for dt, t in TILES.items():

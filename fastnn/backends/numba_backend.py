@@ -194,15 +194,18 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
         return
     # dW and db: one partial per chunk of output rows (chunk count = thread count), summed
     # in chunk order: deterministic for a fixed thread count.
-    # The dW kernel's channel tile T: K is zero-padded to a multiple of T (only then is dZ
-    # copied; the padded channels' partials are dropped).
+    # The dW kernel's tile is J input columns x T channels: K is zero-padded to a multiple
+    # of T (only then is dZ copied) and the fw*C columns to one of J (repeating the last);
+    # the padded channels' and columns' partials are dropped.
     T = _bwd_tile(p.dtype, p.K)
     Kp = -(-p.K // T) * T
     dZk = np.pad(dZ, ((0, 0), (0, 0), (0, 0), (0, Kp - p.K))) if Kp != p.K else dZ
+    J = KC.DW_J[_sfx(p.dtype)]
+    Lp = -(-L // J) * J
     nch = max(1, min(_num_threads(), p.m * p.Ho))
-    part = np.empty((nch, p.fh, L, Kp), dtype=p.dtype)
+    part = np.empty((nch, p.fh, Lp, Kp), dtype=p.dtype)
     pdb = np.empty((nch, Kp), dtype=p.dtype)
-    ja, jb = np.divmod(np.arange(L), p.sw * p.C)
+    ja, jb = np.divmod(np.minimum(np.arange(Lp), L - 1), p.sw * p.C)
     _par(_pick("conv_dW", p.dtype, f"_t{T}"), Xs, dZk, part, pdb, p.sh, ja, jb)
     if nch == 1:
         sums, dbs = part[0], pdb[0]
@@ -210,7 +213,7 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
         sums, dbs = np.empty(part.shape[1:], dtype=p.dtype), np.empty(Kp, dtype=p.dtype)
         _run(K.sum_parts_par, K.sum_parts_ser, sums.size, part.reshape(nch, -1), sums.reshape(-1))
         K.sum_parts_ser(pdb, dbs)
-    dW.reshape(p.fh, L, p.K)[:] = sums[:, :, :p.K]
+    dW.reshape(p.fh, L, p.K)[:] = sums[:, :L, :p.K]
     db[:] = dbs[:p.K]
     if kvec:
         Wk = np.pad(W, ((0, 0), (0, 0), (0, 0), (0, kpad))) if kpad else W
