@@ -145,20 +145,25 @@ def _dA_tile(P: int, T: int) -> List[str]:
         "    for kw in range(rw, fw, sw):",
         "        wt = WT[kh, kw]",
         "        zb = (wq + pw - kw) // sw + plw",
-        "        for k in range(K):",
     ]
-    # Per-dimension indices: the loop-invariant ones (zb + p, c0 + c) are hoisted with
-    # their wraparound checks, the varying one (k) is a loop variable.
+    # Per-dimension indices on views taken outside the k loop: the loop-invariant ones
+    # (zb + o{p}, c0 + c) are hoisted with their wraparound checks, the varying one (k) is
+    # a loop variable. (Slicing W's channels here would make a non-contiguous view, which
+    # the vectoriser handles badly.)
+    for p in range(P):
+        L.append(f"        z{p} = zr[zb + o{p}]")
+    L.append("        for k in range(K):")
     for c in range(T):
         L.append(f"            w{c} = wt[k, c0 + {c}]")
     for p in range(P):
-        L.append(f"            d{p} = zr[zb + o{p}, k]")
+        L.append(f"            d{p} = z{p}[k]")
     for p in range(P):
         for c in range(T):
             L.append(f"            a{p}_{c} += d{p} * w{c}")
     for p in range(P):
+        L.append(f"g = dA[i, h, wq + o{p} * sw, c0:]")
         for c in range(T):
-            L.append(f"dA[i, h, wq + o{p} * sw, c0 + {c}] = a{p}_{c}")
+            L.append(f"g[{c}] = a{p}_{c}")
     return L
 
 
@@ -290,8 +295,9 @@ def conv_dA_kvec(name: str, C: int, L: int, rng: str) -> List[str]:
 def _dW_tile(J: int, T: int) -> List[str]:
     L = []
     for q in range(J):
+        L.append(f"pq{q} = pk[j0 + {q}, k0:]")
         for k in range(T):
-            L.append(f"a{q}_{k} = pk[j0 + {q}, k0 + {k}]")
+            L.append(f"a{q}_{k} = pq{q}[{k}]")
     # Input column j of output pixel wo is xrow[wo + ja[j], jb[j]] with (ja, jb) =
     # divmod(j, sw*C) precomputed (no division per tile): the row offset goes into a slice
     # and the column is loop-invariant, so the inner loop's indices are wo plus hoisted
@@ -309,7 +315,7 @@ def _dW_tile(J: int, T: int) -> List[str]:
             L.append(f"    a{q}_{k} += x{q} * d{k}")
     for q in range(J):
         for k in range(T):
-            L.append(f"pk[j0 + {q}, k0 + {k}] = a{q}_{k}")
+            L.append(f"pq{q}[{k}] = a{q}_{k}")
     return L
 
 
