@@ -377,15 +377,17 @@ def _rep(NB: int, *fmts: str) -> List[str]:
     return [f.format(k=k) for f in fmts for k in range(NB)]
 
 
-def _pool_head(name: str, args: str, doc: str, NB: int, out: str, rows: str, rng: str) -> List[str]:
+def _pool_head(name: str, args: str, doc: str, NB: int, out: str) -> List[str]:
+    """A pooling kernel's head: a parallel loop over its output rows t = (i, ho), with
+    ``out`` the array of output shape (m, Ho, Wo, C) (``row_split`` makes the builds)."""
     return [
-        "@numba.njit(**NJIT_PARALLEL)" if rng == "prange" else "@numba.njit(**NJIT)",
+        "@numba.njit(**NJIT_PARALLEL)",
         f"def {name}({args}):",
         f'    """{doc}\n    Channel blocks of {NB} (the last one shifted back to end at C; needs C >= {NB})."""',
         "    m, H, W, C = X.shape",
         f"    _, Ho, Wo, _ = {out}.shape",
         f"    nb = (C + {NB - 1}) // {NB}",
-        f"    for t in {rng}(m * {rows}):",
+        "    for t in prange(m * Ho):",
     ]
 
 
@@ -422,27 +424,27 @@ def _argmax_pass(NB: int) -> List[str]:
                                          f"b{k} = v{k} if u{k} else b{k}", f"q{k} = pos if u{k} else q{k}")], pos=True)
 
 
-def pool_max(name: str, NB: int, rng: str) -> List[str]:
+def pool_max(name: str, NB: int) -> List[str]:
     L = _pool_head(name, "X, Out, fh, fw, sh, sw, ph, pw, ninf",
                    "Max pooling, NaN-propagating (pads are -inf, so the window is clipped to the input).",
-                   NB, "Out", "Ho", rng)
+                   NB, "Out")
     return L + _over_windows(NB, ["orow = Out[i, ho]"], ["o = orow[wo]"],
                              _max_pass(NB) + _rep(NB, "o[c0 + {k}] = b{k}"))
 
 
-def pool_avg(name: str, NB: int, rng: str) -> List[str]:
+def pool_avg(name: str, NB: int) -> List[str]:
     L = _pool_head(name, "X, Out, fh, fw, sh, sw, ph, pw, area, zero",
                    "Average pooling (pads count as zeros: the clipped window's sum / area).",
-                   NB, "Out", "Ho", rng)
+                   NB, "Out")
     return L + _over_windows(NB, ["orow = Out[i, ho]"], ["o = orow[wo]"],
                              _rep(NB, "s{k} = zero") + _window_loop(_rep(NB, "s{k} += xr[w, c0 + {k}]"))
                              + _rep(NB, "o[c0 + {k}] = s{k} / area"))
 
 
-def pool_argmax(name: str, NB: int, rng: str) -> List[str]:
+def pool_argmax(name: str, NB: int) -> List[str]:
     L = _pool_head(name, "X, Idx, fh, fw, sh, sw, ph, pw, ninf",
                    "Idx[i, ho, wo, c] = np.argmax of the (-inf padded) window: row-major, first max, first NaN.",
-                   NB, "Idx", "Ho", rng)
+                   NB, "Idx")
     return L + _over_windows(NB, ["irow = Idx[i, ho]"], ["ix = irow[wo]"],
                              _argmax_pass(NB) + _rep(NB, "ix[c0 + {k}] = q{k}"))
 
@@ -451,19 +453,19 @@ _DIRECT_DOC = ("Max-pooling backward, ties {ties}, for non-overlapping windows (
                "    window writes its own positions (the caller zeroes dX first where no window reaches).")
 
 
-def pool_max_bwd_direct(name: str, NB: int, rng: str) -> List[str]:
+def pool_max_bwd_direct(name: str, NB: int) -> List[str]:
     L = _pool_head(name, "X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero",
                    _DIRECT_DOC.format(ties='"all"') + " A block's X values\n    are loaded before its dX stores"
-                   " (the SLP vectoriser cannot tell X and dX apart).", NB, "dA", "Ho", rng)
+                   " (the SLP vectoriser cannot tell X and dX apart).", NB, "dA")
     write = ["for h in range(ha, hb):", "    xr = Xi[h]", "    gr = Gi[h]", "    for w in range(wa, wb):"]
     write += _ind(_rep(NB, "v{k} = xr[w, c0 + {k}]", "gr[w, c0 + {k}] = d{k} if v{k} == b{k} else e{k}"), 8)
     return L + _over_windows(NB, ["Gi = dX[i]", "drow = dA[i, ho]"], ["d = drow[wo]"],
                              _rep(NB, "d{k} = d[c0 + {k}]", "e{k} = d{k} * zero") + _max_pass(NB) + write)
 
 
-def pool_first_bwd_direct(name: str, NB: int, rng: str) -> List[str]:
+def pool_first_bwd_direct(name: str, NB: int) -> List[str]:
     L = _pool_head(name, "X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero", _DIRECT_DOC.format(ties='"first"'),
-                   NB, "dA", "Ho", rng)
+                   NB, "dA")
     write = ["for h in range(ha, hb):", "    gr = Gi[h]", "    for w in range(wa, wb):",
              "        pos = (h - h0) * fw + (w - w0)"]
     write += _ind(_rep(NB, "gr[w, c0 + {k}] = d{k} if pos == q{k} else e{k}"), 8)
@@ -482,7 +484,7 @@ def pool_kernels() -> List[str]:
     out = ["", "#: Channel block widths of the pooling kernels, widest first.", f"POOL_NB = {POOL_NB!r}"]
     for NB in POOL_NB:
         for base, gen in POOL_KERNELS:
-            out += ["", "", *row_split(gen(f"{base}_b{NB}_par", NB, "prange"), (("par", "prange"), ("ser", "range")))]
+            out += ["", "", *row_split(gen(f"{base}_b{NB}_par", NB), (("par", "prange"), ("ser", "range")))]
     return out
 
 
