@@ -33,6 +33,15 @@ def _ind(lines: List[str], n: int) -> List[str]:
     return [" " * n + s if s else s for s in lines]
 
 
+def _shifted(block: str, T: int, n: str) -> str:
+    """The start of block ``block`` of width T over [0, n): the last block is shifted back to
+    end at n (its overlap with the one before is recomputed with the same arithmetic, so
+    no tail code), and clamped at 0 when n < T. The ``max(..., 0)`` also lets LLVM prove the
+    start non-negative, which keeps Numba's index wraparound code out of the kernel (without
+    it the pooling kernels ran 2-4x slower)."""
+    return f"max(min({block} * {T}, {n} - {T}), 0)"
+
+
 # ------------------------------------------------- parallel shells over row helpers
 
 _LOOP = re.compile(r"^    for (\w+) in (?:prange|range)\((.*)\):$")
@@ -172,7 +181,7 @@ def _dA_pixels(P: int, tile) -> List[str]:
     pixel p at offset o{p} from n): the last block is shifted back to end at npix, and
     with fewer than P pixels the offsets are clamped to the last one. Either way a pixel
     computed twice gets the same arithmetic, hence the same bits, so there is no tail code."""
-    L = [f"for pb in range((npix + {P - 1}) // {P}):", f"    n = max(min(pb * {P}, npix - {P}), 0)", "    o0 = 0"]
+    L = [f"for pb in range((npix + {P - 1}) // {P}):", f"    n = {_shifted('pb', P, 'npix')}", "    o0 = 0"]
     L += [f"    o{p} = min({p}, npix - 1 - n)" for p in range(1, P)]
     L += _ind(tile, 4)
     return L
@@ -212,7 +221,7 @@ def conv_dA(name: str, P: int, T: int, rng: str) -> List[str]:
         f"    ncb = (C + {T - 1}) // {T}",
     ]
     L += _dA_rows(rng, [])
-    L += _ind(["for cb in range(ncb):", f"    c0 = max(min(cb * {T}, C - {T}), 0)"]
+    L += _ind(["for cb in range(ncb):", f"    c0 = {_shifted('cb', T, 'C')}"]
               + _ind(_dA_pixels(P, _dA_tile(P, T)), 4), 12)
     return L
 
@@ -397,7 +406,7 @@ def _over_windows(NB: int, per_row: List[str], per_window: List[str], block: Lis
     rows = ["i = t // Ho", "ho = t - i * Ho", "h0 = ho * sh - ph", "ha = max(h0, 0)", "hb = min(h0 + fh, H)",
             "Xi = X[i]"]
     cols = ["w0 = wo * sw - pw", "wa = max(w0, 0)", "wb = min(w0 + fw, W)"]
-    blk = ["for cb in range(nb):", f"    c0 = max(min(cb * {NB}, C - {NB}), 0)  # >= 0: no index wraparound code"]
+    blk = ["for cb in range(nb):", f"    c0 = {_shifted('cb', NB, 'C')}"]
     return _ind(rows + per_row + ["for wo in range(Wo):"] + _ind(cols + per_window + blk + _ind(block, 4), 4), 8)
 
 

@@ -379,7 +379,7 @@ def _pool_max_b16_row(X, Out, fh, fw, sh, sw, ph, pw, ninf, t):
         wb = min(w0 + fw, W)
         o = orow[wo]
         for cb in range(nb):
-            c0 = max(min(cb * 16, C - 16), 0)  # >= 0: no index wraparound code
+            c0 = max(min(cb * 16, C - 16), 0)
             b0 = ninf
             b1 = ninf
             b2 = ninf
@@ -490,7 +490,7 @@ def _pool_avg_b16_row(X, Out, fh, fw, sh, sw, ph, pw, area, zero, t):
         wb = min(w0 + fw, W)
         o = orow[wo]
         for cb in range(nb):
-            c0 = max(min(cb * 16, C - 16), 0)  # >= 0: no index wraparound code
+            c0 = max(min(cb * 16, C - 16), 0)
             s0 = zero
             s1 = zero
             s2 = zero
@@ -585,7 +585,7 @@ def _pool_argmax_b16_row(X, Idx, fh, fw, sh, sw, ph, pw, ninf, t):
         wb = min(w0 + fw, W)
         ix = irow[wo]
         for cb in range(nb):
-            c0 = max(min(cb * 16, C - 16), 0)  # >= 0: no index wraparound code
+            c0 = max(min(cb * 16, C - 16), 0)
             b0 = ninf
             b1 = ninf
             b2 = ninf
@@ -746,7 +746,7 @@ def _pool_max_bwd_direct_b16_row(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, 
         wb = min(w0 + fw, W)
         d = drow[wo]
         for cb in range(nb):
-            c0 = max(min(cb * 16, C - 16), 0)  # >= 0: no index wraparound code
+            c0 = max(min(cb * 16, C - 16), 0)
             d0 = d[c0 + 0]
             d1 = d[c0 + 1]
             d2 = d[c0 + 2]
@@ -914,7 +914,7 @@ def _pool_first_bwd_direct_b16_row(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero
         wb = min(w0 + fw, W)
         d = drow[wo]
         for cb in range(nb):
-            c0 = max(min(cb * 16, C - 16), 0)  # >= 0: no index wraparound code
+            c0 = max(min(cb * 16, C - 16), 0)
             d0 = d[c0 + 0]
             d1 = d[c0 + 1]
             d2 = d[c0 + 2]
@@ -1112,7 +1112,7 @@ def _pool_max_b8_row(X, Out, fh, fw, sh, sw, ph, pw, ninf, t):
         wb = min(w0 + fw, W)
         o = orow[wo]
         for cb in range(nb):
-            c0 = max(min(cb * 8, C - 8), 0)  # >= 0: no index wraparound code
+            c0 = max(min(cb * 8, C - 8), 0)
             b0 = ninf
             b1 = ninf
             b2 = ninf
@@ -1191,7 +1191,7 @@ def _pool_avg_b8_row(X, Out, fh, fw, sh, sw, ph, pw, area, zero, t):
         wb = min(w0 + fw, W)
         o = orow[wo]
         for cb in range(nb):
-            c0 = max(min(cb * 8, C - 8), 0)  # >= 0: no index wraparound code
+            c0 = max(min(cb * 8, C - 8), 0)
             s0 = zero
             s1 = zero
             s2 = zero
@@ -1262,7 +1262,7 @@ def _pool_argmax_b8_row(X, Idx, fh, fw, sh, sw, ph, pw, ninf, t):
         wb = min(w0 + fw, W)
         ix = irow[wo]
         for cb in range(nb):
-            c0 = max(min(cb * 8, C - 8), 0)  # >= 0: no index wraparound code
+            c0 = max(min(cb * 8, C - 8), 0)
             b0 = ninf
             b1 = ninf
             b2 = ninf
@@ -1367,7 +1367,7 @@ def _pool_max_bwd_direct_b8_row(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, t
         wb = min(w0 + fw, W)
         d = drow[wo]
         for cb in range(nb):
-            c0 = max(min(cb * 8, C - 8), 0)  # >= 0: no index wraparound code
+            c0 = max(min(cb * 8, C - 8), 0)
             d0 = d[c0 + 0]
             d1 = d[c0 + 1]
             d2 = d[c0 + 2]
@@ -1479,7 +1479,7 @@ def _pool_first_bwd_direct_b8_row(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero,
         wb = min(w0 + fw, W)
         d = drow[wo]
         for cb in range(nb):
-            c0 = max(min(cb * 8, C - 8), 0)  # >= 0: no index wraparound code
+            c0 = max(min(cb * 8, C - 8), 0)
             d0 = d[c0 + 0]
             d1 = d[c0 + 1]
             d2 = d[c0 + 2]
@@ -1605,7 +1605,7 @@ def _pool_max_b1_row(X, Out, fh, fw, sh, sw, ph, pw, ninf, t):
         wb = min(w0 + fw, W)
         o = orow[wo]
         for cb in range(nb):
-            c0 = max(min(cb * 1, C - 1), 0)  # >= 0: no index wraparound code
+            c0 = max(min(cb * 1, C - 1), 0)
             b0 = ninf
             for h in range(ha, hb):
                 xr = Xi[h]
@@ -1656,7 +1656,7 @@ def _pool_avg_b1_row(X, Out, fh, fw, sh, sw, ph, pw, area, zero, t):
         wb = min(w0 + fw, W)
         o = orow[wo]
         for cb in range(nb):
-            c0 = max(min(cb * 1, C - 1), 0)  # >= 0: no index wraparound code
+            c0 = max(min(cb * 1, C - 1), 0)
             s0 = zero
             for h in range(ha, hb):
                 xr = Xi[h]
@@ -1706,7 +1706,7 @@ def _pool_argmax_b1_row(X, Idx, fh, fw, sh, sw, ph, pw, ninf, t):
         wb = min(w0 + fw, W)
         ix = irow[wo]
         for cb in range(nb):
-            c0 = max(min(cb * 1, C - 1), 0)  # >= 0: no index wraparound code
+            c0 = max(min(cb * 1, C - 1), 0)
             b0 = ninf
             q0 = 0
             for h in range(ha, hb):
@@ -1762,7 +1762,7 @@ def _pool_max_bwd_direct_b1_row(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, t
         wb = min(w0 + fw, W)
         d = drow[wo]
         for cb in range(nb):
-            c0 = max(min(cb * 1, C - 1), 0)  # >= 0: no index wraparound code
+            c0 = max(min(cb * 1, C - 1), 0)
             d0 = d[c0 + 0]
             e0 = d0 * zero
             b0 = ninf
@@ -1825,7 +1825,7 @@ def _pool_first_bwd_direct_b1_row(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero,
         wb = min(w0 + fw, W)
         d = drow[wo]
         for cb in range(nb):
-            c0 = max(min(cb * 1, C - 1), 0)  # >= 0: no index wraparound code
+            c0 = max(min(cb * 1, C - 1), 0)
             d0 = d[c0 + 0]
             e0 = d0 * zero
             b0 = ninf
