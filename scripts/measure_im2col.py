@@ -13,9 +13,11 @@ each dtype it prints, forward and backward, the median time of
 * ``numba``   im2col / the ``numba`` backend, when it is registered,
 * ``peak``    tracemalloc's peak during one call (outputs excluded) vs the workspace limit.
 
-Timings are medians of interleaved repeats (im2col, bare GEMM and numba side by side;
-PyTorch in its own block right after, so its OpenMP workers and OpenBLAS's do not spin
-against each other on a 2-core machine, which inflates both). Run it
+Timings are medians of interleaved repeats of im2col and the bare GEMM side by side; the
+numba backend and PyTorch each in their own block right after. Interleaving a parallel
+kernel with a GEMM measures the threads' spinning, not the kernels: OpenBLAS's idle
+workers slowed a numba kernel right after a GEMM about 2x, and (before fastnn's
+``FASTNN_GOMP_SPINCOUNT``) numba's OpenMP workers slowed the GEMM after it up to 1.9x. Run it
 under the shared lock, with the machine's BLAS tuning variables unset::
 
     flock /tmp/fastnn-bench.lock env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
@@ -231,10 +233,11 @@ def main(argv=None):
                 nbk = (lambda: fastnn.conv_backward(dZ, cache, backend="numba")) if has_numba else None
                 full_cols = rows * Kd * dt.itemsize / 2**20
                 for d, mine, bare, tor, nb in (("fwd", fwd, gemm_f, tf, nf), ("bwd", bwd, gemm_b, tb, nbk)):
-                    t = median_times([mine, bare, nb], args.reps, args.budget)
+                    t = median_times([mine, bare], args.reps, args.budget)
                     rmin = LAST_MINS[0] / LAST_MINS[1]
+                    t_nb = median_times([nb], args.reps, args.budget)[0]
                     t_torch = min(median_times(list(tor), args.reps, args.budget))
-                    t = [t[0], t[1], None, None, t[2]]
+                    t = [t[0], t[1], None, None, t_nb]
                     out, peak = peak_bytes(mine)
                     print(f"{name:<12} {dts:<8} {d:<4} {t[0]*1e3:10.2f} {t[1]*1e3:9.2f} {fmt_ratio(t[0]/t[1])} {fmt_ratio(rmin)} "
                           f"{t_torch*1e3:9.2f} {fmt_ratio(t[0]/t_torch)} {fmt_ratio(t[0]/t[4])} "
@@ -261,7 +264,8 @@ def main(argv=None):
                     nf = (lambda: fastnn.pool_forward(A, hp, mode, backend="numba")) if has_numba else None
                     nbk = (lambda: fastnn.pool_backward(dA, cache, mode, backend="numba")) if has_numba else None
                     for d, mine, tor, nb in (("fwd", fwd, tf, nf), ("bwd", bwd, tb, nbk)):
-                        t = median_times([mine, None, None, nb], args.reps, args.budget)
+                        t = [median_times([mine], args.reps, args.budget)[0], None, None,
+                             median_times([nb], args.reps, args.budget)[0]]
                         t_torch = min(median_times(list(tor), args.reps, args.budget))
                         out, peak = peak_bytes(mine)
                         print(f"{name:<12} {dts:<8} {mode:<8} {d:<4} {t[0]*1e3:10.2f} {t_torch*1e3:9.2f} "

@@ -254,3 +254,68 @@ def test_row_helper_takes_an_int64_index_from_prange():
     np.testing.assert_array_equal(out, expected)
     assert helper.signatures
     assert all(sig[-1] == numba.types.int64 for sig in helper.signatures), helper.signatures
+
+
+@pytest.fixture
+def fresh_launch(monkeypatch):
+    """``launch_threads`` as in a new process, with ``numba.get_num_threads`` replaced by a
+    probe that records what the C library's getenv (what libgomp reads) says at that moment."""
+    import ctypes
+
+    from fastnn import _numba_config as cfg
+
+    libc = ctypes.CDLL(None)
+    libc.getenv.restype = ctypes.c_char_p
+    seen = []
+
+    def probe():
+        v = libc.getenv(b"GOMP_SPINCOUNT")
+        seen.append(None if v is None else v.decode())
+        return 1
+
+    monkeypatch.setattr(cfg, "_launched", False)
+    monkeypatch.setattr(cfg.numba, "get_num_threads", probe)
+    for name in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "FASTNN_GOMP_SPINCOUNT"):
+        monkeypatch.delenv(name, raising=False)
+    return cfg, seen
+
+
+def test_gomp_spincount_is_set_only_while_numba_threads_start(fresh_launch):
+    cfg, seen = fresh_launch
+    cfg.launch_threads()
+    cfg.launch_threads()  # once only
+    assert seen == [cfg.GOMP_SPINCOUNT] and cfg.GOMP_SPINCOUNT == "10000"
+    assert "GOMP_SPINCOUNT" not in os.environ  # restored: OpenMP runtimes loaded later do not see it
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"FASTNN_GOMP_SPINCOUNT": "123"}, "123"),
+    ({"FASTNN_GOMP_SPINCOUNT": "off"}, None),
+    ({"OMP_WAIT_POLICY": "passive"}, None),  # the user's wait policy wins
+    ({"GOMP_SPINCOUNT": "777"}, "777"),  # the user's spin count wins and stays
+])
+def test_gomp_spincount_settings(fresh_launch, monkeypatch, env, expected):
+    cfg, seen = fresh_launch
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    cfg.launch_threads()
+    assert seen == [expected]
+    assert os.environ.get("GOMP_SPINCOUNT") == env.get("GOMP_SPINCOUNT")
+
+
+def test_gomp_spincount_rejects_garbage(fresh_launch, monkeypatch):
+    cfg, seen = fresh_launch
+    monkeypatch.setenv("FASTNN_GOMP_SPINCOUNT", "lots")
+    with pytest.raises(ValueError, match="FASTNN_GOMP_SPINCOUNT.*'lots'"):
+        cfg.launch_threads()
+    assert seen == [] and not cfg._launched
+
+
+def test_first_parallel_kernel_starts_threads_and_restores_env_in_subprocess():
+    code = ("import os, numpy as np, numba, fastnn; from fastnn import _numba_config as c; "
+            "A = np.ones((2, 64, 64, 16)); "
+            "fastnn.pool_forward(A, {'f': 2, 'stride': 2}, 'max', backend='numba'); "
+            "print(c._launched, 'GOMP_SPINCOUNT' in os.environ, numba.threading_layer() != '')")
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "False", "True"]

@@ -66,7 +66,10 @@ _ENV_THREADS = bool(cfg._ENV_THREADS)
 
 def _par(par, *args):
     """Run a parallel kernel under the lock (one fastnn parallel launch at a time: Numba's
-    default workqueue layer aborts on concurrent launches), with the configured threads."""
+    workqueue layer aborts on concurrent launches), with the configured threads.
+    The first call starts Numba's thread pool with fastnn's OpenMP spin setting."""
+    if not cfg._launched:
+        cfg.launch_threads()
     with _lock:
         if _ENV_THREADS:
             old = numba.get_num_threads()
