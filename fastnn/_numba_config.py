@@ -35,6 +35,10 @@ Settings (environment variables, read once at import):
     (PyTorch's own copy, for example) do not see it. It has no effect when the user sets
     ``GOMP_SPINCOUNT`` or ``OMP_WAIT_POLICY`` (theirs wins), when Numba's threads were
     already started by other code, or when libgomp was already loaded by another library.
+    The other direction is OpenBLAS's to set: its idle workers spin for about 2^28 cycles
+    (~0.1 s) after a multi-threaded GEMM, and a numba kernel started meanwhile ran up to 2x
+    slower here. ``OPENBLAS_THREAD_TIMEOUT=20`` (2^20 cycles), set before NumPy is first
+    imported, removed that (``scripts/measure_numba.py --only blas`` measures both).
 
 Thread safety: Numba's ``workqueue`` threading layer aborts the process when two Python
 threads launch parallel kernels at the same time. fastnn therefore runs its parallel

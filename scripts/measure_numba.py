@@ -4,6 +4,7 @@ Run (one timing run at a time on the shared machine):
 
     flock /tmp/fastnn-bench.lock python scripts/measure_numba.py            # everything
     flock /tmp/fastnn-bench.lock python scripts/measure_numba.py --only conv --dtype float64
+    flock /tmp/fastnn-bench.lock python scripts/measure_numba.py --only blas   # BLAS vs numba threads
 
 Speed = torch time / fastnn time (> 1: fastnn faster). Each figure is the median of
 ``--repeat`` runs after an untimed warm-up that also checks fastnn's result against torch
@@ -236,6 +237,65 @@ print(repr(res))
 """
 
 
+SPIN = r"""
+import statistics, sys, time, numpy as np, fastnn
+from fastnn.testing.cases import BENCH_CONV_SHAPES
+A, W, b, hp, _ = BENCH_CONV_SHAPES["cifar"].make(np.float32, seed=0)
+rng = np.random.default_rng(1)
+X = rng.standard_normal((25088, 256)).astype(np.float32)  # the pointwise shape's GEMM
+Wm = rng.standard_normal((256, 64)).astype(np.float32)
+Z = np.empty((25088, 64), np.float32)
+nb = lambda: fastnn.conv_forward(A, W, b, hp, backend="numba")
+gemm = lambda: np.matmul(X, Wm, out=Z)
+def med(fns, reps=15):
+    for f in fns:
+        f()
+    ts = [[] for _ in fns]
+    for _ in range(reps):
+        for k, f in enumerate(fns):
+            t0 = time.perf_counter(); f(); ts[k].append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in ts]
+res = {"gemm alone": med([gemm])[0], "numba alone": med([nb])[0]}
+res["numba after gemm"], res["gemm after numba"] = med([nb, gemm])
+burnt = []
+for _ in range(5):
+    nb(); c0 = time.process_time(); time.sleep(0.1); burnt.append(time.process_time() - c0)
+res["cpu burnt"] = statistics.median(burnt)
+print(repr(res))
+"""
+
+
+def spin_check(rounds=3):
+    """A BLAS GEMM right after a numba kernel and the reverse, in fresh processes with
+    fastnn's OpenMP spin setting, with libgomp's default (FASTNN_GOMP_SPINCOUNT=off), and
+    with OpenBLAS's idle workers told to sleep sooner (OPENBLAS_THREAD_TIMEOUT=20, read when
+    numpy loads OpenBLAS), alternately; medians over the rounds."""
+    runs = {"default": [], "off": [], "openblas": []}
+    for _ in range(rounds):
+        for key in runs:
+            env = dict(os.environ)
+            env.pop("FASTNN_GOMP_SPINCOUNT", None)
+            env.pop("OPENBLAS_THREAD_TIMEOUT", None)
+            if key == "off":
+                env["FASTNN_GOMP_SPINCOUNT"] = "off"
+            if key == "openblas":
+                env["OPENBLAS_THREAD_TIMEOUT"] = "20"
+            r = subprocess.run([sys.executable, "-c", SPIN], env=env, capture_output=True, text=True)
+            if r.returncode:
+                raise RuntimeError(r.stderr)
+            runs[key].append(eval(r.stdout.strip().splitlines()[-1]))
+    print("BLAS and numba threads (float32; GEMM 25088x256 @ 256x64, numba conv_forward cifar), ms;"
+          " medians of interleaved calls, then over rounds:")
+    for key, label in (("default", "FASTNN_GOMP_SPINCOUNT default (10000)"), ("off", "libgomp default (off)"),
+                       ("openblas", "default + OPENBLAS_THREAD_TIMEOUT=20")):
+        m = {k: statistics.median(r[k] for r in runs[key]) for k in runs[key][0]}
+        print(f"  {label:<38} GEMM alone {m['gemm alone']*1e3:6.2f}, right after a numba kernel "
+              f"{m['gemm after numba']*1e3:6.2f} ({m['gemm after numba']/m['gemm alone']:.2f}x) | numba alone "
+              f"{m['numba alone']*1e3:6.2f}, right after the GEMM {m['numba after gemm']*1e3:6.2f} "
+              f"({m['numba after gemm']/m['numba alone']:.2f}x) | CPU burnt in 100 ms idle after a kernel "
+              f"{m['cpu burnt']*1e3:5.1f} ms")
+
+
 def first_calls(dtype):
     """(cold, cached): first-call seconds per op in a fresh process with an empty, then warm, cache dir."""
     with tempfile.TemporaryDirectory() as d:
@@ -251,7 +311,7 @@ def first_calls(dtype):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", choices=["conv", "pool", "misc"], action="append")
+    ap.add_argument("--only", choices=["conv", "pool", "misc", "blas"], action="append")
     ap.add_argument("--dtype", choices=["float32", "float64"], action="append")
     ap.add_argument("--shapes", nargs="*")
     ap.add_argument("--repeat", type=int, default=7)
@@ -265,7 +325,7 @@ def main(argv=None):
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     if torch is not None:
         torch.set_num_threads(args.threads)
-    only = args.only or ["conv", "pool", "misc"]
+    only = args.only or ["conv", "pool", "misc", "blas"]
     dtypes = [np.dtype(d).type for d in (args.dtype or ["float64", "float32"])]
     print(f"stat={args.stat} threads={args.threads} numba {numba.__version__} layer-config={numba.config.THREADING_LAYER} "
           f"torch {torch.__version__ if torch else 'missing'}")
@@ -294,6 +354,8 @@ def main(argv=None):
             cold, warm = first_calls(dt)
             print(f"first call {dt}: cold " + ", ".join(f"{k} {v:.2f}s" for k, v in cold.items())
                   + " | cached " + ", ".join(f"{k} {v:.3f}s" for k, v in warm.items()))
+    if "blas" in only:
+        spin_check()
 
 
 if __name__ == "__main__":
