@@ -1,6 +1,7 @@
 """The numba backend beyond the equivalence matrix: its tiled (parallel) paths on every edge
 case, thread safety, determinism, NaN handling, dtypes, settings, generated source."""
 
+import itertools
 import os
 import subprocess
 import sys
@@ -71,27 +72,53 @@ def test_every_forward_tile_variant_matches_reference(force_parallel, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_every_backward_tile_variant_matches_reference(force_parallel, dtype):
-    """Each dA kernel's channel tile (by C_in) and dW kernel's tile (by K) of ``BWD_T`` is
-    reached, with the last dA channel and pixel blocks shifted back or clamped (T not
-    dividing C, fewer pixels than the tile) and K and fw*C zero-padded for dW, over
-    strides 1 and 2."""
+    """Each dA gather kernel's channel tile (by C_in, stride 2: stride 1 takes the forward
+    kernel) and dW kernel's tile (by K) of ``BWD_T`` is reached, with the last dA channel
+    and pixel blocks shifted back or clamped (T not dividing C, fewer pixels than the
+    tile) and K and fw*C zero-padded for dW, over strides 1 and 2."""
     sfx = "f32" if np.dtype(dtype) == np.float32 else "f64"
     lanes = nb.KC.DA_KVEC_L[sfx]
     reached_dA, reached_dW = set(), set()
-    for C in (2, 5, 9, 19):
-        for K in (3, 5, 11, 21):
-            if not (C <= 4 and K >= lanes):  # C <= 4 with K >= lanes takes the kvec kernels
-                reached_dA.add(nb._bwd_tile(dtype, C))
-            reached_dW.add(nb._bwd_tile(dtype, K))
-            # width 9, or 3: fewer pixels per stride phase than the dA pixel tile
-            case = ConvCase(f"C{C}_K{K}", 2, 7, 9 if C != 5 else 3, C, 3, K, 1 + (C + K) % 2, 1)
-            A, W, b, hp, dZ = case.make(dtype, seed=4)
-            _, cache = fastnn.conv_forward(A, W, b, hp, backend="numba")
-            _, cache_ref = fastnn.conv_forward(A, W, b, hp, backend=REF)
-            for name, g, g_ref in zip(("dA_prev", "dW", "db"), fastnn.conv_backward(dZ, cache, backend="numba"),
-                                      fastnn.conv_backward(dZ, cache_ref, backend=REF)):
-                _close(g, g_ref, dtype, f"{case.name} {name}")
+    for C, K, stride in itertools.product((2, 5, 9, 19), (3, 5, 11, 21), (1, 2)):
+        if stride == 2 and not (C <= 4 and K >= lanes):  # C <= 4, K >= lanes: the kvec kernels
+            reached_dA.add(nb._bwd_tile(dtype, C))
+        reached_dW.add(nb._bwd_tile(dtype, K))
+        # width 9, or 3: fewer pixels per stride phase than the dA pixel tile
+        case = ConvCase(f"C{C}_K{K}_s{stride}", 2, 7, 9 if C != 5 else 3, C, 3, K, stride, 1)
+        A, W, b, hp, dZ = case.make(dtype, seed=4)
+        _, cache = fastnn.conv_forward(A, W, b, hp, backend="numba")
+        _, cache_ref = fastnn.conv_forward(A, W, b, hp, backend=REF)
+        for name, g, g_ref in zip(("dA_prev", "dW", "db"), fastnn.conv_backward(dZ, cache, backend="numba"),
+                                  fastnn.conv_backward(dZ, cache_ref, backend=REF)):
+            _close(g, g_ref, dtype, f"{case.name} {name}")
     assert reached_dA == reached_dW == set(nb.KC.BWD_T[sfx])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_stride1_dA_runs_the_forward_kernel_and_matches_reference(force_parallel, monkeypatch, dtype):
+    """For stride 1 and pad < f (C_in > 4), dA_prev is the forward tile kernel on dZ padded
+    by f-1-pad with W flipped: non-square filters, unequal pads (0 and f-1 included), 1x1,
+    every forward tile width, fewer columns than the tile's pixels, batch 1. With pad >= f
+    the gather kernels run instead."""
+    shapes = []
+    real = nb._fwd_kernel_call
+    monkeypatch.setattr(nb, "_fwd_kernel_call", lambda *a: (shapes.append(a[3].shape), real(*a)))
+    cases = [ConvCase("f3_p1", 2, 7, 9, 5, 3, 7, 1, 1), ConvCase("f3x5_p0x2", 1, 8, 11, 9, (3, 5), 16, 1, (0, 2)),
+             ConvCase("f1_p0", 2, 5, 6, 19, 1, 4, 1, 0), ConvCase("f2x3_p1x2", 2, 6, 13, 33, (2, 3), 17, 1, (1, 2)),
+             ConvCase("f3_p2_C17", 1, 4, 5, 17, 3, 8, 1, 2), ConvCase("C3_K3", 2, 6, 7, 3, 3, 3, 1, 1),
+             ConvCase("narrow", 2, 5, 2, 12, 3, 6, 1, 1), ConvCase("f3_p3_gather", 2, 7, 7, 8, 3, 8, 1, 3)]
+    widths = set()
+    for case in cases:
+        A, W, b, hp, dZ = case.make(dtype, seed=5)
+        _, cache = fastnn.conv_forward(A, W, b, hp, backend="numba")
+        _, cache_ref = fastnn.conv_forward(A, W, b, hp, backend=REF)
+        shapes.clear()
+        grads = fastnn.conv_backward(dZ, cache, backend="numba")
+        assert (A.shape in shapes) == (case.name != "f3_p3_gather"), case.name
+        widths.add(nb.fwd_tile("f32" if np.dtype(dtype) == np.float32 else "f64", case.C, case.W))
+        for name, g, g_ref in zip(("dA_prev", "dW", "db"), grads, fastnn.conv_backward(dZ, cache_ref, backend=REF)):
+            _close(g, g_ref, dtype, f"{case.name} {name}")
+    assert len({T for _, T in widths}) >= 3 and any(P == 1 for P, _ in widths)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)

@@ -156,16 +156,35 @@ def _bwd_tile(dtype, n):
     return next(T for T in KC.BWD_T[_sfx(dtype)] if T <= n)
 
 
+def _gather_dZ(p, dZ, kpad=0):
+    """dZ zero-padded (and, with ``kpad``, widened in k) so that every window index of the
+    dA_prev gather lands inside: (dZp, plh, plw), plh/plw the top/left padding."""
+    plh = (p.fh - 1 + p.sh - 1) // p.sh
+    plw = (p.fw - 1 + p.sw - 1) // p.sw
+    phh = max(0, (p.Hp - 1) // p.sh - p.Ho + 1)
+    phw = max(0, (p.Wp - 1) // p.sw - p.Wo + 1)
+    src = np.pad(dZ, ((0, 0), (0, 0), (0, 0), (0, kpad))) if kpad else dZ
+    if plh or plw or phh or phw:
+        return _padded(src, plh, plw, 0.0, phh - plh, phw - plw), plh, plw
+    return src, plh, plw
+
+
+def _fwd_kernel_call(X, Wm, bias, Z, sh, sw):
+    """The forward tile kernel: Z = bias + the correlation of the padded input X (m, Hp, Wp, Cin)
+    with Wm (fh, fw*Cin, K) at strides (sh, sw)."""
+    m, Hx, Wx, Cin = X.shape
+    K = Z.shape[3]
+    P, T = fwd_tile(_sfx(X.dtype), K, Z.shape[2])
+    _par(_pick("conv_fwd", X.dtype, f"_p{P}t{T}"), X.reshape(m, Hx, Wx * Cin), _pack_channels(Wm, T),
+         _pack_channels(bias, T), Z, sh, sw, Cin)
+
+
 @register("conv_forward", NAME)
 def conv_forward(p, A_prev, W, b, Z):
     if _is_small(p):
         _fwd_small(A_prev, W, b, Z, p.sh, p.sw, p.ph, p.pw)
         return
-    P, T = fwd_tile(_sfx(p.dtype), p.K, p.Wo)
-    Wp = _pack_channels(W.reshape(p.fh, p.fw * p.C, p.K), T)
-    bp = _pack_channels(b.reshape(p.K), T)
-    Xr = _padded_input(p, A_prev).reshape(p.m, p.Hp, p.Wp * p.C)
-    _par(_pick("conv_fwd", p.dtype, f"_p{P}t{T}"), Xr, Wp, bp, Z, p.sh, p.sw, p.C)
+    _fwd_kernel_call(_padded_input(p, A_prev), W.reshape(p.fh, p.fw * p.C, p.K), b.reshape(p.K), Z, p.sh, p.sw)
 
 
 _fwd_small = K.conv_fwd_small_ser
@@ -179,23 +198,8 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
     Xp = _padded_input(p, A_prev, ew)
     Xs = Xp.reshape(p.m, p.Hp, (p.Wp + ew) // p.sw, p.sw * p.C)
     L = p.fw * p.C
-    # dA_prev is a gather over dZ padded so that every window index lands inside.
-    plh = (p.fh - 1 + p.sh - 1) // p.sh
-    plw = (p.fw - 1 + p.sw - 1) // p.sw
-    phh = max(0, (p.Hp - 1) // p.sh - p.Ho + 1)
-    phw = max(0, (p.Wp - 1) // p.sw - p.Wo + 1)
-    small = _is_small(p)
-    # Few input channels: the dA_prev kernel sums over k in SIMD lanes and wants K padded
-    # with zeros to a multiple of the lane count.
-    lanes = KC.DA_KVEC_L[_sfx(p.dtype)]
-    kvec = not small and p.C <= 4 and p.K >= lanes
-    kpad = (-p.K) % lanes if kvec else 0
-    src = np.pad(dZ, ((0, 0), (0, 0), (0, 0), (0, kpad))) if kpad else dZ
-    if plh or plw or phh or phw:
-        dZp = _padded(src, plh, plw, 0.0, phh - plh, phw - plw)
-    else:
-        dZp = src
-    if small:
+    if _is_small(p):
+        dZp, plh, plw = _gather_dZ(p, dZ)
         WT = np.ascontiguousarray(W.transpose(0, 1, 3, 2))
         Zr = dZp.reshape(p.m, dZp.shape[1], dZp.shape[2] * p.K)
         K.conv_bwd_plain_ser(Xp.reshape(p.m, p.Hp, -1), Zr, WT, dZ, dA_prev, dW.reshape(p.fh, L, p.K), db,
@@ -224,12 +228,33 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
         K.sum_parts_ser(pdb, dbs)
     dW.reshape(p.fh, L, p.K)[:] = sums[:, :L, :p.K]
     db[:] = dbs[:p.K]
-    if kvec:
+    del Xp, Xs, dZk, part, sums
+    _dA_prev(p, W, dZ, dA_prev)
+
+
+def _dA_prev(p, W, dZ, dA_prev):
+    lanes = KC.DA_KVEC_L[_sfx(p.dtype)]
+    if p.C <= 4 and p.K >= lanes:
+        # Few input channels: the gather sums over k in SIMD lanes, with dZ and W zero-padded
+        # in k to whole lanes.
+        kpad = (-p.K) % lanes
+        dZp, plh, plw = _gather_dZ(p, dZ, kpad)
         Wk = np.pad(W, ((0, 0), (0, 0), (0, 0), (0, kpad))) if kpad else W
         nkl = (p.K + kpad) // lanes
         _par(_pick("conv_dA", p.dtype, f"_c{p.C}"), dZp.reshape(dZp.shape[:3] + (nkl, lanes)),
              Wk.reshape(p.fh, p.fw, p.C, nkl, lanes), dA_prev, p.sh, p.sw, p.ph, p.pw, plh, plw, p.dtype.type(0))
         return
+    if p.sh == 1 and p.sw == 1 and p.ph < p.fh and p.pw < p.fw:
+        # Stride 1: dA_prev is the forward convolution of dZ, zero-padded by f-1-pad, with W
+        # flipped in (kh, kw) and transposed to (K, C): the forward tile kernel, at the
+        # forward's speed, and no kernel of its own to compile.
+        qh, qw = p.fh - 1 - p.ph, p.fw - 1 - p.pw
+        dZq = _padded(dZ, qh, qw) if qh or qw else dZ
+        Wf = W[::-1, ::-1].transpose(0, 1, 3, 2).reshape(p.fh, p.fw * p.K, p.C)
+        _fwd_kernel_call(dZq, Wf, np.zeros(p.C, dtype=p.dtype), dA_prev, 1, 1)
+        return
+    # Otherwise a gather: each input pixel sums the windows covering it (stride phases).
+    dZp, plh, plw = _gather_dZ(p, dZ)
     WT = np.ascontiguousarray(W.transpose(0, 1, 3, 2))
     _par(_pick("conv_dA", p.dtype, f"_t{_bwd_tile(p.dtype, p.C)}"), dZp, WT, dA_prev, p.sh, p.sw, p.ph, p.pw,
          plh, plw, p.dtype.type(0))
