@@ -156,6 +156,11 @@ def _bwd_tile(dtype, n):
     return next(T for T in KC.BWD_T[_sfx(dtype)] if T <= n)
 
 
+#: Output rows per block of the dW kernels: a tile's partial sums stay in registers over
+#: a block. Any value gives the same bits (the sums are added in row order).
+DW_ROWS = 4
+
+
 def _gather_dZ(p, dZ, kpad=0):
     """dZ zero-padded (and, with ``kpad``, widened in k) so that every window index of the
     dA_prev gather lands inside: (dZp, plh, plw), plh/plw the top/left padding."""
@@ -219,7 +224,7 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
     part = np.empty((nch, p.fh, Lp, Kp), dtype=p.dtype)
     pdb = np.empty((nch, Kp), dtype=p.dtype)
     ja, jb = np.divmod(np.minimum(np.arange(Lp), L - 1), p.sw * p.C)
-    _par(_pick("conv_dW", p.dtype, f"_t{T}"), Xs, dZk, part, pdb, p.sh, ja, jb)
+    _par(_pick("conv_dW", p.dtype, f"_t{T}"), Xs, dZk, part, pdb, p.sh, ja, jb, DW_ROWS)
     if nch == 1:
         sums, dbs = part[0], pdb[0]
     else:
