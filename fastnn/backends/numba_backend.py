@@ -13,19 +13,24 @@ serial kernel.
   from ``FWD_TILES`` (one compiled kernel per tile shape, compiled on first use).
 * dW / db: the same tile over (kw*C_in) x C_out, one partial per chunk of output rows
   (chunk count = thread count), summed in chunk order: deterministic for a fixed thread
-  count. C_out is zero-padded to a multiple of the tile's T and kw*C_in to one of J, so
-  the kernel has no tail code (the padded partials are dropped).
+  count. A tile's sums stay in registers over blocks of ``DW_ROWS`` output rows. C_out is
+  zero-padded to a multiple of the tile's T and kw*C_in to one of J, so the kernel has no
+  tail code (the padded partials are dropped).
 * Small convolutions (fewer than ``SERIAL_WORK`` multiply-adds) run plain serial kernels
   (no launch cost, quick to compile); which kernel runs depends on the shape only.
-* dA_prev: a gather (each input pixel sums the windows covering it) over dZ zero-padded
+* dA_prev is a gather (each input pixel sums the windows covering it) over dZ zero-padded
   by the filter size, pixels grouped by stride phase; no scatter, no atomics. The last
   pixel and channel blocks are shifted back (or, with fewer pixels than the tile, the
-  pixel offsets clamped), so again no tail code. For C_in <= 4 the sum over k runs in
-  SIMD lanes instead (dZ and W zero-padded in k to whole lanes), since a tile over 3
-  input channels cannot fill a vector.
-* dA_prev and dW kernels come in one build per channel tile width (``BWD_T``: 8 or 16,
-  4, 1); a call compiles only the one it uses (the widest that fits), which keeps a cold
-  first ``conv_backward`` near 5-9 s instead of 14-22 s.
+  pixel offsets clamped), so again no tail code. For C_in <= 4 (and C_out at least one
+  vector's lanes) the sum over k runs in SIMD lanes instead (dZ and W zero-padded in k to
+  whole lanes), since a tile over 3 input channels cannot fill a vector. Otherwise, with
+  stride 1 and pad < f, dA_prev is the forward kernel itself, on dZ zero-padded by
+  f-1-pad with W flipped in (kh, kw) and transposed to (C_out, C_in): a "full"
+  correlation, at the forward's speed, with no kernel of its own to compile.
+* The dA_prev gather and dW kernels come in one build per channel tile width (``BWD_T``:
+  8 or 16, 4, 1); a call compiles only the one it uses (the widest that fits). A cold
+  first ``conv_backward`` after a ``conv_forward`` compiles only dW for stride 1 (3-5 s
+  here), dW and the gather otherwise (5-11 s), instead of 14-22 s before the split.
 * Pooling: one kernel per mode (max, average, argmax, and each backward) so a call
   compiles only what it runs; NB running values per window in registers, in channel
   blocks of NB = 16, 8 or 1 (the widest that fits C, ``POOL_NB``; the last block shifted
