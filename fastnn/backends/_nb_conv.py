@@ -1639,7 +1639,7 @@ def conv_dA_f64_t8_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT)
-def _conv_dW_f64_t8_row(Xs, dZ, part, pdb, sh, ja, jb, rb, c):
+def _conv_dW_f64_t8_row(Xs, dZ, part, pdb, sh, ja, jb, c):
     """Iteration c of ``conv_dW_f64_t8_par``'s loop."""
     nch, fh, Lr, K = part.shape
     m, Ho, Wo, _ = dZ.shape
@@ -1652,17 +1652,15 @@ def _conv_dW_f64_t8_row(Xs, dZ, part, pdb, sh, ja, jb, rb, c):
                 pc[kh, j, k] = 0
     for k in range(K):
         db[k] = 0
-    tend = (c + 1) * R // nch
-    t0 = c * R // nch
-    while t0 < tend:
-        t1 = min(t0 + rb, tend)
-        for t in range(t0, t1):
-            i = t // Ho
-            zr = dZ[i, t - i * Ho]
-            for wo in range(Wo):
-                for k in range(K):
-                    db[k] += zr[wo, k]
+    for t in range(c * R // nch, (c + 1) * R // nch):
+        i = t // Ho
+        ho = t - i * Ho
+        zr = dZ[i, ho]
+        for wo in range(Wo):
+            for k in range(K):
+                db[k] += zr[wo, k]
         for kh in range(fh):
+            xrow = Xs[i, ho * sh + kh]
             pk = pc[kh]
             k0 = 0
             while k0 < K:
@@ -1704,64 +1702,59 @@ def _conv_dW_f64_t8_row(Xs, dZ, part, pdb, sh, ja, jb, rb, c):
                     a3_5 = pq3[5]
                     a3_6 = pq3[6]
                     a3_7 = pq3[7]
-                    for t in range(t0, t1):
-                        i = t // Ho
-                        ho = t - i * Ho
-                        zr = dZ[i, ho]
-                        xrow = Xs[i, ho * sh + kh]
-                        xq0 = xrow[ja[j0 + 0]:]
-                        bq0 = jb[j0 + 0]
-                        xq1 = xrow[ja[j0 + 1]:]
-                        bq1 = jb[j0 + 1]
-                        xq2 = xrow[ja[j0 + 2]:]
-                        bq2 = jb[j0 + 2]
-                        xq3 = xrow[ja[j0 + 3]:]
-                        bq3 = jb[j0 + 3]
-                        for wo in range(Wo):
-                            d0 = zr[wo, k0 + 0]
-                            d1 = zr[wo, k0 + 1]
-                            d2 = zr[wo, k0 + 2]
-                            d3 = zr[wo, k0 + 3]
-                            d4 = zr[wo, k0 + 4]
-                            d5 = zr[wo, k0 + 5]
-                            d6 = zr[wo, k0 + 6]
-                            d7 = zr[wo, k0 + 7]
-                            x0 = xq0[wo, bq0]
-                            x1 = xq1[wo, bq1]
-                            x2 = xq2[wo, bq2]
-                            x3 = xq3[wo, bq3]
-                            a0_0 += x0 * d0
-                            a0_1 += x0 * d1
-                            a0_2 += x0 * d2
-                            a0_3 += x0 * d3
-                            a0_4 += x0 * d4
-                            a0_5 += x0 * d5
-                            a0_6 += x0 * d6
-                            a0_7 += x0 * d7
-                            a1_0 += x1 * d0
-                            a1_1 += x1 * d1
-                            a1_2 += x1 * d2
-                            a1_3 += x1 * d3
-                            a1_4 += x1 * d4
-                            a1_5 += x1 * d5
-                            a1_6 += x1 * d6
-                            a1_7 += x1 * d7
-                            a2_0 += x2 * d0
-                            a2_1 += x2 * d1
-                            a2_2 += x2 * d2
-                            a2_3 += x2 * d3
-                            a2_4 += x2 * d4
-                            a2_5 += x2 * d5
-                            a2_6 += x2 * d6
-                            a2_7 += x2 * d7
-                            a3_0 += x3 * d0
-                            a3_1 += x3 * d1
-                            a3_2 += x3 * d2
-                            a3_3 += x3 * d3
-                            a3_4 += x3 * d4
-                            a3_5 += x3 * d5
-                            a3_6 += x3 * d6
-                            a3_7 += x3 * d7
+                    xq0 = xrow[ja[j0 + 0]:]
+                    bq0 = jb[j0 + 0]
+                    xq1 = xrow[ja[j0 + 1]:]
+                    bq1 = jb[j0 + 1]
+                    xq2 = xrow[ja[j0 + 2]:]
+                    bq2 = jb[j0 + 2]
+                    xq3 = xrow[ja[j0 + 3]:]
+                    bq3 = jb[j0 + 3]
+                    for wo in range(Wo):
+                        d0 = zr[wo, k0 + 0]
+                        d1 = zr[wo, k0 + 1]
+                        d2 = zr[wo, k0 + 2]
+                        d3 = zr[wo, k0 + 3]
+                        d4 = zr[wo, k0 + 4]
+                        d5 = zr[wo, k0 + 5]
+                        d6 = zr[wo, k0 + 6]
+                        d7 = zr[wo, k0 + 7]
+                        x0 = xq0[wo, bq0]
+                        x1 = xq1[wo, bq1]
+                        x2 = xq2[wo, bq2]
+                        x3 = xq3[wo, bq3]
+                        a0_0 += x0 * d0
+                        a0_1 += x0 * d1
+                        a0_2 += x0 * d2
+                        a0_3 += x0 * d3
+                        a0_4 += x0 * d4
+                        a0_5 += x0 * d5
+                        a0_6 += x0 * d6
+                        a0_7 += x0 * d7
+                        a1_0 += x1 * d0
+                        a1_1 += x1 * d1
+                        a1_2 += x1 * d2
+                        a1_3 += x1 * d3
+                        a1_4 += x1 * d4
+                        a1_5 += x1 * d5
+                        a1_6 += x1 * d6
+                        a1_7 += x1 * d7
+                        a2_0 += x2 * d0
+                        a2_1 += x2 * d1
+                        a2_2 += x2 * d2
+                        a2_3 += x2 * d3
+                        a2_4 += x2 * d4
+                        a2_5 += x2 * d5
+                        a2_6 += x2 * d6
+                        a2_7 += x2 * d7
+                        a3_0 += x3 * d0
+                        a3_1 += x3 * d1
+                        a3_2 += x3 * d2
+                        a3_3 += x3 * d3
+                        a3_4 += x3 * d4
+                        a3_5 += x3 * d5
+                        a3_6 += x3 * d6
+                        a3_7 += x3 * d7
                     pq0[0] = a0_0
                     pq0[1] = a0_1
                     pq0[2] = a0_2
@@ -1796,26 +1789,23 @@ def _conv_dW_f64_t8_row(Xs, dZ, part, pdb, sh, ja, jb, rb, c):
                     pq3[7] = a3_7
                     j0 += 4
                 k0 += 8
-        t0 = t1
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
-def conv_dW_f64_t8_par(Xs, dZ, part, pdb, sh, ja, jb, rb):
+def conv_dW_f64_t8_par(Xs, dZ, part, pdb, sh, ja, jb):
     """Per-chunk partial dW and db: chunk c sums rows [c*R//n, (c+1)*R//n) of the
-    R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,), in blocks of rb
-    rows (a tile's partial sums stay in registers over a block; the sums are added
-    in row order whatever rb is). Deterministic for a fixed chunk count whichever
-    build runs it. Xs is the padded input with each row cut into pieces of one
-    stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K); (ja[j], jb[j]) = divmod(j, sw*C)
-    for j < fw*C. K (of dZ and part) is a multiple of 8 and Lr (of part, ja, jb) one
-    of 4: the wrapper pads them (ja, jb with copies of their last entry) and drops
-    the padded rows and channels.
+    R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,). Deterministic
+    for a fixed chunk count whichever build runs it. Xs is the padded input with
+    each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K);
+    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C. K (of dZ and part) is a multiple of 8
+    and Lr (of part, ja, jb) one of 4: the wrapper pads them (ja, jb with copies of
+    their last entry) and drops the padded rows and channels.
     """
     nch, fh, Lr, K = part.shape
     m, Ho, Wo, _ = dZ.shape
     R = m * Ho
     for c in prange(nch):
-        _conv_dW_f64_t8_row(Xs, dZ, part, pdb, sh, ja, jb, rb, np.int64(c))
+        _conv_dW_f64_t8_row(Xs, dZ, part, pdb, sh, ja, jb, np.int64(c))
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT)
@@ -1934,7 +1924,7 @@ def conv_dA_f64_t4_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT)
-def _conv_dW_f64_t4_row(Xs, dZ, part, pdb, sh, ja, jb, rb, c):
+def _conv_dW_f64_t4_row(Xs, dZ, part, pdb, sh, ja, jb, c):
     """Iteration c of ``conv_dW_f64_t4_par``'s loop."""
     nch, fh, Lr, K = part.shape
     m, Ho, Wo, _ = dZ.shape
@@ -1947,17 +1937,15 @@ def _conv_dW_f64_t4_row(Xs, dZ, part, pdb, sh, ja, jb, rb, c):
                 pc[kh, j, k] = 0
     for k in range(K):
         db[k] = 0
-    tend = (c + 1) * R // nch
-    t0 = c * R // nch
-    while t0 < tend:
-        t1 = min(t0 + rb, tend)
-        for t in range(t0, t1):
-            i = t // Ho
-            zr = dZ[i, t - i * Ho]
-            for wo in range(Wo):
-                for k in range(K):
-                    db[k] += zr[wo, k]
+    for t in range(c * R // nch, (c + 1) * R // nch):
+        i = t // Ho
+        ho = t - i * Ho
+        zr = dZ[i, ho]
+        for wo in range(Wo):
+            for k in range(K):
+                db[k] += zr[wo, k]
         for kh in range(fh):
+            xrow = Xs[i, ho * sh + kh]
             pk = pc[kh]
             k0 = 0
             while k0 < K:
@@ -1983,44 +1971,39 @@ def _conv_dW_f64_t4_row(Xs, dZ, part, pdb, sh, ja, jb, rb, c):
                     a3_1 = pq3[1]
                     a3_2 = pq3[2]
                     a3_3 = pq3[3]
-                    for t in range(t0, t1):
-                        i = t // Ho
-                        ho = t - i * Ho
-                        zr = dZ[i, ho]
-                        xrow = Xs[i, ho * sh + kh]
-                        xq0 = xrow[ja[j0 + 0]:]
-                        bq0 = jb[j0 + 0]
-                        xq1 = xrow[ja[j0 + 1]:]
-                        bq1 = jb[j0 + 1]
-                        xq2 = xrow[ja[j0 + 2]:]
-                        bq2 = jb[j0 + 2]
-                        xq3 = xrow[ja[j0 + 3]:]
-                        bq3 = jb[j0 + 3]
-                        for wo in range(Wo):
-                            d0 = zr[wo, k0 + 0]
-                            d1 = zr[wo, k0 + 1]
-                            d2 = zr[wo, k0 + 2]
-                            d3 = zr[wo, k0 + 3]
-                            x0 = xq0[wo, bq0]
-                            x1 = xq1[wo, bq1]
-                            x2 = xq2[wo, bq2]
-                            x3 = xq3[wo, bq3]
-                            a0_0 += x0 * d0
-                            a0_1 += x0 * d1
-                            a0_2 += x0 * d2
-                            a0_3 += x0 * d3
-                            a1_0 += x1 * d0
-                            a1_1 += x1 * d1
-                            a1_2 += x1 * d2
-                            a1_3 += x1 * d3
-                            a2_0 += x2 * d0
-                            a2_1 += x2 * d1
-                            a2_2 += x2 * d2
-                            a2_3 += x2 * d3
-                            a3_0 += x3 * d0
-                            a3_1 += x3 * d1
-                            a3_2 += x3 * d2
-                            a3_3 += x3 * d3
+                    xq0 = xrow[ja[j0 + 0]:]
+                    bq0 = jb[j0 + 0]
+                    xq1 = xrow[ja[j0 + 1]:]
+                    bq1 = jb[j0 + 1]
+                    xq2 = xrow[ja[j0 + 2]:]
+                    bq2 = jb[j0 + 2]
+                    xq3 = xrow[ja[j0 + 3]:]
+                    bq3 = jb[j0 + 3]
+                    for wo in range(Wo):
+                        d0 = zr[wo, k0 + 0]
+                        d1 = zr[wo, k0 + 1]
+                        d2 = zr[wo, k0 + 2]
+                        d3 = zr[wo, k0 + 3]
+                        x0 = xq0[wo, bq0]
+                        x1 = xq1[wo, bq1]
+                        x2 = xq2[wo, bq2]
+                        x3 = xq3[wo, bq3]
+                        a0_0 += x0 * d0
+                        a0_1 += x0 * d1
+                        a0_2 += x0 * d2
+                        a0_3 += x0 * d3
+                        a1_0 += x1 * d0
+                        a1_1 += x1 * d1
+                        a1_2 += x1 * d2
+                        a1_3 += x1 * d3
+                        a2_0 += x2 * d0
+                        a2_1 += x2 * d1
+                        a2_2 += x2 * d2
+                        a2_3 += x2 * d3
+                        a3_0 += x3 * d0
+                        a3_1 += x3 * d1
+                        a3_2 += x3 * d2
+                        a3_3 += x3 * d3
                     pq0[0] = a0_0
                     pq0[1] = a0_1
                     pq0[2] = a0_2
@@ -2039,26 +2022,23 @@ def _conv_dW_f64_t4_row(Xs, dZ, part, pdb, sh, ja, jb, rb, c):
                     pq3[3] = a3_3
                     j0 += 4
                 k0 += 4
-        t0 = t1
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
-def conv_dW_f64_t4_par(Xs, dZ, part, pdb, sh, ja, jb, rb):
+def conv_dW_f64_t4_par(Xs, dZ, part, pdb, sh, ja, jb):
     """Per-chunk partial dW and db: chunk c sums rows [c*R//n, (c+1)*R//n) of the
-    R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,), in blocks of rb
-    rows (a tile's partial sums stay in registers over a block; the sums are added
-    in row order whatever rb is). Deterministic for a fixed chunk count whichever
-    build runs it. Xs is the padded input with each row cut into pieces of one
-    stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K); (ja[j], jb[j]) = divmod(j, sw*C)
-    for j < fw*C. K (of dZ and part) is a multiple of 4 and Lr (of part, ja, jb) one
-    of 4: the wrapper pads them (ja, jb with copies of their last entry) and drops
-    the padded rows and channels.
+    R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,). Deterministic
+    for a fixed chunk count whichever build runs it. Xs is the padded input with
+    each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K);
+    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C. K (of dZ and part) is a multiple of 4
+    and Lr (of part, ja, jb) one of 4: the wrapper pads them (ja, jb with copies of
+    their last entry) and drops the padded rows and channels.
     """
     nch, fh, Lr, K = part.shape
     m, Ho, Wo, _ = dZ.shape
     R = m * Ho
     for c in prange(nch):
-        _conv_dW_f64_t4_row(Xs, dZ, part, pdb, sh, ja, jb, rb, np.int64(c))
+        _conv_dW_f64_t4_row(Xs, dZ, part, pdb, sh, ja, jb, np.int64(c))
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT)
@@ -2138,7 +2118,7 @@ def conv_dA_f64_t1_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT)
-def _conv_dW_f64_t1_row(Xs, dZ, part, pdb, sh, ja, jb, rb, c):
+def _conv_dW_f64_t1_row(Xs, dZ, part, pdb, sh, ja, jb, c):
     """Iteration c of ``conv_dW_f64_t1_par``'s loop."""
     nch, fh, Lr, K = part.shape
     m, Ho, Wo, _ = dZ.shape
@@ -2151,17 +2131,15 @@ def _conv_dW_f64_t1_row(Xs, dZ, part, pdb, sh, ja, jb, rb, c):
                 pc[kh, j, k] = 0
     for k in range(K):
         db[k] = 0
-    tend = (c + 1) * R // nch
-    t0 = c * R // nch
-    while t0 < tend:
-        t1 = min(t0 + rb, tend)
-        for t in range(t0, t1):
-            i = t // Ho
-            zr = dZ[i, t - i * Ho]
-            for wo in range(Wo):
-                for k in range(K):
-                    db[k] += zr[wo, k]
+    for t in range(c * R // nch, (c + 1) * R // nch):
+        i = t // Ho
+        ho = t - i * Ho
+        zr = dZ[i, ho]
+        for wo in range(Wo):
+            for k in range(K):
+                db[k] += zr[wo, k]
         for kh in range(fh):
+            xrow = Xs[i, ho * sh + kh]
             pk = pc[kh]
             k0 = 0
             while k0 < K:
@@ -2175,55 +2153,47 @@ def _conv_dW_f64_t1_row(Xs, dZ, part, pdb, sh, ja, jb, rb, c):
                     a2_0 = pq2[0]
                     pq3 = pk[j0 + 3, k0:]
                     a3_0 = pq3[0]
-                    for t in range(t0, t1):
-                        i = t // Ho
-                        ho = t - i * Ho
-                        zr = dZ[i, ho]
-                        xrow = Xs[i, ho * sh + kh]
-                        xq0 = xrow[ja[j0 + 0]:]
-                        bq0 = jb[j0 + 0]
-                        xq1 = xrow[ja[j0 + 1]:]
-                        bq1 = jb[j0 + 1]
-                        xq2 = xrow[ja[j0 + 2]:]
-                        bq2 = jb[j0 + 2]
-                        xq3 = xrow[ja[j0 + 3]:]
-                        bq3 = jb[j0 + 3]
-                        for wo in range(Wo):
-                            d0 = zr[wo, k0 + 0]
-                            x0 = xq0[wo, bq0]
-                            x1 = xq1[wo, bq1]
-                            x2 = xq2[wo, bq2]
-                            x3 = xq3[wo, bq3]
-                            a0_0 += x0 * d0
-                            a1_0 += x1 * d0
-                            a2_0 += x2 * d0
-                            a3_0 += x3 * d0
+                    xq0 = xrow[ja[j0 + 0]:]
+                    bq0 = jb[j0 + 0]
+                    xq1 = xrow[ja[j0 + 1]:]
+                    bq1 = jb[j0 + 1]
+                    xq2 = xrow[ja[j0 + 2]:]
+                    bq2 = jb[j0 + 2]
+                    xq3 = xrow[ja[j0 + 3]:]
+                    bq3 = jb[j0 + 3]
+                    for wo in range(Wo):
+                        d0 = zr[wo, k0 + 0]
+                        x0 = xq0[wo, bq0]
+                        x1 = xq1[wo, bq1]
+                        x2 = xq2[wo, bq2]
+                        x3 = xq3[wo, bq3]
+                        a0_0 += x0 * d0
+                        a1_0 += x1 * d0
+                        a2_0 += x2 * d0
+                        a3_0 += x3 * d0
                     pq0[0] = a0_0
                     pq1[0] = a1_0
                     pq2[0] = a2_0
                     pq3[0] = a3_0
                     j0 += 4
                 k0 += 1
-        t0 = t1
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
-def conv_dW_f64_t1_par(Xs, dZ, part, pdb, sh, ja, jb, rb):
+def conv_dW_f64_t1_par(Xs, dZ, part, pdb, sh, ja, jb):
     """Per-chunk partial dW and db: chunk c sums rows [c*R//n, (c+1)*R//n) of the
-    R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,), in blocks of rb
-    rows (a tile's partial sums stay in registers over a block; the sums are added
-    in row order whatever rb is). Deterministic for a fixed chunk count whichever
-    build runs it. Xs is the padded input with each row cut into pieces of one
-    stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K); (ja[j], jb[j]) = divmod(j, sw*C)
-    for j < fw*C. K (of dZ and part) is a multiple of 1 and Lr (of part, ja, jb) one
-    of 4: the wrapper pads them (ja, jb with copies of their last entry) and drops
-    the padded rows and channels.
+    R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,). Deterministic
+    for a fixed chunk count whichever build runs it. Xs is the padded input with
+    each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K);
+    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C. K (of dZ and part) is a multiple of 1
+    and Lr (of part, ja, jb) one of 4: the wrapper pads them (ja, jb with copies of
+    their last entry) and drops the padded rows and channels.
     """
     nch, fh, Lr, K = part.shape
     m, Ho, Wo, _ = dZ.shape
     R = m * Ho
     for c in prange(nch):
-        _conv_dW_f64_t1_row(Xs, dZ, part, pdb, sh, ja, jb, rb, np.int64(c))
+        _conv_dW_f64_t1_row(Xs, dZ, part, pdb, sh, ja, jb, np.int64(c))
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT)
@@ -5122,7 +5092,7 @@ def conv_dA_f32_t16_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT)
-def _conv_dW_f32_t16_row(Xs, dZ, part, pdb, sh, ja, jb, rb, c):
+def _conv_dW_f32_t16_row(Xs, dZ, part, pdb, sh, ja, jb, c):
     """Iteration c of ``conv_dW_f32_t16_par``'s loop."""
     nch, fh, Lr, K = part.shape
     m, Ho, Wo, _ = dZ.shape
@@ -5135,17 +5105,15 @@ def _conv_dW_f32_t16_row(Xs, dZ, part, pdb, sh, ja, jb, rb, c):
                 pc[kh, j, k] = 0
     for k in range(K):
         db[k] = 0
-    tend = (c + 1) * R // nch
-    t0 = c * R // nch
-    while t0 < tend:
-        t1 = min(t0 + rb, tend)
-        for t in range(t0, t1):
-            i = t // Ho
-            zr = dZ[i, t - i * Ho]
-            for wo in range(Wo):
-                for k in range(K):
-                    db[k] += zr[wo, k]
+    for t in range(c * R // nch, (c + 1) * R // nch):
+        i = t // Ho
+        ho = t - i * Ho
+        zr = dZ[i, ho]
+        for wo in range(Wo):
+            for k in range(K):
+                db[k] += zr[wo, k]
         for kh in range(fh):
+            xrow = Xs[i, ho * sh + kh]
             pk = pc[kh]
             k0 = 0
             while k0 < K:
@@ -5219,104 +5187,99 @@ def _conv_dW_f32_t16_row(Xs, dZ, part, pdb, sh, ja, jb, rb, c):
                     a3_13 = pq3[13]
                     a3_14 = pq3[14]
                     a3_15 = pq3[15]
-                    for t in range(t0, t1):
-                        i = t // Ho
-                        ho = t - i * Ho
-                        zr = dZ[i, ho]
-                        xrow = Xs[i, ho * sh + kh]
-                        xq0 = xrow[ja[j0 + 0]:]
-                        bq0 = jb[j0 + 0]
-                        xq1 = xrow[ja[j0 + 1]:]
-                        bq1 = jb[j0 + 1]
-                        xq2 = xrow[ja[j0 + 2]:]
-                        bq2 = jb[j0 + 2]
-                        xq3 = xrow[ja[j0 + 3]:]
-                        bq3 = jb[j0 + 3]
-                        for wo in range(Wo):
-                            d0 = zr[wo, k0 + 0]
-                            d1 = zr[wo, k0 + 1]
-                            d2 = zr[wo, k0 + 2]
-                            d3 = zr[wo, k0 + 3]
-                            d4 = zr[wo, k0 + 4]
-                            d5 = zr[wo, k0 + 5]
-                            d6 = zr[wo, k0 + 6]
-                            d7 = zr[wo, k0 + 7]
-                            d8 = zr[wo, k0 + 8]
-                            d9 = zr[wo, k0 + 9]
-                            d10 = zr[wo, k0 + 10]
-                            d11 = zr[wo, k0 + 11]
-                            d12 = zr[wo, k0 + 12]
-                            d13 = zr[wo, k0 + 13]
-                            d14 = zr[wo, k0 + 14]
-                            d15 = zr[wo, k0 + 15]
-                            x0 = xq0[wo, bq0]
-                            x1 = xq1[wo, bq1]
-                            x2 = xq2[wo, bq2]
-                            x3 = xq3[wo, bq3]
-                            a0_0 += x0 * d0
-                            a0_1 += x0 * d1
-                            a0_2 += x0 * d2
-                            a0_3 += x0 * d3
-                            a0_4 += x0 * d4
-                            a0_5 += x0 * d5
-                            a0_6 += x0 * d6
-                            a0_7 += x0 * d7
-                            a0_8 += x0 * d8
-                            a0_9 += x0 * d9
-                            a0_10 += x0 * d10
-                            a0_11 += x0 * d11
-                            a0_12 += x0 * d12
-                            a0_13 += x0 * d13
-                            a0_14 += x0 * d14
-                            a0_15 += x0 * d15
-                            a1_0 += x1 * d0
-                            a1_1 += x1 * d1
-                            a1_2 += x1 * d2
-                            a1_3 += x1 * d3
-                            a1_4 += x1 * d4
-                            a1_5 += x1 * d5
-                            a1_6 += x1 * d6
-                            a1_7 += x1 * d7
-                            a1_8 += x1 * d8
-                            a1_9 += x1 * d9
-                            a1_10 += x1 * d10
-                            a1_11 += x1 * d11
-                            a1_12 += x1 * d12
-                            a1_13 += x1 * d13
-                            a1_14 += x1 * d14
-                            a1_15 += x1 * d15
-                            a2_0 += x2 * d0
-                            a2_1 += x2 * d1
-                            a2_2 += x2 * d2
-                            a2_3 += x2 * d3
-                            a2_4 += x2 * d4
-                            a2_5 += x2 * d5
-                            a2_6 += x2 * d6
-                            a2_7 += x2 * d7
-                            a2_8 += x2 * d8
-                            a2_9 += x2 * d9
-                            a2_10 += x2 * d10
-                            a2_11 += x2 * d11
-                            a2_12 += x2 * d12
-                            a2_13 += x2 * d13
-                            a2_14 += x2 * d14
-                            a2_15 += x2 * d15
-                            a3_0 += x3 * d0
-                            a3_1 += x3 * d1
-                            a3_2 += x3 * d2
-                            a3_3 += x3 * d3
-                            a3_4 += x3 * d4
-                            a3_5 += x3 * d5
-                            a3_6 += x3 * d6
-                            a3_7 += x3 * d7
-                            a3_8 += x3 * d8
-                            a3_9 += x3 * d9
-                            a3_10 += x3 * d10
-                            a3_11 += x3 * d11
-                            a3_12 += x3 * d12
-                            a3_13 += x3 * d13
-                            a3_14 += x3 * d14
-                            a3_15 += x3 * d15
+                    xq0 = xrow[ja[j0 + 0]:]
+                    bq0 = jb[j0 + 0]
+                    xq1 = xrow[ja[j0 + 1]:]
+                    bq1 = jb[j0 + 1]
+                    xq2 = xrow[ja[j0 + 2]:]
+                    bq2 = jb[j0 + 2]
+                    xq3 = xrow[ja[j0 + 3]:]
+                    bq3 = jb[j0 + 3]
+                    for wo in range(Wo):
+                        d0 = zr[wo, k0 + 0]
+                        d1 = zr[wo, k0 + 1]
+                        d2 = zr[wo, k0 + 2]
+                        d3 = zr[wo, k0 + 3]
+                        d4 = zr[wo, k0 + 4]
+                        d5 = zr[wo, k0 + 5]
+                        d6 = zr[wo, k0 + 6]
+                        d7 = zr[wo, k0 + 7]
+                        d8 = zr[wo, k0 + 8]
+                        d9 = zr[wo, k0 + 9]
+                        d10 = zr[wo, k0 + 10]
+                        d11 = zr[wo, k0 + 11]
+                        d12 = zr[wo, k0 + 12]
+                        d13 = zr[wo, k0 + 13]
+                        d14 = zr[wo, k0 + 14]
+                        d15 = zr[wo, k0 + 15]
+                        x0 = xq0[wo, bq0]
+                        x1 = xq1[wo, bq1]
+                        x2 = xq2[wo, bq2]
+                        x3 = xq3[wo, bq3]
+                        a0_0 += x0 * d0
+                        a0_1 += x0 * d1
+                        a0_2 += x0 * d2
+                        a0_3 += x0 * d3
+                        a0_4 += x0 * d4
+                        a0_5 += x0 * d5
+                        a0_6 += x0 * d6
+                        a0_7 += x0 * d7
+                        a0_8 += x0 * d8
+                        a0_9 += x0 * d9
+                        a0_10 += x0 * d10
+                        a0_11 += x0 * d11
+                        a0_12 += x0 * d12
+                        a0_13 += x0 * d13
+                        a0_14 += x0 * d14
+                        a0_15 += x0 * d15
+                        a1_0 += x1 * d0
+                        a1_1 += x1 * d1
+                        a1_2 += x1 * d2
+                        a1_3 += x1 * d3
+                        a1_4 += x1 * d4
+                        a1_5 += x1 * d5
+                        a1_6 += x1 * d6
+                        a1_7 += x1 * d7
+                        a1_8 += x1 * d8
+                        a1_9 += x1 * d9
+                        a1_10 += x1 * d10
+                        a1_11 += x1 * d11
+                        a1_12 += x1 * d12
+                        a1_13 += x1 * d13
+                        a1_14 += x1 * d14
+                        a1_15 += x1 * d15
+                        a2_0 += x2 * d0
+                        a2_1 += x2 * d1
+                        a2_2 += x2 * d2
+                        a2_3 += x2 * d3
+                        a2_4 += x2 * d4
+                        a2_5 += x2 * d5
+                        a2_6 += x2 * d6
+                        a2_7 += x2 * d7
+                        a2_8 += x2 * d8
+                        a2_9 += x2 * d9
+                        a2_10 += x2 * d10
+                        a2_11 += x2 * d11
+                        a2_12 += x2 * d12
+                        a2_13 += x2 * d13
+                        a2_14 += x2 * d14
+                        a2_15 += x2 * d15
+                        a3_0 += x3 * d0
+                        a3_1 += x3 * d1
+                        a3_2 += x3 * d2
+                        a3_3 += x3 * d3
+                        a3_4 += x3 * d4
+                        a3_5 += x3 * d5
+                        a3_6 += x3 * d6
+                        a3_7 += x3 * d7
+                        a3_8 += x3 * d8
+                        a3_9 += x3 * d9
+                        a3_10 += x3 * d10
+                        a3_11 += x3 * d11
+                        a3_12 += x3 * d12
+                        a3_13 += x3 * d13
+                        a3_14 += x3 * d14
+                        a3_15 += x3 * d15
                     pq0[0] = a0_0
                     pq0[1] = a0_1
                     pq0[2] = a0_2
@@ -5383,26 +5346,23 @@ def _conv_dW_f32_t16_row(Xs, dZ, part, pdb, sh, ja, jb, rb, c):
                     pq3[15] = a3_15
                     j0 += 4
                 k0 += 16
-        t0 = t1
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
-def conv_dW_f32_t16_par(Xs, dZ, part, pdb, sh, ja, jb, rb):
+def conv_dW_f32_t16_par(Xs, dZ, part, pdb, sh, ja, jb):
     """Per-chunk partial dW and db: chunk c sums rows [c*R//n, (c+1)*R//n) of the
-    R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,), in blocks of rb
-    rows (a tile's partial sums stay in registers over a block; the sums are added
-    in row order whatever rb is). Deterministic for a fixed chunk count whichever
-    build runs it. Xs is the padded input with each row cut into pieces of one
-    stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K); (ja[j], jb[j]) = divmod(j, sw*C)
-    for j < fw*C. K (of dZ and part) is a multiple of 16 and Lr (of part, ja, jb) one
-    of 4: the wrapper pads them (ja, jb with copies of their last entry) and drops
-    the padded rows and channels.
+    R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,). Deterministic
+    for a fixed chunk count whichever build runs it. Xs is the padded input with
+    each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K);
+    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C. K (of dZ and part) is a multiple of 16
+    and Lr (of part, ja, jb) one of 4: the wrapper pads them (ja, jb with copies of
+    their last entry) and drops the padded rows and channels.
     """
     nch, fh, Lr, K = part.shape
     m, Ho, Wo, _ = dZ.shape
     R = m * Ho
     for c in prange(nch):
-        _conv_dW_f32_t16_row(Xs, dZ, part, pdb, sh, ja, jb, rb, np.int64(c))
+        _conv_dW_f32_t16_row(Xs, dZ, part, pdb, sh, ja, jb, np.int64(c))
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT)
@@ -5521,7 +5481,7 @@ def conv_dA_f32_t4_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT)
-def _conv_dW_f32_t4_row(Xs, dZ, part, pdb, sh, ja, jb, rb, c):
+def _conv_dW_f32_t4_row(Xs, dZ, part, pdb, sh, ja, jb, c):
     """Iteration c of ``conv_dW_f32_t4_par``'s loop."""
     nch, fh, Lr, K = part.shape
     m, Ho, Wo, _ = dZ.shape
@@ -5534,17 +5494,15 @@ def _conv_dW_f32_t4_row(Xs, dZ, part, pdb, sh, ja, jb, rb, c):
                 pc[kh, j, k] = 0
     for k in range(K):
         db[k] = 0
-    tend = (c + 1) * R // nch
-    t0 = c * R // nch
-    while t0 < tend:
-        t1 = min(t0 + rb, tend)
-        for t in range(t0, t1):
-            i = t // Ho
-            zr = dZ[i, t - i * Ho]
-            for wo in range(Wo):
-                for k in range(K):
-                    db[k] += zr[wo, k]
+    for t in range(c * R // nch, (c + 1) * R // nch):
+        i = t // Ho
+        ho = t - i * Ho
+        zr = dZ[i, ho]
+        for wo in range(Wo):
+            for k in range(K):
+                db[k] += zr[wo, k]
         for kh in range(fh):
+            xrow = Xs[i, ho * sh + kh]
             pk = pc[kh]
             k0 = 0
             while k0 < K:
@@ -5570,44 +5528,39 @@ def _conv_dW_f32_t4_row(Xs, dZ, part, pdb, sh, ja, jb, rb, c):
                     a3_1 = pq3[1]
                     a3_2 = pq3[2]
                     a3_3 = pq3[3]
-                    for t in range(t0, t1):
-                        i = t // Ho
-                        ho = t - i * Ho
-                        zr = dZ[i, ho]
-                        xrow = Xs[i, ho * sh + kh]
-                        xq0 = xrow[ja[j0 + 0]:]
-                        bq0 = jb[j0 + 0]
-                        xq1 = xrow[ja[j0 + 1]:]
-                        bq1 = jb[j0 + 1]
-                        xq2 = xrow[ja[j0 + 2]:]
-                        bq2 = jb[j0 + 2]
-                        xq3 = xrow[ja[j0 + 3]:]
-                        bq3 = jb[j0 + 3]
-                        for wo in range(Wo):
-                            d0 = zr[wo, k0 + 0]
-                            d1 = zr[wo, k0 + 1]
-                            d2 = zr[wo, k0 + 2]
-                            d3 = zr[wo, k0 + 3]
-                            x0 = xq0[wo, bq0]
-                            x1 = xq1[wo, bq1]
-                            x2 = xq2[wo, bq2]
-                            x3 = xq3[wo, bq3]
-                            a0_0 += x0 * d0
-                            a0_1 += x0 * d1
-                            a0_2 += x0 * d2
-                            a0_3 += x0 * d3
-                            a1_0 += x1 * d0
-                            a1_1 += x1 * d1
-                            a1_2 += x1 * d2
-                            a1_3 += x1 * d3
-                            a2_0 += x2 * d0
-                            a2_1 += x2 * d1
-                            a2_2 += x2 * d2
-                            a2_3 += x2 * d3
-                            a3_0 += x3 * d0
-                            a3_1 += x3 * d1
-                            a3_2 += x3 * d2
-                            a3_3 += x3 * d3
+                    xq0 = xrow[ja[j0 + 0]:]
+                    bq0 = jb[j0 + 0]
+                    xq1 = xrow[ja[j0 + 1]:]
+                    bq1 = jb[j0 + 1]
+                    xq2 = xrow[ja[j0 + 2]:]
+                    bq2 = jb[j0 + 2]
+                    xq3 = xrow[ja[j0 + 3]:]
+                    bq3 = jb[j0 + 3]
+                    for wo in range(Wo):
+                        d0 = zr[wo, k0 + 0]
+                        d1 = zr[wo, k0 + 1]
+                        d2 = zr[wo, k0 + 2]
+                        d3 = zr[wo, k0 + 3]
+                        x0 = xq0[wo, bq0]
+                        x1 = xq1[wo, bq1]
+                        x2 = xq2[wo, bq2]
+                        x3 = xq3[wo, bq3]
+                        a0_0 += x0 * d0
+                        a0_1 += x0 * d1
+                        a0_2 += x0 * d2
+                        a0_3 += x0 * d3
+                        a1_0 += x1 * d0
+                        a1_1 += x1 * d1
+                        a1_2 += x1 * d2
+                        a1_3 += x1 * d3
+                        a2_0 += x2 * d0
+                        a2_1 += x2 * d1
+                        a2_2 += x2 * d2
+                        a2_3 += x2 * d3
+                        a3_0 += x3 * d0
+                        a3_1 += x3 * d1
+                        a3_2 += x3 * d2
+                        a3_3 += x3 * d3
                     pq0[0] = a0_0
                     pq0[1] = a0_1
                     pq0[2] = a0_2
@@ -5626,26 +5579,23 @@ def _conv_dW_f32_t4_row(Xs, dZ, part, pdb, sh, ja, jb, rb, c):
                     pq3[3] = a3_3
                     j0 += 4
                 k0 += 4
-        t0 = t1
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
-def conv_dW_f32_t4_par(Xs, dZ, part, pdb, sh, ja, jb, rb):
+def conv_dW_f32_t4_par(Xs, dZ, part, pdb, sh, ja, jb):
     """Per-chunk partial dW and db: chunk c sums rows [c*R//n, (c+1)*R//n) of the
-    R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,), in blocks of rb
-    rows (a tile's partial sums stay in registers over a block; the sums are added
-    in row order whatever rb is). Deterministic for a fixed chunk count whichever
-    build runs it. Xs is the padded input with each row cut into pieces of one
-    stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K); (ja[j], jb[j]) = divmod(j, sw*C)
-    for j < fw*C. K (of dZ and part) is a multiple of 4 and Lr (of part, ja, jb) one
-    of 4: the wrapper pads them (ja, jb with copies of their last entry) and drops
-    the padded rows and channels.
+    R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,). Deterministic
+    for a fixed chunk count whichever build runs it. Xs is the padded input with
+    each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K);
+    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C. K (of dZ and part) is a multiple of 4
+    and Lr (of part, ja, jb) one of 4: the wrapper pads them (ja, jb with copies of
+    their last entry) and drops the padded rows and channels.
     """
     nch, fh, Lr, K = part.shape
     m, Ho, Wo, _ = dZ.shape
     R = m * Ho
     for c in prange(nch):
-        _conv_dW_f32_t4_row(Xs, dZ, part, pdb, sh, ja, jb, rb, np.int64(c))
+        _conv_dW_f32_t4_row(Xs, dZ, part, pdb, sh, ja, jb, np.int64(c))
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT)
@@ -5725,7 +5675,7 @@ def conv_dA_f32_t1_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT)
-def _conv_dW_f32_t1_row(Xs, dZ, part, pdb, sh, ja, jb, rb, c):
+def _conv_dW_f32_t1_row(Xs, dZ, part, pdb, sh, ja, jb, c):
     """Iteration c of ``conv_dW_f32_t1_par``'s loop."""
     nch, fh, Lr, K = part.shape
     m, Ho, Wo, _ = dZ.shape
@@ -5738,17 +5688,15 @@ def _conv_dW_f32_t1_row(Xs, dZ, part, pdb, sh, ja, jb, rb, c):
                 pc[kh, j, k] = 0
     for k in range(K):
         db[k] = 0
-    tend = (c + 1) * R // nch
-    t0 = c * R // nch
-    while t0 < tend:
-        t1 = min(t0 + rb, tend)
-        for t in range(t0, t1):
-            i = t // Ho
-            zr = dZ[i, t - i * Ho]
-            for wo in range(Wo):
-                for k in range(K):
-                    db[k] += zr[wo, k]
+    for t in range(c * R // nch, (c + 1) * R // nch):
+        i = t // Ho
+        ho = t - i * Ho
+        zr = dZ[i, ho]
+        for wo in range(Wo):
+            for k in range(K):
+                db[k] += zr[wo, k]
         for kh in range(fh):
+            xrow = Xs[i, ho * sh + kh]
             pk = pc[kh]
             k0 = 0
             while k0 < K:
@@ -5762,53 +5710,45 @@ def _conv_dW_f32_t1_row(Xs, dZ, part, pdb, sh, ja, jb, rb, c):
                     a2_0 = pq2[0]
                     pq3 = pk[j0 + 3, k0:]
                     a3_0 = pq3[0]
-                    for t in range(t0, t1):
-                        i = t // Ho
-                        ho = t - i * Ho
-                        zr = dZ[i, ho]
-                        xrow = Xs[i, ho * sh + kh]
-                        xq0 = xrow[ja[j0 + 0]:]
-                        bq0 = jb[j0 + 0]
-                        xq1 = xrow[ja[j0 + 1]:]
-                        bq1 = jb[j0 + 1]
-                        xq2 = xrow[ja[j0 + 2]:]
-                        bq2 = jb[j0 + 2]
-                        xq3 = xrow[ja[j0 + 3]:]
-                        bq3 = jb[j0 + 3]
-                        for wo in range(Wo):
-                            d0 = zr[wo, k0 + 0]
-                            x0 = xq0[wo, bq0]
-                            x1 = xq1[wo, bq1]
-                            x2 = xq2[wo, bq2]
-                            x3 = xq3[wo, bq3]
-                            a0_0 += x0 * d0
-                            a1_0 += x1 * d0
-                            a2_0 += x2 * d0
-                            a3_0 += x3 * d0
+                    xq0 = xrow[ja[j0 + 0]:]
+                    bq0 = jb[j0 + 0]
+                    xq1 = xrow[ja[j0 + 1]:]
+                    bq1 = jb[j0 + 1]
+                    xq2 = xrow[ja[j0 + 2]:]
+                    bq2 = jb[j0 + 2]
+                    xq3 = xrow[ja[j0 + 3]:]
+                    bq3 = jb[j0 + 3]
+                    for wo in range(Wo):
+                        d0 = zr[wo, k0 + 0]
+                        x0 = xq0[wo, bq0]
+                        x1 = xq1[wo, bq1]
+                        x2 = xq2[wo, bq2]
+                        x3 = xq3[wo, bq3]
+                        a0_0 += x0 * d0
+                        a1_0 += x1 * d0
+                        a2_0 += x2 * d0
+                        a3_0 += x3 * d0
                     pq0[0] = a0_0
                     pq1[0] = a1_0
                     pq2[0] = a2_0
                     pq3[0] = a3_0
                     j0 += 4
                 k0 += 1
-        t0 = t1
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
-def conv_dW_f32_t1_par(Xs, dZ, part, pdb, sh, ja, jb, rb):
+def conv_dW_f32_t1_par(Xs, dZ, part, pdb, sh, ja, jb):
     """Per-chunk partial dW and db: chunk c sums rows [c*R//n, (c+1)*R//n) of the
-    R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,), in blocks of rb
-    rows (a tile's partial sums stay in registers over a block; the sums are added
-    in row order whatever rb is). Deterministic for a fixed chunk count whichever
-    build runs it. Xs is the padded input with each row cut into pieces of one
-    stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K); (ja[j], jb[j]) = divmod(j, sw*C)
-    for j < fw*C. K (of dZ and part) is a multiple of 1 and Lr (of part, ja, jb) one
-    of 4: the wrapper pads them (ja, jb with copies of their last entry) and drops
-    the padded rows and channels.
+    R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,). Deterministic
+    for a fixed chunk count whichever build runs it. Xs is the padded input with
+    each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K);
+    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C. K (of dZ and part) is a multiple of 1
+    and Lr (of part, ja, jb) one of 4: the wrapper pads them (ja, jb with copies of
+    their last entry) and drops the padded rows and channels.
     """
     nch, fh, Lr, K = part.shape
     m, Ho, Wo, _ = dZ.shape
     R = m * Ho
     for c in prange(nch):
-        _conv_dW_f32_t1_row(Xs, dZ, part, pdb, sh, ja, jb, rb, np.int64(c))
+        _conv_dW_f32_t1_row(Xs, dZ, part, pdb, sh, ja, jb, np.int64(c))
 

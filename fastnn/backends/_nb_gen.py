@@ -307,24 +307,21 @@ def _dW_tile(J: int, T: int) -> List[str]:
         L.append(f"pq{q} = pk[j0 + {q}, k0:]")
         for k in range(T):
             L.append(f"a{q}_{k} = pq{q}[{k}]")
-    # The accumulators stay in registers over the block's output rows (loaded and stored
-    # once per block, not once per row). Input column j of output pixel wo is
-    # xrow[wo + ja[j], jb[j]] with (ja, jb) = divmod(j, sw*C) precomputed (no division per
-    # tile): the row offset goes into a slice and the column is loop-invariant, so the
-    # inner loop's indices are wo plus hoisted constants (no per-iteration wraparound code).
-    L += ["for t in range(t0, t1):", "    i = t // Ho", "    ho = t - i * Ho", "    zr = dZ[i, ho]",
-          "    xrow = Xs[i, ho * sh + kh]"]
+    # Input column j of output pixel wo is xrow[wo + ja[j], jb[j]] with (ja, jb) =
+    # divmod(j, sw*C) precomputed (no division per tile): the row offset goes into a slice
+    # and the column is loop-invariant, so the inner loop's indices are wo plus hoisted
+    # constants (no per-iteration wraparound code).
     for q in range(J):
-        L.append(f"    xq{q} = xrow[ja[j0 + {q}]:]")
-        L.append(f"    bq{q} = jb[j0 + {q}]")
-    L += ["    for wo in range(Wo):"]
+        L.append(f"xq{q} = xrow[ja[j0 + {q}]:]")
+        L.append(f"bq{q} = jb[j0 + {q}]")
+    L += ["for wo in range(Wo):"]
     for k in range(T):
-        L.append(f"        d{k} = zr[wo, k0 + {k}]")
+        L.append(f"    d{k} = zr[wo, k0 + {k}]")
     for q in range(J):
-        L.append(f"        x{q} = xq{q}[wo, bq{q}]")
+        L.append(f"    x{q} = xq{q}[wo, bq{q}]")
     for q in range(J):
         for k in range(T):
-            L.append(f"        a{q}_{k} += x{q} * d{k}")
+            L.append(f"    a{q}_{k} += x{q} * d{k}")
     for q in range(J):
         for k in range(T):
             L.append(f"pq{q}[{k}] = a{q}_{k}")
@@ -338,16 +335,14 @@ def _dW_kblock(J: int, T: int) -> List[str]:
 def conv_dW(name: str, J: int, T: int, rng: str) -> List[str]:
     L = [
         f"@numba.njit(fastmath=FASTMATH_CONV, **{'NJIT_PARALLEL' if rng == 'prange' else 'NJIT'})",
-        f"def {name}(Xs, dZ, part, pdb, sh, ja, jb, rb):",
+        f"def {name}(Xs, dZ, part, pdb, sh, ja, jb):",
         '    """Per-chunk partial dW and db: chunk c sums rows [c*R//n, (c+1)*R//n) of the',
-        "    R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,), in blocks of rb",
-        "    rows (a tile's partial sums stay in registers over a block; the sums are added",
-        "    in row order whatever rb is). Deterministic for a fixed chunk count whichever",
-        "    build runs it. Xs is the padded input with each row cut into pieces of one",
-        "    stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K); (ja[j], jb[j]) = divmod(j, sw*C)",
-        f"    for j < fw*C. K (of dZ and part) is a multiple of {T} and Lr (of part, ja, jb) one",
-        f"    of {J}: the wrapper pads them (ja, jb with copies of their last entry) and drops",
-        "    the padded rows and channels.",
+        "    R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,). Deterministic",
+        "    for a fixed chunk count whichever build runs it. Xs is the padded input with",
+        "    each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K);",
+        f"    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C. K (of dZ and part) is a multiple of {T}",
+        f"    and Lr (of part, ja, jb) one of {J}: the wrapper pads them (ja, jb with copies of",
+        "    their last entry) and drops the padded rows and channels.",
         '    """',
         "    nch, fh, Lr, K = part.shape",
         "    m, Ho, Wo, _ = dZ.shape",
@@ -361,21 +356,19 @@ def conv_dW(name: str, J: int, T: int, rng: str) -> List[str]:
         "                    pc[kh, j, k] = 0",
         "        for k in range(K):",
         "            db[k] = 0",
-        "        tend = (c + 1) * R // nch",
-        "        t0 = c * R // nch",
-        "        while t0 < tend:",
-        "            t1 = min(t0 + rb, tend)",
-        "            for t in range(t0, t1):",
-        "                i = t // Ho",
-        "                zr = dZ[i, t - i * Ho]",
-        "                for wo in range(Wo):",
-        "                    for k in range(K):",
-        "                        db[k] += zr[wo, k]",
+        "        for t in range(c * R // nch, (c + 1) * R // nch):",
+        "            i = t // Ho",
+        "            ho = t - i * Ho",
+        "            zr = dZ[i, ho]",
+        "            for wo in range(Wo):",
+        "                for k in range(K):",
+        "                    db[k] += zr[wo, k]",
         "            for kh in range(fh):",
+        "                xrow = Xs[i, ho * sh + kh]",
         "                pk = pc[kh]",
     ]
     L += _ind(["k0 = 0", "while k0 < K:"] + _ind(_dW_kblock(J, T) + [f"k0 += {T}"], 4), 16)
-    return L + ["            t0 = t1"]
+    return L
 
 
 # ------------------------------------------------------------------------ pooling

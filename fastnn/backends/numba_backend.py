@@ -13,9 +13,8 @@ serial kernel.
   from ``FWD_TILES`` (one compiled kernel per tile shape, compiled on first use).
 * dW / db: the same tile over (kw*C_in) x C_out, one partial per chunk of output rows
   (chunk count = thread count), summed in chunk order: deterministic for a fixed thread
-  count. A tile's sums stay in registers over blocks of ``DW_ROWS`` output rows. C_out is
-  zero-padded to a multiple of the tile's T and kw*C_in to one of J, so the kernel has no
-  tail code (the padded partials are dropped).
+  count. C_out is zero-padded to a multiple of the tile's T and kw*C_in to one of J, so
+  the kernel has no tail code (the padded partials are dropped).
 * Small convolutions (fewer than ``SERIAL_WORK`` multiply-adds) run plain serial kernels
   (no launch cost, quick to compile); which kernel runs depends on the shape only.
 * dA_prev is a gather (each input pixel sums the windows covering it) over dZ zero-padded
@@ -161,11 +160,6 @@ def _bwd_tile(dtype, n):
     return next(T for T in KC.BWD_T[_sfx(dtype)] if T <= n)
 
 
-#: Output rows per block of the dW kernels: a tile's partial sums stay in registers over
-#: a block. Any value gives the same bits (the sums are added in row order).
-DW_ROWS = 4
-
-
 def _gather_dZ(p, dZ, kpad=0):
     """dZ zero-padded (and, with ``kpad``, widened in k) so that every window index of the
     dA_prev gather lands inside: (dZp, plh, plw), plh/plw the top/left padding."""
@@ -229,7 +223,7 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
     part = np.empty((nch, p.fh, Lp, Kp), dtype=p.dtype)
     pdb = np.empty((nch, Kp), dtype=p.dtype)
     ja, jb = np.divmod(np.minimum(np.arange(Lp), L - 1), p.sw * p.C)
-    _par(_pick("conv_dW", p.dtype, f"_t{T}"), Xs, dZk, part, pdb, p.sh, ja, jb, DW_ROWS)
+    _par(_pick("conv_dW", p.dtype, f"_t{T}"), Xs, dZk, part, pdb, p.sh, ja, jb)
     if nch == 1:
         sums, dbs = part[0], pdb[0]
     else:
