@@ -21,20 +21,24 @@ Settings (environment variables, read once at import):
     keys so they recompile once). Set ``FASTNN_NUMBA_SLP=0`` to leave Numba's default
     alone; fastnn then stays correct, only slower.
 
-``FASTNN_GOMP_SPINCOUNT`` (default ``10000``, :data:`GOMP_SPINCOUNT`; ``off`` leaves libgomp alone)
+``FASTNN_GOMP_SPINCOUNT`` (default ``10000``, :data:`GOMP_SPINCOUNT`; ``off`` leaves libgomp alone;
+read when fastnn first starts Numba's threads)
     How long Numba's OpenMP worker threads spin, waiting for the next parallel kernel,
     before they sleep. Numba picks the ``tbb`` threading layer if TBB is installed, else
     ``omp`` (GNU libgomp), else ``workqueue``. libgomp's default spin (GOMP_SPINCOUNT
     300000) keeps a worker busy for about 11 ms after *every* parallel kernel on this
     project's machine: on 2 cores, a BLAS GEMM (``numpy.matmul``, the im2col backend, a
-    dense layer) started within that time ran up to 1.6x slower. With 10000 a worker spins
+    dense layer) started within that time ran 1.6-2x slower. With 10000 a worker spins
     about 1 ms, still long enough that back-to-back fastnn kernels find it awake. The
     value is put in the environment only while fastnn starts Numba's thread pool (the
     first parallel kernel, or :func:`num_threads`): libgomp reads it once, when it is
     loaded, and the environment is restored right after, so OpenMP runtimes loaded later
     (PyTorch's own copy, for example) do not see it. It has no effect when the user sets
     ``GOMP_SPINCOUNT`` or ``OMP_WAIT_POLICY`` (theirs wins), when Numba's threads were
-    already started by other code, or when libgomp was already loaded by another library.
+    already started by other code, or when another libgomp already provides the OpenMP
+    symbols: with PyTorch imported before fastnn's first parallel kernel, Numba's
+    ``GOMP_parallel`` binds to PyTorch's copy (seen with ``LD_DEBUG=bindings``), which
+    read its settings when PyTorch was imported.
     The other direction is OpenBLAS's to set: its idle workers spin for about 2^28 cycles
     (~0.1 s) after a multi-threaded GEMM, and a numba kernel started meanwhile ran up to 2x
     slower here. ``OPENBLAS_THREAD_TIMEOUT=20`` (2^20 cycles), set before NumPy is first
@@ -121,6 +125,7 @@ def _spincount_setting(value):
     if not v.isdigit():
         raise ValueError(f"FASTNN_GOMP_SPINCOUNT must be a non-negative integer or 'off', got {value!r}")
     return v
+
 
 _launched = False
 _launch_lock = threading.Lock()

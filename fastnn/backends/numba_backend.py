@@ -237,6 +237,7 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
 
 
 def _dA_prev(p, W, dZ, dA_prev):
+    """dA_prev by the few-channel gather, the forward kernel (stride 1) or the gather."""
     lanes = KC.DA_KVEC_L[_sfx(p.dtype)]
     if p.C <= 4 and p.K >= lanes:
         # Few input channels: the gather sums over k in SIMD lanes, with dZ and W zero-padded
