@@ -33,6 +33,9 @@ def collect() -> dict:
     try:
         import numba
 
+        from ._numba_config import launch_threads
+
+        launch_threads()  # start Numba's threads with fastnn's settings, not bare
         info["numba"] = numba.__version__
         info["numba_threads"] = numba.get_num_threads()
         info["numba_threading_layer_setting"] = numba.config.THREADING_LAYER

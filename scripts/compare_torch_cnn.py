@@ -37,6 +37,9 @@ def _limit_threads(n: int) -> None:
     try:
         import numba
 
+        from fastnn._numba_config import launch_threads
+
+        launch_threads()  # with fastnn's OpenMP settings, before torch's first parallel op
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     except ImportError:
         pass

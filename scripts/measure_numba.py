@@ -322,6 +322,9 @@ def main(argv=None):
     global STAT
     STAT = min if args.stat == "min" else statistics.median
     import numba
+
+    from fastnn._numba_config import launch_threads
+    launch_threads()  # with fastnn's OpenMP settings (see fastnn/_numba_config.py)
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     if torch is not None:
         torch.set_num_threads(args.threads)

@@ -270,3 +270,17 @@ def test_compare_outputs_detects_differences():
     n[0, 0] = np.nan
     assert workloads.compare_outputs((n.copy(),), (n,), np.float64, names) is None
     assert workloads.compare_outputs((a,), (n,), np.float64, names) is not None
+
+
+def test_bench_starts_numba_threads_through_fastnn(monkeypatch):
+    """The bench's thread report and --threads start Numba's pool via fastnn's launch_threads
+    (so fastnn's OpenMP spin setting applies), not with a bare numba call."""
+    from fastnn import _numba_config as cfg
+    from fastnn.bench.timing import ThreadSettings, thread_info
+
+    calls = []
+    monkeypatch.setattr(cfg, "launch_threads", lambda: calls.append(1))
+    thread_info()
+    assert calls == [1]
+    ThreadSettings(1).apply().restore()
+    assert calls == [1, 1]

@@ -144,6 +144,9 @@ class ThreadSettings:
         try:
             import numba
 
+            from .._numba_config import launch_threads
+
+            launch_threads()  # start Numba's threads with fastnn's settings, not bare
             old = numba.get_num_threads()
             numba.set_num_threads(n)
             self._undo.append(lambda: numba.set_num_threads(old))
@@ -185,6 +188,9 @@ def thread_info() -> dict:
     try:
         import numba
 
+        from .._numba_config import launch_threads
+
+        launch_threads()
         info["numba"] = numba.get_num_threads()
     except ImportError:  # pragma: no cover
         info["numba"] = None
