@@ -71,42 +71,41 @@ def test_every_forward_tile_variant_matches_reference(force_parallel, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-def test_every_backward_tile_variant_matches_reference(force_parallel, dtype):
-    """Each dA gather kernel's channel tile (by C_in, stride 2: stride 1 takes the forward
-    kernel) and dW kernel's tile (by K) of ``BWD_T`` is reached, with the last dA channel
-    and pixel blocks shifted back or clamped (T not dividing C, fewer pixels than the
-    tile) and K and fw*C zero-padded for dW, over strides 1 and 2."""
+def test_every_backward_tile_variant_matches_reference(force_parallel, monkeypatch, dtype):
+    """Each dW kernel's tile (by K) of ``BWD_T`` is reached, with K and fw*C zero-padded,
+    over strides 1 and 2 and pads 1 and 3 (dZ cropped for dA_prev's stride phases), C_in
+    from 2 (the few-channel gather with K >= lanes) to 19, widths 9 and 3."""
     sfx = "f32" if np.dtype(dtype) == np.float32 else "f64"
-    lanes = nb.KC.DA_KVEC_L[sfx]
-    reached_dA, reached_dW = set(), set()
-    for C, K, stride in itertools.product((2, 5, 9, 19), (3, 5, 11, 21), (1, 2)):
-        if stride == 2 and not (C <= 4 and K >= lanes):  # C <= 4, K >= lanes: the kvec kernels
-            reached_dA.add(nb._bwd_tile(dtype, C))
-        reached_dW.add(nb._bwd_tile(dtype, K))
+    picked = []
+    real_pick = nb._pick
+    monkeypatch.setattr(nb, "_pick", lambda base, dt, variant="": (picked.append(base + variant),
+                                                                   real_pick(base, dt, variant))[1])
+    for C, K, (stride, pad) in itertools.product((2, 5, 9, 19), (3, 5, 11, 21), ((1, 1), (2, 1), (2, 3))):
         # width 9, or 3: fewer pixels per stride phase than the dA pixel tile
-        case = ConvCase(f"C{C}_K{K}_s{stride}", 2, 7, 9 if C != 5 else 3, C, 3, K, stride, 1)
+        case = ConvCase(f"C{C}_K{K}_s{stride}_p{pad}", 2, 7, 9 if C != 5 else 3, C, 3, K, stride, pad)
         A, W, b, hp, dZ = case.make(dtype, seed=4)
         _, cache = fastnn.conv_forward(A, W, b, hp, backend="numba")
         _, cache_ref = fastnn.conv_forward(A, W, b, hp, backend=REF)
         for name, g, g_ref in zip(("dA_prev", "dW", "db"), fastnn.conv_backward(dZ, cache, backend="numba"),
                                   fastnn.conv_backward(dZ, cache_ref, backend=REF)):
             _close(g, g_ref, dtype, f"{case.name} {name}")
-    assert reached_dA == reached_dW == set(nb.KC.BWD_T[sfx])
+    reached_dW = {int(v.rsplit("_t", 1)[1]) for v in picked if v.startswith("conv_dW_t")}
+    assert reached_dW == set(nb.KC.BWD_T[sfx])
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_stride1_dA_runs_the_forward_kernel_and_matches_reference(force_parallel, monkeypatch, dtype):
-    """For stride 1 and pad < f (C_in > 4), dA_prev is the forward tile kernel on dZ padded
-    by f-1-pad with W flipped: non-square filters, unequal pads (0 and f-1 included), 1x1,
-    every forward tile width, fewer columns than the tile's pixels, batch 1. With pad >= f
-    the gather kernels run instead."""
+    """For stride 1, dA_prev is the forward tile kernel on dZ padded by f-1-pad (cropped for
+    pad >= f) with W flipped: non-square filters, unequal pads (0, f-1 and f included), 1x1,
+    every forward tile width, fewer columns than the tile's pixels, C_in <= 4 with C_out
+    under the lane count, batch 1."""
     shapes = []
     real = nb._fwd_kernel_call
     monkeypatch.setattr(nb, "_fwd_kernel_call", lambda *a: (shapes.append(a[3].shape), real(*a)))
     cases = [ConvCase("f3_p1", 2, 7, 9, 5, 3, 7, 1, 1), ConvCase("f3x5_p0x2", 1, 8, 11, 9, (3, 5), 16, 1, (0, 2)),
              ConvCase("f1_p0", 2, 5, 6, 19, 1, 4, 1, 0), ConvCase("f2x3_p1x2", 2, 6, 13, 33, (2, 3), 17, 1, (1, 2)),
              ConvCase("f3_p2_C17", 1, 4, 5, 17, 3, 8, 1, 2), ConvCase("C3_K3", 2, 6, 7, 3, 3, 3, 1, 1),
-             ConvCase("narrow", 2, 5, 2, 12, 3, 6, 1, 1), ConvCase("f3_p3_gather", 2, 7, 7, 8, 3, 8, 1, 3)]
+             ConvCase("narrow", 2, 5, 2, 12, 3, 6, 1, 1), ConvCase("f3_p3_crop", 2, 7, 7, 8, 3, 8, 1, 3)]
     widths = set()
     for case in cases:
         A, W, b, hp, dZ = case.make(dtype, seed=5)
@@ -114,11 +113,36 @@ def test_stride1_dA_runs_the_forward_kernel_and_matches_reference(force_parallel
         _, cache_ref = fastnn.conv_forward(A, W, b, hp, backend=REF)
         shapes.clear()
         grads = fastnn.conv_backward(dZ, cache, backend="numba")
-        assert (A.shape in shapes) == (case.name != "f3_p3_gather"), case.name
+        assert A.shape in shapes, case.name
         widths.add(nb.fwd_tile("f32" if np.dtype(dtype) == np.float32 else "f64", case.C, case.W))
         for name, g, g_ref in zip(("dA_prev", "dW", "db"), grads, fastnn.conv_backward(dZ, cache_ref, backend=REF)):
             _close(g, g_ref, dtype, f"{case.name} {name}")
     assert len({T for _, T in widths}) >= 3 and any(P == 1 for P, _ in widths)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_strided_dA_runs_the_forward_kernel_per_phase(force_parallel, monkeypatch, dtype):
+    """Strides > 1: dA_prev is assembled from one forward-kernel call per stride phase that
+    a tap reaches (a phase none reaches, stride > f, is zeroed): strides 2, 3 and (2, 3),
+    non-square filters, pads 0 to beyond f (dZ cropped for some phases), odd sizes, batch 1."""
+    calls = []
+    real_fwd, real_pick = nb._fwd_kernel_call, nb._pick
+    monkeypatch.setattr(nb, "_fwd_kernel_call", lambda *a: (calls.append(a[3].shape), real_fwd(*a)))
+    monkeypatch.setattr(nb, "_pick", lambda base, dt, v="": (calls.append(base + v), real_pick(base, dt, v))[1])
+    cases = [ConvCase("s2_f3_p1", 2, 9, 11, 6, 3, 7, 2, 1), ConvCase("s3_f2_p0", 1, 10, 8, 9, 2, 5, 3, 0),
+             ConvCase("s23_f3x5_p1x2", 2, 11, 13, 5, (3, 5), 8, (2, 3), (1, 2)),
+             ConvCase("s2_f4_p3", 1, 9, 9, 12, 4, 17, 2, 3), ConvCase("s2_f3_p4", 2, 8, 8, 6, 3, 5, 2, 4)]
+    for case in cases:
+        A, W, b, hp, dZ = case.make(dtype, seed=7)
+        _, cache = fastnn.conv_forward(A, W, b, hp, backend="numba")
+        _, cache_ref = fastnn.conv_forward(A, W, b, hp, backend=REF)
+        calls.clear()
+        dA = fastnn.conv_backward(dZ, cache, backend="numba")[0]
+        phase_calls = [c for c in calls if isinstance(c, tuple) and c[3] == case.C]
+        (fh, fw), (sh, sw) = (np.broadcast_to(case.f, 2), np.broadcast_to(case.stride, 2))
+        reached = sum(1 for r in range(sh) if r < fh) * sum(1 for r in range(sw) if r < fw)
+        assert len(phase_calls) == reached, case.name
+        _close(dA, fastnn.conv_backward(dZ, cache_ref, backend=REF)[0], dtype, case.name)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)

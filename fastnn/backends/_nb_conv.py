@@ -14,7 +14,7 @@ from .._numba_config import FASTMATH_CONV, NJIT, NJIT_PARALLEL
 
 #: Forward tile shapes (P pixels, T channels) per dtype, best first.
 FWD_TILES = {'f64': ((4, 8), (8, 4), (4, 4), (1, 8), (1, 4), (4, 1), (1, 1)), 'f32': ((4, 16), (8, 8), (4, 8), (8, 4), (4, 4), (1, 16), (1, 8), (1, 4), (4, 1), (1, 1))}
-#: Channel tile widths of the dA and dW kernels ``conv_dA_*_t{T}``, ``conv_dW_*_t{T}``.
+#: Channel tile widths of the dW kernels ``conv_dW_*_t{T}``.
 BWD_T = {'f64': (8, 4, 1), 'f32': (16, 4, 1)}
 #: dW tile rows (input columns j) per dtype: part's fw*C rows are padded to a multiple.
 DW_J = {'f64': 4, 'f32': 4}
@@ -858,8 +858,10 @@ def _conv_dA_f64_c1_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
 def conv_dA_f64_c1_par(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero):
-    """dA_prev for C = 1 input channels, as ``conv_dA`` (pixels by stride phase) but
-    with the sum over k in 4 lanes: Zr is padded dZ (m, Hz, Wz, K'/4, 4) and Wt is W
+    """dA_prev for C = 1 input channels, a gather (each input pixel sums the windows
+    covering it; pixels of one row by stride phase rw = (w + pw) % sw, so one tile
+    shares its kw set) with the sum over k in 4 lanes: Zr is dZ zero-padded by (plh, plw)
+    in front and enough behind, (m, Hz, Wz, K'/4, 4), and Wt is W
     (fh, fw, C, K'/4, 4), both zero-filled from K to K' (a multiple of 4).
     """
     m, H, W, _ = dA.shape
@@ -1038,8 +1040,10 @@ def _conv_dA_f64_c2_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
 def conv_dA_f64_c2_par(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero):
-    """dA_prev for C = 2 input channels, as ``conv_dA`` (pixels by stride phase) but
-    with the sum over k in 4 lanes: Zr is padded dZ (m, Hz, Wz, K'/4, 4) and Wt is W
+    """dA_prev for C = 2 input channels, a gather (each input pixel sums the windows
+    covering it; pixels of one row by stride phase rw = (w + pw) % sw, so one tile
+    shares its kw set) with the sum over k in 4 lanes: Zr is dZ zero-padded by (plh, plw)
+    in front and enough behind, (m, Hz, Wz, K'/4, 4), and Wt is W
     (fh, fw, C, K'/4, 4), both zero-filled from K to K' (a multiple of 4).
     """
     m, H, W, _ = dA.shape
@@ -1228,8 +1232,10 @@ def _conv_dA_f64_c3_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
 def conv_dA_f64_c3_par(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero):
-    """dA_prev for C = 3 input channels, as ``conv_dA`` (pixels by stride phase) but
-    with the sum over k in 4 lanes: Zr is padded dZ (m, Hz, Wz, K'/4, 4) and Wt is W
+    """dA_prev for C = 3 input channels, a gather (each input pixel sums the windows
+    covering it; pixels of one row by stride phase rw = (w + pw) % sw, so one tile
+    shares its kw set) with the sum over k in 4 lanes: Zr is dZ zero-padded by (plh, plw)
+    in front and enough behind, (m, Hz, Wz, K'/4, 4), and Wt is W
     (fh, fw, C, K'/4, 4), both zero-filled from K to K' (a multiple of 4).
     """
     m, H, W, _ = dA.shape
@@ -1461,181 +1467,16 @@ def _conv_dA_f64_c4_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
 def conv_dA_f64_c4_par(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero):
-    """dA_prev for C = 4 input channels, as ``conv_dA`` (pixels by stride phase) but
-    with the sum over k in 4 lanes: Zr is padded dZ (m, Hz, Wz, K'/4, 4) and Wt is W
+    """dA_prev for C = 4 input channels, a gather (each input pixel sums the windows
+    covering it; pixels of one row by stride phase rw = (w + pw) % sw, so one tile
+    shares its kw set) with the sum over k in 4 lanes: Zr is dZ zero-padded by (plh, plw)
+    in front and enough behind, (m, Hz, Wz, K'/4, 4), and Wt is W
     (fh, fw, C, K'/4, 4), both zero-filled from K to K' (a multiple of 4).
     """
     m, H, W, _ = dA.shape
     fh, fw, _, nkl, _ = Wt.shape
     for t in prange(m * H):
         _conv_dA_f64_c4_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, np.int64(t))
-
-
-@numba.njit(fastmath=FASTMATH_CONV, **NJIT)
-def _conv_dA_f64_t8_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
-    """Iteration t of ``conv_dA_f64_t8_par``'s loop."""
-    m, H, W, C = dA.shape
-    fh, fw, K, _ = WT.shape
-    ncb = (C + 7) // 8
-    i = t // H
-    h = t - i * H
-    hp = h + ph
-    for rw in range(sw):
-        wfirst = (rw - pw) % sw
-        if wfirst >= W:
-            continue
-        npix = (W - 1 - wfirst) // sw + 1
-        for cb in range(ncb):
-            c0 = max(min(cb * 8, C - 8), 0)
-            for pb in range((npix + 3) // 4):
-                n = max(min(pb * 4, npix - 4), 0)
-                o0 = 0
-                o1 = min(1, npix - 1 - n)
-                o2 = min(2, npix - 1 - n)
-                o3 = min(3, npix - 1 - n)
-                a0_0 = zero
-                a0_1 = zero
-                a0_2 = zero
-                a0_3 = zero
-                a0_4 = zero
-                a0_5 = zero
-                a0_6 = zero
-                a0_7 = zero
-                a1_0 = zero
-                a1_1 = zero
-                a1_2 = zero
-                a1_3 = zero
-                a1_4 = zero
-                a1_5 = zero
-                a1_6 = zero
-                a1_7 = zero
-                a2_0 = zero
-                a2_1 = zero
-                a2_2 = zero
-                a2_3 = zero
-                a2_4 = zero
-                a2_5 = zero
-                a2_6 = zero
-                a2_7 = zero
-                a3_0 = zero
-                a3_1 = zero
-                a3_2 = zero
-                a3_3 = zero
-                a3_4 = zero
-                a3_5 = zero
-                a3_6 = zero
-                a3_7 = zero
-                wq = wfirst + n * sw
-                for kh in range(fh):
-                    dh = hp - kh
-                    if dh % sh != 0:
-                        continue
-                    zr = Zr[i, dh // sh + plh]
-                    for kw in range(rw, fw, sw):
-                        wt = WT[kh, kw]
-                        zb = (wq + pw - kw) // sw + plw
-                        z0 = zr[zb + o0]
-                        z1 = zr[zb + o1]
-                        z2 = zr[zb + o2]
-                        z3 = zr[zb + o3]
-                        for k in range(K):
-                            w0 = wt[k, c0 + 0]
-                            w1 = wt[k, c0 + 1]
-                            w2 = wt[k, c0 + 2]
-                            w3 = wt[k, c0 + 3]
-                            w4 = wt[k, c0 + 4]
-                            w5 = wt[k, c0 + 5]
-                            w6 = wt[k, c0 + 6]
-                            w7 = wt[k, c0 + 7]
-                            d0 = z0[k]
-                            d1 = z1[k]
-                            d2 = z2[k]
-                            d3 = z3[k]
-                            a0_0 += d0 * w0
-                            a0_1 += d0 * w1
-                            a0_2 += d0 * w2
-                            a0_3 += d0 * w3
-                            a0_4 += d0 * w4
-                            a0_5 += d0 * w5
-                            a0_6 += d0 * w6
-                            a0_7 += d0 * w7
-                            a1_0 += d1 * w0
-                            a1_1 += d1 * w1
-                            a1_2 += d1 * w2
-                            a1_3 += d1 * w3
-                            a1_4 += d1 * w4
-                            a1_5 += d1 * w5
-                            a1_6 += d1 * w6
-                            a1_7 += d1 * w7
-                            a2_0 += d2 * w0
-                            a2_1 += d2 * w1
-                            a2_2 += d2 * w2
-                            a2_3 += d2 * w3
-                            a2_4 += d2 * w4
-                            a2_5 += d2 * w5
-                            a2_6 += d2 * w6
-                            a2_7 += d2 * w7
-                            a3_0 += d3 * w0
-                            a3_1 += d3 * w1
-                            a3_2 += d3 * w2
-                            a3_3 += d3 * w3
-                            a3_4 += d3 * w4
-                            a3_5 += d3 * w5
-                            a3_6 += d3 * w6
-                            a3_7 += d3 * w7
-                g = dA[i, h, wq + o0 * sw, c0:]
-                g[0] = a0_0
-                g[1] = a0_1
-                g[2] = a0_2
-                g[3] = a0_3
-                g[4] = a0_4
-                g[5] = a0_5
-                g[6] = a0_6
-                g[7] = a0_7
-                g = dA[i, h, wq + o1 * sw, c0:]
-                g[0] = a1_0
-                g[1] = a1_1
-                g[2] = a1_2
-                g[3] = a1_3
-                g[4] = a1_4
-                g[5] = a1_5
-                g[6] = a1_6
-                g[7] = a1_7
-                g = dA[i, h, wq + o2 * sw, c0:]
-                g[0] = a2_0
-                g[1] = a2_1
-                g[2] = a2_2
-                g[3] = a2_3
-                g[4] = a2_4
-                g[5] = a2_5
-                g[6] = a2_6
-                g[7] = a2_7
-                g = dA[i, h, wq + o3 * sw, c0:]
-                g[0] = a3_0
-                g[1] = a3_1
-                g[2] = a3_2
-                g[3] = a3_3
-                g[4] = a3_4
-                g[5] = a3_5
-                g[6] = a3_6
-                g[7] = a3_7
-
-
-@numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
-def conv_dA_f64_t8_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
-    """dA[i, h, w, c] = sum over windows covering (h, w) of dZ * W, as a gather.
-
-    Zr is dZ zero-padded by (plh, plw) rows/columns in front (and enough behind),
-    (m, Hz, Wz, K); WT is W transposed to (fh, fw, K, C). Pixels of one
-    row are taken by stride phase rw = (w + pw) % sw so one tile shares its kw set.
-    Channels in blocks of 8, the last one shifted back to end at C (its overlap is
-    recomputed with the same arithmetic: same bits); needs C >= 8.
-    """
-    m, H, W, C = dA.shape
-    fh, fw, K, _ = WT.shape
-    ncb = (C + 7) // 8
-    for t in prange(m * H):
-        _conv_dA_f64_t8_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, np.int64(t))
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT)
@@ -1809,121 +1650,6 @@ def conv_dW_f64_t8_par(Xs, dZ, part, pdb, sh, ja, jb):
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT)
-def _conv_dA_f64_t4_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
-    """Iteration t of ``conv_dA_f64_t4_par``'s loop."""
-    m, H, W, C = dA.shape
-    fh, fw, K, _ = WT.shape
-    ncb = (C + 3) // 4
-    i = t // H
-    h = t - i * H
-    hp = h + ph
-    for rw in range(sw):
-        wfirst = (rw - pw) % sw
-        if wfirst >= W:
-            continue
-        npix = (W - 1 - wfirst) // sw + 1
-        for cb in range(ncb):
-            c0 = max(min(cb * 4, C - 4), 0)
-            for pb in range((npix + 3) // 4):
-                n = max(min(pb * 4, npix - 4), 0)
-                o0 = 0
-                o1 = min(1, npix - 1 - n)
-                o2 = min(2, npix - 1 - n)
-                o3 = min(3, npix - 1 - n)
-                a0_0 = zero
-                a0_1 = zero
-                a0_2 = zero
-                a0_3 = zero
-                a1_0 = zero
-                a1_1 = zero
-                a1_2 = zero
-                a1_3 = zero
-                a2_0 = zero
-                a2_1 = zero
-                a2_2 = zero
-                a2_3 = zero
-                a3_0 = zero
-                a3_1 = zero
-                a3_2 = zero
-                a3_3 = zero
-                wq = wfirst + n * sw
-                for kh in range(fh):
-                    dh = hp - kh
-                    if dh % sh != 0:
-                        continue
-                    zr = Zr[i, dh // sh + plh]
-                    for kw in range(rw, fw, sw):
-                        wt = WT[kh, kw]
-                        zb = (wq + pw - kw) // sw + plw
-                        z0 = zr[zb + o0]
-                        z1 = zr[zb + o1]
-                        z2 = zr[zb + o2]
-                        z3 = zr[zb + o3]
-                        for k in range(K):
-                            w0 = wt[k, c0 + 0]
-                            w1 = wt[k, c0 + 1]
-                            w2 = wt[k, c0 + 2]
-                            w3 = wt[k, c0 + 3]
-                            d0 = z0[k]
-                            d1 = z1[k]
-                            d2 = z2[k]
-                            d3 = z3[k]
-                            a0_0 += d0 * w0
-                            a0_1 += d0 * w1
-                            a0_2 += d0 * w2
-                            a0_3 += d0 * w3
-                            a1_0 += d1 * w0
-                            a1_1 += d1 * w1
-                            a1_2 += d1 * w2
-                            a1_3 += d1 * w3
-                            a2_0 += d2 * w0
-                            a2_1 += d2 * w1
-                            a2_2 += d2 * w2
-                            a2_3 += d2 * w3
-                            a3_0 += d3 * w0
-                            a3_1 += d3 * w1
-                            a3_2 += d3 * w2
-                            a3_3 += d3 * w3
-                g = dA[i, h, wq + o0 * sw, c0:]
-                g[0] = a0_0
-                g[1] = a0_1
-                g[2] = a0_2
-                g[3] = a0_3
-                g = dA[i, h, wq + o1 * sw, c0:]
-                g[0] = a1_0
-                g[1] = a1_1
-                g[2] = a1_2
-                g[3] = a1_3
-                g = dA[i, h, wq + o2 * sw, c0:]
-                g[0] = a2_0
-                g[1] = a2_1
-                g[2] = a2_2
-                g[3] = a2_3
-                g = dA[i, h, wq + o3 * sw, c0:]
-                g[0] = a3_0
-                g[1] = a3_1
-                g[2] = a3_2
-                g[3] = a3_3
-
-
-@numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
-def conv_dA_f64_t4_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
-    """dA[i, h, w, c] = sum over windows covering (h, w) of dZ * W, as a gather.
-
-    Zr is dZ zero-padded by (plh, plw) rows/columns in front (and enough behind),
-    (m, Hz, Wz, K); WT is W transposed to (fh, fw, K, C). Pixels of one
-    row are taken by stride phase rw = (w + pw) % sw so one tile shares its kw set.
-    Channels in blocks of 4, the last one shifted back to end at C (its overlap is
-    recomputed with the same arithmetic: same bits); needs C >= 4.
-    """
-    m, H, W, C = dA.shape
-    fh, fw, K, _ = WT.shape
-    ncb = (C + 3) // 4
-    for t in prange(m * H):
-        _conv_dA_f64_t4_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, np.int64(t))
-
-
-@numba.njit(fastmath=FASTMATH_CONV, **NJIT)
 def _conv_dW_f64_t4_row(Xs, dZ, part, pdb, sh, ja, jb, c):
     """Iteration c of ``conv_dW_f64_t4_par``'s loop."""
     nch, fh, Lr, K = part.shape
@@ -2039,82 +1765,6 @@ def conv_dW_f64_t4_par(Xs, dZ, part, pdb, sh, ja, jb):
     R = m * Ho
     for c in prange(nch):
         _conv_dW_f64_t4_row(Xs, dZ, part, pdb, sh, ja, jb, np.int64(c))
-
-
-@numba.njit(fastmath=FASTMATH_CONV, **NJIT)
-def _conv_dA_f64_t1_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
-    """Iteration t of ``conv_dA_f64_t1_par``'s loop."""
-    m, H, W, C = dA.shape
-    fh, fw, K, _ = WT.shape
-    ncb = (C + 0) // 1
-    i = t // H
-    h = t - i * H
-    hp = h + ph
-    for rw in range(sw):
-        wfirst = (rw - pw) % sw
-        if wfirst >= W:
-            continue
-        npix = (W - 1 - wfirst) // sw + 1
-        for cb in range(ncb):
-            c0 = max(min(cb * 1, C - 1), 0)
-            for pb in range((npix + 3) // 4):
-                n = max(min(pb * 4, npix - 4), 0)
-                o0 = 0
-                o1 = min(1, npix - 1 - n)
-                o2 = min(2, npix - 1 - n)
-                o3 = min(3, npix - 1 - n)
-                a0_0 = zero
-                a1_0 = zero
-                a2_0 = zero
-                a3_0 = zero
-                wq = wfirst + n * sw
-                for kh in range(fh):
-                    dh = hp - kh
-                    if dh % sh != 0:
-                        continue
-                    zr = Zr[i, dh // sh + plh]
-                    for kw in range(rw, fw, sw):
-                        wt = WT[kh, kw]
-                        zb = (wq + pw - kw) // sw + plw
-                        z0 = zr[zb + o0]
-                        z1 = zr[zb + o1]
-                        z2 = zr[zb + o2]
-                        z3 = zr[zb + o3]
-                        for k in range(K):
-                            w0 = wt[k, c0 + 0]
-                            d0 = z0[k]
-                            d1 = z1[k]
-                            d2 = z2[k]
-                            d3 = z3[k]
-                            a0_0 += d0 * w0
-                            a1_0 += d1 * w0
-                            a2_0 += d2 * w0
-                            a3_0 += d3 * w0
-                g = dA[i, h, wq + o0 * sw, c0:]
-                g[0] = a0_0
-                g = dA[i, h, wq + o1 * sw, c0:]
-                g[0] = a1_0
-                g = dA[i, h, wq + o2 * sw, c0:]
-                g[0] = a2_0
-                g = dA[i, h, wq + o3 * sw, c0:]
-                g[0] = a3_0
-
-
-@numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
-def conv_dA_f64_t1_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
-    """dA[i, h, w, c] = sum over windows covering (h, w) of dZ * W, as a gather.
-
-    Zr is dZ zero-padded by (plh, plw) rows/columns in front (and enough behind),
-    (m, Hz, Wz, K); WT is W transposed to (fh, fw, K, C). Pixels of one
-    row are taken by stride phase rw = (w + pw) % sw so one tile shares its kw set.
-    Channels in blocks of 1, the last one shifted back to end at C (its overlap is
-    recomputed with the same arithmetic: same bits); needs C >= 1.
-    """
-    m, H, W, C = dA.shape
-    fh, fw, K, _ = WT.shape
-    ncb = (C + 0) // 1
-    for t in prange(m * H):
-        _conv_dA_f64_t1_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, np.int64(t))
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT)
@@ -3783,8 +3433,10 @@ def _conv_dA_f32_c1_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
 def conv_dA_f32_c1_par(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero):
-    """dA_prev for C = 1 input channels, as ``conv_dA`` (pixels by stride phase) but
-    with the sum over k in 8 lanes: Zr is padded dZ (m, Hz, Wz, K'/8, 8) and Wt is W
+    """dA_prev for C = 1 input channels, a gather (each input pixel sums the windows
+    covering it; pixels of one row by stride phase rw = (w + pw) % sw, so one tile
+    shares its kw set) with the sum over k in 8 lanes: Zr is dZ zero-padded by (plh, plw)
+    in front and enough behind, (m, Hz, Wz, K'/8, 8), and Wt is W
     (fh, fw, C, K'/8, 8), both zero-filled from K to K' (a multiple of 8).
     """
     m, H, W, _ = dA.shape
@@ -4083,8 +3735,10 @@ def _conv_dA_f32_c2_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
 def conv_dA_f32_c2_par(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero):
-    """dA_prev for C = 2 input channels, as ``conv_dA`` (pixels by stride phase) but
-    with the sum over k in 8 lanes: Zr is padded dZ (m, Hz, Wz, K'/8, 8) and Wt is W
+    """dA_prev for C = 2 input channels, a gather (each input pixel sums the windows
+    covering it; pixels of one row by stride phase rw = (w + pw) % sw, so one tile
+    shares its kw set) with the sum over k in 8 lanes: Zr is dZ zero-padded by (plh, plw)
+    in front and enough behind, (m, Hz, Wz, K'/8, 8), and Wt is W
     (fh, fw, C, K'/8, 8), both zero-filled from K to K' (a multiple of 8).
     """
     m, H, W, _ = dA.shape
@@ -4405,8 +4059,10 @@ def _conv_dA_f32_c3_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
 def conv_dA_f32_c3_par(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero):
-    """dA_prev for C = 3 input channels, as ``conv_dA`` (pixels by stride phase) but
-    with the sum over k in 8 lanes: Zr is padded dZ (m, Hz, Wz, K'/8, 8) and Wt is W
+    """dA_prev for C = 3 input channels, a gather (each input pixel sums the windows
+    covering it; pixels of one row by stride phase rw = (w + pw) % sw, so one tile
+    shares its kw set) with the sum over k in 8 lanes: Zr is dZ zero-padded by (plh, plw)
+    in front and enough behind, (m, Hz, Wz, K'/8, 8), and Wt is W
     (fh, fw, C, K'/8, 8), both zero-filled from K to K' (a multiple of 8).
     """
     m, H, W, _ = dA.shape
@@ -4810,285 +4466,16 @@ def _conv_dA_f32_c4_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, t):
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
 def conv_dA_f32_c4_par(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero):
-    """dA_prev for C = 4 input channels, as ``conv_dA`` (pixels by stride phase) but
-    with the sum over k in 8 lanes: Zr is padded dZ (m, Hz, Wz, K'/8, 8) and Wt is W
+    """dA_prev for C = 4 input channels, a gather (each input pixel sums the windows
+    covering it; pixels of one row by stride phase rw = (w + pw) % sw, so one tile
+    shares its kw set) with the sum over k in 8 lanes: Zr is dZ zero-padded by (plh, plw)
+    in front and enough behind, (m, Hz, Wz, K'/8, 8), and Wt is W
     (fh, fw, C, K'/8, 8), both zero-filled from K to K' (a multiple of 8).
     """
     m, H, W, _ = dA.shape
     fh, fw, _, nkl, _ = Wt.shape
     for t in prange(m * H):
         _conv_dA_f32_c4_row(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, np.int64(t))
-
-
-@numba.njit(fastmath=FASTMATH_CONV, **NJIT)
-def _conv_dA_f32_t16_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
-    """Iteration t of ``conv_dA_f32_t16_par``'s loop."""
-    m, H, W, C = dA.shape
-    fh, fw, K, _ = WT.shape
-    ncb = (C + 15) // 16
-    i = t // H
-    h = t - i * H
-    hp = h + ph
-    for rw in range(sw):
-        wfirst = (rw - pw) % sw
-        if wfirst >= W:
-            continue
-        npix = (W - 1 - wfirst) // sw + 1
-        for cb in range(ncb):
-            c0 = max(min(cb * 16, C - 16), 0)
-            for pb in range((npix + 3) // 4):
-                n = max(min(pb * 4, npix - 4), 0)
-                o0 = 0
-                o1 = min(1, npix - 1 - n)
-                o2 = min(2, npix - 1 - n)
-                o3 = min(3, npix - 1 - n)
-                a0_0 = zero
-                a0_1 = zero
-                a0_2 = zero
-                a0_3 = zero
-                a0_4 = zero
-                a0_5 = zero
-                a0_6 = zero
-                a0_7 = zero
-                a0_8 = zero
-                a0_9 = zero
-                a0_10 = zero
-                a0_11 = zero
-                a0_12 = zero
-                a0_13 = zero
-                a0_14 = zero
-                a0_15 = zero
-                a1_0 = zero
-                a1_1 = zero
-                a1_2 = zero
-                a1_3 = zero
-                a1_4 = zero
-                a1_5 = zero
-                a1_6 = zero
-                a1_7 = zero
-                a1_8 = zero
-                a1_9 = zero
-                a1_10 = zero
-                a1_11 = zero
-                a1_12 = zero
-                a1_13 = zero
-                a1_14 = zero
-                a1_15 = zero
-                a2_0 = zero
-                a2_1 = zero
-                a2_2 = zero
-                a2_3 = zero
-                a2_4 = zero
-                a2_5 = zero
-                a2_6 = zero
-                a2_7 = zero
-                a2_8 = zero
-                a2_9 = zero
-                a2_10 = zero
-                a2_11 = zero
-                a2_12 = zero
-                a2_13 = zero
-                a2_14 = zero
-                a2_15 = zero
-                a3_0 = zero
-                a3_1 = zero
-                a3_2 = zero
-                a3_3 = zero
-                a3_4 = zero
-                a3_5 = zero
-                a3_6 = zero
-                a3_7 = zero
-                a3_8 = zero
-                a3_9 = zero
-                a3_10 = zero
-                a3_11 = zero
-                a3_12 = zero
-                a3_13 = zero
-                a3_14 = zero
-                a3_15 = zero
-                wq = wfirst + n * sw
-                for kh in range(fh):
-                    dh = hp - kh
-                    if dh % sh != 0:
-                        continue
-                    zr = Zr[i, dh // sh + plh]
-                    for kw in range(rw, fw, sw):
-                        wt = WT[kh, kw]
-                        zb = (wq + pw - kw) // sw + plw
-                        z0 = zr[zb + o0]
-                        z1 = zr[zb + o1]
-                        z2 = zr[zb + o2]
-                        z3 = zr[zb + o3]
-                        for k in range(K):
-                            w0 = wt[k, c0 + 0]
-                            w1 = wt[k, c0 + 1]
-                            w2 = wt[k, c0 + 2]
-                            w3 = wt[k, c0 + 3]
-                            w4 = wt[k, c0 + 4]
-                            w5 = wt[k, c0 + 5]
-                            w6 = wt[k, c0 + 6]
-                            w7 = wt[k, c0 + 7]
-                            w8 = wt[k, c0 + 8]
-                            w9 = wt[k, c0 + 9]
-                            w10 = wt[k, c0 + 10]
-                            w11 = wt[k, c0 + 11]
-                            w12 = wt[k, c0 + 12]
-                            w13 = wt[k, c0 + 13]
-                            w14 = wt[k, c0 + 14]
-                            w15 = wt[k, c0 + 15]
-                            d0 = z0[k]
-                            d1 = z1[k]
-                            d2 = z2[k]
-                            d3 = z3[k]
-                            a0_0 += d0 * w0
-                            a0_1 += d0 * w1
-                            a0_2 += d0 * w2
-                            a0_3 += d0 * w3
-                            a0_4 += d0 * w4
-                            a0_5 += d0 * w5
-                            a0_6 += d0 * w6
-                            a0_7 += d0 * w7
-                            a0_8 += d0 * w8
-                            a0_9 += d0 * w9
-                            a0_10 += d0 * w10
-                            a0_11 += d0 * w11
-                            a0_12 += d0 * w12
-                            a0_13 += d0 * w13
-                            a0_14 += d0 * w14
-                            a0_15 += d0 * w15
-                            a1_0 += d1 * w0
-                            a1_1 += d1 * w1
-                            a1_2 += d1 * w2
-                            a1_3 += d1 * w3
-                            a1_4 += d1 * w4
-                            a1_5 += d1 * w5
-                            a1_6 += d1 * w6
-                            a1_7 += d1 * w7
-                            a1_8 += d1 * w8
-                            a1_9 += d1 * w9
-                            a1_10 += d1 * w10
-                            a1_11 += d1 * w11
-                            a1_12 += d1 * w12
-                            a1_13 += d1 * w13
-                            a1_14 += d1 * w14
-                            a1_15 += d1 * w15
-                            a2_0 += d2 * w0
-                            a2_1 += d2 * w1
-                            a2_2 += d2 * w2
-                            a2_3 += d2 * w3
-                            a2_4 += d2 * w4
-                            a2_5 += d2 * w5
-                            a2_6 += d2 * w6
-                            a2_7 += d2 * w7
-                            a2_8 += d2 * w8
-                            a2_9 += d2 * w9
-                            a2_10 += d2 * w10
-                            a2_11 += d2 * w11
-                            a2_12 += d2 * w12
-                            a2_13 += d2 * w13
-                            a2_14 += d2 * w14
-                            a2_15 += d2 * w15
-                            a3_0 += d3 * w0
-                            a3_1 += d3 * w1
-                            a3_2 += d3 * w2
-                            a3_3 += d3 * w3
-                            a3_4 += d3 * w4
-                            a3_5 += d3 * w5
-                            a3_6 += d3 * w6
-                            a3_7 += d3 * w7
-                            a3_8 += d3 * w8
-                            a3_9 += d3 * w9
-                            a3_10 += d3 * w10
-                            a3_11 += d3 * w11
-                            a3_12 += d3 * w12
-                            a3_13 += d3 * w13
-                            a3_14 += d3 * w14
-                            a3_15 += d3 * w15
-                g = dA[i, h, wq + o0 * sw, c0:]
-                g[0] = a0_0
-                g[1] = a0_1
-                g[2] = a0_2
-                g[3] = a0_3
-                g[4] = a0_4
-                g[5] = a0_5
-                g[6] = a0_6
-                g[7] = a0_7
-                g[8] = a0_8
-                g[9] = a0_9
-                g[10] = a0_10
-                g[11] = a0_11
-                g[12] = a0_12
-                g[13] = a0_13
-                g[14] = a0_14
-                g[15] = a0_15
-                g = dA[i, h, wq + o1 * sw, c0:]
-                g[0] = a1_0
-                g[1] = a1_1
-                g[2] = a1_2
-                g[3] = a1_3
-                g[4] = a1_4
-                g[5] = a1_5
-                g[6] = a1_6
-                g[7] = a1_7
-                g[8] = a1_8
-                g[9] = a1_9
-                g[10] = a1_10
-                g[11] = a1_11
-                g[12] = a1_12
-                g[13] = a1_13
-                g[14] = a1_14
-                g[15] = a1_15
-                g = dA[i, h, wq + o2 * sw, c0:]
-                g[0] = a2_0
-                g[1] = a2_1
-                g[2] = a2_2
-                g[3] = a2_3
-                g[4] = a2_4
-                g[5] = a2_5
-                g[6] = a2_6
-                g[7] = a2_7
-                g[8] = a2_8
-                g[9] = a2_9
-                g[10] = a2_10
-                g[11] = a2_11
-                g[12] = a2_12
-                g[13] = a2_13
-                g[14] = a2_14
-                g[15] = a2_15
-                g = dA[i, h, wq + o3 * sw, c0:]
-                g[0] = a3_0
-                g[1] = a3_1
-                g[2] = a3_2
-                g[3] = a3_3
-                g[4] = a3_4
-                g[5] = a3_5
-                g[6] = a3_6
-                g[7] = a3_7
-                g[8] = a3_8
-                g[9] = a3_9
-                g[10] = a3_10
-                g[11] = a3_11
-                g[12] = a3_12
-                g[13] = a3_13
-                g[14] = a3_14
-                g[15] = a3_15
-
-
-@numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
-def conv_dA_f32_t16_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
-    """dA[i, h, w, c] = sum over windows covering (h, w) of dZ * W, as a gather.
-
-    Zr is dZ zero-padded by (plh, plw) rows/columns in front (and enough behind),
-    (m, Hz, Wz, K); WT is W transposed to (fh, fw, K, C). Pixels of one
-    row are taken by stride phase rw = (w + pw) % sw so one tile shares its kw set.
-    Channels in blocks of 16, the last one shifted back to end at C (its overlap is
-    recomputed with the same arithmetic: same bits); needs C >= 16.
-    """
-    m, H, W, C = dA.shape
-    fh, fw, K, _ = WT.shape
-    ncb = (C + 15) // 16
-    for t in prange(m * H):
-        _conv_dA_f32_t16_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, np.int64(t))
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT)
@@ -5366,121 +4753,6 @@ def conv_dW_f32_t16_par(Xs, dZ, part, pdb, sh, ja, jb):
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT)
-def _conv_dA_f32_t4_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
-    """Iteration t of ``conv_dA_f32_t4_par``'s loop."""
-    m, H, W, C = dA.shape
-    fh, fw, K, _ = WT.shape
-    ncb = (C + 3) // 4
-    i = t // H
-    h = t - i * H
-    hp = h + ph
-    for rw in range(sw):
-        wfirst = (rw - pw) % sw
-        if wfirst >= W:
-            continue
-        npix = (W - 1 - wfirst) // sw + 1
-        for cb in range(ncb):
-            c0 = max(min(cb * 4, C - 4), 0)
-            for pb in range((npix + 3) // 4):
-                n = max(min(pb * 4, npix - 4), 0)
-                o0 = 0
-                o1 = min(1, npix - 1 - n)
-                o2 = min(2, npix - 1 - n)
-                o3 = min(3, npix - 1 - n)
-                a0_0 = zero
-                a0_1 = zero
-                a0_2 = zero
-                a0_3 = zero
-                a1_0 = zero
-                a1_1 = zero
-                a1_2 = zero
-                a1_3 = zero
-                a2_0 = zero
-                a2_1 = zero
-                a2_2 = zero
-                a2_3 = zero
-                a3_0 = zero
-                a3_1 = zero
-                a3_2 = zero
-                a3_3 = zero
-                wq = wfirst + n * sw
-                for kh in range(fh):
-                    dh = hp - kh
-                    if dh % sh != 0:
-                        continue
-                    zr = Zr[i, dh // sh + plh]
-                    for kw in range(rw, fw, sw):
-                        wt = WT[kh, kw]
-                        zb = (wq + pw - kw) // sw + plw
-                        z0 = zr[zb + o0]
-                        z1 = zr[zb + o1]
-                        z2 = zr[zb + o2]
-                        z3 = zr[zb + o3]
-                        for k in range(K):
-                            w0 = wt[k, c0 + 0]
-                            w1 = wt[k, c0 + 1]
-                            w2 = wt[k, c0 + 2]
-                            w3 = wt[k, c0 + 3]
-                            d0 = z0[k]
-                            d1 = z1[k]
-                            d2 = z2[k]
-                            d3 = z3[k]
-                            a0_0 += d0 * w0
-                            a0_1 += d0 * w1
-                            a0_2 += d0 * w2
-                            a0_3 += d0 * w3
-                            a1_0 += d1 * w0
-                            a1_1 += d1 * w1
-                            a1_2 += d1 * w2
-                            a1_3 += d1 * w3
-                            a2_0 += d2 * w0
-                            a2_1 += d2 * w1
-                            a2_2 += d2 * w2
-                            a2_3 += d2 * w3
-                            a3_0 += d3 * w0
-                            a3_1 += d3 * w1
-                            a3_2 += d3 * w2
-                            a3_3 += d3 * w3
-                g = dA[i, h, wq + o0 * sw, c0:]
-                g[0] = a0_0
-                g[1] = a0_1
-                g[2] = a0_2
-                g[3] = a0_3
-                g = dA[i, h, wq + o1 * sw, c0:]
-                g[0] = a1_0
-                g[1] = a1_1
-                g[2] = a1_2
-                g[3] = a1_3
-                g = dA[i, h, wq + o2 * sw, c0:]
-                g[0] = a2_0
-                g[1] = a2_1
-                g[2] = a2_2
-                g[3] = a2_3
-                g = dA[i, h, wq + o3 * sw, c0:]
-                g[0] = a3_0
-                g[1] = a3_1
-                g[2] = a3_2
-                g[3] = a3_3
-
-
-@numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
-def conv_dA_f32_t4_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
-    """dA[i, h, w, c] = sum over windows covering (h, w) of dZ * W, as a gather.
-
-    Zr is dZ zero-padded by (plh, plw) rows/columns in front (and enough behind),
-    (m, Hz, Wz, K); WT is W transposed to (fh, fw, K, C). Pixels of one
-    row are taken by stride phase rw = (w + pw) % sw so one tile shares its kw set.
-    Channels in blocks of 4, the last one shifted back to end at C (its overlap is
-    recomputed with the same arithmetic: same bits); needs C >= 4.
-    """
-    m, H, W, C = dA.shape
-    fh, fw, K, _ = WT.shape
-    ncb = (C + 3) // 4
-    for t in prange(m * H):
-        _conv_dA_f32_t4_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, np.int64(t))
-
-
-@numba.njit(fastmath=FASTMATH_CONV, **NJIT)
 def _conv_dW_f32_t4_row(Xs, dZ, part, pdb, sh, ja, jb, c):
     """Iteration c of ``conv_dW_f32_t4_par``'s loop."""
     nch, fh, Lr, K = part.shape
@@ -5596,82 +4868,6 @@ def conv_dW_f32_t4_par(Xs, dZ, part, pdb, sh, ja, jb):
     R = m * Ho
     for c in prange(nch):
         _conv_dW_f32_t4_row(Xs, dZ, part, pdb, sh, ja, jb, np.int64(c))
-
-
-@numba.njit(fastmath=FASTMATH_CONV, **NJIT)
-def _conv_dA_f32_t1_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, t):
-    """Iteration t of ``conv_dA_f32_t1_par``'s loop."""
-    m, H, W, C = dA.shape
-    fh, fw, K, _ = WT.shape
-    ncb = (C + 0) // 1
-    i = t // H
-    h = t - i * H
-    hp = h + ph
-    for rw in range(sw):
-        wfirst = (rw - pw) % sw
-        if wfirst >= W:
-            continue
-        npix = (W - 1 - wfirst) // sw + 1
-        for cb in range(ncb):
-            c0 = max(min(cb * 1, C - 1), 0)
-            for pb in range((npix + 3) // 4):
-                n = max(min(pb * 4, npix - 4), 0)
-                o0 = 0
-                o1 = min(1, npix - 1 - n)
-                o2 = min(2, npix - 1 - n)
-                o3 = min(3, npix - 1 - n)
-                a0_0 = zero
-                a1_0 = zero
-                a2_0 = zero
-                a3_0 = zero
-                wq = wfirst + n * sw
-                for kh in range(fh):
-                    dh = hp - kh
-                    if dh % sh != 0:
-                        continue
-                    zr = Zr[i, dh // sh + plh]
-                    for kw in range(rw, fw, sw):
-                        wt = WT[kh, kw]
-                        zb = (wq + pw - kw) // sw + plw
-                        z0 = zr[zb + o0]
-                        z1 = zr[zb + o1]
-                        z2 = zr[zb + o2]
-                        z3 = zr[zb + o3]
-                        for k in range(K):
-                            w0 = wt[k, c0 + 0]
-                            d0 = z0[k]
-                            d1 = z1[k]
-                            d2 = z2[k]
-                            d3 = z3[k]
-                            a0_0 += d0 * w0
-                            a1_0 += d1 * w0
-                            a2_0 += d2 * w0
-                            a3_0 += d3 * w0
-                g = dA[i, h, wq + o0 * sw, c0:]
-                g[0] = a0_0
-                g = dA[i, h, wq + o1 * sw, c0:]
-                g[0] = a1_0
-                g = dA[i, h, wq + o2 * sw, c0:]
-                g[0] = a2_0
-                g = dA[i, h, wq + o3 * sw, c0:]
-                g[0] = a3_0
-
-
-@numba.njit(fastmath=FASTMATH_CONV, **NJIT_PARALLEL)
-def conv_dA_f32_t1_par(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):
-    """dA[i, h, w, c] = sum over windows covering (h, w) of dZ * W, as a gather.
-
-    Zr is dZ zero-padded by (plh, plw) rows/columns in front (and enough behind),
-    (m, Hz, Wz, K); WT is W transposed to (fh, fw, K, C). Pixels of one
-    row are taken by stride phase rw = (w + pw) % sw so one tile shares its kw set.
-    Channels in blocks of 1, the last one shifted back to end at C (its overlap is
-    recomputed with the same arithmetic: same bits); needs C >= 1.
-    """
-    m, H, W, C = dA.shape
-    fh, fw, K, _ = WT.shape
-    ncb = (C + 0) // 1
-    for t in prange(m * H):
-        _conv_dA_f32_t1_row(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero, np.int64(t))
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT)

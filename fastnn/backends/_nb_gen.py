@@ -19,12 +19,12 @@ import os
 import re
 from typing import List
 
-#: Tile shapes per dtype for dA and dW: P input pixels x T input channels (dA) and
-#: J input columns x T output channels (dW); P*T accumulators fill 8 AVX2 registers.
-TILES = {"f64": dict(P=4, T=8, J=4), "f32": dict(P=4, T=16, J=4)}
-#: Channel tile widths of the dA and dW kernels per dtype, widest first: one kernel per
-#: width (compiled on first use; the wrapper takes the first with T <= C for dA, T <= K
-#: for dW), so a call compiles one tile's code, not every tail's.
+#: dW tile rows per dtype: J input columns x T output channels (J*T accumulators fill 8
+#: AVX2 registers at the widest T). (dA_prev with C_in > 4 runs the forward kernels.)
+TILES = {"f64": dict(J=4), "f32": dict(J=4)}
+#: Channel tile widths of the dW kernels per dtype, widest first: one kernel per width
+#: (compiled on first use; the wrapper takes the first with T <= K), so a call compiles
+#: one tile's code, not every tail's.
 BWD_T = {"f64": (8, 4, 1), "f32": (16, 4, 1)}
 
 
@@ -136,44 +136,7 @@ def conv_fwd(name: str, P: int, T: int, rng: str) -> List[str]:
     return L
 
 
-# ---------------------------------------------------------------- conv dA_prev
-
-
-def _dA_tile(P: int, T: int) -> List[str]:
-    L = []
-    for p in range(P):
-        for c in range(T):
-            L.append(f"a{p}_{c} = zero")
-    L += [
-        "wq = wfirst + n * sw",
-        "for kh in range(fh):",
-        "    dh = hp - kh",
-        "    if dh % sh != 0:",
-        "        continue",
-        "    zr = Zr[i, dh // sh + plh]",
-        "    for kw in range(rw, fw, sw):",
-        "        wt = WT[kh, kw]",
-        "        zb = (wq + pw - kw) // sw + plw",
-    ]
-    # Per-dimension indices on views taken outside the k loop: the loop-invariant ones
-    # (zb + o{p}, c0 + c) are hoisted with their wraparound checks, the varying one (k) is
-    # a loop variable. (Slicing W's channels here would make a non-contiguous view, which
-    # the vectoriser handles badly.)
-    for p in range(P):
-        L.append(f"        z{p} = zr[zb + o{p}]")
-    L.append("        for k in range(K):")
-    for c in range(T):
-        L.append(f"            w{c} = wt[k, c0 + {c}]")
-    for p in range(P):
-        L.append(f"            d{p} = z{p}[k]")
-    for p in range(P):
-        for c in range(T):
-            L.append(f"            a{p}_{c} += d{p} * w{c}")
-    for p in range(P):
-        L.append(f"g = dA[i, h, wq + o{p} * sw, c0:]")
-        for c in range(T):
-            L.append(f"g[{c}] = a{p}_{c}")
-    return L
+# ------------------------------------ conv dA_prev gather (few input channels)
 
 
 def _dA_pixels(P: int, tile) -> List[str]:
@@ -202,28 +165,6 @@ def _dA_rows(rng: str, per_row: List[str]) -> List[str]:
         "                continue",
         "            npix = (W - 1 - wfirst) // sw + 1",
     ]
-
-
-def conv_dA(name: str, P: int, T: int, rng: str) -> List[str]:
-    L = [
-        f"@numba.njit(fastmath=FASTMATH_CONV, **{'NJIT_PARALLEL' if rng == 'prange' else 'NJIT'})",
-        f"def {name}(Zr, WT, dA, sh, sw, ph, pw, plh, plw, zero):",
-        '    """dA[i, h, w, c] = sum over windows covering (h, w) of dZ * W, as a gather.',
-        "",
-        "    Zr is dZ zero-padded by (plh, plw) rows/columns in front (and enough behind),",
-        "    (m, Hz, Wz, K); WT is W transposed to (fh, fw, K, C). Pixels of one",
-        "    row are taken by stride phase rw = (w + pw) % sw so one tile shares its kw set.",
-        f"    Channels in blocks of {T}, the last one shifted back to end at C (its overlap is",
-        f'    recomputed with the same arithmetic: same bits); needs C >= {T}.',
-        '    """',
-        "    m, H, W, C = dA.shape",
-        "    fh, fw, K, _ = WT.shape",
-        f"    ncb = (C + {T - 1}) // {T}",
-    ]
-    L += _dA_rows(rng, [])
-    L += _ind(["for cb in range(ncb):", f"    c0 = {_shifted('cb', T, 'C')}"]
-              + _ind(_dA_pixels(P, _dA_tile(P, T)), 4), 12)
-    return L
 
 
 # ------------------------------------------- conv dA_prev for few input channels
@@ -286,8 +227,10 @@ def conv_dA_kvec(name: str, C: int, L: int, rng: str) -> List[str]:
     out = [
         f"@numba.njit(fastmath=FASTMATH_CONV, **{'NJIT_PARALLEL' if rng == 'prange' else 'NJIT'})",
         f"def {name}(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero):",
-        f'    """dA_prev for C = {C} input channels, as ``conv_dA`` (pixels by stride phase) but',
-        f"    with the sum over k in {L} lanes: Zr is padded dZ (m, Hz, Wz, K'/{L}, {L}) and Wt is W",
+        f'    """dA_prev for C = {C} input channels, a gather (each input pixel sums the windows',
+        "    covering it; pixels of one row by stride phase rw = (w + pw) % sw, so one tile",
+        f"    shares its kw set) with the sum over k in {L} lanes: Zr is dZ zero-padded by (plh, plw)",
+        f"    in front and enough behind, (m, Hz, Wz, K'/{L}, {L}), and Wt is W",
         f"    (fh, fw, C, K'/{L}, {L}), both zero-filled from K to K' (a multiple of {L}).",
         '    """',
         "    m, H, W, _ = dA.shape",
@@ -769,7 +712,7 @@ def generate() -> dict:
         sfx, rng = "par", "prange"
         parts += ["", "#: Forward tile shapes (P pixels, T channels) per dtype, best first.",
                   f"FWD_TILES = {FWD_TILES!r}",
-                  "#: Channel tile widths of the dA and dW kernels ``conv_dA_*_t{T}``, ``conv_dW_*_t{T}``.",
+                  "#: Channel tile widths of the dW kernels ``conv_dW_*_t{T}``.",
                   f"BWD_T = {BWD_T!r}",
                   "#: dW tile rows (input columns j) per dtype: part's fw*C rows are padded to a multiple.",
                   f"DW_J = {dict((dt, t['J']) for dt, t in TILES.items())!r}",
@@ -785,10 +728,9 @@ def generate() -> dict:
                 parts += row_split(conv_dA_kvec(f"conv_dA_{dt}_c{C}_{sfx}", C, DA_KVEC_L[dt], rng))
                 parts.append("")
             for T in BWD_T[dt]:
-                for gen, nm, a in ((conv_dA, "conv_dA", "P"), (conv_dW, "conv_dW", "J")):
-                    parts.append("")
-                    parts += row_split(gen(f"{nm}_{dt}_t{T}_{sfx}", t[a], T, rng))
-                    parts.append("")
+                parts.append("")
+                parts += row_split(conv_dW(f"conv_dW_{dt}_t{T}_{sfx}", t["J"], T, rng))
+                parts.append("")
         texts[fname] = "\n".join(parts) + "\n"
     return texts
 

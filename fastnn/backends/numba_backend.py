@@ -17,19 +17,19 @@ serial kernel.
   the kernel has no tail code (the padded partials are dropped).
 * Small convolutions (fewer than ``SERIAL_WORK`` multiply-adds) run plain serial kernels
   (no launch cost, quick to compile); which kernel runs depends on the shape only.
-* dA_prev is a gather (each input pixel sums the windows covering it) over dZ zero-padded
-  by the filter size, pixels grouped by stride phase; no scatter, no atomics. The last
-  pixel and channel blocks are shifted back (or, with fewer pixels than the tile, the
-  pixel offsets clamped), so again no tail code. For C_in <= 4 (and C_out at least one
-  vector's lanes) the sum over k runs in SIMD lanes instead (dZ and W zero-padded in k to
-  whole lanes), since a tile over 3 input channels cannot fill a vector. Otherwise, with
-  stride 1 and pad < f, dA_prev is the forward kernel itself, on dZ zero-padded by
-  f-1-pad with W flipped in (kh, kw) and transposed to (C_out, C_in): a "full"
-  correlation, at the forward's speed, with no kernel of its own to compile.
-* The dA_prev gather and dW kernels come in one build per channel tile width (``BWD_T``:
-  8 or 16, 4, 1); a call compiles only the one it uses (the widest that fits). A cold
-  first ``conv_backward`` after a ``conv_forward`` compiles only dW for stride 1 (3-5 s
-  here), dW and the gather otherwise (5-11 s), instead of 14-22 s before the split.
+* dA_prev, per stride phase (the input pixels whose padded index is r mod the stride): a
+  stride-1 correlation of dZ, zero-padded (or cropped), with the phase's taps W[r::s]
+  flipped in (kh, kw) and transposed to (C_out, C_in). That is the forward kernel itself
+  ("full" correlation), at the forward's speed and with no kernel of its own to compile;
+  stride 1 is one phase written in place, stride > 1 writes each phase through a strided
+  view. For C_in <= 4 (and C_out at least one vector's lanes) a gather runs instead (each
+  input pixel sums the windows covering it, pixels grouped by stride phase) with the sum
+  over k in SIMD lanes (dZ and W zero-padded in k to whole lanes), since a forward tile
+  over 3 output channels cannot fill a vector.
+* dW kernels come in one build per channel tile width (``BWD_T``: 8 or 16, 4, 1); a call
+  compiles only the one it uses (the widest that fits). A cold first ``conv_backward``
+  after a ``conv_forward`` compiles only dW when C_in > 4 (3-5 s here), dW and the
+  few-channel gather otherwise.
 * Pooling: one kernel per mode (max, average, argmax, and each backward) so a call
   compiles only what it runs; NB running values per window in registers, in channel
   blocks of NB = 16, 8 or 1 (the widest that fits C, ``POOL_NB``; the last block shifted
@@ -37,8 +37,8 @@ serial kernel.
   positions directly; with overlapping ones it is a gather from the window maxima
   (ties "all"), argmax positions (ties "first") or dA / area (average).
 
-Extra memory: the padded input, padded dZ, a transposed W and per-thread dW partials;
-never an im2col-sized buffer.
+Extra memory: the padded input, padded dZ (one per stride phase, with each phase's dA_prev
+for stride > 1), the packed W and per-thread dW partials; never an im2col-sized buffer.
 
 Threads and thread safety: see :mod:`fastnn._numba_config` (``FASTNN_NUM_THREADS``; a
 lock around parallel launches; small problems run serial kernels without it).
@@ -156,7 +156,7 @@ def fwd_tile(sfx, K, Wo):
 
 
 def _bwd_tile(dtype, n):
-    """The dA / dW kernels' channel tile for n channels: the first of ``BWD_T`` <= n."""
+    """The dW kernel's channel tile for n channels: the first of ``BWD_T`` <= n."""
     return next(T for T in KC.BWD_T[_sfx(dtype)] if T <= n)
 
 
@@ -236,8 +236,46 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
     _dA_prev(p, W, dZ, dA_prev)
 
 
+def _dA_phases(n, n_out, f, s, pad):
+    """The stride phases of one dimension of dA_prev as stride-1 correlations of dZ: for each
+    phase r (padded index q*s + r) with an input index, (r, first input index, count,
+    taps na = len(range(r, f, s)), dZ's zero padding in front, behind; negative: dZ
+    cropped there, its rows no input pixel of the phase reaches)."""
+    out = []
+    for r in range(s):
+        na = len(range(r, f, s))
+        q_lo = -((r - pad) // s)  # ceil((pad - r) / s): the first q with q*s + r - pad >= 0
+        nq = (pad + n - 1 - r) // s - q_lo + 1
+        if nq <= 0:
+            continue
+        front = na - 1 - q_lo
+        behind = nq + na - 1 - n_out - front
+        out.append((r, q_lo * s + r - pad, nq, na, front, behind))
+    return out
+
+
+def _most_behind(phases):
+    """For each front padding among ``_dA_phases``' phases with taps, the most padding behind."""
+    most = {}
+    for _, _, _, na, front, behind in phases:
+        if na:
+            most[front] = max(most.get(front, behind), behind)
+    return most
+
+
+def _phase_input(dZ, top, bottom, left, right):
+    """dZ zero-padded by (top, bottom, left, right); a negative amount crops dZ there."""
+    if min(top, bottom, left, right) < 0:
+        m, Ho, Wo, _ = dZ.shape
+        dZ = np.ascontiguousarray(dZ[:, max(0, -top):Ho - max(0, -bottom), max(0, -left):Wo - max(0, -right)])
+        top, bottom, left, right = max(top, 0), max(bottom, 0), max(left, 0), max(right, 0)
+    if top or bottom or left or right:
+        return _padded(dZ, top, left, 0.0, bottom - top, right - left)
+    return dZ
+
+
 def _dA_prev(p, W, dZ, dA_prev):
-    """dA_prev by the few-channel gather, the forward kernel (stride 1) or the gather."""
+    """dA_prev by the few-channel gather (C_in <= 4) or per stride phase by the forward kernel."""
     lanes = KC.DA_KVEC_L[_sfx(p.dtype)]
     if p.C <= 4 and p.K >= lanes:
         # Few input channels: the gather sums over k in SIMD lanes, with dZ and W zero-padded
@@ -249,20 +287,32 @@ def _dA_prev(p, W, dZ, dA_prev):
         _par(_pick("conv_dA", p.dtype, f"_c{p.C}"), dZp.reshape(dZp.shape[:3] + (nkl, lanes)),
              Wk.reshape(p.fh, p.fw, p.C, nkl, lanes), dA_prev, p.sh, p.sw, p.ph, p.pw, plh, plw, p.dtype.type(0))
         return
-    if p.sh == 1 and p.sw == 1 and p.ph < p.fh and p.pw < p.fw:
-        # Stride 1: dA_prev is the forward convolution of dZ, zero-padded by f-1-pad, with W
-        # flipped in (kh, kw) and transposed to (K, C): the forward tile kernel, at the
-        # forward's speed, and no kernel of its own to compile.
-        qh, qw = p.fh - 1 - p.ph, p.fw - 1 - p.pw
-        dZq = _padded(dZ, qh, qw) if qh or qw else dZ
-        Wf = W[::-1, ::-1].transpose(0, 1, 3, 2).reshape(p.fh, p.fw * p.K, p.C)
-        _fwd_kernel_call(dZq, Wf, np.zeros(p.C, dtype=p.dtype), dA_prev, 1, 1)
-        return
-    # Otherwise a gather: each input pixel sums the windows covering it (stride phases).
-    dZp, plh, plw = _gather_dZ(p, dZ)
-    WT = np.ascontiguousarray(W.transpose(0, 1, 3, 2))
-    _par(_pick("conv_dA", p.dtype, f"_t{_bwd_tile(p.dtype, p.C)}"), dZp, WT, dA_prev, p.sh, p.sw, p.ph, p.pw,
-         plh, plw, p.dtype.type(0))
+    # Per stride phase (the input pixels hp = q*s + r of one r), dA_prev is a stride-1
+    # correlation of dZ, zero-padded (or cropped), with the phase's taps W[r::s] flipped in
+    # (kh, kw) and transposed to (K, C): the forward tile kernel, at the forward's speed and
+    # with no kernel of its own to compile. Stride 1 is one phase, written in place.
+    single = p.sh == 1 and p.sw == 1
+    zeros = np.zeros(p.C, dtype=p.dtype)
+    rows = _dA_phases(p.H, p.Ho, p.fh, p.sh, p.ph)
+    cols = _dA_phases(p.W, p.Wo, p.fw, p.sw, p.pw)
+    # Phases with the same front padding share one padded dZ, padded behind as much as the
+    # most any of them needs (a phase never reads past its own rows and columns).
+    behind_h, behind_w = _most_behind(rows), _most_behind(cols)
+    inputs = {}
+    for rh, h0, nh, nah, th, _ in rows:
+        for rw, w0, nw, naw, tw, _ in cols:
+            view = dA_prev if single else dA_prev[:, h0::p.sh, w0::p.sw]
+            if nah == 0 or naw == 0:  # no tap reaches these pixels (stride > f)
+                view[...] = 0
+                continue
+            if (th, tw) not in inputs:
+                inputs[th, tw] = _phase_input(dZ, th, behind_h[th], tw, behind_w[tw])
+            G = inputs[th, tw]
+            V = W[rh::p.sh, rw::p.sw][::-1, ::-1].transpose(0, 1, 3, 2).reshape(nah, naw * p.K, p.C)
+            out = view if single else np.empty((p.m, nh, nw, p.C), dtype=p.dtype)
+            _fwd_kernel_call(G, V, zeros, out, 1, 1)
+            if not single:
+                view[...] = out
 
 
 # ------------------------------------------------------------------------ pooling
