@@ -21,7 +21,7 @@ from typing import List
 
 #: dW tile rows per dtype: J input columns x T output channels (J*T accumulators fill 8
 #: AVX2 registers at the widest T). (dA_prev with C_in > 4 runs the forward kernels.)
-TILES = {"f64": dict(J=4), "f32": dict(J=4)}
+DW_J = {"f64": 4, "f32": 4}
 #: Channel tile widths of the dW kernels per dtype, widest first: one kernel per width
 #: (compiled on first use; the wrapper takes the first with T <= K), so a call compiles
 #: one tile's code, not every tail's.
@@ -715,10 +715,10 @@ def generate() -> dict:
                   "#: Channel tile widths of the dW kernels ``conv_dW_*_t{T}``.",
                   f"BWD_T = {BWD_T!r}",
                   "#: dW tile rows (input columns j) per dtype: part's fw*C rows are padded to a multiple.",
-                  f"DW_J = {dict((dt, t['J']) for dt, t in TILES.items())!r}",
+                  f"DW_J = {DW_J!r}",
                   "#: SIMD lanes of the few-channel dA_prev kernels ``conv_dA_*_c{C}``.",
                   f"DA_KVEC_L = {DA_KVEC_L!r}", ""]
-        for dt, t in TILES.items():
+        for dt in DW_J:
             for P, T in FWD_TILES[dt]:
                 parts.append("")
                 parts += row_split(conv_fwd(f"conv_fwd_{dt}_p{P}t{T}_{sfx}", P, T, rng))
@@ -729,7 +729,7 @@ def generate() -> dict:
                 parts.append("")
             for T in BWD_T[dt]:
                 parts.append("")
-                parts += row_split(conv_dW(f"conv_dW_{dt}_t{T}_{sfx}", t["J"], T, rng))
+                parts += row_split(conv_dW(f"conv_dW_{dt}_t{T}_{sfx}", DW_J[dt], T, rng))
                 parts.append("")
         texts[fname] = "\n".join(parts) + "\n"
     return texts
