@@ -65,6 +65,24 @@ OPS: Dict[str, str] = {
 AUTO = "auto"
 ENV_VAR = "FASTNN_BACKEND"
 
+# ``os.environ.get`` of an unset variable costs about 1 microsecond (a KeyError raised and
+# caught inside ``os.environ``), a tenth of a small convolution's whole call. The variable is
+# still read on every call, but its absence is checked in the dict behind ``os.environ``
+# (CPython's ``os._Environ._data``, updated by every ``os.environ`` assignment); where that
+# is missing, or ``os.environ`` was replaced by another object, the check is skipped.
+_ENVIRON = os.environ
+try:
+    _ENV_DATA, _ENV_KEY = _ENVIRON._data, _ENVIRON.encodekey(ENV_VAR)  # type: ignore[attr-defined]
+except AttributeError:  # pragma: no cover  (not CPython's os._Environ)
+    _ENV_DATA, _ENV_KEY = None, None
+
+
+def _env_choice() -> str:
+    """``$FASTNN_BACKEND``, or ``"auto"`` where it is unset or empty."""
+    if _ENV_DATA is not None and _ENV_KEY not in _ENV_DATA and os.environ is _ENVIRON:
+        return AUTO
+    return os.environ.get(ENV_VAR) or AUTO
+
 
 class BackendError(ValueError):
     """An unknown backend name, or a backend that lacks the requested op."""
@@ -182,7 +200,7 @@ def get_backend() -> str:
     if name is None:
         name = _global_choice
     if name is None:
-        name = os.environ.get(ENV_VAR) or AUTO
+        name = _env_choice()
     return name
 
 
@@ -215,7 +233,7 @@ def resolve(op: str, backend: Optional[str] = None) -> Callable:
         if name is None:
             name = _global_choice
             if name is None:
-                name = os.environ.get(ENV_VAR) or AUTO
+                name = _env_choice()
     table = _kernels[op]
     fn = table.get(name) if type(name) is str else None
     if fn is not None:

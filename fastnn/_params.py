@@ -118,6 +118,12 @@ def as_array(x: Any, name: str) -> np.ndarray:
 def compute_dtype(*arrays: np.ndarray) -> np.dtype:
     """NumPy's promotion of the inputs; integers and bools compute in float64, float16 in float32."""
     dt = arrays[0].dtype
+    if dt is F64 or dt is F32:  # the common case, kept fast (NumPy's native float dtypes are singletons)
+        for a in arrays:
+            if a.dtype is not dt:
+                break
+        else:
+            return dt
     for a in arrays[1:]:
         if a.dtype != dt:
             dt = np.result_type(*arrays)
@@ -182,6 +188,12 @@ def _pair(value: Any, what: str, minimum: int) -> Tuple[int, int]:
 
 
 def _hparams(hparameters: Any, required: Tuple[str, ...], optional: Tuple[str, ...], where: str) -> dict:
+    if type(hparameters) is dict and len(hparameters) == len(required):  # the common case, kept fast:
+        for key in required:                                               # exactly the required keys
+            if key not in hparameters:
+                break
+        else:
+            return hparameters
     if type(hparameters) is not dict and not isinstance(hparameters, Mapping):
         raise TypeError(
             f"{where}: hparameters must be a dict with keys {list(required)}, "

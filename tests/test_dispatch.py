@@ -109,6 +109,23 @@ def test_precedence_kwarg_context_global_env(mock, monkeypatch):
     assert fastnn.get_backend() == "auto"
 
 
+def test_env_var_read_on_every_call(mock, monkeypatch):
+    """$FASTNN_BACKEND is read per call: set, unset, and in a replaced ``os.environ``."""
+    import os
+
+    A, W, b, hp = small_conv()
+    fastnn.set_backend(None)
+    monkeypatch.delenv("FASTNN_BACKEND", raising=False)
+    assert fastnn.get_backend() == "auto"
+    monkeypatch.setenv("FASTNN_BACKEND", SPARSE)
+    assert np.all(fastnn.conv_forward(A, W, b, hp)[0] == 7.0) and fastnn.get_backend() == SPARSE
+    monkeypatch.delenv("FASTNN_BACKEND")
+    assert not np.all(fastnn.conv_forward(A, W, b, hp)[0] == 7.0) and fastnn.get_backend() == "auto"
+    assert mock["conv_forward"] == 1  # auto: the highest priority
+    monkeypatch.setattr(os, "environ", dict(os.environ, FASTNN_BACKEND=SPARSE))
+    assert np.all(fastnn.conv_forward(A, W, b, hp)[0] == 7.0) and fastnn.get_backend() == SPARSE
+
+
 def test_context_restored_after_exception(mock):
     before = fastnn.get_backend()
     with pytest.raises(RuntimeError):

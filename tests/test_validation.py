@@ -152,6 +152,8 @@ def test_zero_pad_errors():
         ((np.float32, np.float64, np.float32), np.float64, np.float32),  # NumPy promotion
         ((np.float16, np.float16, np.float16), np.float32, np.float32),
         ((np.uint8, np.float32, np.float32), np.float32, np.float64),
+        ((">f8", ">f8", ">f8"), np.float64, np.float64),  # computed (and returned) in native byte order
+        ((">f4", np.float32, ">f4"), np.float32, np.float32),
     ],
 )
 def test_output_dtype_follows_input(backend, dtypes, expected, expected_A_alone):
