@@ -55,7 +55,7 @@ def test_every_forward_tile_variant_matches_reference(force_parallel, dtype):
     pixel and channel blocks (T not dividing K, P not dividing Wo)."""
     sfx = "f32" if np.dtype(dtype) == np.float32 else "f64"
     reached = set()
-    for K in (1, 3, 4, 5, 7, 8, 9, 12, 15, 16, 19, 24, 37):
+    for K in (1, 3, 4, 5, 7, 8, 9, 12, 15, 16, 19, 24, 32, 37, 48, 64):
         for Wo in (1, 2, 3, 4, 5, 7, 8, 9, 13):
             tile = nb.fwd_tile(sfx, K, Wo)
             if tile in reached:

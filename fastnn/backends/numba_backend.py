@@ -151,8 +151,12 @@ def _pack_channels(M, T):
 
 def fwd_tile(sfx, K, Wo):
     """The forward tile (P pixels, T channels) for K output channels and Wo output columns:
-    the first of ``FWD_TILES`` that fits (T <= K, P <= Wo); (1, 1) always fits."""
-    return next(t for t in KC.FWD_TILES[sfx] if t[1] <= K and t[0] <= Wo)
+    the first of ``FWD_TILES`` that fits (T <= K, P <= Wo), the widest (first) one only
+    where T divides K (its shifted last channel block would recompute up to T - 1
+    channels); (1, 1) always fits."""
+    tiles = KC.FWD_TILES[sfx]
+    wide = tiles[0]
+    return next(t for t in tiles if t[1] <= K and t[0] <= Wo and (t is not wide or K % t[1] == 0))
 
 
 def _bwd_tile(dtype, n):
