@@ -5,6 +5,7 @@ Run (one timing run at a time on the shared machine):
     flock /tmp/fastnn-bench.lock python scripts/measure_numba.py            # everything
     flock /tmp/fastnn-bench.lock python scripts/measure_numba.py --only conv --dtype float64
     flock /tmp/fastnn-bench.lock python scripts/measure_numba.py --only blas   # BLAS vs numba threads
+    flock /tmp/fastnn-bench.lock python scripts/measure_numba.py --only tiles  # forward tiles side by side
 
 Speed = torch time / fastnn time (> 1: fastnn faster). Each figure is the median of
 ``--repeat`` runs after an untimed warm-up that also checks fastnn's result against torch
@@ -309,9 +310,63 @@ def first_calls(dtype):
         return out
 
 
+def tile_rows(dtype, shapes, rounds=20):
+    """The forward kernel alone, once per big tile of ``FWD_TILES`` (at least half the widest's
+    accumulators) that fits the shape (T <= K, P <= Wo, ignoring the widest tile's T-divides-K
+    rule; the picked tile is timed too), on the forward and on the stride-1
+    dA_prev phase of each shape (dZ correlated with W flipped), interleaved call by call in one
+    process, the order alternating per round; every tile's output is checked bit-equal to the
+    picked tile's (each output sums the same terms in the same order). Prints median ms per tile
+    and the ratio to the tile ``fwd_tile`` picks."""
+    from fastnn.backends import numba_backend as nb
+
+    sfx = "f32" if np.dtype(dtype) == np.float32 else "f64"
+    print(f"forward tiles, {np.dtype(dtype).name} (median ms; x: time / the picked tile's time, > 1 slower):")
+    for name in shapes:
+        case = BENCH_CONV_SHAPES[name]
+        A, W, b, hp, dZ = case.make(dtype, seed=0)
+        fh, fw, C, K = W.shape
+        sh, sw = (hp["stride"],) * 2 if isinstance(hp["stride"], int) else hp["stride"]
+        ph, pw = (hp["pad"],) * 2 if isinstance(hp["pad"], int) else hp["pad"]
+        runs = [(name, A, W, b.reshape(K), sh, sw, ph, pw)]
+        if (sh, sw) == (1, 1) and ph < fh and pw < fw:
+            runs.append((name + " dA", dZ, np.ascontiguousarray(W[::-1, ::-1].transpose(0, 1, 3, 2)),
+                         np.zeros(C, dtype), 1, 1, fh - 1 - ph, fw - 1 - pw))
+        for label, X, Wt, bias, sh_, sw_, ph_, pw_ in runs:
+            m, H, Wd, Cx = X.shape
+            Ko = Wt.shape[3]
+            Ho, Wo = (H + 2 * ph_ - fh) // sh_ + 1, (Wd + 2 * pw_ - fw) // sw_ + 1
+            Xp = nb._padded(X, ph_, pw_) if (ph_ or pw_) else X
+            Xr, Wm = Xp.reshape(m, Xp.shape[1], -1), Wt.reshape(fh, fw * Cx, Ko)
+            calls, outs = {}, {}
+            picked = nb.fwd_tile(sfx, Ko, Wo)
+            widest = nb.KC.FWD_TILES[sfx][0]
+            for P, T in nb.KC.FWD_TILES[sfx]:
+                if (P, T) != picked and (T > Ko or P > Wo or 2 * P * T < widest[0] * widest[1]):
+                    continue
+                Z = np.empty((m, Ho, Wo, Ko), dtype)
+                kern = nb._pick("conv_fwd", np.dtype(dtype), f"_p{P}t{T}")
+                args = (Xr, nb._pack_channels(Wm, T), nb._pack_channels(bias, T), Z, sh_, sw_, Cx)
+                calls[(P, T)] = (lambda kern=kern, args=args: nb._par(kern, *args))
+                calls[(P, T)]()
+                outs[(P, T)] = Z
+            ts = {k: [] for k in calls}
+            for r in range(rounds):
+                for k in (list(calls) if r % 2 == 0 else list(calls)[::-1]):
+                    t0 = time.perf_counter()
+                    calls[k]()
+                    ts[k].append(time.perf_counter() - t0)
+            for k, Z in outs.items():  # every tile sums each output in the same order
+                assert np.array_equal(Z, outs[picked]), f"{label}: tile {k} differs from {picked}"
+            base = statistics.median(ts[picked])
+            print(f"  {label:<14} picked {picked}: " + ", ".join(
+                f"{k} {statistics.median(v) * 1e3:.2f} ({statistics.median(v) / base:.2f}x)" for k, v in ts.items()))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", choices=["conv", "pool", "misc", "blas"], action="append")
+    ap.add_argument("--only", choices=["conv", "pool", "misc", "blas", "tiles"], action="append",
+                    help="parts to run (default all but tiles)")
     ap.add_argument("--dtype", choices=["float32", "float64"], action="append")
     ap.add_argument("--shapes", nargs="*")
     ap.add_argument("--repeat", type=int, default=7)
@@ -339,6 +394,9 @@ def main(argv=None):
             peak = gemm_peak(dt, args.threads)
             print(f"  BLAS GEMM peak {np.dtype(dt).name}: {peak:.1f} GFLOP/s; share of peak (C_in >= 32): " + ", ".join(
                 f"{r['shape']} {r['gflops'] / peak * 100:.0f}%" for r in rows if BENCH_CONV_SHAPES[r['shape']].C >= 32))
+        if "tiles" in only:
+            tile_rows(dt, [s for s in (args.shapes or ["cifar", "res_3x3", "stride2", "pointwise", "stem7x7"])
+                           if s in BENCH_CONV_SHAPES])
         if "pool" in only:
             shapes = args.shapes or [s for s in BENCH_POOL_SHAPES if s != "seed"]
             pool_rows(dt, args.repeat, [s for s in shapes if s in BENCH_POOL_SHAPES])
