@@ -45,7 +45,9 @@ __all__ = [
     "arena",
     "window_view",
     "im2col",
+    "im2col_padded",
     "col2im",
+    "col2im_padded",
     "fill_source",
 ]
 
@@ -186,69 +188,119 @@ USE_NUMBA = _numba is not None
 
 if _numba is not None:
 
-    # Both loops copy / add one window row (``fw*C`` contiguous elements) at a time through
-    # views sliced outside the innermost loop, so its index is a bare ``range`` variable:
-    # LLVM then knows it is non-negative, drops Numba's negative-index wraparound code and
-    # vectorises the loop. (Indexing ``src[c0 + k]`` instead kept the copy scalar: 3-5x
-    # slower on the benchmark shapes, slower than the GEMM it feeds.)
+    # The three loops below walk the windows of output pixels (n0 + n, h0 + h, w0 + w),
+    # n < nb, h < ho, w < wo, over an input X3 (N, H, W*C) padded on the fly by (ph, pw):
+    # window row i of a pixel reads input row (h0 + h)*sh - ph + i, pixels
+    # (w0 + w)*sw - pw + j for j in [0, fw). Only the part [jlo, jhi) of a window row
+    # inside the input is read (or written back); the rest is the pad ``value``
+    # (im2col) or dropped (col2im), so no padded copy of the input is ever made.
+    #
+    # Each window row is moved as contiguous runs through views sliced outside the
+    # innermost loop, so that loop's index is a bare ``range`` variable: LLVM then knows
+    # it is non-negative, drops Numba's negative-index wraparound code and vectorises
+    # the loop. (Indexing ``src[c0 + k]`` instead kept the copy scalar: 3-5x slower on
+    # the benchmark shapes, slower than the GEMM it feeds.)
 
     @_numba.njit(**_NJIT)
-    def _im2col_nb(S, ho, wo, fh, fw, sh, sw, out):  # pragma: no cover - compiled
-        # S (nb, R, Cw*C); out (rows, fh*fw*C): the window row i of pixel r is contiguous.
-        nb = S.shape[0]
-        run = out.shape[1] // fh
-        xs = sw * (run // fw)
-        r = 0
-        for n in range(nb):
-            for h in range(ho):
-                for w in range(wo):
-                    c0 = w * xs
-                    for i in range(fh):
-                        src = S[n, h * sh + i, c0:c0 + run]
-                        dst = out[r, i * run:(i + 1) * run]
-                        for k in range(run):
-                            dst[k] = src[k]
-                    r += 1
-
-    @_numba.njit(**_NJIT)
-    def _col2im_nb(cols, dS, ho, wo, fh, fw, sh, sw):  # pragma: no cover - compiled
-        # cols (rows, fh, fw*C) (any strides: may be a broadcast view); dS (nb, R, Cw*C).
-        # One window row's fw*C elements are distinct, so each row is one contiguous add.
-        nb = dS.shape[0]
-        run = cols.shape[2]
-        xs = sw * (run // fw)
-        r = 0
-        for n in range(nb):
-            for h in range(ho):
-                for w in range(wo):
-                    c0 = w * xs
-                    for i in range(fh):
-                        dst = dS[n, h * sh + i, c0:c0 + run]
-                        src = cols[r, i]
-                        for k in range(run):
-                            dst[k] += src[k]
-                    r += 1
-
-    @_numba.njit(**_NJIT)
-    def _col2im_bcast_nb(g, dS, ho, wo, fh, fw, sh, sw):  # pragma: no cover - compiled
-        # col2im of columns whose every window position holds g[r] (average pooling's
-        # gradient: the broadcast view is never materialised). dS (nb, R, Cw*C).
-        nb = dS.shape[0]
-        C = g.shape[1]
+    def _im2col_nb(X3, C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw, value, out):  # pragma: no cover
+        # out (nb*ho*wo, fh*fw*C): window row i of pixel r is out[r, i*fw*C:(i+1)*fw*C].
+        H = X3.shape[1]
+        W = X3.shape[2] // C
         run = fw * C
-        xs = sw * C
         r = 0
         for n in range(nb):
             for h in range(ho):
+                top = (h0 + h) * sh - ph
                 for w in range(wo):
-                    c0 = w * xs
+                    left = (w0 + w) * sw - pw
+                    jlo = min(max(-left, 0), fw)
+                    jhi = max(min(W - left, fw), jlo)
+                    a = jlo * C
+                    m = (jhi - jlo) * C
+                    s0 = (left + jlo) * C  # >= 0 whenever m > 0
+                    if m == run and top >= 0 and top + fh <= H:  # inside: plain window rows
+                        for i in range(fh):
+                            dst = out[r, i * run:(i + 1) * run]
+                            src = X3[n0 + n, top + i, s0:s0 + run]
+                            for k in range(run):
+                                dst[k] = src[k]
+                        r += 1
+                        continue
+                    for i in range(fh):
+                        rr = top + i
+                        dst = out[r, i * run:(i + 1) * run]
+                        if rr < 0 or rr >= H or m == 0:
+                            for k in range(run):
+                                dst[k] = value
+                            continue
+                        for k in range(a):
+                            dst[k] = value
+                        seg = dst[a:a + m]
+                        src = X3[n0 + n, rr, s0:s0 + m]
+                        for k in range(m):
+                            seg[k] = src[k]
+                        tail = dst[a + m:run]
+                        for k in range(run - a - m):
+                            tail[k] = value
+                    r += 1
+
+    @_numba.njit(**_NJIT)
+    def _col2im_nb(cols, dX3, C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw):  # pragma: no cover
+        # The adjoint: adds cols (rows, fh, fw*C) (any strides) into dX3 (N, H, W*C),
+        # dropping what falls in the padding. One window row's fw*C elements are distinct.
+        H = dX3.shape[1]
+        W = dX3.shape[2] // C
+        r = 0
+        for n in range(nb):
+            for h in range(ho):
+                top = (h0 + h) * sh - ph
+                for w in range(wo):
+                    left = (w0 + w) * sw - pw
+                    jlo = min(max(-left, 0), fw)
+                    jhi = max(min(W - left, fw), jlo)
+                    a = jlo * C
+                    m = (jhi - jlo) * C
+                    s0 = (left + jlo) * C
+                    if m == fw * C and top >= 0 and top + fh <= H:  # inside: plain window rows
+                        for i in range(fh):
+                            dst = dX3[n0 + n, top + i, s0:s0 + m]
+                            src = cols[r, i]
+                            for k in range(m):
+                                dst[k] += src[k]
+                    elif m > 0:
+                        for i in range(fh):
+                            rr = top + i
+                            if rr >= 0 and rr < H:
+                                dst = dX3[n0 + n, rr, s0:s0 + m]
+                                src = cols[r, i, a:a + m]
+                                for k in range(m):
+                                    dst[k] += src[k]
+                    r += 1
+
+    @_numba.njit(**_NJIT)
+    def _col2im_bcast_nb(g, dX3, C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw):  # pragma: no cover
+        # col2im of columns whose every window position holds g[r] (average pooling's
+        # gradient: the broadcast (rows, fh*fw, C) view is never materialised).
+        H = dX3.shape[1]
+        W = dX3.shape[2] // C
+        r = 0
+        for n in range(nb):
+            for h in range(ho):
+                top = (h0 + h) * sh - ph
+                for w in range(wo):
+                    left = (w0 + w) * sw - pw
+                    jlo = min(max(-left, 0), fw)
+                    jhi = max(min(W - left, fw), jlo)
                     src = g[r]
                     for i in range(fh):
-                        row = dS[n, h * sh + i, c0:c0 + run]
-                        for j in range(fw):
-                            dst = row[j * C:(j + 1) * C]
-                            for c in range(C):
-                                dst[c] += src[c]
+                        rr = top + i
+                        if rr >= 0 and rr < H:
+                            row = dX3[n0 + n, rr]
+                            for j in range(jhi - jlo):
+                                c0 = (left + jlo + j) * C
+                                dst = row[c0:c0 + C]
+                                for c in range(C):
+                                    dst[c] += src[c]
                     r += 1
 
     @_numba.njit(**_NJIT)
@@ -345,11 +397,31 @@ def im2col(S: np.ndarray, ho: int, wo: int, fh: int, fw: int, sh: int, sw: int,
     """Copy the windows of ``S`` into ``out`` (any shape of ``nb*ho*wo*fh*fw*C`` elements)."""
     nb, R, Cw, C = S.shape
     if USE_NUMBA:
-        _im2col_nb(_rows3(S), ho, wo, fh, fw, sh, sw, out.reshape(nb * ho * wo, fh * fw * C))
+        _im2col_nb(_rows3(S), C, 0, 0, 0, nb, ho, wo, fh, fw, sh, sw, 0, 0, 0.0, out.reshape(nb * ho * wo, fh * fw * C))
         return out
     cols = out.reshape(nb, ho, wo, fh, fw, C)
     np.copyto(cols, window_view(S, ho, wo, fh, fw, sh, sw))
     return out
+
+
+def im2col_padded(X: np.ndarray, n0: int, n1: int, h0: int, h1: int, w0: int, w1: int,
+                  fh: int, fw: int, sh: int, sw: int, ph: int, pw: int, value,
+                  out: np.ndarray) -> np.ndarray:
+    """The columns of output pixels ``[n0, n1) x [h0, h1) x [w0, w1)`` of ``X`` (NHWC, last two
+    axes contiguous) padded by ``(ph, pw)`` with ``value``, into ``out``
+    (``(n1-n0)*(h1-h0)*(w1-w0)`` rows of ``fh*fw*C``). Numba only: the padding is read on
+    the fly, never copied (the NumPy path pads a copy of the rows first)."""
+    nb, ho, wo, C = n1 - n0, h1 - h0, w1 - w0, X.shape[3]
+    _im2col_nb(_rows3(X), C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw, value,
+               out.reshape(nb * ho * wo, fh * fw * C))
+    return out
+
+
+def _col2im_any(cols, dX3, C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw):
+    if cols.ndim == 3 and cols.strides[1] == 0:  # a broadcast (rows, area, C) view
+        _col2im_bcast_nb(cols[:, 0, :], dX3, C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw)
+    else:
+        _col2im_nb(cols.reshape(nb * ho * wo, fh, fw * C), dX3, C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw)
 
 
 def col2im(cols: np.ndarray, dS: np.ndarray, ho: int, wo: int, fh: int, fw: int,
@@ -360,11 +432,7 @@ def col2im(cols: np.ndarray, dS: np.ndarray, ho: int, wo: int, fh: int, fw: int,
     """
     nb, C = dS.shape[0], dS.shape[3]
     if USE_NUMBA:
-        dS3 = _rows3(dS)
-        if cols.ndim == 3 and cols.strides[1] == 0:  # a broadcast (rows, area, C) view
-            _col2im_bcast_nb(cols[:, 0, :], dS3, ho, wo, fh, fw, sh, sw)
-        else:
-            _col2im_nb(cols.reshape(nb * ho * wo, fh, fw * C), dS3, ho, wo, fh, fw, sh, sw)
+        _col2im_any(cols, _rows3(dS), C, 0, 0, 0, nb, ho, wo, fh, fw, sh, sw, 0, 0)
         return dS
     cols6 = cols.reshape(nb, ho, wo, fh, fw, C) if cols.ndim != 6 else cols
     sN, sR, sW, sC = dS.strides
@@ -380,6 +448,14 @@ def col2im(cols: np.ndarray, dS: np.ndarray, ho: int, wo: int, fh: int, fw: int,
             )
             tgt += cols6[:, :, :, i0:i1, j0:j1, :]
     return dS
+
+
+def col2im_padded(cols: np.ndarray, dX: np.ndarray, n0: int, n1: int, h0: int, h1: int,
+                  w0: int, w1: int, fh: int, fw: int, sh: int, sw: int, ph: int, pw: int) -> np.ndarray:
+    """The adjoint of :func:`im2col_padded`: add ``cols`` (or a broadcast ``(rows, area, C)``
+    view) into ``dX`` (NHWC, unpadded), dropping what falls in the padding. Numba only."""
+    _col2im_any(cols, _rows3(dX), dX.shape[3], n0, h0, w0, n1 - n0, h1 - h0, w1 - w0, fh, fw, sh, sw, ph, pw)
+    return dX
 
 
 def fill_source(A: np.ndarray, n0: int, n1: int, r0: int, r1: int, c0: int, c1: int,

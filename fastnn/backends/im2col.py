@@ -30,14 +30,17 @@ from typing import Callable, List, NamedTuple, Tuple
 import numpy as np
 
 from .._dispatch import register, register_backend
+from . import _cols
 from ._cols import (
     DEFAULT_WORKSPACE_MB,
     ENV_WORKSPACE,
     arena,
     col2im,
+    col2im_padded,
     fill_source,
     get_workspace_limit,
     im2col,
+    im2col_padded,
     max_window_grad,
     region_bytes,
     window_reduce,
@@ -148,30 +151,47 @@ def plan(p, cost: Callable[[int, int, int, int, int], int], budget: int = None) 
     return boxes, False
 
 
-def _source(p, A, box: Box, value, ar):
-    """The chunk's padded input rows: a view of ``A`` when they need no padding, else a
-    padded copy in the workspace. Returns (S, direct)."""
+def _padded_copy(p) -> bool:
+    """Whether a chunk needs a padded copy of its input rows in the workspace: only on the
+    NumPy path (no numba) with padding; the Numba loops read the padding on the fly."""
+    return (p.ph != 0 or p.pw != 0) and not _cols.USE_NUMBA
+
+
+def _columns(p, A, box: Box, value, cols, ar):
+    """Fill ``cols`` with the chunk's columns of ``A`` padded with ``value``. Returns the
+    workspace copy of the padded rows when one was made (spent: the caller may reuse it)."""
+    ho, wo = box.h1 - box.h0, box.w1 - box.w0
+    if _cols.USE_NUMBA:
+        im2col_padded(A, box.n0, box.n1, box.h0, box.h1, box.w0, box.w1,
+                      p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, float(value), cols)
+        return None
     if p.ph == 0 and p.pw == 0:
-        return A[box.n0:box.n1, box.r0:box.r1, box.c0:box.c1], True
+        im2col(A[box.n0:box.n1, box.r0:box.r1, box.c0:box.c1], ho, wo, p.fh, p.fw, p.sh, p.sw, cols)
+        return None
     S = ar.take((box.n1 - box.n0, box.r1 - box.r0, box.c1 - box.c0, p.C), p.dtype)
     fill_source(A, box.n0, box.n1, box.r0, box.r1, box.c0, box.c1, p.ph, p.pw, value, S)
-    return S, False
+    im2col(S, ho, wo, p.fh, p.fw, p.sh, p.sw, cols)
+    return S
 
 
-def _out_rows(X, box: Box, width: int) -> np.ndarray:
-    """The chunk's rows of an NHWC output as a (rows, width) view (chunks are contiguous)."""
-    v = X[box.n0:box.n1, box.h0:box.h1, box.w0:box.w1]
-    assert v.flags.c_contiguous  # so the reshape is a view, never a copy
-    return v.reshape(box.rows, width)
-
-
-def _scatter_back(p, dA_prev, box: Box, dS, direct: bool, full: bool) -> None:
-    """Move a chunk's padded-input gradient ``dS`` into ``dA_prev`` (direct: already there)."""
-    if direct:
-        return
+def _add_columns(p, dcols, dA_prev, box: Box, full: bool, ar, spare=None) -> None:
+    """Add the chunk's column gradient ``dcols`` into ``dA_prev`` (col2im), dropping the
+    padding. Whole-image chunks zero their images here (in cache); sub-image chunks overlap,
+    so for them the caller zeroed ``dA_prev`` once up front. ``spare``: a spent workspace
+    region of the padded rows' size (the NumPy path's scratch)."""
     if full:
-        dA_prev[box.n0:box.n1] = dS[:, p.ph:p.ph + p.H, p.pw:p.pw + p.W]
+        dA_prev[box.n0:box.n1].fill(0)
+    ho, wo = box.h1 - box.h0, box.w1 - box.w0
+    if _cols.USE_NUMBA:
+        col2im_padded(dcols, dA_prev, box.n0, box.n1, box.h0, box.h1, box.w0, box.w1,
+                      p.fh, p.fw, p.sh, p.sw, p.ph, p.pw)
         return
+    if p.ph == 0 and p.pw == 0:
+        col2im(dcols, dA_prev[box.n0:box.n1, box.r0:box.r1, box.c0:box.c1], ho, wo, p.fh, p.fw, p.sh, p.sw)
+        return
+    dS = spare if spare is not None else ar.take((box.n1 - box.n0, box.r1 - box.r0, box.c1 - box.c0, p.C), p.dtype)
+    dS.fill(0)
+    col2im(dcols, dS, ho, wo, p.fh, p.fw, p.sh, p.sw)
     a0, a1 = max(box.r0, p.ph), min(box.r1, p.ph + p.H)
     b0, b1 = max(box.c0, p.pw), min(box.c1, p.pw + p.W)
     if a0 < a1 and b0 < b1:
@@ -179,17 +199,11 @@ def _scatter_back(p, dA_prev, box: Box, dS, direct: bool, full: bool) -> None:
             dS[:, a0 - box.r0:a1 - box.r0, b0 - box.c0:b1 - box.c0]
 
 
-def _grad_target(p, dA_prev, box: Box, ar, full: bool):
-    """Where col2im accumulates a chunk's gradient: a zeroed view of dA_prev when the chunk
-    needs no padding, else a zeroed padded buffer. Returns (dS, direct)."""
-    if p.ph == 0 and p.pw == 0:
-        dS = dA_prev[box.n0:box.n1, box.r0:box.r1, box.c0:box.c1]
-        if full:
-            dS.fill(0)  # sub-image chunks overlap: dA_prev was zeroed once up front
-        return dS, True
-    dS = ar.take((box.n1 - box.n0, box.r1 - box.r0, box.c1 - box.c0, p.C), p.dtype)
-    dS.fill(0)
-    return dS, False
+def _out_rows(X, box: Box, width: int) -> np.ndarray:
+    """The chunk's rows of an NHWC output as a (rows, width) view (chunks are contiguous)."""
+    v = X[box.n0:box.n1, box.h0:box.h1, box.w0:box.w1]
+    assert v.flags.c_contiguous  # so the reshape is a view, never a copy
+    return v.reshape(box.rows, width)
 
 
 # ------------------------------------------------------------------------- kernels
@@ -203,7 +217,7 @@ def zero_pad(p, X, out):
 def _conv_cost(p, backward: bool):
     it = p.dtype.itemsize
     Kd = p.fh * p.fw * p.C
-    pad = p.ph != 0 or p.pw != 0
+    pad = _padded_copy(p)
     fixed = region_bytes((Kd, p.K), it) if backward else 0  # dW partial of a chunk
 
     def cost(nb, ho, wo, R, Cw):
@@ -262,9 +276,8 @@ def conv_forward(p, A_prev, W, b, Z):
     boxes, _ = plan(p, _conv_cost(p, False))
     for box in boxes:
         ar.reserve(box.nbytes)
-        S, _ = _source(p, A_prev, box, 0, ar)
         cols = ar.take((box.rows, Kd), p.dtype)
-        im2col(S, box.h1 - box.h0, box.w1 - box.w0, p.fh, p.fw, p.sh, p.sw, cols)
+        _columns(p, A_prev, box, 0, cols, ar)
         Zc = _out_rows(Z, box, p.K)
         np.matmul(cols, Wm, out=Zc)
         _add_bias(Zc, b)
@@ -287,10 +300,8 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
         dA_prev.fill(0)
     for k, box in enumerate(boxes):
         ar.reserve(box.nbytes)
-        S, direct_src = _source(p, A_prev, box, 0, ar)
-        ho, wo = box.h1 - box.h0, box.w1 - box.w0
         cols = ar.take((box.rows, Kd), p.dtype)
-        im2col(S, ho, wo, p.fh, p.fw, p.sh, p.sw, cols)
+        spare = _columns(p, A_prev, box, 0, cols, ar)
         dZc = _out_rows(dZ, box, p.K)
         if k == 0:
             np.matmul(cols.T, dZc, out=dW2)
@@ -299,13 +310,7 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
             np.matmul(cols.T, dZc, out=part)
             dW2 += part
         dcols = np.matmul(dZc, Wm.T, out=cols)  # the columns are spent: reuse their buffer
-        if not direct_src:
-            dS, direct = S, False  # the padded rows are spent too: their buffer takes the gradient
-            dS.fill(0)
-        else:
-            dS, direct = _grad_target(p, dA_prev, box, ar, full)
-        col2im(dcols, dS, ho, wo, p.fh, p.fw, p.sh, p.sw)
-        _scatter_back(p, dA_prev, box, dS, direct, full)
+        _add_columns(p, dcols, dA_prev, box, full, ar, spare)
 
 
 #: Pooling has no GEMM to feed: its chunks are kept small enough that the columns are
@@ -324,7 +329,7 @@ def _pool_pad_value(p):
 def _pool_cost(p, backward: bool):
     it = p.dtype.itemsize
     area = p.fh * p.fw
-    pad = p.ph != 0 or p.pw != 0
+    pad = _padded_copy(p)
 
     def cost(nb, ho, wo, R, Cw):
         rows = nb * ho * wo
@@ -351,9 +356,8 @@ def pool_forward(p, A_prev, A):
     boxes, _ = plan(p, _pool_cost(p, False), _pool_budget())
     for box in boxes:
         ar.reserve(box.nbytes)
-        S, _ = _source(p, A_prev, box, _pool_pad_value(p), ar)
         cols = ar.take((box.rows, area, p.C), p.dtype)
-        im2col(S, box.h1 - box.h0, box.w1 - box.w0, p.fh, p.fw, p.sh, p.sw, cols)
+        _columns(p, A_prev, box, _pool_pad_value(p), cols, ar)
         out = _out_rows(A, box, p.C)
         window_reduce(cols, out, p.mode == "max")
         if p.mode != "max":
@@ -387,17 +391,15 @@ def pool_backward(p, A_prev, dA, dA_prev):
         dA_prev.fill(0)
     for box in boxes:
         ar.reserve(box.nbytes)
-        ho, wo = box.h1 - box.h0, box.w1 - box.w0
         dAc = _out_rows(dA, box, p.C)
+        spare = None
         if p.mode == "average":
             g = ar.take((box.rows, p.C), p.dtype)
             np.divide(dAc, area, out=g)  # the reference's g / area
             dcols = np.broadcast_to(g[:, None, :], (box.rows, area, p.C))
-            dS, direct = _grad_target(p, dA_prev, box, ar, full)
         else:
-            S, direct = _source(p, A_prev, box, -np.inf, ar)
             cols = ar.take((box.rows, area, p.C), p.dtype)
-            im2col(S, ho, wo, p.fh, p.fw, p.sh, p.sw, cols)
+            spare = _columns(p, A_prev, box, -np.inf, cols, ar)
             if max_window_grad(cols, dAc, p.ties == "first"):
                 dcols = cols
             else:
@@ -408,13 +410,7 @@ def pool_backward(p, A_prev, dA, dA_prev):
                 if p.ties == "first":
                     _keep_first(cols, mx, mask, ar.take((box.rows, p.C), np.bool_))
                 dcols = np.multiply(mask, dAc[:, None, :], out=cols)  # mask * g, as the reference
-            if direct:
-                dS, direct = _grad_target(p, dA_prev, box, ar, full)
-            else:
-                dS = S  # the padded rows are spent: their buffer takes the gradient
-                dS.fill(0)
-        col2im(dcols, dS, ho, wo, p.fh, p.fw, p.sh, p.sw)
-        _scatter_back(p, dA_prev, box, dS, direct, full)
+        _add_columns(p, dcols, dA_prev, box, full, ar, spare)
 
 
 # --------------------------------------------------------------------- activations
