@@ -27,6 +27,7 @@ pixel's window alone is larger (then that minimum is used).
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from typing import Tuple
@@ -120,10 +121,14 @@ class Arena:
     never beyond need); ``take(shape, dtype)`` hands out the next aligned region.
     """
 
-    __slots__ = ("_buf", "_pos")
+    __slots__ = ("_buf", "_pos", "_base")
 
     def __init__(self) -> None:
-        self._buf = np.empty(0, dtype=np.uint8)
+        self._set(np.empty(0, dtype=np.uint8))
+
+    def _set(self, buf: np.ndarray) -> None:
+        self._buf = buf
+        self._base = buf.ctypes.data  # (reading .ctypes costs microseconds: once per buffer)
         self._pos = 0
 
     @property
@@ -131,21 +136,19 @@ class Arena:
         return self._buf.nbytes
 
     def release(self) -> None:
-        self._buf = np.empty(0, dtype=np.uint8)
-        self._pos = 0
+        self._set(np.empty(0, dtype=np.uint8))
 
     def reserve(self, nbytes: int) -> None:
         self._pos = 0
         need = nbytes + _ALIGN
         if self._buf.nbytes < need or self._buf.nbytes > max(_limit, need):
-            self._buf = np.empty(0, dtype=np.uint8)  # free the old one first: no double peak
-            self._buf = np.empty(need, dtype=np.uint8)
+            self._set(np.empty(0, dtype=np.uint8))  # free the old one first: no double peak
+            self._set(np.empty(need, dtype=np.uint8))
 
     def take(self, shape: Tuple[int, ...], dtype) -> np.ndarray:
         dtype = np.dtype(dtype)
-        n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        base = self._buf.ctypes.data
-        start = self._pos + (-(base + self._pos)) % _ALIGN
+        n = math.prod(shape) * dtype.itemsize
+        start = self._pos + (-(self._base + self._pos)) % _ALIGN
         end = start + n
         if end > self._buf.nbytes:
             raise AssertionError("im2col workspace overrun: the chunk plan under-counted")  # pragma: no cover

@@ -103,6 +103,8 @@ def _largest(lo: int, hi: int, ok: Callable[[int], bool]) -> int:
     """The largest x in [lo, hi] with ok(x) (ok monotone decreasing), or lo - 1 if none."""
     if not ok(lo):
         return lo - 1
+    if ok(hi):  # the common case (everything fits): one call, no search
+        return hi
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if ok(mid):
@@ -235,7 +237,7 @@ def _add_bias(Z2, b):
     rows, K = Z2.shape
     r = max(1, 512 // K)
     main = rows // r * r
-    if r > 1 and main:
+    if r > 1 and main >= 8 * r:  # (a small Z2 is not worth np.tile's few microseconds)
         Z2[:main].reshape(main // r, r * K).__iadd__(np.tile(b, r))
         if main < rows:
             Z2[main:] += b
@@ -249,7 +251,7 @@ def _sum_rows(X2, out):
     rows, K = X2.shape
     r = max(1, 512 // K)
     main = rows // r * r
-    if r > 1 and main >= 2 * r:
+    if r > 1 and main >= 8 * r:  # (small: one plain reduction is cheaper)
         wide = X2[:main].reshape(main // r, r * K).sum(axis=0)
         wide.reshape(r, K).sum(axis=0, out=out)
         if main < rows:
