@@ -117,9 +117,10 @@ def test_pool_chunked_matches_reference(case, mode, ties, limit, copy_path):
 
 
 @pytest.mark.parametrize("ties", ["all", "first"])
-def test_max_pool_nan_and_inf_follow_the_reference(ties):
+def test_max_pool_nan_and_inf_follow_the_reference(ties, copy_path):
     A, hp, dA = PoolCase("nan", 2, 6, 6, 2, 3, 1, pad=1, ties=True).make(np.float64, seed=6)
     A[0, 2, 2, 0] = np.nan
+    A[0, 3, 3, 0] = np.nan  # windows with two NaNs: "first" takes the first one's position
     A[1, 0, :, 1] = -np.inf
     A[1, 4, 4, 1] = np.inf
     out_ref, cache = fastnn.pool_forward(A, hp, "max", backend=REF)
