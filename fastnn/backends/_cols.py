@@ -8,12 +8,16 @@ Its windows form the column tensor ``(nb, Ho', Wo', fh, fw, C)``: the row
 ``(n, ho, wo)`` holds the window whose top-left corner is ``(ho*sh, wo*sw)``, in
 row-major ``(i, j, c)`` order, which is the order of ``W.reshape(fh*fw*C, K)``.
 
-* :func:`im2col` copies that strided view into a buffer: one NumPy copy whose inner
-  contiguous run is ``fw*C`` elements (the window row). No Python loop over pixels.
+* :func:`im2col` copies that strided view into a buffer, a window row (``fw*C``
+  contiguous elements) at a time: a serial Numba loop, or without numba one NumPy copy
+  of the strided view. No Python loop over pixels.
 * :func:`col2im` is its adjoint: it adds the columns back into a source-shaped
-  gradient with ``ceil(fh/sh) * ceil(fw/sw)`` strided slab adds. Offsets are grouped
-  so that no two windows of one add touch the same element (``sh`` consecutive
-  window rows, ``sw`` consecutive window columns), which a NumPy in-place add needs.
+  gradient (Numba: a window row at a time; NumPy: ``ceil(fh/sh) * ceil(fw/sw)``
+  strided slab adds, offsets grouped so that no two windows of one add touch the same
+  element, which a NumPy in-place add needs).
+* :func:`im2col_padded` / :func:`col2im_padded` (Numba) do the same for a box of output
+  pixels of the *unpadded* input, reading the pad value / dropping the padding on the
+  fly; the backend uses them whenever numba is there.
 
 Workspace
 ---------

@@ -12,11 +12,15 @@ Pooling
     and scatters it with the same ``col2im``.
 
 Memory: the batch is split into chunks (whole images, else output rows of one image,
-else pieces of one output row) so that the workspace a chunk needs (column buffer plus
-a padded copy of the chunk's input rows when there is padding) fits the per-thread
-workspace limit: 256 MiB by default, set with :func:`set_workspace_limit` (bytes) or
-``FASTNN_IM2COL_WORKSPACE_MB``. The workspace is one per-thread buffer reused across
-calls (:mod:`threading.local`), in the compute dtype: float32 stays float32.
+else pieces of one output row) so that the workspace a chunk needs (its column buffer;
+on the NumPy path without numba also a padded copy of the chunk's input rows) fits the
+per-thread workspace limit: 256 MiB by default, set with :func:`set_workspace_limit`
+(bytes) or ``FASTNN_IM2COL_WORKSPACE_MB``. Below the limit, chunks are kept near
+:data:`PREFERRED_CHUNK_BYTES` (4 MiB) so the columns are still in cache when the GEMM
+reads them. The Numba column loops read the padding on the fly and col2im adds straight
+into ``dA_prev``: no padded copy of the input is made. The workspace is one per-thread
+buffer reused across calls (:mod:`threading.local`), in the compute dtype: float32
+stays float32.
 
 Threads: columns are built (and scattered back) on the calling thread by serial Numba
 loops (NumPy strided copies when numba is missing), never by a parallel pool, so the BLAS
