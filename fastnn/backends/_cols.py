@@ -202,11 +202,15 @@ if _numba is not None:
     # inside the input is read (or written back); the rest is the pad ``value``
     # (im2col) or dropped (col2im), so no padded copy of the input is ever made.
     #
-    # Each window row is moved as contiguous runs through views sliced outside the
-    # innermost loop, so that loop's index is a bare ``range`` variable: LLVM then knows
-    # it is non-negative, drops Numba's negative-index wraparound code and vectorises
-    # the loop. (Indexing ``src[c0 + k]`` instead kept the copy scalar: 3-5x slower on
-    # the benchmark shapes, slower than the GEMM it feeds.)
+    # Each window row is moved as one contiguous run whose innermost index Numba knows is
+    # non-negative: im2col's rows inside the input use an ``np.uint64`` offset plus a
+    # ``range`` over an ``np.uint64`` length; col2im and the border rows use views sliced
+    # outside the loop and a bare ``range`` index. Numba emits negative-index wraparound
+    # code only for signed indices it cannot prove non-negative, so the loops have none
+    # and LLVM vectorises them. (Indexing ``src[c0 + k]`` with a signed ``c0`` kept the
+    # copy scalar: 3-5x slower on the benchmark shapes, slower than the GEMM it feeds.
+    # In im2col, views sliced per window row took 1.0-1.25x the time of the unsigned
+    # offsets, most where rows are short, e.g. fw*C = 9; in col2im the two were even.)
 
     @_numba.njit(**_NJIT)
     def _im2col_nb(X3, C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw, value, out):  # pragma: no cover
@@ -226,11 +230,12 @@ if _numba is not None:
                     m = (jhi - jlo) * C
                     s0 = (left + jlo) * C  # >= 0 whenever m > 0
                     if m == run and top >= 0 and top + fh <= H:  # inside: plain window rows
+                        uso = np.uint64(s0)
                         for i in range(fh):
-                            dst = out[r, i * run:(i + 1) * run]
-                            src = X3[n0 + n, top + i, s0:s0 + run]
-                            for k in range(run):
-                                dst[k] = src[k]
+                            udo = np.uint64(i * run)
+                            rr = top + i
+                            for k in range(np.uint64(run)):
+                                out[r, udo + k] = X3[n0 + n, rr, uso + k]
                         r += 1
                         continue
                     for i in range(fh):
