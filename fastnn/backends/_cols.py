@@ -213,6 +213,13 @@ if _numba is not None:
     # offsets, most where rows are short, e.g. fw*C = 9; in col2im the two were even.)
 
     @_numba.njit(**_NJIT)
+    def _span(left, fw, W):  # pragma: no cover - compiled
+        # The columns [jlo, jhi) of a window starting at input column ``left`` that lie
+        # inside the input's W columns (jlo == jhi when none do).
+        jlo = min(max(-left, 0), fw)
+        return jlo, max(min(W - left, fw), jlo)
+
+    @_numba.njit(**_NJIT)
     def _im2col_nb(X3, C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw, value, out):  # pragma: no cover
         # out (nb*ho*wo, fh*fw*C): window row i of pixel r is out[r, i*fw*C:(i+1)*fw*C].
         H = X3.shape[1]
@@ -224,8 +231,7 @@ if _numba is not None:
                 top = (h0 + h) * sh - ph
                 for w in range(wo):
                     left = (w0 + w) * sw - pw
-                    jlo = min(max(-left, 0), fw)
-                    jhi = max(min(W - left, fw), jlo)
+                    jlo, jhi = _span(left, fw, W)
                     a = jlo * C
                     m = (jhi - jlo) * C
                     s0 = (left + jlo) * C  # >= 0 whenever m > 0
@@ -268,8 +274,7 @@ if _numba is not None:
                 top = (h0 + h) * sh - ph
                 for w in range(wo):
                     left = (w0 + w) * sw - pw
-                    jlo = min(max(-left, 0), fw)
-                    jhi = max(min(W - left, fw), jlo)
+                    jlo, jhi = _span(left, fw, W)
                     a = jlo * C
                     m = (jhi - jlo) * C
                     s0 = (left + jlo) * C
@@ -301,8 +306,7 @@ if _numba is not None:
                 top = (h0 + h) * sh - ph
                 for w in range(wo):
                     left = (w0 + w) * sw - pw
-                    jlo = min(max(-left, 0), fw)
-                    jhi = max(min(W - left, fw), jlo)
+                    jlo, jhi = _span(left, fw, W)
                     src = g[r]
                     for i in range(fh):
                         rr = top + i
