@@ -142,6 +142,25 @@ def test_ties_rules_differ_where_windows_tie():
     np.testing.assert_array_equal(g_first[0, :, :, 0], [[1, 0], [0, 0]])
 
 
+@pytest.mark.parametrize("K", [1, 3, 16, 64, 600])
+@pytest.mark.parametrize("rows", [1, 7, 255, 256, 257, 8 * 32 + 5, 4099])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_bias_add_and_row_sum_match_numpy(rows, K, dtype):
+    """The wide-row bias add and db sum (taken once rows reach 8 * (512 // K)), their
+    remainder rows, and the small-output paths agree with plain NumPy. Small integers make
+    every sum exact whatever the order, so the comparison is exact too."""
+    rng = np.random.default_rng(rows * 1000 + K)
+    X = rng.integers(-8, 9, size=(rows, K)).astype(dtype)
+    b = rng.integers(-8, 9, size=K).astype(dtype)
+    Z = X.copy()
+    I._add_bias(Z, b)
+    np.testing.assert_array_equal(Z, X + b)
+    out = np.full(K, np.nan, dtype=dtype)
+    I._sum_rows(X, out)
+    assert out.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(out, X.sum(axis=0))
+
+
 # ------------------------------------------------------------------ memory bound
 
 MIB = 1 << 20
