@@ -8,16 +8,14 @@ Its windows form the column tensor ``(nb, Ho', Wo', fh, fw, C)``: the row
 ``(n, ho, wo)`` holds the window whose top-left corner is ``(ho*sh, wo*sw)``, in
 row-major ``(i, j, c)`` order, which is the order of ``W.reshape(fh*fw*C, K)``.
 
-* :func:`im2col` copies that strided view into a buffer, a window row (``fw*C``
-  contiguous elements) at a time: a serial Numba loop, or without numba one NumPy copy
-  of the strided view. No Python loop over pixels.
-* :func:`col2im` is its adjoint: it adds the columns back into a source-shaped
-  gradient (Numba: a window row at a time; NumPy: ``ceil(fh/sh) * ceil(fw/sw)``
-  strided slab adds, offsets grouped so that no two windows of one add touch the same
-  element, which a NumPy in-place add needs).
-* :func:`im2col_padded` / :func:`col2im_padded` (Numba) do the same for a box of output
-  pixels of the *unpadded* input, reading the pad value / dropping the padding on the
-  fly; the backend uses them whenever numba is there.
+* :func:`im2col_padded` / :func:`col2im_padded` (Numba, what the backend runs whenever
+  numba is there) build / scatter back the columns of a box of output pixels straight
+  from the *unpadded* input, a window row (``fw*C`` contiguous elements) at a time,
+  reading the pad value / dropping the padding on the fly. No Python loop over pixels.
+* :func:`im2col` / :func:`col2im` are the NumPy path (numba missing) on a source ``S``:
+  one copy of the strided view, and its adjoint as ``ceil(fh/sh) * ceil(fw/sw)`` strided
+  slab adds, offsets grouped so that no two windows of one add touch the same element,
+  which a NumPy in-place add needs.
 
 Workspace
 ---------
@@ -279,6 +277,8 @@ if _numba is not None:
                     m = (jhi - jlo) * C
                     s0 = (left + jlo) * C
                     if m == fw * C and top >= 0 and top + fh <= H:  # inside: plain window rows
+                        # (the branch below would give the same sums; without this one, its
+                        # per-row checks and slices cost conv_backward 1.1-1.2x on the bench shapes)
                         for i in range(fh):
                             dst = dX3[n0 + n, top + i, s0:s0 + m]
                             src = cols[r, i]
@@ -412,9 +412,6 @@ def im2col(S: np.ndarray, ho: int, wo: int, fh: int, fw: int, sh: int, sw: int,
            out: np.ndarray) -> np.ndarray:
     """Copy the windows of ``S`` into ``out`` (any shape of ``nb*ho*wo*fh*fw*C`` elements)."""
     nb, R, Cw, C = S.shape
-    if USE_NUMBA:
-        _im2col_nb(_rows3(S), C, 0, 0, 0, nb, ho, wo, fh, fw, sh, sw, 0, 0, 0.0, out.reshape(nb * ho * wo, fh * fw * C))
-        return out
     cols = out.reshape(nb, ho, wo, fh, fw, C)
     np.copyto(cols, window_view(S, ho, wo, fh, fw, sh, sw))
     return out
@@ -433,13 +430,6 @@ def im2col_padded(X: np.ndarray, n0: int, n1: int, h0: int, h1: int, w0: int, w1
     return out
 
 
-def _col2im_any(cols, dX3, C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw):
-    if cols.ndim == 3 and cols.strides[1] == 0:  # a broadcast (rows, area, C) view
-        _col2im_bcast_nb(cols[:, 0, :], dX3, C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw)
-    else:
-        _col2im_nb(cols.reshape(nb * ho * wo, fh, fw * C), dX3, C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw)
-
-
 def col2im(cols: np.ndarray, dS: np.ndarray, ho: int, wo: int, fh: int, fw: int,
            sh: int, sw: int) -> np.ndarray:
     """Add the columns ``cols`` (``nb*ho*wo*fh*fw*C`` elements) into ``dS`` (the adjoint of im2col).
@@ -447,9 +437,6 @@ def col2im(cols: np.ndarray, dS: np.ndarray, ho: int, wo: int, fh: int, fw: int,
     ``dS`` is accumulated into, not overwritten. ``cols`` may be a broadcast view.
     """
     nb, C = dS.shape[0], dS.shape[3]
-    if USE_NUMBA:
-        _col2im_any(cols, _rows3(dS), C, 0, 0, 0, nb, ho, wo, fh, fw, sh, sw, 0, 0)
-        return dS
     cols6 = cols.reshape(nb, ho, wo, fh, fw, C) if cols.ndim != 6 else cols
     sN, sR, sW, sC = dS.strides
     for i0 in range(0, fh, sh):
@@ -470,7 +457,12 @@ def col2im_padded(cols: np.ndarray, dX: np.ndarray, n0: int, n1: int, h0: int, h
                   w0: int, w1: int, fh: int, fw: int, sh: int, sw: int, ph: int, pw: int) -> np.ndarray:
     """The adjoint of :func:`im2col_padded`: add ``cols`` (or a broadcast ``(rows, area, C)``
     view) into ``dX`` (NHWC, unpadded), dropping what falls in the padding. Numba only."""
-    _col2im_any(cols, _rows3(dX), dX.shape[3], n0, h0, w0, n1 - n0, h1 - h0, w1 - w0, fh, fw, sh, sw, ph, pw)
+    nb, ho, wo, C = n1 - n0, h1 - h0, w1 - w0, dX.shape[3]
+    if cols.ndim == 3 and cols.strides[1] == 0:  # a broadcast (rows, area, C) view
+        _col2im_bcast_nb(cols[:, 0, :], _rows3(dX), C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw)
+    else:
+        _col2im_nb(cols.reshape(nb * ho * wo, fh, fw * C), _rows3(dX), C, n0, h0, w0, nb, ho, wo,
+                   fh, fw, sh, sw, ph, pw)
     return dX
 
 
