@@ -33,12 +33,10 @@ def collect() -> dict:
     try:
         import numba
 
-        from ._numba_config import launch_threads
+        from ._numba_config import num_threads
 
-        launch_threads()  # start Numba's threads with fastnn's settings, not bare
         info["numba"] = numba.__version__
-        info["numba_threads"] = numba.get_num_threads()
-        info["numba_threading_layer_setting"] = numba.config.THREADING_LAYER
+        info["numba_threads"] = num_threads()  # fastnn's threads per numba kernel call
     except ImportError:  # pragma: no cover - numba is a dependency
         info["numba"] = None
     try:
@@ -75,7 +73,7 @@ def run(args) -> int:
     for k in ("numpy", "numba", "h5py", "torch"):
         print(f"  {k:<8} {info.get(k) or 'not installed'}")
     if "numba_threads" in info:
-        print(f"  numba threads: {info['numba_threads']} (threading layer setting: {info['numba_threading_layer_setting']})")
+        print(f"  numba backend threads: {info['numba_threads']} (FASTNN_NUM_THREADS or Numba's setting)")
     blas = info["blas"]
     if isinstance(blas, list):
         for d in blas:

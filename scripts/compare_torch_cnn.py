@@ -35,12 +35,9 @@ def _limit_threads(n: int) -> None:
     except ImportError:
         pass
     try:
-        import numba
+        from fastnn._numba_config import override_num_threads
 
-        from fastnn._numba_config import launch_threads
-
-        launch_threads()  # with fastnn's OpenMP settings, before torch's first parallel op
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+        override_num_threads(n)  # the numba backend's threads per kernel call
     except ImportError:
         pass
 

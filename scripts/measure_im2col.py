@@ -16,8 +16,8 @@ each dtype it prints, forward and backward, the median time of
 Timings are medians of interleaved repeats of im2col and the bare GEMM side by side; the
 numba backend and PyTorch each in their own block right after. Interleaving a parallel
 kernel with a GEMM measures the threads' spinning, not the kernels: OpenBLAS's idle
-workers slowed a numba kernel right after a GEMM about 2x, and (before fastnn's
-``FASTNN_GOMP_SPINCOUNT``) numba's OpenMP workers slowed the GEMM after it up to 1.9x. Run it
+workers slowed a numba kernel right after a GEMM about 2x (and, when the numba backend
+still ran Numba's OpenMP threads, their spinning slowed the GEMM after it up to 1.9x). Run it
 under the shared lock, with the machine's BLAS tuning variables unset::
 
     flock /tmp/fastnn-bench.lock env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \

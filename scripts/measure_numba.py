@@ -267,18 +267,14 @@ print(repr(res))
 
 
 def spin_check(rounds=3):
-    """A BLAS GEMM right after a numba kernel and the reverse, in fresh processes with
-    fastnn's OpenMP spin setting, with libgomp's default (FASTNN_GOMP_SPINCOUNT=off), and
-    with OpenBLAS's idle workers told to sleep sooner (OPENBLAS_THREAD_TIMEOUT=20, read when
-    numpy loads OpenBLAS), alternately; medians over the rounds."""
-    runs = {"default": [], "off": [], "openblas": []}
+    """A BLAS GEMM right after a numba kernel and the reverse, in fresh processes, as they
+    are and with OpenBLAS's idle workers told to sleep sooner (OPENBLAS_THREAD_TIMEOUT=20,
+    read when numpy loads OpenBLAS), alternately; medians over the rounds."""
+    runs = {"default": [], "openblas": []}
     for _ in range(rounds):
         for key in runs:
             env = dict(os.environ)
-            env.pop("FASTNN_GOMP_SPINCOUNT", None)
             env.pop("OPENBLAS_THREAD_TIMEOUT", None)
-            if key == "off":
-                env["FASTNN_GOMP_SPINCOUNT"] = "off"
             if key == "openblas":
                 env["OPENBLAS_THREAD_TIMEOUT"] = "20"
             r = subprocess.run([sys.executable, "-c", SPIN], env=env, capture_output=True, text=True)
@@ -287,8 +283,7 @@ def spin_check(rounds=3):
             runs[key].append(eval(r.stdout.strip().splitlines()[-1]))
     print("BLAS and numba threads (float32; GEMM 25088x256 @ 256x64, numba conv_forward cifar), ms;"
           " medians of interleaved calls, then over rounds:")
-    for key, label in (("default", "FASTNN_GOMP_SPINCOUNT default (10000)"), ("off", "libgomp default (off)"),
-                       ("openblas", "default + OPENBLAS_THREAD_TIMEOUT=20")):
+    for key, label in (("default", "as is"), ("openblas", "OPENBLAS_THREAD_TIMEOUT=20")):
         m = {k: statistics.median(r[k] for r in runs[key]) for k in runs[key][0]}
         print(f"  {label:<38} GEMM alone {m['gemm alone']*1e3:6.2f}, right after a numba kernel "
               f"{m['gemm after numba']*1e3:6.2f} ({m['gemm after numba']/m['gemm alone']:.2f}x) | numba alone "
@@ -347,7 +342,7 @@ def tile_rows(dtype, shapes, rounds=20):
                 Z = np.empty((m, Ho, Wo, Ko), dtype)
                 kern = nb._pick("conv_fwd", np.dtype(dtype), f"_p{P}t{T}")
                 args = (Xr, nb._pack_channels(Wm, T), nb._pack_channels(bias, T), Z, sh_, sw_, Cx)
-                calls[(P, T)] = (lambda kern=kern, args=args: nb._par(kern, *args))
+                calls[(P, T)] = (lambda kern=kern, args=args: nb._threaded(kern, *args))
                 calls[(P, T)]()
                 outs[(P, T)] = Z
             ts = {k: [] for k in calls}
@@ -378,14 +373,13 @@ def main(argv=None):
     STAT = min if args.stat == "min" else statistics.median
     import numba
 
-    from fastnn._numba_config import launch_threads
-    launch_threads()  # with fastnn's OpenMP settings (see fastnn/_numba_config.py)
-    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    from fastnn._numba_config import override_num_threads
+    override_num_threads(args.threads)  # the numba backend's threads per kernel call
     if torch is not None:
         torch.set_num_threads(args.threads)
     only = args.only or ["conv", "pool", "misc", "blas"]
     dtypes = [np.dtype(d).type for d in (args.dtype or ["float64", "float32"])]
-    print(f"stat={args.stat} threads={args.threads} numba {numba.__version__} layer-config={numba.config.THREADING_LAYER} "
+    print(f"stat={args.stat} threads={args.threads} numba {numba.__version__} "
           f"torch {torch.__version__ if torch else 'missing'}")
     for dt in dtypes:
         if "conv" in only:

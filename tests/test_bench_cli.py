@@ -6,6 +6,8 @@ sees them.
 """
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -213,12 +215,12 @@ def test_bad_selection_is_refused(capsys, argv, message):
 
 
 def test_threads_are_set_and_restored(mock, capsys):
-    numba = pytest.importorskip("numba")
-    before = numba.get_num_threads()
+    cfg = pytest.importorskip("fastnn._numba_config")
+    before = cfg.num_threads()
     rc, out, _ = _run(capsys, *TINY, "--ops", "avgpool.fwd", "--backends", mock, "--threads", "1")
     assert rc == 0
     assert "numba 1" in out
-    assert numba.get_num_threads() == before
+    assert cfg.num_threads() == before and cfg._override is None
 
 
 def test_torch_anchor(capsys):
@@ -272,15 +274,12 @@ def test_compare_outputs_detects_differences():
     assert workloads.compare_outputs((a,), (n,), np.float64, names) is not None
 
 
-def test_bench_starts_numba_threads_through_fastnn(monkeypatch):
-    """The bench's thread report and --threads start Numba's pool via fastnn's launch_threads
-    (so fastnn's OpenMP spin setting applies), not with a bare numba call."""
-    from fastnn import _numba_config as cfg
-    from fastnn.bench.timing import ThreadSettings, thread_info
-
-    calls = []
-    monkeypatch.setattr(cfg, "launch_threads", lambda: calls.append(1))
-    thread_info()
-    assert calls == [1]
-    ThreadSettings(1).apply().restore()
-    assert calls == [1, 1]
+def test_bench_threads_do_not_start_numba_threading_layer():
+    """The bench's thread report and --threads set fastnn's own count (the numba backend
+    runs its chunks on fastnn's threads), so Numba's threading layer is never started."""
+    code = ("from fastnn.bench.timing import ThreadSettings, thread_info; "
+            "from numba.np.ufunc import parallel; from fastnn import _numba_config as c; "
+            "t = ThreadSettings(1).apply(); n = c.num_threads(); t.restore(); "
+            "print(thread_info()['numba'] > 0, n, c._override, parallel._is_initialized)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "1", "None", "False"]

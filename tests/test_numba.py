@@ -27,8 +27,10 @@ def _close(actual, expected, dtype, what):
 
 @pytest.fixture
 def force_parallel(monkeypatch):
-    """Send every call, however small, to the tiled parallel kernels."""
+    """Send every call, however small, to the tiled kernels, in 3 chunks (uneven splits,
+    more chunks than this machine's cores)."""
     monkeypatch.setattr(nb, "_SERIAL_WORK", 0)
+    monkeypatch.setattr(nb, "_num_threads", lambda: 3)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
@@ -286,87 +288,16 @@ def test_generated_kernels_up_to_date():
             assert f.read() == text, f"{fname} is stale: run python fastnn/backends/_nb_gen.py"
 
 
-def test_row_helper_takes_an_int64_index_from_prange():
-    """The parallel shells pass their loop index to the row helpers as int64, so a helper is
-    not compiled a second time for prange's unsigned index (which would double the cold
-    compile time). A fresh, uncached copy of one shell is compiled here, which makes its
-    helper resolve (and record) the signatures the shell calls it with."""
-    import numba
-
-    from fastnn.backends import _nb_misc
-    shell = numba.njit(parallel=True)(_nb_misc.pool_max_bwd_direct_b1_par.py_func)
-    helper = _nb_misc._pool_max_bwd_direct_b1_row
-    X = np.random.default_rng(0).standard_normal((2, 4, 4, 3))
-    dA = np.random.default_rng(1).standard_normal((2, 2, 2, 3))
-    out = np.empty_like(X)
-    shell(X, dA, out, 2, 2, 2, 2, 0, 0, -np.inf, 0.0)
-    expected = np.empty_like(X)
-    _nb_misc.pool_max_bwd_direct_b1_ser(X, dA, expected, 2, 2, 2, 2, 0, 0, -np.inf, 0.0)
-    np.testing.assert_array_equal(out, expected)
-    assert helper.signatures
-    assert all(sig[-1] == numba.types.int64 for sig in helper.signatures), helper.signatures
-
-
-@pytest.fixture
-def fresh_launch(monkeypatch):
-    """``launch_threads`` as in a new process, with ``numba.get_num_threads`` replaced by a
-    probe that records what the C library's getenv (what libgomp reads) says at that moment."""
-    import ctypes
-
-    from fastnn import _numba_config as cfg
-
-    libc = ctypes.CDLL(None)
-    libc.getenv.restype = ctypes.c_char_p
-    seen = []
-
-    def probe():
-        v = libc.getenv(b"GOMP_SPINCOUNT")
-        seen.append(None if v is None else v.decode())
-        return 1
-
-    monkeypatch.setattr(cfg, "_launched", False)
-    monkeypatch.setattr(cfg.numba, "get_num_threads", probe)
-    for name in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "FASTNN_GOMP_SPINCOUNT"):
-        monkeypatch.delenv(name, raising=False)
-    return cfg, seen
-
-
-def test_gomp_spincount_is_set_only_while_numba_threads_start(fresh_launch):
-    cfg, seen = fresh_launch
-    cfg.launch_threads()
-    cfg.launch_threads()  # once only
-    assert seen == [cfg.GOMP_SPINCOUNT] and cfg.GOMP_SPINCOUNT == "10000"
-    assert "GOMP_SPINCOUNT" not in os.environ  # restored: OpenMP runtimes loaded later do not see it
-
-
-@pytest.mark.parametrize("env, expected", [
-    ({"FASTNN_GOMP_SPINCOUNT": "123"}, "123"),
-    ({"FASTNN_GOMP_SPINCOUNT": "off"}, None),
-    ({"OMP_WAIT_POLICY": "passive"}, None),  # the user's wait policy wins
-    ({"GOMP_SPINCOUNT": "777"}, "777"),  # the user's spin count wins and stays
-])
-def test_gomp_spincount_settings(fresh_launch, monkeypatch, env, expected):
-    cfg, seen = fresh_launch
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    cfg.launch_threads()
-    assert seen == [expected]
-    assert os.environ.get("GOMP_SPINCOUNT") == env.get("GOMP_SPINCOUNT")
-
-
-def test_gomp_spincount_rejects_garbage(fresh_launch, monkeypatch):
-    cfg, seen = fresh_launch
-    monkeypatch.setenv("FASTNN_GOMP_SPINCOUNT", "lots")
-    with pytest.raises(ValueError, match="FASTNN_GOMP_SPINCOUNT.*'lots'"):
-        cfg.launch_threads()
-    assert seen == [] and not cfg._launched
-
-
-def test_first_parallel_kernel_starts_threads_and_restores_env_in_subprocess():
-    code = ("import os, numpy as np, numba, fastnn; from fastnn import _numba_config as c; "
+def test_kernels_run_on_fastnn_threads_without_numba_threading_layer():
+    """A big call runs in chunks on fastnn's worker threads; nothing starts Numba's
+    threading layer (no parfor kernels, no OpenMP workers spinning after a kernel)."""
+    code = ("import numpy as np, fastnn; from numba.np.ufunc import parallel; from fastnn import _threads; "
             "A = np.ones((2, 64, 64, 16)); "
             "fastnn.pool_forward(A, {'f': 2, 'stride': 2}, 'max', backend='numba'); "
-            "print(c._launched, 'GOMP_SPINCOUNT' in os.environ, numba.threading_layer() != '')")
-    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+            "W = np.ones((3, 3, 16, 16)); b = np.zeros((1, 1, 1, 16)); "
+            "Z, c = fastnn.conv_forward(A, W, b, {'stride': 1, 'pad': 1}, backend='numba'); "
+            "fastnn.conv_backward(Z, c, backend='numba'); "
+            "print(_threads.worker_count(), parallel._is_initialized)")
+    env = dict(os.environ, FASTNN_NUM_THREADS="2")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["True", "False", "True"]
+    assert out.stdout.split() == ["1", "False"]

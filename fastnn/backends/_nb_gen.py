@@ -3,11 +3,9 @@
 The convolution kernels keep a register tile of output values in named scalar
 accumulators (``a{p}_{k}``), which LLVM's SLP vectoriser packs into SIMD registers.
 Writing those tiles by hand is error-prone, so this module writes them; the result is a
-real module file (Numba's on-disk cache needs one). The simple kernels are emitted
-twice, a parallel (``prange``) build ``*_par`` and a serial build ``*_ser`` with the same
-arithmetic, so a call may take either and get the same bits. The big ones (tiled
-convolution, pooling) are one serial row helper ``_*_row`` and thin shells over it
-(``row_split``), which cuts their cold compile time by about a third to a half.
+real module file (Numba's on-disk cache needs one). Every kernel is one serial
+``@njit`` function over a chunk of its outer loop (``chunked``); the wrapper runs it whole
+or in chunks on fastnn's threads, with the same bits either way.
 
 Regenerate after editing: ``python fastnn/backends/_nb_gen.py`` (a test checks that the
 committed file is up to date).
@@ -42,38 +40,27 @@ def _shifted(block: str, T: int, n: str) -> str:
     return f"max(min({block} * {T}, {n} - {T}), 0)"
 
 
-# ------------------------------------------------- parallel shells over row helpers
+# ------------------------------------------------------- chunks of the outer loop
 
-_LOOP = re.compile(r"^    for (\w+) in (?:prange|range)\((.*)\):$")
+_LOOP = re.compile(r"^    for (\w+) in range\((.*)\):$")
 
 
-def row_split(lines: List[str], shells=(("par", "prange"),)) -> List[str]:
-    """Split a generated kernel whose body is one top-level loop ``for t in prange(n)`` into
-    a serial ``@njit`` helper ``_<base>_row(<args>, t)`` (the loop body) and thin shells
-    (``<base>_par`` looping with ``prange``, and ``<base>_ser`` with ``range`` when asked)
-    that call it. Same arithmetic, same order; the point is compile time: Numba's parfor
-    passes then see a two-line loop instead of the whole unrolled body (a third to a half
-    less cold compile time for the big kernels), and both shells share one compiled helper.
-    The loop index is passed as ``np.int64`` (a ``prange`` index is unsigned inside the
-    parfor, which would compile the helper a second time)."""
+def chunked(lines: List[str]) -> List[str]:
+    """Turn a generated kernel whose work is one top-level loop ``for t in range(n)`` (the
+    last top-level loop; independent iterations) into ``kernel(<args>, chunk, nchunks)``,
+    which runs iterations ``[chunk*n//nchunks, (chunk+1)*n//nchunks)`` of it. One compiled
+    function then serves a serial call ``(..., 0, 1)`` and fastnn's threads, each running
+    one chunk (``fastnn._threads``): same arithmetic and order either way, so the same bits.
+    (Numba's own ``prange`` would compile a parallel copy of every kernel through its
+    parfor passes: about one more second of cold compile per kernel here.)"""
     deco, defline = lines[0], lines[1]
     name, args = re.match(r"^def (\w+)\((.*)\):$", defline).groups()
-    base = re.sub(r"_(par|ser)$", "", name)
     at = max(k for k, s in enumerate(lines) if _LOOP.match(s))
     var, n = _LOOP.match(lines[at]).groups()
-    setup, body = lines[2:at], lines[at + 1:]
-    doc = 0  # the docstring's length in lines: the shells keep it, the helper points to them
-    if setup and setup[0].strip().startswith('"""'):
-        doc = 1 if setup[0].count('"""') == 2 else next(k for k, s in enumerate(setup) if k and '"""' in s) + 1
-    helper = f"_{base}_row"
-    out = [deco.replace("NJIT_PARALLEL", "NJIT"), f"def {helper}({args}, {var}):",
-           f'    """Iteration {var} of ``{base}_par``\'s loop."""', *setup[doc:]]
-    out += [s[4:] if s else s for s in body]
-    for sfx, rng in shells:
-        out += ["", "", deco.replace("NJIT_PARALLEL", "NJIT_PARALLEL" if rng == "prange" else "NJIT"),
-                f"def {base}_{sfx}({args}):", *setup, f"    for {var} in {rng}({n}):",
-                f"        {helper}({args}, np.int64({var}))"]
-    return out
+    return [deco, f"def {name}({args}, chunk, nchunks):", *lines[2:at],
+            f"    nloop = {n}",
+            f"    for {var} in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):",
+            *lines[at + 1:]]
 
 
 # ------------------------------------------------------------------ conv forward
@@ -90,14 +77,14 @@ FWD_TILES = {
 }
 
 
-def conv_fwd(name: str, P: int, T: int, rng: str) -> List[str]:
+def conv_fwd(name: str, P: int, T: int) -> List[str]:
     """One register tile, no tails: the last pixel block and the last channel block are
     shifted back to end at Wo and K (overlapping the block before, whose values are
     recomputed with the same arithmetic, hence the same bits). Every hot index is a loop
     variable plus a constant on a view sliced outside the loop, so Numba emits no
     negative-index wraparound code in the inner loop."""
     L = [
-        f"@numba.njit(fastmath=FASTMATH_CONV, **{'NJIT_PARALLEL' if rng == 'prange' else 'NJIT'})",
+        "@numba.njit(fastmath=FASTMATH_CONV, **NJIT)",
         f"def {name}(Xr, Wp, bp, Z, sh, sw, C):",
         f'    """Z[i, ho, wo, k0 + k] = bp[kb, k] + sum over (kh, j) of Xr[i, ho*sh + kh, wo*sw*C + j] * Wp[kb, kh, j, k]',
         f"    with k0 = min(kb*{T}, K-{T}): Wp holds W's output channels in blocks of {T} (see",
@@ -106,7 +93,7 @@ def conv_fwd(name: str, P: int, T: int, rng: str) -> List[str]:
         "    nkb, fh, Lr, _ = Wp.shape",
         f"    nwb = (Wo + {P - 1}) // {P}",
         "    xs = sw * C",
-        f"    for t in {rng}(m * Ho):",
+        "    for t in range(m * Ho):",
         "        i = t // Ho",
         "        ho = t - i * Ho",
         "        r0 = ho * sh",
@@ -153,11 +140,11 @@ def _dA_pixels(P: int, tile) -> List[str]:
     return L
 
 
-def _dA_rows(rng: str, per_row: List[str]) -> List[str]:
+def _dA_rows(per_row: List[str]) -> List[str]:
     """The loop over rows (i, h) of dA and their stride phases rw, down to ``npix``; the
     ``per_row`` lines run once per row."""
     return [
-        f"    for t in {rng}(m * H):",
+        "    for t in range(m * H):",
         "        i = t // H",
         "        h = t - i * H",
         "        hp = h + ph",
@@ -225,10 +212,10 @@ def _dA_kvec_tile(P: int, C: int, L: int) -> List[str]:
     return out
 
 
-def conv_dA_kvec(name: str, C: int, L: int, rng: str) -> List[str]:
+def conv_dA_kvec(name: str, C: int, L: int) -> List[str]:
     P = DA_KVEC_P[C]
     out = [
-        f"@numba.njit(fastmath=FASTMATH_CONV, **{'NJIT_PARALLEL' if rng == 'prange' else 'NJIT'})",
+        "@numba.njit(fastmath=FASTMATH_CONV, **NJIT)",
         f"def {name}(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero):",
         f'    """dA_prev for C = {C} input channels, a gather (each input pixel sums the windows',
         "    covering it; pixels of one row by stride phase rw = (w + pw) % sw, so one tile",
@@ -239,7 +226,7 @@ def conv_dA_kvec(name: str, C: int, L: int, rng: str) -> List[str]:
         "    m, H, W, _ = dA.shape",
         "    fh, fw, _, nkl, _ = Wt.shape",
     ]
-    out += _dA_rows(rng, [f"buf = np.empty(({P}, {C}, {L}), dtype=dA.dtype)"])
+    out += _dA_rows([f"buf = np.empty(({P}, {C}, {L}), dtype=dA.dtype)"])
     out += _ind(_dA_pixels(P, _dA_kvec_tile(P, C, L)), 12)
     return out
 
@@ -278,9 +265,9 @@ def _dW_kblock(J: int, T: int) -> List[str]:
     return ["j0 = 0", "while j0 < Lr:", *_ind(_dW_tile(J, T), 4), f"    j0 += {J}"]
 
 
-def conv_dW(name: str, J: int, T: int, rng: str) -> List[str]:
+def conv_dW(name: str, J: int, T: int) -> List[str]:
     L = [
-        f"@numba.njit(fastmath=FASTMATH_CONV, **{'NJIT_PARALLEL' if rng == 'prange' else 'NJIT'})",
+        "@numba.njit(fastmath=FASTMATH_CONV, **NJIT)",
         f"def {name}(Xs, dZ, part, pdb, sh, ja, jb):",
         '    """Per-chunk partial dW and db: chunk c sums rows [c*R//n, (c+1)*R//n) of the',
         "    R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,). Deterministic",
@@ -293,7 +280,7 @@ def conv_dW(name: str, J: int, T: int, rng: str) -> List[str]:
         "    nch, fh, Lr, K = part.shape",
         "    m, Ho, Wo, _ = dZ.shape",
         "    R = m * Ho",
-        f"    for c in {rng}(nch):",
+        "    for c in range(nch):",
         "        pc = part[c]",
         "        db = pdb[c]",
         "        for kh in range(fh):",
@@ -334,15 +321,15 @@ def _rep(NB: int, *fmts: str) -> List[str]:
 
 def _pool_head(name: str, args: str, doc: str, NB: int, out: str) -> List[str]:
     """A pooling kernel's head: a parallel loop over its output rows t = (i, ho), with
-    ``out`` the array of output shape (m, Ho, Wo, C) (``row_split`` makes the builds)."""
+    ``out`` the array of output shape (m, Ho, Wo, C) (``chunked`` splits it)."""
     return [
-        "@numba.njit(**NJIT_PARALLEL)",
+        "@numba.njit(**NJIT)",
         f"def {name}({args}):",
         f'    """{doc}\n    Channel blocks of {NB} (the last one shifted back to end at C; needs C >= {NB})."""',
         "    m, H, W, C = X.shape",
         f"    _, Ho, Wo, _ = {out}.shape",
         f"    nb = (C + {NB - 1}) // {NB}",
-        "    for t in prange(m * Ho):",
+        "    for t in range(m * Ho):",
     ]
 
 
@@ -434,24 +421,23 @@ POOL_KERNELS = (("pool_max", pool_max), ("pool_avg", pool_avg), ("pool_argmax", 
 
 
 def pool_kernels() -> List[str]:
-    """Every pooling kernel for every block width in ``POOL_NB``, each as one row helper and
-    a parallel and a serial shell over it (``row_split``)."""
+    """Every pooling kernel for every block width in ``POOL_NB`` (``chunked``)."""
     out = ["", "#: Channel block widths of the pooling kernels, widest first.", f"POOL_NB = {POOL_NB!r}"]
     for NB in POOL_NB:
         for base, gen in POOL_KERNELS:
-            out += ["", "", *row_split(gen(f"{base}_b{NB}_par", NB), (("par", "prange"), ("ser", "range")))]
+            out += ["", "", *chunked(gen(f"{base}_b{NB}", NB))]
     return out
 
 
 # ------------------------------------------------------ simple (non-tiled) kernels
 
 SIMPLE = '''
-@numba.njit(**{opts})
-def pad_copy_{sfx}(X, out, ph, pw, value):
+@numba.njit(**NJIT)
+def pad_copy(X, out, ph, pw, value):
     """out = X padded by (ph, pw) with ``value``; out may be bigger behind (extra rows/cols get value)."""
     m, H, W, C = X.shape
     _, Hp, Wp, _ = out.shape
-    for t in {rng}(m * Hp):
+    for t in range(m * Hp):
         i = t // Hp
         hp = t - i * Hp
         h = hp - ph
@@ -473,20 +459,20 @@ def pad_copy_{sfx}(X, out, ph, pw, value):
                     o[w, c] = value
 
 
-@numba.njit(**{opts})
-def sum_parts_{sfx}(part, out):
+@numba.njit(**NJIT)
+def sum_parts(part, out):
     """out = part[0] + part[1] + ... (in that order) over flat arrays."""
     n = out.shape[0]
     nch = part.shape[0]
-    for q in {rng}(n):
+    for q in range(n):
         s = part[0, q]
         for c in range(1, nch):
             s += part[c, q]
         out[q] = s
 
 
-@numba.njit(**{opts})
-def pool_bwd_{sfx}(X, M, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero):
+@numba.njit(**NJIT)
+def pool_bwd(X, M, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero):
     """Gather form of pooling backward: each input element sums the windows covering it
     in (ho, wo) order, so no two threads write one element.
 
@@ -494,7 +480,7 @@ def pool_bwd_{sfx}(X, M, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero):
     positions); 2: average (each window gives dA / area)."""
     m, H, W, C = X.shape
     _, Ho, Wo, _ = dA.shape
-    for t in {rng}(m * H):
+    for t in range(m * H):
         i = t // H
         h = t - i * H
         hp = h + ph
@@ -527,14 +513,14 @@ def pool_bwd_{sfx}(X, M, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero):
                             g[c] += d[c] / area
 
 
-@numba.njit(**{opts})
-def pool_avg_bwd_direct_{sfx}(dA, dX, fh, fw, sh, sw, ph, pw, area):
+@numba.njit(**NJIT)
+def pool_avg_bwd_direct(dA, dX, fh, fw, sh, sw, ph, pw, area):
     """Average-pooling backward for non-overlapping windows (sh >= fh and sw >= fw): each
     window writes dA / area to its positions clipped to the input (the caller zeroes dX
     first where no window reaches)."""
     m, H, W, C = dX.shape
     _, Ho, Wo, _ = dA.shape
-    for t in {rng}(m * Ho):
+    for t in range(m * Ho):
         i = t // Ho
         ho = t - i * Ho
         h0 = ho * sh - ph
@@ -551,8 +537,8 @@ def pool_avg_bwd_direct_{sfx}(dA, dX, fh, fw, sh, sw, ph, pw, area):
                         g[c] = d[c] / area
 
 
-@numba.njit(**{opts})
-def conv_fwd_small_{sfx}(A, Wt, b, Z, sh, sw, ph, pw):
+@numba.njit(**NJIT)
+def conv_fwd_small(A, Wt, b, Z, sh, sw, ph, pw):
     """Plain forward convolution reading the unpadded input with bounds checks (no padded
     copy, one call: for the smallest problems, where call overhead dominates)."""
     m, H, W, C = A.shape
@@ -580,8 +566,8 @@ def conv_fwd_small_{sfx}(A, Wt, b, Z, sh, sw, ph, pw):
                                 z[k] += a * wm[c, k]
 
 
-@numba.njit(**{opts})
-def conv_bwd_plain_{sfx}(Xr, Zr, WT, dZ, dA, dW3, db, sh, sw, ph, pw, plh, plw):
+@numba.njit(**NJIT)
+def conv_bwd_plain(Xr, Zr, WT, dZ, dA, dW3, db, sh, sw, ph, pw, plh, plw):
     """Plain dW, db (sums over all rows in order) and dA_prev (gather over padded dZ Zr)."""
     m, Ho, Wo, K = dZ.shape
     fh, Lr, _ = dW3.shape
@@ -607,7 +593,7 @@ def conv_bwd_plain_{sfx}(Xr, Zr, WT, dZ, dA, dW3, db, sh, sw, ph, pw, plh, plw):
                             dW3[kh, j, k] += a * d[k]
     mm, H, W, _ = dA.shape
     fw = WT.shape[1]
-    for t in {rng}(mm * H):
+    for t in range(mm * H):
         i = t // H
         h = t - i * H
         hp = h + ph
@@ -633,48 +619,45 @@ def conv_bwd_plain_{sfx}(Xr, Zr, WT, dZ, dA, dW3, db, sh, sw, ph, pw, plh, plw):
                             g[c] += dz * wt[k, c]
 
 
-@numba.njit(**{opts})
-def relu_{sfx}(x, out):
-    for q in {rng}(x.shape[0]):
+@numba.njit(**NJIT)
+def relu(x, out):
+    for q in range(x.shape[0]):
         v = x[q]
         out[q] = v if (v > 0 or v != v) else 0
 
 
-@numba.njit(**{opts})
-def relu_backward_{sfx}(dA, Z, out):
-    for q in {rng}(dA.shape[0]):
+@numba.njit(**NJIT)
+def relu_backward(dA, Z, out):
+    for q in range(dA.shape[0]):
         out[q] = 0 if Z[q] <= 0 else dA[q]
 
 
-@numba.njit(**{opts})
-def sigmoid_{sfx}(x, out, one):
-    for q in {rng}(x.shape[0]):
+@numba.njit(**NJIT)
+def sigmoid(x, out, one):
+    for q in range(x.shape[0]):
         out[q] = one / (one + np.exp(-x[q]))
 
 
-@numba.njit(**{opts})
-def sigmoid_backward_{sfx}(dA, Z, out, one):
-    for q in {rng}(dA.shape[0]):
+@numba.njit(**NJIT)
+def sigmoid_backward(dA, Z, out, one):
+    for q in range(dA.shape[0]):
         s = one / (one + np.exp(-Z[q]))
         out[q] = dA[q] * s * (one - s)
 '''
 
 
-#: Kernels of ``SIMPLE`` only ever run serially (the smallest convolutions).
+#: Kernels of ``SIMPLE`` that run whole, in the calling thread (the smallest convolutions);
+#: the others are ``chunked``.
 SERIAL_ONLY = ("conv_fwd_small", "conv_bwd_plain")
 
 
 def simple_kernels() -> List[str]:
-    """Every ``SIMPLE`` kernel in a parallel and a serial build (``SERIAL_ONLY`` ones in the
-    serial build only)."""
+    """Every ``SIMPLE`` kernel, ``chunked`` except the ``SERIAL_ONLY`` ones."""
     out: List[str] = []
-    for sfx, rng, opts in (("par", "prange", "NJIT_PARALLEL"), ("ser", "range", "NJIT")):
-        text = SIMPLE.replace("{sfx}", sfx).replace("{rng}", rng).replace("{opts}", opts)
-        for chunk in text.strip("\n").split("\n\n\n"):
-            lines = chunk.split("\n")
-            base = re.match(r"^def (\w+)_(par|ser)\(", lines[1]).group(1)
-            if sfx == "ser" or base not in SERIAL_ONLY:
-                out += ["", "", *lines]
+    for chunk in SIMPLE.strip("\n").split("\n\n\n"):
+        lines = chunk.split("\n")
+        base = re.match(r"^def (\w+)\(", lines[1]).group(1)
+        out += ["", "", *(lines if base in SERIAL_ONLY else chunked(lines))]
     return out
 
 
@@ -682,15 +665,14 @@ HEADER = [
     '"""GENERATED by fastnn/backends/_nb_gen.py -- do not edit; run',
     "``python fastnn/backends/_nb_gen.py`` to regenerate.",
     "",
-    "{what}: parallel builds (``_par``), serial ones (``_ser``) where a",
-    "wrapper needs them, and the row helpers (``_*_row``) that a big kernel's builds share.",
+    "{what}. Every kernel but the plain small-convolution ones takes",
+    "``(..., chunk, nchunks)`` and runs that chunk of its outer loop (see ``chunked`` there).",
     '"""',
     "# flake8: noqa",
     "import numba",
     "import numpy as np",
-    "from numba import prange",
     "",
-    "from .._numba_config import FASTMATH_CONV, NJIT, NJIT_PARALLEL",
+    "from .._numba_config import FASTMATH_CONV, NJIT",
     "",
 ]
 
@@ -710,9 +692,8 @@ def generate() -> dict:
         if fname == "_nb_misc.py":
             texts[fname] = "\n".join(parts + simple_kernels() + pool_kernels()) + "\n"
             continue
-        # Convolution: parallel builds only (small convolutions use the plain kernels of
+        # Convolution: the tiled kernels (small convolutions use the plain kernels of
         # _nb_misc instead).
-        sfx, rng = "par", "prange"
         parts += ["", "#: Forward tile shapes (P pixels, T channels) per dtype, best first.",
                   f"FWD_TILES = {FWD_TILES!r}",
                   "#: Channel tile widths of the dW kernels ``conv_dW_*_t{T}``.",
@@ -724,15 +705,15 @@ def generate() -> dict:
         for dt in DW_J:
             for P, T in FWD_TILES[dt]:
                 parts.append("")
-                parts += row_split(conv_fwd(f"conv_fwd_{dt}_p{P}t{T}_{sfx}", P, T, rng))
+                parts += chunked(conv_fwd(f"conv_fwd_{dt}_p{P}t{T}", P, T))
                 parts.append("")
             for C in DA_KVEC_P:
                 parts.append("")
-                parts += row_split(conv_dA_kvec(f"conv_dA_{dt}_c{C}_{sfx}", C, DA_KVEC_L[dt], rng))
+                parts += chunked(conv_dA_kvec(f"conv_dA_{dt}_c{C}", C, DA_KVEC_L[dt]))
                 parts.append("")
             for T in BWD_T[dt]:
                 parts.append("")
-                parts += row_split(conv_dW(f"conv_dW_{dt}_t{T}_{sfx}", DW_J[dt], T, rng))
+                parts += chunked(conv_dW(f"conv_dW_{dt}_t{T}", DW_J[dt], T))
                 parts.append("")
         texts[fname] = "\n".join(parts) + "\n"
     return texts

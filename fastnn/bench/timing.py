@@ -142,19 +142,13 @@ class ThreadSettings:
         if n is None:
             return self
         try:
-            import numba
+            from .._numba_config import override_num_threads
 
-            from .._numba_config import launch_threads
-
-            launch_threads()  # start Numba's threads with fastnn's settings, not bare
-            old = numba.get_num_threads()
-            numba.set_num_threads(n)
-            self._undo.append(lambda: numba.set_num_threads(old))
+            old = override_num_threads(n)  # the numba backend's threads (not Numba's own pool)
+            self._undo.append(lambda: override_num_threads(old))
             self.applied["numba"] = n
-        except ImportError:
+        except ImportError:  # pragma: no cover - numba is a dependency
             pass
-        except ValueError as exc:  # more than NUMBA_NUM_THREADS
-            self.warnings.append(f"numba threads not set to {n}: {exc}")
         try:
             from threadpoolctl import threadpool_limits
 
@@ -186,12 +180,9 @@ def thread_info() -> dict:
     """The thread counts in force now (numba, BLAS via threadpoolctl, torch), None where unknown."""
     info: Dict[str, object] = {"cpu_count": os.cpu_count()}
     try:
-        import numba
+        from .._numba_config import num_threads
 
-        from .._numba_config import launch_threads
-
-        launch_threads()
-        info["numba"] = numba.get_num_threads()
+        info["numba"] = num_threads()  # the numba backend's threads per kernel call
     except ImportError:  # pragma: no cover
         info["numba"] = None
     try:

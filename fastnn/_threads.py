@@ -1,0 +1,100 @@
+"""fastnn's worker threads: run the chunks of one kernel call side by side.
+
+Every numba kernel of fastnn is a serial ``@njit(nogil=True)`` function that takes
+``(..., chunk, nchunks)`` and runs that share of its outer loop (see
+``fastnn/backends/_nb_gen.py``). :func:`run_chunks` runs chunks ``1 .. n-1`` on worker
+threads and chunk 0 in the calling thread, and returns when all are done. The kernels
+release the GIL, so the chunks run in parallel.
+
+Why not Numba's ``parallel=True``/``prange``: a parallel build of each kernel goes through
+Numba's parfor passes and re-optimises the whole kernel body once more, about one second of
+extra cold compile per kernel here (a cold ``conv_backward`` compiles two); with chunks a
+kernel is compiled once and serves the serial and the threaded call. It also needs no
+threading layer: Numba's default ``workqueue`` layer aborts the process when two Python
+threads launch parallel kernels at once, and its OpenMP layer's idle workers spin after
+every kernel, slowing a BLAS GEMM started right after. The price is the hand-off, about
+10-20 microseconds per call against about 2 for ``prange``, which is why small problems
+run in the calling thread (``SERIAL_WORK`` in :mod:`fastnn._numba_config`).
+
+Calls from several Python threads at once share the workers: each call queues its chunks
+and runs its own chunk 0, and workers never wait on anything but the queue, so calls
+cannot deadlock. After ``os.fork`` the child starts with no workers and makes its own.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from typing import Any, Callable, List
+
+__all__ = ["run_chunks", "worker_count"]
+
+_jobs: "queue.SimpleQueue" = queue.SimpleQueue()
+_workers: List[threading.Thread] = []
+_grow_lock = threading.Lock()
+
+
+def _work() -> None:
+    while True:
+        fn, args, done, errors = _jobs.get()
+        try:
+            fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            errors.append(exc)
+        finally:
+            # Drop the job's arrays before signalling: held here until the next job, a
+            # freed output's memory would not be reused by the caller's next allocation
+            # (a cold buffer each call: pooling backward 1.2-1.5x slower).
+            del fn, args
+            done.release()
+
+
+def _ensure_workers(n: int) -> None:
+    if len(_workers) >= n:
+        return
+    with _grow_lock:
+        while len(_workers) < n:
+            t = threading.Thread(target=_work, name=f"fastnn-worker-{len(_workers)}", daemon=True)
+            t.start()
+            _workers.append(t)
+
+
+def _after_fork_in_child() -> None:
+    # The child has only the forking thread: forget the parent's workers and queue.
+    global _jobs, _grow_lock
+    _jobs = queue.SimpleQueue()
+    _grow_lock = threading.Lock()
+    _workers.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def worker_count() -> int:
+    """Worker threads started so far (the calling thread is not counted)."""
+    return len(_workers)
+
+
+def run_chunks(kernel: Callable[..., Any], args: tuple, nchunks: int) -> None:
+    """``kernel(*args, c, nchunks)`` for every chunk c < nchunks; chunks 1.. on worker
+    threads, chunk 0 here. Returns when all are done; re-raises a chunk's exception."""
+    if nchunks <= 1:
+        kernel(*args, 0, 1)
+        return
+    _ensure_workers(nchunks - 1)
+    errors: List[BaseException] = []
+    locks = []
+    for c in range(1, nchunks):
+        done = threading.Lock()
+        done.acquire()
+        _jobs.put((kernel, args + (c, nchunks), done, errors))
+        locks.append(done)
+    try:
+        kernel(*args, 0, nchunks)
+    finally:
+        for done in locks:  # wait for every chunk, even when ours failed
+            done.acquire()
+    if errors:
+        raise errors[0]

@@ -1,0 +1,98 @@
+"""fastnn's worker threads (:mod:`fastnn._threads`): every chunk runs once, errors reach
+the caller, concurrent callers and forked children work."""
+
+import os
+import signal
+import sys
+import threading
+import weakref
+
+import numpy as np
+import pytest
+
+from fastnn import _threads
+
+
+def _record(seen, lock, chunk, nchunks):
+    with lock:
+        seen.append((chunk, nchunks, threading.current_thread().name))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7])
+def test_every_chunk_runs_once(n):
+    seen, lock = [], threading.Lock()
+    _threads.run_chunks(_record, (seen, lock), n)
+    assert sorted(c for c, _, _ in seen) == list(range(n))
+    assert {k for _, k, _ in seen} == {n}
+    caller = threading.current_thread().name
+    assert [t for c, _, t in seen if c == 0] == [caller]  # chunk 0 runs in the calling thread
+    assert all(t.startswith("fastnn-worker-") for c, _, t in seen if c)
+
+
+def _fail_on(bad, chunk, nchunks):
+    if chunk == bad:
+        raise RuntimeError(f"chunk {chunk} failed")
+
+
+@pytest.mark.parametrize("bad", [0, 2])
+def test_a_chunk_error_reaches_the_caller_after_all_chunks(bad):
+    with pytest.raises(RuntimeError, match=f"chunk {bad} failed"):
+        _threads.run_chunks(_fail_on, (bad,), 3)
+    seen, lock = [], threading.Lock()  # the workers survive
+    _threads.run_chunks(_record, (seen, lock), 3)
+    assert sorted(c for c, _, _ in seen) == [0, 1, 2]
+
+
+def test_concurrent_callers():
+    results, errors = {}, []
+
+    def caller(k):
+        try:
+            for _ in range(200):
+                seen, lock = [], threading.Lock()
+                _threads.run_chunks(_record, (seen, lock), 2 + k % 3)
+                assert sorted(c for c, _, _ in seen) == list(range(2 + k % 3))
+            results[k] = True
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=caller, args=(k,)) for k in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors[0]
+    assert len(results) == 5
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "darwin", reason="needs os.fork")
+def test_forked_child_gets_its_own_workers():
+    seen, lock = [], threading.Lock()
+    _threads.run_chunks(_record, (seen, lock), 2)  # the parent has a worker now
+    assert _threads.worker_count() >= 1
+    pid = os.fork()
+    if pid == 0:  # child: the parent's workers do not exist here; a job queued for them would hang
+        code = 1
+        try:
+            signal.alarm(20)  # a hang kills the child (the parent then sees a signal, not exit 0)
+            child_seen = []
+            _threads.run_chunks(_record, (child_seen, threading.Lock()), 2)
+            code = 0 if sorted(c for c, _, _ in child_seen) == [0, 1] else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def _noop(x, chunk, nchunks):
+    pass
+
+
+def test_workers_let_go_of_the_arguments():
+    """Once a call returns, no worker holds its arrays (else a freed output's memory is not
+    reused by the next allocation: a cold buffer every call)."""
+    x = np.empty(10)
+    ref = weakref.ref(x)
+    _threads.run_chunks(_noop, (x,), 3)
+    del x
+    assert ref() is None
