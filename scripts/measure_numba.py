@@ -6,6 +6,7 @@ Run (one timing run at a time on the shared machine):
     flock /tmp/fastnn-bench.lock python scripts/measure_numba.py --only conv --dtype float64
     flock /tmp/fastnn-bench.lock python scripts/measure_numba.py --only blas   # BLAS vs numba threads
     flock /tmp/fastnn-bench.lock python scripts/measure_numba.py --only tiles  # forward tiles side by side
+    python scripts/measure_numba.py --only compile   # cold first call per op, shape, dtype
 
 Speed = torch time / fastnn time (> 1: fastnn faster). Each figure is the median of
 ``--repeat`` runs after an untimed warm-up that also checks fastnn's result against torch
@@ -292,6 +293,45 @@ def spin_check(rounds=3):
               f"{m['cpu burnt']*1e3:5.1f} ms")
 
 
+COLD_CALLS = r"""
+import time, sys, numpy as np, fastnn
+from fastnn.testing.cases import BENCH_CONV_SHAPES, BENCH_POOL_SHAPES
+kind, name, dt = sys.argv[1], sys.argv[2], np.dtype(sys.argv[3])
+res = {}
+def tm(k, f):
+    t0 = time.perf_counter(); out = f(); res[k] = time.perf_counter() - t0; return out
+if kind == "conv":
+    A, W, b, hp, dZ = BENCH_CONV_SHAPES[name].make(dt)
+    Z, cache = tm("fwd", lambda: fastnn.conv_forward(A, W, b, hp, backend="numba"))
+    tm("bwd", lambda: fastnn.conv_backward(dZ, cache, backend="numba"))
+else:
+    P, php, dP = BENCH_POOL_SHAPES[name].make(dt)
+    for mode in ("max", "average"):
+        o, c = tm(mode + " fwd", lambda: fastnn.pool_forward(P, php, mode, backend="numba"))
+        tm(mode + " bwd", lambda: fastnn.pool_backward(dP, c, mode, backend="numba"))
+print(repr(res))
+"""
+
+
+def cold_table(dtypes, conv_shapes, pool_shapes):
+    """Cold first calls: for each shape and dtype a fresh process with an empty Numba cache
+    times the first numba conv_forward then conv_backward (or pool_forward then
+    pool_backward, max then average), each compiling what it runs (what an earlier call in
+    the process compiled is not compiled again: the backward after its forward)."""
+    print("cold first calls, empty cache, s (fresh process per row; import not counted):")
+    for dt in dtypes:
+        name_dt = np.dtype(dt).name
+        for kind, shapes in (("conv", conv_shapes), ("pool", pool_shapes)):
+            for name in shapes:
+                with tempfile.TemporaryDirectory() as d:
+                    r = subprocess.run([sys.executable, "-c", COLD_CALLS, kind, name, name_dt],
+                                       env=dict(os.environ, NUMBA_CACHE_DIR=d), capture_output=True, text=True)
+                if r.returncode:
+                    raise RuntimeError(r.stderr)
+                res = eval(r.stdout.strip().splitlines()[-1])
+                print(f"  {kind} {name:<10} {name_dt:<8} " + ", ".join(f"{k} {v:.2f}" for k, v in res.items()))
+
+
 def first_calls(dtype):
     """(cold, cached): first-call seconds per op in a fresh process with an empty, then warm, cache dir."""
     with tempfile.TemporaryDirectory() as d:
@@ -360,8 +400,8 @@ def tile_rows(dtype, shapes, rounds=20):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", choices=["conv", "pool", "misc", "blas", "tiles"], action="append",
-                    help="parts to run (default all but tiles)")
+    ap.add_argument("--only", choices=["conv", "pool", "misc", "blas", "tiles", "compile"], action="append",
+                    help="parts to run (default all but tiles and compile)")
     ap.add_argument("--dtype", choices=["float32", "float64"], action="append")
     ap.add_argument("--shapes", nargs="*")
     ap.add_argument("--repeat", type=int, default=7)
@@ -411,6 +451,10 @@ def main(argv=None):
                   + " | cached " + ", ".join(f"{k} {v:.3f}s" for k, v in warm.items()))
     if "blas" in only:
         spin_check()
+    if "compile" in only:
+        cold_table([np.dtype(d).type for d in (args.dtype or ["float32", "float64"])],
+                   [s for s in (args.shapes or BENCH_CONV_SHAPES) if s in BENCH_CONV_SHAPES],
+                   [s for s in (args.shapes or BENCH_POOL_SHAPES) if s in BENCH_POOL_SHAPES])
 
 
 if __name__ == "__main__":

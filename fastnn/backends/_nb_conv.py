@@ -977,22 +977,11 @@ def conv_dA_f64_c1(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, chunk, nchunks):
                 buf[7, 0, 1] = a7_0_1
                 buf[7, 0, 2] = a7_0_2
                 buf[7, 0, 3] = a7_0_3
-                g = dA[i, h, wq + o0 * sw]
-                g[0] = ((buf[0, 0, 0] + buf[0, 0, 1]) + (buf[0, 0, 2] + buf[0, 0, 3]))
-                g = dA[i, h, wq + o1 * sw]
-                g[0] = ((buf[1, 0, 0] + buf[1, 0, 1]) + (buf[1, 0, 2] + buf[1, 0, 3]))
-                g = dA[i, h, wq + o2 * sw]
-                g[0] = ((buf[2, 0, 0] + buf[2, 0, 1]) + (buf[2, 0, 2] + buf[2, 0, 3]))
-                g = dA[i, h, wq + o3 * sw]
-                g[0] = ((buf[3, 0, 0] + buf[3, 0, 1]) + (buf[3, 0, 2] + buf[3, 0, 3]))
-                g = dA[i, h, wq + o4 * sw]
-                g[0] = ((buf[4, 0, 0] + buf[4, 0, 1]) + (buf[4, 0, 2] + buf[4, 0, 3]))
-                g = dA[i, h, wq + o5 * sw]
-                g[0] = ((buf[5, 0, 0] + buf[5, 0, 1]) + (buf[5, 0, 2] + buf[5, 0, 3]))
-                g = dA[i, h, wq + o6 * sw]
-                g[0] = ((buf[6, 0, 0] + buf[6, 0, 1]) + (buf[6, 0, 2] + buf[6, 0, 3]))
-                g = dA[i, h, wq + o7 * sw]
-                g[0] = ((buf[7, 0, 0] + buf[7, 0, 1]) + (buf[7, 0, 2] + buf[7, 0, 3]))
+                for p in range(8):
+                    g = dA[i, h, wq + min(p, npix - 1 - n) * sw]
+                    for c in range(1):
+                        bb = buf[p, c]
+                        g[c] = ((bb[0] + bb[1]) + (bb[2] + bb[3]))
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT)
@@ -1156,18 +1145,11 @@ def conv_dA_f64_c2(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, chunk, nchunks):
                 buf[3, 1, 1] = a3_1_1
                 buf[3, 1, 2] = a3_1_2
                 buf[3, 1, 3] = a3_1_3
-                g = dA[i, h, wq + o0 * sw]
-                g[0] = ((buf[0, 0, 0] + buf[0, 0, 1]) + (buf[0, 0, 2] + buf[0, 0, 3]))
-                g[1] = ((buf[0, 1, 0] + buf[0, 1, 1]) + (buf[0, 1, 2] + buf[0, 1, 3]))
-                g = dA[i, h, wq + o1 * sw]
-                g[0] = ((buf[1, 0, 0] + buf[1, 0, 1]) + (buf[1, 0, 2] + buf[1, 0, 3]))
-                g[1] = ((buf[1, 1, 0] + buf[1, 1, 1]) + (buf[1, 1, 2] + buf[1, 1, 3]))
-                g = dA[i, h, wq + o2 * sw]
-                g[0] = ((buf[2, 0, 0] + buf[2, 0, 1]) + (buf[2, 0, 2] + buf[2, 0, 3]))
-                g[1] = ((buf[2, 1, 0] + buf[2, 1, 1]) + (buf[2, 1, 2] + buf[2, 1, 3]))
-                g = dA[i, h, wq + o3 * sw]
-                g[0] = ((buf[3, 0, 0] + buf[3, 0, 1]) + (buf[3, 0, 2] + buf[3, 0, 3]))
-                g[1] = ((buf[3, 1, 0] + buf[3, 1, 1]) + (buf[3, 1, 2] + buf[3, 1, 3]))
+                for p in range(4):
+                    g = dA[i, h, wq + min(p, npix - 1 - n) * sw]
+                    for c in range(2):
+                        bb = buf[p, c]
+                        g[c] = ((bb[0] + bb[1]) + (bb[2] + bb[3]))
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT)
@@ -1341,18 +1323,11 @@ def conv_dA_f64_c3(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, chunk, nchunks):
                 buf[2, 2, 1] = a2_2_1
                 buf[2, 2, 2] = a2_2_2
                 buf[2, 2, 3] = a2_2_3
-                g = dA[i, h, wq + o0 * sw]
-                g[0] = ((buf[0, 0, 0] + buf[0, 0, 1]) + (buf[0, 0, 2] + buf[0, 0, 3]))
-                g[1] = ((buf[0, 1, 0] + buf[0, 1, 1]) + (buf[0, 1, 2] + buf[0, 1, 3]))
-                g[2] = ((buf[0, 2, 0] + buf[0, 2, 1]) + (buf[0, 2, 2] + buf[0, 2, 3]))
-                g = dA[i, h, wq + o1 * sw]
-                g[0] = ((buf[1, 0, 0] + buf[1, 0, 1]) + (buf[1, 0, 2] + buf[1, 0, 3]))
-                g[1] = ((buf[1, 1, 0] + buf[1, 1, 1]) + (buf[1, 1, 2] + buf[1, 1, 3]))
-                g[2] = ((buf[1, 2, 0] + buf[1, 2, 1]) + (buf[1, 2, 2] + buf[1, 2, 3]))
-                g = dA[i, h, wq + o2 * sw]
-                g[0] = ((buf[2, 0, 0] + buf[2, 0, 1]) + (buf[2, 0, 2] + buf[2, 0, 3]))
-                g[1] = ((buf[2, 1, 0] + buf[2, 1, 1]) + (buf[2, 1, 2] + buf[2, 1, 3]))
-                g[2] = ((buf[2, 2, 0] + buf[2, 2, 1]) + (buf[2, 2, 2] + buf[2, 2, 3]))
+                for p in range(3):
+                    g = dA[i, h, wq + min(p, npix - 1 - n) * sw]
+                    for c in range(3):
+                        bb = buf[p, c]
+                        g[c] = ((bb[0] + bb[1]) + (bb[2] + bb[3]))
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT)
@@ -1566,21 +1541,11 @@ def conv_dA_f64_c4(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, chunk, nchunks):
                 buf[2, 3, 1] = a2_3_1
                 buf[2, 3, 2] = a2_3_2
                 buf[2, 3, 3] = a2_3_3
-                g = dA[i, h, wq + o0 * sw]
-                g[0] = ((buf[0, 0, 0] + buf[0, 0, 1]) + (buf[0, 0, 2] + buf[0, 0, 3]))
-                g[1] = ((buf[0, 1, 0] + buf[0, 1, 1]) + (buf[0, 1, 2] + buf[0, 1, 3]))
-                g[2] = ((buf[0, 2, 0] + buf[0, 2, 1]) + (buf[0, 2, 2] + buf[0, 2, 3]))
-                g[3] = ((buf[0, 3, 0] + buf[0, 3, 1]) + (buf[0, 3, 2] + buf[0, 3, 3]))
-                g = dA[i, h, wq + o1 * sw]
-                g[0] = ((buf[1, 0, 0] + buf[1, 0, 1]) + (buf[1, 0, 2] + buf[1, 0, 3]))
-                g[1] = ((buf[1, 1, 0] + buf[1, 1, 1]) + (buf[1, 1, 2] + buf[1, 1, 3]))
-                g[2] = ((buf[1, 2, 0] + buf[1, 2, 1]) + (buf[1, 2, 2] + buf[1, 2, 3]))
-                g[3] = ((buf[1, 3, 0] + buf[1, 3, 1]) + (buf[1, 3, 2] + buf[1, 3, 3]))
-                g = dA[i, h, wq + o2 * sw]
-                g[0] = ((buf[2, 0, 0] + buf[2, 0, 1]) + (buf[2, 0, 2] + buf[2, 0, 3]))
-                g[1] = ((buf[2, 1, 0] + buf[2, 1, 1]) + (buf[2, 1, 2] + buf[2, 1, 3]))
-                g[2] = ((buf[2, 2, 0] + buf[2, 2, 1]) + (buf[2, 2, 2] + buf[2, 2, 3]))
-                g[3] = ((buf[2, 3, 0] + buf[2, 3, 1]) + (buf[2, 3, 2] + buf[2, 3, 3]))
+                for p in range(3):
+                    g = dA[i, h, wq + min(p, npix - 1 - n) * sw]
+                    for c in range(4):
+                        bb = buf[p, c]
+                        g[c] = ((bb[0] + bb[1]) + (bb[2] + bb[3]))
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT)
@@ -3766,22 +3731,11 @@ def conv_dA_f32_c1(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, chunk, nchunks):
                 buf[7, 0, 5] = a7_0_5
                 buf[7, 0, 6] = a7_0_6
                 buf[7, 0, 7] = a7_0_7
-                g = dA[i, h, wq + o0 * sw]
-                g[0] = (((buf[0, 0, 0] + buf[0, 0, 1]) + (buf[0, 0, 2] + buf[0, 0, 3])) + ((buf[0, 0, 4] + buf[0, 0, 5]) + (buf[0, 0, 6] + buf[0, 0, 7])))
-                g = dA[i, h, wq + o1 * sw]
-                g[0] = (((buf[1, 0, 0] + buf[1, 0, 1]) + (buf[1, 0, 2] + buf[1, 0, 3])) + ((buf[1, 0, 4] + buf[1, 0, 5]) + (buf[1, 0, 6] + buf[1, 0, 7])))
-                g = dA[i, h, wq + o2 * sw]
-                g[0] = (((buf[2, 0, 0] + buf[2, 0, 1]) + (buf[2, 0, 2] + buf[2, 0, 3])) + ((buf[2, 0, 4] + buf[2, 0, 5]) + (buf[2, 0, 6] + buf[2, 0, 7])))
-                g = dA[i, h, wq + o3 * sw]
-                g[0] = (((buf[3, 0, 0] + buf[3, 0, 1]) + (buf[3, 0, 2] + buf[3, 0, 3])) + ((buf[3, 0, 4] + buf[3, 0, 5]) + (buf[3, 0, 6] + buf[3, 0, 7])))
-                g = dA[i, h, wq + o4 * sw]
-                g[0] = (((buf[4, 0, 0] + buf[4, 0, 1]) + (buf[4, 0, 2] + buf[4, 0, 3])) + ((buf[4, 0, 4] + buf[4, 0, 5]) + (buf[4, 0, 6] + buf[4, 0, 7])))
-                g = dA[i, h, wq + o5 * sw]
-                g[0] = (((buf[5, 0, 0] + buf[5, 0, 1]) + (buf[5, 0, 2] + buf[5, 0, 3])) + ((buf[5, 0, 4] + buf[5, 0, 5]) + (buf[5, 0, 6] + buf[5, 0, 7])))
-                g = dA[i, h, wq + o6 * sw]
-                g[0] = (((buf[6, 0, 0] + buf[6, 0, 1]) + (buf[6, 0, 2] + buf[6, 0, 3])) + ((buf[6, 0, 4] + buf[6, 0, 5]) + (buf[6, 0, 6] + buf[6, 0, 7])))
-                g = dA[i, h, wq + o7 * sw]
-                g[0] = (((buf[7, 0, 0] + buf[7, 0, 1]) + (buf[7, 0, 2] + buf[7, 0, 3])) + ((buf[7, 0, 4] + buf[7, 0, 5]) + (buf[7, 0, 6] + buf[7, 0, 7])))
+                for p in range(8):
+                    g = dA[i, h, wq + min(p, npix - 1 - n) * sw]
+                    for c in range(1):
+                        bb = buf[p, c]
+                        g[c] = (((bb[0] + bb[1]) + (bb[2] + bb[3])) + ((bb[4] + bb[5]) + (bb[6] + bb[7])))
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT)
@@ -4065,18 +4019,11 @@ def conv_dA_f32_c2(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, chunk, nchunks):
                 buf[3, 1, 5] = a3_1_5
                 buf[3, 1, 6] = a3_1_6
                 buf[3, 1, 7] = a3_1_7
-                g = dA[i, h, wq + o0 * sw]
-                g[0] = (((buf[0, 0, 0] + buf[0, 0, 1]) + (buf[0, 0, 2] + buf[0, 0, 3])) + ((buf[0, 0, 4] + buf[0, 0, 5]) + (buf[0, 0, 6] + buf[0, 0, 7])))
-                g[1] = (((buf[0, 1, 0] + buf[0, 1, 1]) + (buf[0, 1, 2] + buf[0, 1, 3])) + ((buf[0, 1, 4] + buf[0, 1, 5]) + (buf[0, 1, 6] + buf[0, 1, 7])))
-                g = dA[i, h, wq + o1 * sw]
-                g[0] = (((buf[1, 0, 0] + buf[1, 0, 1]) + (buf[1, 0, 2] + buf[1, 0, 3])) + ((buf[1, 0, 4] + buf[1, 0, 5]) + (buf[1, 0, 6] + buf[1, 0, 7])))
-                g[1] = (((buf[1, 1, 0] + buf[1, 1, 1]) + (buf[1, 1, 2] + buf[1, 1, 3])) + ((buf[1, 1, 4] + buf[1, 1, 5]) + (buf[1, 1, 6] + buf[1, 1, 7])))
-                g = dA[i, h, wq + o2 * sw]
-                g[0] = (((buf[2, 0, 0] + buf[2, 0, 1]) + (buf[2, 0, 2] + buf[2, 0, 3])) + ((buf[2, 0, 4] + buf[2, 0, 5]) + (buf[2, 0, 6] + buf[2, 0, 7])))
-                g[1] = (((buf[2, 1, 0] + buf[2, 1, 1]) + (buf[2, 1, 2] + buf[2, 1, 3])) + ((buf[2, 1, 4] + buf[2, 1, 5]) + (buf[2, 1, 6] + buf[2, 1, 7])))
-                g = dA[i, h, wq + o3 * sw]
-                g[0] = (((buf[3, 0, 0] + buf[3, 0, 1]) + (buf[3, 0, 2] + buf[3, 0, 3])) + ((buf[3, 0, 4] + buf[3, 0, 5]) + (buf[3, 0, 6] + buf[3, 0, 7])))
-                g[1] = (((buf[3, 1, 0] + buf[3, 1, 1]) + (buf[3, 1, 2] + buf[3, 1, 3])) + ((buf[3, 1, 4] + buf[3, 1, 5]) + (buf[3, 1, 6] + buf[3, 1, 7])))
+                for p in range(4):
+                    g = dA[i, h, wq + min(p, npix - 1 - n) * sw]
+                    for c in range(2):
+                        bb = buf[p, c]
+                        g[c] = (((bb[0] + bb[1]) + (bb[2] + bb[3])) + ((bb[4] + bb[5]) + (bb[6] + bb[7])))
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT)
@@ -4382,18 +4329,11 @@ def conv_dA_f32_c3(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, chunk, nchunks):
                 buf[2, 2, 5] = a2_2_5
                 buf[2, 2, 6] = a2_2_6
                 buf[2, 2, 7] = a2_2_7
-                g = dA[i, h, wq + o0 * sw]
-                g[0] = (((buf[0, 0, 0] + buf[0, 0, 1]) + (buf[0, 0, 2] + buf[0, 0, 3])) + ((buf[0, 0, 4] + buf[0, 0, 5]) + (buf[0, 0, 6] + buf[0, 0, 7])))
-                g[1] = (((buf[0, 1, 0] + buf[0, 1, 1]) + (buf[0, 1, 2] + buf[0, 1, 3])) + ((buf[0, 1, 4] + buf[0, 1, 5]) + (buf[0, 1, 6] + buf[0, 1, 7])))
-                g[2] = (((buf[0, 2, 0] + buf[0, 2, 1]) + (buf[0, 2, 2] + buf[0, 2, 3])) + ((buf[0, 2, 4] + buf[0, 2, 5]) + (buf[0, 2, 6] + buf[0, 2, 7])))
-                g = dA[i, h, wq + o1 * sw]
-                g[0] = (((buf[1, 0, 0] + buf[1, 0, 1]) + (buf[1, 0, 2] + buf[1, 0, 3])) + ((buf[1, 0, 4] + buf[1, 0, 5]) + (buf[1, 0, 6] + buf[1, 0, 7])))
-                g[1] = (((buf[1, 1, 0] + buf[1, 1, 1]) + (buf[1, 1, 2] + buf[1, 1, 3])) + ((buf[1, 1, 4] + buf[1, 1, 5]) + (buf[1, 1, 6] + buf[1, 1, 7])))
-                g[2] = (((buf[1, 2, 0] + buf[1, 2, 1]) + (buf[1, 2, 2] + buf[1, 2, 3])) + ((buf[1, 2, 4] + buf[1, 2, 5]) + (buf[1, 2, 6] + buf[1, 2, 7])))
-                g = dA[i, h, wq + o2 * sw]
-                g[0] = (((buf[2, 0, 0] + buf[2, 0, 1]) + (buf[2, 0, 2] + buf[2, 0, 3])) + ((buf[2, 0, 4] + buf[2, 0, 5]) + (buf[2, 0, 6] + buf[2, 0, 7])))
-                g[1] = (((buf[2, 1, 0] + buf[2, 1, 1]) + (buf[2, 1, 2] + buf[2, 1, 3])) + ((buf[2, 1, 4] + buf[2, 1, 5]) + (buf[2, 1, 6] + buf[2, 1, 7])))
-                g[2] = (((buf[2, 2, 0] + buf[2, 2, 1]) + (buf[2, 2, 2] + buf[2, 2, 3])) + ((buf[2, 2, 4] + buf[2, 2, 5]) + (buf[2, 2, 6] + buf[2, 2, 7])))
+                for p in range(3):
+                    g = dA[i, h, wq + min(p, npix - 1 - n) * sw]
+                    for c in range(3):
+                        bb = buf[p, c]
+                        g[c] = (((bb[0] + bb[1]) + (bb[2] + bb[3])) + ((bb[4] + bb[5]) + (bb[6] + bb[7])))
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT)
@@ -4779,21 +4719,11 @@ def conv_dA_f32_c4(Zr, Wt, dA, sh, sw, ph, pw, plh, plw, zero, chunk, nchunks):
                 buf[2, 3, 5] = a2_3_5
                 buf[2, 3, 6] = a2_3_6
                 buf[2, 3, 7] = a2_3_7
-                g = dA[i, h, wq + o0 * sw]
-                g[0] = (((buf[0, 0, 0] + buf[0, 0, 1]) + (buf[0, 0, 2] + buf[0, 0, 3])) + ((buf[0, 0, 4] + buf[0, 0, 5]) + (buf[0, 0, 6] + buf[0, 0, 7])))
-                g[1] = (((buf[0, 1, 0] + buf[0, 1, 1]) + (buf[0, 1, 2] + buf[0, 1, 3])) + ((buf[0, 1, 4] + buf[0, 1, 5]) + (buf[0, 1, 6] + buf[0, 1, 7])))
-                g[2] = (((buf[0, 2, 0] + buf[0, 2, 1]) + (buf[0, 2, 2] + buf[0, 2, 3])) + ((buf[0, 2, 4] + buf[0, 2, 5]) + (buf[0, 2, 6] + buf[0, 2, 7])))
-                g[3] = (((buf[0, 3, 0] + buf[0, 3, 1]) + (buf[0, 3, 2] + buf[0, 3, 3])) + ((buf[0, 3, 4] + buf[0, 3, 5]) + (buf[0, 3, 6] + buf[0, 3, 7])))
-                g = dA[i, h, wq + o1 * sw]
-                g[0] = (((buf[1, 0, 0] + buf[1, 0, 1]) + (buf[1, 0, 2] + buf[1, 0, 3])) + ((buf[1, 0, 4] + buf[1, 0, 5]) + (buf[1, 0, 6] + buf[1, 0, 7])))
-                g[1] = (((buf[1, 1, 0] + buf[1, 1, 1]) + (buf[1, 1, 2] + buf[1, 1, 3])) + ((buf[1, 1, 4] + buf[1, 1, 5]) + (buf[1, 1, 6] + buf[1, 1, 7])))
-                g[2] = (((buf[1, 2, 0] + buf[1, 2, 1]) + (buf[1, 2, 2] + buf[1, 2, 3])) + ((buf[1, 2, 4] + buf[1, 2, 5]) + (buf[1, 2, 6] + buf[1, 2, 7])))
-                g[3] = (((buf[1, 3, 0] + buf[1, 3, 1]) + (buf[1, 3, 2] + buf[1, 3, 3])) + ((buf[1, 3, 4] + buf[1, 3, 5]) + (buf[1, 3, 6] + buf[1, 3, 7])))
-                g = dA[i, h, wq + o2 * sw]
-                g[0] = (((buf[2, 0, 0] + buf[2, 0, 1]) + (buf[2, 0, 2] + buf[2, 0, 3])) + ((buf[2, 0, 4] + buf[2, 0, 5]) + (buf[2, 0, 6] + buf[2, 0, 7])))
-                g[1] = (((buf[2, 1, 0] + buf[2, 1, 1]) + (buf[2, 1, 2] + buf[2, 1, 3])) + ((buf[2, 1, 4] + buf[2, 1, 5]) + (buf[2, 1, 6] + buf[2, 1, 7])))
-                g[2] = (((buf[2, 2, 0] + buf[2, 2, 1]) + (buf[2, 2, 2] + buf[2, 2, 3])) + ((buf[2, 2, 4] + buf[2, 2, 5]) + (buf[2, 2, 6] + buf[2, 2, 7])))
-                g[3] = (((buf[2, 3, 0] + buf[2, 3, 1]) + (buf[2, 3, 2] + buf[2, 3, 3])) + ((buf[2, 3, 4] + buf[2, 3, 5]) + (buf[2, 3, 6] + buf[2, 3, 7])))
+                for p in range(3):
+                    g = dA[i, h, wq + min(p, npix - 1 - n) * sw]
+                    for c in range(4):
+                        bb = buf[p, c]
+                        g[c] = (((bb[0] + bb[1]) + (bb[2] + bb[3])) + ((bb[4] + bb[5]) + (bb[6] + bb[7])))
 
 
 @numba.njit(fastmath=FASTMATH_CONV, **NJIT)

@@ -201,14 +201,16 @@ def _dA_kvec_tile(P: int, C: int, L: int) -> List[str]:
         for c in range(C):
             for l in range(L):
                 out.append(f"buf[{p}, {c}, {l}] = a{p}_{c}_{l}")
-    for p in range(P):
-        out.append(f"g = dA[i, h, wq + o{p} * sw]")
-        for c in range(C):
-            terms = [f"buf[{p}, {c}, {l}]" for l in range(L)]
-            while len(terms) > 1:  # pairwise: a fixed order
-                terms = [f"({terms[q]} + {terms[q + 1]})" if q + 1 < len(terms) else terms[q]
-                         for q in range(0, len(terms), 2)]
-            out.append(f"g[{c}] = {terms[0]}")
+    # The lane sums as loops (same pairwise order): less code to type and lower.
+    terms = [f"bb[{l}]" for l in range(L)]
+    while len(terms) > 1:  # pairwise: a fixed order
+        terms = [f"({terms[q]} + {terms[q + 1]})" if q + 1 < len(terms) else terms[q]
+                 for q in range(0, len(terms), 2)]
+    out += [f"for p in range({P}):",
+            "    g = dA[i, h, wq + min(p, npix - 1 - n) * sw]",
+            f"    for c in range({C}):",
+            "        bb = buf[p, c]",
+            f"        g[c] = {terms[0]}"]
     return out
 
 
