@@ -12,7 +12,8 @@ Settings (environment variables, read once at import):
     for the calling thread, ``numba.get_num_threads()`` once Numba's threading layer is
     running (so ``numba.set_num_threads`` applies), else ``NUMBA_NUM_THREADS`` (the number
     of cores unless set); fastnn never starts Numba's threading layer itself. Capped at
-    ``NUMBA_NUM_THREADS``. The kernels never call BLAS, so they do not multiply with BLAS
+    ``NUMBA_NUM_THREADS`` (so is :func:`override_num_threads`, which ``fastnn bench --threads``
+    uses). The kernels never call BLAS, so they do not multiply with BLAS
     threads; run BLAS-heavy code and fastnn kernels one after the other, not nested, to
     avoid oversubscription. OpenBLAS's idle workers spin for about 2^28 cycles (~0.1 s)
     after a multi-threaded GEMM, and a fastnn kernel started meanwhile ran up to 2x slower
@@ -107,7 +108,7 @@ def override_num_threads(n):
 def num_threads() -> int:
     """Threads (chunks) for a kernel call (``FASTNN_NUM_THREADS`` or Numba's setting)."""
     if _override is not None:
-        return _override
+        return min(_override, numba.config.NUMBA_NUM_THREADS)
     if _ENV_THREADS:
         try:
             n = int(_ENV_THREADS)

@@ -17,8 +17,12 @@ every kernel, slowing a BLAS GEMM started right after. The price is the hand-off
 run in the calling thread (``SERIAL_WORK`` in :mod:`fastnn._numba_config`).
 
 Calls from several Python threads at once share the workers: each call queues its chunks
-and runs its own chunk 0, and workers never wait on anything but the queue, so calls
-cannot deadlock. After ``os.fork`` the child starts with no workers and makes its own.
+and runs its own chunk 0, and a worker never waits on anything but the queue (a call made
+on a worker thread, say from a ``__del__`` there, runs all its chunks inline), so calls
+cannot deadlock. A call returns, or raises, only once every chunk has finished, even when
+a chunk fails or the caller is interrupted (Ctrl-C), so no chunk is still writing the
+caller's arrays after it. After ``os.fork`` the child starts with no workers and makes its
+own.
 """
 
 from __future__ import annotations
@@ -26,28 +30,31 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from typing import Any, Callable, List
+from typing import Any, Callable, List, Optional
 
 __all__ = ["run_chunks", "worker_count"]
 
 _jobs: "queue.SimpleQueue" = queue.SimpleQueue()
 _workers: List[threading.Thread] = []
 _grow_lock = threading.Lock()
+_local = threading.local()
 
 
 def _work() -> None:
+    _local.is_worker = True
     while True:
-        fn, args, done, errors = _jobs.get()
+        fn, args, slot, errors, done = _jobs.get()
         try:
             fn(*args)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            errors.append(exc)
+            errors[slot] = exc  # a preallocated slot: recording the failure cannot fail
         finally:
-            # Drop the job's arrays before signalling: held here until the next job, a
-            # freed output's memory would not be reused by the caller's next allocation
-            # (a cold buffer each call: pooling backward 1.2-1.5x slower).
-            del fn, args
+            # Drop the job's arrays (and the errors list) before signalling: held here until
+            # the next job, a freed output's memory would not be reused by the caller's next
+            # allocation (a cold buffer each call: pooling backward 1.2-1.5x slower).
+            del fn, args, errors
             done.release()
+            del done
 
 
 def _ensure_workers(n: int) -> None:
@@ -77,24 +84,45 @@ def worker_count() -> int:
     return len(_workers)
 
 
+def _wait_all(locks: List[threading.Lock]) -> Optional[BaseException]:
+    """Acquire every lock, retrying through interruptions (KeyboardInterrupt); the first
+    interruption is returned, to be raised once all chunks are done."""
+    pending: Optional[BaseException] = None
+    for done in locks:
+        while True:
+            try:
+                done.acquire()
+                break
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
+                if pending is None:
+                    pending = exc
+    return pending
+
+
 def run_chunks(kernel: Callable[..., Any], args: tuple, nchunks: int) -> None:
     """``kernel(*args, c, nchunks)`` for every chunk c < nchunks; chunks 1.. on worker
-    threads, chunk 0 here. Returns when all are done; re-raises a chunk's exception."""
-    if nchunks <= 1:
-        kernel(*args, 0, 1)
+    threads, chunk 0 here. Returns when all are done; then re-raises the first exception
+    of a chunk (or an interruption of the wait)."""
+    if nchunks <= 1 or getattr(_local, "is_worker", False):
+        for c in range(max(nchunks, 1)):
+            kernel(*args, c, max(nchunks, 1))
         return
     _ensure_workers(nchunks - 1)
-    errors: List[BaseException] = []
-    locks = []
-    for c in range(1, nchunks):
-        done = threading.Lock()
-        done.acquire()
-        _jobs.put((kernel, args + (c, nchunks), done, errors))
-        locks.append(done)
+    errors: List[Optional[BaseException]] = [None] * nchunks
+    locks: List[threading.Lock] = []
+    interrupted: Optional[BaseException] = None
     try:
-        kernel(*args, 0, nchunks)
-    finally:
-        for done in locks:  # wait for every chunk, even when ours failed
+        for c in range(1, nchunks):
+            done = threading.Lock()
             done.acquire()
-    if errors:
-        raise errors[0]
+            _jobs.put((kernel, args + (c, nchunks), c, errors, done))
+            locks.append(done)  # (after the put: a lock that was never queued is never waited on)
+        kernel(*args, 0, nchunks)
+    except BaseException as exc:  # noqa: BLE001 - raised once the queued chunks are done
+        errors[0] = exc
+    finally:
+        interrupted = _wait_all(locks)  # every queued chunk, even when ours failed
+    exc = next((e for e in errors if e is not None), interrupted)
+    if exc is not None:
+        errors.clear()  # no reference cycle through this frame's locals
+        raise exc

@@ -1,10 +1,12 @@
 """fastnn's worker threads (:mod:`fastnn._threads`): every chunk runs once, errors reach
 the caller, concurrent callers and forked children work."""
 
+import gc
 import os
 import signal
 import sys
 import threading
+import time
 import weakref
 
 import numpy as np
@@ -96,3 +98,70 @@ def test_workers_let_go_of_the_arguments():
     _threads.run_chunks(_noop, (x,), 3)
     del x
     assert ref() is None
+
+
+def _fail_with_array(x, chunk, nchunks):
+    if chunk == 1:
+        raise ValueError("chunk 1 failed")
+
+
+def test_a_failed_call_lets_go_of_the_arguments():
+    x = np.empty(10)
+    ref = weakref.ref(x)
+    with pytest.raises(ValueError, match="chunk 1 failed"):
+        _threads.run_chunks(_fail_with_array, (x,), 3)
+    del x
+    gc.collect()
+    assert ref() is None
+
+
+def _slow_chunk_1(flags, chunk, nchunks):
+    if chunk == 1:
+        time.sleep(0.3)
+        flags.append("chunk 1 done")
+    elif chunk == 0:
+        raise KeyboardInterrupt
+
+
+def test_an_interrupted_caller_waits_for_every_chunk():
+    flags = []
+    with pytest.raises(KeyboardInterrupt):
+        _threads.run_chunks(_slow_chunk_1, (flags,), 2)
+    assert flags == ["chunk 1 done"]  # never returns while a chunk still writes
+
+
+def _sleep_chunk_1(flags, chunk, nchunks):
+    if chunk == 1:
+        time.sleep(0.4)
+        flags.append("chunk 1 done")
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs signal.setitimer")
+def test_ctrl_c_while_waiting_still_waits_for_every_chunk():
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    flags = []
+    old = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1)  # arrives while the caller waits for chunk 1
+        with pytest.raises(KeyboardInterrupt):
+            _threads.run_chunks(_sleep_chunk_1, (flags,), 2)
+        assert flags == ["chunk 1 done"]
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _nested(seen, chunk, nchunks):
+    if chunk == 1:  # on a worker: a call from here must not wait for the (busy) workers
+        _threads.run_chunks(_record, (seen, threading.Lock()), 2)
+
+
+def test_a_call_from_a_worker_runs_inline():
+    seen = []
+    t = threading.Thread(target=_threads.run_chunks, args=(_nested, (seen,), 2), daemon=True)
+    t.start()
+    t.join(20)
+    assert not t.is_alive(), "nested call deadlocked"
+    assert sorted(c for c, _, _ in seen) == [0, 1]

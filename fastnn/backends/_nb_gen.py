@@ -322,8 +322,8 @@ def _rep(NB: int, *fmts: str) -> List[str]:
 
 
 def _pool_head(name: str, args: str, doc: str, NB: int, out: str) -> List[str]:
-    """A pooling kernel's head: a parallel loop over its output rows t = (i, ho), with
-    ``out`` the array of output shape (m, Ho, Wo, C) (``chunked`` splits it)."""
+    """A pooling kernel's head: the loop over its output rows t = (i, ho), with ``out`` the
+    array of output shape (m, Ho, Wo, C) (``chunked`` splits the loop into chunks)."""
     return [
         "@numba.njit(**NJIT)",
         f"def {name}({args}):",

@@ -38,7 +38,7 @@ only registers thin wrappers that pick the dtype's tile variant and run the kern
   (ties "all"), argmax positions (ties "first") or dA / area (average).
 
 Extra memory: the padded input, padded dZ (one per stride phase, with each phase's dA_prev
-for stride > 1), the packed W and per-thread dW partials; never an im2col-sized buffer.
+for stride > 1), the packed W and the dW partials (one per chunk, as many as threads); never an im2col-sized buffer.
 
 Threads and thread safety: see :mod:`fastnn._numba_config` (``FASTNN_NUM_THREADS``) and
 :mod:`fastnn._threads`.
@@ -83,7 +83,7 @@ def _threaded(kernel, *args):
 
 
 def _pick(base, dtype, variant=""):
-    """The tiled parallel kernel ``base`` for ``dtype`` (and tile ``variant``, e.g. "_p4t16")."""
+    """The tiled (chunked) kernel ``base`` for ``dtype`` (and tile ``variant``, e.g. "_p4t16")."""
     return getattr(KC, f"{base}_{_sfx(dtype)}{variant}")
 
 
@@ -214,7 +214,7 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
     part = np.empty((nch, p.fh, Lp, Kp), dtype=p.dtype)
     pdb = np.empty((nch, Kp), dtype=p.dtype)
     ja, jb = np.divmod(np.minimum(np.arange(Lp), L - 1), p.sw * p.C)
-    _threaded(_pick("conv_dW", p.dtype, f"_t{T}"), Xs, dZk, part, pdb, p.sh, ja, jb)
+    run_chunks(_pick("conv_dW", p.dtype, f"_t{T}"), (Xs, dZk, part, pdb, p.sh, ja, jb), nch)  # a chunk per partial
     if nch == 1:
         sums, dbs = part[0], pdb[0]
     else:
