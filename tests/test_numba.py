@@ -192,9 +192,12 @@ def test_auto_picks_numba():
 @pytest.mark.parametrize("C", [3, 11, 21])
 def test_pool_forward_propagates_nan(monkeypatch, big, dtype, mode, hp, C):
     """NaN, -inf and ties through every pooling kernel; C = 3, 11 and 21 reach each channel
-    block width of ``POOL_NB`` (11 and 21 with the last block shifted back)."""
+    block width of ``POOL_NB`` (11 and 21 with the last block shifted back). "parallel":
+    3 chunks of the 12 input rows, so two chunks start inside an image (the one-pass max
+    backward then recomputes the window maxima it needs there)."""
     if big:
         monkeypatch.setattr(nb, "_SERIAL_WORK", 0)
+        monkeypatch.setattr(nb, "_num_threads", lambda: 3)
     A = np.random.RandomState(0).randint(-3, 3, size=(2, 6, 6, C)).astype(dtype)  # ties
     A[0, 1, 1, 0] = np.nan  # a NaN early in a window
     A[0, 2, 2, C - 2] = np.nan  # a NaN in the last channel block

@@ -417,9 +417,72 @@ def pool_first_bwd_direct(name: str, NB: int) -> List[str]:
                              _rep(NB, "d{k} = d[c0 + {k}]", "e{k} = d{k} * zero") + _argmax_pass(NB) + write)
 
 
+def pool_max_bwd_gather(name: str, NB: int) -> List[str]:
+    """Max-pooling backward, ties "all", for overlapping windows, in one pass over X: the
+    gather of ``pool_bwd`` (each input element sums the windows covering it, in (ho, wo)
+    order) with each row of window maxima computed (``pool_max``'s register blocks and rule)
+    when an input row first needs it, into a ring of ceil(fh/sh) + 1 rows, from input rows
+    still in cache: no array of maxima written and read back, no second pass over X."""
+    window = [s.replace("for h in range(ha, hb):", "for hh in range(ha, hb):").replace("Xi[h]", "Xi[hh]")
+              .replace("for w in range(wa, wb):", "for ww in range(wa, wb):").replace("xr[w, ", "xr[ww, ")
+              for s in _max_pass(NB) + _rep(NB, "o[c0 + {k}] = b{k}")]
+    return [
+        "@numba.njit(**NJIT)",
+        f"def {name}(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero):",
+        '    """Max-pooling backward, ties "all", overlapping windows, one pass over X (see',
+        f'    ``_nb_gen.pool_max_bwd_gather``). Channel blocks of {NB} for the maxima (needs C >= {NB})."""',
+        "    m, H, W, C = X.shape",
+        "    _, Ho, Wo, _ = dA.shape",
+        f"    nb = (C + {NB - 1}) // {NB}",
+        "    nr = (fh + sh - 1) // sh + 1",
+        "    ring = np.empty((nr, Wo, C), dtype=X.dtype)",
+        "    held = np.full(nr, -1, dtype=np.int64)",
+        "    for t in range(m * H):",
+        "        i = t // H",
+        "        h = t - i * H",
+        "        hp = h + ph",
+        "        hoa = max(0, (hp - fh + sh) // sh)",
+        "        hob = min(Ho - 1, hp // sh)",
+        "        Xi = X[i]",
+        "        for ho in range(hoa, hob + 1):",
+        "            slot = ho % nr",
+        "            if held[slot] != i * Ho + ho:",
+        "                held[slot] = i * Ho + ho",
+        "                mrow = ring[slot]",
+        "                h0 = ho * sh - ph",
+        "                ha = max(h0, 0)",
+        "                hb = min(h0 + fh, H)",
+        "                for wo in range(Wo):",
+        "                    w0 = wo * sw - pw",
+        "                    wa = max(w0, 0)",
+        "                    wb = min(w0 + fw, W)",
+        "                    o = mrow[wo]",
+        "                    for cb in range(nb):",
+        f"                        c0 = {_shifted('cb', NB, 'C')}",
+        *_ind(window, 24),
+        "        for w in range(W):",
+        "            wp = w + pw",
+        "            woa = max(0, (wp - fw + sw) // sw)",
+        "            wob = min(Wo - 1, wp // sw)",
+        "            g = dX[i, h, w]",
+        "            for c in range(C):",
+        "                g[c] = zero",
+        "            x = Xi[h, w]",
+        "            for ho in range(hoa, hob + 1):",
+        "                mrow = ring[ho % nr]",
+        "                drow = dA[i, ho]",
+        "                for wo in range(woa, wob + 1):",
+        "                    d = drow[wo]",
+        "                    mx = mrow[wo]",
+        "                    for c in range(C):",
+        "                        g[c] += d[c] if x[c] == mx[c] else d[c] * zero",
+    ]
+
+
 #: One kernel per pooling mode (and tie rule), so that a call compiles only the code it runs.
 POOL_KERNELS = (("pool_max", pool_max), ("pool_avg", pool_avg), ("pool_argmax", pool_argmax),
-                ("pool_max_bwd_direct", pool_max_bwd_direct), ("pool_first_bwd_direct", pool_first_bwd_direct))
+                ("pool_max_bwd_direct", pool_max_bwd_direct), ("pool_first_bwd_direct", pool_first_bwd_direct),
+                ("pool_max_bwd_gather", pool_max_bwd_gather))
 
 
 def pool_kernels() -> List[str]:
@@ -474,12 +537,12 @@ def sum_parts(part, out):
 
 
 @numba.njit(**NJIT)
-def pool_bwd(X, M, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero):
+def pool_bwd(X, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero):
     """Gather form of pooling backward: each input element sums the windows covering it
     in (ho, wo) order, so no two threads write one element.
 
-    mode 0: max, ties "all" (M = window maxima); 1: max, ties "first" (Idx = argmax
-    positions); 2: average (each window gives dA / area)."""
+    mode 1: max, ties "first" (Idx = argmax positions); 2: average (each window gives
+    dA / area). (Max with ties "all" has its own kernel, ``pool_max_bwd_gather``.)"""
     m, H, W, C = X.shape
     _, Ho, Wo, _ = dA.shape
     for t in range(m * H):
@@ -495,17 +558,12 @@ def pool_bwd(X, M, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero):
             g = dX[i, h, w]
             for c in range(C):
                 g[c] = zero
-            x = X[i, h, w]
             for ho in range(hoa, hob + 1):
                 kh = hp - ho * sh
                 for wo in range(woa, wob + 1):
                     kw = wp - wo * sw
                     d = dA[i, ho, wo]
-                    if mode == 0:
-                        mx = M[i, ho, wo]
-                        for c in range(C):
-                            g[c] += d[c] if x[c] == mx[c] else d[c] * zero
-                    elif mode == 1:
+                    if mode == 1:
                         ix = Idx[i, ho, wo]
                         pos = kh * fw + kw
                         for c in range(C):

@@ -54,12 +54,12 @@ def sum_parts(part, out, chunk, nchunks):
 
 
 @numba.njit(**NJIT)
-def pool_bwd(X, M, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero, chunk, nchunks):
+def pool_bwd(X, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero, chunk, nchunks):
     """Gather form of pooling backward: each input element sums the windows covering it
     in (ho, wo) order, so no two threads write one element.
 
-    mode 0: max, ties "all" (M = window maxima); 1: max, ties "first" (Idx = argmax
-    positions); 2: average (each window gives dA / area)."""
+    mode 1: max, ties "first" (Idx = argmax positions); 2: average (each window gives
+    dA / area). (Max with ties "all" has its own kernel, ``pool_max_bwd_gather``.)"""
     m, H, W, C = X.shape
     _, Ho, Wo, _ = dA.shape
     nloop = m * H
@@ -76,17 +76,12 @@ def pool_bwd(X, M, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero, chunk,
             g = dX[i, h, w]
             for c in range(C):
                 g[c] = zero
-            x = X[i, h, w]
             for ho in range(hoa, hob + 1):
                 kh = hp - ho * sh
                 for wo in range(woa, wob + 1):
                     kw = wp - wo * sw
                     d = dA[i, ho, wo]
-                    if mode == 0:
-                        mx = M[i, ho, wo]
-                        for c in range(C):
-                            g[c] += d[c] if x[c] == mx[c] else d[c] * zero
-                    elif mode == 1:
+                    if mode == 1:
                         ix = Idx[i, ho, wo]
                         pos = kh * fw + kw
                         for c in range(C):
@@ -872,6 +867,124 @@ def pool_first_bwd_direct_b16(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, chu
 
 
 @numba.njit(**NJIT)
+def pool_max_bwd_gather_b16(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, chunk, nchunks):
+    """Max-pooling backward, ties "all", overlapping windows, one pass over X (see
+    ``_nb_gen.pool_max_bwd_gather``). Channel blocks of 16 for the maxima (needs C >= 16)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    nb = (C + 15) // 16
+    nr = (fh + sh - 1) // sh + 1
+    ring = np.empty((nr, Wo, C), dtype=X.dtype)
+    held = np.full(nr, -1, dtype=np.int64)
+    nloop = m * H
+    for t in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
+        i = t // H
+        h = t - i * H
+        hp = h + ph
+        hoa = max(0, (hp - fh + sh) // sh)
+        hob = min(Ho - 1, hp // sh)
+        Xi = X[i]
+        for ho in range(hoa, hob + 1):
+            slot = ho % nr
+            if held[slot] != i * Ho + ho:
+                held[slot] = i * Ho + ho
+                mrow = ring[slot]
+                h0 = ho * sh - ph
+                ha = max(h0, 0)
+                hb = min(h0 + fh, H)
+                for wo in range(Wo):
+                    w0 = wo * sw - pw
+                    wa = max(w0, 0)
+                    wb = min(w0 + fw, W)
+                    o = mrow[wo]
+                    for cb in range(nb):
+                        c0 = max(min(cb * 16, C - 16), 0)
+                        b0 = ninf
+                        b1 = ninf
+                        b2 = ninf
+                        b3 = ninf
+                        b4 = ninf
+                        b5 = ninf
+                        b6 = ninf
+                        b7 = ninf
+                        b8 = ninf
+                        b9 = ninf
+                        b10 = ninf
+                        b11 = ninf
+                        b12 = ninf
+                        b13 = ninf
+                        b14 = ninf
+                        b15 = ninf
+                        for hh in range(ha, hb):
+                            xr = Xi[hh]
+                            for ww in range(wa, wb):
+                                v0 = xr[ww, c0 + 0]
+                                b0 = v0 if ((v0 > b0) | (v0 != v0)) else b0
+                                v1 = xr[ww, c0 + 1]
+                                b1 = v1 if ((v1 > b1) | (v1 != v1)) else b1
+                                v2 = xr[ww, c0 + 2]
+                                b2 = v2 if ((v2 > b2) | (v2 != v2)) else b2
+                                v3 = xr[ww, c0 + 3]
+                                b3 = v3 if ((v3 > b3) | (v3 != v3)) else b3
+                                v4 = xr[ww, c0 + 4]
+                                b4 = v4 if ((v4 > b4) | (v4 != v4)) else b4
+                                v5 = xr[ww, c0 + 5]
+                                b5 = v5 if ((v5 > b5) | (v5 != v5)) else b5
+                                v6 = xr[ww, c0 + 6]
+                                b6 = v6 if ((v6 > b6) | (v6 != v6)) else b6
+                                v7 = xr[ww, c0 + 7]
+                                b7 = v7 if ((v7 > b7) | (v7 != v7)) else b7
+                                v8 = xr[ww, c0 + 8]
+                                b8 = v8 if ((v8 > b8) | (v8 != v8)) else b8
+                                v9 = xr[ww, c0 + 9]
+                                b9 = v9 if ((v9 > b9) | (v9 != v9)) else b9
+                                v10 = xr[ww, c0 + 10]
+                                b10 = v10 if ((v10 > b10) | (v10 != v10)) else b10
+                                v11 = xr[ww, c0 + 11]
+                                b11 = v11 if ((v11 > b11) | (v11 != v11)) else b11
+                                v12 = xr[ww, c0 + 12]
+                                b12 = v12 if ((v12 > b12) | (v12 != v12)) else b12
+                                v13 = xr[ww, c0 + 13]
+                                b13 = v13 if ((v13 > b13) | (v13 != v13)) else b13
+                                v14 = xr[ww, c0 + 14]
+                                b14 = v14 if ((v14 > b14) | (v14 != v14)) else b14
+                                v15 = xr[ww, c0 + 15]
+                                b15 = v15 if ((v15 > b15) | (v15 != v15)) else b15
+                        o[c0 + 0] = b0
+                        o[c0 + 1] = b1
+                        o[c0 + 2] = b2
+                        o[c0 + 3] = b3
+                        o[c0 + 4] = b4
+                        o[c0 + 5] = b5
+                        o[c0 + 6] = b6
+                        o[c0 + 7] = b7
+                        o[c0 + 8] = b8
+                        o[c0 + 9] = b9
+                        o[c0 + 10] = b10
+                        o[c0 + 11] = b11
+                        o[c0 + 12] = b12
+                        o[c0 + 13] = b13
+                        o[c0 + 14] = b14
+                        o[c0 + 15] = b15
+        for w in range(W):
+            wp = w + pw
+            woa = max(0, (wp - fw + sw) // sw)
+            wob = min(Wo - 1, wp // sw)
+            g = dX[i, h, w]
+            for c in range(C):
+                g[c] = zero
+            x = Xi[h, w]
+            for ho in range(hoa, hob + 1):
+                mrow = ring[ho % nr]
+                drow = dA[i, ho]
+                for wo in range(woa, wob + 1):
+                    d = drow[wo]
+                    mx = mrow[wo]
+                    for c in range(C):
+                        g[c] += d[c] if x[c] == mx[c] else d[c] * zero
+
+
+@numba.njit(**NJIT)
 def pool_max_b8(X, Out, fh, fw, sh, sw, ph, pw, ninf, chunk, nchunks):
     """Max pooling, NaN-propagating (pads are -inf, so the window is clipped to the input).
     Channel blocks of 8 (the last one shifted back to end at C; needs C >= 8)."""
@@ -1267,6 +1380,92 @@ def pool_first_bwd_direct_b8(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, chun
 
 
 @numba.njit(**NJIT)
+def pool_max_bwd_gather_b8(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, chunk, nchunks):
+    """Max-pooling backward, ties "all", overlapping windows, one pass over X (see
+    ``_nb_gen.pool_max_bwd_gather``). Channel blocks of 8 for the maxima (needs C >= 8)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    nb = (C + 7) // 8
+    nr = (fh + sh - 1) // sh + 1
+    ring = np.empty((nr, Wo, C), dtype=X.dtype)
+    held = np.full(nr, -1, dtype=np.int64)
+    nloop = m * H
+    for t in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
+        i = t // H
+        h = t - i * H
+        hp = h + ph
+        hoa = max(0, (hp - fh + sh) // sh)
+        hob = min(Ho - 1, hp // sh)
+        Xi = X[i]
+        for ho in range(hoa, hob + 1):
+            slot = ho % nr
+            if held[slot] != i * Ho + ho:
+                held[slot] = i * Ho + ho
+                mrow = ring[slot]
+                h0 = ho * sh - ph
+                ha = max(h0, 0)
+                hb = min(h0 + fh, H)
+                for wo in range(Wo):
+                    w0 = wo * sw - pw
+                    wa = max(w0, 0)
+                    wb = min(w0 + fw, W)
+                    o = mrow[wo]
+                    for cb in range(nb):
+                        c0 = max(min(cb * 8, C - 8), 0)
+                        b0 = ninf
+                        b1 = ninf
+                        b2 = ninf
+                        b3 = ninf
+                        b4 = ninf
+                        b5 = ninf
+                        b6 = ninf
+                        b7 = ninf
+                        for hh in range(ha, hb):
+                            xr = Xi[hh]
+                            for ww in range(wa, wb):
+                                v0 = xr[ww, c0 + 0]
+                                b0 = v0 if ((v0 > b0) | (v0 != v0)) else b0
+                                v1 = xr[ww, c0 + 1]
+                                b1 = v1 if ((v1 > b1) | (v1 != v1)) else b1
+                                v2 = xr[ww, c0 + 2]
+                                b2 = v2 if ((v2 > b2) | (v2 != v2)) else b2
+                                v3 = xr[ww, c0 + 3]
+                                b3 = v3 if ((v3 > b3) | (v3 != v3)) else b3
+                                v4 = xr[ww, c0 + 4]
+                                b4 = v4 if ((v4 > b4) | (v4 != v4)) else b4
+                                v5 = xr[ww, c0 + 5]
+                                b5 = v5 if ((v5 > b5) | (v5 != v5)) else b5
+                                v6 = xr[ww, c0 + 6]
+                                b6 = v6 if ((v6 > b6) | (v6 != v6)) else b6
+                                v7 = xr[ww, c0 + 7]
+                                b7 = v7 if ((v7 > b7) | (v7 != v7)) else b7
+                        o[c0 + 0] = b0
+                        o[c0 + 1] = b1
+                        o[c0 + 2] = b2
+                        o[c0 + 3] = b3
+                        o[c0 + 4] = b4
+                        o[c0 + 5] = b5
+                        o[c0 + 6] = b6
+                        o[c0 + 7] = b7
+        for w in range(W):
+            wp = w + pw
+            woa = max(0, (wp - fw + sw) // sw)
+            wob = min(Wo - 1, wp // sw)
+            g = dX[i, h, w]
+            for c in range(C):
+                g[c] = zero
+            x = Xi[h, w]
+            for ho in range(hoa, hob + 1):
+                mrow = ring[ho % nr]
+                drow = dA[i, ho]
+                for wo in range(woa, wob + 1):
+                    d = drow[wo]
+                    mx = mrow[wo]
+                    for c in range(C):
+                        g[c] += d[c] if x[c] == mx[c] else d[c] * zero
+
+
+@numba.njit(**NJIT)
 def pool_max_b1(X, Out, fh, fw, sh, sw, ph, pw, ninf, chunk, nchunks):
     """Max pooling, NaN-propagating (pads are -inf, so the window is clipped to the input).
     Channel blocks of 1 (the last one shifted back to end at C; needs C >= 1)."""
@@ -1449,3 +1648,61 @@ def pool_first_bwd_direct_b1(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, chun
                     for w in range(wa, wb):
                         pos = (h - h0) * fw + (w - w0)
                         gr[w, c0 + 0] = d0 if pos == q0 else e0
+
+
+@numba.njit(**NJIT)
+def pool_max_bwd_gather_b1(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, chunk, nchunks):
+    """Max-pooling backward, ties "all", overlapping windows, one pass over X (see
+    ``_nb_gen.pool_max_bwd_gather``). Channel blocks of 1 for the maxima (needs C >= 1)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    nb = (C + 0) // 1
+    nr = (fh + sh - 1) // sh + 1
+    ring = np.empty((nr, Wo, C), dtype=X.dtype)
+    held = np.full(nr, -1, dtype=np.int64)
+    nloop = m * H
+    for t in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
+        i = t // H
+        h = t - i * H
+        hp = h + ph
+        hoa = max(0, (hp - fh + sh) // sh)
+        hob = min(Ho - 1, hp // sh)
+        Xi = X[i]
+        for ho in range(hoa, hob + 1):
+            slot = ho % nr
+            if held[slot] != i * Ho + ho:
+                held[slot] = i * Ho + ho
+                mrow = ring[slot]
+                h0 = ho * sh - ph
+                ha = max(h0, 0)
+                hb = min(h0 + fh, H)
+                for wo in range(Wo):
+                    w0 = wo * sw - pw
+                    wa = max(w0, 0)
+                    wb = min(w0 + fw, W)
+                    o = mrow[wo]
+                    for cb in range(nb):
+                        c0 = max(min(cb * 1, C - 1), 0)
+                        b0 = ninf
+                        for hh in range(ha, hb):
+                            xr = Xi[hh]
+                            for ww in range(wa, wb):
+                                v0 = xr[ww, c0 + 0]
+                                b0 = v0 if ((v0 > b0) | (v0 != v0)) else b0
+                        o[c0 + 0] = b0
+        for w in range(W):
+            wp = w + pw
+            woa = max(0, (wp - fw + sw) // sw)
+            wob = min(Wo - 1, wp // sw)
+            g = dX[i, h, w]
+            for c in range(C):
+                g[c] = zero
+            x = Xi[h, w]
+            for ho in range(hoa, hob + 1):
+                mrow = ring[ho % nr]
+                drow = dA[i, ho]
+                for wo in range(woa, wob + 1):
+                    d = drow[wo]
+                    mx = mrow[wo]
+                    for c in range(C):
+                        g[c] += d[c] if x[c] == mx[c] else d[c] * zero

@@ -34,8 +34,10 @@ only registers thin wrappers that pick the dtype's tile variant and run the kern
   compiles only what it runs; NB running values per window in registers, in channel
   blocks of NB = 16, 8 or 1 (the widest that fits C, ``POOL_NB``; the last block shifted
   back to end at C). Backward with non-overlapping windows writes each window's
-  positions directly; with overlapping ones it is a gather from the window maxima
-  (ties "all"), argmax positions (ties "first") or dA / area (average).
+  positions directly; with overlapping ones it is a gather (each input element sums the
+  windows covering it) from the window maxima (ties "all": computed row by row as the
+  gather first needs them, in the same pass over the input), argmax positions (ties
+  "first") or dA / area (average).
 
 Extra memory: the padded input, padded dZ (one per stride phase, with each phase's dA_prev
 for stride > 1), the packed W and the dW partials (one per chunk, as many as threads); never an im2col-sized buffer.
@@ -345,20 +347,22 @@ def pool_backward(p, A_prev, dA, dA_prev):
             _pool("pool_max_bwd_direct" if p.ties == "all" else "pool_first_bwd_direct", p, work, A_prev, dA,
                   dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, ninf, p.dtype.type(0))
         return
-    M, Idx = dA, _EMPTY_IDX
+    if p.mode == "max" and p.ties == "all":
+        # One pass over A_prev: each row of window maxima is computed when the gather first
+        # needs it (1.1-1.4x faster on p3s2 than writing them all first and reading them back).
+        _pool("pool_max_bwd_gather", p, work, A_prev, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw,
+              ninf, p.dtype.type(0))
+        return
+    Idx = _EMPTY_IDX
     if p.mode == "average":
         mode = 2
-    elif p.ties == "all":
-        mode = 0
-        M = np.empty(dA.shape, dtype=p.dtype)
-        _pool("pool_max", p, work, A_prev, M, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, ninf)
     else:
         mode = 1
         Idx = np.empty(dA.shape, dtype=np.int32)
         _pool("pool_argmax", p, work, A_prev, Idx, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, ninf)
     # The gather streams whole channel rows (the loop vectoriser's job; register blocks
     # measured no faster: it runs at about the speed of copying X).
-    _run(K.pool_bwd, work, A_prev, M, Idx, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw,
+    _run(K.pool_bwd, work, A_prev, Idx, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw,
          mode, area, p.dtype.type(0))
 
 
