@@ -116,9 +116,13 @@ def test_pool_chunked_matches_reference(case, mode, ties, limit, copy_path):
     close(g, g_ref, dtype, "backward")
 
 
+@pytest.mark.parametrize("C", [2, 20], ids=["C2", "C20"])  # below and above _cols.WIDE_C
 @pytest.mark.parametrize("ties", ["all", "first"])
-def test_max_pool_nan_and_inf_follow_the_reference(ties, copy_path):
-    A, hp, dA = PoolCase("nan", 2, 6, 6, 2, 3, 1, pad=1, ties=True).make(np.float64, seed=6)
+def test_max_pool_nan_and_inf_follow_the_reference(ties, copy_path, C):
+    from fastnn.backends import _cols
+    assert (C >= _cols.WIDE_C) == (C == 20)
+    A, hp, dA = PoolCase("nan", 2, 6, 6, C, 3, 1, pad=1, ties=True).make(np.float64, seed=6)
+    A[1, 1, 2, C - 1] = np.nan
     A[0, 2, 2, 0] = np.nan
     A[0, 3, 3, 0] = np.nan  # windows with two NaNs: "first" takes the first one's position
     A[1, 0, :, 1] = -np.inf
