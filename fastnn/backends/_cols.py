@@ -320,7 +320,7 @@ if _numba is not None:
                     r += 1
 
     @_numba.njit(**_NJIT)
-    def _max_window_grad_nb(cols, dA, first):  # pragma: no cover - compiled
+    def _max_window_grad_nb(cols, dA, first, zero):  # pragma: no cover - compiled
         # cols (rows, area, C) -> in place: the max-pool gradient of each window column,
         # mask * g with the reference's mask: every position equal to the max ("all": none
         # for a NaN window) or np.argmax's first maximum / first NaN ("first").
@@ -343,39 +343,43 @@ if _numba is not None:
                 g = dA[r, c]
                 for k in range(area):
                     hit = (k == bi) if first else (cols[r, k, c] == best)
-                    cols[r, k, c] = (1 if hit else 0) * g
+                    cols[r, k, c] = g if hit else g * zero  # the reference's mask * g
 
     @_numba.njit(**_NJIT)
-    def _max_window_grad_wide_nb(cols, dA, first):  # pragma: no cover - compiled
+    def _max_window_grad_wide_nb(cols, dA, first, posv, zero):  # pragma: no cover - compiled
         # ``_max_window_grad_nb`` with the channels innermost (vectorised), for wide C: the
-        # running max (and first position) per channel over the window, in position order,
-        # by the same rule (a NaN is taken and kept; "first": a later value must beat it).
+        # running max (and first position, as a value of posv = 0, 1, ... in the columns'
+        # dtype, so every lane has one width) per channel over the window, in position order,
+        # by the same rule (a NaN is taken and kept; "first": a later value must beat it);
+        # g if hit else g * 0 is the reference's mask * g.
         rows, area, C = cols.shape
         best = np.empty(C, dtype=cols.dtype)
-        bi = np.empty(C, dtype=np.int64)
+        pos = np.empty(C, dtype=cols.dtype)
         for r in range(rows):
             win = cols[r]
             g = dA[r]
             w0 = win[0]
             for c in range(C):
                 best[c] = w0[c]
-                bi[c] = 0
+                pos[c] = zero
             for k in range(1, area):
                 v = win[k]
+                kk = posv[k]
                 for c in range(C):
                     x = v[c]
                     b = best[c]
                     u = (b == b) & ((x > b) | (x != x))
                     best[c] = x if u else b
-                    bi[c] = k if u else bi[c]
+                    pos[c] = kk if u else pos[c]
             for k in range(area):
                 v = win[k]
+                kk = posv[k]
                 if first:
                     for c in range(C):
-                        v[c] = (1 if k == bi[c] else 0) * g[c]
+                        v[c] = g[c] if kk == pos[c] else g[c] * zero
                 else:
                     for c in range(C):
-                        v[c] = (1 if v[c] == best[c] else 0) * g[c]
+                        v[c] = g[c] if v[c] == best[c] else g[c] * zero
 
     @_numba.njit(**_NJIT)
     def _window_reduce_nb(cols, out, is_max):  # pragma: no cover - compiled
@@ -413,9 +417,9 @@ def max_window_grad(cols: np.ndarray, dA: np.ndarray, first: bool) -> bool:
     if not USE_NUMBA:
         return False
     if cols.shape[2] >= WIDE_C:
-        _max_window_grad_wide_nb(cols, dA, first)
+        _max_window_grad_wide_nb(cols, dA, first, np.arange(cols.shape[1], dtype=cols.dtype), cols.dtype.type(0))
     else:
-        _max_window_grad_nb(cols, dA, first)
+        _max_window_grad_nb(cols, dA, first, cols.dtype.type(0))
     return True
 
 
