@@ -28,8 +28,9 @@ only registers thin wrappers that pick the dtype's tile variant and run the kern
   over 3 output channels cannot fill a vector.
 * dW kernels come in one build per channel tile width (``BWD_T``: 8 or 16, 4, 1); a call
   compiles only the one it uses (the widest that fits). A cold first ``conv_backward``
-  after a ``conv_forward`` compiles only dW when C_in > 4 (1.5-2.1 s here), dW and the
-  few-channel gather otherwise (3.1-5.3 s); a cold first ``conv_forward`` 1.7-2.7 s.
+  after a ``conv_forward`` compiles only dW when C_in > 4 (1.5-2.0 s here), dW and the
+  few-channel gather otherwise (2.9-4.3 s); a cold first ``conv_forward`` 1.4-2.6 s
+  (``scripts/measure_numba.py --only compile``).
 * Pooling: one kernel per mode (max, average, argmax, and each backward) so a call
   compiles only what it runs; NB running values per window in registers, in channel
   blocks of NB = 16, 8 or 1 (the widest that fits C, ``POOL_NB``; the last block shifted
@@ -40,7 +41,8 @@ only registers thin wrappers that pick the dtype's tile variant and run the kern
   "first") or dA / area (average).
 
 Extra memory: the padded input, padded dZ (one per stride phase, with each phase's dA_prev
-for stride > 1), the packed W and the dW partials (one per chunk, as many as threads); never an im2col-sized buffer.
+for stride > 1), the packed W and the dW partials (one per chunk, as many as threads);
+never an im2col-sized buffer.
 
 Threads and thread safety: see :mod:`fastnn._numba_config` (``FASTNN_NUM_THREADS``) and
 :mod:`fastnn._threads`.
@@ -51,8 +53,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _numba_config as cfg
-from .._threads import run_chunks
 from .._dispatch import register, register_backend
+from .._threads import run_chunks
 from . import _nb_conv as KC
 from . import _nb_misc as K
 

@@ -144,9 +144,14 @@ class ThreadSettings:
         try:
             from .._numba_config import override_num_threads
 
+            import numba
+
             old = override_num_threads(n)  # the numba backend's threads (not Numba's own pool)
             self._undo.append(lambda: override_num_threads(old))
-            self.applied["numba"] = n
+            self.applied["numba"] = min(n, numba.config.NUMBA_NUM_THREADS)
+            if n > numba.config.NUMBA_NUM_THREADS:
+                self.warnings.append(f"numba backend threads capped at NUMBA_NUM_THREADS="
+                                     f"{numba.config.NUMBA_NUM_THREADS}, not {n}")
         except ImportError:  # pragma: no cover - numba is a dependency
             pass
         try:
