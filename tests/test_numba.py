@@ -283,6 +283,18 @@ def test_num_threads_setting_in_subprocess():
     assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True).returncode != 0
 
 
+def test_numba_set_num_threads_is_followed_in_subprocess():
+    """Without FASTNN_NUM_THREADS the count is Numba's for the calling thread: its default
+    (NUMBA_NUM_THREADS) without starting Numba's threading layer, numba.set_num_threads once
+    the user set it."""
+    code = ("import numba; from numba.np.ufunc import parallel; from fastnn import _numba_config as c; "
+            "a = c.num_threads(); started = parallel._is_initialized; numba.set_num_threads(1); "
+            "print(a == numba.config.NUMBA_NUM_THREADS, started, c.num_threads())")
+    env = {k: v for k, v in os.environ.items() if k != "FASTNN_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "False", "1"]
+
+
 def test_generated_kernels_up_to_date():
     from fastnn.backends import _nb_gen
     here = os.path.dirname(_nb_gen.__file__)
