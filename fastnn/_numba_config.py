@@ -42,6 +42,7 @@ from __future__ import annotations
 import os
 
 import numba
+from numba.np.ufunc import parallel as _numba_parallel
 
 __all__ = [
     "NJIT",
@@ -84,9 +85,7 @@ _ENV_THREADS = os.environ.get("FASTNN_NUM_THREADS", "").strip()
 
 def _numba_threads() -> int:
     """Numba's thread setting for the calling thread, without starting its threading layer."""
-    from numba.np.ufunc import parallel
-
-    if getattr(parallel, "_is_initialized", True):
+    if getattr(_numba_parallel, "_is_initialized", True):
         return numba.get_num_threads()
     return numba.config.NUMBA_NUM_THREADS
 

@@ -345,18 +345,20 @@ def _over_windows(NB: int, per_row: List[str], per_window: List[str], block: Lis
     return _ind(rows + per_row + ["for wo in range(Wo):"] + _ind(cols + per_window + blk + _ind(block, 4), 4), 8)
 
 
-def _window_loop(body: List[str], pos: bool = False) -> List[str]:
+def _window_loop(body: List[str], pos: bool = False, h: str = "h", w: str = "w") -> List[str]:
     """``body`` for each input position (h, w) of the window, ``xr`` = X[i, h]; with ``pos``
-    the row-major position in the unclipped window."""
-    return (["for h in range(ha, hb):", "    xr = Xi[h]", "    for w in range(wa, wb):"]
-            + (["        pos = (h - h0) * fw + (w - w0)"] if pos else []) + _ind(body, 8))
+    the row-major position in the unclipped window. ``h``, ``w``: the loop variables' names
+    (``body`` indexes ``xr`` with ``w``)."""
+    return ([f"for {h} in range(ha, hb):", f"    xr = Xi[{h}]", f"    for {w} in range(wa, wb):"]
+            + ([f"        pos = ({h} - h0) * fw + ({w} - w0)"] if pos else []) + _ind(body, 8))
 
 
-def _max_pass(NB: int) -> List[str]:
-    """b{k} = the window's NaN-propagating maximum (a NaN v is taken, a NaN b is kept)."""
+def _max_pass(NB: int, h: str = "h", w: str = "w") -> List[str]:
+    """b{k} = the window's NaN-propagating maximum (a NaN v is taken, a NaN b is kept), over
+    the window loop with variables ``h``, ``w``."""
     return _rep(NB, "b{k} = ninf") + _window_loop(
-        [s for k in range(NB) for s in (f"v{k} = xr[w, c0 + {k}]",
-                                         f"b{k} = v{k} if ((v{k} > b{k}) | (v{k} != v{k})) else b{k}")])
+        [s for k in range(NB) for s in (f"v{k} = xr[{w}, c0 + {k}]",
+                                         f"b{k} = v{k} if ((v{k} > b{k}) | (v{k} != v{k})) else b{k}")], h=h, w=w)
 
 
 def _argmax_pass(NB: int) -> List[str]:
@@ -423,9 +425,8 @@ def pool_max_bwd_gather(name: str, NB: int) -> List[str]:
     order) with each row of window maxima computed (``pool_max``'s register blocks and rule)
     when an input row first needs it, into a ring of ceil(fh/sh) + 1 rows, from input rows
     still in cache: no array of maxima written and read back, no second pass over X."""
-    window = [s.replace("for h in range(ha, hb):", "for hh in range(ha, hb):").replace("Xi[h]", "Xi[hh]")
-              .replace("for w in range(wa, wb):", "for ww in range(wa, wb):").replace("xr[w, ", "xr[ww, ")
-              for s in _max_pass(NB) + _rep(NB, "o[c0 + {k}] = b{k}")]
+    # (the window loop's own h, w would overwrite the input row and column being gathered)
+    window = _max_pass(NB, h="hh", w="ww") + _rep(NB, "o[c0 + {k}] = b{k}")
     return [
         "@numba.njit(**NJIT)",
         f"def {name}(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero):",

@@ -78,11 +78,11 @@ def _run(kernel, work, *args):
     if work < _SERIAL_WORK:
         kernel(*args, 0, 1)
     else:
-        run_chunks(kernel, args, _num_threads())
+        _threaded(kernel, *args)
 
 
 def _threaded(kernel, *args):
-    """``_run`` for a kernel always big enough to split (the tiled convolutions)."""
+    """One chunk per thread (the tiled convolutions, always big enough to split)."""
     run_chunks(kernel, args, _num_threads())
 
 
