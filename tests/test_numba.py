@@ -189,10 +189,11 @@ def test_auto_picks_numba():
 @pytest.mark.parametrize("mode", ["max", "average"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("big", [False, True], ids=["serial", "parallel"])
-@pytest.mark.parametrize("C", [3, 11, 21])
+@pytest.mark.parametrize("C", [3, 11, 21, 37])
 def test_pool_forward_propagates_nan(monkeypatch, big, dtype, mode, hp, C):
-    """NaN, -inf and ties through every pooling kernel; C = 3, 11 and 21 reach each channel
-    block width of ``POOL_NB`` (11 and 21 with the last block shifted back). "parallel":
+    """NaN, -inf and ties through every pooling kernel; C = 3, 11, 21 and 37 reach each
+    channel block width of ``POOL_NB`` (11, 21 and 37 with the last block shifted back; 37
+    also the max-pool backward's register gather). "parallel":
     3 chunks of the 12 input rows, so two chunks start inside an image (the one-pass max
     backward then recomputes the window maxima it needs there)."""
     if big:

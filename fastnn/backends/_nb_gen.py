@@ -312,8 +312,17 @@ def conv_dW(name: str, J: int, T: int) -> List[str]:
 #: with NB <= C (one compiled kernel per width, compiled on first use). A block holds NB
 #: running maxima/sums/positions in registers; the last block is shifted back to end at C
 #: (its overlap is recomputed with the same arithmetic, so no scalar tail). 16 beat 8 for
-#: both dtypes (argmax 1.7-5x, float32 max/average forward 1.3-1.8x).
-POOL_NB = (16, 8, 1)
+#: both dtypes (argmax 1.7-5x, float32 max/average forward 1.3-1.8x). 32 beat 16 on p3s2
+#: (C = 64), kernel calls on 2 threads: forward float32 1.2-1.3x, float64 1.0-1.2x; the
+#: window's sum or maximum is a chain of dependent operations per block, and more lanes
+#: side by side hide its latency. 64 spilled registers in float64 and gained no more in
+#: float32. (Cold compile of a 32-wide kernel: about 0.5 s more than a 16-wide one.)
+POOL_NB = (32, 16, 8, 1)
+#: The max-pool backward gather (``pool_max_bwd_gather``) keeps each input pixel's gradient
+#: in registers, NB channels at a time, for NB >= this: float32 p3s2 backward 2.8 -> 2.4-2.5
+#: ms (float64 even), at about 2 s more cold compile (4.2-4.4 s for that kernel). Narrower
+#: blocks lost to whole-channel-row loops (they run the window loop once per block).
+GATHER_REG_NB = 32
 
 
 def _rep(NB: int, *fmts: str) -> List[str]:
@@ -431,7 +440,8 @@ def pool_max_bwd_gather(name: str, NB: int) -> List[str]:
         "@numba.njit(**NJIT)",
         f"def {name}(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero):",
         '    """Max-pooling backward, ties "all", overlapping windows, one pass over X (see',
-        f'    ``_nb_gen.pool_max_bwd_gather``). Channel blocks of {NB} for the maxima (needs C >= {NB})."""',
+        f'    ``_nb_gen.pool_max_bwd_gather``). Channel blocks of {NB} for the maxima'
+        f'{" and the gradient sums" if NB >= GATHER_REG_NB else ""} (needs C >= {NB})."""',
         "    m, H, W, C = X.shape",
         "    _, Ho, Wo, _ = dA.shape",
         f"    nb = (C + {NB - 1}) // {NB}",
@@ -466,18 +476,39 @@ def pool_max_bwd_gather(name: str, NB: int) -> List[str]:
         "            woa = max(0, (wp - fw + sw) // sw)",
         "            wob = min(Wo - 1, wp // sw)",
         "            g = dX[i, h, w]",
-        "            for c in range(C):",
-        "                g[c] = zero",
         "            x = Xi[h, w]",
-        "            for ho in range(hoa, hob + 1):",
-        "                mrow = ring[ho % nr]",
-        "                drow = dA[i, ho]",
-        "                for wo in range(woa, wob + 1):",
-        "                    d = drow[wo]",
-        "                    mx = mrow[wo]",
-        "                    for c in range(C):",
-        "                        g[c] += d[c] if x[c] == mx[c] else d[c] * zero",
+        *_ind(_gather_reg(NB) if NB >= GATHER_REG_NB else _gather_row(), 12),
     ]
+
+
+def _gather_row() -> List[str]:
+    """dX[i, h, w] (``g``) summed over the windows covering it in (ho, wo) order, whole
+    channel rows at a time (the loop vectoriser's job)."""
+    return ["for c in range(C):",
+            "    g[c] = zero",
+            "for ho in range(hoa, hob + 1):",
+            "    mrow = ring[ho % nr]",
+            "    drow = dA[i, ho]",
+            "    for wo in range(woa, wob + 1):",
+            "        d = drow[wo]",
+            "        mx = mrow[wo]",
+            "        for c in range(C):",
+            "            g[c] += d[c] if x[c] == mx[c] else d[c] * zero"]
+
+
+def _gather_reg(NB: int) -> List[str]:
+    """``_gather_row``'s sums, in the same order, in registers: NB channels at a time
+    (shifted last block), each written once."""
+    return (["for cb in range(nb):", f"    c0 = {_shifted('cb', NB, 'C')}"]
+            + _ind(_rep(NB, "x{k} = x[c0 + {k}]", "a{k} = zero"), 4)
+            + _ind(["for ho in range(hoa, hob + 1):",
+                    "    mrow = ring[ho % nr]",
+                    "    drow = dA[i, ho]",
+                    "    for wo in range(woa, wob + 1):",
+                    "        d = drow[wo]",
+                    "        mx = mrow[wo]"]
+                   + _ind(_rep(NB, "a{k} += d[c0 + {k}] if x{k} == mx[c0 + {k}] else d[c0 + {k}] * zero"), 8)
+                   + _rep(NB, "g[c0 + {k}] = a{k}"), 4))
 
 
 #: One kernel per pooling mode (and tie rule), so that a call compiles only the code it runs.

@@ -228,7 +228,1430 @@ def sigmoid_backward(dA, Z, out, one, chunk, nchunks):
         out[q] = dA[q] * s * (one - s)
 
 #: Channel block widths of the pooling kernels, widest first.
-POOL_NB = (16, 8, 1)
+POOL_NB = (32, 16, 8, 1)
+
+
+@numba.njit(**NJIT)
+def pool_max_b32(X, Out, fh, fw, sh, sw, ph, pw, ninf, chunk, nchunks):
+    """Max pooling, NaN-propagating (pads are -inf, so the window is clipped to the input).
+    Channel blocks of 32 (the last one shifted back to end at C; needs C >= 32)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Out.shape
+    nb = (C + 31) // 32
+    nloop = m * Ho
+    for t in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
+        i = t // Ho
+        ho = t - i * Ho
+        h0 = ho * sh - ph
+        ha = max(h0, 0)
+        hb = min(h0 + fh, H)
+        Xi = X[i]
+        orow = Out[i, ho]
+        for wo in range(Wo):
+            w0 = wo * sw - pw
+            wa = max(w0, 0)
+            wb = min(w0 + fw, W)
+            o = orow[wo]
+            for cb in range(nb):
+                c0 = max(min(cb * 32, C - 32), 0)
+                b0 = ninf
+                b1 = ninf
+                b2 = ninf
+                b3 = ninf
+                b4 = ninf
+                b5 = ninf
+                b6 = ninf
+                b7 = ninf
+                b8 = ninf
+                b9 = ninf
+                b10 = ninf
+                b11 = ninf
+                b12 = ninf
+                b13 = ninf
+                b14 = ninf
+                b15 = ninf
+                b16 = ninf
+                b17 = ninf
+                b18 = ninf
+                b19 = ninf
+                b20 = ninf
+                b21 = ninf
+                b22 = ninf
+                b23 = ninf
+                b24 = ninf
+                b25 = ninf
+                b26 = ninf
+                b27 = ninf
+                b28 = ninf
+                b29 = ninf
+                b30 = ninf
+                b31 = ninf
+                for h in range(ha, hb):
+                    xr = Xi[h]
+                    for w in range(wa, wb):
+                        v0 = xr[w, c0 + 0]
+                        b0 = v0 if ((v0 > b0) | (v0 != v0)) else b0
+                        v1 = xr[w, c0 + 1]
+                        b1 = v1 if ((v1 > b1) | (v1 != v1)) else b1
+                        v2 = xr[w, c0 + 2]
+                        b2 = v2 if ((v2 > b2) | (v2 != v2)) else b2
+                        v3 = xr[w, c0 + 3]
+                        b3 = v3 if ((v3 > b3) | (v3 != v3)) else b3
+                        v4 = xr[w, c0 + 4]
+                        b4 = v4 if ((v4 > b4) | (v4 != v4)) else b4
+                        v5 = xr[w, c0 + 5]
+                        b5 = v5 if ((v5 > b5) | (v5 != v5)) else b5
+                        v6 = xr[w, c0 + 6]
+                        b6 = v6 if ((v6 > b6) | (v6 != v6)) else b6
+                        v7 = xr[w, c0 + 7]
+                        b7 = v7 if ((v7 > b7) | (v7 != v7)) else b7
+                        v8 = xr[w, c0 + 8]
+                        b8 = v8 if ((v8 > b8) | (v8 != v8)) else b8
+                        v9 = xr[w, c0 + 9]
+                        b9 = v9 if ((v9 > b9) | (v9 != v9)) else b9
+                        v10 = xr[w, c0 + 10]
+                        b10 = v10 if ((v10 > b10) | (v10 != v10)) else b10
+                        v11 = xr[w, c0 + 11]
+                        b11 = v11 if ((v11 > b11) | (v11 != v11)) else b11
+                        v12 = xr[w, c0 + 12]
+                        b12 = v12 if ((v12 > b12) | (v12 != v12)) else b12
+                        v13 = xr[w, c0 + 13]
+                        b13 = v13 if ((v13 > b13) | (v13 != v13)) else b13
+                        v14 = xr[w, c0 + 14]
+                        b14 = v14 if ((v14 > b14) | (v14 != v14)) else b14
+                        v15 = xr[w, c0 + 15]
+                        b15 = v15 if ((v15 > b15) | (v15 != v15)) else b15
+                        v16 = xr[w, c0 + 16]
+                        b16 = v16 if ((v16 > b16) | (v16 != v16)) else b16
+                        v17 = xr[w, c0 + 17]
+                        b17 = v17 if ((v17 > b17) | (v17 != v17)) else b17
+                        v18 = xr[w, c0 + 18]
+                        b18 = v18 if ((v18 > b18) | (v18 != v18)) else b18
+                        v19 = xr[w, c0 + 19]
+                        b19 = v19 if ((v19 > b19) | (v19 != v19)) else b19
+                        v20 = xr[w, c0 + 20]
+                        b20 = v20 if ((v20 > b20) | (v20 != v20)) else b20
+                        v21 = xr[w, c0 + 21]
+                        b21 = v21 if ((v21 > b21) | (v21 != v21)) else b21
+                        v22 = xr[w, c0 + 22]
+                        b22 = v22 if ((v22 > b22) | (v22 != v22)) else b22
+                        v23 = xr[w, c0 + 23]
+                        b23 = v23 if ((v23 > b23) | (v23 != v23)) else b23
+                        v24 = xr[w, c0 + 24]
+                        b24 = v24 if ((v24 > b24) | (v24 != v24)) else b24
+                        v25 = xr[w, c0 + 25]
+                        b25 = v25 if ((v25 > b25) | (v25 != v25)) else b25
+                        v26 = xr[w, c0 + 26]
+                        b26 = v26 if ((v26 > b26) | (v26 != v26)) else b26
+                        v27 = xr[w, c0 + 27]
+                        b27 = v27 if ((v27 > b27) | (v27 != v27)) else b27
+                        v28 = xr[w, c0 + 28]
+                        b28 = v28 if ((v28 > b28) | (v28 != v28)) else b28
+                        v29 = xr[w, c0 + 29]
+                        b29 = v29 if ((v29 > b29) | (v29 != v29)) else b29
+                        v30 = xr[w, c0 + 30]
+                        b30 = v30 if ((v30 > b30) | (v30 != v30)) else b30
+                        v31 = xr[w, c0 + 31]
+                        b31 = v31 if ((v31 > b31) | (v31 != v31)) else b31
+                o[c0 + 0] = b0
+                o[c0 + 1] = b1
+                o[c0 + 2] = b2
+                o[c0 + 3] = b3
+                o[c0 + 4] = b4
+                o[c0 + 5] = b5
+                o[c0 + 6] = b6
+                o[c0 + 7] = b7
+                o[c0 + 8] = b8
+                o[c0 + 9] = b9
+                o[c0 + 10] = b10
+                o[c0 + 11] = b11
+                o[c0 + 12] = b12
+                o[c0 + 13] = b13
+                o[c0 + 14] = b14
+                o[c0 + 15] = b15
+                o[c0 + 16] = b16
+                o[c0 + 17] = b17
+                o[c0 + 18] = b18
+                o[c0 + 19] = b19
+                o[c0 + 20] = b20
+                o[c0 + 21] = b21
+                o[c0 + 22] = b22
+                o[c0 + 23] = b23
+                o[c0 + 24] = b24
+                o[c0 + 25] = b25
+                o[c0 + 26] = b26
+                o[c0 + 27] = b27
+                o[c0 + 28] = b28
+                o[c0 + 29] = b29
+                o[c0 + 30] = b30
+                o[c0 + 31] = b31
+
+
+@numba.njit(**NJIT)
+def pool_avg_b32(X, Out, fh, fw, sh, sw, ph, pw, area, zero, chunk, nchunks):
+    """Average pooling (pads count as zeros: the clipped window's sum / area).
+    Channel blocks of 32 (the last one shifted back to end at C; needs C >= 32)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Out.shape
+    nb = (C + 31) // 32
+    nloop = m * Ho
+    for t in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
+        i = t // Ho
+        ho = t - i * Ho
+        h0 = ho * sh - ph
+        ha = max(h0, 0)
+        hb = min(h0 + fh, H)
+        Xi = X[i]
+        orow = Out[i, ho]
+        for wo in range(Wo):
+            w0 = wo * sw - pw
+            wa = max(w0, 0)
+            wb = min(w0 + fw, W)
+            o = orow[wo]
+            for cb in range(nb):
+                c0 = max(min(cb * 32, C - 32), 0)
+                s0 = zero
+                s1 = zero
+                s2 = zero
+                s3 = zero
+                s4 = zero
+                s5 = zero
+                s6 = zero
+                s7 = zero
+                s8 = zero
+                s9 = zero
+                s10 = zero
+                s11 = zero
+                s12 = zero
+                s13 = zero
+                s14 = zero
+                s15 = zero
+                s16 = zero
+                s17 = zero
+                s18 = zero
+                s19 = zero
+                s20 = zero
+                s21 = zero
+                s22 = zero
+                s23 = zero
+                s24 = zero
+                s25 = zero
+                s26 = zero
+                s27 = zero
+                s28 = zero
+                s29 = zero
+                s30 = zero
+                s31 = zero
+                for h in range(ha, hb):
+                    xr = Xi[h]
+                    for w in range(wa, wb):
+                        s0 += xr[w, c0 + 0]
+                        s1 += xr[w, c0 + 1]
+                        s2 += xr[w, c0 + 2]
+                        s3 += xr[w, c0 + 3]
+                        s4 += xr[w, c0 + 4]
+                        s5 += xr[w, c0 + 5]
+                        s6 += xr[w, c0 + 6]
+                        s7 += xr[w, c0 + 7]
+                        s8 += xr[w, c0 + 8]
+                        s9 += xr[w, c0 + 9]
+                        s10 += xr[w, c0 + 10]
+                        s11 += xr[w, c0 + 11]
+                        s12 += xr[w, c0 + 12]
+                        s13 += xr[w, c0 + 13]
+                        s14 += xr[w, c0 + 14]
+                        s15 += xr[w, c0 + 15]
+                        s16 += xr[w, c0 + 16]
+                        s17 += xr[w, c0 + 17]
+                        s18 += xr[w, c0 + 18]
+                        s19 += xr[w, c0 + 19]
+                        s20 += xr[w, c0 + 20]
+                        s21 += xr[w, c0 + 21]
+                        s22 += xr[w, c0 + 22]
+                        s23 += xr[w, c0 + 23]
+                        s24 += xr[w, c0 + 24]
+                        s25 += xr[w, c0 + 25]
+                        s26 += xr[w, c0 + 26]
+                        s27 += xr[w, c0 + 27]
+                        s28 += xr[w, c0 + 28]
+                        s29 += xr[w, c0 + 29]
+                        s30 += xr[w, c0 + 30]
+                        s31 += xr[w, c0 + 31]
+                o[c0 + 0] = s0 / area
+                o[c0 + 1] = s1 / area
+                o[c0 + 2] = s2 / area
+                o[c0 + 3] = s3 / area
+                o[c0 + 4] = s4 / area
+                o[c0 + 5] = s5 / area
+                o[c0 + 6] = s6 / area
+                o[c0 + 7] = s7 / area
+                o[c0 + 8] = s8 / area
+                o[c0 + 9] = s9 / area
+                o[c0 + 10] = s10 / area
+                o[c0 + 11] = s11 / area
+                o[c0 + 12] = s12 / area
+                o[c0 + 13] = s13 / area
+                o[c0 + 14] = s14 / area
+                o[c0 + 15] = s15 / area
+                o[c0 + 16] = s16 / area
+                o[c0 + 17] = s17 / area
+                o[c0 + 18] = s18 / area
+                o[c0 + 19] = s19 / area
+                o[c0 + 20] = s20 / area
+                o[c0 + 21] = s21 / area
+                o[c0 + 22] = s22 / area
+                o[c0 + 23] = s23 / area
+                o[c0 + 24] = s24 / area
+                o[c0 + 25] = s25 / area
+                o[c0 + 26] = s26 / area
+                o[c0 + 27] = s27 / area
+                o[c0 + 28] = s28 / area
+                o[c0 + 29] = s29 / area
+                o[c0 + 30] = s30 / area
+                o[c0 + 31] = s31 / area
+
+
+@numba.njit(**NJIT)
+def pool_argmax_b32(X, Idx, fh, fw, sh, sw, ph, pw, ninf, chunk, nchunks):
+    """Idx[i, ho, wo, c] = np.argmax of the (-inf padded) window: row-major, first max, first NaN.
+    Channel blocks of 32 (the last one shifted back to end at C; needs C >= 32)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = Idx.shape
+    nb = (C + 31) // 32
+    nloop = m * Ho
+    for t in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
+        i = t // Ho
+        ho = t - i * Ho
+        h0 = ho * sh - ph
+        ha = max(h0, 0)
+        hb = min(h0 + fh, H)
+        Xi = X[i]
+        irow = Idx[i, ho]
+        for wo in range(Wo):
+            w0 = wo * sw - pw
+            wa = max(w0, 0)
+            wb = min(w0 + fw, W)
+            ix = irow[wo]
+            for cb in range(nb):
+                c0 = max(min(cb * 32, C - 32), 0)
+                b0 = ninf
+                b1 = ninf
+                b2 = ninf
+                b3 = ninf
+                b4 = ninf
+                b5 = ninf
+                b6 = ninf
+                b7 = ninf
+                b8 = ninf
+                b9 = ninf
+                b10 = ninf
+                b11 = ninf
+                b12 = ninf
+                b13 = ninf
+                b14 = ninf
+                b15 = ninf
+                b16 = ninf
+                b17 = ninf
+                b18 = ninf
+                b19 = ninf
+                b20 = ninf
+                b21 = ninf
+                b22 = ninf
+                b23 = ninf
+                b24 = ninf
+                b25 = ninf
+                b26 = ninf
+                b27 = ninf
+                b28 = ninf
+                b29 = ninf
+                b30 = ninf
+                b31 = ninf
+                q0 = 0
+                q1 = 0
+                q2 = 0
+                q3 = 0
+                q4 = 0
+                q5 = 0
+                q6 = 0
+                q7 = 0
+                q8 = 0
+                q9 = 0
+                q10 = 0
+                q11 = 0
+                q12 = 0
+                q13 = 0
+                q14 = 0
+                q15 = 0
+                q16 = 0
+                q17 = 0
+                q18 = 0
+                q19 = 0
+                q20 = 0
+                q21 = 0
+                q22 = 0
+                q23 = 0
+                q24 = 0
+                q25 = 0
+                q26 = 0
+                q27 = 0
+                q28 = 0
+                q29 = 0
+                q30 = 0
+                q31 = 0
+                for h in range(ha, hb):
+                    xr = Xi[h]
+                    for w in range(wa, wb):
+                        pos = (h - h0) * fw + (w - w0)
+                        v0 = xr[w, c0 + 0]
+                        u0 = (b0 == b0) & ((v0 > b0) | (v0 != v0))
+                        b0 = v0 if u0 else b0
+                        q0 = pos if u0 else q0
+                        v1 = xr[w, c0 + 1]
+                        u1 = (b1 == b1) & ((v1 > b1) | (v1 != v1))
+                        b1 = v1 if u1 else b1
+                        q1 = pos if u1 else q1
+                        v2 = xr[w, c0 + 2]
+                        u2 = (b2 == b2) & ((v2 > b2) | (v2 != v2))
+                        b2 = v2 if u2 else b2
+                        q2 = pos if u2 else q2
+                        v3 = xr[w, c0 + 3]
+                        u3 = (b3 == b3) & ((v3 > b3) | (v3 != v3))
+                        b3 = v3 if u3 else b3
+                        q3 = pos if u3 else q3
+                        v4 = xr[w, c0 + 4]
+                        u4 = (b4 == b4) & ((v4 > b4) | (v4 != v4))
+                        b4 = v4 if u4 else b4
+                        q4 = pos if u4 else q4
+                        v5 = xr[w, c0 + 5]
+                        u5 = (b5 == b5) & ((v5 > b5) | (v5 != v5))
+                        b5 = v5 if u5 else b5
+                        q5 = pos if u5 else q5
+                        v6 = xr[w, c0 + 6]
+                        u6 = (b6 == b6) & ((v6 > b6) | (v6 != v6))
+                        b6 = v6 if u6 else b6
+                        q6 = pos if u6 else q6
+                        v7 = xr[w, c0 + 7]
+                        u7 = (b7 == b7) & ((v7 > b7) | (v7 != v7))
+                        b7 = v7 if u7 else b7
+                        q7 = pos if u7 else q7
+                        v8 = xr[w, c0 + 8]
+                        u8 = (b8 == b8) & ((v8 > b8) | (v8 != v8))
+                        b8 = v8 if u8 else b8
+                        q8 = pos if u8 else q8
+                        v9 = xr[w, c0 + 9]
+                        u9 = (b9 == b9) & ((v9 > b9) | (v9 != v9))
+                        b9 = v9 if u9 else b9
+                        q9 = pos if u9 else q9
+                        v10 = xr[w, c0 + 10]
+                        u10 = (b10 == b10) & ((v10 > b10) | (v10 != v10))
+                        b10 = v10 if u10 else b10
+                        q10 = pos if u10 else q10
+                        v11 = xr[w, c0 + 11]
+                        u11 = (b11 == b11) & ((v11 > b11) | (v11 != v11))
+                        b11 = v11 if u11 else b11
+                        q11 = pos if u11 else q11
+                        v12 = xr[w, c0 + 12]
+                        u12 = (b12 == b12) & ((v12 > b12) | (v12 != v12))
+                        b12 = v12 if u12 else b12
+                        q12 = pos if u12 else q12
+                        v13 = xr[w, c0 + 13]
+                        u13 = (b13 == b13) & ((v13 > b13) | (v13 != v13))
+                        b13 = v13 if u13 else b13
+                        q13 = pos if u13 else q13
+                        v14 = xr[w, c0 + 14]
+                        u14 = (b14 == b14) & ((v14 > b14) | (v14 != v14))
+                        b14 = v14 if u14 else b14
+                        q14 = pos if u14 else q14
+                        v15 = xr[w, c0 + 15]
+                        u15 = (b15 == b15) & ((v15 > b15) | (v15 != v15))
+                        b15 = v15 if u15 else b15
+                        q15 = pos if u15 else q15
+                        v16 = xr[w, c0 + 16]
+                        u16 = (b16 == b16) & ((v16 > b16) | (v16 != v16))
+                        b16 = v16 if u16 else b16
+                        q16 = pos if u16 else q16
+                        v17 = xr[w, c0 + 17]
+                        u17 = (b17 == b17) & ((v17 > b17) | (v17 != v17))
+                        b17 = v17 if u17 else b17
+                        q17 = pos if u17 else q17
+                        v18 = xr[w, c0 + 18]
+                        u18 = (b18 == b18) & ((v18 > b18) | (v18 != v18))
+                        b18 = v18 if u18 else b18
+                        q18 = pos if u18 else q18
+                        v19 = xr[w, c0 + 19]
+                        u19 = (b19 == b19) & ((v19 > b19) | (v19 != v19))
+                        b19 = v19 if u19 else b19
+                        q19 = pos if u19 else q19
+                        v20 = xr[w, c0 + 20]
+                        u20 = (b20 == b20) & ((v20 > b20) | (v20 != v20))
+                        b20 = v20 if u20 else b20
+                        q20 = pos if u20 else q20
+                        v21 = xr[w, c0 + 21]
+                        u21 = (b21 == b21) & ((v21 > b21) | (v21 != v21))
+                        b21 = v21 if u21 else b21
+                        q21 = pos if u21 else q21
+                        v22 = xr[w, c0 + 22]
+                        u22 = (b22 == b22) & ((v22 > b22) | (v22 != v22))
+                        b22 = v22 if u22 else b22
+                        q22 = pos if u22 else q22
+                        v23 = xr[w, c0 + 23]
+                        u23 = (b23 == b23) & ((v23 > b23) | (v23 != v23))
+                        b23 = v23 if u23 else b23
+                        q23 = pos if u23 else q23
+                        v24 = xr[w, c0 + 24]
+                        u24 = (b24 == b24) & ((v24 > b24) | (v24 != v24))
+                        b24 = v24 if u24 else b24
+                        q24 = pos if u24 else q24
+                        v25 = xr[w, c0 + 25]
+                        u25 = (b25 == b25) & ((v25 > b25) | (v25 != v25))
+                        b25 = v25 if u25 else b25
+                        q25 = pos if u25 else q25
+                        v26 = xr[w, c0 + 26]
+                        u26 = (b26 == b26) & ((v26 > b26) | (v26 != v26))
+                        b26 = v26 if u26 else b26
+                        q26 = pos if u26 else q26
+                        v27 = xr[w, c0 + 27]
+                        u27 = (b27 == b27) & ((v27 > b27) | (v27 != v27))
+                        b27 = v27 if u27 else b27
+                        q27 = pos if u27 else q27
+                        v28 = xr[w, c0 + 28]
+                        u28 = (b28 == b28) & ((v28 > b28) | (v28 != v28))
+                        b28 = v28 if u28 else b28
+                        q28 = pos if u28 else q28
+                        v29 = xr[w, c0 + 29]
+                        u29 = (b29 == b29) & ((v29 > b29) | (v29 != v29))
+                        b29 = v29 if u29 else b29
+                        q29 = pos if u29 else q29
+                        v30 = xr[w, c0 + 30]
+                        u30 = (b30 == b30) & ((v30 > b30) | (v30 != v30))
+                        b30 = v30 if u30 else b30
+                        q30 = pos if u30 else q30
+                        v31 = xr[w, c0 + 31]
+                        u31 = (b31 == b31) & ((v31 > b31) | (v31 != v31))
+                        b31 = v31 if u31 else b31
+                        q31 = pos if u31 else q31
+                ix[c0 + 0] = q0
+                ix[c0 + 1] = q1
+                ix[c0 + 2] = q2
+                ix[c0 + 3] = q3
+                ix[c0 + 4] = q4
+                ix[c0 + 5] = q5
+                ix[c0 + 6] = q6
+                ix[c0 + 7] = q7
+                ix[c0 + 8] = q8
+                ix[c0 + 9] = q9
+                ix[c0 + 10] = q10
+                ix[c0 + 11] = q11
+                ix[c0 + 12] = q12
+                ix[c0 + 13] = q13
+                ix[c0 + 14] = q14
+                ix[c0 + 15] = q15
+                ix[c0 + 16] = q16
+                ix[c0 + 17] = q17
+                ix[c0 + 18] = q18
+                ix[c0 + 19] = q19
+                ix[c0 + 20] = q20
+                ix[c0 + 21] = q21
+                ix[c0 + 22] = q22
+                ix[c0 + 23] = q23
+                ix[c0 + 24] = q24
+                ix[c0 + 25] = q25
+                ix[c0 + 26] = q26
+                ix[c0 + 27] = q27
+                ix[c0 + 28] = q28
+                ix[c0 + 29] = q29
+                ix[c0 + 30] = q30
+                ix[c0 + 31] = q31
+
+
+@numba.njit(**NJIT)
+def pool_max_bwd_direct_b32(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, chunk, nchunks):
+    """Max-pooling backward, ties "all", for non-overlapping windows (sh >= fh, sw >= fw): each
+    window writes its own positions (the caller zeroes dX first where no window reaches). A block's X values
+    are loaded before its dX stores (the SLP vectoriser cannot tell X and dX apart).
+    Channel blocks of 32 (the last one shifted back to end at C; needs C >= 32)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    nb = (C + 31) // 32
+    nloop = m * Ho
+    for t in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
+        i = t // Ho
+        ho = t - i * Ho
+        h0 = ho * sh - ph
+        ha = max(h0, 0)
+        hb = min(h0 + fh, H)
+        Xi = X[i]
+        Gi = dX[i]
+        drow = dA[i, ho]
+        for wo in range(Wo):
+            w0 = wo * sw - pw
+            wa = max(w0, 0)
+            wb = min(w0 + fw, W)
+            d = drow[wo]
+            for cb in range(nb):
+                c0 = max(min(cb * 32, C - 32), 0)
+                d0 = d[c0 + 0]
+                d1 = d[c0 + 1]
+                d2 = d[c0 + 2]
+                d3 = d[c0 + 3]
+                d4 = d[c0 + 4]
+                d5 = d[c0 + 5]
+                d6 = d[c0 + 6]
+                d7 = d[c0 + 7]
+                d8 = d[c0 + 8]
+                d9 = d[c0 + 9]
+                d10 = d[c0 + 10]
+                d11 = d[c0 + 11]
+                d12 = d[c0 + 12]
+                d13 = d[c0 + 13]
+                d14 = d[c0 + 14]
+                d15 = d[c0 + 15]
+                d16 = d[c0 + 16]
+                d17 = d[c0 + 17]
+                d18 = d[c0 + 18]
+                d19 = d[c0 + 19]
+                d20 = d[c0 + 20]
+                d21 = d[c0 + 21]
+                d22 = d[c0 + 22]
+                d23 = d[c0 + 23]
+                d24 = d[c0 + 24]
+                d25 = d[c0 + 25]
+                d26 = d[c0 + 26]
+                d27 = d[c0 + 27]
+                d28 = d[c0 + 28]
+                d29 = d[c0 + 29]
+                d30 = d[c0 + 30]
+                d31 = d[c0 + 31]
+                e0 = d0 * zero
+                e1 = d1 * zero
+                e2 = d2 * zero
+                e3 = d3 * zero
+                e4 = d4 * zero
+                e5 = d5 * zero
+                e6 = d6 * zero
+                e7 = d7 * zero
+                e8 = d8 * zero
+                e9 = d9 * zero
+                e10 = d10 * zero
+                e11 = d11 * zero
+                e12 = d12 * zero
+                e13 = d13 * zero
+                e14 = d14 * zero
+                e15 = d15 * zero
+                e16 = d16 * zero
+                e17 = d17 * zero
+                e18 = d18 * zero
+                e19 = d19 * zero
+                e20 = d20 * zero
+                e21 = d21 * zero
+                e22 = d22 * zero
+                e23 = d23 * zero
+                e24 = d24 * zero
+                e25 = d25 * zero
+                e26 = d26 * zero
+                e27 = d27 * zero
+                e28 = d28 * zero
+                e29 = d29 * zero
+                e30 = d30 * zero
+                e31 = d31 * zero
+                b0 = ninf
+                b1 = ninf
+                b2 = ninf
+                b3 = ninf
+                b4 = ninf
+                b5 = ninf
+                b6 = ninf
+                b7 = ninf
+                b8 = ninf
+                b9 = ninf
+                b10 = ninf
+                b11 = ninf
+                b12 = ninf
+                b13 = ninf
+                b14 = ninf
+                b15 = ninf
+                b16 = ninf
+                b17 = ninf
+                b18 = ninf
+                b19 = ninf
+                b20 = ninf
+                b21 = ninf
+                b22 = ninf
+                b23 = ninf
+                b24 = ninf
+                b25 = ninf
+                b26 = ninf
+                b27 = ninf
+                b28 = ninf
+                b29 = ninf
+                b30 = ninf
+                b31 = ninf
+                for h in range(ha, hb):
+                    xr = Xi[h]
+                    for w in range(wa, wb):
+                        v0 = xr[w, c0 + 0]
+                        b0 = v0 if ((v0 > b0) | (v0 != v0)) else b0
+                        v1 = xr[w, c0 + 1]
+                        b1 = v1 if ((v1 > b1) | (v1 != v1)) else b1
+                        v2 = xr[w, c0 + 2]
+                        b2 = v2 if ((v2 > b2) | (v2 != v2)) else b2
+                        v3 = xr[w, c0 + 3]
+                        b3 = v3 if ((v3 > b3) | (v3 != v3)) else b3
+                        v4 = xr[w, c0 + 4]
+                        b4 = v4 if ((v4 > b4) | (v4 != v4)) else b4
+                        v5 = xr[w, c0 + 5]
+                        b5 = v5 if ((v5 > b5) | (v5 != v5)) else b5
+                        v6 = xr[w, c0 + 6]
+                        b6 = v6 if ((v6 > b6) | (v6 != v6)) else b6
+                        v7 = xr[w, c0 + 7]
+                        b7 = v7 if ((v7 > b7) | (v7 != v7)) else b7
+                        v8 = xr[w, c0 + 8]
+                        b8 = v8 if ((v8 > b8) | (v8 != v8)) else b8
+                        v9 = xr[w, c0 + 9]
+                        b9 = v9 if ((v9 > b9) | (v9 != v9)) else b9
+                        v10 = xr[w, c0 + 10]
+                        b10 = v10 if ((v10 > b10) | (v10 != v10)) else b10
+                        v11 = xr[w, c0 + 11]
+                        b11 = v11 if ((v11 > b11) | (v11 != v11)) else b11
+                        v12 = xr[w, c0 + 12]
+                        b12 = v12 if ((v12 > b12) | (v12 != v12)) else b12
+                        v13 = xr[w, c0 + 13]
+                        b13 = v13 if ((v13 > b13) | (v13 != v13)) else b13
+                        v14 = xr[w, c0 + 14]
+                        b14 = v14 if ((v14 > b14) | (v14 != v14)) else b14
+                        v15 = xr[w, c0 + 15]
+                        b15 = v15 if ((v15 > b15) | (v15 != v15)) else b15
+                        v16 = xr[w, c0 + 16]
+                        b16 = v16 if ((v16 > b16) | (v16 != v16)) else b16
+                        v17 = xr[w, c0 + 17]
+                        b17 = v17 if ((v17 > b17) | (v17 != v17)) else b17
+                        v18 = xr[w, c0 + 18]
+                        b18 = v18 if ((v18 > b18) | (v18 != v18)) else b18
+                        v19 = xr[w, c0 + 19]
+                        b19 = v19 if ((v19 > b19) | (v19 != v19)) else b19
+                        v20 = xr[w, c0 + 20]
+                        b20 = v20 if ((v20 > b20) | (v20 != v20)) else b20
+                        v21 = xr[w, c0 + 21]
+                        b21 = v21 if ((v21 > b21) | (v21 != v21)) else b21
+                        v22 = xr[w, c0 + 22]
+                        b22 = v22 if ((v22 > b22) | (v22 != v22)) else b22
+                        v23 = xr[w, c0 + 23]
+                        b23 = v23 if ((v23 > b23) | (v23 != v23)) else b23
+                        v24 = xr[w, c0 + 24]
+                        b24 = v24 if ((v24 > b24) | (v24 != v24)) else b24
+                        v25 = xr[w, c0 + 25]
+                        b25 = v25 if ((v25 > b25) | (v25 != v25)) else b25
+                        v26 = xr[w, c0 + 26]
+                        b26 = v26 if ((v26 > b26) | (v26 != v26)) else b26
+                        v27 = xr[w, c0 + 27]
+                        b27 = v27 if ((v27 > b27) | (v27 != v27)) else b27
+                        v28 = xr[w, c0 + 28]
+                        b28 = v28 if ((v28 > b28) | (v28 != v28)) else b28
+                        v29 = xr[w, c0 + 29]
+                        b29 = v29 if ((v29 > b29) | (v29 != v29)) else b29
+                        v30 = xr[w, c0 + 30]
+                        b30 = v30 if ((v30 > b30) | (v30 != v30)) else b30
+                        v31 = xr[w, c0 + 31]
+                        b31 = v31 if ((v31 > b31) | (v31 != v31)) else b31
+                for h in range(ha, hb):
+                    xr = Xi[h]
+                    gr = Gi[h]
+                    for w in range(wa, wb):
+                        v0 = xr[w, c0 + 0]
+                        v1 = xr[w, c0 + 1]
+                        v2 = xr[w, c0 + 2]
+                        v3 = xr[w, c0 + 3]
+                        v4 = xr[w, c0 + 4]
+                        v5 = xr[w, c0 + 5]
+                        v6 = xr[w, c0 + 6]
+                        v7 = xr[w, c0 + 7]
+                        v8 = xr[w, c0 + 8]
+                        v9 = xr[w, c0 + 9]
+                        v10 = xr[w, c0 + 10]
+                        v11 = xr[w, c0 + 11]
+                        v12 = xr[w, c0 + 12]
+                        v13 = xr[w, c0 + 13]
+                        v14 = xr[w, c0 + 14]
+                        v15 = xr[w, c0 + 15]
+                        v16 = xr[w, c0 + 16]
+                        v17 = xr[w, c0 + 17]
+                        v18 = xr[w, c0 + 18]
+                        v19 = xr[w, c0 + 19]
+                        v20 = xr[w, c0 + 20]
+                        v21 = xr[w, c0 + 21]
+                        v22 = xr[w, c0 + 22]
+                        v23 = xr[w, c0 + 23]
+                        v24 = xr[w, c0 + 24]
+                        v25 = xr[w, c0 + 25]
+                        v26 = xr[w, c0 + 26]
+                        v27 = xr[w, c0 + 27]
+                        v28 = xr[w, c0 + 28]
+                        v29 = xr[w, c0 + 29]
+                        v30 = xr[w, c0 + 30]
+                        v31 = xr[w, c0 + 31]
+                        gr[w, c0 + 0] = d0 if v0 == b0 else e0
+                        gr[w, c0 + 1] = d1 if v1 == b1 else e1
+                        gr[w, c0 + 2] = d2 if v2 == b2 else e2
+                        gr[w, c0 + 3] = d3 if v3 == b3 else e3
+                        gr[w, c0 + 4] = d4 if v4 == b4 else e4
+                        gr[w, c0 + 5] = d5 if v5 == b5 else e5
+                        gr[w, c0 + 6] = d6 if v6 == b6 else e6
+                        gr[w, c0 + 7] = d7 if v7 == b7 else e7
+                        gr[w, c0 + 8] = d8 if v8 == b8 else e8
+                        gr[w, c0 + 9] = d9 if v9 == b9 else e9
+                        gr[w, c0 + 10] = d10 if v10 == b10 else e10
+                        gr[w, c0 + 11] = d11 if v11 == b11 else e11
+                        gr[w, c0 + 12] = d12 if v12 == b12 else e12
+                        gr[w, c0 + 13] = d13 if v13 == b13 else e13
+                        gr[w, c0 + 14] = d14 if v14 == b14 else e14
+                        gr[w, c0 + 15] = d15 if v15 == b15 else e15
+                        gr[w, c0 + 16] = d16 if v16 == b16 else e16
+                        gr[w, c0 + 17] = d17 if v17 == b17 else e17
+                        gr[w, c0 + 18] = d18 if v18 == b18 else e18
+                        gr[w, c0 + 19] = d19 if v19 == b19 else e19
+                        gr[w, c0 + 20] = d20 if v20 == b20 else e20
+                        gr[w, c0 + 21] = d21 if v21 == b21 else e21
+                        gr[w, c0 + 22] = d22 if v22 == b22 else e22
+                        gr[w, c0 + 23] = d23 if v23 == b23 else e23
+                        gr[w, c0 + 24] = d24 if v24 == b24 else e24
+                        gr[w, c0 + 25] = d25 if v25 == b25 else e25
+                        gr[w, c0 + 26] = d26 if v26 == b26 else e26
+                        gr[w, c0 + 27] = d27 if v27 == b27 else e27
+                        gr[w, c0 + 28] = d28 if v28 == b28 else e28
+                        gr[w, c0 + 29] = d29 if v29 == b29 else e29
+                        gr[w, c0 + 30] = d30 if v30 == b30 else e30
+                        gr[w, c0 + 31] = d31 if v31 == b31 else e31
+
+
+@numba.njit(**NJIT)
+def pool_first_bwd_direct_b32(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, chunk, nchunks):
+    """Max-pooling backward, ties "first", for non-overlapping windows (sh >= fh, sw >= fw): each
+    window writes its own positions (the caller zeroes dX first where no window reaches).
+    Channel blocks of 32 (the last one shifted back to end at C; needs C >= 32)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    nb = (C + 31) // 32
+    nloop = m * Ho
+    for t in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
+        i = t // Ho
+        ho = t - i * Ho
+        h0 = ho * sh - ph
+        ha = max(h0, 0)
+        hb = min(h0 + fh, H)
+        Xi = X[i]
+        Gi = dX[i]
+        drow = dA[i, ho]
+        for wo in range(Wo):
+            w0 = wo * sw - pw
+            wa = max(w0, 0)
+            wb = min(w0 + fw, W)
+            d = drow[wo]
+            for cb in range(nb):
+                c0 = max(min(cb * 32, C - 32), 0)
+                d0 = d[c0 + 0]
+                d1 = d[c0 + 1]
+                d2 = d[c0 + 2]
+                d3 = d[c0 + 3]
+                d4 = d[c0 + 4]
+                d5 = d[c0 + 5]
+                d6 = d[c0 + 6]
+                d7 = d[c0 + 7]
+                d8 = d[c0 + 8]
+                d9 = d[c0 + 9]
+                d10 = d[c0 + 10]
+                d11 = d[c0 + 11]
+                d12 = d[c0 + 12]
+                d13 = d[c0 + 13]
+                d14 = d[c0 + 14]
+                d15 = d[c0 + 15]
+                d16 = d[c0 + 16]
+                d17 = d[c0 + 17]
+                d18 = d[c0 + 18]
+                d19 = d[c0 + 19]
+                d20 = d[c0 + 20]
+                d21 = d[c0 + 21]
+                d22 = d[c0 + 22]
+                d23 = d[c0 + 23]
+                d24 = d[c0 + 24]
+                d25 = d[c0 + 25]
+                d26 = d[c0 + 26]
+                d27 = d[c0 + 27]
+                d28 = d[c0 + 28]
+                d29 = d[c0 + 29]
+                d30 = d[c0 + 30]
+                d31 = d[c0 + 31]
+                e0 = d0 * zero
+                e1 = d1 * zero
+                e2 = d2 * zero
+                e3 = d3 * zero
+                e4 = d4 * zero
+                e5 = d5 * zero
+                e6 = d6 * zero
+                e7 = d7 * zero
+                e8 = d8 * zero
+                e9 = d9 * zero
+                e10 = d10 * zero
+                e11 = d11 * zero
+                e12 = d12 * zero
+                e13 = d13 * zero
+                e14 = d14 * zero
+                e15 = d15 * zero
+                e16 = d16 * zero
+                e17 = d17 * zero
+                e18 = d18 * zero
+                e19 = d19 * zero
+                e20 = d20 * zero
+                e21 = d21 * zero
+                e22 = d22 * zero
+                e23 = d23 * zero
+                e24 = d24 * zero
+                e25 = d25 * zero
+                e26 = d26 * zero
+                e27 = d27 * zero
+                e28 = d28 * zero
+                e29 = d29 * zero
+                e30 = d30 * zero
+                e31 = d31 * zero
+                b0 = ninf
+                b1 = ninf
+                b2 = ninf
+                b3 = ninf
+                b4 = ninf
+                b5 = ninf
+                b6 = ninf
+                b7 = ninf
+                b8 = ninf
+                b9 = ninf
+                b10 = ninf
+                b11 = ninf
+                b12 = ninf
+                b13 = ninf
+                b14 = ninf
+                b15 = ninf
+                b16 = ninf
+                b17 = ninf
+                b18 = ninf
+                b19 = ninf
+                b20 = ninf
+                b21 = ninf
+                b22 = ninf
+                b23 = ninf
+                b24 = ninf
+                b25 = ninf
+                b26 = ninf
+                b27 = ninf
+                b28 = ninf
+                b29 = ninf
+                b30 = ninf
+                b31 = ninf
+                q0 = 0
+                q1 = 0
+                q2 = 0
+                q3 = 0
+                q4 = 0
+                q5 = 0
+                q6 = 0
+                q7 = 0
+                q8 = 0
+                q9 = 0
+                q10 = 0
+                q11 = 0
+                q12 = 0
+                q13 = 0
+                q14 = 0
+                q15 = 0
+                q16 = 0
+                q17 = 0
+                q18 = 0
+                q19 = 0
+                q20 = 0
+                q21 = 0
+                q22 = 0
+                q23 = 0
+                q24 = 0
+                q25 = 0
+                q26 = 0
+                q27 = 0
+                q28 = 0
+                q29 = 0
+                q30 = 0
+                q31 = 0
+                for h in range(ha, hb):
+                    xr = Xi[h]
+                    for w in range(wa, wb):
+                        pos = (h - h0) * fw + (w - w0)
+                        v0 = xr[w, c0 + 0]
+                        u0 = (b0 == b0) & ((v0 > b0) | (v0 != v0))
+                        b0 = v0 if u0 else b0
+                        q0 = pos if u0 else q0
+                        v1 = xr[w, c0 + 1]
+                        u1 = (b1 == b1) & ((v1 > b1) | (v1 != v1))
+                        b1 = v1 if u1 else b1
+                        q1 = pos if u1 else q1
+                        v2 = xr[w, c0 + 2]
+                        u2 = (b2 == b2) & ((v2 > b2) | (v2 != v2))
+                        b2 = v2 if u2 else b2
+                        q2 = pos if u2 else q2
+                        v3 = xr[w, c0 + 3]
+                        u3 = (b3 == b3) & ((v3 > b3) | (v3 != v3))
+                        b3 = v3 if u3 else b3
+                        q3 = pos if u3 else q3
+                        v4 = xr[w, c0 + 4]
+                        u4 = (b4 == b4) & ((v4 > b4) | (v4 != v4))
+                        b4 = v4 if u4 else b4
+                        q4 = pos if u4 else q4
+                        v5 = xr[w, c0 + 5]
+                        u5 = (b5 == b5) & ((v5 > b5) | (v5 != v5))
+                        b5 = v5 if u5 else b5
+                        q5 = pos if u5 else q5
+                        v6 = xr[w, c0 + 6]
+                        u6 = (b6 == b6) & ((v6 > b6) | (v6 != v6))
+                        b6 = v6 if u6 else b6
+                        q6 = pos if u6 else q6
+                        v7 = xr[w, c0 + 7]
+                        u7 = (b7 == b7) & ((v7 > b7) | (v7 != v7))
+                        b7 = v7 if u7 else b7
+                        q7 = pos if u7 else q7
+                        v8 = xr[w, c0 + 8]
+                        u8 = (b8 == b8) & ((v8 > b8) | (v8 != v8))
+                        b8 = v8 if u8 else b8
+                        q8 = pos if u8 else q8
+                        v9 = xr[w, c0 + 9]
+                        u9 = (b9 == b9) & ((v9 > b9) | (v9 != v9))
+                        b9 = v9 if u9 else b9
+                        q9 = pos if u9 else q9
+                        v10 = xr[w, c0 + 10]
+                        u10 = (b10 == b10) & ((v10 > b10) | (v10 != v10))
+                        b10 = v10 if u10 else b10
+                        q10 = pos if u10 else q10
+                        v11 = xr[w, c0 + 11]
+                        u11 = (b11 == b11) & ((v11 > b11) | (v11 != v11))
+                        b11 = v11 if u11 else b11
+                        q11 = pos if u11 else q11
+                        v12 = xr[w, c0 + 12]
+                        u12 = (b12 == b12) & ((v12 > b12) | (v12 != v12))
+                        b12 = v12 if u12 else b12
+                        q12 = pos if u12 else q12
+                        v13 = xr[w, c0 + 13]
+                        u13 = (b13 == b13) & ((v13 > b13) | (v13 != v13))
+                        b13 = v13 if u13 else b13
+                        q13 = pos if u13 else q13
+                        v14 = xr[w, c0 + 14]
+                        u14 = (b14 == b14) & ((v14 > b14) | (v14 != v14))
+                        b14 = v14 if u14 else b14
+                        q14 = pos if u14 else q14
+                        v15 = xr[w, c0 + 15]
+                        u15 = (b15 == b15) & ((v15 > b15) | (v15 != v15))
+                        b15 = v15 if u15 else b15
+                        q15 = pos if u15 else q15
+                        v16 = xr[w, c0 + 16]
+                        u16 = (b16 == b16) & ((v16 > b16) | (v16 != v16))
+                        b16 = v16 if u16 else b16
+                        q16 = pos if u16 else q16
+                        v17 = xr[w, c0 + 17]
+                        u17 = (b17 == b17) & ((v17 > b17) | (v17 != v17))
+                        b17 = v17 if u17 else b17
+                        q17 = pos if u17 else q17
+                        v18 = xr[w, c0 + 18]
+                        u18 = (b18 == b18) & ((v18 > b18) | (v18 != v18))
+                        b18 = v18 if u18 else b18
+                        q18 = pos if u18 else q18
+                        v19 = xr[w, c0 + 19]
+                        u19 = (b19 == b19) & ((v19 > b19) | (v19 != v19))
+                        b19 = v19 if u19 else b19
+                        q19 = pos if u19 else q19
+                        v20 = xr[w, c0 + 20]
+                        u20 = (b20 == b20) & ((v20 > b20) | (v20 != v20))
+                        b20 = v20 if u20 else b20
+                        q20 = pos if u20 else q20
+                        v21 = xr[w, c0 + 21]
+                        u21 = (b21 == b21) & ((v21 > b21) | (v21 != v21))
+                        b21 = v21 if u21 else b21
+                        q21 = pos if u21 else q21
+                        v22 = xr[w, c0 + 22]
+                        u22 = (b22 == b22) & ((v22 > b22) | (v22 != v22))
+                        b22 = v22 if u22 else b22
+                        q22 = pos if u22 else q22
+                        v23 = xr[w, c0 + 23]
+                        u23 = (b23 == b23) & ((v23 > b23) | (v23 != v23))
+                        b23 = v23 if u23 else b23
+                        q23 = pos if u23 else q23
+                        v24 = xr[w, c0 + 24]
+                        u24 = (b24 == b24) & ((v24 > b24) | (v24 != v24))
+                        b24 = v24 if u24 else b24
+                        q24 = pos if u24 else q24
+                        v25 = xr[w, c0 + 25]
+                        u25 = (b25 == b25) & ((v25 > b25) | (v25 != v25))
+                        b25 = v25 if u25 else b25
+                        q25 = pos if u25 else q25
+                        v26 = xr[w, c0 + 26]
+                        u26 = (b26 == b26) & ((v26 > b26) | (v26 != v26))
+                        b26 = v26 if u26 else b26
+                        q26 = pos if u26 else q26
+                        v27 = xr[w, c0 + 27]
+                        u27 = (b27 == b27) & ((v27 > b27) | (v27 != v27))
+                        b27 = v27 if u27 else b27
+                        q27 = pos if u27 else q27
+                        v28 = xr[w, c0 + 28]
+                        u28 = (b28 == b28) & ((v28 > b28) | (v28 != v28))
+                        b28 = v28 if u28 else b28
+                        q28 = pos if u28 else q28
+                        v29 = xr[w, c0 + 29]
+                        u29 = (b29 == b29) & ((v29 > b29) | (v29 != v29))
+                        b29 = v29 if u29 else b29
+                        q29 = pos if u29 else q29
+                        v30 = xr[w, c0 + 30]
+                        u30 = (b30 == b30) & ((v30 > b30) | (v30 != v30))
+                        b30 = v30 if u30 else b30
+                        q30 = pos if u30 else q30
+                        v31 = xr[w, c0 + 31]
+                        u31 = (b31 == b31) & ((v31 > b31) | (v31 != v31))
+                        b31 = v31 if u31 else b31
+                        q31 = pos if u31 else q31
+                for h in range(ha, hb):
+                    gr = Gi[h]
+                    for w in range(wa, wb):
+                        pos = (h - h0) * fw + (w - w0)
+                        gr[w, c0 + 0] = d0 if pos == q0 else e0
+                        gr[w, c0 + 1] = d1 if pos == q1 else e1
+                        gr[w, c0 + 2] = d2 if pos == q2 else e2
+                        gr[w, c0 + 3] = d3 if pos == q3 else e3
+                        gr[w, c0 + 4] = d4 if pos == q4 else e4
+                        gr[w, c0 + 5] = d5 if pos == q5 else e5
+                        gr[w, c0 + 6] = d6 if pos == q6 else e6
+                        gr[w, c0 + 7] = d7 if pos == q7 else e7
+                        gr[w, c0 + 8] = d8 if pos == q8 else e8
+                        gr[w, c0 + 9] = d9 if pos == q9 else e9
+                        gr[w, c0 + 10] = d10 if pos == q10 else e10
+                        gr[w, c0 + 11] = d11 if pos == q11 else e11
+                        gr[w, c0 + 12] = d12 if pos == q12 else e12
+                        gr[w, c0 + 13] = d13 if pos == q13 else e13
+                        gr[w, c0 + 14] = d14 if pos == q14 else e14
+                        gr[w, c0 + 15] = d15 if pos == q15 else e15
+                        gr[w, c0 + 16] = d16 if pos == q16 else e16
+                        gr[w, c0 + 17] = d17 if pos == q17 else e17
+                        gr[w, c0 + 18] = d18 if pos == q18 else e18
+                        gr[w, c0 + 19] = d19 if pos == q19 else e19
+                        gr[w, c0 + 20] = d20 if pos == q20 else e20
+                        gr[w, c0 + 21] = d21 if pos == q21 else e21
+                        gr[w, c0 + 22] = d22 if pos == q22 else e22
+                        gr[w, c0 + 23] = d23 if pos == q23 else e23
+                        gr[w, c0 + 24] = d24 if pos == q24 else e24
+                        gr[w, c0 + 25] = d25 if pos == q25 else e25
+                        gr[w, c0 + 26] = d26 if pos == q26 else e26
+                        gr[w, c0 + 27] = d27 if pos == q27 else e27
+                        gr[w, c0 + 28] = d28 if pos == q28 else e28
+                        gr[w, c0 + 29] = d29 if pos == q29 else e29
+                        gr[w, c0 + 30] = d30 if pos == q30 else e30
+                        gr[w, c0 + 31] = d31 if pos == q31 else e31
+
+
+@numba.njit(**NJIT)
+def pool_max_bwd_gather_b32(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, chunk, nchunks):
+    """Max-pooling backward, ties "all", overlapping windows, one pass over X (see
+    ``_nb_gen.pool_max_bwd_gather``). Channel blocks of 32 for the maxima and the gradient sums (needs C >= 32)."""
+    m, H, W, C = X.shape
+    _, Ho, Wo, _ = dA.shape
+    nb = (C + 31) // 32
+    nr = (fh + sh - 1) // sh + 1
+    ring = np.empty((nr, Wo, C), dtype=X.dtype)
+    held = np.full(nr, -1, dtype=np.int64)
+    nloop = m * H
+    for t in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
+        i = t // H
+        h = t - i * H
+        hp = h + ph
+        hoa = max(0, (hp - fh + sh) // sh)
+        hob = min(Ho - 1, hp // sh)
+        Xi = X[i]
+        for ho in range(hoa, hob + 1):
+            slot = ho % nr
+            if held[slot] != i * Ho + ho:
+                held[slot] = i * Ho + ho
+                mrow = ring[slot]
+                h0 = ho * sh - ph
+                ha = max(h0, 0)
+                hb = min(h0 + fh, H)
+                for wo in range(Wo):
+                    w0 = wo * sw - pw
+                    wa = max(w0, 0)
+                    wb = min(w0 + fw, W)
+                    o = mrow[wo]
+                    for cb in range(nb):
+                        c0 = max(min(cb * 32, C - 32), 0)
+                        b0 = ninf
+                        b1 = ninf
+                        b2 = ninf
+                        b3 = ninf
+                        b4 = ninf
+                        b5 = ninf
+                        b6 = ninf
+                        b7 = ninf
+                        b8 = ninf
+                        b9 = ninf
+                        b10 = ninf
+                        b11 = ninf
+                        b12 = ninf
+                        b13 = ninf
+                        b14 = ninf
+                        b15 = ninf
+                        b16 = ninf
+                        b17 = ninf
+                        b18 = ninf
+                        b19 = ninf
+                        b20 = ninf
+                        b21 = ninf
+                        b22 = ninf
+                        b23 = ninf
+                        b24 = ninf
+                        b25 = ninf
+                        b26 = ninf
+                        b27 = ninf
+                        b28 = ninf
+                        b29 = ninf
+                        b30 = ninf
+                        b31 = ninf
+                        for hh in range(ha, hb):
+                            xr = Xi[hh]
+                            for ww in range(wa, wb):
+                                v0 = xr[ww, c0 + 0]
+                                b0 = v0 if ((v0 > b0) | (v0 != v0)) else b0
+                                v1 = xr[ww, c0 + 1]
+                                b1 = v1 if ((v1 > b1) | (v1 != v1)) else b1
+                                v2 = xr[ww, c0 + 2]
+                                b2 = v2 if ((v2 > b2) | (v2 != v2)) else b2
+                                v3 = xr[ww, c0 + 3]
+                                b3 = v3 if ((v3 > b3) | (v3 != v3)) else b3
+                                v4 = xr[ww, c0 + 4]
+                                b4 = v4 if ((v4 > b4) | (v4 != v4)) else b4
+                                v5 = xr[ww, c0 + 5]
+                                b5 = v5 if ((v5 > b5) | (v5 != v5)) else b5
+                                v6 = xr[ww, c0 + 6]
+                                b6 = v6 if ((v6 > b6) | (v6 != v6)) else b6
+                                v7 = xr[ww, c0 + 7]
+                                b7 = v7 if ((v7 > b7) | (v7 != v7)) else b7
+                                v8 = xr[ww, c0 + 8]
+                                b8 = v8 if ((v8 > b8) | (v8 != v8)) else b8
+                                v9 = xr[ww, c0 + 9]
+                                b9 = v9 if ((v9 > b9) | (v9 != v9)) else b9
+                                v10 = xr[ww, c0 + 10]
+                                b10 = v10 if ((v10 > b10) | (v10 != v10)) else b10
+                                v11 = xr[ww, c0 + 11]
+                                b11 = v11 if ((v11 > b11) | (v11 != v11)) else b11
+                                v12 = xr[ww, c0 + 12]
+                                b12 = v12 if ((v12 > b12) | (v12 != v12)) else b12
+                                v13 = xr[ww, c0 + 13]
+                                b13 = v13 if ((v13 > b13) | (v13 != v13)) else b13
+                                v14 = xr[ww, c0 + 14]
+                                b14 = v14 if ((v14 > b14) | (v14 != v14)) else b14
+                                v15 = xr[ww, c0 + 15]
+                                b15 = v15 if ((v15 > b15) | (v15 != v15)) else b15
+                                v16 = xr[ww, c0 + 16]
+                                b16 = v16 if ((v16 > b16) | (v16 != v16)) else b16
+                                v17 = xr[ww, c0 + 17]
+                                b17 = v17 if ((v17 > b17) | (v17 != v17)) else b17
+                                v18 = xr[ww, c0 + 18]
+                                b18 = v18 if ((v18 > b18) | (v18 != v18)) else b18
+                                v19 = xr[ww, c0 + 19]
+                                b19 = v19 if ((v19 > b19) | (v19 != v19)) else b19
+                                v20 = xr[ww, c0 + 20]
+                                b20 = v20 if ((v20 > b20) | (v20 != v20)) else b20
+                                v21 = xr[ww, c0 + 21]
+                                b21 = v21 if ((v21 > b21) | (v21 != v21)) else b21
+                                v22 = xr[ww, c0 + 22]
+                                b22 = v22 if ((v22 > b22) | (v22 != v22)) else b22
+                                v23 = xr[ww, c0 + 23]
+                                b23 = v23 if ((v23 > b23) | (v23 != v23)) else b23
+                                v24 = xr[ww, c0 + 24]
+                                b24 = v24 if ((v24 > b24) | (v24 != v24)) else b24
+                                v25 = xr[ww, c0 + 25]
+                                b25 = v25 if ((v25 > b25) | (v25 != v25)) else b25
+                                v26 = xr[ww, c0 + 26]
+                                b26 = v26 if ((v26 > b26) | (v26 != v26)) else b26
+                                v27 = xr[ww, c0 + 27]
+                                b27 = v27 if ((v27 > b27) | (v27 != v27)) else b27
+                                v28 = xr[ww, c0 + 28]
+                                b28 = v28 if ((v28 > b28) | (v28 != v28)) else b28
+                                v29 = xr[ww, c0 + 29]
+                                b29 = v29 if ((v29 > b29) | (v29 != v29)) else b29
+                                v30 = xr[ww, c0 + 30]
+                                b30 = v30 if ((v30 > b30) | (v30 != v30)) else b30
+                                v31 = xr[ww, c0 + 31]
+                                b31 = v31 if ((v31 > b31) | (v31 != v31)) else b31
+                        o[c0 + 0] = b0
+                        o[c0 + 1] = b1
+                        o[c0 + 2] = b2
+                        o[c0 + 3] = b3
+                        o[c0 + 4] = b4
+                        o[c0 + 5] = b5
+                        o[c0 + 6] = b6
+                        o[c0 + 7] = b7
+                        o[c0 + 8] = b8
+                        o[c0 + 9] = b9
+                        o[c0 + 10] = b10
+                        o[c0 + 11] = b11
+                        o[c0 + 12] = b12
+                        o[c0 + 13] = b13
+                        o[c0 + 14] = b14
+                        o[c0 + 15] = b15
+                        o[c0 + 16] = b16
+                        o[c0 + 17] = b17
+                        o[c0 + 18] = b18
+                        o[c0 + 19] = b19
+                        o[c0 + 20] = b20
+                        o[c0 + 21] = b21
+                        o[c0 + 22] = b22
+                        o[c0 + 23] = b23
+                        o[c0 + 24] = b24
+                        o[c0 + 25] = b25
+                        o[c0 + 26] = b26
+                        o[c0 + 27] = b27
+                        o[c0 + 28] = b28
+                        o[c0 + 29] = b29
+                        o[c0 + 30] = b30
+                        o[c0 + 31] = b31
+        for w in range(W):
+            wp = w + pw
+            woa = max(0, (wp - fw + sw) // sw)
+            wob = min(Wo - 1, wp // sw)
+            g = dX[i, h, w]
+            x = Xi[h, w]
+            for cb in range(nb):
+                c0 = max(min(cb * 32, C - 32), 0)
+                x0 = x[c0 + 0]
+                x1 = x[c0 + 1]
+                x2 = x[c0 + 2]
+                x3 = x[c0 + 3]
+                x4 = x[c0 + 4]
+                x5 = x[c0 + 5]
+                x6 = x[c0 + 6]
+                x7 = x[c0 + 7]
+                x8 = x[c0 + 8]
+                x9 = x[c0 + 9]
+                x10 = x[c0 + 10]
+                x11 = x[c0 + 11]
+                x12 = x[c0 + 12]
+                x13 = x[c0 + 13]
+                x14 = x[c0 + 14]
+                x15 = x[c0 + 15]
+                x16 = x[c0 + 16]
+                x17 = x[c0 + 17]
+                x18 = x[c0 + 18]
+                x19 = x[c0 + 19]
+                x20 = x[c0 + 20]
+                x21 = x[c0 + 21]
+                x22 = x[c0 + 22]
+                x23 = x[c0 + 23]
+                x24 = x[c0 + 24]
+                x25 = x[c0 + 25]
+                x26 = x[c0 + 26]
+                x27 = x[c0 + 27]
+                x28 = x[c0 + 28]
+                x29 = x[c0 + 29]
+                x30 = x[c0 + 30]
+                x31 = x[c0 + 31]
+                a0 = zero
+                a1 = zero
+                a2 = zero
+                a3 = zero
+                a4 = zero
+                a5 = zero
+                a6 = zero
+                a7 = zero
+                a8 = zero
+                a9 = zero
+                a10 = zero
+                a11 = zero
+                a12 = zero
+                a13 = zero
+                a14 = zero
+                a15 = zero
+                a16 = zero
+                a17 = zero
+                a18 = zero
+                a19 = zero
+                a20 = zero
+                a21 = zero
+                a22 = zero
+                a23 = zero
+                a24 = zero
+                a25 = zero
+                a26 = zero
+                a27 = zero
+                a28 = zero
+                a29 = zero
+                a30 = zero
+                a31 = zero
+                for ho in range(hoa, hob + 1):
+                    mrow = ring[ho % nr]
+                    drow = dA[i, ho]
+                    for wo in range(woa, wob + 1):
+                        d = drow[wo]
+                        mx = mrow[wo]
+                        a0 += d[c0 + 0] if x0 == mx[c0 + 0] else d[c0 + 0] * zero
+                        a1 += d[c0 + 1] if x1 == mx[c0 + 1] else d[c0 + 1] * zero
+                        a2 += d[c0 + 2] if x2 == mx[c0 + 2] else d[c0 + 2] * zero
+                        a3 += d[c0 + 3] if x3 == mx[c0 + 3] else d[c0 + 3] * zero
+                        a4 += d[c0 + 4] if x4 == mx[c0 + 4] else d[c0 + 4] * zero
+                        a5 += d[c0 + 5] if x5 == mx[c0 + 5] else d[c0 + 5] * zero
+                        a6 += d[c0 + 6] if x6 == mx[c0 + 6] else d[c0 + 6] * zero
+                        a7 += d[c0 + 7] if x7 == mx[c0 + 7] else d[c0 + 7] * zero
+                        a8 += d[c0 + 8] if x8 == mx[c0 + 8] else d[c0 + 8] * zero
+                        a9 += d[c0 + 9] if x9 == mx[c0 + 9] else d[c0 + 9] * zero
+                        a10 += d[c0 + 10] if x10 == mx[c0 + 10] else d[c0 + 10] * zero
+                        a11 += d[c0 + 11] if x11 == mx[c0 + 11] else d[c0 + 11] * zero
+                        a12 += d[c0 + 12] if x12 == mx[c0 + 12] else d[c0 + 12] * zero
+                        a13 += d[c0 + 13] if x13 == mx[c0 + 13] else d[c0 + 13] * zero
+                        a14 += d[c0 + 14] if x14 == mx[c0 + 14] else d[c0 + 14] * zero
+                        a15 += d[c0 + 15] if x15 == mx[c0 + 15] else d[c0 + 15] * zero
+                        a16 += d[c0 + 16] if x16 == mx[c0 + 16] else d[c0 + 16] * zero
+                        a17 += d[c0 + 17] if x17 == mx[c0 + 17] else d[c0 + 17] * zero
+                        a18 += d[c0 + 18] if x18 == mx[c0 + 18] else d[c0 + 18] * zero
+                        a19 += d[c0 + 19] if x19 == mx[c0 + 19] else d[c0 + 19] * zero
+                        a20 += d[c0 + 20] if x20 == mx[c0 + 20] else d[c0 + 20] * zero
+                        a21 += d[c0 + 21] if x21 == mx[c0 + 21] else d[c0 + 21] * zero
+                        a22 += d[c0 + 22] if x22 == mx[c0 + 22] else d[c0 + 22] * zero
+                        a23 += d[c0 + 23] if x23 == mx[c0 + 23] else d[c0 + 23] * zero
+                        a24 += d[c0 + 24] if x24 == mx[c0 + 24] else d[c0 + 24] * zero
+                        a25 += d[c0 + 25] if x25 == mx[c0 + 25] else d[c0 + 25] * zero
+                        a26 += d[c0 + 26] if x26 == mx[c0 + 26] else d[c0 + 26] * zero
+                        a27 += d[c0 + 27] if x27 == mx[c0 + 27] else d[c0 + 27] * zero
+                        a28 += d[c0 + 28] if x28 == mx[c0 + 28] else d[c0 + 28] * zero
+                        a29 += d[c0 + 29] if x29 == mx[c0 + 29] else d[c0 + 29] * zero
+                        a30 += d[c0 + 30] if x30 == mx[c0 + 30] else d[c0 + 30] * zero
+                        a31 += d[c0 + 31] if x31 == mx[c0 + 31] else d[c0 + 31] * zero
+                g[c0 + 0] = a0
+                g[c0 + 1] = a1
+                g[c0 + 2] = a2
+                g[c0 + 3] = a3
+                g[c0 + 4] = a4
+                g[c0 + 5] = a5
+                g[c0 + 6] = a6
+                g[c0 + 7] = a7
+                g[c0 + 8] = a8
+                g[c0 + 9] = a9
+                g[c0 + 10] = a10
+                g[c0 + 11] = a11
+                g[c0 + 12] = a12
+                g[c0 + 13] = a13
+                g[c0 + 14] = a14
+                g[c0 + 15] = a15
+                g[c0 + 16] = a16
+                g[c0 + 17] = a17
+                g[c0 + 18] = a18
+                g[c0 + 19] = a19
+                g[c0 + 20] = a20
+                g[c0 + 21] = a21
+                g[c0 + 22] = a22
+                g[c0 + 23] = a23
+                g[c0 + 24] = a24
+                g[c0 + 25] = a25
+                g[c0 + 26] = a26
+                g[c0 + 27] = a27
+                g[c0 + 28] = a28
+                g[c0 + 29] = a29
+                g[c0 + 30] = a30
+                g[c0 + 31] = a31
 
 
 @numba.njit(**NJIT)
@@ -971,9 +2394,9 @@ def pool_max_bwd_gather_b16(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, chunk
             woa = max(0, (wp - fw + sw) // sw)
             wob = min(Wo - 1, wp // sw)
             g = dX[i, h, w]
+            x = Xi[h, w]
             for c in range(C):
                 g[c] = zero
-            x = Xi[h, w]
             for ho in range(hoa, hob + 1):
                 mrow = ring[ho % nr]
                 drow = dA[i, ho]
@@ -1452,9 +2875,9 @@ def pool_max_bwd_gather_b8(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, chunk,
             woa = max(0, (wp - fw + sw) // sw)
             wob = min(Wo - 1, wp // sw)
             g = dX[i, h, w]
+            x = Xi[h, w]
             for c in range(C):
                 g[c] = zero
-            x = Xi[h, w]
             for ho in range(hoa, hob + 1):
                 mrow = ring[ho % nr]
                 drow = dA[i, ho]
@@ -1695,9 +3118,9 @@ def pool_max_bwd_gather_b1(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, chunk,
             woa = max(0, (wp - fw + sw) // sw)
             wob = min(Wo - 1, wp // sw)
             g = dX[i, h, w]
+            x = Xi[h, w]
             for c in range(C):
                 g[c] = zero
-            x = Xi[h, w]
             for ho in range(hoa, hob + 1):
                 mrow = ring[ho % nr]
                 drow = dA[i, ho]
