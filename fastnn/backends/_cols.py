@@ -218,16 +218,21 @@ if _numba is not None:
         return jlo, max(min(W - left, fw), jlo)
 
     @_numba.njit(**_NJIT)
-    def _im2col_nb(X3, C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw, value, out):  # pragma: no cover
-        # out (nb*ho*wo, fh*fw*C): window row i of pixel r is out[r, i*fw*C:(i+1)*fw*C].
+    def _im2col_nb(X3, C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw, value, out, extra):  # pragma: no cover
+        # out (nb*ho*wo, fh*fw*C + e): window row i of pixel r is out[r, i*fw*C:(i+1)*fw*C];
+        # the e columns after them (the convolution's column of ones) get ``extra``.
         H = X3.shape[1]
         W = X3.shape[2] // C
         run = fw * C
+        kd = fh * run
+        L = out.shape[1]
         r = 0
         for n in range(nb):
             for h in range(ho):
                 top = (h0 + h) * sh - ph
                 for w in range(wo):
+                    for e in range(kd, L):
+                        out[r, e] = extra
                     left = (w0 + w) * sw - pw
                     jlo, jhi = _span(left, fw, W)
                     a = jlo * C
@@ -457,20 +462,23 @@ def im2col(S: np.ndarray, ho: int, wo: int, fh: int, fw: int, sh: int, sw: int,
     """Copy the windows of ``S`` into ``out`` (any shape of ``nb*ho*wo*fh*fw*C`` elements)."""
     nb, R, Cw, C = S.shape
     cols = out.reshape(nb, ho, wo, fh, fw, C)
+    if not np.may_share_memory(cols, out):  # a reshape that copied would drop the columns
+        raise AssertionError("im2col output must reshape without a copy")  # pragma: no cover
     np.copyto(cols, window_view(S, ho, wo, fh, fw, sh, sw))
     return out
 
 
 def im2col_padded(X: np.ndarray, n0: int, n1: int, h0: int, h1: int, w0: int, w1: int,
                   fh: int, fw: int, sh: int, sw: int, ph: int, pw: int, value,
-                  out: np.ndarray) -> np.ndarray:
+                  out: np.ndarray, ones: bool = False) -> np.ndarray:
     """The columns of output pixels ``[n0, n1) x [h0, h1) x [w0, w1)`` of ``X`` (NHWC, last two
     axes contiguous) padded by ``(ph, pw)`` with ``value``, into ``out``
-    (``(n1-n0)*(h1-h0)*(w1-w0)`` rows of ``fh*fw*C``). Numba only: the padding is read on
+    (``(n1-n0)*(h1-h0)*(w1-w0)`` rows of ``fh*fw*C``, plus a last column of ones with
+    ``ones``: the convolution's bias row of its GEMM). Numba only: the padding is read on
     the fly, never copied (the NumPy path pads a copy of the rows first)."""
     nb, ho, wo, C = n1 - n0, h1 - h0, w1 - w0, X.shape[3]
     _im2col_nb(_rows3(X), C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw, value,
-               out.reshape(nb * ho * wo, fh * fw * C))
+               out.reshape(nb * ho * wo, fh * fw * C + ones), 1.0)
     return out
 
 

@@ -2,7 +2,8 @@
 
 Convolution
     forward   ``Z = cols @ W.reshape(fh*fw*C, K) + b`` with ``cols`` the
-              ``(N*Ho*Wo, fh*fw*C)`` column matrix of the zero-padded input;
+              ``(N*Ho*Wo, fh*fw*C)`` column matrix of the zero-padded input, as one
+              GEMM: ``cols`` gets a last column of ones and ``W`` a last row ``b``;
     backward  ``dW = cols^T @ dZ``, ``db = sum(dZ)``, ``dcols = dZ @ W^T`` then
               ``col2im`` (the adjoint of ``im2col``) into ``dA_prev``.
 Pooling
@@ -163,14 +164,18 @@ def _padded_copy(p) -> bool:
     return (p.ph != 0 or p.pw != 0) and not _cols.USE_NUMBA
 
 
-def _columns(p, A, box: Box, value, cols, ar):
-    """Fill ``cols`` with the chunk's columns of ``A`` padded with ``value``. Returns the
-    workspace copy of the padded rows when one was made (spent: the caller may reuse it)."""
+def _columns(p, A, box: Box, value, cols, ar, ones: bool = False):
+    """Fill ``cols`` with the chunk's columns of ``A`` padded with ``value`` (with ``ones``,
+    ``cols`` has one more column, set to 1: the bias row of the convolution's GEMM). Returns
+    the workspace copy of the padded rows when one was made (spent: the caller may reuse it)."""
     ho, wo = box.h1 - box.h0, box.w1 - box.w0
     if _cols.USE_NUMBA:
         im2col_padded(A, box.n0, box.n1, box.h0, box.h1, box.w0, box.w1,
-                      p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, float(value), cols)
+                      p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, float(value), cols, ones)
         return None
+    if ones:
+        cols[:, -1] = 1
+        cols = cols[:, :-1]
     if p.ph == 0 and p.pw == 0:
         im2col(A[box.n0:box.n1, box.r0:box.r1, box.c0:box.c1], ho, wo, p.fh, p.fw, p.sh, p.sw, cols)
         return None
@@ -225,9 +230,10 @@ def _conv_cost(p, backward: bool):
     Kd = p.fh * p.fw * p.C
     pad = _padded_copy(p)
     fixed = region_bytes((Kd, p.K), it) if backward else 0  # dW partial of a chunk
+    ones = 0 if backward else 1  # the forward's column of ones
 
     def cost(nb, ho, wo, R, Cw):
-        n = region_bytes((nb * ho * wo, Kd), it) + fixed
+        n = region_bytes((nb * ho * wo, Kd + ones), it) + fixed
         if pad:  # the padded input rows (reused for their gradient in backward)
             n += region_bytes((nb, R, Cw, p.C), it)
         return n
@@ -269,6 +275,19 @@ def _is_pointwise(p) -> bool:
     return p.fh == 1 and p.fw == 1 and p.sh == 1 and p.sw == 1 and p.ph == 0 and p.pw == 0
 
 
+def _with_bias_row(Wm, b):
+    """(Kd + 1, K): W's rows, then b (a W-sized copy per call)."""
+    Wb = np.empty((Wm.shape[0] + 1, Wm.shape[1]), dtype=Wm.dtype)
+    Wb[:-1] = Wm
+    Wb[-1] = b
+    return Wb
+
+
+# Forward: the columns carry a last column of ones and W a last row b, so one GEMM gives
+# cols @ W + b, with no separate pass over Z for the bias: conv_forward 1.02-1.16x faster
+# on the benchmark shapes (most where K or fh*fw*C is small: cat_c1, stem7x7).
+
+
 @register("conv_forward", NAME)
 def conv_forward(p, A_prev, W, b, Z):
     Kd = p.fh * p.fw * p.C
@@ -280,17 +299,18 @@ def conv_forward(p, A_prev, W, b, Z):
         return
     ar = arena()
     boxes, _ = plan(p, _conv_cost(p, False))
+    Wb = _with_bias_row(Wm, b)
     for box in boxes:
         ar.reserve(box.nbytes)
-        cols = ar.take((box.rows, Kd), p.dtype)
-        _columns(p, A_prev, box, 0, cols, ar)
-        Zc = _out_rows(Z, box, p.K)
-        np.matmul(cols, Wm, out=Zc)
-        _add_bias(Zc, b)
+        cols = ar.take((box.rows, Kd + 1), p.dtype)
+        _columns(p, A_prev, box, 0, cols, ar, ones=True)
+        np.matmul(cols, Wb, out=_out_rows(Z, box, p.K))
 
 
 @register("conv_backward", NAME)
 def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
+    # (No column of ones here: db as the last row of cols^T @ dZ measured 0.83-1.00x,
+    # the strided dcols of the next GEMM and col2im costing more than the pass over dZ.)
     Kd = p.fh * p.fw * p.C
     Wm = W.reshape(Kd, p.K)
     dW2 = dW.reshape(Kd, p.K)
