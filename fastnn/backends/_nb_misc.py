@@ -59,7 +59,8 @@ def pool_bwd(X, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero, chunk, nc
     in (ho, wo) order, so no two threads write one element.
 
     mode 1: max, ties "first" (Idx = argmax positions); 2: average (each window gives
-    dA / area). (Max with ties "all" has its own kernel, ``pool_max_bwd_gather``.)"""
+    dA / area). (Max with ties "all" has its own kernel, ``pool_max_bwd_gather``; average
+    with C >= GATHER_REG_NB has ``pool_avg_bwd_gather``.)"""
     m, H, W, C = X.shape
     _, Ho, Wo, _ = dA.shape
     nloop = m * H
@@ -229,6 +230,8 @@ def sigmoid_backward(dA, Z, out, one, chunk, nchunks):
 
 #: Channel block widths of the pooling kernels, widest first.
 POOL_NB = (32, 16, 8, 1)
+#: Channel block width of the backward gathers that sum in registers.
+GATHER_REG_NB = 32
 
 
 @numba.njit(**NJIT)
@@ -3129,3 +3132,126 @@ def pool_max_bwd_gather_b1(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, chunk,
                     mx = mrow[wo]
                     for c in range(C):
                         g[c] += d[c] if x[c] == mx[c] else d[c] * zero
+
+
+@numba.njit(**NJIT)
+def pool_avg_bwd_gather_b32(dA, dX, fh, fw, sh, sw, ph, pw, area, zero, chunk, nchunks):
+    """Average-pooling backward, overlapping windows: each input element sums dA / area of
+    the windows covering it, in registers, channel blocks of 32 (needs C >= 32)."""
+    m, H, W, C = dX.shape
+    _, Ho, Wo, _ = dA.shape
+    nb = (C + 31) // 32
+    nloop = m * H
+    for t in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
+        i = t // H
+        h = t - i * H
+        hp = h + ph
+        hoa = max(0, (hp - fh + sh) // sh)
+        hob = min(Ho - 1, hp // sh)
+        for w in range(W):
+            wp = w + pw
+            woa = max(0, (wp - fw + sw) // sw)
+            wob = min(Wo - 1, wp // sw)
+            g = dX[i, h, w]
+            for cb in range(nb):
+                c0 = max(min(cb * 32, C - 32), 0)
+                a0 = zero
+                a1 = zero
+                a2 = zero
+                a3 = zero
+                a4 = zero
+                a5 = zero
+                a6 = zero
+                a7 = zero
+                a8 = zero
+                a9 = zero
+                a10 = zero
+                a11 = zero
+                a12 = zero
+                a13 = zero
+                a14 = zero
+                a15 = zero
+                a16 = zero
+                a17 = zero
+                a18 = zero
+                a19 = zero
+                a20 = zero
+                a21 = zero
+                a22 = zero
+                a23 = zero
+                a24 = zero
+                a25 = zero
+                a26 = zero
+                a27 = zero
+                a28 = zero
+                a29 = zero
+                a30 = zero
+                a31 = zero
+                for ho in range(hoa, hob + 1):
+                    drow = dA[i, ho]
+                    for wo in range(woa, wob + 1):
+                        d = drow[wo]
+                        a0 += d[c0 + 0] / area
+                        a1 += d[c0 + 1] / area
+                        a2 += d[c0 + 2] / area
+                        a3 += d[c0 + 3] / area
+                        a4 += d[c0 + 4] / area
+                        a5 += d[c0 + 5] / area
+                        a6 += d[c0 + 6] / area
+                        a7 += d[c0 + 7] / area
+                        a8 += d[c0 + 8] / area
+                        a9 += d[c0 + 9] / area
+                        a10 += d[c0 + 10] / area
+                        a11 += d[c0 + 11] / area
+                        a12 += d[c0 + 12] / area
+                        a13 += d[c0 + 13] / area
+                        a14 += d[c0 + 14] / area
+                        a15 += d[c0 + 15] / area
+                        a16 += d[c0 + 16] / area
+                        a17 += d[c0 + 17] / area
+                        a18 += d[c0 + 18] / area
+                        a19 += d[c0 + 19] / area
+                        a20 += d[c0 + 20] / area
+                        a21 += d[c0 + 21] / area
+                        a22 += d[c0 + 22] / area
+                        a23 += d[c0 + 23] / area
+                        a24 += d[c0 + 24] / area
+                        a25 += d[c0 + 25] / area
+                        a26 += d[c0 + 26] / area
+                        a27 += d[c0 + 27] / area
+                        a28 += d[c0 + 28] / area
+                        a29 += d[c0 + 29] / area
+                        a30 += d[c0 + 30] / area
+                        a31 += d[c0 + 31] / area
+                g[c0 + 0] = a0
+                g[c0 + 1] = a1
+                g[c0 + 2] = a2
+                g[c0 + 3] = a3
+                g[c0 + 4] = a4
+                g[c0 + 5] = a5
+                g[c0 + 6] = a6
+                g[c0 + 7] = a7
+                g[c0 + 8] = a8
+                g[c0 + 9] = a9
+                g[c0 + 10] = a10
+                g[c0 + 11] = a11
+                g[c0 + 12] = a12
+                g[c0 + 13] = a13
+                g[c0 + 14] = a14
+                g[c0 + 15] = a15
+                g[c0 + 16] = a16
+                g[c0 + 17] = a17
+                g[c0 + 18] = a18
+                g[c0 + 19] = a19
+                g[c0 + 20] = a20
+                g[c0 + 21] = a21
+                g[c0 + 22] = a22
+                g[c0 + 23] = a23
+                g[c0 + 24] = a24
+                g[c0 + 25] = a25
+                g[c0 + 26] = a26
+                g[c0 + 27] = a27
+                g[c0 + 28] = a28
+                g[c0 + 29] = a29
+                g[c0 + 30] = a30
+                g[c0 + 31] = a31

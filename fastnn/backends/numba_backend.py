@@ -38,7 +38,7 @@ only registers thin wrappers that pick the dtype's tile variant and run the kern
   positions directly; with overlapping ones it is a gather (each input element sums the
   windows covering it) from the window maxima (ties "all": computed row by row as the
   gather first needs them, in the same pass over the input, and summed in registers when
-  NB = 32), argmax positions (ties "first") or dA / area (average). Cold compile per
+  NB = 32), argmax positions (ties "first") or dA / area (average; in registers when C >= 32). Cold compile per
   pooling call 0.3-1.5 s, 4.2-4.4 s for the 32-wide max-pool backward gather.
 
 Extra memory: the padded input, padded dZ (one per stride phase, with each phase's dA_prev
@@ -358,6 +358,10 @@ def pool_backward(p, A_prev, dA, dA_prev):
         return
     Idx = _EMPTY_IDX
     if p.mode == "average":
+        if p.C >= K.GATHER_REG_NB:  # the same sums in registers
+            _run(getattr(K, f"pool_avg_bwd_gather_b{K.GATHER_REG_NB}"), work, dA, dA_prev, p.fh, p.fw,
+                 p.sh, p.sw, p.ph, p.pw, area, p.dtype.type(0))
+            return
         mode = 2
     else:
         mode = 1
