@@ -6,7 +6,8 @@ each dtype it prints, forward and backward, the median time of
 
 * ``im2col``  the public call on the im2col backend (columns + GEMM + bias/col2im),
 * ``gemm``    the bare GEMM(s) of the same sizes on preallocated operands
-              (forward ``cols @ W``; backward ``cols^T @ dZ`` and ``dZ @ W^T``),
+              (forward ``cols @ W``, without the bias, which the backend folds into its
+              GEMM as a column of ones; backward ``cols^T @ dZ`` and ``dZ @ W^T``),
 * ``ratio``   im2col / gemm (the bar is <= 1.3), of medians; ``r(min)`` of the best runs
               (less sensitive to other processes taking a core mid-GEMM),
 * ``torch``   im2col / PyTorch CPU (2 threads, the better of NCHW and channels_last),

@@ -68,8 +68,9 @@ def test_limits_exercise_every_chunk_mode():
         p = P.conv_params(A, W, b, hp)
         for limit in LIMITS:
             with workspace(limit):
-                seen.add(_modes(p, I._conv_cost(p, True)))
-    assert seen == {"images", "rows", "pixels"}
+                for backward in (False, True):
+                    seen.add((backward, _modes(p, I._conv_cost(p, backward))))
+    assert seen == {(bwd, mode) for bwd in (False, True) for mode in ("images", "rows", "pixels")}
 
 
 def test_plan_covers_every_output_once():

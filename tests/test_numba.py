@@ -189,11 +189,12 @@ def test_auto_picks_numba():
 @pytest.mark.parametrize("mode", ["max", "average"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("big", [False, True], ids=["serial", "parallel"])
-@pytest.mark.parametrize("C", [3, 11, 21, 37])
+@pytest.mark.parametrize("C", [3, 11, 21, 37, 64, 100])
 def test_pool_forward_propagates_nan(monkeypatch, big, dtype, mode, hp, C):
     """NaN, -inf and ties through every pooling kernel; C = 3, 11, 21 and 37 reach each
-    channel block width of ``POOL_NB`` (11, 21 and 37 with the last block shifted back; 37
-    also the max-pool backward's register gather). "parallel":
+    channel block width of ``POOL_NB`` (11, 21 and 37 with the last block shifted back), 64
+    and 100 two and four 32-wide blocks (100 shifted); C >= 37 also the max- and
+    average-pooling backward's register gathers. "parallel":
     3 chunks of the 12 input rows, so two chunks start inside an image (the one-pass max
     backward then recomputes the window maxima it needs there)."""
     if big:

@@ -459,7 +459,9 @@ def _rows3(X: np.ndarray) -> np.ndarray:
 
 def im2col(S: np.ndarray, ho: int, wo: int, fh: int, fw: int, sh: int, sw: int,
            out: np.ndarray) -> np.ndarray:
-    """Copy the windows of ``S`` into ``out`` (any shape of ``nb*ho*wo*fh*fw*C`` elements)."""
+    """Copy the windows of ``S`` into ``out`` (``nb*ho*wo*fh*fw*C`` elements in any shape, or a
+    strided view such as ``cols[:, :-1]``, that reshapes to ``(nb, ho, wo, fh, fw, C)`` as a
+    view; a reshape that would copy raises)."""
     nb, R, Cw, C = S.shape
     cols = out.reshape(nb, ho, wo, fh, fw, C)
     if not np.may_share_memory(cols, out):  # a reshape that copied would drop the columns

@@ -433,7 +433,8 @@ def pool_max_bwd_gather(name: str, NB: int) -> List[str]:
     gather of ``pool_bwd`` (each input element sums the windows covering it, in (ho, wo)
     order) with each row of window maxima computed (``pool_max``'s register blocks and rule)
     when an input row first needs it, into a ring of ceil(fh/sh) + 1 rows, from input rows
-    still in cache: no array of maxima written and read back, no second pass over X."""
+    still in cache: no array of maxima written and read back, no second pass over X. With
+    NB >= ``GATHER_REG_NB`` each pixel's sums are kept in registers (``_gather_reg``)."""
     # (the window loop's own h, w would overwrite the input row and column being gathered)
     window = _max_pass(NB, h="hh", w="ww") + _rep(NB, "o[c0 + {k}] = b{k}")
     return [
@@ -553,7 +554,8 @@ POOL_KERNELS = (("pool_max", pool_max), ("pool_avg", pool_avg), ("pool_argmax", 
 
 
 def pool_kernels() -> List[str]:
-    """Every pooling kernel for every block width in ``POOL_NB`` (``chunked``)."""
+    """Every pooling kernel for every block width in ``POOL_NB``, and the average-pooling
+    register gather at ``GATHER_REG_NB`` (``chunked``)."""
     out = ["", "#: Channel block widths of the pooling kernels, widest first.", f"POOL_NB = {POOL_NB!r}",
            "#: Channel block width of the backward gathers that sum in registers.",
            f"GATHER_REG_NB = {GATHER_REG_NB!r}"]

@@ -38,8 +38,9 @@ only registers thin wrappers that pick the dtype's tile variant and run the kern
   positions directly; with overlapping ones it is a gather (each input element sums the
   windows covering it) from the window maxima (ties "all": computed row by row as the
   gather first needs them, in the same pass over the input, and summed in registers when
-  NB = 32), argmax positions (ties "first") or dA / area (average; in registers when C >= 32). Cold compile per
-  pooling call 0.3-1.5 s, 4.2-4.4 s for the 32-wide max-pool backward gather.
+  NB = 32), argmax positions (ties "first") or dA / area (average; summed in registers when
+  C >= 32). Cold compile per pooling call 0.3-1.5 s, 3.8-4.4 s for the 32-wide max-pool
+  backward gather.
 
 Extra memory: the padded input, padded dZ (one per stride phase, with each phase's dA_prev
 for stride > 1), the packed W and the dW partials (one per chunk, as many as threads);
@@ -367,8 +368,9 @@ def pool_backward(p, A_prev, dA, dA_prev):
         mode = 1
         Idx = np.empty(dA.shape, dtype=np.int32)
         _pool("pool_argmax", p, work, A_prev, Idx, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, ninf)
-    # The gather streams whole channel rows (the loop vectoriser's job; register blocks
-    # measured no faster: it runs at about the speed of copying X).
+    # Ties "first", and average with C < GATHER_REG_NB: the gather streams whole channel
+    # rows (the loop vectoriser's job; register blocks measured no faster for the argmax
+    # gather: it runs at about the speed of copying X).
     _run(K.pool_bwd, work, A_prev, Idx, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw,
          mode, area, p.dtype.type(0))
 
