@@ -428,6 +428,15 @@ def pool_first_bwd_direct(name: str, NB: int) -> List[str]:
                              _rep(NB, "d{k} = d[c0 + {k}]", "e{k} = d{k} * zero") + _argmax_pass(NB) + write)
 
 
+#: A gather's loop over input rows t = (i, h): the output rows [hoa, hob] whose windows
+#: cover row h (``pool_bwd``'s rule), and over the row's pixels w: the output columns
+#: [woa, wob] covering w and the pixel's gradient ``g``.
+_GATHER_ROW = ["    for t in range(m * H):", "        i = t // H", "        h = t - i * H", "        hp = h + ph",
+               "        hoa = max(0, (hp - fh + sh) // sh)", "        hob = min(Ho - 1, hp // sh)"]
+_GATHER_COL = ["        for w in range(W):", "            wp = w + pw", "            woa = max(0, (wp - fw + sw) // sw)",
+               "            wob = min(Wo - 1, wp // sw)", "            g = dX[i, h, w]"]
+
+
 def pool_max_bwd_gather(name: str, NB: int) -> List[str]:
     """Max-pooling backward, ties "all", for overlapping windows, in one pass over X: the
     gather of ``pool_bwd`` (each input element sums the windows covering it, in (ho, wo)
@@ -449,12 +458,7 @@ def pool_max_bwd_gather(name: str, NB: int) -> List[str]:
         "    nr = (fh + sh - 1) // sh + 1",
         "    ring = np.empty((nr, Wo, C), dtype=X.dtype)",
         "    held = np.full(nr, -1, dtype=np.int64)",
-        "    for t in range(m * H):",
-        "        i = t // H",
-        "        h = t - i * H",
-        "        hp = h + ph",
-        "        hoa = max(0, (hp - fh + sh) // sh)",
-        "        hob = min(Ho - 1, hp // sh)",
+        *_GATHER_ROW,
         "        Xi = X[i]",
         "        for ho in range(hoa, hob + 1):",
         "            slot = ho % nr",
@@ -472,11 +476,7 @@ def pool_max_bwd_gather(name: str, NB: int) -> List[str]:
         "                    for cb in range(nb):",
         f"                        c0 = {_shifted('cb', NB, 'C')}",
         *_ind(window, 24),
-        "        for w in range(W):",
-        "            wp = w + pw",
-        "            woa = max(0, (wp - fw + sw) // sw)",
-        "            wob = min(Wo - 1, wp // sw)",
-        "            g = dX[i, h, w]",
+        *_GATHER_COL,
         "            x = Xi[h, w]",
         *_ind(_gather_reg(NB) if NB >= GATHER_REG_NB else _gather_row(), 12),
     ]
@@ -532,17 +532,8 @@ def pool_avg_bwd_gather(name: str, NB: int) -> List[str]:
         "    m, H, W, C = dX.shape",
         "    _, Ho, Wo, _ = dA.shape",
         f"    nb = (C + {NB - 1}) // {NB}",
-        "    for t in range(m * H):",
-        "        i = t // H",
-        "        h = t - i * H",
-        "        hp = h + ph",
-        "        hoa = max(0, (hp - fh + sh) // sh)",
-        "        hob = min(Ho - 1, hp // sh)",
-        "        for w in range(W):",
-        "            wp = w + pw",
-        "            woa = max(0, (wp - fw + sw) // sw)",
-        "            wob = min(Wo - 1, wp // sw)",
-        "            g = dX[i, h, w]",
+        *_GATHER_ROW,
+        *_GATHER_COL,
         *_ind(_gather_reg(NB, avg=True), 12),
     ]
 
