@@ -431,10 +431,13 @@ def pool_first_bwd_direct(name: str, NB: int) -> List[str]:
 #: A gather's loop over input rows t = (i, h): the output rows [hoa, hob] whose windows
 #: cover row h (``pool_bwd``'s rule), and over the row's pixels w: the output columns
 #: [woa, wob] covering w and the pixel's gradient ``g``.
-_GATHER_ROW = ["    for t in range(m * H):", "        i = t // H", "        h = t - i * H", "        hp = h + ph",
+_GATHER_ROW = ["    wlo = np.empty(W, dtype=np.int64)", "    whi = np.empty(W, dtype=np.int64)",
+               "    for w in range(W):", "        wlo[w] = max(0, (w + pw - fw + sw) // sw)",
+               "        whi[w] = min(Wo - 1, (w + pw) // sw)",
+               "    for t in range(m * H):", "        i = t // H", "        h = t - i * H", "        hp = h + ph",
                "        hoa = max(0, (hp - fh + sh) // sh)", "        hob = min(Ho - 1, hp // sh)"]
-_GATHER_COL = ["        for w in range(W):", "            wp = w + pw", "            woa = max(0, (wp - fw + sw) // sw)",
-               "            wob = min(Wo - 1, wp // sw)", "            g = dX[i, h, w]"]
+_GATHER_COL = ["        for w in range(W):", "            woa = wlo[w]", "            wob = whi[w]",
+               "            g = dX[i, h, w]"]
 
 
 def pool_max_bwd_gather(name: str, NB: int) -> List[str]:

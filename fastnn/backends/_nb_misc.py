@@ -1359,6 +1359,11 @@ def pool_max_bwd_gather_b32(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, chunk
     nr = (fh + sh - 1) // sh + 1
     ring = np.empty((nr, Wo, C), dtype=X.dtype)
     held = np.full(nr, -1, dtype=np.int64)
+    wlo = np.empty(W, dtype=np.int64)
+    whi = np.empty(W, dtype=np.int64)
+    for w in range(W):
+        wlo[w] = max(0, (w + pw - fw + sw) // sw)
+        whi[w] = min(Wo - 1, (w + pw) // sw)
     nloop = m * H
     for t in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
         i = t // H
@@ -1514,9 +1519,8 @@ def pool_max_bwd_gather_b32(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, chunk
                         o[c0 + 30] = b30
                         o[c0 + 31] = b31
         for w in range(W):
-            wp = w + pw
-            woa = max(0, (wp - fw + sw) // sw)
-            wob = min(Wo - 1, wp // sw)
+            woa = wlo[w]
+            wob = whi[w]
             g = dX[i, h, w]
             x = Xi[h, w]
             for cb in range(nb):
@@ -2302,6 +2306,11 @@ def pool_max_bwd_gather_b16(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, chunk
     nr = (fh + sh - 1) // sh + 1
     ring = np.empty((nr, Wo, C), dtype=X.dtype)
     held = np.full(nr, -1, dtype=np.int64)
+    wlo = np.empty(W, dtype=np.int64)
+    whi = np.empty(W, dtype=np.int64)
+    for w in range(W):
+        wlo[w] = max(0, (w + pw - fw + sw) // sw)
+        whi[w] = min(Wo - 1, (w + pw) // sw)
     nloop = m * H
     for t in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
         i = t // H
@@ -2393,9 +2402,8 @@ def pool_max_bwd_gather_b16(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, chunk
                         o[c0 + 14] = b14
                         o[c0 + 15] = b15
         for w in range(W):
-            wp = w + pw
-            woa = max(0, (wp - fw + sw) // sw)
-            wob = min(Wo - 1, wp // sw)
+            woa = wlo[w]
+            wob = whi[w]
             g = dX[i, h, w]
             x = Xi[h, w]
             for c in range(C):
@@ -2815,6 +2823,11 @@ def pool_max_bwd_gather_b8(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, chunk,
     nr = (fh + sh - 1) // sh + 1
     ring = np.empty((nr, Wo, C), dtype=X.dtype)
     held = np.full(nr, -1, dtype=np.int64)
+    wlo = np.empty(W, dtype=np.int64)
+    whi = np.empty(W, dtype=np.int64)
+    for w in range(W):
+        wlo[w] = max(0, (w + pw - fw + sw) // sw)
+        whi[w] = min(Wo - 1, (w + pw) // sw)
     nloop = m * H
     for t in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
         i = t // H
@@ -2874,9 +2887,8 @@ def pool_max_bwd_gather_b8(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, chunk,
                         o[c0 + 6] = b6
                         o[c0 + 7] = b7
         for w in range(W):
-            wp = w + pw
-            woa = max(0, (wp - fw + sw) // sw)
-            wob = min(Wo - 1, wp // sw)
+            woa = wlo[w]
+            wob = whi[w]
             g = dX[i, h, w]
             x = Xi[h, w]
             for c in range(C):
@@ -3086,6 +3098,11 @@ def pool_max_bwd_gather_b1(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, chunk,
     nr = (fh + sh - 1) // sh + 1
     ring = np.empty((nr, Wo, C), dtype=X.dtype)
     held = np.full(nr, -1, dtype=np.int64)
+    wlo = np.empty(W, dtype=np.int64)
+    whi = np.empty(W, dtype=np.int64)
+    for w in range(W):
+        wlo[w] = max(0, (w + pw - fw + sw) // sw)
+        whi[w] = min(Wo - 1, (w + pw) // sw)
     nloop = m * H
     for t in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
         i = t // H
@@ -3117,9 +3134,8 @@ def pool_max_bwd_gather_b1(X, dA, dX, fh, fw, sh, sw, ph, pw, ninf, zero, chunk,
                                 b0 = v0 if ((v0 > b0) | (v0 != v0)) else b0
                         o[c0 + 0] = b0
         for w in range(W):
-            wp = w + pw
-            woa = max(0, (wp - fw + sw) // sw)
-            wob = min(Wo - 1, wp // sw)
+            woa = wlo[w]
+            wob = whi[w]
             g = dX[i, h, w]
             x = Xi[h, w]
             for c in range(C):
@@ -3141,6 +3157,11 @@ def pool_avg_bwd_gather_b32(dA, dX, fh, fw, sh, sw, ph, pw, area, zero, chunk, n
     m, H, W, C = dX.shape
     _, Ho, Wo, _ = dA.shape
     nb = (C + 31) // 32
+    wlo = np.empty(W, dtype=np.int64)
+    whi = np.empty(W, dtype=np.int64)
+    for w in range(W):
+        wlo[w] = max(0, (w + pw - fw + sw) // sw)
+        whi[w] = min(Wo - 1, (w + pw) // sw)
     nloop = m * H
     for t in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
         i = t // H
@@ -3149,9 +3170,8 @@ def pool_avg_bwd_gather_b32(dA, dX, fh, fw, sh, sw, ph, pw, area, zero, chunk, n
         hoa = max(0, (hp - fh + sh) // sh)
         hob = min(Ho - 1, hp // sh)
         for w in range(W):
-            wp = w + pw
-            woa = max(0, (wp - fw + sw) // sw)
-            wob = min(Wo - 1, wp // sw)
+            woa = wlo[w]
+            wob = whi[w]
             g = dX[i, h, w]
             for cb in range(nb):
                 c0 = max(min(cb * 32, C - 32), 0)
