@@ -320,7 +320,7 @@ def conv_dW(name: str, J: int, T: int) -> List[str]:
 POOL_NB = (32, 16, 8, 1)
 #: The max-pool backward gather (``pool_max_bwd_gather``) keeps each input pixel's gradient
 #: in registers, NB channels at a time, for NB >= this: float32 p3s2 backward 2.8 -> 2.4-2.5
-#: ms (float64 even), at about 2 s more cold compile (4.2-4.4 s for that kernel). Narrower
+#: ms (float64 even), at about 2 s more cold compile (3.8-4.4 s for that kernel). Narrower
 #: blocks lost to whole-channel-row loops (they run the window loop once per block).
 GATHER_REG_NB = 32
 
