@@ -23,8 +23,9 @@ Column buffers live in a per-thread arena (:class:`threading.local`) that is reu
 across calls and grows only up to the workspace limit (default 256 MiB; set it with
 :func:`set_workspace_limit` or the environment variable ``FASTNN_IM2COL_WORKSPACE_MB``).
 Callers plan their chunks so that everything they take from the arena in one chunk
-fits the limit; the arena never holds more than the limit unless a single output
-pixel's window alone is larger (then that minimum is used).
+fits the limit; the arena never holds more than the limit unless what a single output
+pixel needs is larger (its window, and in the convolution's forward W and b, which stay in
+the arena for the whole call; then that minimum is used).
 """
 
 from __future__ import annotations
@@ -146,6 +147,15 @@ class Arena:
         if self._buf.nbytes < need or self._buf.nbytes > max(_limit, need):
             self._set(np.empty(0, dtype=np.uint8))  # free the old one first: no double peak
             self._set(np.empty(need, dtype=np.uint8))
+
+    @property
+    def pos(self) -> int:
+        """Where the next region starts (for :meth:`rewind`)."""
+        return self._pos
+
+    def rewind(self, pos: int) -> None:
+        """Hand out regions from ``pos`` again (regions taken before it stay valid)."""
+        self._pos = pos
 
     def take(self, shape: Tuple[int, ...], dtype) -> np.ndarray:
         dtype = np.dtype(dtype)

@@ -12,10 +12,10 @@ Pooling
     gradient (``ties="all"``: every position equal to the max; ``"first"``: the argmax)
     and scatters it with the same ``col2im``.
 
-Memory: besides the workspace, the forward makes one copy of W (with b as its last row)
-per call. The batch is split into chunks (whole images, else output rows of one image,
+Memory: the batch is split into chunks (whole images, else output rows of one image,
 else pieces of one output row) so that the workspace a chunk needs (its column buffer;
-on the NumPy path without numba also a padded copy of the chunk's input rows) fits the
+on the NumPy path without numba also a padded copy of the chunk's input rows; in the
+forward also W with b as its last row, made once per call) fits the
 per-thread workspace limit: 256 MiB by default, set with :func:`set_workspace_limit`
 (bytes) or ``FASTNN_IM2COL_WORKSPACE_MB``. Below the limit, chunks are kept near
 :data:`PREFERRED_CHUNK_BYTES` (4 MiB) so the columns are still in cache when the GEMM
@@ -230,7 +230,8 @@ def _conv_cost(p, backward: bool):
     it = p.dtype.itemsize
     Kd = p.fh * p.fw * p.C
     pad = _padded_copy(p)
-    fixed = region_bytes((Kd, p.K), it) if backward else 0  # dW partial of a chunk
+    # backward: a chunk's dW partial; forward: W with b as its last row (taken once per call)
+    fixed = region_bytes((Kd, p.K), it) if backward else region_bytes((Kd + 1, p.K), it)
     ones = 0 if backward else 1  # the forward's column of ones
 
     def cost(nb, ho, wo, R, Cw):
@@ -276,10 +277,9 @@ def _is_pointwise(p) -> bool:
     return p.fh == 1 and p.fw == 1 and p.sh == 1 and p.sw == 1 and p.ph == 0 and p.pw == 0
 
 
-def _with_bias_row(Wm, b):
-    """(Kd + 1, K): W's rows, then b. A W-sized copy per call, outside the workspace (a 3x3
-    layer of 512 -> 512 float32 channels: 9.4 MB)."""
-    Wb = np.empty((Wm.shape[0] + 1, Wm.shape[1]), dtype=Wm.dtype)
+def _with_bias_row(Wm, b, ar, dtype):
+    """(Kd + 1, K) in the workspace: W's rows, then b."""
+    Wb = ar.take((Wm.shape[0] + 1, Wm.shape[1]), dtype)
     Wb[:-1] = Wm
     Wb[-1] = b
     return Wb
@@ -301,9 +301,11 @@ def conv_forward(p, A_prev, W, b, Z):
         return
     ar = arena()
     boxes, _ = plan(p, _conv_cost(p, False))
-    Wb = _with_bias_row(Wm, b)
+    ar.reserve(max(box.nbytes for box in boxes))  # (each box's cost counts Wb once)
+    Wb = _with_bias_row(Wm, b, ar, p.dtype)
+    after_wb = ar.pos
     for box in boxes:
-        ar.reserve(box.nbytes)
+        ar.rewind(after_wb)  # the chunk's columns reuse the region after Wb
         cols = ar.take((box.rows, Kd + 1), p.dtype)
         _columns(p, A_prev, box, 0, cols, ar, ones=True)
         np.matmul(cols, Wb, out=_out_rows(Z, box, p.K))
