@@ -110,7 +110,6 @@ def run_chunks(kernel: Callable[..., Any], args: tuple, nchunks: int) -> None:
     _ensure_workers(nchunks - 1)
     errors: List[Optional[BaseException]] = [None] * nchunks
     locks: List[threading.Lock] = []
-    interrupted: Optional[BaseException] = None
     try:
         for c in range(1, nchunks):
             done = threading.Lock()

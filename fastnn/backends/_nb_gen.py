@@ -429,7 +429,7 @@ def pool_first_bwd_direct(name: str, NB: int) -> List[str]:
 
 
 #: A gather's loop over input rows t = (i, h): the output rows [hoa, hob] whose windows
-#: cover row h (``pool_bwd``'s rule), and over the row's pixels w: the output columns
+#: cover row h, and over the row's pixels w: the output columns
 #: [woa, wob] covering w (from a table made once per kernel call: two floor divisions per
 #: pixel cost the float32 gathers 5-9%) and the pixel's gradient ``g``.
 _GATHER_ROW = ["    wlo = np.empty(W, dtype=np.int64)", "    whi = np.empty(W, dtype=np.int64)",
@@ -542,6 +542,40 @@ def pool_avg_bwd_gather(name: str, NB: int) -> List[str]:
     ]
 
 
+def pool_bwd() -> List[str]:
+    """The gather of pooling backward for the other overlapping cases (max with ties
+    "first", average with C < ``GATHER_REG_NB``), whole channel rows at a time."""
+    return [
+        "@numba.njit(**NJIT)",
+        "def pool_bwd(Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero):",
+        '    """Gather form of pooling backward: each input element sums the windows covering it',
+        "    in (ho, wo) order, so no two threads write one element.",
+        "",
+        '    mode 1: max, ties "first" (Idx = argmax positions); 2: average (each window gives',
+        '    dA / area). (Max with ties "all" has its own kernel, ``pool_max_bwd_gather``; average',
+        '    with C >= GATHER_REG_NB has ``pool_avg_bwd_gather``.)"""',
+        "    m, H, W, C = dX.shape",
+        "    _, Ho, Wo, _ = dA.shape",
+        *_GATHER_ROW,
+        *_GATHER_COL,
+        "            for c in range(C):",
+        "                g[c] = zero",
+        "            for ho in range(hoa, hob + 1):",
+        "                kh = hp - ho * sh",
+        "                for wo in range(woa, wob + 1):",
+        "                    kw = w + pw - wo * sw",
+        "                    d = dA[i, ho, wo]",
+        "                    if mode == 1:",
+        "                        ix = Idx[i, ho, wo]",
+        "                        pos = kh * fw + kw",
+        "                        for c in range(C):",
+        "                            g[c] += d[c] if ix[c] == pos else d[c] * zero",
+        "                    else:",
+        "                        for c in range(C):",
+        "                            g[c] += d[c] / area",
+    ]
+
+
 #: One kernel per pooling mode (and tie rule), so that a call compiles only the code it runs.
 POOL_KERNELS = (("pool_max", pool_max), ("pool_avg", pool_avg), ("pool_argmax", pool_argmax),
                 ("pool_max_bwd_direct", pool_max_bwd_direct), ("pool_first_bwd_direct", pool_first_bwd_direct),
@@ -549,8 +583,8 @@ POOL_KERNELS = (("pool_max", pool_max), ("pool_avg", pool_avg), ("pool_argmax", 
 
 
 def pool_kernels() -> List[str]:
-    """Every pooling kernel for every block width in ``POOL_NB``, and the average-pooling
-    register gather at ``GATHER_REG_NB`` (``chunked``)."""
+    """Every pooling kernel for every block width in ``POOL_NB``, the average-pooling
+    register gather at ``GATHER_REG_NB`` and the whole-row gather ``pool_bwd`` (``chunked``)."""
     out = ["", "#: Channel block widths of the pooling kernels, widest first.", f"POOL_NB = {POOL_NB!r}",
            "#: Channel block width of the backward gathers that sum in registers.",
            f"GATHER_REG_NB = {GATHER_REG_NB!r}"]
@@ -558,6 +592,7 @@ def pool_kernels() -> List[str]:
         for base, gen in POOL_KERNELS:
             out += ["", "", *chunked(gen(f"{base}_b{NB}", NB))]
     out += ["", "", *chunked(pool_avg_bwd_gather(f"pool_avg_bwd_gather_b{GATHER_REG_NB}", GATHER_REG_NB))]
+    out += ["", "", *chunked(pool_bwd())]
     return out
 
 
@@ -601,44 +636,6 @@ def sum_parts(part, out):
         for c in range(1, nch):
             s += part[c, q]
         out[q] = s
-
-
-@numba.njit(**NJIT)
-def pool_bwd(X, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero):
-    """Gather form of pooling backward: each input element sums the windows covering it
-    in (ho, wo) order, so no two threads write one element.
-
-    mode 1: max, ties "first" (Idx = argmax positions); 2: average (each window gives
-    dA / area). (Max with ties "all" has its own kernel, ``pool_max_bwd_gather``; average
-    with C >= GATHER_REG_NB has ``pool_avg_bwd_gather``.)"""
-    m, H, W, C = X.shape
-    _, Ho, Wo, _ = dA.shape
-    for t in range(m * H):
-        i = t // H
-        h = t - i * H
-        hp = h + ph
-        hoa = max(0, (hp - fh + sh) // sh)
-        hob = min(Ho - 1, hp // sh)
-        for w in range(W):
-            wp = w + pw
-            woa = max(0, (wp - fw + sw) // sw)
-            wob = min(Wo - 1, wp // sw)
-            g = dX[i, h, w]
-            for c in range(C):
-                g[c] = zero
-            for ho in range(hoa, hob + 1):
-                kh = hp - ho * sh
-                for wo in range(woa, wob + 1):
-                    kw = wp - wo * sw
-                    d = dA[i, ho, wo]
-                    if mode == 1:
-                        ix = Idx[i, ho, wo]
-                        pos = kh * fw + kw
-                        for c in range(C):
-                            g[c] += d[c] if ix[c] == pos else d[c] * zero
-                    else:
-                        for c in range(C):
-                            g[c] += d[c] / area
 
 
 @numba.njit(**NJIT)

@@ -54,45 +54,6 @@ def sum_parts(part, out, chunk, nchunks):
 
 
 @numba.njit(**NJIT)
-def pool_bwd(X, Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero, chunk, nchunks):
-    """Gather form of pooling backward: each input element sums the windows covering it
-    in (ho, wo) order, so no two threads write one element.
-
-    mode 1: max, ties "first" (Idx = argmax positions); 2: average (each window gives
-    dA / area). (Max with ties "all" has its own kernel, ``pool_max_bwd_gather``; average
-    with C >= GATHER_REG_NB has ``pool_avg_bwd_gather``.)"""
-    m, H, W, C = X.shape
-    _, Ho, Wo, _ = dA.shape
-    nloop = m * H
-    for t in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
-        i = t // H
-        h = t - i * H
-        hp = h + ph
-        hoa = max(0, (hp - fh + sh) // sh)
-        hob = min(Ho - 1, hp // sh)
-        for w in range(W):
-            wp = w + pw
-            woa = max(0, (wp - fw + sw) // sw)
-            wob = min(Wo - 1, wp // sw)
-            g = dX[i, h, w]
-            for c in range(C):
-                g[c] = zero
-            for ho in range(hoa, hob + 1):
-                kh = hp - ho * sh
-                for wo in range(woa, wob + 1):
-                    kw = wp - wo * sw
-                    d = dA[i, ho, wo]
-                    if mode == 1:
-                        ix = Idx[i, ho, wo]
-                        pos = kh * fw + kw
-                        for c in range(C):
-                            g[c] += d[c] if ix[c] == pos else d[c] * zero
-                    else:
-                        for c in range(C):
-                            g[c] += d[c] / area
-
-
-@numba.njit(**NJIT)
 def pool_avg_bwd_direct(dA, dX, fh, fw, sh, sw, ph, pw, area, chunk, nchunks):
     """Average-pooling backward for non-overlapping windows (sh >= fh and sw >= fw): each
     window writes dA / area to its positions clipped to the input (the caller zeroes dX
@@ -3275,3 +3236,46 @@ def pool_avg_bwd_gather_b32(dA, dX, fh, fw, sh, sw, ph, pw, area, zero, chunk, n
                 g[c0 + 29] = a29
                 g[c0 + 30] = a30
                 g[c0 + 31] = a31
+
+
+@numba.njit(**NJIT)
+def pool_bwd(Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero, chunk, nchunks):
+    """Gather form of pooling backward: each input element sums the windows covering it
+    in (ho, wo) order, so no two threads write one element.
+
+    mode 1: max, ties "first" (Idx = argmax positions); 2: average (each window gives
+    dA / area). (Max with ties "all" has its own kernel, ``pool_max_bwd_gather``; average
+    with C >= GATHER_REG_NB has ``pool_avg_bwd_gather``.)"""
+    m, H, W, C = dX.shape
+    _, Ho, Wo, _ = dA.shape
+    wlo = np.empty(W, dtype=np.int64)
+    whi = np.empty(W, dtype=np.int64)
+    for w in range(W):
+        wlo[w] = max(0, (w + pw - fw + sw) // sw)
+        whi[w] = min(Wo - 1, (w + pw) // sw)
+    nloop = m * H
+    for t in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
+        i = t // H
+        h = t - i * H
+        hp = h + ph
+        hoa = max(0, (hp - fh + sh) // sh)
+        hob = min(Ho - 1, hp // sh)
+        for w in range(W):
+            woa = wlo[w]
+            wob = whi[w]
+            g = dX[i, h, w]
+            for c in range(C):
+                g[c] = zero
+            for ho in range(hoa, hob + 1):
+                kh = hp - ho * sh
+                for wo in range(woa, wob + 1):
+                    kw = w + pw - wo * sw
+                    d = dA[i, ho, wo]
+                    if mode == 1:
+                        ix = Idx[i, ho, wo]
+                        pos = kh * fw + kw
+                        for c in range(C):
+                            g[c] += d[c] if ix[c] == pos else d[c] * zero
+                    else:
+                        for c in range(C):
+                            g[c] += d[c] / area

@@ -277,9 +277,9 @@ def _is_pointwise(p) -> bool:
     return p.fh == 1 and p.fw == 1 and p.sh == 1 and p.sw == 1 and p.ph == 0 and p.pw == 0
 
 
-def _with_bias_row(Wm, b, ar, dtype):
+def _with_bias_row(Wm, b, ar):
     """(Kd + 1, K) in the workspace: W's rows, then b."""
-    Wb = ar.take((Wm.shape[0] + 1, Wm.shape[1]), dtype)
+    Wb = ar.take((Wm.shape[0] + 1, Wm.shape[1]), Wm.dtype)
     Wb[:-1] = Wm
     Wb[-1] = b
     return Wb
@@ -302,7 +302,7 @@ def conv_forward(p, A_prev, W, b, Z):
     ar = arena()
     boxes, _ = plan(p, _conv_cost(p, False))
     ar.reserve(max(box.nbytes for box in boxes))  # (each box's cost counts Wb once)
-    Wb = _with_bias_row(Wm, b, ar, p.dtype)
+    Wb = _with_bias_row(Wm, b, ar)
     after_wb = ar.pos
     for box in boxes:
         ar.rewind(after_wb)  # the chunk's columns reuse the region after Wb

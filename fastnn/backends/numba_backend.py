@@ -177,7 +177,7 @@ def _fwd_kernel_call(X, Wm, bias, Z, sh, sw):
     K = Z.shape[3]
     P, T = fwd_tile(_sfx(X.dtype), K, Z.shape[2])
     _threaded(_pick("conv_fwd", X.dtype, f"_p{P}t{T}"), X.reshape(m, Hx, Wx * Cin), _pack_channels(Wm, T),
-         _pack_channels(bias, T), Z, sh, sw, Cin)
+              _pack_channels(bias, T), Z, sh, sw, Cin)
 
 
 @register("conv_forward", NAME)
@@ -204,7 +204,7 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
         WT = np.ascontiguousarray(W.transpose(0, 1, 3, 2))
         Zr = dZp.reshape(p.m, dZp.shape[1], dZp.shape[2] * p.K)
         K.conv_bwd_plain(Xp.reshape(p.m, p.Hp, -1), Zr, WT, dZ, dA_prev, dW.reshape(p.fh, L, p.K), db,
-                             p.sh, p.sw, p.ph, p.pw, plh, plw)
+                         p.sh, p.sw, p.ph, p.pw, plh, plw)
         return
     # dW and db: one partial per chunk of output rows (chunk count = thread count), summed
     # in chunk order: deterministic for a fixed thread count.
@@ -282,7 +282,7 @@ def _dA_prev(p, W, dZ, dA_prev):
         Wk = np.pad(W, ((0, 0), (0, 0), (0, 0), (0, kpad))) if kpad else W
         nkl = (p.K + kpad) // lanes
         _threaded(_pick("conv_dA", p.dtype, f"_c{p.C}"), dZp.reshape(dZp.shape[:3] + (nkl, lanes)),
-             Wk.reshape(p.fh, p.fw, p.C, nkl, lanes), dA_prev, p.sh, p.sw, p.ph, p.pw, plh, plw, p.dtype.type(0))
+                  Wk.reshape(p.fh, p.fw, p.C, nkl, lanes), dA_prev, p.sh, p.sw, p.ph, p.pw, plh, plw, p.dtype.type(0))
         return
     # Per stride phase (the input pixels hp = q*s + r of one r), dA_prev is a stride-1
     # correlation of dZ, zero-padded (or cropped), with the phase's taps W[r::s] flipped in
@@ -332,6 +332,7 @@ def pool_forward(p, A_prev, A):
 
 
 _EMPTY_IDX = np.zeros((1, 1, 1, 1), dtype=np.int32)
+_AVG_GATHER = getattr(K, f"pool_avg_bwd_gather_b{K.GATHER_REG_NB}")
 
 
 @register("pool_backward", NAME)
@@ -345,8 +346,7 @@ def pool_backward(p, A_prev, dA, dA_prev):
                 or (p.Wo - 1) * p.sw + p.fw - p.pw < p.W):
             dA_prev.fill(0)  # some positions lie in no window
         if p.mode == "average":
-            _run(K.pool_avg_bwd_direct, work, dA, dA_prev, p.fh, p.fw, p.sh, p.sw,
-                 p.ph, p.pw, area)
+            _run(K.pool_avg_bwd_direct, work, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, area)
         else:
             _pool("pool_max_bwd_direct" if p.ties == "all" else "pool_first_bwd_direct", p, work, A_prev, dA,
                   dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, ninf, p.dtype.type(0))
@@ -360,8 +360,7 @@ def pool_backward(p, A_prev, dA, dA_prev):
     Idx = _EMPTY_IDX
     if p.mode == "average":
         if p.C >= K.GATHER_REG_NB:  # the same sums in registers
-            _run(getattr(K, f"pool_avg_bwd_gather_b{K.GATHER_REG_NB}"), work, dA, dA_prev, p.fh, p.fw,
-                 p.sh, p.sw, p.ph, p.pw, area, p.dtype.type(0))
+            _run(_AVG_GATHER, work, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, area, p.dtype.type(0))
             return
         mode = 2
     else:
@@ -371,8 +370,8 @@ def pool_backward(p, A_prev, dA, dA_prev):
     # Ties "first", and average with C < GATHER_REG_NB: the gather streams whole channel
     # rows (the loop vectoriser's job; register blocks measured no faster for the argmax
     # gather: it runs at about the speed of copying X).
-    _run(K.pool_bwd, work, A_prev, Idx, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw,
-         mode, area, p.dtype.type(0))
+    _run(K.pool_bwd, work, Idx, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, mode, area,
+         p.dtype.type(0))
 
 
 # -------------------------------------------------------------------- activations
@@ -399,5 +398,4 @@ def sigmoid(x, out):
 
 @register("sigmoid_backward", NAME)
 def sigmoid_backward(dA, Z, out):
-    _run(K.sigmoid_backward, 16 * dA.size, _flat(dA), _flat(Z), _flat(out),
-         out.dtype.type(1))
+    _run(K.sigmoid_backward, 16 * dA.size, _flat(dA), _flat(Z), _flat(out), out.dtype.type(1))
