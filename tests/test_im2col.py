@@ -149,6 +149,54 @@ def test_ties_rules_differ_where_windows_tie():
     np.testing.assert_array_equal(g_first[0, :, :, 0], [[1, 0], [0, 0]])
 
 
+def _columns_oracle(X, box, fh, fw, sh, sw, ph, pw, value, ones):
+    """The columns of output pixels ``box`` = (n0, n1, h0, h1, w0, w1), from np.pad and slices."""
+    n0, n1, h0, h1, w0, w1 = box
+    Xp = np.pad(X, ((0, 0), (ph, ph), (pw, pw), (0, 0)), constant_values=value)
+    rows = []
+    for n in range(n0, n1):
+        for h in range(h0, h1):
+            for w in range(w0, w1):
+                win = Xp[n, h * sh:h * sh + fh, w * sw:w * sw + fw].ravel()
+                rows.append(np.concatenate([win, np.ones(1, X.dtype)]) if ones else win)
+    return np.array(rows, dtype=X.dtype)
+
+
+# (N, H, W, C, fh, fw, sh, sw, ph, pw): fw*C from 1 to 45 (one to three blocks of the
+# block-copy kernel), stride > f, pad > f, windows wider than the padded input's rest.
+COLUMN_SHAPES = [
+    (2, 5, 7, 3, 3, 3, 1, 1, 1, 1), (3, 9, 8, 1, 2, 3, 2, 1, 0, 2), (1, 4, 4, 2, 5, 5, 1, 1, 3, 3),
+    (2, 6, 6, 3, 3, 3, 4, 4, 0, 0), (2, 7, 9, 5, 3, 2, 2, 3, 1, 0), (1, 3, 3, 1, 1, 1, 1, 1, 0, 0),
+    (2, 11, 13, 3, 7, 7, 2, 2, 3, 3), (1, 6, 5, 4, 3, 3, 1, 1, 1, 1), (2, 8, 8, 15, 2, 3, 2, 2, 0, 1),
+    (1, 2, 2, 1, 4, 4, 1, 1, 3, 3), (2, 5, 6, 9, 3, 5, 1, 1, 2, 2),
+]
+
+
+@pytest.mark.parametrize("ones", [False, True], ids=["pool", "conv"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape", COLUMN_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_column_kernels_match_padded_slices(shape, dtype, ones):
+    """Both Numba column builds (the block-copy one for short window rows, whose blocks run
+    over into the next window row, and the row loop) give exactly the windows of the padded
+    input, for whole chunks and the chunk modes' sub-image pieces (whose last pixels the
+    block-copy kernel copies exactly, its blocks would leave the buffer)."""
+    if not _cols.USE_NUMBA:
+        pytest.skip("numba is not importable")
+    N, H, W, C, fh, fw, sh, sw, ph, pw = shape
+    X = np.random.default_rng(sum(shape)).standard_normal((N, H, W, C)).astype(dtype)
+    Ho, Wo = (H + 2 * ph - fh) // sh + 1, (W + 2 * pw - fw) // sw + 1
+    value = 0.0 if ones else -np.inf
+    for box in [(0, N, 0, Ho, 0, Wo), (N - 1, N, 0, max(1, Ho // 2), 0, Wo), (0, 1, Ho - 1, Ho, Wo // 2, Wo),
+                (0, 1, 0, 1, 0, 1)]:
+        n0, n1, h0, h1, w0, w1 = box
+        expected = _columns_oracle(X, box, fh, fw, sh, sw, ph, pw, value, ones)
+        for kernel in (_cols._im2col_spill_nb, _cols._im2col_nb):
+            out = np.full(expected.shape, np.nan, dtype)
+            kernel(_cols._rows3(X), C, n0, h0, w0, n1 - n0, h1 - h0, w1 - w0, fh, fw, sh, sw, ph, pw,
+                   value, out, 1.0)
+            np.testing.assert_array_equal(out, expected, err_msg=f"{kernel.__name__} {box}")
+
+
 @pytest.mark.parametrize("K", [1, 3, 16, 64, 600])
 @pytest.mark.parametrize("rows", [1, 7, 255, 256, 257, 8 * 32 + 5, 4099])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
