@@ -197,6 +197,41 @@ def test_column_kernels_match_padded_slices(shape, dtype, ones):
             np.testing.assert_array_equal(out, expected, err_msg=f"{kernel.__name__} {box}")
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape", COLUMN_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_col2im_kernels_match_scattered_adds(shape, dtype):
+    """Both Numba col2im kernels (the scratch-row one for short window rows, whose blocks
+    add 0 past the window row, and the row loop) add every column value to its input
+    position, drop the padding, and keep what dX held. NaN and inf in the columns stay
+    where they belong (they are selected away past a window row, never multiplied by 0)."""
+    if not _cols.USE_NUMBA:
+        pytest.skip("numba is not importable")
+    N, H, W, C, fh, fw, sh, sw, ph, pw = shape
+    rng = np.random.default_rng(sum(shape) + 1)
+    Ho, Wo = (H + 2 * ph - fh) // sh + 1, (W + 2 * pw - fw) // sw + 1
+    base = rng.integers(-8, 9, size=(N, H, W, C)).astype(dtype)
+    for box in [(0, N, 0, Ho, 0, Wo), (N - 1, N, 0, max(1, Ho // 2), 0, Wo), (0, 1, Ho - 1, Ho, Wo // 2, Wo),
+                (0, 1, 0, 1, 0, 1)]:
+        n0, n1, h0, h1, w0, w1 = box
+        rows = (n1 - n0) * (h1 - h0) * (w1 - w0)
+        # small integers: every sum is exact in any order, so the comparison is exact
+        cols = rng.integers(-8, 9, size=(rows, fh * fw * C)).astype(dtype)
+        cols.flat[rng.integers(0, cols.size, size=3)] = np.nan
+        cols.flat[rng.integers(0, cols.size, size=2)] = np.inf
+        expected = np.pad(base, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+        r = 0
+        for n in range(n0, n1):
+            for h in range(h0, h1):
+                for w in range(w0, w1):
+                    expected[n, h * sh:h * sh + fh, w * sw:w * sw + fw] += cols[r].reshape(fh, fw, C)
+                    r += 1
+        expected = expected[:, ph:ph + H, pw:pw + W]
+        for kernel, c in ((_cols._col2im_spill_nb, cols), (_cols._col2im_nb, cols.reshape(rows, fh, fw * C))):
+            dX = base.copy()
+            kernel(c, _cols._rows3(dX), C, n0, h0, w0, n1 - n0, h1 - h0, w1 - w0, fh, fw, sh, sw, ph, pw)
+            np.testing.assert_array_equal(dX, expected, err_msg=f"{kernel.__name__} {box}")
+
+
 @pytest.mark.parametrize("K", [1, 3, 16, 64, 600])
 @pytest.mark.parametrize("rows", [1, 7, 255, 256, 257, 8 * 32 + 5, 4099])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
