@@ -10,6 +10,12 @@ each dtype it prints, forward and backward, the median time of
               GEMM as a column of ones; backward ``cols^T @ dZ`` and ``dZ @ W^T``),
 * ``ratio``   im2col / gemm (the bar is <= 1.3), of medians; ``r(min)`` of the best runs
               (less sensitive to other processes taking a core mid-GEMM),
+* ``kernel``  the backend's registered kernel alone, called as the public function calls it
+              but on outputs allocated once (columns + GEMM + bias/col2im, like the bare
+              GEMM's preallocated operands): the public call's validation, dispatch and
+              output allocation left out. An output over glibc's 32 MiB mmap threshold
+              (cat_c1's float64 Z) is new memory on every call, and its page faults cost
+              about 2 ms; ``k/gemm`` is kernel / gemm,
 * ``torch``   im2col / PyTorch CPU (2 threads, the better of NCHW and channels_last),
 * ``numba``   im2col / the ``numba`` backend, when it is registered,
 * ``peak``    tracemalloc's peak during one call (outputs excluded) vs the workspace limit.
@@ -40,6 +46,7 @@ import numpy as np
 
 import fastnn
 from fastnn import _params as P
+from fastnn._dispatch import resolve
 from fastnn.backends import im2col as I
 from fastnn.testing.cases import BENCH_CONV_SHAPES, BENCH_POOL_SHAPES
 
@@ -203,6 +210,7 @@ def main(argv=None):
 
     if not args.no_conv:
         print(f"\n{'conv shape':<12} {'dtype':<8} {'dir':<4} {'im2col ms':>10} {'gemm ms':>9} {'ratio':>6} {'r(min)':>6} "
+              f"{'kernel ms':>9} {'k/gemm':>6} "
               f"{'torch ms':>9} {'/torch':>6} {'/numba':>6} {'peak MiB':>9} {'full cols MiB':>13}")
         for name, case in BENCH_CONV_SHAPES.items():
             if args.shapes and name not in args.shapes:
@@ -227,20 +235,30 @@ def main(argv=None):
                     np.matmul(X.T, G, out=dWb)
                     np.matmul(G, Wm.T, out=X)
 
+                kf, kb = resolve("conv_forward", "im2col"), resolve("conv_backward", "im2col")
+                Zk, dAk, dWk, dbk = (np.empty((p.m, p.Ho, p.Wo, p.K), dt), np.empty(A.shape, dt),
+                                     np.empty(W.shape, dt), np.empty(p.K, dt))
+                bk = b.reshape(p.K)
+                kern_f = lambda: kf(p, A, W, bk, Zk)
+                kern_b = lambda: kb(p, A, W, dZ, dAk, dWk, dbk)
+
                 tf = tb = (None, None)
                 if use_torch:
                     tf, tb = zip(*torch_conv(case, A, W, b, dZ))
                 nf = (lambda: fastnn.conv_forward(A, W, b, hp, backend="numba")) if has_numba else None
                 nbk = (lambda: fastnn.conv_backward(dZ, cache, backend="numba")) if has_numba else None
                 full_cols = rows * Kd * dt.itemsize / 2**20
-                for d, mine, bare, tor, nb in (("fwd", fwd, gemm_f, tf, nf), ("bwd", bwd, gemm_b, tb, nbk)):
-                    t = median_times([mine, bare], args.reps, args.budget)
+                for d, mine, bare, kern, tor, nb in (("fwd", fwd, gemm_f, kern_f, tf, nf),
+                                                     ("bwd", bwd, gemm_b, kern_b, tb, nbk)):
+                    t = median_times([mine, bare, kern], args.reps, args.budget)
                     rmin = LAST_MINS[0] / LAST_MINS[1]
+                    t_k = t[2]
                     t_nb = median_times([nb], args.reps, args.budget)[0]
                     t_torch = min(median_times(list(tor), args.reps, args.budget))
                     t = [t[0], t[1], None, None, t_nb]
                     out, peak = peak_bytes(mine)
                     print(f"{name:<12} {dts:<8} {d:<4} {t[0]*1e3:10.2f} {t[1]*1e3:9.2f} {fmt_ratio(t[0]/t[1])} {fmt_ratio(rmin)} "
+                          f"{t_k*1e3:9.2f} {fmt_ratio(t_k/t[1])} "
                           f"{t_torch*1e3:9.2f} {fmt_ratio(t[0]/t_torch)} {fmt_ratio(t[0]/t[4])} "
                           f"{(peak - nbytes(out))/2**20:9.2f} {full_cols:13.2f}", flush=True)
 
