@@ -318,6 +318,7 @@ if _numba is not None:
         S = np.empty(fh * SW, dtype=out.dtype)
         jlo, jhi = _span(left, ncol, W)
         lim = o1.size - (fh - 1) * run - nblk * _BLK  # a pixel's blocks stay inside ``out``
+        one = L == kd + 1  # the convolution's column of ones: one store per pixel below
         r = 0
         for n in range(nb):
             for h in range(ho):
@@ -348,6 +349,8 @@ if _numba is not None:
                         do = (r + w) * L
                         for i in range(fh):
                             _blk(S[i * SW + so:i * SW + so + _BLK], o1[do + i * run:do + i * run + _BLK])
+                        if one:  # after the blocks, which may have run over it
+                            o1[do + kd] = extra
                 else:
                     for w in range(wsafe):
                         so = w * sw * C
@@ -357,6 +360,8 @@ if _numba is not None:
                                 s0 = i * SW + so + b * _BLK
                                 d0 = do + i * run + b * _BLK
                                 _blk(S[s0:s0 + _BLK], o1[d0:d0 + _BLK])
+                        if one:
+                            o1[do + kd] = extra
                 for w in range(wsafe, wo):
                     so = w * sw * C
                     do = (r + w) * L
@@ -365,10 +370,9 @@ if _numba is not None:
                         dst = o1[do + i * run:do + (i + 1) * run]
                         for k in range(run):
                             dst[k] = src[k]
-                if kd < L:  # after the blocks, which may have run over it
-                    for w in range(wo):
-                        for e in range(kd, L):
-                            o1[(r + w) * L + e] = extra
+                for w in range(wsafe if one else 0, wo):  # (and any further columns)
+                    for e in range(kd, L):
+                        o1[(r + w) * L + e] = extra
                 r += wo
 
     @_numba.njit(**_NJIT)
