@@ -169,32 +169,52 @@ COLUMN_SHAPES = [
     (2, 6, 6, 3, 3, 3, 4, 4, 0, 0), (2, 7, 9, 5, 3, 2, 2, 3, 1, 0), (1, 3, 3, 1, 1, 1, 1, 1, 0, 0),
     (2, 11, 13, 3, 7, 7, 2, 2, 3, 3), (1, 6, 5, 4, 3, 3, 1, 1, 1, 1), (2, 8, 8, 15, 2, 3, 2, 2, 0, 1),
     (1, 2, 2, 1, 4, 4, 1, 1, 3, 3), (2, 5, 6, 9, 3, 5, 1, 1, 2, 2),
+    # the spelled-out kernels' windows (_nb_gen.PX_SHAPES), one 3 x 9 on one channel
+    (2, 6, 7, 1, 3, 3, 1, 1, 1, 1), (1, 7, 6, 1, 5, 5, 1, 1, 2, 2), (1, 9, 8, 3, 5, 5, 2, 2, 2, 2),
+    (1, 9, 9, 1, 7, 7, 1, 1, 3, 3), (1, 5, 12, 1, 3, 9, 1, 2, 0, 4), (1, 4, 5, 3, 3, 3, 3, 2, 4, 4),
 ]
+
+
+def test_column_shapes_cover_every_spelled_out_kernel():
+    from fastnn.backends._cols_px import IM2COL_PX
+    from fastnn.backends._nb_gen import PX_SHAPES
+
+    assert set(IM2COL_PX) == set(PX_SHAPES)
+    assert set(PX_SHAPES) <= {(s[4], s[5] * s[3]) for s in COLUMN_SHAPES}
 
 
 @pytest.mark.parametrize("ones", [False, True], ids=["pool", "conv"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("shape", COLUMN_SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_column_kernels_match_padded_slices(shape, dtype, ones):
-    """Both Numba column builds (the block-copy one for short window rows, whose blocks run
-    over into the next window row, and the row loop) give exactly the windows of the padded
-    input, for whole chunks and the chunk modes' sub-image pieces (whose last pixels the
-    block-copy kernel copies exactly, its blocks would leave the buffer)."""
+    """The Numba column builds (the block-copy one for short window rows, whose blocks run
+    over into the next window row; the row loop; the generated ones with a window's moves
+    spelled out, for their windows) give exactly the windows of the padded input, for whole
+    chunks and the chunk modes' sub-image pieces (whose last pixels the block-copy kernel
+    copies exactly, its blocks would leave the buffer)."""
+    from fastnn.backends._cols_px import IM2COL_PX
+
     if not _cols.USE_NUMBA:
         pytest.skip("numba is not importable")
     N, H, W, C, fh, fw, sh, sw, ph, pw = shape
     X = np.random.default_rng(sum(shape)).standard_normal((N, H, W, C)).astype(dtype)
+    X3 = _cols._rows3(X)
     Ho, Wo = (H + 2 * ph - fh) // sh + 1, (W + 2 * pw - fw) // sw + 1
     value = 0.0 if ones else -np.inf
     for box in [(0, N, 0, Ho, 0, Wo), (N - 1, N, 0, max(1, Ho // 2), 0, Wo), (0, 1, Ho - 1, Ho, Wo // 2, Wo),
                 (0, 1, 0, 1, 0, 1)]:
         n0, n1, h0, h1, w0, w1 = box
         expected = _columns_oracle(X, box, fh, fw, sh, sw, ph, pw, value, ones)
-        for kernel in (_cols._im2col_spill_nb, _cols._im2col_nb):
+        args = (n0, h0, w0, n1 - n0, h1 - h0, w1 - w0)
+        kernels = [lambda out: _cols._im2col_spill_nb(X3, C, *args, fh, fw, sh, sw, ph, pw, value, out, 1.0),
+                   lambda out: _cols._im2col_nb(X3, C, *args, fh, fw, sh, sw, ph, pw, value, out, 1.0)]
+        if (fh, fw * C) in IM2COL_PX:
+            px = IM2COL_PX[(fh, fw * C)]
+            kernels.append(lambda out: px(X3, C, *args, sh, sw, ph, pw, value, out, 1.0))
+        for k, kernel in enumerate(kernels):
             out = np.full(expected.shape, np.nan, dtype)
-            kernel(_cols._rows3(X), C, n0, h0, w0, n1 - n0, h1 - h0, w1 - w0, fh, fw, sh, sw, ph, pw,
-                   value, out, 1.0)
-            np.testing.assert_array_equal(out, expected, err_msg=f"{kernel.__name__} {box}")
+            kernel(out)
+            np.testing.assert_array_equal(out, expected, err_msg=f"kernel {k} {box}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)

@@ -302,6 +302,28 @@ if _numba is not None:
         d[0] = a0; d[1] = a1; d[2] = a2; d[3] = a3; d[4] = a4; d[5] = a5; d[6] = a6; d[7] = a7  # noqa: E702
         d[8] = a8; d[9] = a9; d[10] = a10; d[11] = a11; d[12] = a12; d[13] = a13; d[14] = a14; d[15] = a15  # noqa: E702
 
+    @_numba.njit(inline="always")
+    def _fill_rows(X3, n, top, fh, C, left, jlo, jhi, value, S, SW):  # pragma: no cover - compiled
+        # S[i*SW:(i+1)*SW] = input row top + i of image n, columns left.. (SW values), padded
+        # with value; [jlo, jhi) are the columns inside the input (see _span).
+        H = X3.shape[1]
+        for i in range(fh):
+            rr = top + i
+            srow = S[i * SW:(i + 1) * SW]
+            if rr < 0 or rr >= H or jhi == jlo:
+                for k in range(SW):
+                    srow[k] = value
+                continue
+            for k in range(jlo * C):
+                srow[k] = value
+            seg = srow[jlo * C:jhi * C]
+            src = X3[n, rr, (left + jlo) * C:(left + jhi) * C]
+            for k in range((jhi - jlo) * C):
+                seg[k] = src[k]
+            tail = srow[jhi * C:]
+            for k in range(SW - jhi * C):
+                tail[k] = value
+
     @_numba.njit(**_NJIT)
     def _im2col_spill_nb(X3, C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw, value, out, extra):  # pragma: no cover
         # As _im2col_nb, for a C-contiguous ``out`` (its rows are written as one flat run).
@@ -323,22 +345,7 @@ if _numba is not None:
         for n in range(nb):
             for h in range(ho):
                 top = (h0 + h) * sh - ph
-                for i in range(fh):
-                    rr = top + i
-                    srow = S[i * SW:(i + 1) * SW]
-                    if rr < 0 or rr >= H or jhi == jlo:
-                        for k in range(SW):
-                            srow[k] = value
-                        continue
-                    for k in range(jlo * C):
-                        srow[k] = value
-                    seg = srow[jlo * C:jhi * C]
-                    src = X3[n0 + n, rr, (left + jlo) * C:(left + jhi) * C]
-                    for k in range((jhi - jlo) * C):
-                        seg[k] = src[k]
-                    tail = srow[jhi * C:]
-                    for k in range(SW - jhi * C):
-                        tail[k] = value
+                _fill_rows(X3, n0 + n, top, fh, C, left, jlo, jhi, value, S, SW)
                 # (Each test or loop added to the per-pixel code below cost 10-30% here:
                 # the single-block case, the pixels near the end and the column of ones
                 # each get their own loop.)
@@ -685,8 +692,16 @@ def im2col_padded(X: np.ndarray, n0: int, n1: int, h0: int, h1: int, w0: int, w1
     the fly, never copied (the NumPy path pads a copy of the rows first)."""
     nb, ho, wo, C = n1 - n0, h1 - h0, w1 - w0, X.shape[3]
     out2 = out.reshape(nb * ho * wo, fh * fw * C + ones)
-    kernel = _im2col_spill_nb if _short_rows(fw * C, out2) else _im2col_nb
-    kernel(_rows3(X), C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw, value, out2, 1.0)
+    if not _short_rows(fw * C, out2):
+        _im2col_nb(_rows3(X), C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw, value, out2, 1.0)
+        return out
+    from ._cols_px import IM2COL_PX  # (generated; it imports this module's helpers)
+
+    px = IM2COL_PX.get((fh, fw * C))  # a kernel with the window's moves spelled out
+    if px is not None:
+        px(_rows3(X), C, n0, h0, w0, nb, ho, wo, sh, sw, ph, pw, value, out2, 1.0)
+    else:
+        _im2col_spill_nb(_rows3(X), C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw, value, out2, 1.0)
     return out
 
 
