@@ -176,10 +176,10 @@ COLUMN_SHAPES = [
 
 
 def test_column_shapes_cover_every_spelled_out_kernel():
-    from fastnn.backends._cols_px import IM2COL_PX
+    from fastnn.backends._cols_px import COL2IM_PX, IM2COL_PX
     from fastnn.backends._nb_gen import PX_SHAPES
 
-    assert set(IM2COL_PX) == set(PX_SHAPES)
+    assert set(IM2COL_PX) == set(COL2IM_PX) == set(PX_SHAPES)
     assert set(PX_SHAPES) <= {(s[4], s[5] * s[3]) for s in COLUMN_SHAPES}
 
 
@@ -220,10 +220,13 @@ def test_column_kernels_match_padded_slices(shape, dtype, ones):
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("shape", COLUMN_SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_col2im_kernels_match_scattered_adds(shape, dtype):
-    """Both Numba col2im kernels (the scratch-row one for short window rows, whose blocks
-    add 0 past the window row, and the row loop) add every column value to its input
-    position, drop the padding, and keep what dX held. NaN and inf in the columns stay
-    where they belong (they are selected away past a window row, never multiplied by 0)."""
+    """The Numba col2im kernels (the scratch-row one for short window rows, whose blocks
+    add 0 past the window row; the row loop; the generated ones with a window's adds spelled
+    out, for their windows) add every column value to its input position, drop the padding,
+    and keep what dX held. NaN and inf in the columns stay where they belong (they are
+    selected away past a window row, never multiplied by 0)."""
+    from fastnn.backends._cols_px import COL2IM_PX
+
     if not _cols.USE_NUMBA:
         pytest.skip("numba is not importable")
     N, H, W, C, fh, fw, sh, sw, ph, pw = shape
@@ -246,10 +249,16 @@ def test_col2im_kernels_match_scattered_adds(shape, dtype):
                     expected[n, h * sh:h * sh + fh, w * sw:w * sw + fw] += cols[r].reshape(fh, fw, C)
                     r += 1
         expected = expected[:, ph:ph + H, pw:pw + W]
-        for kernel, c in ((_cols._col2im_spill_nb, cols), (_cols._col2im_nb, cols.reshape(rows, fh, fw * C))):
+        args = (n0, h0, w0, n1 - n0, h1 - h0, w1 - w0)
+        kernels = [lambda d: _cols._col2im_spill_nb(cols, d, C, *args, fh, fw, sh, sw, ph, pw),
+                   lambda d: _cols._col2im_nb(cols.reshape(rows, fh, fw * C), d, C, *args, fh, fw, sh, sw, ph, pw)]
+        if (fh, fw * C) in COL2IM_PX:
+            px = COL2IM_PX[(fh, fw * C)]
+            kernels.append(lambda d: px(cols, d, C, *args, sh, sw, ph, pw))
+        for k, kernel in enumerate(kernels):
             dX = base.copy()
-            kernel(c, _cols._rows3(dX), C, n0, h0, w0, n1 - n0, h1 - h0, w1 - w0, fh, fw, sh, sw, ph, pw)
-            np.testing.assert_array_equal(dX, expected, err_msg=f"{kernel.__name__} {box}")
+            kernel(_cols._rows3(dX))
+            np.testing.assert_array_equal(dX, expected, err_msg=f"kernel {k} {box}")
 
 
 @pytest.mark.parametrize("K", [1, 3, 16, 64, 600])

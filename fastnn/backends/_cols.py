@@ -437,6 +437,20 @@ if _numba is not None:
         d[8] += a8; d[9] += a9; d[10] += a10; d[11] += a11  # noqa: E702
         d[12] += a12; d[13] += a13; d[14] += a14; d[15] += a15  # noqa: E702
 
+    @_numba.njit(inline="always")
+    def _add_rows(S, SW, dX3, n, top, fh, C, left, jlo, jhi):  # pragma: no cover - compiled
+        # The adjoint of _fill_rows: adds the scratch rows into image n's input rows top..,
+        # dropping the padding.
+        H = dX3.shape[1]
+        if jhi > jlo:
+            for i in range(fh):
+                rr = top + i
+                if rr >= 0 and rr < H:
+                    dst = dX3[n, rr, (left + jlo) * C:(left + jhi) * C]
+                    src = S[i * SW + jlo * C:i * SW + jhi * C]
+                    for k in range((jhi - jlo) * C):
+                        dst[k] += src[k]
+
     # col2im for short window rows, the same way round: each output row's windows are
     # summed into a zeroed scratch of the fh padded input rows they span, in blocks of
     # _BLK that add 0 past the window row (x + 0.0 is x, NaN and inf included, and a sum
@@ -492,14 +506,7 @@ if _numba is not None:
                         dst = S[i * SW + so:i * SW + so + run]
                         for k in range(run):
                             dst[k] += src[k]
-                if jhi > jlo:
-                    for i in range(fh):
-                        rr = top + i
-                        if rr >= 0 and rr < H:
-                            dst = dX3[n0 + n, rr, (left + jlo) * C:(left + jhi) * C]
-                            src = S[i * SW + jlo * C:i * SW + jhi * C]
-                            for k in range((jhi - jlo) * C):
-                                dst[k] += src[k]
+                _add_rows(S, SW, dX3, n0 + n, top, fh, C, left, jlo, jhi)
                 r += wo
 
     @_numba.njit(**_NJIT)
@@ -738,7 +745,13 @@ def col2im_padded(cols: np.ndarray, dX: np.ndarray, n0: int, n1: int, h0: int, h
     else:
         cols2 = cols.reshape(nb * ho * wo, fh * fw * C)
         if _short_rows(fw * C, cols2):
-            _col2im_spill_nb(cols2, _rows3(dX), C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw)
+            from ._cols_px import COL2IM_PX
+
+            px = COL2IM_PX.get((fh, fw * C))  # a kernel with the window's adds spelled out
+            if px is not None:
+                px(cols2, _rows3(dX), C, n0, h0, w0, nb, ho, wo, sh, sw, ph, pw)
+            else:
+                _col2im_spill_nb(cols2, _rows3(dX), C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw)
         else:
             _col2im_nb(cols2.reshape(nb * ho * wo, fh, fw * C), _rows3(dX), C, n0, h0, w0, nb, ho, wo,
                        fh, fw, sh, sw, ph, pw)
