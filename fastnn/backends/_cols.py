@@ -327,7 +327,6 @@ if _numba is not None:
     @_numba.njit(**_NJIT)
     def _im2col_spill_nb(X3, C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw, value, out, extra):  # pragma: no cover
         # As _im2col_nb, for a C-contiguous ``out`` (its rows are written as one flat run).
-        H = X3.shape[1]
         W = X3.shape[2] // C
         run = fw * C
         kd = fh * run
@@ -462,7 +461,6 @@ if _numba is not None:
     @_numba.njit(**_NJIT)
     def _col2im_spill_nb(cols, dX3, C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw):  # pragma: no cover
         # As _col2im_nb, for C-contiguous cols (rows, fh*fw*C).
-        H = dX3.shape[1]
         W = dX3.shape[2] // C
         run = fw * C
         L = cols.shape[1]

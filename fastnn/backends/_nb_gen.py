@@ -862,7 +862,7 @@ def col2im_px(fh: int, run: int) -> List[str]:
         "    for n in range(nb):",
         "        for h in range(ho):",
         "            top = (h0 + h) * sh - ph",
-        f"            S[:] = 0",
+        "            S[:] = 0",
         "            for q in range(P):",
         "                for w in range(q, wo, P):",
         "                    so = w * sw * C",
