@@ -223,8 +223,9 @@ def test_col2im_kernels_match_scattered_adds(shape, dtype):
     """The Numba col2im kernels (the scratch-row one for short window rows, whose blocks
     add 0 past the window row; the row loop; the generated ones with a window's adds spelled
     out, for their windows) add every column value to its input position, drop the padding,
-    and keep what dX held. NaN and inf in the columns stay where they belong (they are
-    selected away past a window row, never multiplied by 0)."""
+    and keep what dX held (small integers, no -0.0: the scratch kernels turn an untouched
+    -0.0 into +0.0, see col2im_padded). NaN and inf in the columns stay where they belong
+    (they are selected away past a window row, never multiplied by 0)."""
     from fastnn.backends._cols_px import COL2IM_PX
 
     if not _cols.USE_NUMBA:
@@ -259,6 +260,85 @@ def test_col2im_kernels_match_scattered_adds(shape, dtype):
             dX = base.copy()
             kernel(_cols._rows3(dX))
             np.testing.assert_array_equal(dX, expected, err_msg=f"kernel {k} {box}")
+
+
+class _GuardPages:
+    """Arrays that end exactly at an inaccessible page (Linux): a kernel reading or writing
+    one element past their end faults, which a value comparison cannot see."""
+
+    def __init__(self):
+        import ctypes
+        import mmap
+
+        self.mmap = mmap
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        self.maps = []
+
+    def array(self, shape, dtype):
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        pg = self.mmap.PAGESIZE
+        npg = (nbytes + pg - 1) // pg + 1
+        m = self.mmap.mmap(-1, npg * pg)
+        self.maps.append(m)
+        base = np.frombuffer(m, dtype=np.uint8)
+        if self.libc.mprotect(base.ctypes.data + (npg - 1) * pg, pg, 0) != 0:  # PROT_NONE
+            pytest.skip("mprotect is not available")
+        start = (npg - 1) * pg - nbytes
+        return base[start:start + nbytes].view(dtype).reshape(shape)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="guard pages via mprotect: Linux only")
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape", COLUMN_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_column_kernels_stay_inside_their_arrays(shape, dtype):
+    """The block moves run past a window row on purpose, never past an array: the input,
+    the columns and dX each end at an inaccessible page (a stray access kills the test
+    process), for every chunk box and both column counts; the results are checked too."""
+    if not _cols.USE_NUMBA:
+        pytest.skip("numba is not importable")
+    from fastnn.backends._cols_px import COL2IM_PX, IM2COL_PX
+
+    g = _GuardPages()
+    N, H, W, C, fh, fw, sh, sw, ph, pw = shape
+    rng = np.random.default_rng(sum(shape) + 2)
+    X = g.array((N, H, W, C), dtype)
+    X[...] = rng.standard_normal(X.shape)
+    X3 = _cols._rows3(X)
+    Ho, Wo = (H + 2 * ph - fh) // sh + 1, (W + 2 * pw - fw) // sw + 1
+    kd = fh * fw * C
+    for box in [(0, N, 0, Ho, 0, Wo), (N - 1, N, 0, max(1, Ho // 2), 0, Wo), (0, 1, Ho - 1, Ho, Wo // 2, Wo),
+                (0, 1, 0, 1, 0, 1), (N - 1, N, Ho - 1, Ho, Wo - 1, Wo)]:
+        n0, n1, h0, h1, w0, w1 = box
+        args = (n0, h0, w0, n1 - n0, h1 - h0, w1 - w0)
+        rows = (n1 - n0) * (h1 - h0) * (w1 - w0)
+        for ones in (0, 1):
+            expected = _columns_oracle(X, box, fh, fw, sh, sw, ph, pw, 0.0, bool(ones))
+            for k in range(3):
+                out = g.array((rows, kd + ones), dtype)
+                if k == 0:
+                    _cols._im2col_spill_nb(X3, C, *args, fh, fw, sh, sw, ph, pw, 0.0, out, 1.0)
+                elif k == 1:
+                    _cols._im2col_nb(X3, C, *args, fh, fw, sh, sw, ph, pw, 0.0, out, 1.0)
+                elif (fh, fw * C) in IM2COL_PX:
+                    IM2COL_PX[(fh, fw * C)](X3, C, *args, sh, sw, ph, pw, 0.0, out, 1.0)
+                else:
+                    continue
+                np.testing.assert_array_equal(out, expected, err_msg=f"im2col {k} {box} ones={ones}")
+        cols = g.array((rows, kd), dtype)
+        cols[...] = rng.integers(-8, 9, size=cols.shape)
+        ref = np.zeros((N, H, W, C), dtype)
+        _cols._col2im_nb(cols.reshape(rows, fh, fw * C), _cols._rows3(ref), C, *args, fh, fw, sh, sw, ph, pw)
+        for k in (0, 1):
+            dX = g.array((N, H, W, C), dtype)
+            dX[...] = 0
+            if k == 0:
+                _cols._col2im_spill_nb(cols, _cols._rows3(dX), C, *args, fh, fw, sh, sw, ph, pw)
+            elif (fh, fw * C) in COL2IM_PX:
+                COL2IM_PX[(fh, fw * C)](cols, _cols._rows3(dX), C, *args, sh, sw, ph, pw)
+            else:
+                continue
+            np.testing.assert_array_equal(dX, ref, err_msg=f"col2im {k} {box}")
 
 
 @pytest.mark.parametrize("K", [1, 3, 16, 64, 600])

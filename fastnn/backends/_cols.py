@@ -61,7 +61,8 @@ __all__ = [
 
 DEFAULT_WORKSPACE_MB = 256
 ENV_WORKSPACE = "FASTNN_IM2COL_WORKSPACE_MB"
-#: Window rows (fw*C values) shorter than this are built by the block-copy kernel.
+#: Window rows (fw*C values) shorter than this may take the scratch-row kernels (the
+#: generated or the block-move ones; :func:`_short_rows` decides).
 SPILL_RUN = 64
 _BLK = 16  # values per block move of that kernel (the _blk helper spells out 16)
 
@@ -210,6 +211,8 @@ except ImportError:  # numba is a runtime dependency; the NumPy path is kept as 
 USE_NUMBA = _numba is not None
 
 if _numba is not None:
+    # Generated kernels for the windows of _nb_gen.PX_SHAPES, each pixel's moves spelled out.
+    from ._cols_px import COL2IM_PX, IM2COL_PX
 
     # The three loops below walk the windows of output pixels (n0 + n, h0 + h, w0 + w),
     # n < nb, h < ho, w < wo, over an input X3 (N, H, W*C) padded on the fly by (ph, pw):
@@ -346,8 +349,8 @@ if _numba is not None:
                 top = (h0 + h) * sh - ph
                 _fill_rows(X3, n0 + n, top, fh, C, left, jlo, jhi, value, S, SW)
                 # (Each test or loop added to the per-pixel code below cost 10-30% here:
-                # the single-block case, the pixels near the end and the column of ones
-                # each get their own loop.)
+                # the single-block case and the pixels near the end get loops of their
+                # own, and the column of ones is one store per pixel.)
                 wsafe = max(0, min(wo, (lim - r * L) // L + 1))
                 if nblk == 1:
                     for w in range(wsafe):
@@ -700,8 +703,6 @@ def im2col_padded(X: np.ndarray, n0: int, n1: int, h0: int, h1: int, w0: int, w1
     if not _short_rows(fw * C, out2):
         _im2col_nb(_rows3(X), C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw, value, out2, 1.0)
         return out
-    from ._cols_px import IM2COL_PX  # (generated; it imports this module's helpers)
-
     px = IM2COL_PX.get((fh, fw * C))  # a kernel with the window's moves spelled out
     if px is not None:
         px(_rows3(X), C, n0, h0, w0, nb, ho, wo, sh, sw, ph, pw, value, out2, 1.0)
@@ -736,15 +737,16 @@ def col2im(cols: np.ndarray, dS: np.ndarray, ho: int, wo: int, fh: int, fw: int,
 def col2im_padded(cols: np.ndarray, dX: np.ndarray, n0: int, n1: int, h0: int, h1: int,
                   w0: int, w1: int, fh: int, fw: int, sh: int, sw: int, ph: int, pw: int) -> np.ndarray:
     """The adjoint of :func:`im2col_padded`: add ``cols`` (or a broadcast ``(rows, area, C)``
-    view) into ``dX`` (NHWC, unpadded), dropping what falls in the padding. Numba only."""
+    view) into ``dX`` (NHWC, unpadded), dropping what falls in the padding. Numba only.
+    (Short window rows are summed in a scratch whose rows are then added over the span of
+    input columns the chunk's windows cover, so a -0.0 of ``dX`` there that no window
+    reaches becomes +0.0: the backend zero-fills ``dA_prev`` with +0.0 before.)"""
     nb, ho, wo, C = n1 - n0, h1 - h0, w1 - w0, dX.shape[3]
     if cols.ndim == 3 and cols.strides[1] == 0:  # a broadcast (rows, area, C) view
         _col2im_bcast_nb(cols[:, 0, :], _rows3(dX), C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw)
     else:
         cols2 = cols.reshape(nb * ho * wo, fh * fw * C)
         if _short_rows(fw * C, cols2):
-            from ._cols_px import COL2IM_PX
-
             px = COL2IM_PX.get((fh, fw * C))  # a kernel with the window's adds spelled out
             if px is not None:
                 px(cols2, _rows3(dX), C, n0, h0, w0, nb, ho, wo, sh, sw, ph, pw)

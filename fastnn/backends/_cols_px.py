@@ -10,7 +10,53 @@ import numba
 import numpy as np
 
 from .._numba_config import NJIT
-from ._cols import _add_rows, _fill_rows, _span
+
+# ``_cols``'s helpers, copied (see ``COLS_HELPERS`` there)
+
+@numba.njit(**NJIT)
+def _span(left, fw, W):  # pragma: no cover - compiled
+    # The columns [jlo, jhi) of a window starting at input column ``left`` that lie
+    # inside the input's W columns (jlo == jhi when none do).
+    jlo = min(max(-left, 0), fw)
+    return jlo, max(min(W - left, fw), jlo)
+
+
+@numba.njit(inline="always")
+def _fill_rows(X3, n, top, fh, C, left, jlo, jhi, value, S, SW):  # pragma: no cover - compiled
+    # S[i*SW:(i+1)*SW] = input row top + i of image n, columns left.. (SW values), padded
+    # with value; [jlo, jhi) are the columns inside the input (see _span).
+    H = X3.shape[1]
+    for i in range(fh):
+        rr = top + i
+        srow = S[i * SW:(i + 1) * SW]
+        if rr < 0 or rr >= H or jhi == jlo:
+            for k in range(SW):
+                srow[k] = value
+            continue
+        for k in range(jlo * C):
+            srow[k] = value
+        seg = srow[jlo * C:jhi * C]
+        src = X3[n, rr, (left + jlo) * C:(left + jhi) * C]
+        for k in range((jhi - jlo) * C):
+            seg[k] = src[k]
+        tail = srow[jhi * C:]
+        for k in range(SW - jhi * C):
+            tail[k] = value
+
+
+@numba.njit(inline="always")
+def _add_rows(S, SW, dX3, n, top, fh, C, left, jlo, jhi):  # pragma: no cover - compiled
+    # The adjoint of _fill_rows: adds the scratch rows into image n's input rows top..,
+    # dropping the padding.
+    H = dX3.shape[1]
+    if jhi > jlo:
+        for i in range(fh):
+            rr = top + i
+            if rr >= 0 and rr < H:
+                dst = dX3[n, rr, (left + jlo) * C:(left + jhi) * C]
+                src = S[i * SW + jlo * C:i * SW + jhi * C]
+                for k in range((jhi - jlo) * C):
+                    dst[k] += src[k]
 
 
 @numba.njit(**NJIT)

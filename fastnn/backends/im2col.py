@@ -19,8 +19,9 @@ forward also W with b as its last row, made once per call) fits the
 per-thread workspace limit: 256 MiB by default, set with :func:`set_workspace_limit`
 (bytes) or ``FASTNN_IM2COL_WORKSPACE_MB``. Below the limit, chunks are kept near
 :data:`PREFERRED_CHUNK_BYTES` (4 MiB) so the columns are still in cache when the GEMM
-reads them. The Numba column loops read the padding on the fly and col2im adds straight
-into ``dA_prev``: no padded copy of the input is made. The workspace is one per-thread
+reads them. The Numba column loops read the padding on the fly and col2im adds into
+``dA_prev`` dropping it: no padded copy of the input is made (short window rows go through
+a scratch of the few padded input rows one output row's windows span, made per call). The workspace is one per-thread
 buffer reused across calls (:mod:`threading.local`), in the compute dtype: float32
 stays float32.
 
