@@ -296,7 +296,9 @@ if _numba is not None:
     # ends up right. The chunk's last pixels, whose spill would leave ``out``, are copied
     # exactly. (cat_c1's columns, 64x64x3 images, 3x3 windows: 2.0x faster in float32,
     # 1.5x in float64; its im2col conv_forward 1.55x and 1.15x, its backward 1.15x and
-    # 1.07x; stem7x7, 7x7 windows on 3 channels, 1.06x/1.02x in float32, even in float64.)
+    # 1.07x; stem7x7, 7x7 windows on 3 channels, 1.06x/1.02x in float32, even in float64,
+    # which keeps the row loop there. The generated kernels of _cols_px, where a window has
+    # one, are faster still.)
 
     @_numba.njit(inline="always")
     def _blk(s, d):  # pragma: no cover - compiled; d[:_BLK] = s[:_BLK], loads first

@@ -20,10 +20,10 @@ per-thread workspace limit: 256 MiB by default, set with :func:`set_workspace_li
 (bytes) or ``FASTNN_IM2COL_WORKSPACE_MB``. Below the limit, chunks are kept near
 :data:`PREFERRED_CHUNK_BYTES` (4 MiB) so the columns are still in cache when the GEMM
 reads them. The Numba column loops read the padding on the fly and col2im adds into
-``dA_prev`` dropping it: no padded copy of the input is made (short window rows go through
-a scratch of the few padded input rows one output row's windows span, made per call). The workspace is one per-thread
-buffer reused across calls (:mod:`threading.local`), in the compute dtype: float32
-stays float32.
+``dA_prev`` dropping it: no padded copy of the input is made (short window rows go
+through a scratch of the few padded input rows one output row's windows span, made per
+call). The workspace is one per-thread buffer reused across calls
+(:mod:`threading.local`), in the compute dtype: float32 stays float32.
 
 Threads: columns are built (and scattered back) on the calling thread by serial Numba
 loops (NumPy strided copies when numba is missing), never by a parallel pool, so the BLAS
