@@ -162,6 +162,44 @@ def _columns_oracle(X, box, fh, fw, sh, sw, ph, pw, value, ones):
     return np.array(rows, dtype=X.dtype)
 
 
+def _boxes(N, Ho, Wo):
+    """Chunk boxes (n0, n1, h0, h1, w0, w1): whole images, rows of one image, a piece of a
+    row, the first pixel and the last."""
+    return [(0, N, 0, Ho, 0, Wo), (N - 1, N, 0, max(1, Ho // 2), 0, Wo), (0, 1, Ho - 1, Ho, Wo // 2, Wo),
+            (0, 1, 0, 1, 0, 1), (N - 1, N, Ho - 1, Ho, Wo - 1, Wo)]
+
+
+def _im2col_kernels(X3, C, box, fh, fw, sh, sw, ph, pw, value):
+    """``kernel(out)`` for every Numba column build of ``box``: the block-copy one, the row
+    loop and, where the window has one, the generated one."""
+    from fastnn.backends._cols_px import IM2COL_PX
+
+    n0, n1, h0, h1, w0, w1 = box
+    args = (n0, h0, w0, n1 - n0, h1 - h0, w1 - w0)
+    kernels = [lambda out: _cols._im2col_spill_nb(X3, C, *args, fh, fw, sh, sw, ph, pw, value, out, 1.0),
+               lambda out: _cols._im2col_nb(X3, C, *args, fh, fw, sh, sw, ph, pw, value, out, 1.0)]
+    if (fh, fw * C) in IM2COL_PX:
+        px = IM2COL_PX[(fh, fw * C)]
+        kernels.append(lambda out: px(X3, C, *args, sh, sw, ph, pw, value, out, 1.0))
+    return kernels
+
+
+def _col2im_kernels(cols, C, box, fh, fw, sh, sw, ph, pw):
+    """``kernel(dX3)`` for every Numba col2im of ``box``'s columns ``cols``: the block-add one,
+    the row loop and, where the window has one, the generated one."""
+    from fastnn.backends._cols_px import COL2IM_PX
+
+    n0, n1, h0, h1, w0, w1 = box
+    args = (n0, h0, w0, n1 - n0, h1 - h0, w1 - w0)
+    rows = cols.shape[0]
+    kernels = [lambda d: _cols._col2im_spill_nb(cols, d, C, *args, fh, fw, sh, sw, ph, pw),
+               lambda d: _cols._col2im_nb(cols.reshape(rows, fh, fw * C), d, C, *args, fh, fw, sh, sw, ph, pw)]
+    if (fh, fw * C) in COL2IM_PX:
+        px = COL2IM_PX[(fh, fw * C)]
+        kernels.append(lambda d: px(cols, d, C, *args, sh, sw, ph, pw))
+    return kernels
+
+
 # (N, H, W, C, fh, fw, sh, sw, ph, pw): fw*C from 1 to 45 (one to three blocks of the
 # block-copy kernel), stride > f, pad > f, windows wider than the padded input's rest.
 COLUMN_SHAPES = [
@@ -192,8 +230,6 @@ def test_column_kernels_match_padded_slices(shape, dtype, ones):
     spelled out, for their windows) give exactly the windows of the padded input, for whole
     chunks and the chunk modes' sub-image pieces (whose last pixels the block-copy kernel
     copies exactly, its blocks would leave the buffer)."""
-    from fastnn.backends._cols_px import IM2COL_PX
-
     if not _cols.USE_NUMBA:
         pytest.skip("numba is not importable")
     N, H, W, C, fh, fw, sh, sw, ph, pw = shape
@@ -201,17 +237,9 @@ def test_column_kernels_match_padded_slices(shape, dtype, ones):
     X3 = _cols._rows3(X)
     Ho, Wo = (H + 2 * ph - fh) // sh + 1, (W + 2 * pw - fw) // sw + 1
     value = 0.0 if ones else -np.inf
-    for box in [(0, N, 0, Ho, 0, Wo), (N - 1, N, 0, max(1, Ho // 2), 0, Wo), (0, 1, Ho - 1, Ho, Wo // 2, Wo),
-                (0, 1, 0, 1, 0, 1)]:
-        n0, n1, h0, h1, w0, w1 = box
+    for box in _boxes(N, Ho, Wo):
         expected = _columns_oracle(X, box, fh, fw, sh, sw, ph, pw, value, ones)
-        args = (n0, h0, w0, n1 - n0, h1 - h0, w1 - w0)
-        kernels = [lambda out: _cols._im2col_spill_nb(X3, C, *args, fh, fw, sh, sw, ph, pw, value, out, 1.0),
-                   lambda out: _cols._im2col_nb(X3, C, *args, fh, fw, sh, sw, ph, pw, value, out, 1.0)]
-        if (fh, fw * C) in IM2COL_PX:
-            px = IM2COL_PX[(fh, fw * C)]
-            kernels.append(lambda out: px(X3, C, *args, sh, sw, ph, pw, value, out, 1.0))
-        for k, kernel in enumerate(kernels):
+        for k, kernel in enumerate(_im2col_kernels(X3, C, box, fh, fw, sh, sw, ph, pw, value)):
             out = np.full(expected.shape, np.nan, dtype)
             kernel(out)
             np.testing.assert_array_equal(out, expected, err_msg=f"kernel {k} {box}")
@@ -226,16 +254,13 @@ def test_col2im_kernels_match_scattered_adds(shape, dtype):
     and keep what dX held (small integers, no -0.0: the scratch kernels turn an untouched
     -0.0 into +0.0, see col2im_padded). NaN and inf in the columns stay where they belong
     (they are selected away past a window row, never multiplied by 0)."""
-    from fastnn.backends._cols_px import COL2IM_PX
-
     if not _cols.USE_NUMBA:
         pytest.skip("numba is not importable")
     N, H, W, C, fh, fw, sh, sw, ph, pw = shape
     rng = np.random.default_rng(sum(shape) + 1)
     Ho, Wo = (H + 2 * ph - fh) // sh + 1, (W + 2 * pw - fw) // sw + 1
     base = rng.integers(-8, 9, size=(N, H, W, C)).astype(dtype)
-    for box in [(0, N, 0, Ho, 0, Wo), (N - 1, N, 0, max(1, Ho // 2), 0, Wo), (0, 1, Ho - 1, Ho, Wo // 2, Wo),
-                (0, 1, 0, 1, 0, 1)]:
+    for box in _boxes(N, Ho, Wo):
         n0, n1, h0, h1, w0, w1 = box
         rows = (n1 - n0) * (h1 - h0) * (w1 - w0)
         # small integers: every sum is exact in any order, so the comparison is exact
@@ -250,13 +275,7 @@ def test_col2im_kernels_match_scattered_adds(shape, dtype):
                     expected[n, h * sh:h * sh + fh, w * sw:w * sw + fw] += cols[r].reshape(fh, fw, C)
                     r += 1
         expected = expected[:, ph:ph + H, pw:pw + W]
-        args = (n0, h0, w0, n1 - n0, h1 - h0, w1 - w0)
-        kernels = [lambda d: _cols._col2im_spill_nb(cols, d, C, *args, fh, fw, sh, sw, ph, pw),
-                   lambda d: _cols._col2im_nb(cols.reshape(rows, fh, fw * C), d, C, *args, fh, fw, sh, sw, ph, pw)]
-        if (fh, fw * C) in COL2IM_PX:
-            px = COL2IM_PX[(fh, fw * C)]
-            kernels.append(lambda d: px(cols, d, C, *args, sh, sw, ph, pw))
-        for k, kernel in enumerate(kernels):
+        for k, kernel in enumerate(_col2im_kernels(cols, C, box, fh, fw, sh, sw, ph, pw)):
             dX = base.copy()
             kernel(_cols._rows3(dX))
             np.testing.assert_array_equal(dX, expected, err_msg=f"kernel {k} {box}")
@@ -297,8 +316,6 @@ def test_column_kernels_stay_inside_their_arrays(shape, dtype):
     process), for every chunk box and both column counts; the results are checked too."""
     if not _cols.USE_NUMBA:
         pytest.skip("numba is not importable")
-    from fastnn.backends._cols_px import COL2IM_PX, IM2COL_PX
-
     g = _GuardPages()
     N, H, W, C, fh, fw, sh, sw, ph, pw = shape
     rng = np.random.default_rng(sum(shape) + 2)
@@ -307,37 +324,24 @@ def test_column_kernels_stay_inside_their_arrays(shape, dtype):
     X3 = _cols._rows3(X)
     Ho, Wo = (H + 2 * ph - fh) // sh + 1, (W + 2 * pw - fw) // sw + 1
     kd = fh * fw * C
-    for box in [(0, N, 0, Ho, 0, Wo), (N - 1, N, 0, max(1, Ho // 2), 0, Wo), (0, 1, Ho - 1, Ho, Wo // 2, Wo),
-                (0, 1, 0, 1, 0, 1), (N - 1, N, Ho - 1, Ho, Wo - 1, Wo)]:
+    for box in _boxes(N, Ho, Wo):
         n0, n1, h0, h1, w0, w1 = box
-        args = (n0, h0, w0, n1 - n0, h1 - h0, w1 - w0)
         rows = (n1 - n0) * (h1 - h0) * (w1 - w0)
         for ones in (0, 1):
             expected = _columns_oracle(X, box, fh, fw, sh, sw, ph, pw, 0.0, bool(ones))
-            for k in range(3):
+            for k, kernel in enumerate(_im2col_kernels(X3, C, box, fh, fw, sh, sw, ph, pw, 0.0)):
                 out = g.array((rows, kd + ones), dtype)
-                if k == 0:
-                    _cols._im2col_spill_nb(X3, C, *args, fh, fw, sh, sw, ph, pw, 0.0, out, 1.0)
-                elif k == 1:
-                    _cols._im2col_nb(X3, C, *args, fh, fw, sh, sw, ph, pw, 0.0, out, 1.0)
-                elif (fh, fw * C) in IM2COL_PX:
-                    IM2COL_PX[(fh, fw * C)](X3, C, *args, sh, sw, ph, pw, 0.0, out, 1.0)
-                else:
-                    continue
+                kernel(out)
                 np.testing.assert_array_equal(out, expected, err_msg=f"im2col {k} {box} ones={ones}")
         cols = g.array((rows, kd), dtype)
         cols[...] = rng.integers(-8, 9, size=cols.shape)
         ref = np.zeros((N, H, W, C), dtype)
-        _cols._col2im_nb(cols.reshape(rows, fh, fw * C), _cols._rows3(ref), C, *args, fh, fw, sh, sw, ph, pw)
-        for k in (0, 1):
+        _cols._col2im_nb(cols.reshape(rows, fh, fw * C), _cols._rows3(ref), C, n0, h0, w0, n1 - n0, h1 - h0,
+                         w1 - w0, fh, fw, sh, sw, ph, pw)
+        for k, kernel in enumerate(_col2im_kernels(cols, C, box, fh, fw, sh, sw, ph, pw)):
             dX = g.array((N, H, W, C), dtype)
             dX[...] = 0
-            if k == 0:
-                _cols._col2im_spill_nb(cols, _cols._rows3(dX), C, *args, fh, fw, sh, sw, ph, pw)
-            elif (fh, fw * C) in COL2IM_PX:
-                COL2IM_PX[(fh, fw * C)](cols, _cols._rows3(dX), C, *args, sh, sw, ph, pw)
-            else:
-                continue
+            kernel(_cols._rows3(dX))
             np.testing.assert_array_equal(dX, ref, err_msg=f"col2im {k} {box}")
 
 
