@@ -30,7 +30,7 @@ CNN_TEST_MIN = 0.75
 def main(argv=None) -> int:
     import fastnn
     from fastnn import cli
-    from fastnn import train as T
+    from fastnn.cli import train as T
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", choices=("dnn", "cnn"), default="dnn")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fastnn import cli
-from fastnn import train as T
+from fastnn.cli import train as T
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@
 * :mod:`fastnn.bench.runner` -- check against the reference, then time;
 * :mod:`fastnn.bench.timing` -- timer, machine bounds, threads, machine description;
 * :mod:`fastnn.bench.report` -- tables, JSON, comparison, plot;
-* :mod:`fastnn.bench.cli` -- the ``fastnn bench`` sub-command.
+* :mod:`fastnn.cli.bench` -- the ``fastnn bench`` sub-command.
 """
 
 from .runner import MODES, run_benchmark, select_workloads

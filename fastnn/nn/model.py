@@ -5,7 +5,7 @@ A saved model is one ``.npz`` holding
 * ``spec``: a JSON string ``{"format", "dtype", "input_shape", "layers": [layer.spec(), ...]}``;
 * ``param/<layer index>/<name>``: every parameter array;
 * anything else the caller adds under its own prefix (a checkpoint adds the optimiser's
-  state and the training log, see :mod:`fastnn.train`).
+  state and the training log, see :mod:`fastnn.cli.train`).
 
 :meth:`Sequential.load` rebuilds the model from the spec. :meth:`Sequential.load_params`
 loads into an existing model and raises :class:`ModelMismatchError` naming the first

@@ -33,7 +33,7 @@ def collect() -> dict:
     try:
         import numba
 
-        from ._numba_config import num_threads
+        from .._numba_config import num_threads
 
         info["numba"] = numba.__version__
         info["numba_threads"] = num_threads()  # fastnn's threads per numba kernel call

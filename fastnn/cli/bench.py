@@ -8,10 +8,10 @@ import json
 import sys
 import time
 
-from . import report
-from .runner import MODES, failed, run_benchmark, select_workloads
-from .timing import ThreadSettings, git_revision, machine_info, thread_info, versions
-from .workloads import REF, TORCH, op_names, shape_names, torch_module
+from ..bench import report
+from ..bench.runner import MODES, failed, run_benchmark, select_workloads
+from ..bench.timing import ThreadSettings, git_revision, machine_info, thread_info, versions
+from ..bench.workloads import REF, TORCH, op_names, shape_names, torch_module
 
 HELP = ("benchmark every backend (conv, pooling, the cat network's dense layers; float32/float64; "
         "forward and forward+backward) after checking it against the reference")

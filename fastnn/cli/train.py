@@ -86,7 +86,7 @@ class DnnRun:
     layout = "columns"
 
     def __init__(self, config: dict, params: Optional[Dict[str, np.ndarray]] = None) -> None:
-        from .dnn import initialize_parameters_deep
+        from ..dnn import initialize_parameters_deep
 
         self.config = config
         self.dims = [int(d) for d in config["layer_dims"]]
@@ -104,8 +104,8 @@ class DnnRun:
         return int(np.prod(shape)) == self.dims[0]
 
     def train_epoch(self, X, Y, epoch: int, on_batch=None):
-        from .dnn import L_model_backward, L_model_forward, compute_cost, update_parameters
-        from .nn.training import minibatches
+        from ..dnn import L_model_backward, L_model_forward, compute_cost, update_parameters
+        from ..nn.training import minibatches
 
         m = X.shape[1]
         batches = list(minibatches(m, self.config["batch_size"], self.config["seed"], epoch))
@@ -123,7 +123,7 @@ class DnnRun:
         return total_cost / m, correct / m
 
     def proba(self, X) -> np.ndarray:
-        from .dnn import L_model_forward
+        from ..dnn import L_model_forward
 
         return L_model_forward(X, self.params)[0].reshape(-1)
 
@@ -134,7 +134,7 @@ class DnnRun:
 
     @classmethod
     def from_arrays(cls, config: dict, arrays: Dict[str, np.ndarray], where) -> "DnnRun":
-        from .nn.model import ModelMismatchError
+        from ..nn.model import ModelMismatchError
 
         run = cls(config, params={})
         params = {}
@@ -155,7 +155,7 @@ class CnnRun:
     layout = "nhwc"
 
     def __init__(self, config: dict) -> None:
-        from . import nn
+        from .. import nn
 
         self.config = config
         self.model = nn.make_cnn(config["input_shape"], config["channels"], 1, dtype=config["dtype"], seed=config["seed"])
@@ -170,13 +170,13 @@ class CnnRun:
         return tuple(shape) == tuple(self.config["input_shape"])
 
     def train_epoch(self, X, Y, epoch: int, on_batch=None):
-        from .nn.training import train_epoch
+        from ..nn.training import train_epoch
 
         return train_epoch(self.model, self.loss, self.optimizer, X, Y.reshape(-1, 1), batch_size=self.config["batch_size"],
                            seed=self.config["seed"], epoch=epoch, on_batch=on_batch)
 
     def proba(self, X) -> np.ndarray:
-        from .nn.training import predict_proba
+        from ..nn.training import predict_proba
 
         return predict_proba(self.model, self.loss, X).reshape(-1)
 
@@ -214,7 +214,7 @@ def _save(path: Path, arrays: Dict[str, np.ndarray], meta: dict) -> None:
 
 
 def _load(path: Path):
-    from .nn.model import ModelMismatchError, read_npz
+    from ..nn.model import ModelMismatchError, read_npz
 
     arrays = read_npz(path)
     if "meta" not in arrays:
@@ -287,7 +287,7 @@ class ProgressBar:
 
 
 def _dataset(args, layout: str, dtype):
-    from .data import load_cat_data
+    from ..data import load_cat_data
 
     train_x, train_y, test_x, test_y, classes = load_cat_data(args.data, layout=layout, dtype=dtype)
     return train_x, train_y.astype(dtype), test_x, test_y.astype(dtype), classes
@@ -319,7 +319,7 @@ def _percent(acc: float, m: int) -> str:
 
 
 def _train(args, on_batch: Optional[Callable[[int, int, int], None]] = None) -> int:
-    from ._dispatch import resolve_name
+    from .._dispatch import resolve_name
 
     out = Path(args.out or Path("runs") / (args.model or "dnn"))
     ckpt = out / "checkpoint.npz"
@@ -426,7 +426,7 @@ def _example_shape(x: np.ndarray, layout: str):
 
 def _read_images(path: Path):
     """(images (m, h, w, 3) floats in [0, 1], labels or None, names) from an .h5 or an image file."""
-    from .data import DataError
+    from ..data import DataError
 
     if not path.is_file():
         raise DataError(f"--predict: no file {path}")
@@ -503,10 +503,10 @@ def _predict(args) -> int:
 
 def run(args, *, on_batch: Optional[Callable[[int, int, int], None]] = None) -> int:
     """The sub-command. ``on_batch(epoch, batch, n_batches)`` is a hook for tests."""
-    from . import use_backend
-    from ._dispatch import BackendError
-    from .data import DataError
-    from .nn.model import ModelMismatchError
+    from .. import use_backend
+    from .._dispatch import BackendError
+    from ..data import DataError
+    from ..nn.model import ModelMismatchError
 
     ctx = use_backend(args.backend) if args.backend is not None else contextlib.nullcontext()
     try:

@@ -9,9 +9,9 @@ from typing import List, Optional
 
 #: sub-command -> module exposing ``add_arguments(parser)``, ``run(args) -> int`` and ``HELP``.
 COMMANDS = {
-    "info": "fastnn.info",
-    "bench": "fastnn.bench.cli",
-    "train": "fastnn.train",
+    "info": "fastnn.cli.info",
+    "bench": "fastnn.cli.bench",
+    "train": "fastnn.cli.train",
 }
 
 
