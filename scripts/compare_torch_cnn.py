@@ -35,7 +35,7 @@ def _limit_threads(n: int) -> None:
     except ImportError:
         pass
     try:
-        from fastnn._numba_config import override_num_threads
+        from fastnn.backends.numba.config import override_num_threads
 
         override_num_threads(n)  # the numba backend's threads per kernel call
     except ImportError:

@@ -157,7 +157,7 @@ def torch_pool(case, A, dA, mode):
 def thread_check(shapes, reps, budget):
     """Serial column build vs OpenBLAS workers: the im2col forward, the bare GEMM and the
     column build alone with BLAS limited to 2 and to 1 thread (needs threadpoolctl)."""
-    from fastnn.backends import _cols
+    from fastnn.backends.im2col import columns as _cols
 
     print("\nthreads: BLAS threads vs the serial column build (float32 forward, ms)")
     for name in shapes:

@@ -353,9 +353,9 @@ def tile_rows(dtype, shapes, rounds=20):
     process, the order alternating per round; every tile's output is checked bit-equal to the
     picked tile's (each output sums the same terms in the same order). Prints median ms per tile
     and the ratio to the tile ``fwd_tile`` picks."""
-    from fastnn.backends import numba_backend as nb
+    from fastnn.backends import numba as nb
+    from fastnn.backends.numba import tiles
 
-    sfx = "f32" if np.dtype(dtype) == np.float32 else "f64"
     print(f"forward tiles, {np.dtype(dtype).name} (median ms; x: time / the picked tile's time, > 1 slower):")
     for name in shapes:
         case = BENCH_CONV_SHAPES[name]
@@ -374,13 +374,13 @@ def tile_rows(dtype, shapes, rounds=20):
             Xp = nb._padded(X, ph_, pw_) if (ph_ or pw_) else X
             Xr, Wm = Xp.reshape(m, Xp.shape[1], -1), Wt.reshape(fh, fw * Cx, Ko)
             calls, outs = {}, {}
-            picked = nb.fwd_tile(sfx, Ko, Wo)
-            widest = nb.KC.FWD_TILES[sfx][0]
-            for P, T in nb.KC.FWD_TILES[sfx]:
+            picked = tiles.fwd_tile(np.dtype(dtype), Ko, Wo)
+            widest = tiles.FWD_TILES[np.dtype(dtype)][0]
+            for P, T in tiles.FWD_TILES[np.dtype(dtype)]:
                 if (P, T) != picked and (T > Ko or P > Wo or 2 * P * T < widest[0] * widest[1]):
                     continue
                 Z = np.empty((m, Ho, Wo, Ko), dtype)
-                kern = nb._pick("conv_fwd", np.dtype(dtype), f"_p{P}t{T}")
+                kern = nb._CONV.FWD[P, T]
                 args = (Xr, nb._pack_channels(Wm, T), nb._pack_channels(bias, T), Z, sh_, sw_, Cx)
                 calls[(P, T)] = (lambda kern=kern, args=args: nb._threaded(kern, *args))
                 calls[(P, T)]()
@@ -413,7 +413,7 @@ def main(argv=None):
     STAT = min if args.stat == "min" else statistics.median
     import numba
 
-    from fastnn._numba_config import override_num_threads
+    from fastnn.backends.numba.config import override_num_threads
     override_num_threads(args.threads)  # the numba backend's threads per kernel call
     if torch is not None:
         torch.set_num_threads(args.threads)

@@ -215,7 +215,7 @@ def test_bad_selection_is_refused(capsys, argv, message):
 
 
 def test_threads_are_set_and_restored(mock, capsys):
-    cfg = pytest.importorskip("fastnn._numba_config")
+    cfg = pytest.importorskip("fastnn.backends.numba.config")
     before = cfg.num_threads()
     rc, out, _ = _run(capsys, *TINY, "--ops", "avgpool.fwd", "--backends", mock, "--threads", "1")
     assert rc == 0
@@ -278,7 +278,7 @@ def test_bench_threads_do_not_start_numba_threading_layer():
     """The bench's thread report and --threads set fastnn's own count (the numba backend
     runs its chunks on fastnn's threads), so Numba's threading layer is never started."""
     code = ("from fastnn.bench.timing import ThreadSettings, thread_info; "
-            "from numba.np.ufunc import parallel; from fastnn import _numba_config as c; "
+            "from numba.np.ufunc import parallel; from fastnn.backends.numba import config as c; "
             "t = ThreadSettings(1).apply(); n = c.num_threads(); t.restore(); "
             "print(thread_info()['numba'] > 0, n, c._override, parallel._is_initialized)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

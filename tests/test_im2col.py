@@ -12,7 +12,9 @@ import pytest
 
 import fastnn
 from fastnn import _params as P
-from fastnn.backends import _cols
+from fastnn.backends.im2col import columns as _cols
+from fastnn.backends.im2col import templates as _px_templates
+from fastnn.backends.im2col import workspace as _ws
 from fastnn.backends import im2col as I
 from fastnn.testing.cases import CONV_CASES, DTYPES, POOL_CASES, TOLERANCES, ConvCase, PoolCase
 
@@ -122,7 +124,6 @@ def test_pool_chunked_matches_reference(case, mode, ties, limit, copy_path):
 @pytest.mark.parametrize("C", [2, 20], ids=["C2", "C20"])  # below and above _cols.WIDE_C
 @pytest.mark.parametrize("ties", ["all", "first"])
 def test_max_pool_nan_and_inf_follow_the_reference(ties, copy_path, C):
-    from fastnn.backends import _cols
     assert (C >= _cols.WIDE_C) == (C == 20)
     A, hp, dA = PoolCase("nan", 2, 6, 6, C, 3, 1, pad=1, ties=True).make(np.float64, seed=6)
     A[1, 1, 2, C - 1] = np.nan
@@ -172,7 +173,7 @@ def _boxes(N, Ho, Wo):
 def _im2col_kernels(X3, C, box, fh, fw, sh, sw, ph, pw, value):
     """``kernel(out)`` for every Numba column build of ``box``: the block-copy one, the row
     loop and, where the window has one, the generated one."""
-    from fastnn.backends._cols_px import IM2COL_PX
+    IM2COL_PX = _cols._px().IM2COL_PX
 
     n0, n1, h0, h1, w0, w1 = box
     args = (n0, h0, w0, n1 - n0, h1 - h0, w1 - w0)
@@ -187,7 +188,7 @@ def _im2col_kernels(X3, C, box, fh, fw, sh, sw, ph, pw, value):
 def _col2im_kernels(cols, C, box, fh, fw, sh, sw, ph, pw):
     """``kernel(dX3)`` for every Numba col2im of ``box``'s columns ``cols``: the block-add one,
     the row loop and, where the window has one, the generated one."""
-    from fastnn.backends._cols_px import COL2IM_PX
+    COL2IM_PX = _cols._px().COL2IM_PX
 
     n0, n1, h0, h1, w0, w1 = box
     args = (n0, h0, w0, n1 - n0, h1 - h0, w1 - w0)
@@ -207,15 +208,15 @@ COLUMN_SHAPES = [
     (2, 6, 6, 3, 3, 3, 4, 4, 0, 0), (2, 7, 9, 5, 3, 2, 2, 3, 1, 0), (1, 3, 3, 1, 1, 1, 1, 1, 0, 0),
     (2, 11, 13, 3, 7, 7, 2, 2, 3, 3), (1, 6, 5, 4, 3, 3, 1, 1, 1, 1), (2, 8, 8, 15, 2, 3, 2, 2, 0, 1),
     (1, 2, 2, 1, 4, 4, 1, 1, 3, 3), (2, 5, 6, 9, 3, 5, 1, 1, 2, 2),
-    # the spelled-out kernels' windows (_nb_gen.PX_SHAPES), one 3 x 9 on one channel
+    # the spelled-out kernels' windows (templates.PX_SHAPES), one 3 x 9 on one channel
     (2, 6, 7, 1, 3, 3, 1, 1, 1, 1), (1, 7, 6, 1, 5, 5, 1, 1, 2, 2), (1, 9, 8, 3, 5, 5, 2, 2, 2, 2),
     (1, 9, 9, 1, 7, 7, 1, 1, 3, 3), (1, 5, 12, 1, 3, 9, 1, 2, 0, 4), (1, 4, 5, 3, 3, 3, 3, 2, 4, 4),
 ]
 
 
 def test_column_shapes_cover_every_spelled_out_kernel():
-    from fastnn.backends._cols_px import COL2IM_PX, IM2COL_PX
-    from fastnn.backends._nb_gen import PX_SHAPES
+    IM2COL_PX, COL2IM_PX = _cols._px().IM2COL_PX, _cols._px().COL2IM_PX
+    PX_SHAPES = _px_templates.PX_SHAPES
 
     assert set(IM2COL_PX) == set(COL2IM_PX) == set(PX_SHAPES)
     assert set(PX_SHAPES) <= {(s[4], s[5] * s[3]) for s in COLUMN_SHAPES}
@@ -436,10 +437,10 @@ def test_workspace_is_reused_across_calls():
     A, W, b, hp, _ = CONV_CASES["wide_channels"].make(np.float32)
     I.release_workspace()
     fastnn.conv_forward(A, W, b, hp, backend=B)
-    buf = _cols.arena()._buf
+    buf = _ws.arena()._buf
     assert buf.nbytes > 0
     fastnn.conv_forward(A, W, b, hp, backend=B)
-    assert _cols.arena()._buf is buf  # no new allocation for the same call
+    assert _ws.arena()._buf is buf  # no new allocation for the same call
 
 
 def test_workspace_shrinks_when_the_limit_drops():
@@ -469,7 +470,7 @@ def test_threads_get_their_own_workspace_and_right_answers():
                 dA = fastnn.conv_backward(dZ, c, backend=B)[0]
                 close(Z, Z_ref, np.float64)
                 close(dA, dA_ref, np.float64)
-            arenas.append(_cols.arena())
+            arenas.append(_ws.arena())
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -484,13 +485,13 @@ def test_threads_get_their_own_workspace_and_right_answers():
 
 def test_float32_stays_float32(monkeypatch):
     taken = []
-    orig = _cols.Arena.take
+    orig = _ws.Arena.take
 
     def spy(self, shape, dtype):
         taken.append(np.dtype(dtype))
         return orig(self, shape, dtype)
 
-    monkeypatch.setattr(_cols.Arena, "take", spy)
+    monkeypatch.setattr(_ws.Arena, "take", spy)
     A, W, b, hp, dZ = CONV_CASES["strided_nonsquare_pad"].make(np.float32)
     Z, cache = fastnn.conv_forward(A, W, b, hp, backend=B)
     grads = fastnn.conv_backward(dZ, cache, backend=B)

@@ -13,7 +13,8 @@ import pytest
 import fastnn
 from fastnn.testing.cases import CONV_CASES, DTYPES, POOL_CASES, TOLERANCES, ConvCase
 
-nb = pytest.importorskip("fastnn.backends.numba_backend")
+nb = pytest.importorskip("fastnn.backends.numba")
+from fastnn.backends.numba import tiles  # noqa: E402
 
 REF = "reference"
 
@@ -23,6 +24,12 @@ def _close(actual, expected, dtype, what):
     tol = TOLERANCES[dtype]
     scale = max(1.0, float(np.max(np.abs(expected[np.isfinite(expected)]), initial=0.0)))
     np.testing.assert_allclose(actual, expected, rtol=tol["rtol"], atol=tol["atol"] * scale, err_msg=what)
+
+
+def _record(monkeypatch, table, log):
+    """Log the key of every kernel of ``table`` (a generated module's lookup table) that runs."""
+    for key, fn in list(table.items()):
+        monkeypatch.setitem(table, key, lambda *a, _fn=fn, _key=key: (log.append(_key), _fn(*a))[1])
 
 
 @pytest.fixture
@@ -55,11 +62,10 @@ def test_tiled_conv_kernels_match_reference_on_all_cases(force_parallel, dtype):
 def test_every_forward_tile_variant_matches_reference(force_parallel, dtype):
     """Each (P, T) forward tile is reached by some (K, Wo), including the shifted last
     pixel and channel blocks (T not dividing K, P not dividing Wo)."""
-    sfx = "f32" if np.dtype(dtype) == np.float32 else "f64"
     reached = set()
     for K in (1, 3, 4, 5, 7, 8, 9, 12, 15, 16, 19, 24, 32, 37, 48, 64):
         for Wo in (1, 2, 3, 4, 5, 7, 8, 9, 13):
-            tile = nb.fwd_tile(sfx, K, Wo)
+            tile = tiles.fwd_tile(np.dtype(dtype), K, Wo)
             if tile in reached:
                 continue
             reached.add(tile)
@@ -69,7 +75,7 @@ def test_every_forward_tile_variant_matches_reference(force_parallel, dtype):
             Z, _ = fastnn.conv_forward(A, W, b, hp, backend="numba")
             assert Z.shape == (2, 5, Wo, K)
             _close(Z, fastnn.conv_forward(A, W, b, hp, backend=REF)[0], dtype, case.name)
-    assert reached == set(nb.KC.FWD_TILES[sfx])
+    assert reached == set(tiles.FWD_TILES[np.dtype(dtype)])
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
@@ -77,11 +83,8 @@ def test_every_backward_tile_variant_matches_reference(force_parallel, monkeypat
     """Each dW kernel's tile (by K) of ``BWD_T`` is reached, with K and fw*C zero-padded,
     over strides 1 and 2 and pads 1 and 3 (dZ cropped for dA_prev's stride phases), C_in
     from 2 (the few-channel gather with K >= lanes) to 19, widths 9 and 3."""
-    sfx = "f32" if np.dtype(dtype) == np.float32 else "f64"
     picked = []
-    real_pick = nb._pick
-    monkeypatch.setattr(nb, "_pick", lambda base, dt, variant="": (picked.append(base + variant),
-                                                                   real_pick(base, dt, variant))[1])
+    _record(monkeypatch, nb._CONV.DW, picked)
     for C, K, (stride, pad) in itertools.product((2, 5, 9, 19), (3, 5, 11, 21), ((1, 1), (2, 1), (2, 3))):
         # width 9, or 3: fewer pixels per stride phase than the dA pixel tile
         case = ConvCase(f"C{C}_K{K}_s{stride}_p{pad}", 2, 7, 9 if C != 5 else 3, C, 3, K, stride, pad)
@@ -91,8 +94,8 @@ def test_every_backward_tile_variant_matches_reference(force_parallel, monkeypat
         for name, g, g_ref in zip(("dA_prev", "dW", "db"), fastnn.conv_backward(dZ, cache, backend="numba"),
                                   fastnn.conv_backward(dZ, cache_ref, backend=REF)):
             _close(g, g_ref, dtype, f"{case.name} {name}")
-    reached_dW = {int(v.rsplit("_t", 1)[1]) for v in picked if v.startswith("conv_dW_t")}
-    assert reached_dW == set(nb.KC.BWD_T[sfx])
+    assert {T for _, T in picked} == set(tiles.BWD_T[np.dtype(dtype)])
+    assert {J for J, _ in picked} == {tiles.DW_J[np.dtype(dtype)]}
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
@@ -116,7 +119,7 @@ def test_stride1_dA_runs_the_forward_kernel_and_matches_reference(force_parallel
         shapes.clear()
         grads = fastnn.conv_backward(dZ, cache, backend="numba")
         assert A.shape in shapes, case.name
-        widths.add(nb.fwd_tile("f32" if np.dtype(dtype) == np.float32 else "f64", case.C, case.W))
+        widths.add(tiles.fwd_tile(np.dtype(dtype), case.C, case.W))
         for name, g, g_ref in zip(("dA_prev", "dW", "db"), grads, fastnn.conv_backward(dZ, cache_ref, backend=REF)):
             _close(g, g_ref, dtype, f"{case.name} {name}")
     assert len({T for _, T in widths}) >= 3 and any(P == 1 for P, _ in widths)
@@ -128,9 +131,8 @@ def test_strided_dA_runs_the_forward_kernel_per_phase(force_parallel, monkeypatc
     a tap reaches (a phase none reaches, stride > f, is zeroed): strides 2, 3 and (2, 3),
     non-square filters, pads 0 to beyond f (dZ cropped for some phases), odd sizes, batch 1."""
     calls = []
-    real_fwd, real_pick = nb._fwd_kernel_call, nb._pick
+    real_fwd = nb._fwd_kernel_call
     monkeypatch.setattr(nb, "_fwd_kernel_call", lambda *a: (calls.append(a[3].shape), real_fwd(*a)))
-    monkeypatch.setattr(nb, "_pick", lambda base, dt, v="": (calls.append(base + v), real_pick(base, dt, v))[1])
     cases = [ConvCase("s2_f3_p1", 2, 9, 11, 6, 3, 7, 2, 1), ConvCase("s3_f2_p0", 1, 10, 8, 9, 2, 5, 3, 0),
              ConvCase("s23_f3x5_p1x2", 2, 11, 13, 5, (3, 5), 8, (2, 3), (1, 2)),
              ConvCase("s2_f4_p3", 1, 9, 9, 12, 4, 17, 2, 3), ConvCase("s2_f3_p4", 2, 8, 8, 6, 3, 5, 2, 4)]
@@ -140,7 +142,7 @@ def test_strided_dA_runs_the_forward_kernel_per_phase(force_parallel, monkeypatc
         _, cache_ref = fastnn.conv_forward(A, W, b, hp, backend=REF)
         calls.clear()
         dA = fastnn.conv_backward(dZ, cache, backend="numba")[0]
-        phase_calls = [c for c in calls if isinstance(c, tuple) and c[3] == case.C]
+        phase_calls = [c for c in calls if c[3] == case.C]
         (fh, fw), (sh, sw) = (np.broadcast_to(case.f, 2), np.broadcast_to(case.stride, 2))
         reached = sum(1 for r in range(sh) if r < fh) * sum(1 for r in range(sw) if r < fw)
         assert len(phase_calls) == reached, case.name
@@ -275,13 +277,13 @@ def test_concurrent_calls_from_python_threads():
 
 
 def test_num_threads_setting_in_subprocess():
-    code = ("import fastnn, numba; from fastnn import _numba_config as c; "
+    code = ("import fastnn, numba; from fastnn.backends.numba import config as c; "
             "print(c.num_threads(), numba.config.SLP_VECTORIZE)")
     env = dict(os.environ, FASTNN_NUM_THREADS="1", FASTNN_NUMBA_SLP="0")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "0"]
     env = dict(os.environ, FASTNN_NUM_THREADS="0")
-    code = "from fastnn import _numba_config as c; c.num_threads()"
+    code = "from fastnn.backends.numba import config as c; c.num_threads()"
     assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True).returncode != 0
 
 
@@ -289,7 +291,7 @@ def test_numba_set_num_threads_is_followed_in_subprocess():
     """Without FASTNN_NUM_THREADS the count is Numba's for the calling thread: its default
     (NUMBA_NUM_THREADS) without starting Numba's threading layer, numba.set_num_threads once
     the user set it."""
-    code = ("import numba; from numba.np.ufunc import parallel; from fastnn import _numba_config as c; "
+    code = ("import numba; from numba.np.ufunc import parallel; from fastnn.backends.numba import config as c; "
             "a = c.num_threads(); started = parallel._is_initialized; numba.set_num_threads(1); "
             "print(a == numba.config.NUMBA_NUM_THREADS, started, c.num_threads())")
     env = {k: v for k, v in os.environ.items() if k != "FASTNN_NUM_THREADS"}
@@ -297,18 +299,10 @@ def test_numba_set_num_threads_is_followed_in_subprocess():
     assert out.stdout.split() == ["True", "False", "1"]
 
 
-def test_generated_kernels_up_to_date():
-    from fastnn.backends import _nb_gen
-    here = os.path.dirname(_nb_gen.__file__)
-    for fname, text in _nb_gen.generate().items():
-        with open(os.path.join(here, fname)) as f:
-            assert f.read() == text, f"{fname} is stale: run python fastnn/backends/_nb_gen.py"
-
-
 def test_kernels_run_on_fastnn_threads_without_numba_threading_layer():
     """A big call runs in chunks on fastnn's worker threads; nothing starts Numba's
     threading layer (no parfor kernels, no OpenMP workers spinning after a kernel)."""
-    code = ("import numpy as np, fastnn; from numba.np.ufunc import parallel; from fastnn import _threads; "
+    code = ("import numpy as np, fastnn; from numba.np.ufunc import parallel; from fastnn.backends.numba import threads as _threads; "
             "A = np.ones((2, 64, 64, 16)); "
             "fastnn.pool_forward(A, {'f': 2, 'stride': 2}, 'max', backend='numba'); "
             "W = np.ones((3, 3, 16, 16)); b = np.zeros((1, 1, 1, 16)); "

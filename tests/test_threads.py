@@ -1,4 +1,4 @@
-"""fastnn's worker threads (:mod:`fastnn._threads`): every chunk runs once, errors reach
+"""fastnn's worker threads (:mod:`fastnn.backends.numba.threads`): every chunk runs once, errors reach
 the caller, concurrent callers and forked children work."""
 
 import gc
@@ -12,7 +12,7 @@ import weakref
 import numpy as np
 import pytest
 
-from fastnn import _threads
+from fastnn.backends.numba import threads as _threads
 
 
 def _record(seen, lock, chunk, nchunks):

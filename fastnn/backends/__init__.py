@@ -9,7 +9,7 @@ import importlib
 
 BACKEND_MODULES = (
     "reference",
-    "numba_backend",
+    "numba",
     "im2col",
 )
 

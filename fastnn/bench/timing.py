@@ -142,7 +142,7 @@ class ThreadSettings:
         if n is None:
             return self
         try:
-            from .._numba_config import override_num_threads
+            from ..backends.numba.config import override_num_threads
 
             import numba
 
@@ -185,7 +185,7 @@ def thread_info() -> dict:
     """The thread counts in force now (numba, BLAS via threadpoolctl, torch), None where unknown."""
     info: Dict[str, object] = {"cpu_count": os.cpu_count()}
     try:
-        from .._numba_config import num_threads
+        from ..backends.numba.config import num_threads
 
         info["numba"] = num_threads()  # the numba backend's threads per kernel call
     except ImportError:  # pragma: no cover

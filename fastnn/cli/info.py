@@ -1,4 +1,4 @@
-"""``fastnn info``: backends, versions and thread counts."""
+"""``fastnn info``: backends, versions, thread counts and the kernel cache."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import platform
 import sys
 
-HELP = "print the registered backends, library versions and thread counts"
+HELP = "print the registered backends, library versions, thread counts and the kernel cache"
 
 
 def add_arguments(parser) -> None:
@@ -33,10 +33,13 @@ def collect() -> dict:
     try:
         import numba
 
-        from .._numba_config import num_threads
+        from ..backends.numba.config import num_threads
 
         info["numba"] = numba.__version__
         info["numba_threads"] = num_threads()  # fastnn's threads per numba kernel call
+        from .._jit import SLP_VECTORIZE
+
+        info["numba_slp"] = SLP_VECTORIZE
     except ImportError:  # pragma: no cover - numba is a dependency
         info["numba"] = None
     try:
@@ -61,7 +64,18 @@ def collect() -> dict:
         info["torch_threads"] = torch.get_num_threads()
     except ImportError:
         info["torch"] = None
+    from .._cache import describe
+
+    info["cache"] = describe()
     return info
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""  # pragma: no cover
 
 
 def run(args) -> int:
@@ -74,6 +88,9 @@ def run(args) -> int:
         print(f"  {k:<8} {info.get(k) or 'not installed'}")
     if "numba_threads" in info:
         print(f"  numba backend threads: {info['numba_threads']} (FASTNN_NUM_THREADS or Numba's setting)")
+    cache = info["cache"]
+    print(f"  cache    {cache['dir']} ({_size(cache['bytes'])}; FASTNN_CACHE_DIR; `fastnn cache clear` empties it)")
+    print(f"           compiled kernels in {cache['compiled_kernels']}")
     blas = info["blas"]
     if isinstance(blas, list):
         for d in blas:

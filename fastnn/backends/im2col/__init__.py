@@ -36,21 +36,15 @@ from typing import Callable, List, NamedTuple, Tuple
 
 import numpy as np
 
-from .._dispatch import register, register_backend
-from . import _cols
-from ._cols import (
+from ..._dispatch import register, register_backend
+from . import columns as _cols
+from .columns import col2im, col2im_padded, fill_source, im2col, im2col_padded, max_window_grad, window_reduce
+from .workspace import (
     DEFAULT_WORKSPACE_MB,
     ENV_WORKSPACE,
     arena,
-    col2im,
-    col2im_padded,
-    fill_source,
     get_workspace_limit,
-    im2col,
-    im2col_padded,
-    max_window_grad,
     region_bytes,
-    window_reduce,
     release_workspace,
     set_workspace_limit,
     workspace_nbytes,

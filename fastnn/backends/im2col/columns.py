@@ -1,4 +1,4 @@
-"""The one ``im2col`` / ``col2im`` pair of the ``im2col`` backend, and its workspace.
+"""The one ``im2col`` / ``col2im`` pair of the ``im2col`` backend.
 
 Geometry
 --------
@@ -20,37 +20,14 @@ row-major ``(i, j, c)`` order, which is the order of ``W.reshape(fh*fw*C, K)``.
   one copy of the strided view, and its adjoint as ``ceil(fh/sh) * ceil(fw/sw)`` strided
   slab adds, offsets grouped so that no two windows of one add touch the same element,
   which a NumPy in-place add needs.
-
-Workspace
----------
-Column buffers live in a per-thread arena (:class:`threading.local`) that is reused
-across calls and grows only up to the workspace limit (default 256 MiB; set it with
-:func:`set_workspace_limit` or the environment variable ``FASTNN_IM2COL_WORKSPACE_MB``).
-Callers plan their chunks so that everything they take from the arena in one chunk
-fits the limit; the arena never holds more than the limit unless what a single output
-pixel needs is larger (its window, and in the convolution's forward W and b, which stay in
-the arena for the whole call; then that minimum is used).
 """
 
 from __future__ import annotations
-
-import math
-import os
-import threading
-from typing import Tuple
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 __all__ = [
-    "DEFAULT_WORKSPACE_MB",
-    "ENV_WORKSPACE",
-    "set_workspace_limit",
-    "get_workspace_limit",
-    "release_workspace",
-    "workspace_nbytes",
-    "Arena",
-    "arena",
     "window_view",
     "im2col",
     "im2col_padded",
@@ -59,138 +36,10 @@ __all__ = [
     "fill_source",
 ]
 
-DEFAULT_WORKSPACE_MB = 256
-ENV_WORKSPACE = "FASTNN_IM2COL_WORKSPACE_MB"
 #: Window rows (fw*C values) shorter than this may take the scratch-row kernels (the
 #: generated or the block-move ones; :func:`_short_rows` decides).
 SPILL_RUN = 64
 _BLK = 16  # values per block move of that kernel (the _blk helper spells out 16)
-
-_ALIGN = 64  # bytes: every region taken from the arena starts on a cache line
-
-
-def _limit_from_env() -> int:
-    raw = os.environ.get(ENV_WORKSPACE)
-    if raw is None or raw.strip() == "":
-        return DEFAULT_WORKSPACE_MB << 20
-    try:
-        mb = float(raw)
-    except ValueError:
-        raise ValueError(f"{ENV_WORKSPACE} must be a number of MiB, got {raw!r}") from None
-    if not mb > 0:
-        raise ValueError(f"{ENV_WORKSPACE} must be positive, got {raw!r}")
-    return int(mb * (1 << 20))
-
-
-_limit = _limit_from_env()
-_local = threading.local()
-
-
-def set_workspace_limit(nbytes: int) -> int:
-    """Set the most bytes one thread's column workspace may hold; returns the previous limit.
-
-    Calls split their batch into chunks whose column buffers fit this limit. A thread's
-    workspace larger than the new limit is released on its next use (this thread's at once).
-    """
-    global _limit
-    if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)):
-        raise TypeError(f"workspace limit must be an int number of bytes, got {nbytes!r}")
-    if nbytes < 1:
-        raise ValueError(f"workspace limit must be positive, got {nbytes}")
-    old, _limit = _limit, int(nbytes)
-    a = getattr(_local, "arena", None)
-    if a is not None and a.capacity > _limit:
-        a.release()
-    return old
-
-
-def get_workspace_limit() -> int:
-    """The workspace limit in bytes (per thread)."""
-    return _limit
-
-
-def release_workspace() -> None:
-    """Free this thread's workspace (it is reallocated on the next call)."""
-    a = getattr(_local, "arena", None)
-    if a is not None:
-        a.release()
-
-
-def workspace_nbytes() -> int:
-    """Bytes this thread's workspace holds now."""
-    a = getattr(_local, "arena", None)
-    return 0 if a is None else a.capacity
-
-
-def _aligned(n: int) -> int:
-    return (n + _ALIGN - 1) // _ALIGN * _ALIGN
-
-
-class Arena:
-    """A reusable byte buffer carved into typed regions, one call (chunk) at a time.
-
-    ``reserve(total)`` makes sure ``total`` bytes are available (growing the buffer,
-    never beyond need); ``take(shape, dtype)`` hands out the next aligned region.
-    """
-
-    __slots__ = ("_buf", "_pos", "_base")
-
-    def __init__(self) -> None:
-        self._set(np.empty(0, dtype=np.uint8))
-
-    def _set(self, buf: np.ndarray) -> None:
-        self._buf = buf
-        self._base = buf.ctypes.data  # (reading .ctypes costs microseconds: once per buffer)
-        self._pos = 0
-
-    @property
-    def capacity(self) -> int:
-        return self._buf.nbytes
-
-    def release(self) -> None:
-        self._set(np.empty(0, dtype=np.uint8))
-
-    def reserve(self, nbytes: int) -> None:
-        self._pos = 0
-        need = nbytes + _ALIGN
-        if self._buf.nbytes < need or self._buf.nbytes > max(_limit, need):
-            self._set(np.empty(0, dtype=np.uint8))  # free the old one first: no double peak
-            self._set(np.empty(need, dtype=np.uint8))
-
-    @property
-    def pos(self) -> int:
-        """Where the next region starts (for :meth:`rewind`)."""
-        return self._pos
-
-    def rewind(self, pos: int) -> None:
-        """Hand out regions from ``pos`` again (regions taken before it stay valid)."""
-        self._pos = pos
-
-    def take(self, shape: Tuple[int, ...], dtype) -> np.ndarray:
-        dtype = np.dtype(dtype)
-        n = math.prod(shape) * dtype.itemsize
-        start = self._pos + (-(self._base + self._pos)) % _ALIGN
-        end = start + n
-        if end > self._buf.nbytes:
-            raise AssertionError("im2col workspace overrun: the chunk plan under-counted")  # pragma: no cover
-        self._pos = end
-        return self._buf[start:end].view(dtype).reshape(shape)
-
-
-def arena() -> Arena:
-    """This thread's arena (created on first use)."""
-    a = getattr(_local, "arena", None)
-    if a is None:
-        a = _local.arena = Arena()
-    return a
-
-
-def region_bytes(shape: Tuple[int, ...], itemsize: int) -> int:
-    """Bytes :meth:`Arena.take` may use for a region (with its alignment slack)."""
-    n = itemsize
-    for s in shape:
-        n *= s
-    return _aligned(n) + _ALIGN
 
 
 # ------------------------------------------------------------------ Numba kernels
@@ -201,19 +50,14 @@ def region_bytes(shape: Tuple[int, ...], itemsize: int) -> int:
 # both cores to the BLAS GEMM that follows and never spin against it.
 
 try:
-    import numba as _numba
-
-    from .._numba_config import NJIT as _NJIT
+    from ..._jit import inline, kernel
 except ImportError:  # numba is a runtime dependency; the NumPy path is kept as fallback
-    _numba = None
+    kernel = None
 
 #: Use the Numba loops (True when numba imports); tests switch it to cover the NumPy path.
-USE_NUMBA = _numba is not None
+USE_NUMBA = kernel is not None
 
-if _numba is not None:
-    # Generated kernels for the windows of _nb_gen.PX_SHAPES, each pixel's moves spelled out.
-    from ._cols_px import COL2IM_PX, IM2COL_PX
-
+if kernel is not None:
     # The three loops below walk the windows of output pixels (n0 + n, h0 + h, w0 + w),
     # n < nb, h < ho, w < wo, over an input X3 (N, H, W*C) padded on the fly by (ph, pw):
     # window row i of a pixel reads input row (h0 + h)*sh - ph + i, pixels
@@ -231,14 +75,14 @@ if _numba is not None:
     # In im2col, views sliced per window row took 1.0-1.25x the time of the unsigned
     # offsets, most where rows are short, e.g. fw*C = 9; in col2im the two were even.)
 
-    @_numba.njit(**_NJIT)
+    @kernel
     def _span(left, fw, W):  # pragma: no cover - compiled
         # The columns [jlo, jhi) of a window starting at input column ``left`` that lie
         # inside the input's W columns (jlo == jhi when none do).
         jlo = min(max(-left, 0), fw)
         return jlo, max(min(W - left, fw), jlo)
 
-    @_numba.njit(**_NJIT)
+    @kernel
     def _im2col_nb(X3, C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw, value, out, extra):  # pragma: no cover
         # out (nb*ho*wo, fh*fw*C + e): window row i of pixel r is out[r, i*fw*C:(i+1)*fw*C];
         # the e columns after them (the convolution's column of ones) get ``extra``.
@@ -300,14 +144,14 @@ if _numba is not None:
     # which keeps the row loop there. The generated kernels of _cols_px, where a window has
     # one, are faster still.)
 
-    @_numba.njit(inline="always")
+    @inline
     def _blk(s, d):  # pragma: no cover - compiled; d[:_BLK] = s[:_BLK], loads first
         a0 = s[0]; a1 = s[1]; a2 = s[2]; a3 = s[3]; a4 = s[4]; a5 = s[5]; a6 = s[6]; a7 = s[7]  # noqa: E702
         a8 = s[8]; a9 = s[9]; a10 = s[10]; a11 = s[11]; a12 = s[12]; a13 = s[13]; a14 = s[14]; a15 = s[15]  # noqa: E702
         d[0] = a0; d[1] = a1; d[2] = a2; d[3] = a3; d[4] = a4; d[5] = a5; d[6] = a6; d[7] = a7  # noqa: E702
         d[8] = a8; d[9] = a9; d[10] = a10; d[11] = a11; d[12] = a12; d[13] = a13; d[14] = a14; d[15] = a15  # noqa: E702
 
-    @_numba.njit(inline="always")
+    @inline
     def _fill_rows(X3, n, top, fh, C, left, jlo, jhi, value, S, SW):  # pragma: no cover - compiled
         # S[i*SW:(i+1)*SW] = input row top + i of image n, columns left.. (SW values), padded
         # with value; [jlo, jhi) are the columns inside the input (see _span).
@@ -329,7 +173,7 @@ if _numba is not None:
             for k in range(SW - jhi * C):
                 tail[k] = value
 
-    @_numba.njit(**_NJIT)
+    @kernel
     def _im2col_spill_nb(X3, C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw, value, out, extra):  # pragma: no cover
         # As _im2col_nb, for a C-contiguous ``out`` (its rows are written as one flat run).
         W = X3.shape[2] // C
@@ -386,7 +230,7 @@ if _numba is not None:
                         o1[(r + w) * L + e] = extra
                 r += wo
 
-    @_numba.njit(**_NJIT)
+    @kernel
     def _col2im_nb(cols, dX3, C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw):  # pragma: no cover
         # The adjoint: adds cols (rows, fh, fw*C) (any strides) into dX3 (N, H, W*C),
         # dropping what falls in the padding. One window row's fw*C elements are distinct.
@@ -420,7 +264,7 @@ if _numba is not None:
                                     dst[k] += src[k]
                     r += 1
 
-    @_numba.njit(inline="always")
+    @inline
     def _blk_add(s, d, m, zero):  # pragma: no cover - compiled; d[:m] += s[:m], d[m:_BLK] += 0
         # (s[m:_BLK] may be anything, NaN included: it is selected away, not multiplied by 0;
         # loaded first, so LLVM makes the choices vector selects, not branches)
@@ -441,7 +285,7 @@ if _numba is not None:
         d[8] += a8; d[9] += a9; d[10] += a10; d[11] += a11  # noqa: E702
         d[12] += a12; d[13] += a13; d[14] += a14; d[15] += a15  # noqa: E702
 
-    @_numba.njit(inline="always")
+    @inline
     def _add_rows(S, SW, dX3, n, top, fh, C, left, jlo, jhi):  # pragma: no cover - compiled
         # The adjoint of _fill_rows: adds the scratch rows into image n's input rows top..,
         # dropping the padding.
@@ -463,7 +307,7 @@ if _numba is not None:
     # than _col2im_nb's, equal to rounding (and the same for any chunking by whole rows).
     # cat_c1's col2im: 2.4x faster in float32, 1.7x in float64.
 
-    @_numba.njit(**_NJIT)
+    @kernel
     def _col2im_spill_nb(cols, dX3, C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw):  # pragma: no cover
         # As _col2im_nb, for C-contiguous cols (rows, fh*fw*C).
         W = dX3.shape[2] // C
@@ -512,7 +356,7 @@ if _numba is not None:
                 _add_rows(S, SW, dX3, n0 + n, top, fh, C, left, jlo, jhi)
                 r += wo
 
-    @_numba.njit(**_NJIT)
+    @kernel
     def _col2im_bcast_nb(g, dX3, C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw):  # pragma: no cover
         # col2im of columns whose every window position holds g[r] (average pooling's
         # gradient: the broadcast (rows, fh*fw, C) view is never materialised).
@@ -537,7 +381,7 @@ if _numba is not None:
                                     dst[c] += src[c]
                     r += 1
 
-    @_numba.njit(**_NJIT)
+    @kernel
     def _max_window_grad_nb(cols, dA, first, zero):  # pragma: no cover - compiled
         # cols (rows, area, C) -> in place: the max-pool gradient of each window column,
         # mask * g with the reference's mask: every position equal to the max ("all": none
@@ -563,7 +407,7 @@ if _numba is not None:
                     hit = (k == bi) if first else (cols[r, k, c] == best)
                     cols[r, k, c] = g if hit else g * zero  # the reference's mask * g
 
-    @_numba.njit(**_NJIT)
+    @kernel
     def _max_window_grad_wide_nb(cols, dA, first, posv, zero):  # pragma: no cover - compiled
         # ``_max_window_grad_nb`` with the channels innermost (vectorised), for wide C: the
         # running max (and first position, as a value of posv = 0, 1, ... in the columns'
@@ -599,7 +443,7 @@ if _numba is not None:
                     for c in range(C):
                         v[c] = g[c] if v[c] == best[c] else g[c] * zero
 
-    @_numba.njit(**_NJIT)
+    @kernel
     def _window_reduce_nb(cols, out, is_max):  # pragma: no cover - compiled
         # cols (rows, area, C) -> out (rows, C): max (NaN propagates, as np.max) or sum.
         rows, area, C = cols.shape
@@ -617,6 +461,20 @@ if _numba is not None:
                 else:
                     for c in range(C):
                         o[c] += v[c]
+
+
+_px_module = None
+
+
+def _px():
+    """The generated kernels for the windows of ``templates.PX_SHAPES`` (loaded on first use:
+    they import this module's helpers)."""
+    global _px_module
+    if _px_module is None:
+        from . import templates
+
+        _px_module = templates.load()
+    return _px_module
 
 
 def window_reduce(cols: np.ndarray, out: np.ndarray, is_max: bool) -> None:
@@ -705,7 +563,7 @@ def im2col_padded(X: np.ndarray, n0: int, n1: int, h0: int, h1: int, w0: int, w1
     if not _short_rows(fw * C, out2):
         _im2col_nb(_rows3(X), C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw, value, out2, 1.0)
         return out
-    px = IM2COL_PX.get((fh, fw * C))  # a kernel with the window's moves spelled out
+    px = _px().IM2COL_PX.get((fh, fw * C))  # a kernel with the window's moves spelled out
     if px is not None:
         px(_rows3(X), C, n0, h0, w0, nb, ho, wo, sh, sw, ph, pw, value, out2, 1.0)
     else:
@@ -749,7 +607,7 @@ def col2im_padded(cols: np.ndarray, dX: np.ndarray, n0: int, n1: int, h0: int, h
     else:
         cols2 = cols.reshape(nb * ho * wo, fh * fw * C)
         if _short_rows(fw * C, cols2):
-            px = COL2IM_PX.get((fh, fw * C))  # a kernel with the window's adds spelled out
+            px = _px().COL2IM_PX.get((fh, fw * C))  # a kernel with the window's adds spelled out
             if px is not None:
                 px(cols2, _rows3(dX), C, n0, h0, w0, nb, ho, wo, sh, sw, ph, pw)
             else:

@@ -1,20 +1,20 @@
 """fastnn's worker threads: run the chunks of one kernel call side by side.
 
-Every numba kernel of fastnn is a serial ``@njit(nogil=True)`` function that takes
+Every kernel of the numba backend is a serial ``nogil`` function that takes
 ``(..., chunk, nchunks)`` and runs that share of its outer loop (see
-``fastnn/backends/_nb_gen.py``). :func:`run_chunks` runs chunks ``1 .. n-1`` on worker
+:mod:`fastnn.backends.numba.kernels`). :func:`run_chunks` runs chunks ``1 .. n-1`` on worker
 threads and chunk 0 in the calling thread, and returns when all are done. The kernels
 release the GIL, so the chunks run in parallel.
 
 Why not Numba's ``parallel=True``/``prange``: a parallel build of each kernel goes through
-Numba's parfor passes and re-optimises the whole kernel body once more, about one second of
-extra cold compile per kernel here (a cold ``conv_backward`` compiles two); with chunks a
+Numba's parfor passes and re-optimises the whole kernel body once more (extra cold compile
+per kernel, and a cold ``conv_backward`` compiles two); with chunks a
 kernel is compiled once and serves the serial and the threaded call. It also needs no
 threading layer: Numba's default ``workqueue`` layer aborts the process when two Python
 threads launch parallel kernels at once, and its OpenMP layer's idle workers spin after
-every kernel, slowing a BLAS GEMM started right after. The price is the hand-off, about
-10-20 microseconds per call against about 2 for ``prange``, which is why small problems
-run in the calling thread (``SERIAL_WORK`` in :mod:`fastnn._numba_config`).
+every kernel, slowing a BLAS GEMM started right after. The price is the hand-off, several
+times ``prange``'s per call (figures in ``docs/bench/backend-notes.md``), which is why small
+problems run in the calling thread (``SERIAL_WORK`` in :mod:`fastnn.backends.numba.config`).
 
 Calls from several Python threads at once share the workers: each call queues its chunks
 and runs its own chunk 0, and a worker never waits on anything but the queue (a call made

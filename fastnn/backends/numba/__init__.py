@@ -54,11 +54,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _numba_config as cfg
-from .._dispatch import register, register_backend
-from .._threads import run_chunks
-from . import _nb_conv as KC
-from . import _nb_misc as K
+from ..._dispatch import register, register_backend
+from . import config as cfg
+from . import kernels as K
+from . import templates, tiles
+from .threads import run_chunks
+
+#: The generated kernels (:mod:`.templates`), found through their tables: ``_CONV.FWD[P, T]``,
+#: ``_CONV.DW[J, T]``, ``_CONV.DA[C, L]``, ``_POOL.POOL[kind, NB]``.
+_CONV = templates.load("conv")
+_POOL = templates.load("pool")
 
 NAME = "numba"
 register_backend(
@@ -67,7 +72,6 @@ register_backend(
     description="parallel register-tiled Numba kernels (NHWC, direct convolution, no im2col)",
 )
 
-_F32 = np.dtype(np.float32)
 _SERIAL_WORK = cfg.SERIAL_WORK
 _num_threads = cfg.num_threads
 
@@ -86,11 +90,6 @@ def _run(kernel, work, *args):
 def _threaded(kernel, *args):
     """One chunk per thread (the tiled convolutions, always big enough to split)."""
     run_chunks(kernel, args, _num_threads())
-
-
-def _pick(base, dtype, variant=""):
-    """The tiled (chunked) kernel ``base`` for ``dtype`` (and tile ``variant``, e.g. "_p4t16")."""
-    return getattr(KC, f"{base}_{_sfx(dtype)}{variant}")
 
 
 # ------------------------------------------------------------------------ padding
@@ -125,10 +124,6 @@ def _is_small(p):
     return p.m * p.Ho * p.Wo * p.K * p.fh * p.fw * p.C < _SERIAL_WORK
 
 
-def _sfx(dtype):
-    return "f32" if dtype == _F32 else "f64"
-
-
 def _pack_channels(M, T):
     """M (..., K) as (nkb, ..., T), C-contiguous: block kb holds channels k0 .. k0+T-1 with
     k0 = min(kb*T, K-T) (the last block overlaps the one before when T does not divide K)."""
@@ -140,21 +135,6 @@ def _pack_channels(M, T):
         k0 = np.minimum(np.arange(nkb) * T, K - T)
         blocks = M[..., k0[:, None] + np.arange(T)]
     return np.ascontiguousarray(np.moveaxis(blocks, -2, 0))
-
-
-def fwd_tile(sfx, K, Wo):
-    """The forward tile (P pixels, T channels) for K output channels and Wo output columns:
-    the first of ``FWD_TILES`` that fits (T <= K, P <= Wo), the widest (first) one only
-    where T divides K (its shifted last channel block would recompute up to T - 1
-    channels); (1, 1) always fits."""
-    tiles = KC.FWD_TILES[sfx]
-    wide = tiles[0]
-    return next(t for t in tiles if t[1] <= K and t[0] <= Wo and (t is not wide or K % t[1] == 0))
-
-
-def _bwd_tile(dtype, n):
-    """The dW kernel's channel tile for n channels: the first of ``BWD_T`` <= n."""
-    return next(T for T in KC.BWD_T[_sfx(dtype)] if T <= n)
 
 
 def _gather_dZ(p, dZ, kpad=0):
@@ -175,8 +155,8 @@ def _fwd_kernel_call(X, Wm, bias, Z, sh, sw):
     with Wm (fh, fw*Cin, K) at strides (sh, sw)."""
     m, Hx, Wx, Cin = X.shape
     K = Z.shape[3]
-    P, T = fwd_tile(_sfx(X.dtype), K, Z.shape[2])
-    _threaded(_pick("conv_fwd", X.dtype, f"_p{P}t{T}"), X.reshape(m, Hx, Wx * Cin), _pack_channels(Wm, T),
+    P, T = tiles.fwd_tile(X.dtype, K, Z.shape[2])
+    _threaded(_CONV.FWD[P, T], X.reshape(m, Hx, Wx * Cin), _pack_channels(Wm, T),
               _pack_channels(bias, T), Z, sh, sw, Cin)
 
 
@@ -211,16 +191,15 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
     # The dW kernel's tile is J input columns x T channels: K is zero-padded to a multiple
     # of T (only then is dZ copied) and the fw*C columns to one of J (repeating the last);
     # the padded channels' and columns' partials are dropped.
-    T = _bwd_tile(p.dtype, p.K)
+    J, T = tiles.dw_tile(p.dtype, p.K)
     Kp = -(-p.K // T) * T
     dZk = np.pad(dZ, ((0, 0), (0, 0), (0, 0), (0, Kp - p.K))) if Kp != p.K else dZ
-    J = KC.DW_J[_sfx(p.dtype)]
     Lp = -(-L // J) * J
     nch = max(1, min(_num_threads(), p.m * p.Ho))
     part = np.empty((nch, p.fh, Lp, Kp), dtype=p.dtype)
     pdb = np.empty((nch, Kp), dtype=p.dtype)
     ja, jb = np.divmod(np.minimum(np.arange(Lp), L - 1), p.sw * p.C)
-    run_chunks(_pick("conv_dW", p.dtype, f"_t{T}"), (Xs, dZk, part, pdb, p.sh, ja, jb), nch)  # a chunk per partial
+    run_chunks(_CONV.DW[J, T], (Xs, dZk, part, pdb, p.sh, ja, jb), nch)  # a chunk per partial
     if nch == 1:
         sums, dbs = part[0], pdb[0]
     else:
@@ -273,7 +252,7 @@ def _phase_input(dZ, top, bottom, left, right):
 
 def _dA_prev(p, W, dZ, dA_prev):
     """dA_prev by the few-channel gather (C_in <= 4) or per stride phase by the forward kernel."""
-    lanes = KC.DA_KVEC_L[_sfx(p.dtype)]
+    lanes = tiles.DA_KVEC_L[p.dtype]
     if p.C <= 4 and p.K >= lanes:
         # Few input channels: the gather sums over k in SIMD lanes, with dZ and W zero-padded
         # in k to whole lanes.
@@ -281,7 +260,7 @@ def _dA_prev(p, W, dZ, dA_prev):
         dZp, plh, plw = _gather_dZ(p, dZ, kpad)
         Wk = np.pad(W, ((0, 0), (0, 0), (0, 0), (0, kpad))) if kpad else W
         nkl = (p.K + kpad) // lanes
-        _threaded(_pick("conv_dA", p.dtype, f"_c{p.C}"), dZp.reshape(dZp.shape[:3] + (nkl, lanes)),
+        _threaded(_CONV.DA[p.C, lanes], dZp.reshape(dZp.shape[:3] + (nkl, lanes)),
                   Wk.reshape(p.fh, p.fw, p.C, nkl, lanes), dA_prev, p.sh, p.sw, p.ph, p.pw, plh, plw, p.dtype.type(0))
         return
     # Per stride phase (the input pixels hp = q*s + r of one r), dA_prev is a stride-1
@@ -315,24 +294,23 @@ def _dA_prev(p, W, dZ, dA_prev):
 # ------------------------------------------------------------------------ pooling
 
 
-def _pool(base, p, work, *args):
-    """Run pooling kernel ``base`` in the widest channel block of ``POOL_NB`` that fits C."""
-    nb = next(n for n in K.POOL_NB if n <= p.C)
-    _run(getattr(K, f"{base}_b{nb}"), work, *args)
+def _pool(kind, p, work, *args):
+    """Run the pooling kernel ``kind`` in the widest channel block that fits C (``tiles.POOL_NB``)."""
+    _run(_POOL.POOL[kind, tiles.pool_block(p.C)], work, *args)
 
 
 @register("pool_forward", NAME)
 def pool_forward(p, A_prev, A):
     work = A.size * p.fh * p.fw
     if p.mode == "max":
-        _pool("pool_max", p, work, A_prev, A, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, p.dtype.type(-np.inf))
+        _pool("max", p, work, A_prev, A, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, p.dtype.type(-np.inf))
     else:
-        _pool("pool_avg", p, work, A_prev, A, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, p.dtype.type(p.fh * p.fw),
+        _pool("avg", p, work, A_prev, A, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, p.dtype.type(p.fh * p.fw),
               p.dtype.type(0))
 
 
 _EMPTY_IDX = np.zeros((1, 1, 1, 1), dtype=np.int32)
-_AVG_GATHER = getattr(K, f"pool_avg_bwd_gather_b{K.GATHER_REG_NB}")
+_AVG_GATHER = _POOL.POOL["avg_bwd_gather", tiles.GATHER_REG_NB]
 
 
 @register("pool_backward", NAME)
@@ -348,25 +326,25 @@ def pool_backward(p, A_prev, dA, dA_prev):
         if p.mode == "average":
             _run(K.pool_avg_bwd_direct, work, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, area)
         else:
-            _pool("pool_max_bwd_direct" if p.ties == "all" else "pool_first_bwd_direct", p, work, A_prev, dA,
+            _pool("max_bwd_direct" if p.ties == "all" else "first_bwd_direct", p, work, A_prev, dA,
                   dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, ninf, p.dtype.type(0))
         return
     if p.mode == "max" and p.ties == "all":
         # One pass over A_prev: each row of window maxima is computed when the gather first
         # needs it (1.1-1.4x faster on p3s2 than writing them all first and reading them back).
-        _pool("pool_max_bwd_gather", p, work, A_prev, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw,
+        _pool("max_bwd_gather", p, work, A_prev, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw,
               ninf, p.dtype.type(0))
         return
     Idx = _EMPTY_IDX
     if p.mode == "average":
-        if p.C >= K.GATHER_REG_NB:  # the same sums in registers
+        if p.C >= tiles.GATHER_REG_NB:  # the same sums in registers
             _run(_AVG_GATHER, work, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, area, p.dtype.type(0))
             return
         mode = 2
     else:
         mode = 1
         Idx = np.empty(dA.shape, dtype=np.int32)
-        _pool("pool_argmax", p, work, A_prev, Idx, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, ninf)
+        _pool("argmax", p, work, A_prev, Idx, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, ninf)
     # Ties "first", and average with C < GATHER_REG_NB: the gather streams whole channel
     # rows (the loop vectoriser's job; register blocks measured no faster for the argmax
     # gather: it runs at about the speed of copying X).

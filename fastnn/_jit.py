@@ -1,0 +1,190 @@
+"""The one place that holds fastnn's Numba compile options, its kernel cache and its
+generated kernel modules.
+
+Every fastnn kernel (the ``numba`` backend's and the ``im2col`` backend's column loops) is
+made by :func:`kernel` (``@kernel`` or ``@kernel(fastmath=FASTMATH_CONV)``), helpers inlined
+into them by :func:`inline`; kernel modules never spell Numba options themselves.
+
+What :func:`kernel` adds to ``numba.njit``, for fastnn's kernels only:
+
+* **Options** ``NJIT``: cached on disk, ``nogil`` (the numba backend runs chunks of one
+  kernel on several threads, :mod:`fastnn.backends.numba.threads`).
+* **Cache location**: compiled kernels are cached in fastnn's per-user cache directory
+  (:mod:`fastnn._cache`), never next to the source inside the installed package. A Numba
+  cache locator is put first in Numba's list of locators; it claims only files of the
+  fastnn package and of its generated-kernel directory, and steps aside when
+  ``NUMBA_CACHE_DIR`` is set (then Numba's own locator puts everything there) or when
+  ``NUMBA_CACHE_LOCATOR_CLASSES`` replaces Numba's list. A user's other Numba functions keep
+  Numba's locators and settings.
+* **SLP vectoriser** (``FASTNN_NUMBA_SLP``, default ``1``): LLVM's SLP vectoriser, which Numba
+  0.68 leaves off, is switched on while a fastnn kernel compiles and restored right after
+  (under Numba's compiler lock, which every compilation holds). The register-tiled
+  convolution kernels need it: without it their scalar accumulators stay scalar. What stays
+  global: ``numba.config.SLP_VECTORIZE`` reads 1 *during* a fastnn compilation, so a thread
+  that reads it then, without taking the compiler lock, sees 1; Numba's cache key does not
+  include the setting. ``FASTNN_NUMBA_SLP=0`` leaves it alone (fastnn stays correct, slower).
+
+Generated kernels (:func:`load_generated`): register tiles are written by templates
+(``templates.py`` of each backend) as Python source, which is written to
+``<cache>/kernels/<name>_<hash>.py`` (the hash of the source and of the files it depends on:
+a file never changes once written, so Numba's cache of it stays valid, and an edit to a
+template or to a helper it calls gives a new file) atomically (:mod:`fastnn._files`: two
+processes never see half a file), then imported from there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import threading
+from types import ModuleType
+from typing import Iterable
+
+import numba
+from numba.core import caching as _caching
+from numba.core.compiler_lock import global_compiler_lock
+
+from . import _cache
+from ._files import atomic_write
+
+__all__ = ["NJIT", "FASTMATH_CONV", "SLP_VECTORIZE", "kernel", "inline", "load_generated"]
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    v = os.environ.get(name)
+    if v is None or v.strip() == "":
+        return default
+    return v.strip().lower() not in ("0", "false", "no", "off")
+
+
+#: Whether fastnn's kernels compile with LLVM's SLP vectoriser (see the module docstring).
+SLP_VECTORIZE = _env_flag("FASTNN_NUMBA_SLP", True)
+
+#: Fast-math flags for the convolution kernels: ``contract`` lets LLVM fuse multiply-adds
+#: (FMA). No ``reassoc`` (it makes the loop vectoriser turn reductions into slow gathers
+#: and changes summation order) and no ``nnan``/``ninf`` (NaN and inf propagate as in NumPy).
+FASTMATH_CONV = {"contract", "arcp", "nsz"}
+
+#: Options for every kernel: cached on disk, releases the GIL (so chunks run in parallel).
+NJIT = dict(cache=True, nogil=True)
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+# ------------------------------------------------------------------- cache locator
+
+# (public names since Numba 0.61, underscored before)
+_UserProvided = getattr(_caching, "UserProvidedCacheLocator", None) or _caching._UserProvidedCacheLocator
+_CacheImpl = getattr(_caching, "CacheImpl", None) or _caching._CacheImpl
+
+
+def _ours(py_file: str) -> bool:
+    path = os.path.abspath(py_file)
+    kernels = os.path.join(_cache.cache_dir(), "kernels")
+    return any(path.startswith(d + os.sep) for d in (_PACKAGE_DIR, kernels))
+
+
+class FastnnCacheLocator(_UserProvided):
+    """Numba cache locator for fastnn's kernels: ``<fastnn cache>/numba/<dir>_<hash>/``,
+    where Numba's user-provided locator would use ``NUMBA_CACHE_DIR``."""
+
+    def __init__(self, py_func, py_file):
+        self._py_file = py_file
+        self._lineno = py_func.__code__.co_firstlineno
+        self._cache_path = os.path.join(_cache.numba_dir(), self.get_suitable_cache_subpath(py_file))
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if numba.config.CACHE_DIR or not _ours(py_file):
+            return None  # Numba's own locators decide
+        return super(_UserProvided, cls).from_function(py_func, py_file)
+
+
+_locator_lock = threading.Lock()
+
+
+def _install_locator() -> None:
+    with _locator_lock:
+        classes = _CacheImpl._locator_classes
+        if FastnnCacheLocator not in classes:
+            classes.insert(0, FastnnCacheLocator)
+
+
+# -------------------------------------------------------------------- decorators
+
+
+def _slp_scoped(dispatcher):
+    """Make ``dispatcher`` compile with the SLP vectoriser on, restoring Numba's setting after."""
+    compile_ = dispatcher.compile
+
+    def compile(sig):
+        with global_compiler_lock:
+            old = numba.config.SLP_VECTORIZE
+            numba.config.SLP_VECTORIZE = 1
+            try:
+                return compile_(sig)
+            finally:
+                numba.config.SLP_VECTORIZE = old
+
+    dispatcher.compile = compile
+    return dispatcher
+
+
+def kernel(fn=None, **options):
+    """``numba.njit`` with fastnn's options ``NJIT`` (and ``options``, e.g. ``fastmath``), cached
+    in fastnn's cache directory, compiled with the SLP vectoriser (see the module docstring).
+    Use as ``@kernel`` or ``@kernel(fastmath=FASTMATH_CONV)``."""
+    if fn is None:
+        return lambda f: kernel(f, **options)
+    _install_locator()
+    dispatcher = numba.njit(**{**NJIT, **options})(fn)
+    return _slp_scoped(dispatcher) if SLP_VECTORIZE else dispatcher
+
+
+def inline(fn):
+    """A helper inlined into the kernels that call it (Numba IR inlining, no call)."""
+    return numba.njit(inline="always")(fn)
+
+
+# ----------------------------------------------------------- generated kernel modules
+
+_load_lock = threading.Lock()
+
+
+def _file_digest(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def load_generated(name: str, source: str, depends: Iterable[str] = ()) -> ModuleType:
+    """Import the generated module ``source`` as ``fastnn._generated.<name>`` from the cache
+    directory (see the module docstring). ``depends``: source files whose njit functions it
+    calls; their content is part of the hash, so editing one compiles the kernels again."""
+    deps = sorted({os.path.abspath(d) for d in depends} | {os.path.abspath(__file__)})
+    stamp = "".join(f"# depends on {os.path.relpath(d, _PACKAGE_DIR)} sha256 {_file_digest(d)}\n" for d in deps)
+    text = f"# Generated by fastnn ({name}): do not edit; made from its templates at import.\n{stamp}{source}"
+    digest = hashlib.sha256(text.encode()).hexdigest()[:20]
+    modname = f"fastnn._generated.{name}"
+    with _load_lock:
+        mod = sys.modules.get(modname)
+        if mod is not None and getattr(mod, "__fastnn_digest__", None) == digest:
+            return mod
+        path = os.path.join(_cache.kernels_dir(), f"{name}_{digest}.py")
+        try:
+            with open(path, "rb") as f:
+                intact = f.read() == text.encode()
+        except OSError:
+            intact = False
+        if not intact:  # (a file is only ever rewritten with the same bytes)
+            atomic_write(path, text.encode())
+        spec = importlib.util.spec_from_file_location(modname, path)
+        mod = importlib.util.module_from_spec(spec)
+        mod.__fastnn_digest__ = digest
+        sys.modules[modname] = mod
+        try:
+            spec.loader.exec_module(mod)
+        except BaseException:
+            del sys.modules[modname]
+            raise
+        return mod

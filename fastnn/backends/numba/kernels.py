@@ -1,0 +1,238 @@
+"""The numba backend's hand-written kernels: padding, the dW/db partial sums, the plain
+convolutions for small problems, the pooling backward gather that streams whole channel
+rows, non-overlapping average-pooling backward, and the activations.
+
+The register-tiled kernels (convolution tiles, pooling channel blocks) are generated from
+:mod:`fastnn.backends.numba.templates`. Every kernel here but ``conv_fwd_small`` and
+``conv_bwd_plain`` (which run whole, in the calling thread) takes ``(..., chunk, nchunks)``
+and runs iterations ``[chunk*n//nchunks, (chunk+1)*n//nchunks)`` of its outer loop of ``n``
+independent iterations: one compiled function serves a serial call ``(..., 0, 1)`` and
+fastnn's threads (:mod:`fastnn.backends.numba.threads`), with the same bits either way.
+Kernels check no bounds: the wrapper in :mod:`fastnn.backends.numba` passes validated,
+C-contiguous arrays of the shapes given in each docstring.
+"""
+
+import numpy as np
+
+from ..._jit import kernel
+
+
+@kernel
+def pad_copy(X, out, ph, pw, value, chunk, nchunks):
+    """out = X padded by (ph, pw) with ``value``; out may be bigger behind (extra rows/cols get value)."""
+    m, H, W, C = X.shape
+    _, Hp, Wp, _ = out.shape
+    nloop = m * Hp
+    for t in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
+        i = t // Hp
+        hp = t - i * Hp
+        h = hp - ph
+        o = out[i, hp]
+        if h < 0 or h >= H:
+            for w in range(Wp):
+                for c in range(C):
+                    o[w, c] = value
+        else:
+            x = X[i, h]
+            for w in range(pw):
+                for c in range(C):
+                    o[w, c] = value
+            for w in range(W):
+                for c in range(C):
+                    o[pw + w, c] = x[w, c]
+            for w in range(pw + W, Wp):
+                for c in range(C):
+                    o[w, c] = value
+
+
+@kernel
+def sum_parts(part, out, chunk, nchunks):
+    """out = part[0] + part[1] + ... (in that order) over flat arrays."""
+    n = out.shape[0]
+    nch = part.shape[0]
+    nloop = n
+    for q in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
+        s = part[0, q]
+        for c in range(1, nch):
+            s += part[c, q]
+        out[q] = s
+
+
+@kernel
+def pool_avg_bwd_direct(dA, dX, fh, fw, sh, sw, ph, pw, area, chunk, nchunks):
+    """Average-pooling backward for non-overlapping windows (sh >= fh and sw >= fw): each
+    window writes dA / area to its positions clipped to the input (the caller zeroes dX
+    first where no window reaches)."""
+    m, H, W, C = dX.shape
+    _, Ho, Wo, _ = dA.shape
+    nloop = m * Ho
+    for t in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
+        i = t // Ho
+        ho = t - i * Ho
+        h0 = ho * sh - ph
+        Gi = dX[i]
+        drow = dA[i, ho]
+        for wo in range(Wo):
+            w0 = wo * sw - pw
+            d = drow[wo]
+            for h in range(max(h0, 0), min(h0 + fh, H)):
+                gr = Gi[h]
+                for w in range(max(w0, 0), min(w0 + fw, W)):
+                    g = gr[w]
+                    for c in range(C):
+                        g[c] = d[c] / area
+
+
+@kernel
+def conv_fwd_small(A, Wt, b, Z, sh, sw, ph, pw):
+    """Plain forward convolution reading the unpadded input with bounds checks (no padded
+    copy, one call: for the smallest problems, where call overhead dominates)."""
+    m, H, W, C = A.shape
+    fh, fw, _, K = Wt.shape
+    _, Ho, Wo, _ = Z.shape
+    for i in range(m):
+        for ho in range(Ho):
+            for wo in range(Wo):
+                z = Z[i, ho, wo]
+                for k in range(K):
+                    z[k] = b[k]
+                for kh in range(fh):
+                    h = ho * sh - ph + kh
+                    if h < 0 or h >= H:
+                        continue
+                    for kw in range(fw):
+                        w = wo * sw - pw + kw
+                        if w < 0 or w >= W:
+                            continue
+                        x = A[i, h, w]
+                        wm = Wt[kh, kw]
+                        for c in range(C):
+                            a = x[c]
+                            for k in range(K):
+                                z[k] += a * wm[c, k]
+
+
+@kernel
+def conv_bwd_plain(Xr, Zr, WT, dZ, dA, dW3, db, sh, sw, ph, pw, plh, plw):
+    """Plain dW, db (sums over all rows in order) and dA_prev (gather over padded dZ Zr)."""
+    m, Ho, Wo, K = dZ.shape
+    fh, Lr, _ = dW3.shape
+    C = dA.shape[3]
+    xs = sw * C
+    for kh in range(fh):
+        for j in range(Lr):
+            for k in range(K):
+                dW3[kh, j, k] = 0
+    for k in range(K):
+        db[k] = 0
+    for i in range(m):
+        for ho in range(Ho):
+            for wo in range(Wo):
+                d = dZ[i, ho, wo]
+                for k in range(K):
+                    db[k] += d[k]
+                for kh in range(fh):
+                    xrow = Xr[i, ho * sh + kh]
+                    for j in range(Lr):
+                        a = xrow[wo * xs + j]
+                        for k in range(K):
+                            dW3[kh, j, k] += a * d[k]
+    mm, H, W, _ = dA.shape
+    fw = WT.shape[1]
+    for t in range(mm * H):
+        i = t // H
+        h = t - i * H
+        hp = h + ph
+        for w in range(W):
+            wp = w + pw
+            g = dA[i, h, w]
+            for c in range(C):
+                g[c] = 0
+            for kh in range(fh):
+                dh = hp - kh
+                if dh % sh != 0:
+                    continue
+                zr = Zr[i, dh // sh + plh]
+                for kw in range(fw):
+                    dw = wp - kw
+                    if dw % sw != 0:
+                        continue
+                    zb = (dw // sw + plw) * K
+                    wt = WT[kh, kw]
+                    for k in range(K):
+                        dz = zr[zb + k]
+                        for c in range(C):
+                            g[c] += dz * wt[k, c]
+
+
+@kernel
+def relu(x, out, chunk, nchunks):
+    nloop = x.shape[0]
+    for q in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
+        v = x[q]
+        out[q] = v if (v > 0 or v != v) else 0
+
+
+@kernel
+def relu_backward(dA, Z, out, chunk, nchunks):
+    nloop = dA.shape[0]
+    for q in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
+        out[q] = 0 if Z[q] <= 0 else dA[q]
+
+
+@kernel
+def sigmoid(x, out, one, chunk, nchunks):
+    nloop = x.shape[0]
+    for q in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
+        out[q] = one / (one + np.exp(-x[q]))
+
+
+@kernel
+def sigmoid_backward(dA, Z, out, one, chunk, nchunks):
+    nloop = dA.shape[0]
+    for q in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
+        s = one / (one + np.exp(-Z[q]))
+        out[q] = dA[q] * s * (one - s)
+
+
+@kernel
+def pool_bwd(Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero, chunk, nchunks):
+    """Gather form of pooling backward: each input element sums the windows covering it
+    in (ho, wo) order, so no two threads write one element.
+
+    mode 1: max, ties "first" (Idx = argmax positions); 2: average (each window gives
+    dA / area). (Max with ties "all" has its own kernel, ``pool_max_bwd_gather``; average
+    with C >= GATHER_REG_NB has ``pool_avg_bwd_gather``.)"""
+    m, H, W, C = dX.shape
+    _, Ho, Wo, _ = dA.shape
+    wlo = np.empty(W, dtype=np.int64)
+    whi = np.empty(W, dtype=np.int64)
+    for w in range(W):
+        wlo[w] = max(0, (w + pw - fw + sw) // sw)
+        whi[w] = min(Wo - 1, (w + pw) // sw)
+    nloop = m * H
+    for t in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
+        i = t // H
+        h = t - i * H
+        hp = h + ph
+        hoa = max(0, (hp - fh + sh) // sh)
+        hob = min(Ho - 1, hp // sh)
+        for w in range(W):
+            woa = wlo[w]
+            wob = whi[w]
+            g = dX[i, h, w]
+            for c in range(C):
+                g[c] = zero
+            for ho in range(hoa, hob + 1):
+                kh = hp - ho * sh
+                for wo in range(woa, wob + 1):
+                    kw = w + pw - wo * sw
+                    d = dA[i, ho, wo]
+                    if mode == 1:
+                        ix = Idx[i, ho, wo]
+                        pos = kh * fw + kw
+                        for c in range(C):
+                            g[c] += d[c] if ix[c] == pos else d[c] * zero
+                    else:
+                        for c in range(C):
+                            g[c] += d[c] / area

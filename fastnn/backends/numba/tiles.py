@@ -1,0 +1,74 @@
+"""The numba backend's tile tables: which register tiles and channel blocks exist (the
+templates generate one kernel per entry) and which one a call runs.
+
+Each kernel is compiled on first use, so a call compiles only the tile it runs. The choices
+were measured on the benchmark shapes; the figures are in ``docs/bench/backend-notes.md``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+F64 = np.dtype(np.float64)
+F32 = np.dtype(np.float32)
+
+#: Forward tile shapes (P output pixels, T output channels) per dtype, best first. The
+#: widest tile holds P*T accumulators in 12 AVX2 registers (3 pixels x 4 vectors), the next
+#: in 8: 8 accumulators leave the FMA units no slack over their latency.
+FWD_TILES = {
+    F64: ((3, 16), (4, 8), (8, 4), (4, 4), (1, 8), (1, 4), (4, 1), (1, 1)),
+    F32: ((3, 32), (4, 16), (8, 8), (4, 8), (8, 4), (4, 4), (1, 16), (1, 8), (1, 4), (4, 1), (1, 1)),
+}
+
+#: dW tile rows per dtype: J input columns x T output channels (J*T accumulators fill 8
+#: AVX2 registers at the widest T).
+DW_J = {F64: 4, F32: 4}
+#: Channel tile widths of the dW kernels per dtype, widest first (the first with T <= K runs).
+BWD_T = {F64: (8, 4, 1), F32: (16, 4, 1)}
+
+#: dA_prev for C_in <= 4 (a gather summing over k in SIMD lanes): pixels per tile by C_in,
+#: and lanes per dtype.
+DA_KVEC_P = {1: 8, 2: 4, 3: 3, 4: 3}
+DA_KVEC_L = {F64: 4, F32: 8}
+
+#: Channel block widths of the pooling kernels, widest first: a block holds NB running
+#: maxima/sums/positions in registers; the window's sum or maximum is a chain of dependent
+#: operations per block, and more lanes side by side hide its latency (64 spilled registers
+#: in float64). The first with NB <= C runs; the last block is shifted back to end at C.
+POOL_NB = (32, 16, 8, 1)
+#: The backward gathers keep each input pixel's gradient sums in registers, NB channels at a
+#: time, for NB >= this (narrower blocks lost to whole-channel-row loops, which run the
+#: window loop once per block).
+GATHER_REG_NB = 32
+
+def fwd_tile(dtype, K: int, Wo: int):
+    """The forward tile (P pixels, T channels) for K output channels and Wo output columns:
+    the first of ``FWD_TILES`` that fits (T <= K, P <= Wo), the widest (first) one only
+    where T divides K (its shifted last channel block would recompute up to T - 1
+    channels); (1, 1) always fits."""
+    tiles = FWD_TILES[dtype]
+    wide = tiles[0]
+    return next(t for t in tiles if t[1] <= K and t[0] <= Wo and (t is not wide or K % t[1] == 0))
+
+
+def dw_tile(dtype, K: int):
+    """The dW kernel's tile (J, T) for K output channels: T the first of ``BWD_T`` <= K."""
+    return DW_J[dtype], next(T for T in BWD_T[dtype] if T <= K)
+
+
+def pool_block(C: int) -> int:
+    """The pooling channel block for C channels: the first of ``POOL_NB`` <= C."""
+    return next(n for n in POOL_NB if n <= C)
+
+
+def all_fwd_tiles():
+    """Every forward tile of any dtype (one kernel each: Numba specialises it per dtype)."""
+    return sorted({t for tiles in FWD_TILES.values() for t in tiles}, reverse=True)
+
+
+def all_dw_tiles():
+    return sorted({(DW_J[dt], T) for dt in DW_J for T in BWD_T[dt]}, reverse=True)
+
+
+def all_da_tiles():
+    return sorted({(C, L) for C in DA_KVEC_P for L in DA_KVEC_L.values()})
