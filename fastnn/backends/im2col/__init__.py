@@ -71,9 +71,8 @@ register_backend(
 #: Chunks are also kept at most this many bytes (when the limit is larger), so that a
 #: chunk's columns are still in the (32 MiB L3) cache when the GEMM reads them: the column
 #: build then writes to cache, and the chunk's GEMMs ran faster than one GEMM over columns
-#: in DRAM. Tuned on the benchmark shapes (sweeps of 0.5-64 MiB, both dtypes,
-#: forward and backward: 4 MiB was best or within noise of it on every shape; 64 MiB cost
-#: 1.1-1.6x more); the limit still wins. Bytes of a chunk's cost that do not grow with the
+#: in DRAM (a sweep of chunk sizes on the benchmark shapes: docs/bench/backend-notes.md);
+#: the limit still wins. Bytes of a chunk's cost that do not grow with the
 #: chunk (a backward's dW partial) are not counted against it.
 PREFERRED_CHUNK_BYTES = 4 << 20
 
@@ -281,8 +280,8 @@ def _with_bias_row(Wm, b, ar):
 
 
 # Forward: the columns carry a last column of ones and W a last row b, so one GEMM gives
-# cols @ W + b, with no separate pass over Z for the bias: conv_forward 1.02-1.16x faster
-# on the benchmark shapes (most where K or fh*fw*C is small: cat_c1, stem7x7).
+# cols @ W + b, with no separate pass over Z for the bias (it gains most where K or
+# fh*fw*C is small: cat_c1, stem7x7).
 
 
 @register("conv_forward", NAME)
@@ -308,8 +307,8 @@ def conv_forward(p, A_prev, W, b, Z):
 
 @register("conv_backward", NAME)
 def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
-    # (No column of ones here: db as the last row of cols^T @ dZ measured 0.83-1.00x,
-    # the strided dcols of the next GEMM and col2im costing more than the pass over dZ.)
+    # (No column of ones here: db as the last row of cols^T @ dZ measured no faster, the
+    # strided dcols of the next GEMM and col2im costing more than the pass over dZ.)
     Kd = p.fh * p.fw * p.C
     Wm = W.reshape(Kd, p.K)
     dW2 = dW.reshape(Kd, p.K)

@@ -71,9 +71,9 @@ if kernel is not None:
     # outside the loop and a bare ``range`` index. Numba emits negative-index wraparound
     # code only for signed indices it cannot prove non-negative, so the loops have none
     # and LLVM vectorises them. (Indexing ``src[c0 + k]`` with a signed ``c0`` kept the
-    # copy scalar: 3-5x slower on the benchmark shapes, slower than the GEMM it feeds.
-    # In im2col, views sliced per window row took 1.0-1.25x the time of the unsigned
-    # offsets, most where rows are short, e.g. fw*C = 9; in col2im the two were even.)
+    # copy scalar, slower than the GEMM it feeds. In im2col, views sliced per window row
+    # were slower than the unsigned offsets where rows are short; in col2im the two were
+    # even.)
 
     @kernel
     def _span(left, fw, W):  # pragma: no cover - compiled
@@ -131,18 +131,17 @@ if kernel is not None:
                     r += 1
 
     # Small windows (fw*C < SPILL_RUN, say 3x3 on RGB: 9 values per window row) made the
-    # loop above per-pixel-overhead bound: 18-20 ns a pixel, 2x the GEMM it feeds. The
+    # loop above per-pixel-overhead bound, slower than the GEMM it feeds. The
     # kernel below first copies the fh input rows of an output row, padded, into a scratch
     # (each row then read once per pixel from L1, with no bounds or padding tests), and
     # moves each window row as fixed blocks of _BLK values: loaded into registers, then
     # stored, so LLVM emits whole-vector moves. A block's tail runs past the window row
     # into the next one (or the next pixels'), which is written after it: every value
     # ends up right. The chunk's last pixels, whose spill would leave ``out``, are copied
-    # exactly. (cat_c1's columns, 64x64x3 images, 3x3 windows: 2.0x faster in float32,
-    # 1.5x in float64; its im2col conv_forward 1.55x and 1.15x, its backward 1.15x and
-    # 1.07x; stem7x7, 7x7 windows on 3 channels, 1.06x/1.02x in float32, even in float64,
-    # which keeps the row loop there. The generated kernels of _cols_px, where a window has
-    # one, are faster still.)
+    # exactly. (Faster on cat_c1's 3x3 windows on RGB in both dtypes; on stem7x7's 7x7
+    # windows on RGB only in float32, so float64 keeps the row loop there, see
+    # ``_short_rows``. The generated kernels of :mod:`.templates`, where a window has one,
+    # are faster still.)
 
     @inline
     def _blk(s, d):  # pragma: no cover - compiled; d[:_BLK] = s[:_BLK], loads first
@@ -194,7 +193,7 @@ if kernel is not None:
             for h in range(ho):
                 top = (h0 + h) * sh - ph
                 _fill_rows(X3, n0 + n, top, fh, C, left, jlo, jhi, value, S, SW)
-                # (Each test or loop added to the per-pixel code below cost 10-30% here:
+                # (Each test or loop added to the per-pixel code below cost measurably:
                 # the single-block case and the pixels near the end get loops of their
                 # own, and the column of ones is one store per pixel.)
                 wsafe = max(0, min(wo, (lim - r * L) // L + 1))
@@ -248,7 +247,7 @@ if kernel is not None:
                     s0 = (left + jlo) * C
                     if m == fw * C and top >= 0 and top + fh <= H:  # inside: plain window rows
                         # (the branch below would give the same sums; without this one, its
-                        # per-row checks and slices cost conv_backward 1.1-1.2x on the bench shapes)
+                        # per-row checks and slices slow conv_backward on the bench shapes)
                         for i in range(fh):
                             dst = dX3[n0 + n, top + i, s0:s0 + m]
                             src = cols[r, i]
@@ -305,7 +304,6 @@ if kernel is not None:
     # started at +0.0 never holds -0.0), then the scratch rows are added into dX3 without
     # their padding. An input element's sum is so grouped by output row: another order
     # than _col2im_nb's, equal to rounding (and the same for any chunking by whole rows).
-    # cat_c1's col2im: 2.4x faster in float32, 1.7x in float64.
 
     @kernel
     def _col2im_spill_nb(cols, dX3, C, n0, h0, w0, nb, ho, wo, fh, fw, sh, sw, ph, pw):  # pragma: no cover
@@ -331,7 +329,7 @@ if kernel is not None:
                     S[k] = zero
                 wsafe = max(0, min(wo, (lim - r * L) // L + 1))
                 # Pixels P apart, whose blocks do not overlap, one after the other: a block
-                # overlapping the one just added to would wait for that store (2x slower).
+                # overlapping the one just added to would wait for that store.
                 for i in range(fh):
                     for ph0 in range(P):
                         if nblk == 1:
@@ -500,7 +498,7 @@ def max_window_grad(cols: np.ndarray, dA: np.ndarray, first: bool) -> bool:
 
 
 #: Channels from which ``max_window_grad`` runs its channel-innermost (vectorised) loop: the
-#: per-channel scan was 2-3x slower on C = 16 and 64 (p2s2, p3s2), the vectorised one slower on C = 8.
+#: per-channel scan was slower on C = 16 and 64 (p2s2, p3s2), the vectorised one on C = 8.
 WIDE_C = 16
 
 
@@ -544,9 +542,9 @@ def im2col(S: np.ndarray, ho: int, wo: int, fh: int, fw: int, sh: int, sw: int,
 def _short_rows(run: int, cols: np.ndarray) -> bool:
     """Whether the scratch-row kernels serve window rows of ``run`` values for ``cols``:
     short rows (``run < SPILL_RUN``) of a C-contiguous ``cols``, in float64 only one
-    block long. (float64 rows of two blocks, e.g. 7x7 windows on RGB, were 1.0-1.2x
-    faster with the row loops; in float32 the scratch kernels were even to 1.06x faster
-    there, and 2-2.4x faster on cat_c1's 3x3 windows on RGB in both dtypes.)"""
+    block long. (float64 rows of two blocks, e.g. 7x7 windows on RGB, were faster with the
+    row loops; in float32 the scratch kernels were even or faster there, and faster on
+    cat_c1's 3x3 windows on RGB in both dtypes.)"""
     return run < SPILL_RUN and (run <= _BLK or cols.itemsize == 4) and cols.flags.c_contiguous
 
 

@@ -28,9 +28,8 @@ only registers thin wrappers that pick the dtype's tile variant and run the kern
   over 3 output channels cannot fill a vector.
 * dW kernels come in one build per channel tile width (``BWD_T``: 8 or 16, 4, 1); a call
   compiles only the one it uses (the widest that fits). A cold first ``conv_backward``
-  after a ``conv_forward`` compiles only dW when C_in > 4 (1.5-2.0 s here), dW and the
-  few-channel gather otherwise (2.9-4.3 s); a cold first ``conv_forward`` 1.4-2.6 s
-  (``scripts/measure_numba.py --only compile``).
+  after a ``conv_forward`` compiles only dW when C_in > 4, dW and the few-channel gather
+  otherwise (``scripts/measure_numba.py --only compile`` measures the cold compiles).
 * Pooling: one kernel per mode (max, average, argmax, and each backward) so a call
   compiles only what it runs; NB running values per window in registers, in channel
   blocks of NB = 32, 16, 8 or 1 (the widest that fits C, ``POOL_NB``; the last block
@@ -39,8 +38,7 @@ only registers thin wrappers that pick the dtype's tile variant and run the kern
   windows covering it) from the window maxima (ties "all": computed row by row as the
   gather first needs them, in the same pass over the input, and summed in registers when
   NB = 32), argmax positions (ties "first") or dA / area (average; summed in registers when
-  C >= 32). Cold compile per pooling call 0.3-1.5 s, 3.8-4.4 s for the 32-wide max-pool
-  backward gather.
+  C >= 32); the 32-wide max-pool backward gather is the slowest kernel to compile.
 
 Extra memory: the padded input, padded dZ (one per stride phase, with each phase's dA_prev
 for stride > 1), the packed W and the dW partials (one per chunk, as many as threads);
@@ -331,7 +329,7 @@ def pool_backward(p, A_prev, dA, dA_prev):
         return
     if p.mode == "max" and p.ties == "all":
         # One pass over A_prev: each row of window maxima is computed when the gather first
-        # needs it (1.1-1.4x faster on p3s2 than writing them all first and reading them back).
+        # needs it (faster than writing them all first and reading them back).
         _pool("max_bwd_gather", p, work, A_prev, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw,
               ninf, p.dtype.type(0))
         return
