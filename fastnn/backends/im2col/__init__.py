@@ -37,7 +37,7 @@ from typing import Callable, List, NamedTuple, Tuple
 import numpy as np
 
 from ..._dispatch import register, register_backend
-from . import columns as _cols
+from . import columns
 from .columns import col2im, col2im_padded, fill_source, im2col, im2col_padded, max_window_grad, window_reduce
 from .workspace import (
     DEFAULT_WORKSPACE_MB,
@@ -156,7 +156,7 @@ def plan(p, cost: Callable[[int, int, int, int, int], int], budget: int = None) 
 def _padded_copy(p) -> bool:
     """Whether a chunk needs a padded copy of its input rows in the workspace: only on the
     NumPy path (no numba) with padding; the Numba loops read the padding on the fly."""
-    return (p.ph != 0 or p.pw != 0) and not _cols.USE_NUMBA
+    return (p.ph != 0 or p.pw != 0) and not columns.USE_NUMBA
 
 
 def _columns(p, A, box: Box, value, cols, ar, ones: bool = False):
@@ -164,7 +164,7 @@ def _columns(p, A, box: Box, value, cols, ar, ones: bool = False):
     ``cols`` has one more column, set to 1: the bias row of the convolution's GEMM). Returns
     the workspace copy of the padded rows when one was made (spent: the caller may reuse it)."""
     ho, wo = box.h1 - box.h0, box.w1 - box.w0
-    if _cols.USE_NUMBA:
+    if columns.USE_NUMBA:
         im2col_padded(A, box.n0, box.n1, box.h0, box.h1, box.w0, box.w1,
                       p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, float(value), cols, ones)
         return None
@@ -188,7 +188,7 @@ def _add_columns(p, dcols, dA_prev, box: Box, full: bool, ar, spare=None) -> Non
     if full:
         dA_prev[box.n0:box.n1].fill(0)
     ho, wo = box.h1 - box.h0, box.w1 - box.w0
-    if _cols.USE_NUMBA:
+    if columns.USE_NUMBA:
         col2im_padded(dcols, dA_prev, box.n0, box.n1, box.h0, box.h1, box.w0, box.w1,
                       p.fh, p.fw, p.sh, p.sw, p.ph, p.pw)
         return

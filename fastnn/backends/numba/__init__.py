@@ -54,7 +54,7 @@ import numpy as np
 
 from ..._dispatch import register, register_backend
 from . import config as cfg
-from . import kernels as K
+from . import kernels
 from . import templates, tiles
 from .threads import run_chunks
 
@@ -97,13 +97,13 @@ def _padded(X, ph, pw, value=0.0, extra_h=0, extra_w=0):
     """X padded by (ph, pw) in front and (ph + extra_h, pw + extra_w) behind."""
     m, H, W, C = X.shape
     out = np.empty((m, H + 2 * ph + extra_h, W + 2 * pw + extra_w, C), dtype=X.dtype)
-    _run(K.pad_copy, out.size, X, out, ph, pw, X.dtype.type(value))
+    _run(kernels.pad_copy, out.size, X, out, ph, pw, X.dtype.type(value))
     return out
 
 
 @register("zero_pad", NAME)
 def zero_pad(p, X, out):
-    _run(K.pad_copy, out.size, X, out, p.ph, p.pw, p.dtype.type(0))
+    _run(kernels.pad_copy, out.size, X, out, p.ph, p.pw, p.dtype.type(0))
 
 
 # --------------------------------------------------------------------- convolution
@@ -166,7 +166,7 @@ def conv_forward(p, A_prev, W, b, Z):
     _fwd_kernel_call(_padded_input(p, A_prev), W.reshape(p.fh, p.fw * p.C, p.K), b.reshape(p.K), Z, p.sh, p.sw)
 
 
-_fwd_small = K.conv_fwd_small
+_fwd_small = kernels.conv_fwd_small
 
 
 @register("conv_backward", NAME)
@@ -181,7 +181,7 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
         dZp, plh, plw = _gather_dZ(p, dZ)
         WT = np.ascontiguousarray(W.transpose(0, 1, 3, 2))
         Zr = dZp.reshape(p.m, dZp.shape[1], dZp.shape[2] * p.K)
-        K.conv_bwd_plain(Xp.reshape(p.m, p.Hp, -1), Zr, WT, dZ, dA_prev, dW.reshape(p.fh, L, p.K), db,
+        kernels.conv_bwd_plain(Xp.reshape(p.m, p.Hp, -1), Zr, WT, dZ, dA_prev, dW.reshape(p.fh, L, p.K), db,
                          p.sh, p.sw, p.ph, p.pw, plh, plw)
         return
     # dW and db: one partial per chunk of output rows (chunk count = thread count), summed
@@ -202,8 +202,8 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
         sums, dbs = part[0], pdb[0]
     else:
         sums, dbs = np.empty(part.shape[1:], dtype=p.dtype), np.empty(Kp, dtype=p.dtype)
-        _run(K.sum_parts, sums.size, part.reshape(nch, -1), sums.reshape(-1))
-        K.sum_parts(pdb, dbs, 0, 1)
+        _run(kernels.sum_parts, sums.size, part.reshape(nch, -1), sums.reshape(-1))
+        kernels.sum_parts(pdb, dbs, 0, 1)
     dW.reshape(p.fh, L, p.K)[:] = sums[:, :L, :p.K]
     db[:] = dbs[:p.K]
     del Xp, Xs, dZk, part, sums
@@ -322,7 +322,7 @@ def pool_backward(p, A_prev, dA, dA_prev):
                 or (p.Wo - 1) * p.sw + p.fw - p.pw < p.W):
             dA_prev.fill(0)  # some positions lie in no window
         if p.mode == "average":
-            _run(K.pool_avg_bwd_direct, work, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, area)
+            _run(kernels.pool_avg_bwd_direct, work, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, area)
         else:
             _pool("max_bwd_direct" if p.ties == "all" else "first_bwd_direct", p, work, A_prev, dA,
                   dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, ninf, p.dtype.type(0))
@@ -346,7 +346,7 @@ def pool_backward(p, A_prev, dA, dA_prev):
     # Ties "first", and average with C < GATHER_REG_NB: the gather streams whole channel
     # rows (the loop vectoriser's job; register blocks measured no faster for the argmax
     # gather: it runs at about the speed of copying X).
-    _run(K.pool_bwd, work, Idx, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, mode, area,
+    _run(kernels.pool_bwd, work, Idx, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, mode, area,
          p.dtype.type(0))
 
 
@@ -359,19 +359,19 @@ def _flat(a):
 
 @register("relu", NAME)
 def relu(x, out):
-    _run(K.relu, 4 * x.size, _flat(x), _flat(out))
+    _run(kernels.relu, 4 * x.size, _flat(x), _flat(out))
 
 
 @register("relu_backward", NAME)
 def relu_backward(dA, Z, out):
-    _run(K.relu_backward, 4 * dA.size, _flat(dA), _flat(Z), _flat(out))
+    _run(kernels.relu_backward, 4 * dA.size, _flat(dA), _flat(Z), _flat(out))
 
 
 @register("sigmoid", NAME)
 def sigmoid(x, out):
-    _run(K.sigmoid, 16 * x.size, _flat(x), _flat(out), out.dtype.type(1))
+    _run(kernels.sigmoid, 16 * x.size, _flat(x), _flat(out), out.dtype.type(1))
 
 
 @register("sigmoid_backward", NAME)
 def sigmoid_backward(dA, Z, out):
-    _run(K.sigmoid_backward, 16 * dA.size, _flat(dA), _flat(Z), _flat(out), out.dtype.type(1))
+    _run(kernels.sigmoid_backward, 16 * dA.size, _flat(dA), _flat(Z), _flat(out), out.dtype.type(1))
