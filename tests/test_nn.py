@@ -139,6 +139,25 @@ def test_save_load_round_trip(tmp_path):
     np.testing.assert_array_equal(other.forward(X, train=False), model.forward(X, train=False))
 
 
+def test_an_interrupted_save_leaves_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "m"  # no .npz suffix: the file is written at exactly this name
+    old = nn.make_cnn((8, 8, 3), channels=(2,), seed=1)
+    old.save(path)
+    before = path.read_bytes()
+
+    def half_written(f, **arrays):
+        f.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt  # Ctrl-C in the middle of the write
+
+    monkeypatch.setattr(np, "savez", half_written)
+    with pytest.raises(KeyboardInterrupt):
+        nn.make_cnn((8, 8, 3), channels=(2,), seed=2).save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # the temporary is gone
+    np.testing.assert_array_equal(nn.Sequential.load(path).param_arrays()["param/0/W"], old.param_arrays()["param/0/W"])
+
+
 def test_loading_a_different_model_names_the_mismatch(tmp_path):
     path = tmp_path / "m.npz"
     nn.make_cnn((8, 8, 3), channels=(2, 3), seed=0).save(path)
