@@ -104,23 +104,18 @@ class DnnRun:
         return int(np.prod(shape)) == self.dims[0]
 
     def train_epoch(self, X, Y, epoch: int, on_batch=None):
-        from ..dnn import L_model_backward, L_model_forward, compute_cost, update_parameters
-        from ..nn.training import minibatches
+        from ..dnn import gradient_descent_step
+        from ..nn.training import run_epoch
 
         m = X.shape[1]
-        batches = list(minibatches(m, self.config["batch_size"], self.config["seed"], epoch))
-        total_cost = correct = 0.0
-        for j, idx in enumerate(batches):
-            Xb, Yb = (X, Y) if len(idx) == m else (X[:, idx], Y[:, idx])
-            AL, caches = L_model_forward(Xb, self.params)
-            cost = float(compute_cost(AL, Yb))
-            grads = L_model_backward(AL, Yb, caches)
-            self.params = update_parameters(self.params, grads, self.config["lr"])
-            total_cost += cost * len(idx)
-            correct += float(np.sum((AL > 0.5) == (Yb > 0.5)))
-            if on_batch is not None:
-                on_batch(j + 1, len(batches), cost)
-        return total_cost / m, correct / m
+
+        def step(idx):
+            Xb, Yb = (X, Y) if len(idx) == m else (X[:, idx], Y[:, idx])  # the full batch: no copy
+            self.params, cost, AL = gradient_descent_step(Xb, Yb, self.params, self.config["lr"])
+            return float(cost), float(np.sum((AL > 0.5) == (Yb > 0.5)))
+
+        return run_epoch(m, step, batch_size=self.config["batch_size"], seed=self.config["seed"], epoch=epoch,
+                         on_batch=on_batch)
 
     def proba(self, X) -> np.ndarray:
         from ..dnn import L_model_forward

@@ -21,12 +21,12 @@ from .layers import LAYER_TYPES, AvgPool2D, Conv2D, Dense, Flatten, Layer, MaxPo
 from .losses import BinaryCrossEntropy, SoftmaxCrossEntropy
 from .model import FORMAT, ModelMismatchError, Sequential, read_npz, write_npz
 from .optim import OPTIMIZERS, SGD, Adam
-from .training import accuracy, make_cnn, minibatches, predict_proba, train_epoch
+from .training import accuracy, make_cnn, minibatches, predict_proba, run_epoch, train_epoch
 
 __all__ = [
     "Layer", "Conv2D", "MaxPool2D", "AvgPool2D", "ReLU", "Sigmoid", "Flatten", "Dense", "LAYER_TYPES",
     "BinaryCrossEntropy", "SoftmaxCrossEntropy",
     "Sequential", "ModelMismatchError", "read_npz", "write_npz", "FORMAT",
     "SGD", "Adam", "OPTIMIZERS",
-    "minibatches", "train_epoch", "predict_proba", "accuracy", "make_cnn",
+    "minibatches", "run_epoch", "train_epoch", "predict_proba", "accuracy", "make_cnn",
 ]
