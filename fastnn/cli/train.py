@@ -419,53 +419,6 @@ def _example_shape(x: np.ndarray, layout: str):
 # ------------------------------------------------------------------------- predict
 
 
-def _read_images(path: Path):
-    """(images (m, h, w, 3) floats in [0, 1], labels or None, names) from an .h5 or an image file."""
-    from ..data import DataError
-
-    if not path.is_file():
-        raise DataError(f"--predict: no file {path}")
-    if path.suffix.lower() in (".h5", ".hdf5"):
-        import h5py
-
-        try:
-            f = h5py.File(path, "r")
-        except OSError as exc:
-            raise DataError(f"{path} is not a readable HDF5 file ({exc})") from None
-        with f:
-            xs = sorted(k for k in f.keys() if k.endswith("_x"))
-            if not xs:
-                raise DataError(f"{path} has no images: expected a key such as 'test_set_x'; it has {sorted(f.keys())}")
-            x = np.array(f[xs[0]][:])
-            ykey = xs[0][:-2] + "_y"
-            y = np.array(f[ykey][:]).reshape(-1) if ykey in f else None
-        if x.ndim != 4:
-            raise DataError(f"{path}: {xs[0]} must be (m, h, w, c) images, got shape {x.shape}")
-        names = [f"{path.name}[{i}]" for i in range(x.shape[0])]
-    else:
-        img = None
-        try:
-            from PIL import Image
-
-            img = np.asarray(Image.open(path).convert("RGB"))
-        except ImportError:
-            try:
-                import matplotlib.image as mpimg
-
-                img = mpimg.imread(path)
-            except ImportError:
-                raise UsageError("--predict: reading an image needs Pillow or matplotlib "
-                                 "(pip install pillow), or pass an .h5 file") from None
-        except OSError as exc:
-            raise DataError(f"{path} is not a readable image ({exc})") from None
-        img = np.asarray(img)
-        if img.ndim == 2:
-            img = np.stack([img] * 3, axis=-1)
-        x, y, names = img[None, :, :, :3], None, [path.name]
-    x = x / 255.0 if x.dtype.kind in "ui" else x.astype(np.float64)
-    return x, y, names
-
-
 def _predict(args) -> int:
     out = Path(args.out or Path("runs") / (args.model or "dnn"))
     path = out / "params.npz"
@@ -477,7 +430,9 @@ def _predict(args) -> int:
     run, meta = _load(path)
     if args.model is not None and args.model != run.config["model"]:
         raise UsageError(f"--predict: {path} holds a {run.config['model']} model, not {args.model}")
-    x, y, names = _read_images(Path(args.predict))
+    from ..data import read_images
+
+    x, y, names = read_images(args.predict)
     dtype = np.dtype(run.config["dtype"])
     x = x.astype(dtype)
     shape = tuple(x.shape[1:])
