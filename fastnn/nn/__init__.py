@@ -15,7 +15,9 @@ switches the whole network. A minimal training loop::
 Modules: :mod:`.layers` (Conv2D, MaxPool2D, AvgPool2D, ReLU, Sigmoid, Flatten, Dense),
 :mod:`.model` (Sequential, save/load, the atomic ``.npz`` writer), :mod:`.losses`,
 :mod:`.optim` (SGD, Adam), :mod:`.training` (seeded mini-batches, the epoch loop, prediction,
-make_cnn) and :mod:`.progress` (the progress display).
+make_cnn), :mod:`.progress` (the progress display) and :mod:`.trainer` (whole training runs of
+the course's dense network and the ConvNet: what ``fastnn train`` calls; checkpoints, resume,
+prediction).
 """
 
 from .layers import LAYER_TYPES, AvgPool2D, Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU, Sigmoid
@@ -24,6 +26,7 @@ from .model import FORMAT, ModelMismatchError, Sequential, read_npz, write_npz
 from .optim import OPTIMIZERS, SGD, Adam
 from .progress import Progress
 from .training import accuracy, make_cnn, minibatches, predict_proba, run_epoch, train_epoch
+from . import trainer
 
 __all__ = [
     "Layer", "Conv2D", "MaxPool2D", "AvgPool2D", "ReLU", "Sigmoid", "Flatten", "Dense", "LAYER_TYPES",
@@ -31,5 +34,5 @@ __all__ = [
     "Sequential", "ModelMismatchError", "read_npz", "write_npz", "FORMAT",
     "SGD", "Adam", "OPTIMIZERS",
     "minibatches", "run_epoch", "train_epoch", "predict_proba", "accuracy", "make_cnn",
-    "Progress",
+    "Progress", "trainer",
 ]
