@@ -5,17 +5,20 @@ Files: ``train_catvnoncat.h5`` (keys ``train_set_x`` (209, 64, 64, 3) uint8, ``t
 ``list_classes``). They come with the course (Coursera's Deep Learning specialisation);
 fastnn does not ship them. Directory lookup: the ``path`` argument, else ``$FASTNN_DATA``,
 else ``../shared/datasets`` and ``./datasets`` relative to the working directory.
+
+:func:`read_images` reads images to classify (``fastnn train --predict``): one image file,
+or an ``.h5`` in the course's layout.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
-__all__ = ["DataError", "find_data_dir", "load_dataset", "load_cat_data", "flatten_images"]
+__all__ = ["DataError", "find_data_dir", "load_dataset", "load_cat_data", "flatten_images", "read_images"]
 
 TRAIN_FILE = "train_catvnoncat.h5"
 TEST_FILE = "test_catvnoncat.h5"
@@ -96,3 +99,68 @@ def load_cat_data(path: Union[str, os.PathLike, None] = None, *, layout: str = "
         dt = np.dtype(dtype)
         return train_x.astype(dt) / dt.type(255), train_y, test_x.astype(dt) / dt.type(255), test_y, classes
     raise ValueError(f"layout must be 'columns' or 'nhwc', got {layout!r}")
+
+
+def read_images(path: Union[str, os.PathLike]) -> Tuple[np.ndarray, Optional[np.ndarray], List[str]]:
+    """Images to classify: ``(x, y, names)`` with ``x`` (m, h, w, 3) floats in [0, 1] (integer
+    pixels are divided by 255), ``y`` the m labels or None, ``names`` one per image.
+
+    An ``.h5``/``.hdf5`` file holds the images under the first key ending in ``_x`` (sorted,
+    e.g. ``test_set_x``) and optional labels under the same name ending in ``_y``. Any other
+    file is one image, read with Pillow (else matplotlib); grey images get three channels and
+    an alpha channel is dropped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no image file {path}")
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        x, y = _read_h5_images(path)
+        names = [f"{path.name}[{i}]" for i in range(x.shape[0])]
+    else:
+        img = _read_image_file(path)
+        if img.ndim == 2:
+            img = np.stack([img] * 3, axis=-1)
+        x, y, names = img[None, :, :, :3], None, [path.name]
+    x = x / 255.0 if x.dtype.kind in "ui" else x.astype(np.float64)
+    return x, y, names
+
+
+def _read_h5_images(path: Path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    import h5py
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise DataError(f"{path} is not a readable HDF5 file ({exc})") from None
+    with f:
+        xs = sorted(k for k in f.keys() if k.endswith("_x"))
+        if not xs:
+            raise DataError(f"{path} has no images: expected a key such as 'test_set_x'; it has {sorted(f.keys())}")
+        x = np.array(f[xs[0]][:])
+        ykey = xs[0][:-2] + "_y"
+        y = np.array(f[ykey][:]).reshape(-1) if ykey in f else None
+    if x.ndim != 4:
+        raise DataError(f"{path}: {xs[0]} must be (m, h, w, c) images, got shape {x.shape}")
+    return x, y
+
+
+def _read_image_file(path: Path) -> np.ndarray:
+    try:
+        from PIL import Image
+    except ImportError:
+        Image = None
+    if Image is not None:
+        try:
+            with Image.open(path) as im:
+                return np.asarray(im.convert("RGB"))
+        except OSError as exc:
+            raise DataError(f"{path} is not a readable image ({exc})") from None
+    try:
+        import matplotlib.image as mpimg
+    except ImportError:
+        raise DataError(f"{path}: reading an image needs Pillow or matplotlib (pip install pillow); "
+                        f"or pass an .h5 file") from None
+    try:
+        return np.asarray(mpimg.imread(path))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path} is not a readable image ({exc})") from None

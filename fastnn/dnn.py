@@ -27,6 +27,7 @@ __all__ = [
     "linear_activation_backward",
     "L_model_backward",
     "update_parameters",
+    "gradient_descent_step",
     "L_layer_model",
     "predict",
 ]
@@ -245,6 +246,17 @@ def update_parameters(parameters: Dict[str, np.ndarray], grads: Dict[str, np.nda
 # ----------------------------------------------------------------------- the model
 
 
+def gradient_descent_step(X, Y, parameters: Dict[str, np.ndarray], learning_rate: float):
+    """One iteration of the course's training loop on the batch (X, Y): forward, cost, backward,
+    update. Returns ``(new_parameters, cost, AL)``; ``cost`` and ``AL`` (the network's output)
+    are those of the parameters before the update. :func:`L_layer_model` and
+    ``fastnn train --model dnn`` both train with this step."""
+    AL, caches = L_model_forward(X, parameters)
+    cost = compute_cost(AL, Y)
+    grads = L_model_backward(AL, Y, caches)
+    return update_parameters(parameters, grads, learning_rate), cost, AL
+
+
 def L_layer_model(
     X,
     Y,
@@ -270,10 +282,7 @@ def L_layer_model(
     parameters = initialize_parameters_deep(layers_dims, scale=scale, seed=seed, dtype=P.compute_dtype(X))
     costs = []
     for i in range(num_iterations):
-        AL, caches = L_model_forward(X, parameters)
-        cost = compute_cost(AL, Y)
-        grads = L_model_backward(AL, Y, caches)
-        parameters = update_parameters(parameters, grads, learning_rate)
+        parameters, cost, _ = gradient_descent_step(X, Y, parameters, learning_rate)
         if i % 100 == 0:
             costs.append(float(cost))
             if print_cost:

@@ -4,7 +4,8 @@
     python scripts/train_full.py --model cnn --backends numba     # the ConvNet's default config
     python scripts/train_full.py --model dnn --backends numba im2col --dtype float32
 
-Bars (the defaults of ``fastnn train``):
+Each run is :func:`fastnn.nn.trainer.train`, what ``fastnn train`` calls, with its defaults.
+Bars:
   dnn: cost 0.771749 at iteration 0, train accuracy ~98.6% (206/209), test accuracy 80% (40/50);
   cnn: test accuracy >= 75% (on the 50 test images).
 Each run writes to OUT/<model>-<backend>-<dtype>/ (params.npz, log.json, cost.png).
@@ -15,9 +16,6 @@ Exit status 1 if any run misses its bar. The reference backend is very slow for 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import json
 import sys
 from pathlib import Path
 
@@ -29,8 +27,9 @@ CNN_TEST_MIN = 0.75
 
 def main(argv=None) -> int:
     import fastnn
-    from fastnn import cli
-    from fastnn.cli import train as T
+    from fastnn._dispatch import BackendError
+    from fastnn.data import DataError
+    from fastnn.nn import ModelMismatchError, trainer
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", choices=("dnn", "cnn"), default="dnn")
@@ -44,22 +43,15 @@ def main(argv=None) -> int:
     rows, ok = [], True
     for b in backends:
         out = Path(args.out) / f"{args.model}-{b}-{args.dtype}"
-        argv_b = ["train", "--model", args.model, "--backend", b, "--dtype", args.dtype, "--out", str(out)]
-        if args.data:
-            argv_b += ["--data", args.data]
-        if args.quiet:
-            argv_b.append("--quiet")
-        print(f"== {' '.join(['fastnn'] + argv_b)}", file=sys.stderr)
-        buf = io.StringIO()
-        with contextlib.redirect_stdout(buf):
-            rc = T.run(cli.build_parser().parse_args(argv_b))
-        sys.stderr.write(buf.getvalue())
-        if rc != 0:
-            rows.append((b, "FAILED (exit %d)" % rc, "", "", "", ""))
+        print(f"== fastnn train --model {args.model} --backend {b} --dtype {args.dtype} --out {out}", file=sys.stderr)
+        try:  # the very run `fastnn train` makes (progress and notes on stderr)
+            result = trainer.train(out, data=args.data, model=args.model, dtype=args.dtype, backend=b, quiet=args.quiet)
+        except (trainer.TrainingError, ModelMismatchError, DataError, BackendError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            rows.append((b, "FAILED", "", "", "", ""))
             ok = False
             continue
-        log = json.loads((out / "log.json").read_text())
-        s = log["summary"]
+        s = result.summary
         if args.model == "dnn":
             tol = 1e-6 if args.dtype == "float64" else 1e-4
             passed = (abs(s["first_cost"] - DNN_COST0) < tol and abs(s["train_accuracy"] - DNN_TRAIN) < 0.011

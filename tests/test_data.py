@@ -90,3 +90,42 @@ def test_five_layer_network_reproduces_the_course():
     test_acc = np.mean(fastnn.predict(test_x, test_y, params, print_accuracy=False) == test_y)
     assert round(test_acc * 50) == 40  # 80%
     assert round(train_acc * 209) == 206  # 98.56%
+
+
+def test_read_images_from_an_h5_and_an_image_file(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    x = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3)
+    with h5py.File(tmp_path / "set.h5", "w") as f:
+        f["test_set_x"] = x
+        f["test_set_y"] = np.array([[1, 0]])
+    images, labels, names = data.read_images(tmp_path / "set.h5")
+    np.testing.assert_array_equal(images, x / 255.0)
+    assert images.dtype == np.float64 and labels.tolist() == [1, 0]
+    assert names == ["set.h5[0]", "set.h5[1]"]
+    with h5py.File(tmp_path / "nolabels.h5", "w") as f:
+        f["a_x"] = x
+    assert data.read_images(tmp_path / "nolabels.h5")[1] is None
+
+    Image = pytest.importorskip("PIL.Image")
+    grey = np.array([[0, 255], [51, 102]], dtype=np.uint8)
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    images, labels, names = data.read_images(tmp_path / "grey.png")
+    assert images.shape == (1, 2, 2, 3) and labels is None and names == ["grey.png"]
+    np.testing.assert_array_equal(images[0, :, :, 1], grey / 255.0)
+
+
+def test_read_images_errors_name_the_file(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    with pytest.raises(data.DataError, match="no image file .*missing.png"):
+        data.read_images(tmp_path / "missing.png")
+    with h5py.File(tmp_path / "nox.h5", "w") as f:
+        f["test_set_y"] = np.zeros(2)
+    with pytest.raises(data.DataError, match=r"nox.h5 has no images.*\['test_set_y'\]"):
+        data.read_images(tmp_path / "nox.h5")
+    with h5py.File(tmp_path / "flat.h5", "w") as f:
+        f["test_set_x"] = np.zeros((2, 12))
+    with pytest.raises(data.DataError, match=r"test_set_x must be \(m, h, w, c\) images, got shape \(2, 12\)"):
+        data.read_images(tmp_path / "flat.h5")
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(data.DataError, match="bad.png is not a readable image"):
+        data.read_images(tmp_path / "bad.png")

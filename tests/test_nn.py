@@ -1,5 +1,6 @@
-"""fastnn.nn: gradients, dtypes, save/load, optimisers, and the same training on every backend."""
+"""fastnn.nn: gradients, dtypes, save/load, optimisers, progress, and the same training on every backend."""
 
+import io
 import json
 
 import numpy as np
@@ -139,6 +140,25 @@ def test_save_load_round_trip(tmp_path):
     np.testing.assert_array_equal(other.forward(X, train=False), model.forward(X, train=False))
 
 
+def test_an_interrupted_save_leaves_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "m"  # no .npz suffix: the file is written at exactly this name
+    old = nn.make_cnn((8, 8, 3), channels=(2,), seed=1)
+    old.save(path)
+    before = path.read_bytes()
+
+    def half_written(f, **arrays):
+        f.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt  # Ctrl-C in the middle of the write
+
+    monkeypatch.setattr(np, "savez", half_written)
+    with pytest.raises(KeyboardInterrupt):
+        nn.make_cnn((8, 8, 3), channels=(2,), seed=2).save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # the temporary is gone
+    np.testing.assert_array_equal(nn.Sequential.load(path).param_arrays()["param/0/W"], old.param_arrays()["param/0/W"])
+
+
 def test_loading_a_different_model_names_the_mismatch(tmp_path):
     path = tmp_path / "m.npz"
     nn.make_cnn((8, 8, 3), channels=(2, 3), seed=0).save(path)
@@ -272,3 +292,56 @@ def test_layers_follow_the_backend_in_force(mock_backend):
     with fastnn.use_backend(MOCK):
         model.forward(np.zeros((1, 4, 4, 1)))
     assert calls == [2]
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class _Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_draws_a_bar_on_a_terminal_only():
+    tty, log = _Tty(), io.StringIO()
+    for stream in (tty, log):
+        with nn.Progress(2, stream=stream) as bar:
+            bar.update(0, 3, 3, 0.5)
+            bar.line("epoch 1/2")
+            bar.update(1, 3, 3, 0.25)
+    assert log.getvalue() == "epoch 1/2\n"  # no bar, no carriage returns in a log file
+    out = tty.getvalue()
+    assert "epoch 1/2\n" in out and "\r" in out
+    assert "3/6" in out and "epoch 1/2 batch 3/3 cost 0.500000" in out  # batches of the whole run, the postfix
+    assert out.endswith("\r")  # closing clears the bar's line
+
+
+def test_progress_disabled_shows_nothing_and_checks_its_argument():
+    tty = _Tty()
+    with nn.Progress(2, stream=tty, enabled=False) as bar:
+        bar.update(0, 1, 1, 0.5)
+        bar.line("epoch 1/2")
+    assert tty.getvalue() == ""
+    with pytest.raises(ValueError, match="total_epochs must be >= 1, got 0"):
+        nn.Progress(0)
+    with pytest.raises(TypeError, match="total_epochs must be an int, got float"):
+        nn.Progress(2.0)
+
+
+def test_tqdm_is_imported_only_to_draw_a_bar():
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    root = str(pathlib.Path(fastnn.__file__).resolve().parents[1])  # this checkout's fastnn, not an installed one
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    code = ("import io, sys, fastnn, fastnn.nn, fastnn.cli.train\n"
+            "from fastnn.nn.progress import Progress\n"
+            "p = Progress(2, stream=io.StringIO()); p.update(0, 1, 1, 0.5); p.line('x'); p.close()\n"
+            "print('tqdm' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert res.stdout.strip() == "False", res.stderr
+    res = subprocess.run([sys.executable, "-c", code.replace("io.StringIO()", "sys.stdout").replace(
+        "p = Progress", "sys.stdout.isatty = lambda: True; p = Progress")], capture_output=True, text=True, env=env)
+    assert res.stdout.strip().endswith("True"), res.stderr  # and a terminal does load it

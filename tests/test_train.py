@@ -1,5 +1,6 @@
 """``fastnn train``: the course's numbers on the real data, and the CLI on a tiny synthetic set."""
 
+import io
 import json
 import os
 from pathlib import Path
@@ -8,8 +9,10 @@ import h5py
 import numpy as np
 import pytest
 
+import fastnn
 from fastnn import cli
 from fastnn.cli import train as T
+from fastnn.nn import trainer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -217,21 +220,120 @@ def test_cost_plot_is_skipped_without_matplotlib(tmp_path, monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
-    msg = T._plot([1.0, 0.5], tmp_path / "cost.png", "t")
+    msg = trainer.plot_costs([1.0, 0.5], tmp_path / "cost.png", "t")
     assert "matplotlib is not installed" in msg and not (tmp_path / "cost.png").exists()
 
 
-def test_progress_bar_draws_on_a_terminal_only():
-    import io
+def test_cost_plot_is_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    assert trainer.plot_costs([1.0, 0.5], tmp_path / "cost.png", "t") == f"wrote {tmp_path / 'cost.png'}"
+    assert (tmp_path / "cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["cost.png"]
 
-    class Tty(io.StringIO):
-        def isatty(self):
-            return True
 
-    tty, log = Tty(), io.StringIO()
-    for stream in (tty, log):
-        bar = T.ProgressBar(2, stream=stream)
-        bar.update(0, 3, 3, 0.5)
-        bar.line("epoch 1/2")
-    assert "[" + "#" * 15 + "." * 15 + "]  50.0% epoch 1/2 batch 3/3 cost 0.500000" in tty.getvalue()
-    assert log.getvalue() == "epoch 1/2\n"
+# --------------------------------------------------------------------------- progress
+
+
+def test_training_progress_on_a_non_terminal_is_plain_lines(capsys, tmp_path, tiny):
+    args = cli.build_parser().parse_args(["train", "--data", str(tiny), "--model", "cnn", "--epochs", "3",
+                                          "--print-every", "2", "--out", str(tmp_path)])
+    assert T.run(args) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = [line for line in err.splitlines() if line.startswith("epoch ")]
+    # the first epoch, every --print-every, and the last
+    assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"], err
+    assert all("cost" in line and "train acc" in line for line in lines)
+
+
+# ------------------------------------------------------------------------- fastnn.nn.trainer
+
+
+def test_trainer_api_returns_what_log_json_holds(tmp_path, tiny):
+    stream = io.StringIO()
+    result = trainer.train(tmp_path, data=tiny, model="dnn", epochs=2, batch_size=5, lr=0.01, stream=stream)
+    assert result.meta == _log(tmp_path)
+    assert (result.n_train, result.n_test, result.timed_epochs) == (12, 6, 2)
+    assert result.summary["first_cost"] == result.meta["log"]["cost"][0]
+    text = stream.getvalue()
+    assert text.startswith("fastnn train: dnn on 12 images") and "epoch    2/2" in text
+
+
+def test_dnn_epochs_are_the_course_loop(tmp_path, tiny):
+    """Full-batch dnn epochs take L_layer_model's steps: the same parameters, bit for bit, and the same costs."""
+    session = trainer.new_session(tmp_path, tiny, model="dnn", epochs=3, lr=0.05)
+    costs = [session.run.train_epoch(session.train_x, session.train_y, e)[0] for e in range(3)]
+    seen = []
+    np.random.seed(1)  # what DnnRun does with the default seed
+    params = fastnn.L_layer_model(session.train_x, session.train_y, session.run.dims, learning_rate=0.05,
+                                  num_iterations=3, callback=lambda i, c: seen.append(c))
+    assert costs == seen
+    assert params.keys() == session.run.params.keys()
+    for k in params:
+        np.testing.assert_array_equal(params[k], session.run.params[k], err_msg=k)
+
+
+def test_settings_errors_name_setting_expected_and_actual():
+    assert trainer.settings_for("cnn", lr=0.01)["batch_size"] == 16
+    assert trainer.settings_for()["epochs"] == 2500
+    with pytest.raises(trainer.SettingError, match=r"^lr must be a positive number, got -1.0$") as info:
+        trainer.settings_for(lr=-1.0)
+    assert info.value.setting == "lr" and isinstance(info.value, ValueError)
+    with pytest.raises(trainer.SettingError, match=r"model must be one of \['cnn', 'dnn'\], got 'rnn'"):
+        trainer.settings_for("rnn")
+    with pytest.raises(trainer.SettingError, match=r"dtype must be one of \['float32', 'float64'\], got 'float16'"):
+        trainer.settings_for(dtype="float16")
+    with pytest.raises(trainer.SettingError, match="batch_size must be positive, got 0"):
+        trainer.settings_for(batch_size=0)
+    with pytest.raises(trainer.SettingError, match="print_every must be >= 1, got 0"):
+        trainer.settings_for(print_every=0)
+    with pytest.raises(TypeError, match="epochs must be an int, got float 2.5"):
+        trainer.settings_for(epochs=2.5)
+    with pytest.raises(TypeError, match=r"unknown setting\(s\) \['epoch'\]"):
+        trainer.settings_for(epoch=3)
+
+
+def test_an_interrupted_checkpoint_write_leaves_the_old_checkpoint(capsys, tmp_path, tiny, monkeypatch):
+    assert _train(capsys, "--data", tiny, "--model", "cnn", "--epochs", 1, "--out", tmp_path)[0] == 0
+    ckpt = tmp_path / "checkpoint.npz"
+    before = ckpt.read_bytes()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    run, meta = trainer.load_checkpoint(ckpt)
+
+    def half_written(f, **arrays):
+        f.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", half_written)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save_checkpoint(ckpt, run.arrays(), {**meta, "log": {}})
+    monkeypatch.undo()
+    assert ckpt.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == names  # no temporary left behind
+    assert trainer.load_checkpoint(ckpt)[1] == meta
+
+
+def test_ctrl_c_during_a_checkpoint_write_still_saves_a_whole_checkpoint(capsys, tmp_path, tiny, monkeypatch):
+    """Ctrl-C half-way through the checkpoint after epoch 2: the handler writes it again, whole."""
+    common = ["--data", tiny, "--model", "cnn", "--batch-size", 5, "--lr", 0.01]
+    real, calls = np.savez, []
+
+    def savez(f, **arrays):
+        calls.append(1)
+        if len(calls) == 2:  # the second checkpoint (after epoch 2): half written, then Ctrl-C
+            f.write(b"PK\x03\x04 half a zip")
+            raise KeyboardInterrupt
+        real(f, **arrays)
+
+    monkeypatch.setattr(np, "savez", savez)
+    rc, _, err = _train(capsys, *common, "--epochs", 3, "--out", tmp_path / "int")
+    monkeypatch.undo()
+    assert rc == T.EXIT_INTERRUPTED and "saved the state after epoch 2" in err
+    assert sorted(p.name for p in (tmp_path / "int").iterdir()) == ["checkpoint.npz"]  # no temporary left
+    with np.load(tmp_path / "int" / "checkpoint.npz") as f:
+        assert len(json.loads(str(f["meta"]))["log"]["cost"]) == 2
+    assert _train(capsys, *common, "--epochs", 3, "--out", tmp_path / "straight")[0] == 0
+    assert _train(capsys, "--data", tiny, "--epochs", 3, "--resume", "--out", tmp_path / "int")[0] == 0
+    a, b = _params(tmp_path / "int" / "params.npz"), _params(tmp_path / "straight" / "params.npz")
+    for k in b:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)

@@ -13,20 +13,26 @@ switches the whole network. A minimal training loop::
     model = nn.Sequential.load("cnn.npz")
 
 Modules: :mod:`.layers` (Conv2D, MaxPool2D, AvgPool2D, ReLU, Sigmoid, Flatten, Dense),
-:mod:`.model` (Sequential, save/load), :mod:`.losses`, :mod:`.optim` (SGD, Adam),
-:mod:`.training` (seeded mini-batches, one epoch, prediction, make_cnn).
+:mod:`.model` (Sequential, save/load, the atomic ``.npz`` writer), :mod:`.losses`,
+:mod:`.optim` (SGD, Adam), :mod:`.training` (seeded mini-batches, the epoch loop, prediction,
+make_cnn), :mod:`.progress` (the progress display) and :mod:`.trainer` (whole training runs of
+the course's dense network and the ConvNet: what ``fastnn train`` calls; checkpoints, resume,
+prediction).
 """
 
 from .layers import LAYER_TYPES, AvgPool2D, Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU, Sigmoid
 from .losses import BinaryCrossEntropy, SoftmaxCrossEntropy
-from .model import FORMAT, ModelMismatchError, Sequential, read_npz
+from .model import FORMAT, ModelMismatchError, Sequential, read_npz, write_npz
 from .optim import OPTIMIZERS, SGD, Adam
-from .training import accuracy, make_cnn, minibatches, predict_proba, train_epoch
+from .progress import Progress
+from .training import accuracy, make_cnn, minibatches, predict_proba, run_epoch, train_epoch
+from . import trainer
 
 __all__ = [
     "Layer", "Conv2D", "MaxPool2D", "AvgPool2D", "ReLU", "Sigmoid", "Flatten", "Dense", "LAYER_TYPES",
     "BinaryCrossEntropy", "SoftmaxCrossEntropy",
-    "Sequential", "ModelMismatchError", "read_npz", "FORMAT",
+    "Sequential", "ModelMismatchError", "read_npz", "write_npz", "FORMAT",
     "SGD", "Adam", "OPTIMIZERS",
-    "minibatches", "train_epoch", "predict_proba", "accuracy", "make_cnn",
+    "minibatches", "run_epoch", "train_epoch", "predict_proba", "accuracy", "make_cnn",
+    "Progress", "trainer",
 ]

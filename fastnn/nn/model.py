@@ -5,7 +5,10 @@ A saved model is one ``.npz`` holding
 * ``spec``: a JSON string ``{"format", "dtype", "input_shape", "layers": [layer.spec(), ...]}``;
 * ``param/<layer index>/<name>``: every parameter array;
 * anything else the caller adds under its own prefix (a checkpoint adds the optimiser's
-  state and the training log, see :mod:`fastnn.cli.train`).
+  state and the training log, see :mod:`fastnn.nn.trainer`).
+
+:func:`write_npz` is the one way fastnn writes an ``.npz`` (models, checkpoints): through
+:func:`fastnn._files.atomic_write`, so an interrupted write leaves the old file.
 
 :meth:`Sequential.load` rebuilds the model from the spec. :meth:`Sequential.load_params`
 loads into an existing model and raises :class:`ModelMismatchError` naming the first
@@ -20,9 +23,10 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .._files import atomic_write
 from .layers import LAYER_TYPES, Layer
 
-__all__ = ["Sequential", "ModelMismatchError", "read_npz", "FORMAT"]
+__all__ = ["Sequential", "ModelMismatchError", "read_npz", "write_npz", "FORMAT"]
 
 FORMAT = "fastnn.nn.Sequential/1"
 PathLike = Union[str, os.PathLike]
@@ -41,6 +45,12 @@ def read_npz(path: PathLike) -> Dict[str, np.ndarray]:
         raise FileNotFoundError(f"no saved model at {path}") from None
     except (OSError, ValueError) as exc:
         raise ModelMismatchError(f"{path} is not a readable .npz model file ({exc})") from None
+
+
+def write_npz(path: PathLike, arrays: Dict[str, np.ndarray]) -> None:
+    """``arrays`` as one uncompressed ``.npz`` at exactly ``path`` (no ``.npz`` appended), written
+    atomically: a reader sees the old file or the whole new one."""
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 class Sequential:
@@ -132,12 +142,8 @@ class Sequential:
         return {f"param/{i}/{n}": p for i, layer in enumerate(self.layers) for n, p in layer.params.items()}
 
     def save(self, path: PathLike, extra: Optional[Dict[str, np.ndarray]] = None) -> None:
-        """Write spec + parameters (+ ``extra`` arrays) to one ``.npz`` (atomically: temp file, rename)."""
-        arrays = {"spec": np.array(json.dumps(self.spec())), **self.param_arrays(), **(extra or {})}
-        path = os.fspath(path)
-        tmp = path + ".tmp.npz"
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
+        """Write spec + parameters (+ ``extra`` arrays) to one ``.npz`` (atomically, see :func:`write_npz`)."""
+        write_npz(path, {"spec": np.array(json.dumps(self.spec())), **self.param_arrays(), **(extra or {})})
 
     def load_params(self, source: Union[PathLike, Dict[str, np.ndarray]]) -> Dict[str, np.ndarray]:
         """Copy the saved parameters into this model after checking the file describes it.

@@ -1,5 +1,9 @@
 """Mini-batches, one training epoch, prediction, and the course-sized ConvNet.
 
+:func:`run_epoch` is the one epoch loop (batches, example-weighted cost and accuracy, the
+per-batch hook); :func:`train_epoch` runs it for a :class:`Sequential`, and the course's dense
+network in :mod:`fastnn.nn.trainer` runs it with :func:`fastnn.dnn.gradient_descent_step`.
+
 Shuffling is seeded per epoch: epoch ``e`` of a run with seed ``s`` uses
 ``np.random.default_rng([s, e])``, so a run resumed at epoch ``e`` sees exactly the
 batches an uninterrupted run would.
@@ -14,7 +18,7 @@ import numpy as np
 from .layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
 from .model import Sequential
 
-__all__ = ["minibatches", "train_epoch", "predict_proba", "accuracy", "make_cnn"]
+__all__ = ["minibatches", "run_epoch", "train_epoch", "predict_proba", "accuracy", "make_cnn"]
 
 
 def minibatches(m: int, batch_size: Optional[int], seed: int, epoch: int) -> Iterator[np.ndarray]:
@@ -30,26 +34,39 @@ def minibatches(m: int, batch_size: Optional[int], seed: int, epoch: int) -> Ite
         yield order[start:start + batch_size]
 
 
-def train_epoch(model: Sequential, loss, optimizer, X: np.ndarray, Y: np.ndarray, *, batch_size: Optional[int],
-                seed: int, epoch: int, on_batch: Optional[Callable[[int, int, float], None]] = None
-                ) -> Tuple[float, float]:
-    """One pass over (X, Y), one optimiser step per batch. Returns (cost, accuracy): the
-    example-weighted means over the epoch's batches, each measured before that batch's update.
-    ``on_batch(done, total, cost)`` is called after each batch (progress bars, tests)."""
-    m = X.shape[0]
+def run_epoch(m: int, step: Callable[[np.ndarray], Tuple[float, float]], *, batch_size: Optional[int], seed: int,
+              epoch: int, on_batch: Optional[Callable[[int, int, float], None]] = None) -> Tuple[float, float]:
+    """One pass over m examples in the epoch's :func:`minibatches`. ``step(idx)`` trains on the
+    examples ``idx`` and returns (the batch's mean cost, how many of them it got right), both
+    measured before its update. Returns (cost, accuracy): the example-weighted means over the
+    epoch. ``on_batch(done, total, cost)`` is called after each batch (progress bars, tests)."""
     batches = list(minibatches(m, batch_size, seed, epoch))
-    Y = np.asarray(Y).reshape(m, -1)
     total_cost = total_correct = 0.0
     for j, idx in enumerate(batches):
-        out = model.forward(X[idx], train=True)
-        cost, dout = loss(out, Y[idx])
-        total_correct += accuracy(loss.probabilities(out), Y[idx]) * len(idx)
-        model.backward(dout)
-        optimizer.step(model)
+        cost, correct = step(idx)
+        total_correct += correct
         total_cost += cost * len(idx)
         if on_batch is not None:
             on_batch(j + 1, len(batches), cost)
     return total_cost / m, total_correct / m
+
+
+def train_epoch(model: Sequential, loss, optimizer, X: np.ndarray, Y: np.ndarray, *, batch_size: Optional[int],
+                seed: int, epoch: int, on_batch: Optional[Callable[[int, int, float], None]] = None
+                ) -> Tuple[float, float]:
+    """One pass over (X, Y), one optimiser step per batch (see :func:`run_epoch`). Returns (cost, accuracy)."""
+    m = X.shape[0]
+    Y = np.asarray(Y).reshape(m, -1)
+
+    def step(idx):
+        out = model.forward(X[idx], train=True)
+        cost, dout = loss(out, Y[idx])
+        correct = accuracy(loss.probabilities(out), Y[idx]) * len(idx)
+        model.backward(dout)
+        optimizer.step(model)
+        return cost, correct
+
+    return run_epoch(m, step, batch_size=batch_size, seed=seed, epoch=epoch, on_batch=on_batch)
 
 
 def predict_proba(model: Sequential, loss, X: np.ndarray, batch_size: int = 256) -> np.ndarray:
