@@ -6,12 +6,11 @@ module and imports it from fastnn's cache directory (:func:`fastnn._jit.load_gen
 nothing generated is kept in the source tree. The kernels call the scratch-row helpers of
 :mod:`fastnn.backends.im2col.columns` (``_span``, ``_fill_rows``, ``_add_rows``); that file is
 part of the module's hash, so editing a helper compiles these kernels again. To read the
-module: ``python -m fastnn.backends.im2col.templates``.
+kernels, open ``<cache>/kernels/im2col_px_<hash>.py`` (``fastnn cache`` prints the directory).
 """
 
 from __future__ import annotations
 
-import sys
 from typing import List
 
 
@@ -122,6 +121,3 @@ def load():
 
     return load_generated("im2col_px", source(), depends=[columns.__file__])
 
-
-if __name__ == "__main__":  # pragma: no cover - a reading aid
-    sys.stdout.write(source())

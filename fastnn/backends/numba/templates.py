@@ -9,8 +9,9 @@ error-prone, so each function here writes one kernel's source for one tile shape
 (:func:`fastnn._jit.load_generated`); nothing generated is kept in the source tree. Each
 module ends with its lookup tables (``FWD[(P, T)]``, ``DW[(J, T)]``, ``DA[(C, L)]``,
 ``POOL[(kind, NB)]``). A kernel whose code is the same for both dtypes exists once (Numba
-compiles one specialisation per dtype). To read a kernel: ``python -m
-fastnn.backends.numba.templates conv`` (or ``pool``) prints the module.
+compiles one specialisation per dtype). To read a generated kernel, open its module:
+``<cache>/kernels/numba_conv_<hash>.py`` (or ``numba_pool_``; ``fastnn cache`` prints the
+directory), or print ``conv_source()``.
 
 Every kernel is one serial function over a chunk of its outer loop (:func:`chunked`).
 """
@@ -18,7 +19,6 @@ Every kernel is one serial function over a chunk of its outer loop (:func:`chunk
 from __future__ import annotations
 
 import re
-import sys
 from typing import List
 
 from . import tiles
@@ -567,6 +567,3 @@ def load(family: str):
 
     return load_generated(f"numba_{family}", SOURCES[family]())
 
-
-if __name__ == "__main__":  # pragma: no cover - a reading aid
-    sys.stdout.write(SOURCES[sys.argv[1] if len(sys.argv) > 1 else "conv"]())
