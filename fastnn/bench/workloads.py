@@ -24,6 +24,7 @@ import numpy as np
 
 import fastnn
 from fastnn._dispatch import ground_truth_backend
+from fastnn._params import conv_out_size
 from fastnn.testing.cases import BENCH_CONV_SHAPES, BENCH_POOL_SHAPES, TOLERANCES, ConvCase, PoolCase
 
 __all__ = [
@@ -76,8 +77,7 @@ def _pair(v) -> Tuple[int, int]:
 
 def _reduced_len(n: int, f: int, s: int, p: int, target: int = REDUCED_OUT) -> int:
     """An input length giving ``target`` outputs for window f, stride s, pad p (n if it gives fewer)."""
-    n_out = (n + 2 * p - f) // s + 1
-    if n_out <= target:
+    if conv_out_size(n, f, p, s) <= target:
         return n
     return max(1, (target - 1) * s + f - 2 * p)
 

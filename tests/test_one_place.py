@@ -1,0 +1,44 @@
+"""The README's "one place" claims: each rule is written once and every user calls it."""
+
+import pathlib
+import re
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import nn
+from fastnn._params import conv_out_size
+
+PACKAGE = pathlib.Path(fastnn.__file__).parent
+REPO = PACKAGE.parent
+#: ``(n + 2 p - f) // s + 1`` spelt out (whatever the names), or with the padding left out.
+OUT_SIZE = re.compile(r"\(\s*\w+\s*(\+\s*2\s*\*\s*\w+\s*)?-\s*\w+\s*\)\s*//\s*\w+\s*\+\s*1\b")
+
+
+def _sources():
+    """The package (less the backends' kernel index arithmetic), the benchmark suite and the scripts."""
+    files = [p for p in PACKAGE.rglob("*.py") if "backends" not in p.relative_to(PACKAGE).parts]
+    files += list((REPO / "bench").glob("*.py")) + list((REPO / "scripts").glob("*.py"))
+    return sorted(files)
+
+
+def _lines_matching(pattern):
+    return [str(p.relative_to(REPO)) for p in _sources() for line in p.read_text().splitlines()
+            if pattern.search(line)]
+
+
+def test_output_size_formula_is_written_once():
+    assert _lines_matching(OUT_SIZE) == ["fastnn/_params.py"]
+
+
+@pytest.mark.parametrize("H, W, f, s, p", [(7, 9, 3, 2, 1), (8, 8, 2, 2, 0), (5, 6, 3, 1, 2), (11, 10, 2, 3, 0)])
+def test_layer_output_shapes_are_the_kernels(H, W, f, s, p):
+    """The layers' shape arithmetic (``conv_out_size``) gives what the kernels return."""
+    x = np.random.RandomState(0).standard_normal((1, H, W, 3))
+    conv = nn.Conv2D(3, 4, f, stride=s, pad=p)
+    conv.build(np.random.RandomState(1), np.float64)
+    assert conv.output_shape((H, W, 3)) == conv.forward(x, train=False).shape[1:]
+    assert conv.output_shape((H, W, 3))[:2] == (conv_out_size(H, f, p, s), conv_out_size(W, f, p, s))
+    for pool in (nn.MaxPool2D(f, s), nn.AvgPool2D(f, s)):
+        assert pool.output_shape((H, W, 3)) == pool.forward(x, train=False).shape[1:]
