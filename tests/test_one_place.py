@@ -8,7 +8,7 @@ import pytest
 
 import fastnn
 from fastnn import nn
-from fastnn._params import conv_out_size
+from fastnn._params import _pair, conv_out_size
 
 PACKAGE = pathlib.Path(fastnn.__file__).parent
 REPO = PACKAGE.parent
@@ -30,6 +30,21 @@ def _lines_matching(pattern):
 
 def test_output_size_formula_is_written_once():
     assert _lines_matching(OUT_SIZE) == ["fastnn/_params.py"]
+
+
+def test_pair_parser_is_defined_once():
+    assert _lines_matching(re.compile(r"^\s*def _pair\b")) == ["fastnn/_params.py"]
+
+
+def test_pair_parser_reads_ints_pairs_and_refuses_the_rest():
+    assert _pair(3) == (3, 3) and _pair((2, 1)) == (2, 1) and _pair([0, 4]) == (0, 4)
+    assert _pair(np.array([2, 3])) == (2, 3) and type(_pair(np.int64(2))[0]) is int
+    with pytest.raises(ValueError, match=r"stride must be positive \(>= 1\), got 0"):
+        _pair(0, "stride", 1)
+    with pytest.raises(ValueError, match="an int or an"):
+        _pair((1, 2, 3))
+    with pytest.raises(TypeError, match="pad must be an int"):
+        _pair(1.5, "pad")
 
 
 @pytest.mark.parametrize("H, W, f, s, p", [(7, 9, 3, 2, 1), (8, 8, 2, 2, 0), (5, 6, 3, 1, 2), (11, 10, 2, 3, 0)])

@@ -24,7 +24,7 @@ import numpy as np
 
 import fastnn
 from fastnn._dispatch import ground_truth_backend
-from fastnn._params import conv_out_size
+from fastnn._params import _pair, conv_out_size
 from fastnn.testing.cases import BENCH_CONV_SHAPES, BENCH_POOL_SHAPES, TOLERANCES, ConvCase, PoolCase
 
 __all__ = [
@@ -69,10 +69,6 @@ def torch_module():
     except ImportError:
         return None
     return torch
-
-
-def _pair(v) -> Tuple[int, int]:
-    return (v, v) if isinstance(v, int) else tuple(v)
 
 
 def _reduced_len(n: int, f: int, s: int, p: int, target: int = REDUCED_OUT) -> int:

@@ -14,7 +14,7 @@ from typing import Dict, Tuple, Union
 
 import numpy as np
 
-from .._params import conv_out_size
+from .._params import _pair, conv_out_size
 
 __all__ = [
     "ConvCase",
@@ -36,10 +36,6 @@ TOLERANCES: Dict[type, Dict[str, float]] = {
     np.float64: {"rtol": 1e-12, "atol": 1e-12},
     np.float32: {"rtol": 1e-5, "atol": 1e-5},
 }
-
-
-def _pair(v: IntOrPair) -> Tuple[int, int]:
-    return (v, v) if isinstance(v, int) else tuple(v)  # type: ignore[return-value]
 
 
 def _noncontig(x: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
