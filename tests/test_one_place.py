@@ -9,6 +9,8 @@ import pytest
 import fastnn
 from fastnn import nn
 from fastnn._params import _pair, conv_out_size
+from fastnn.bench import workloads
+from fastnn.testing.tolerance import assert_close, mismatch, tolerance
 
 PACKAGE = pathlib.Path(fastnn.__file__).parent
 REPO = PACKAGE.parent
@@ -57,3 +59,36 @@ def test_layer_output_shapes_are_the_kernels(H, W, f, s, p):
     assert conv.output_shape((H, W, 3))[:2] == (conv_out_size(H, f, p, s), conv_out_size(W, f, p, s))
     for pool in (nn.MaxPool2D(f, s), nn.AvgPool2D(f, s)):
         assert pool.output_shape((H, W, 3)) == pool.forward(x, train=False).shape[1:]
+
+
+# ------------------------------------------------------------------ the tolerance rule
+
+
+@pytest.mark.parametrize("dtype, rel", [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_tolerance_rule_by_dtype(dtype, rel):
+    """Half the allowed error passes, three times it fails, in the tests and in the bench alike."""
+    e = np.linspace(-300.0, 300.0, 25).astype(dtype)
+    assert tolerance(dtype) == (rel, rel)
+    assert tolerance(dtype, e) == (rel, rel * 300.0)  # atol scaled by the largest magnitude
+    allowed = rel * 300.0 + rel * abs(float(e[3]))  # atol + rtol |expected|
+    near, far = e.copy(), e.copy()
+    near[3] += allowed / 2
+    far[3] += allowed * 3
+    assert near[3] != e[3]
+    assert_close(near, e, dtype, "near")
+    with pytest.raises(AssertionError, match=r"far: 1 of 25 differ"):
+        assert_close(far, e, dtype, "far")
+    assert workloads.compare_outputs((near,), (e,), dtype, ("x",)) is None
+    assert workloads.compare_outputs((far,), (e,), dtype, ("x",)) == mismatch(far, e, dtype, "x")
+
+
+def test_tolerance_rule_nan_inf_dtype_shape():
+    e = np.array([1.0, np.nan, np.inf, -np.inf])
+    assert_close(e.copy(), e, np.float64)
+    for bad in ([1.0, 0.0, np.inf, -np.inf], [1.0, np.nan, -np.inf, -np.inf]):
+        with pytest.raises(AssertionError, match="1 of 4 differ"):
+            assert_close(np.array(bad), e, np.float64)
+    with pytest.raises(AssertionError, match="dtype float32, expected float64"):
+        assert_close(e.astype(np.float32), e, np.float64)
+    with pytest.raises(AssertionError, match=r"shape \(3,\), expected \(4,\)"):
+        assert_close(e[:3], e, np.float64)
