@@ -9,7 +9,7 @@ For every workload (op x shape x dtype, see :mod:`fastnn.bench.workloads`):
    with the reference (status ``MISMATCH`` if anything differs, ``ERROR`` if it raised), then
    gets an untimed warm-up call on the full shape (compilation excluded) and is timed;
 3. the reference is timed on the full shape when the estimate is within the budget, else
-   reported as ``skipped (est. 14 s)``;
+   reported as ``skipped (est. <its estimated time>)``;
 4. PyTorch (when installed) is checked the same way and timed in its faster layout (the
    layout conversion of the inputs is done before timing).
 """
@@ -52,7 +52,8 @@ MODES: Dict[str, Mode] = {
 
 
 def fmt_seconds(s: float) -> str:
-    """14 s, 2.5 s, 640 ms, 3.2 ms."""
+    """Seconds as the tables show them: whole seconds from 10 s, one decimal from 1 s, whole
+    milliseconds from 10 ms, else milliseconds to one decimal."""
     if s >= 10:
         return f"{s:.0f} s"
     if s >= 1:
