@@ -65,11 +65,12 @@ OPS: Dict[str, str] = {
 AUTO = "auto"
 ENV_VAR = "FASTNN_BACKEND"
 
-# ``os.environ.get`` of an unset variable costs about 1 microsecond (a KeyError raised and
-# caught inside ``os.environ``), a tenth of a small convolution's whole call. The variable is
-# still read on every call, but its absence is checked in the dict behind ``os.environ``
-# (CPython's ``os._Environ._data``, updated by every ``os.environ`` assignment); where that
-# is missing, or ``os.environ`` was replaced by another object, the check is skipped.
+# ``os.environ.get`` of an unset variable raises and catches a KeyError inside ``os.environ``,
+# a noticeable share of a small convolution's whole call (the figure is in
+# docs/bench/measured-notes.md). The variable is still read on every call, but its absence is
+# checked in the dict behind ``os.environ`` (CPython's ``os._Environ._data``, updated by every
+# ``os.environ`` assignment); where that is missing, or ``os.environ`` was replaced by another
+# object, the check is skipped.
 _ENVIRON = os.environ
 try:
     _ENV_DATA, _ENV_KEY = _ENVIRON._data, _ENVIRON.encodekey(ENV_VAR)  # type: ignore[attr-defined]

@@ -163,8 +163,12 @@ def check_same_shape(a: np.ndarray, name_a: str, b: np.ndarray, name_b: str) -> 
 # ---------------------------------------------------------------------- hparameters
 
 
-def _pair(value: Any, what: str, minimum: int) -> Tuple[int, int]:
-    """An int or an (h, w) pair of ints, each >= minimum."""
+def _pair(value: Any, what: str = "value", minimum: int = 0) -> Tuple[int, int]:
+    """An int or an (h, w) pair of ints, each >= minimum, as an (h, w) tuple.
+
+    The one parser of windows, strides and pads (the params builders, the named test cases
+    and the benchmark workloads); ``what`` names the argument in the error.
+    """
     if type(value) is int and value >= minimum:  # the common case, kept fast
         return value, value
     if isinstance(value, (tuple, list, np.ndarray)):

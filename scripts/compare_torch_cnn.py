@@ -11,9 +11,10 @@ few batches and extrapolated to a full epoch.
     flock /tmp/fastnn-bench.lock python scripts/compare_torch_cnn.py --backend numba --dtype float32
 
 Ratio = PyTorch seconds / fastnn seconds (> 1: fastnn is faster). Needs ``pip install torch==2.13.0``.
-Run it on an otherwise idle machine: with other processes on the 2 cores, 2-thread PyTorch and
-2-thread BLAS slow down up to 20x (busy-waiting threads), which says nothing about either side;
-``--threads 1`` is the fairer comparison on a loaded machine.
+Run it on an otherwise idle machine: with other processes on the same cores, multi-threaded
+PyTorch and BLAS slow down many times over (busy-waiting threads; the figure is in
+docs/bench/measured-notes.md), which says nothing about either side; ``--threads 1`` is the
+fairer comparison on a loaded machine.
 """
 
 from __future__ import annotations

@@ -14,20 +14,22 @@ each dtype it prints, forward and backward, the median time of
               but on outputs allocated once (columns + GEMM + bias/col2im, like the bare
               GEMM's preallocated operands): the public call's validation, dispatch and
               output allocation left out. An output over glibc's 32 MiB mmap threshold
-              (cat_c1's float64 Z) is new memory on every call, and its page faults cost
-              about 2 ms; ``k/gemm`` is kernel / gemm,
+              (cat_c1's float64 Z) is new memory on every public call, and its page
+              faults are in the public call's time, not the kernel's; ``k/gemm`` is
+              kernel / gemm,
 * ``torch``   im2col / PyTorch CPU (2 threads, the better of NCHW and channels_last, each
-              layout timed in a block of its own: interleaved with the other layout,
-              torch's cat_c1 float32 forward took 6.4 ms instead of 1.6),
+              layout timed in a block of its own: interleaving the two layouts slows
+              torch's calls down),
 * ``numba``   im2col / the ``numba`` backend, when it is registered,
 * ``peak``    tracemalloc's peak during one call (outputs excluded) vs the workspace limit.
 
 Timings are medians of interleaved repeats of im2col and the bare GEMM side by side; the
 numba backend and PyTorch each in their own block right after. Interleaving a parallel
 kernel with a GEMM measures the threads' spinning, not the kernels: OpenBLAS's idle
-workers slowed a numba kernel right after a GEMM about 2x (and, when the numba backend
-still ran Numba's OpenMP threads, their spinning slowed the GEMM after it up to 1.9x). Run it
-under the shared lock, with the machine's BLAS tuning variables unset::
+workers slow a numba kernel run right after a GEMM (and, when the numba backend still
+ran Numba's OpenMP threads, their spinning slowed the GEMM after it). The figures behind
+these choices are in docs/bench/measured-notes.md. Run it under the shared lock, with the
+machine's BLAS tuning variables unset::
 
     flock /tmp/fastnn-bench.lock env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
         python scripts/measure_im2col.py

@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 import fastnn
+from fastnn._params import _pair, conv_out_size
 from fastnn.testing.cases import BENCH_CONV_SHAPES, BENCH_POOL_SHAPES
 
 try:
@@ -361,8 +362,8 @@ def tile_rows(dtype, shapes, rounds=20):
         case = BENCH_CONV_SHAPES[name]
         A, W, b, hp, dZ = case.make(dtype, seed=0)
         fh, fw, C, K = W.shape
-        sh, sw = (hp["stride"],) * 2 if isinstance(hp["stride"], int) else hp["stride"]
-        ph, pw = (hp["pad"],) * 2 if isinstance(hp["pad"], int) else hp["pad"]
+        sh, sw = _pair(hp["stride"], "stride", 1)
+        ph, pw = _pair(hp["pad"], "pad", 0)
         runs = [(name, A, W, b.reshape(K), sh, sw, ph, pw)]
         if (sh, sw) == (1, 1) and ph < fh and pw < fw:
             runs.append((name + " dA", dZ, np.ascontiguousarray(W[::-1, ::-1].transpose(0, 1, 3, 2)),
@@ -370,7 +371,7 @@ def tile_rows(dtype, shapes, rounds=20):
         for label, X, Wt, bias, sh_, sw_, ph_, pw_ in runs:
             m, H, Wd, Cx = X.shape
             Ko = Wt.shape[3]
-            Ho, Wo = (H + 2 * ph_ - fh) // sh_ + 1, (Wd + 2 * pw_ - fw) // sw_ + 1
+            Ho, Wo = conv_out_size(H, fh, ph_, sh_), conv_out_size(Wd, fw, pw_, sw_)
             Xp = nb._padded(X, ph_, pw_) if (ph_ or pw_) else X
             Xr, Wm = Xp.reshape(m, Xp.shape[1], -1), Wt.reshape(fh, fw * Cx, Ko)
             calls, outs = {}, {}

@@ -6,6 +6,7 @@ sees them.
 """
 
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -16,6 +17,7 @@ import fastnn
 from fastnn import _dispatch
 from fastnn.bench import runner, workloads
 from fastnn.bench.report import REGRESSION
+from fastnn.bench.results import ResultRow
 from fastnn.cli import main
 
 REF = workloads.REF
@@ -108,10 +110,10 @@ def test_every_registered_backend_is_benchmarked(mock, capsys):
     """No backend is named in the runner: a newly registered one shows up by itself."""
     wl = runner.select_workloads(["dense.fwd"], None, ["float32"])
     out = runner.run_benchmark(wl, backends=None, mode=runner.MODES["quick"], progress=False)
-    names = {r["backend"] for r in out["results"]}
+    names = {r.backend for r in out["results"]}
     assert set(fastnn.available_backends()) <= names
     assert (workloads.TORCH in names) == (workloads.torch_module() is not None)
-    assert all(r["status"] in ("ok", "ref") or r["status"].startswith("skipped") for r in out["results"])
+    assert all(r.status in ("ok", "ref") or r.status.startswith("skipped") for r in out["results"])
 
 
 def test_wrong_backend_is_flagged_mismatch(wrong_mock, capsys):
@@ -177,11 +179,62 @@ def test_compare_marks_regressions(tmp_path, capsys, mock):
     assert [r for r in rows if r["backend"] == mock][0]["ratio_vs_old"] > REGRESSION
 
 
-def test_compare_bad_file(tmp_path, capsys):
+@pytest.mark.parametrize("text, why", [
+    ("[1, 2]", "no 'results' list"),
+    ('{"results": [{"op": "conv.fwd", "shape": "seed"}]}', "a result row lacks 'family'"),
+    ('{"results": [3]}', "a result row must be a JSON object"),
+])
+def test_compare_bad_file(tmp_path, capsys, text, why):
     bad = tmp_path / "bad.json"
-    bad.write_text("[1, 2]")
-    rc, _, err = _run(capsys, *TINY, "--compare", str(bad))
-    assert rc == 2 and "not a fastnn bench JSON" in err
+    bad.write_text(text)
+    rc, out, err = _run(capsys, *TINY, "--compare", str(bad))
+    assert rc == 2 and "not a fastnn bench JSON" in err and why in err and out == ""
+
+
+# The recorded runs: their JSON is the format ``--json`` writes and ``--compare`` reads.
+RECORDED = sorted((pathlib.Path(__file__).parent.parent / "docs" / "bench").glob("*.json"))
+
+
+def _recorded_key_lists():
+    return {tuple(r) for path in RECORDED for r in json.loads(path.read_text())["results"]}
+
+
+def test_recorded_runs_exist():
+    assert len(RECORDED) >= 9
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.name)
+def test_recorded_rows_read_back_unchanged(path):
+    """Every row of a committed run reads into a ResultRow and writes back to the same JSON object, key order included."""
+    rows = json.loads(path.read_text())["results"]
+    for r in rows:
+        again = ResultRow.from_dict(r).as_dict()
+        assert list(again) == list(r) and again == r
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.name)
+def test_compare_with_each_recorded_run(path, capsys, mock):
+    rc, out, err = _run(capsys, *TINY, "--ops", "maxpool.fwd", "--backends", f"{mock},{REF}", "--compare", str(path))
+    assert rc == 0, err
+    assert "new/old" in out and "compared with the earlier run: " in out
+
+
+def test_json_rows_keep_the_recorded_format(tmp_path, capsys, mock):
+    """A fresh run's rows (timed, skipped, compared) have exactly the keys, in the order, of the committed runs' rows."""
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    rc, _, _ = _run(capsys, *TINY, "--ops", "conv.fwd", "--backends", f"{mock},{REF}", "--ref-budget", "0",
+                    "--json", str(first))
+    assert rc == 0
+    rc, _, _ = _run(capsys, *TINY, "--ops", "conv.fwd", "--backends", mock, "--compare", str(first),
+                    "--json", str(second))
+    assert rc == 0
+    plain, compared = json.loads(first.read_text())["results"], json.loads(second.read_text())["results"]
+    rows = plain + compared
+    assert any(r["status"] == "ok" for r in rows) and any(r["status"].startswith("skipped") for r in rows)
+    assert all("ratio_vs_old" not in r for r in plain) and all("ratio_vs_old" in r for r in compared)
+    assert all(("p25_s" in r) == (r["median_s"] is not None) for r in rows)  # the spread only where timed
+    recorded = _recorded_key_lists()
+    assert all(tuple(r) in recorded for r in rows), [list(r) for r in rows if tuple(r) not in recorded]
 
 
 def test_plot(tmp_path, capsys, mock):

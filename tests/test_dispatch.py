@@ -1,6 +1,7 @@
 """Dispatch, tested with a counting mock backend."""
 
 import asyncio
+import re
 import threading
 from collections import Counter
 
@@ -9,8 +10,9 @@ import pytest
 
 import fastnn
 from fastnn import _dispatch
-from fastnn._dispatch import OPS, BackendError, register, register_backend, unregister_backend
+from fastnn._dispatch import OPS, BackendError, ground_truth_backend, register, register_backend, unregister_backend
 
+REF = ground_truth_backend()  # a real backend to route to, and the kernels the mock delegates to
 MOCK = "mock_counting"
 SPARSE = "mock_sparse"
 
@@ -21,7 +23,7 @@ def mock():
     calls = Counter()
     register_backend(MOCK, priority=1000, description="counting mock")
     for op in OPS:
-        ref = _dispatch._kernels[op]["reference"]
+        ref = _dispatch._kernels[op][REF]
 
         def kernel(*args, _op=op, _ref=ref):
             calls[_op] += 1
@@ -44,7 +46,7 @@ def small_conv():
 
 def test_registry_lists_backends_by_priority(mock):
     names = fastnn.available_backends()
-    assert names[0] == MOCK and names[-1] == SPARSE and "reference" in names
+    assert names[0] == MOCK and names[-1] == SPARSE and REF in names
     assert fastnn.available_backends("pool_forward")[-1] != SPARSE
     assert SPARSE in fastnn.available_backends("conv_forward")
     info = {b["name"]: b for b in fastnn.backend_info()}
@@ -56,7 +58,7 @@ def test_auto_picks_highest_priority_and_per_call_overrides(mock, monkeypatch):
     fastnn.set_backend(None)
     fastnn.conv_forward(*small_conv())
     assert mock["conv_forward"] == 1
-    fastnn.conv_forward(*small_conv(), backend="reference")
+    fastnn.conv_forward(*small_conv(), backend=REF)
     assert mock["conv_forward"] == 1
     Z, _ = fastnn.conv_forward(*small_conv(), backend=SPARSE)
     assert np.all(Z == 7.0)
@@ -89,21 +91,21 @@ def test_precedence_kwarg_context_global_env(mock, monkeypatch):
     monkeypatch.setenv("FASTNN_BACKEND", SPARSE)
     assert fastnn.get_backend() == SPARSE
     assert np.all(fastnn.conv_forward(A, W, b, hp)[0] == 7.0)  # env var
-    fastnn.set_backend("reference")
-    assert fastnn.get_backend() == "reference"
+    fastnn.set_backend(REF)
+    assert fastnn.get_backend() == REF
     fastnn.conv_forward(A, W, b, hp)
     assert mock["conv_forward"] == 0  # global beats env
     with fastnn.use_backend(MOCK):
         assert fastnn.get_backend() == MOCK
         fastnn.conv_forward(A, W, b, hp)
         assert mock["conv_forward"] == 1  # context beats global
-        fastnn.conv_forward(A, W, b, hp, backend="reference")
+        fastnn.conv_forward(A, W, b, hp, backend=REF)
         assert mock["conv_forward"] == 1  # keyword beats context
-        with fastnn.use_backend("reference"):
+        with fastnn.use_backend(REF):
             fastnn.conv_forward(A, W, b, hp)
         fastnn.conv_forward(A, W, b, hp)
         assert mock["conv_forward"] == 2  # inner block restored the outer choice
-    assert fastnn.get_backend() == "reference"
+    assert fastnn.get_backend() == REF
     fastnn.set_backend(None)
     monkeypatch.delenv("FASTNN_BACKEND")
     assert fastnn.get_backend() == "auto"
@@ -135,7 +137,7 @@ def test_context_restored_after_exception(mock):
 
 
 def test_unknown_backend_errors_list_what_is_available(mock):
-    with pytest.raises(BackendError, match=r"unknown backend 'nmuba' for op 'conv_forward'; backends with 'conv_forward': auto, mock_counting, .*reference"):
+    with pytest.raises(BackendError, match=r"unknown backend 'nmuba' for op 'conv_forward'; backends with 'conv_forward': auto, mock_counting, .*" + re.escape(REF)):
         fastnn.conv_forward(*small_conv(), backend="nmuba")
     with pytest.raises(BackendError, match=r"unknown backend 'nope'; available backends: auto, mock_counting"):
         fastnn.set_backend("nope")
@@ -147,13 +149,13 @@ def test_unknown_backend_errors_list_what_is_available(mock):
 
 def test_backend_lacking_an_op_names_op_and_alternatives(mock):
     A, W, b, hp = small_conv()
-    with pytest.raises(BackendError, match=r"backend 'mock_sparse' has no kernel for op 'pool_forward'; backends with 'pool_forward': mock_counting, .*reference"):
+    with pytest.raises(BackendError, match=r"backend 'mock_sparse' has no kernel for op 'pool_forward'; backends with 'pool_forward': mock_counting, .*" + re.escape(REF)):
         fastnn.pool_forward(A, {"f": 2, "stride": 2}, backend=SPARSE)
 
 
 def test_register_rejects_unknown_op_and_undeclared_backend():
     with pytest.raises(ValueError, match="unknown op 'conv3d'"):
-        register("conv3d", "reference")
+        register("conv3d", REF)
     with pytest.raises(BackendError, match="not declared"):
         register("relu", "never_declared")(lambda x, out: None)
     with pytest.raises(ValueError):
@@ -179,12 +181,12 @@ def test_context_is_isolated_across_threads(mock):
         seen["b_result"] = fastnn.conv_forward(A, W, b, hp, backend=None)[0]
         release.set()
 
-    fastnn.set_backend("reference")
+    fastnn.set_backend(REF)
     ta, tb = threading.Thread(target=worker_a), threading.Thread(target=worker_b)
     ta.start(), tb.start()
     ta.join(10), tb.join(10)
     assert seen["a"] == SPARSE
-    assert seen["b"] == "reference"
+    assert seen["b"] == REF
     assert not np.all(seen["b_result"] == 7.0)
 
 
@@ -195,15 +197,14 @@ def test_context_is_isolated_across_asyncio_tasks(mock):
             return fastnn.get_backend()
 
     async def main():
-        return await asyncio.gather(task(SPARSE, 0.02), task("reference", 0.01), task(MOCK, 0.0))
+        return await asyncio.gather(task(SPARSE, 0.02), task(REF, 0.01), task(MOCK, 0.0))
 
-    assert asyncio.run(main()) == [SPARSE, "reference", MOCK]
+    assert asyncio.run(main()) == [SPARSE, REF, MOCK]
 
 
 def test_registry_names_backends_only_in_the_registry():
     """No `if backend == "..."` outside the registry: public modules never spell a backend name."""
     import pathlib
-    import re
 
     root = pathlib.Path(fastnn.__file__).parent
     offenders = []

@@ -1,25 +1,19 @@
 """One equivalence matrix for every backend: op x named case x dtype x backend vs reference.
 
-A backend registered later is covered here without editing this file.
+A backend registered later is covered here without editing this file. The tolerance is the
+one rule of :mod:`fastnn.testing.tolerance` (float64 1e-12, float32 1e-5, relative).
 """
 
 import numpy as np
 import pytest
 
 import fastnn
-from fastnn.testing.cases import CONV_CASES, DTYPES, POOL_CASES, TOLERANCES
+from fastnn._dispatch import ground_truth_backend
+from fastnn.testing.cases import CONV_CASES, DTYPES, POOL_CASES
+from fastnn.testing.tolerance import assert_close
 
-REF = "reference"
+REF = ground_truth_backend()  # the backend every other one is checked against, asked of the registry
 FAST = [b for b in fastnn.available_backends() if b != REF]
-
-
-def _assert_close(actual, expected, dtype, what):
-    assert actual.dtype == np.dtype(dtype), f"{what}: dtype {actual.dtype}, expected {np.dtype(dtype)}"
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape}, expected {expected.shape}"
-    tol = TOLERANCES[dtype]
-    # Scale the absolute tolerance by the magnitude of the result, so large sums are judged relatively.
-    scale = max(1.0, float(np.max(np.abs(expected[np.isfinite(expected)]), initial=0.0)))
-    np.testing.assert_allclose(actual, expected, rtol=tol["rtol"], atol=tol["atol"] * scale, err_msg=what)
 
 
 def pytest_generate_tests(metafunc):
@@ -33,12 +27,12 @@ def test_conv_forward_backward(backend, case, dtype):
     A, W, b, hp, dZ = case.make(dtype, seed=1)
     Z_ref, cache_ref = fastnn.conv_forward(A, W, b, hp, backend=REF)
     Z, cache = fastnn.conv_forward(A, W, b, hp, backend=backend)
-    _assert_close(Z, Z_ref, dtype, f"{backend} conv_forward Z")
+    assert_close(Z, Z_ref, dtype, f"{backend} conv_forward Z")
     assert all(x is y for x, y in zip(cache, cache_ref)), "cache must be (A_prev, W, b, hparameters) as passed"
     grads_ref = fastnn.conv_backward(dZ, cache_ref, backend=REF)
     grads = fastnn.conv_backward(dZ, cache, backend=backend)
     for name, g, g_ref in zip(("dA_prev", "dW", "db"), grads, grads_ref):
-        _assert_close(g, g_ref, dtype, f"{backend} conv_backward {name}")
+        assert_close(g, g_ref, dtype, f"{backend} conv_backward {name}")
 
 
 @pytest.mark.parametrize("ties", ["all", "first"])
@@ -51,18 +45,18 @@ def test_pool_forward_backward(backend, case, dtype, mode, ties):
     A, hp, dA = case.make(dtype, seed=2)
     out_ref, cache_ref = fastnn.pool_forward(A, hp, mode, backend=REF)
     out, cache = fastnn.pool_forward(A, hp, mode, backend=backend)
-    _assert_close(out, out_ref, dtype, f"{backend} pool_forward {mode}")
+    assert_close(out, out_ref, dtype, f"{backend} pool_forward {mode}")
     assert cache[0] is A and cache[1] is hp
     g_ref = fastnn.pool_backward(dA, cache_ref, mode, ties=ties, backend=REF)
     g = fastnn.pool_backward(dA, cache, mode, ties=ties, backend=backend)
-    _assert_close(g, g_ref, dtype, f"{backend} pool_backward {mode} ties={ties}")
+    assert_close(g, g_ref, dtype, f"{backend} pool_backward {mode} ties={ties}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("pad", [0, 1, 3, (2, 0)])
 def test_zero_pad(backend, pad, dtype):
     X, *_ = CONV_CASES["odd_sizes"].make(dtype)
-    _assert_close(fastnn.zero_pad(X, pad, backend=backend), fastnn.zero_pad(X, pad, backend=REF), dtype, "zero_pad")
+    assert_close(fastnn.zero_pad(X, pad, backend=backend), fastnn.zero_pad(X, pad, backend=REF), dtype, "zero_pad")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
@@ -77,5 +71,5 @@ def test_activations(backend, name, dtype):
     A_ref, _ = fwd(Z, backend=REF)
     A, cache = fwd(Z, backend=backend)
     assert cache is Z
-    _assert_close(A, A_ref, dtype, f"{backend} {name}")
-    _assert_close(bwd(dA, Z, backend=backend), bwd(dA, Z, backend=REF), dtype, f"{backend} {name}_backward")
+    assert_close(A, A_ref, dtype, f"{backend} {name}")
+    assert_close(bwd(dA, Z, backend=backend), bwd(dA, Z, backend=REF), dtype, f"{backend} {name}_backward")

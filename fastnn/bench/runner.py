@@ -9,7 +9,7 @@ For every workload (op x shape x dtype, see :mod:`fastnn.bench.workloads`):
    with the reference (status ``MISMATCH`` if anything differs, ``ERROR`` if it raised), then
    gets an untimed warm-up call on the full shape (compilation excluded) and is timed;
 3. the reference is timed on the full shape when the estimate is within the budget, else
-   reported as ``skipped (est. 14 s)``;
+   reported as ``skipped (est. <its estimated time>)``;
 4. PyTorch (when installed) is checked the same way and timed in its faster layout (the
    layout conversion of the inputs is done before timing).
 """
@@ -17,17 +17,18 @@ For every workload (op x shape x dtype, see :mod:`fastnn.bench.workloads`):
 from __future__ import annotations
 
 import dataclasses
-import io
+import functools
 import sys
 import time
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .timing import Timing, gemm_peak, memory_bandwidth, time_callable
+from .results import ResultRow
+from .timing import gemm_peak, memory_bandwidth, time_callable
 from .workloads import REF, TORCH, Workload, all_workloads, backends_for, compare_outputs, op_names, shape_names, torch_module
 
-__all__ = ["Mode", "MODES", "select_workloads", "run_benchmark", "Progress", "fmt_seconds"]
+__all__ = ["Mode", "MODES", "select_workloads", "run_benchmark", "failed", "Progress", "fmt_seconds"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +52,8 @@ MODES: Dict[str, Mode] = {
 
 
 def fmt_seconds(s: float) -> str:
-    """14 s, 2.5 s, 640 ms, 3.2 ms."""
+    """Seconds as the tables show them: whole seconds from 10 s, one decimal from 1 s, whole
+    milliseconds from 10 ms, else milliseconds to one decimal."""
     if s >= 10:
         return f"{s:.0f} s"
     if s >= 1:
@@ -162,183 +164,201 @@ def run_benchmark(
     progress_stream=None,
     progress: bool = True,
 ) -> dict:
-    """Check and time every selected backend on every workload. Returns ``{"bounds", "results"}``.
+    """Check and time every selected backend on every workload. Returns ``{"bounds", "results"}``,
+    the results a list of :class:`~fastnn.bench.results.ResultRow`.
 
     ``backends``: names to time (fastnn backends, the ground-truth backend, ``"torch"``); None means
     every registered backend plus torch when installed. The reference always runs the
     reduced shapes for the check, whether or not it is timed.
     """
-    torch = torch_module()
-    if backends is None:
-        wanted = None
-    else:
-        wanted = list(dict.fromkeys(backends))
+    wanted = None if backends is None else list(dict.fromkeys(backends))
     want = (lambda name: True) if wanted is None else (lambda name: name in wanted)
-    use_torch = torch is not None and want(TORCH)
+    use_torch = torch_module() is not None and want(TORCH)
 
-    # --- the machine's bounds: measured before and after the run, the best kept (a busy
-    # machine lowers one of the two measurements; a bound must not be too low)
+    # The machine's bounds are measured before and after the run, the best kept (a busy
+    # machine lowers one of the two measurements; a bound must not be too low).
     bounds: Dict[str, object] = {"gemm_flops": {}, "mem_bytes_per_s": None}
-    need_gemm = sorted({w.dtype_name for w in workloads if w.flops})
-    need_bw = any(w.bytes for w in workloads)
-
-    def measure_bounds():
-        for dt in need_gemm:
-            bounds["gemm_flops"][dt] = max(bounds["gemm_flops"].get(dt, 0.0), gemm_peak(np.dtype(dt), n=mode.gemm_n))
-        if need_bw:
-            bounds["mem_bytes_per_s"] = max(bounds["mem_bytes_per_s"] or 0.0, memory_bandwidth(mode.copy_mib * 2 ** 20))
-
-    measure_bounds()
-
-    plan = []
-    for w in workloads:
-        fast = [b for b in backends_for(w) if b != REF and want(b)]
-        plan.append((w, fast))
-    total = sum(len(f) + (1 if want(REF) else 0) + (1 if use_torch else 0) for _, f in plan)
+    _measure_bounds(bounds, workloads, mode)
+    plan = [(w, [b for b in backends_for(w) if b != REF and want(b)]) for w in workloads]
+    total = sum(len(fast) + (1 if want(REF) else 0) + (1 if use_torch else 0) for _, fast in plan)
     prog = Progress(total, progress_stream, progress)
-    results: List[dict] = []
+    results: List[ResultRow] = []
     try:
         for w, fast in plan:
             group = f"{w.op} {w.shape} {w.dtype_name}"
             results.extend(_run_workload(w, fast, want(REF), use_torch, mode, prog, group))
     finally:
         prog.close()
-    measure_bounds()
-    for r in results:
-        _derive(r, bounds, results)
-    return {"bounds": bounds, "results": results}
+    _measure_bounds(bounds, workloads, mode)
+    return {"bounds": bounds, "results": [_derive(r, bounds, results) for r in results]}
 
 
-def _row(w: Workload, backend: str) -> dict:
-    return {
-        "op": w.op, "family": w.family, "pass": w.pass_, "shape": w.shape, "dims": w.dims, "dtype": w.dtype_name,
-        "backend": backend, "layout": None, "status": "ok", "note": "", "flops": w.flops, "bytes": w.bytes,
-        "median_s": None, "estimated_s": None, "warmup_s": None,
-    }
+def _measure_bounds(bounds: dict, workloads: Sequence[Workload], mode: Mode) -> None:
+    """Raise ``bounds`` to this measurement of the GEMM peaks and the memory bandwidth the workloads need."""
+    for dt in sorted({w.dtype_name for w in workloads if w.flops}):
+        bounds["gemm_flops"][dt] = max(bounds["gemm_flops"].get(dt, 0.0), gemm_peak(np.dtype(dt), n=mode.gemm_n))
+    if any(w.bytes for w in workloads):
+        bounds["mem_bytes_per_s"] = max(bounds["mem_bytes_per_s"] or 0.0, memory_bandwidth(mode.copy_mib * 2 ** 20))
 
 
-def _run_workload(w: Workload, fast: List[str], time_ref: bool, use_torch: bool, mode: Mode, prog: Progress, group: str):
-    rows: List[dict] = []
-    small = w.reduced()
-    ref_out = None
-    ref_error = None
-    prog.update(group, f"{REF} (reduced {small.dims})")
+def _row(w: Workload, backend: str, **fields) -> ResultRow:
+    return ResultRow(op=w.op, family=w.family, pass_=w.pass_, shape=w.shape, dims=w.dims, dtype=w.dtype_name,
+                     backend=backend, flops=w.flops, bytes=w.bytes, **fields)
+
+
+@dataclasses.dataclass(frozen=True)
+class _GroundTruth:
+    """The reference's run of a workload's reduced version: the outputs every backend is checked
+    against, its time, and from it the estimate of the reference's time on the full shape."""
+
+    small: Workload
+    outputs: Optional[tuple] = None
+    error: Optional[str] = None  # the reference itself raised: nothing can be checked
+    seconds: Optional[float] = None
+    estimate: Optional[float] = None
+
+    def check(self, w: Workload, outputs) -> Optional[str]:
+        """None when ``outputs`` (of the reduced workload) equal the reference's, else the MISMATCH note."""
+        if self.outputs is None:
+            err = "reference failed on the reduced shape"
+        else:
+            err = compare_outputs(outputs, self.outputs, w.dtype, w.output_names)
+        return None if err is None else f"vs {REF} on {self.small.dims}: {err}"
+
+
+def _ground_truth(w: Workload, small: Workload) -> _GroundTruth:
     try:
         fn = small.fastnn_call(REF)
         t0 = time.perf_counter()
-        ref_out = fn()
-        t_small = time.perf_counter() - t0
-    except Exception as exc:  # the ground truth itself failed: nothing can be checked
-        ref_error = _error(exc)
-        t_small = None
-    estimate = None if t_small is None else t_small * w.ref_units / small.ref_units
+        outputs = fn()
+        seconds = time.perf_counter() - t0
+    except Exception as exc:
+        return _GroundTruth(small, error=_error(exc))
+    return _GroundTruth(small, outputs, seconds=seconds, estimate=seconds * w.ref_units / small.ref_units)
 
-    def check(out) -> Optional[str]:
-        if ref_out is None:
-            return "reference failed on the reduced shape"
-        return compare_outputs(out, ref_out, w.dtype, w.output_names)
 
-    for b in fast:
-        prog.update(group, b)
-        row = _row(w, b)
-        try:
-            err = check(small.fastnn_call(b)())
-            if err:
-                row["status"], row["note"] = "MISMATCH", f"vs {REF} on {small.dims}: {err}"
-            row.update(_measure(w.fastnn_call(b), mode))
-        except Exception as exc:
-            row["status"], row["note"] = "ERROR", _error(exc)
-        rows.append(row)
-        prog.step()
-
+def _run_workload(w: Workload, fast: List[str], time_ref: bool, use_torch: bool, mode: Mode, prog: Progress,
+                  group: str) -> List[ResultRow]:
+    """The rows of one workload: the reference on the reduced shape, then each backend checked and timed."""
+    small = w.reduced()
+    prog.update(group, f"{REF} (reduced {small.dims})")
+    truth = _ground_truth(w, small)
+    steps: List[Tuple[str, Callable[[], ResultRow]]] = [
+        (b, functools.partial(_time_backend, w, b, truth, mode)) for b in fast]
     if time_ref:
-        prog.update(group, REF)
-        row = _row(w, REF)
-        row["estimated_s"] = estimate
-        if ref_error is not None:
-            row["status"], row["note"] = "ERROR", ref_error
-        elif estimate is not None and estimate > mode.ref_budget_s:
-            row["status"] = f"skipped (est. {fmt_seconds(estimate)})"
-            row["note"] = f"estimated from {small.dims} ({fmt_seconds(t_small)}); budget {fmt_seconds(mode.ref_budget_s)}"
-        else:
-            try:
-                # The course loops take seconds per call on full shapes: one timed call is enough
-                # there (a --full run would otherwise spend minutes per row on them).
-                ref_mode = mode if estimate is None or estimate < 1.0 else dataclasses.replace(mode, min_reps=1)
-                row.update(_measure(w.fastnn_call(REF), ref_mode, warmup=estimate is not None and estimate < 0.2))
-                row["status"] = "ref"
-            except Exception as exc:
-                row["status"], row["note"] = "ERROR", _error(exc)
-        rows.append(row)
-        prog.step()
-
+        steps.append((REF, functools.partial(_time_reference, w, truth, mode)))
     if use_torch:
-        prog.update(group, TORCH)
-        row = _row(w, TORCH)
-        try:
-            layouts = w.torch_layouts()
-            # Each layout: an untimed warm-up and one timed call; the faster is timed in full
-            # (its probe call serving as the calibration call).
-            best = None
-            t_warm = 0.0
-            for lay in layouts:
-                fn = w.torch_call(lay)[0]
-                t0 = time.perf_counter()
-                fn()
-                t_warm += time.perf_counter() - t0
-                t0 = time.perf_counter()
-                fn()
-                t = time.perf_counter() - t0
-                if best is None or t < best[1]:
-                    best = (lay, t, fn)
-            row["layout"] = best[0] if len(layouts) > 1 else None
-            timing = time_callable(best[2], target_s=mode.target_s, min_reps=mode.min_reps,
-                                   max_reps=mode.max_reps, calibration=best[1])
-            row.update(timing.as_dict(), warmup_s=t_warm)
-            # checked in the layout that was timed
-            fn, to_numpy = small.torch_call(best[0])
-            err = check(to_numpy(fn()))
-            if err:
-                row["status"], row["note"] = "MISMATCH", f"vs {REF} on {small.dims}: {err}"
-        except Exception as exc:
-            row["status"], row["note"] = "ERROR", _error(exc)
-        rows.append(row)
+        steps.append((TORCH, functools.partial(_time_torch, w, truth, mode)))
+    rows = []
+    for name, step in steps:
+        prog.update(group, name)
+        rows.append(step())
         prog.step()
     return rows
 
 
-def _derive(r: dict, bounds: dict, results: List[dict]) -> None:
-    """Rates, % of the bound and speed-ups of one row (against its workload's reference and torch rows)."""
-    med = r.get("median_s")
-    r.update(rate=None, rate_unit=None, bound_s=None, pct_of_bound=None,
-             speedup_vs_reference=None, speedup_vs_reference_estimated=False, speedup_vs_torch=None)
-    if r["flops"]:
-        peak = bounds["gemm_flops"].get(r["dtype"])
-        r["rate_unit"] = "GFLOP/s"
-        r["bound_s"] = r["flops"] / peak if peak else None
-    elif r["bytes"]:
+def _time_backend(w: Workload, backend: str, truth: _GroundTruth, mode: Mode) -> ResultRow:
+    """A fastnn backend: checked on the reduced shape (MISMATCH is still timed), then warmed up and timed."""
+    fields: Dict[str, object] = {}
+    try:
+        err = truth.check(w, truth.small.fastnn_call(backend)())
+        if err:
+            fields.update(status="MISMATCH", note=err)
+        fields.update(_measure(w.fastnn_call(backend), mode))
+    except Exception as exc:
+        fields.update(status="ERROR", note=_error(exc))
+    return _row(w, backend, **fields)
+
+
+def _time_reference(w: Workload, truth: _GroundTruth, mode: Mode) -> ResultRow:
+    """The reference on the full shape, where its estimated time is within the budget."""
+    estimate = truth.estimate
+    if truth.error is not None:
+        return _row(w, REF, estimated_s=estimate, status="ERROR", note=truth.error)
+    if estimate is not None and estimate > mode.ref_budget_s:
+        return _row(w, REF, estimated_s=estimate, status=f"skipped (est. {fmt_seconds(estimate)})",
+                    note=f"estimated from {truth.small.dims} ({fmt_seconds(truth.seconds)}); "
+                         f"budget {fmt_seconds(mode.ref_budget_s)}")
+    try:
+        # The course loops take seconds per call on full shapes: one timed call is enough
+        # there (a --full run would otherwise spend minutes per row on them).
+        ref_mode = mode if estimate is None or estimate < 1.0 else dataclasses.replace(mode, min_reps=1)
+        timing = _measure(w.fastnn_call(REF), ref_mode, warmup=estimate is not None and estimate < 0.2)
+    except Exception as exc:
+        return _row(w, REF, estimated_s=estimate, status="ERROR", note=_error(exc))
+    return _row(w, REF, estimated_s=estimate, status="ref", **timing)
+
+
+def _fastest_torch_layout(w: Workload) -> Tuple[str, Callable[[], object], float, float]:
+    """(layout, fn, seconds of one call, seconds of the warm-ups): each layout gets an untimed
+    warm-up and one timed call, and the faster is kept."""
+    best = None
+    t_warm = 0.0
+    for layout in w.torch_layouts():
+        fn = w.torch_call(layout)[0]
+        t0 = time.perf_counter()
+        fn()
+        t_warm += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        fn()
+        t = time.perf_counter() - t0
+        if best is None or t < best[2]:
+            best = (layout, fn, t)
+    return best[0], best[1], best[2], t_warm
+
+
+def _time_torch(w: Workload, truth: _GroundTruth, mode: Mode) -> ResultRow:
+    """PyTorch in its faster layout (the probe call serving as the calibration call), checked
+    in the layout that was timed."""
+    fields: Dict[str, object] = {}
+    try:
+        layout, fn, t_call, t_warm = _fastest_torch_layout(w)
+        fields["layout"] = layout if len(w.torch_layouts()) > 1 else None
+        timing = time_callable(fn, target_s=mode.target_s, min_reps=mode.min_reps,
+                               max_reps=mode.max_reps, calibration=t_call)
+        fields.update(timing.as_dict(), warmup_s=t_warm)
+        small_fn, to_numpy = truth.small.torch_call(layout)
+        err = truth.check(w, to_numpy(small_fn()))
+        if err:
+            fields.update(status="MISMATCH", note=err)
+    except Exception as exc:
+        fields.update(status="ERROR", note=_error(exc))
+    return _row(w, TORCH, **fields)
+
+
+def _derive(r: ResultRow, bounds: dict, results: Sequence[ResultRow]) -> ResultRow:
+    """``r`` with its rate, % of the bound and speed-ups (against its workload's reference and torch rows)."""
+    d: Dict[str, object] = dict(rate=None, rate_unit=None, bound_s=None, pct_of_bound=None, speedup_vs_reference=None,
+                                speedup_vs_reference_estimated=False, speedup_vs_torch=None)
+    if r.flops:
+        peak = bounds["gemm_flops"].get(r.dtype)
+        d["rate_unit"] = "GFLOP/s"
+        d["bound_s"] = r.flops / peak if peak else None
+    elif r.bytes:
         bw = bounds["mem_bytes_per_s"]
-        r["rate_unit"] = "GB/s"
-        r["bound_s"] = r["bytes"] / bw if bw else None
-    if not med:
-        return
-    work = r["flops"] or r["bytes"]
-    if work:
-        r["rate"] = work / med / 1e9
-    if r["bound_s"]:
-        r["pct_of_bound"] = 100.0 * r["bound_s"] / med
-    same = [x for x in results if (x["op"], x["shape"], x["dtype"]) == (r["op"], r["shape"], r["dtype"])]
-    for x in same:
-        if x["backend"] == REF:
-            if x.get("median_s"):
-                r["speedup_vs_reference"] = x["median_s"] / med
-            elif x.get("estimated_s"):
-                r["speedup_vs_reference"] = x["estimated_s"] / med
-                r["speedup_vs_reference_estimated"] = True
-        elif x["backend"] == TORCH and x.get("median_s"):
-            r["speedup_vs_torch"] = x["median_s"] / med
+        d["rate_unit"] = "GB/s"
+        d["bound_s"] = r.bytes / bw if bw else None
+    med = r.median_s
+    if med:
+        work = r.flops or r.bytes
+        if work:
+            d["rate"] = work / med / 1e9
+        if d["bound_s"]:
+            d["pct_of_bound"] = 100.0 * d["bound_s"] / med
+        for x in results:
+            if x.workload_key != r.workload_key:
+                continue
+            if x.backend == REF:
+                if x.median_s:
+                    d["speedup_vs_reference"] = x.median_s / med
+                elif x.estimated_s:
+                    d["speedup_vs_reference"] = x.estimated_s / med
+                    d["speedup_vs_reference_estimated"] = True
+            elif x.backend == TORCH and x.median_s:
+                d["speedup_vs_torch"] = x.median_s / med
+    return r.replace(**d)
 
 
-def failed(results: Sequence[dict]) -> List[dict]:
+def failed(results: Sequence[ResultRow]) -> List[ResultRow]:
     """The rows that make the run fail: MISMATCH or ERROR."""
-    return [r for r in results if r["status"] in ("MISMATCH", "ERROR")]
+    return [r for r in results if r.failed]

@@ -24,7 +24,9 @@ import numpy as np
 
 import fastnn
 from fastnn._dispatch import ground_truth_backend
-from fastnn.testing.cases import BENCH_CONV_SHAPES, BENCH_POOL_SHAPES, TOLERANCES, ConvCase, PoolCase
+from fastnn._params import _pair, conv_out_size
+from fastnn.testing.cases import BENCH_CONV_SHAPES, BENCH_POOL_SHAPES, ConvCase, PoolCase
+from fastnn.testing.tolerance import mismatch
 
 __all__ = [
     "REF",
@@ -70,14 +72,9 @@ def torch_module():
     return torch
 
 
-def _pair(v) -> Tuple[int, int]:
-    return (v, v) if isinstance(v, int) else tuple(v)
-
-
 def _reduced_len(n: int, f: int, s: int, p: int, target: int = REDUCED_OUT) -> int:
     """An input length giving ``target`` outputs for window f, stride s, pad p (n if it gives fewer)."""
-    n_out = (n + 2 * p - f) // s + 1
-    if n_out <= target:
+    if conv_out_size(n, f, p, s) <= target:
         return n
     return max(1, (target - 1) * s + f - 2 * p)
 
@@ -91,30 +88,14 @@ def _reduced_case(c):
 
 
 def compare_outputs(actual: Sequence[np.ndarray], expected: Sequence[np.ndarray], dtype, names: Sequence[str]) -> Optional[str]:
-    """None when every output matches the reference's within the test tolerances, else what differs.
-
-    The same rule as ``tests/test_matrix.py``: rtol of the dtype, atol scaled by the largest
-    finite reference magnitude; NaN matches NaN; dtype and shape must be equal.
-    """
-    dtype = np.dtype(dtype)
-    tol = TOLERANCES[dtype.type]
+    """None when every output matches the reference's, else what differs: the tests' rule,
+    :func:`fastnn.testing.tolerance.mismatch`, output by output."""
     if len(actual) != len(expected):
         return f"{len(actual)} outputs, expected {len(expected)}"
     for name, a, e in zip(names, actual, expected):
-        a = np.asarray(a)
-        e = np.asarray(e)
-        if a.shape != e.shape:
-            return f"{name}: shape {a.shape}, expected {e.shape}"
-        if a.dtype != dtype:
-            return f"{name}: dtype {a.dtype}, expected {dtype}"
-        finite = np.isfinite(e)
-        scale = max(1.0, float(np.max(np.abs(e[finite]), initial=0.0)))
-        atol = tol["atol"] * scale
-        bad = ~np.isclose(a, e, rtol=tol["rtol"], atol=atol, equal_nan=True)
-        if bad.any():
-            with np.errstate(invalid="ignore"):
-                err = float(np.nanmax(np.abs(a.astype(np.float64) - e.astype(np.float64))))
-            return f"{name}: {int(bad.sum())} of {bad.size} differ (max abs err {err:.3g}, atol {atol:.3g})"
+        msg = mismatch(a, e, dtype, name)
+        if msg is not None:
+            return msg
     return None
 
 

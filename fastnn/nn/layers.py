@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import activations as _act
 from .. import conv as _conv
+from .._params import conv_out_size
 
 __all__ = [
     "Layer", "Conv2D", "MaxPool2D", "AvgPool2D", "ReLU", "Sigmoid", "Flatten", "Dense", "LAYER_TYPES",
@@ -102,7 +103,7 @@ class Conv2D(Layer):
         if C != self.in_channels:
             raise ValueError(f"{self!r} gets {C} input channels (input shape {tuple(input_shape)})")
         f, s, p = self.kernel_size, self.stride, self.pad
-        return ((H + 2 * p - f) // s + 1, (W + 2 * p - f) // s + 1, self.out_channels)
+        return (conv_out_size(H, f, p, s), conv_out_size(W, f, p, s), self.out_channels)
 
     def build(self, rng, dtype) -> None:
         f, C, K = self.kernel_size, self.in_channels, self.out_channels
@@ -137,7 +138,7 @@ class _Pool2D(Layer):
     def output_shape(self, input_shape: Shape) -> Shape:
         H, W, C = input_shape
         f, s = self.pool_size, self.stride
-        return ((H - f) // s + 1, (W - f) // s + 1, C)
+        return (conv_out_size(H, f, 0, s), conv_out_size(W, f, 0, s), C)
 
     def forward(self, x, train=True):
         A, cache = _conv.pool_forward(x, self.hparameters, self.mode)

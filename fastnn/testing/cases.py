@@ -14,7 +14,8 @@ from typing import Dict, Tuple, Union
 
 import numpy as np
 
-from .._params import conv_out_size
+from .._params import _pair, conv_out_size
+from .tolerance import TOLERANCES  # noqa: F401  (the rule lives in fastnn.testing.tolerance)
 
 __all__ = [
     "ConvCase",
@@ -31,15 +32,6 @@ __all__ = [
 
 IntOrPair = Union[int, Tuple[int, int]]
 DTYPES = (np.float32, np.float64)
-#: rtol/atol by dtype for comparing a backend with the reference.
-TOLERANCES: Dict[type, Dict[str, float]] = {
-    np.float64: {"rtol": 1e-12, "atol": 1e-12},
-    np.float32: {"rtol": 1e-5, "atol": 1e-5},
-}
-
-
-def _pair(v: IntOrPair) -> Tuple[int, int]:
-    return (v, v) if isinstance(v, int) else tuple(v)  # type: ignore[return-value]
 
 
 def _noncontig(x: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
