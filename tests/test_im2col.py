@@ -11,15 +11,19 @@ import numpy as np
 import pytest
 
 import fastnn
+from fastnn._dispatch import ground_truth_backend
+from fastnn._params import conv_out_size
+from fastnn.testing.tolerance import assert_close
 from fastnn import _params as P
 from fastnn.backends.im2col import columns as _cols
 from fastnn.backends.im2col import templates as _px_templates
 from fastnn.backends.im2col import workspace as _ws
 from fastnn.backends import im2col as I
-from fastnn.testing.cases import CONV_CASES, DTYPES, POOL_CASES, TOLERANCES, ConvCase, PoolCase
+from fastnn.testing.cases import CONV_CASES, DTYPES, POOL_CASES, ConvCase, PoolCase
 
 B = "im2col"
-REF = "reference"
+REF = ground_truth_backend()
+close = assert_close  # the one tolerance rule (fastnn.testing.tolerance)
 
 
 @contextlib.contextmanager
@@ -34,12 +38,6 @@ def workspace(limit, preferred=None):
         I.PREFERRED_CHUNK_BYTES, I.POOL_CHUNK_BYTES = old_pref, old_pool
         I.set_workspace_limit(old)
 
-
-def close(actual, expected, dtype, what=""):
-    assert actual.dtype == np.dtype(dtype), what
-    tol = TOLERANCES[dtype]
-    scale = max(1.0, float(np.max(np.abs(expected[np.isfinite(expected)]), initial=0.0)))
-    np.testing.assert_allclose(actual, expected, rtol=tol["rtol"], atol=tol["atol"] * scale, err_msg=what)
 
 
 @pytest.fixture(params=["numba", "numpy"])
@@ -236,7 +234,7 @@ def test_column_kernels_match_padded_slices(shape, dtype, ones):
     N, H, W, C, fh, fw, sh, sw, ph, pw = shape
     X = np.random.default_rng(sum(shape)).standard_normal((N, H, W, C)).astype(dtype)
     X3 = _cols._rows3(X)
-    Ho, Wo = (H + 2 * ph - fh) // sh + 1, (W + 2 * pw - fw) // sw + 1
+    Ho, Wo = conv_out_size(H, fh, ph, sh), conv_out_size(W, fw, pw, sw)
     value = 0.0 if ones else -np.inf
     for box in _boxes(N, Ho, Wo):
         expected = _columns_oracle(X, box, fh, fw, sh, sw, ph, pw, value, ones)
@@ -259,7 +257,7 @@ def test_col2im_kernels_match_scattered_adds(shape, dtype):
         pytest.skip("numba is not importable")
     N, H, W, C, fh, fw, sh, sw, ph, pw = shape
     rng = np.random.default_rng(sum(shape) + 1)
-    Ho, Wo = (H + 2 * ph - fh) // sh + 1, (W + 2 * pw - fw) // sw + 1
+    Ho, Wo = conv_out_size(H, fh, ph, sh), conv_out_size(W, fw, pw, sw)
     base = rng.integers(-8, 9, size=(N, H, W, C)).astype(dtype)
     for box in _boxes(N, Ho, Wo):
         n0, n1, h0, h1, w0, w1 = box
@@ -323,7 +321,7 @@ def test_column_kernels_stay_inside_their_arrays(shape, dtype):
     X = g.array((N, H, W, C), dtype)
     X[...] = rng.standard_normal(X.shape)
     X3 = _cols._rows3(X)
-    Ho, Wo = (H + 2 * ph - fh) // sh + 1, (W + 2 * pw - fw) // sw + 1
+    Ho, Wo = conv_out_size(H, fh, ph, sh), conv_out_size(W, fw, pw, sw)
     kd = fh * fw * C
     for box in _boxes(N, Ho, Wo):
         n0, n1, h0, h1, w0, w1 = box

@@ -11,19 +11,16 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn.testing.cases import CONV_CASES, DTYPES, POOL_CASES, TOLERANCES, ConvCase
+from fastnn._dispatch import ground_truth_backend
+from fastnn.testing.tolerance import assert_close
+from fastnn.testing.cases import CONV_CASES, DTYPES, POOL_CASES, ConvCase
 
 nb = pytest.importorskip("fastnn.backends.numba")
 from fastnn.backends.numba import tiles  # noqa: E402
 
-REF = "reference"
+REF = ground_truth_backend()
+_close = assert_close  # the one tolerance rule (fastnn.testing.tolerance)
 
-
-def _close(actual, expected, dtype, what):
-    assert actual.dtype == np.dtype(dtype), what
-    tol = TOLERANCES[dtype]
-    scale = max(1.0, float(np.max(np.abs(expected[np.isfinite(expected)]), initial=0.0)))
-    np.testing.assert_allclose(actual, expected, rtol=tol["rtol"], atol=tol["atol"] * scale, err_msg=what)
 
 
 def _record(monkeypatch, table, log):
