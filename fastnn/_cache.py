@@ -10,30 +10,39 @@ the platform's user cache directory
     ``$XDG_CACHE_HOME/fastnn``), ``~/Library/Caches/fastnn`` on macOS,
     ``%LOCALAPPDATA%\\fastnn\\Cache`` on Windows;
 a private directory in the system's temporary directory
-    when neither can be created and written (a warning says so once).
+    when the chosen one cannot be created and written (a warning says so; the directory is
+    the user's own, mode 0700, else a new one is made).
+
+The choice is made once per process (changing ``FASTNN_CACHE_DIR`` later has no effect).
 
 Inside it: ``kernels/`` holds the generated kernel modules (named by a hash of their content,
 so a file never changes once written) and ``numba/`` Numba's compiled kernels of fastnn (index
 ``.nbi`` and object ``.nbc`` files). When ``NUMBA_CACHE_DIR`` is set, Numba's own setting wins
 and fastnn's compiled kernels go there (``fastnn info`` shows where).
 
-``fastnn cache clear`` (:func:`clear`) empties the directory; kernels are then generated and
-compiled again on first use.
+``fastnn cache clear`` (:func:`clear`) removes those two subdirectories (nothing else that may
+be in a directory named by ``FASTNN_CACHE_DIR``); kernels are then generated and compiled again
+on first use.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 import warnings
 from typing import Optional
 
-__all__ = ["ENV_CACHE_DIR", "cache_dir", "kernels_dir", "numba_dir", "size", "clear", "describe"]
+__all__ = ["ENV_CACHE_DIR", "SUBDIRS", "cache_dir", "kernels_dir", "private_temp_dir", "size", "clear", "describe"]
 
 ENV_CACHE_DIR = "FASTNN_CACHE_DIR"
 
+#: What fastnn keeps in the cache directory (and all that :func:`clear` removes).
+SUBDIRS = ("kernels", "numba")
+
 _resolved: Optional[str] = None
+_private: Optional[str] = None
 
 
 def _writable(path: str) -> bool:
@@ -51,7 +60,7 @@ def _candidates():
     env = os.environ.get(ENV_CACHE_DIR, "").strip()
     if env:
         yield os.path.abspath(os.path.expanduser(env))
-        return  # an explicit choice: never silently write somewhere else instead
+        return
     import platformdirs
 
     yield platformdirs.user_cache_dir("fastnn", appauthor=False)
@@ -68,15 +77,33 @@ def cache_dir() -> str:
             _resolved = path
             return path
         tried.append(path)
-    uid = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
-    fallback = os.path.join(tempfile.gettempdir(), f"fastnn-cache-{uid}")
-    if not _writable(fallback):
-        raise OSError(f"fastnn: no writable cache directory (tried {tried + [fallback]}); "
-                      f"set {ENV_CACHE_DIR} to a writable directory")
+    fallback = private_temp_dir()
     warnings.warn(f"fastnn: cache directory {tried[0]!r} is not writable; using {fallback!r} "
                   f"(set {ENV_CACHE_DIR} to choose one)", RuntimeWarning, stacklevel=2)
     _resolved = fallback
     return fallback
+
+
+def private_temp_dir() -> str:
+    """A directory in the temporary directory that only this user can write: a fixed name
+    reused across runs when it is the user's own (mode 0700, not a link), else a new one."""
+    global _private
+    if _private is not None:
+        return _private
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    path = os.path.join(tempfile.gettempdir(), f"fastnn-cache-{uid if uid is not None else 'user'}")
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        path = None
+    if path is not None:
+        st = os.lstat(path)
+        if not (stat.S_ISDIR(st.st_mode) and (uid is None or st.st_uid == uid) and not st.st_mode & 0o077):
+            path = None
+    _private = path if path is not None and _writable(path) else tempfile.mkdtemp(prefix="fastnn-cache-")
+    return _private
 
 
 def _sub(name: str) -> str:
@@ -88,11 +115,6 @@ def _sub(name: str) -> str:
 def kernels_dir() -> str:
     """Where generated kernel modules are written."""
     return _sub("kernels")
-
-
-def numba_dir() -> str:
-    """Where Numba caches fastnn's compiled kernels (unless ``NUMBA_CACHE_DIR`` is set)."""
-    return _sub("numba")
 
 
 def size(path: Optional[str] = None) -> int:
@@ -108,19 +130,15 @@ def size(path: Optional[str] = None) -> int:
 
 
 def clear() -> int:
-    """Empty the cache directory; returns the bytes freed. (A process that already loaded
-    kernels keeps running them; they are generated and compiled again on next use.)"""
-    root = cache_dir()
-    freed = size(root)
-    for entry in os.listdir(root):
-        p = os.path.join(root, entry)
+    """Remove fastnn's subdirectories of the cache directory (``SUBDIRS``); returns the bytes
+    freed. (A process that already loaded kernels keeps running them; they are generated and
+    compiled again on next use.)"""
+    freed = 0
+    for name in SUBDIRS:
+        p = os.path.join(cache_dir(), name)
         if os.path.isdir(p) and not os.path.islink(p):
+            freed += size(p)
             shutil.rmtree(p, ignore_errors=True)
-        else:
-            try:
-                os.unlink(p)
-            except OSError:
-                pass
     return freed
 
 
@@ -132,7 +150,7 @@ def describe() -> dict:
     numba_user = numba.config.CACHE_DIR or None
     return {
         "dir": root,
-        "bytes": size(root),
+        "bytes": sum(size(os.path.join(root, d)) for d in SUBDIRS if os.path.isdir(os.path.join(root, d))),
         "kernel_source": os.path.join(root, "kernels"),
         "compiled_kernels": (os.path.abspath(numba_user) + " (NUMBA_CACHE_DIR)") if numba_user
         else os.path.join(root, "numba"),

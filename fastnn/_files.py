@@ -11,20 +11,24 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import BinaryIO, Callable, Union
+from typing import BinaryIO, Callable, Optional, Union
 
 __all__ = ["atomic_write"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def atomic_write(path: PathLike, content: Union[bytes, Callable[[BinaryIO], None]]) -> None:
+def atomic_write(path: PathLike, content: Union[bytes, Callable[[BinaryIO], None]],
+                 mode: Optional[int] = None) -> None:
     """Write ``content`` (bytes, or a function that writes to a binary file object) to
-    ``path`` atomically (see the module docstring). The directory must exist."""
+    ``path`` atomically (see the module docstring). The directory must exist. ``mode``: the
+    file's permissions (default: private to the user, 0o600)."""
     path = os.fspath(path)
     directory, name = os.path.split(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
     try:
+        if mode is not None:
+            os.chmod(tmp, mode)
         with os.fdopen(fd, "wb") as f:
             if isinstance(content, (bytes, bytearray, memoryview)):
                 f.write(content)

@@ -18,11 +18,19 @@ What :func:`kernel` adds to ``numba.njit``, for fastnn's kernels only:
   Numba's locators and settings.
 * **SLP vectoriser** (``FASTNN_NUMBA_SLP``, default ``1``): LLVM's SLP vectoriser, which Numba
   0.68 leaves off, is switched on while a fastnn kernel compiles and restored right after
-  (under Numba's compiler lock, which every compilation holds). The register-tiled
+  (under Numba's compiler lock, which every compilation holds; Numba's settings are first
+  re-read from the environment, as Numba itself does at each compilation, so a changed
+  ``NUMBA_*`` variable cannot reset the switch mid-compile). fastnn's dispatchers are of a
+  subclass (:class:`SlpDispatcher`), so a kernel unpickled in another process keeps it. The register-tiled
   convolution kernels need it: without it their scalar accumulators stay scalar. What stays
   global: ``numba.config.SLP_VECTORIZE`` reads 1 *during* a fastnn compilation, so a thread
-  that reads it then, without taking the compiler lock, sees 1; Numba's cache key does not
-  include the setting. ``FASTNN_NUMBA_SLP=0`` leaves it alone (fastnn stays correct, slower).
+  that reads it then, without taking the compiler lock, sees 1. ``FASTNN_NUMBA_SLP=0`` leaves
+  it alone (fastnn stays correct, slower).
+* **Cache key**: Numba keys a cached kernel on its signature, the CPU, its bytecode and its
+  source file, not on compile options; fastnn's compiled kernels are therefore kept apart
+  per Numba version, SLP setting and option set (``<cache>/numba/<tag>/``, :data:`CACHE_TAG`).
+  If fastnn's directory cannot be written, they go to a private temporary directory, never
+  beside the package's source (Numba's in-tree fallback).
 
 Generated kernels (:func:`load_generated`): register tiles are written by templates
 (``templates.py`` of each backend) as Python source, which is written to
@@ -45,11 +53,12 @@ from typing import Iterable
 import numba
 from numba.core import caching as _caching
 from numba.core.compiler_lock import global_compiler_lock
+from numba.core.registry import CPUDispatcher
 
 from . import _cache
 from ._files import atomic_write
 
-__all__ = ["NJIT", "FASTMATH_CONV", "SLP_VECTORIZE", "kernel", "inline", "load_generated"]
+__all__ = ["NJIT", "FASTMATH_CONV", "SLP_VECTORIZE", "CACHE_TAG", "kernel", "inline", "load_generated"]
 
 
 def _env_flag(name: str, default: bool) -> bool:
@@ -72,6 +81,11 @@ NJIT = dict(cache=True, nogil=True)
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
+#: The compiled-kernel cache's subdirectory: what Numba's cache key leaves out.
+CACHE_TAG = "numba{}-slp{}-{}".format(
+    numba.__version__, int(SLP_VECTORIZE),
+    hashlib.sha256(repr((sorted(NJIT.items()), sorted(FASTMATH_CONV))).encode()).hexdigest()[:8])
+
 # ------------------------------------------------------------------- cache locator
 
 # (public names since Numba 0.61, underscored before)
@@ -79,26 +93,56 @@ _UserProvided = getattr(_caching, "UserProvidedCacheLocator", None) or _caching.
 _CacheImpl = getattr(_caching, "CacheImpl", None) or _caching._CacheImpl
 
 
+def _norm(path: str) -> str:
+    return os.path.normcase(os.path.realpath(path))
+
+
 def _ours(py_file: str) -> bool:
-    path = os.path.abspath(py_file)
-    kernels = os.path.join(_cache.cache_dir(), "kernels")
-    return any(path.startswith(d + os.sep) for d in (_PACKAGE_DIR, kernels))
+    try:
+        dirs = (_PACKAGE_DIR, os.path.join(_cache.cache_dir(), "kernels"))
+    except OSError:
+        dirs = (_PACKAGE_DIR,)
+    path = _norm(py_file)
+    return any(path.startswith(_norm(d) + os.sep) for d in dirs)
 
 
 class FastnnCacheLocator(_UserProvided):
-    """Numba cache locator for fastnn's kernels: ``<fastnn cache>/numba/<dir>_<hash>/``,
-    where Numba's user-provided locator would use ``NUMBA_CACHE_DIR``."""
+    """Numba cache locator for fastnn's kernels: ``<fastnn cache>/numba/<CACHE_TAG>/<dir>_<hash>/``.
+    For a fastnn file it never lets Numba fall back to the in-tree locator (a ``__pycache__``
+    inside the package): ``NUMBA_CACHE_DIR`` when set and writable, else fastnn's directory,
+    else a private temporary one."""
 
     def __init__(self, py_func, py_file):
         self._py_file = py_file
         self._lineno = py_func.__code__.co_firstlineno
-        self._cache_path = os.path.join(_cache.numba_dir(), self.get_suitable_cache_subpath(py_file))
+        self._cache_path = os.path.join(self._root(), CACHE_TAG, self.get_suitable_cache_subpath(py_file))
+
+    @staticmethod
+    def _root() -> str:
+        return os.path.join(_cache.cache_dir(), "numba")
 
     @classmethod
     def from_function(cls, py_func, py_file):
-        if numba.config.CACHE_DIR or not _ours(py_file):
+        if not _ours(py_file):
             return None  # Numba's own locators decide
-        return super(_UserProvided, cls).from_function(py_func, py_file)
+        if numba.config.CACHE_DIR:
+            loc = _UserProvided.from_function(py_func, py_file)
+            if loc is not None:
+                return loc
+        for kind in (cls, _TempCacheLocator):
+            try:
+                loc = super(_UserProvided, kind).from_function(py_func, py_file)
+            except OSError:
+                loc = None
+            if loc is not None:
+                return loc
+        return None
+
+
+class _TempCacheLocator(FastnnCacheLocator):
+    @staticmethod
+    def _root() -> str:
+        return _cache.private_temp_dir()
 
 
 _locator_lock = threading.Lock()
@@ -114,21 +158,19 @@ def _install_locator() -> None:
 # -------------------------------------------------------------------- decorators
 
 
-def _slp_scoped(dispatcher):
-    """Make ``dispatcher`` compile with the SLP vectoriser on, restoring Numba's setting after."""
-    compile_ = dispatcher.compile
+class SlpDispatcher(CPUDispatcher):
+    """A Numba dispatcher that compiles with the SLP vectoriser on, restoring Numba's setting
+    after (every compilation, a cache load included, goes through :meth:`compile`)."""
 
-    def compile(sig):
+    def compile(self, sig):
         with global_compiler_lock:
+            numba.core.config.reload_config()  # what Numba's pipeline does first: no reset later
             old = numba.config.SLP_VECTORIZE
             numba.config.SLP_VECTORIZE = 1
             try:
-                return compile_(sig)
+                return super().compile(sig)
             finally:
                 numba.config.SLP_VECTORIZE = old
-
-    dispatcher.compile = compile
-    return dispatcher
 
 
 def kernel(fn=None, **options):
@@ -139,7 +181,9 @@ def kernel(fn=None, **options):
         return lambda f: kernel(f, **options)
     _install_locator()
     dispatcher = numba.njit(**{**NJIT, **options})(fn)
-    return _slp_scoped(dispatcher) if SLP_VECTORIZE else dispatcher
+    if SLP_VECTORIZE:
+        dispatcher.__class__ = SlpDispatcher
+    return dispatcher
 
 
 def inline(fn):
@@ -177,7 +221,12 @@ def load_generated(name: str, source: str, depends: Iterable[str] = ()) -> Modul
         except OSError:
             intact = False
         if not intact:  # (a file is only ever rewritten with the same bytes)
-            atomic_write(path, text.encode())
+            try:
+                atomic_write(path, text.encode(), mode=0o644)
+            except OSError:  # e.g. Windows: another process has it open; fine if it is whole
+                with open(path, "rb") as f:
+                    if f.read() != text.encode():
+                        raise
         spec = importlib.util.spec_from_file_location(modname, path)
         mod = importlib.util.module_from_spec(spec)
         mod.__fastnn_digest__ = digest

@@ -49,9 +49,9 @@ def chunked(lines: List[str]) -> List[str]:
     last top-level loop; independent iterations) into ``kernel(<args>, chunk, nchunks)``,
     which runs iterations ``[chunk*n//nchunks, (chunk+1)*n//nchunks)`` of it. One compiled
     function then serves a serial call ``(..., 0, 1)`` and fastnn's threads, each running
-    one chunk (``fastnn._threads``): same arithmetic and order either way, so the same bits.
+    one chunk (:mod:`.threads`): same arithmetic and order either way, so the same bits.
     (Numba's own ``prange`` would compile a parallel copy of every kernel through its
-    parfor passes: about one more second of cold compile per kernel here.)"""
+    parfor passes: more cold compile per kernel, docs/bench/backend-notes.md.)"""
     deco, defline = lines[0], lines[1]
     name, args = re.match(r"^def (\w+)\((.*)\):$", defline).groups()
     at = max(k for k, s in enumerate(lines) if _LOOP.match(s))
