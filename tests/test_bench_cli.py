@@ -336,3 +336,32 @@ def test_bench_threads_do_not_start_numba_threading_layer():
             "print(thread_info()['numba'] > 0, n, c._override, parallel._is_initialized)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "1", "None", "False"]
+
+
+def test_bench_progress_uses_the_one_progress_display():
+    """The runner's progress is the shared display (fastnn._progress): a tqdm bar over the
+    workloads on a terminal, one plain line per group elsewhere."""
+    import io
+
+    from fastnn.bench import runner
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty = Tty()
+    p = runner.Progress(3, tty)
+    p.update("conv.fwd seed float32", "numba")
+    p.step()
+    p.update("conv.fwd seed float32", "im2col")
+    p.close()
+    assert "workload" in tty.getvalue() and "\r" in tty.getvalue()  # tqdm's bar, in place
+    plain = io.StringIO()
+    p = runner.Progress(2, plain)
+    p.update("a", "x")
+    p.step()
+    p.update("a", "y")
+    p.update("b", "z")
+    p.close()
+    assert [line.split("] ")[1] for line in plain.getvalue().splitlines()] == ["a", "b"]
+    assert "\r" not in plain.getvalue()

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
 import time
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .._progress import ProgressBar
 from .results import ResultRow
 from .timing import gemm_peak, memory_bandwidth, time_callable
 from .workloads import REF, TORCH, Workload, all_workloads, backends_for, compare_outputs, op_names, shape_names, torch_module
@@ -103,41 +103,33 @@ def select_workloads(ops=None, shapes=None, dtypes=None) -> List[Workload]:
 
 
 class Progress:
-    """A hand-written progress display on a stream (stderr): one rewritten line on a terminal,
-    one line per workload otherwise."""
+    """Benchmark progress on the one progress display (:mod:`fastnn._progress`, stderr): a bar
+    over the workloads on a terminal, one line per group of workloads otherwise."""
 
     def __init__(self, total: int, stream=None, enabled: bool = True):
         self.total = total
         self.done = 0
-        self.stream = stream if stream is not None else sys.stderr
-        self.enabled = enabled
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._bar = ProgressBar(total, stream=stream, enabled=enabled, unit="workload")
+        self.stream = self._bar.stream
+        self.enabled = self._bar.enabled
+        self.tty = self._bar.live
         self.t0 = time.perf_counter()
         self._last_group = None
 
     def update(self, group: str, what: str) -> None:
         if not self.enabled:
             return
-        elapsed = time.perf_counter() - self.t0
         if self.tty:
-            width = 30
-            filled = int(width * self.done / max(self.total, 1))
-            bar = "#" * filled + "." * (width - filled)
-            line = f"[{bar}] {self.done}/{self.total} {elapsed:5.0f}s  {group}  {what}"
-            self.stream.write("\r\033[K" + line[:150])
-            self.stream.flush()
+            self._bar.set(self.done, f"{group}  {what}")
         elif group != self._last_group:
-            self.stream.write(f"[{self.done}/{self.total} {elapsed:.0f}s] {group}\n")
-            self.stream.flush()
+            self._bar.line(f"[{self.done}/{self.total} {time.perf_counter() - self.t0:.0f}s] {group}")
         self._last_group = group
 
     def step(self) -> None:
         self.done += 1
 
     def close(self) -> None:
-        if self.enabled and self.tty:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
+        self._bar.close()
 
 
 def _measure(fn: Callable[[], object], mode: Mode, warmup: bool = True) -> dict:

@@ -1,25 +1,14 @@
-"""The one training-progress display: a ``tqdm`` bar over a run's batches plus log lines.
-
-On a terminal the bar is redrawn in place (tqdm limits redraws to ten a second) and log lines
-are printed above it; on anything else (a log file, a pipe, a test's captured stderr) there is
-no bar and no carriage return, only the log lines. tqdm is imported only when a bar is drawn,
-so ``import fastnn`` and runs writing to a file never load it.
+"""Training progress: epochs and batches on the one progress display (:mod:`fastnn._progress`):
+a ``tqdm`` bar over the run's batches on a terminal, plain log lines anywhere else.
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Optional, TextIO
 
+from .._progress import ProgressBar
+
 __all__ = ["Progress"]
-
-
-def _is_terminal(stream) -> bool:
-    isatty = getattr(stream, "isatty", None)
-    try:
-        return bool(isatty and isatty())
-    except ValueError:  # a closed stream
-        return False
 
 
 class Progress:
@@ -38,36 +27,35 @@ class Progress:
         if total_epochs < 1:
             raise ValueError(f"total_epochs must be >= 1, got {total_epochs}")
         self.total_epochs = total_epochs
-        self.stream = stream if stream is not None else sys.stderr
         self.enabled = bool(enabled)
-        self.live = self.enabled and _is_terminal(self.stream)  # draw a bar at all
-        self._bar = None  # made at the first update, when the batches per epoch are known
+        # made at the first update, when the batches per epoch are known (until then a barless
+        # one prints the log lines)
+        self._bar = ProgressBar(1, stream=stream, enabled=self.enabled)
+        self._sized = False
+
+    @property
+    def stream(self):
+        return self._bar.stream
+
+    @property
+    def live(self) -> bool:
+        return self._bar.live
 
     def update(self, epoch: int, batch: int, n_batches: int, cost: float) -> None:
-        if not self.live:
+        if not self._bar.live:
             return
-        if self._bar is None:
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=self.total_epochs * n_batches, initial=epoch * n_batches, file=self.stream,
-                             unit="batch", leave=False, dynamic_ncols=True, mininterval=0.1)
-        self._bar.set_postfix_str(f"epoch {epoch + 1}/{self.total_epochs} batch {batch}/{n_batches} cost {cost:.6f}",
-                                  refresh=False)
-        self._bar.update(epoch * n_batches + batch - self._bar.n)
+        if not self._sized:
+            self._bar = ProgressBar(self.total_epochs * n_batches, stream=self._bar.stream, enabled=self.enabled,
+                                    unit="batch", initial=epoch * n_batches)
+            self._sized = True
+        self._bar.set(epoch * n_batches + batch,
+                      f"epoch {epoch + 1}/{self.total_epochs} batch {batch}/{n_batches} cost {cost:.6f}")
 
     def line(self, text: str) -> None:
-        if not self.enabled:
-            return
-        if self._bar is not None:
-            self._bar.write(text, file=self.stream)  # clears the bar, prints, redraws it below
-        else:
-            self.stream.write(text + "\n")
-            self.stream.flush()
+        self._bar.line(text)
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        self._bar.close()
 
     def __enter__(self) -> "Progress":
         return self
