@@ -6,6 +6,7 @@ else changed. Backends: see :func:`available_backends`; choose with ``backend=``
 """
 
 from . import backends as _backends  # noqa: F401  (registers the kernels)
+from . import _plan
 from ._dispatch import (
     AUTO,
     BackendError,
@@ -50,8 +51,13 @@ from .gradcheck import (
 
 __version__ = "0.1.0"
 
+from ._plan import set_autotune, tune  # noqa: E402  (after __version__: plans are keyed by it)
+
+_plan._install()
+
 __all__ = [
     "AUTO", "BackendError", "available_backends", "backend_info", "get_backend", "set_backend", "use_backend",
+    "tune", "set_autotune",
     "relu", "relu_backward", "sigmoid", "sigmoid_backward",
     "conv_backward", "conv_forward", "conv_single_step", "create_mask_from_window", "distribute_value",
     "pool_backward", "pool_forward", "zero_pad",

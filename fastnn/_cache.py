@@ -15,7 +15,8 @@ a private directory in the system's temporary directory
 
 The choice is made once per process (changing ``FASTNN_CACHE_DIR`` later has no effect).
 
-Inside it: ``kernels/`` holds the generated kernel modules (named by a hash of their content,
+Inside it: ``plans/`` the planner's measured plans (:mod:`fastnn._plan`; kept by ``clear``,
+forgotten with ``fastnn tune --clear``), ``kernels/`` the generated kernel modules (named by a hash of their content,
 so a file never changes once written) and ``numba/`` Numba's compiled kernels of fastnn (index
 ``.nbi`` and object ``.nbc`` files). When ``NUMBA_CACHE_DIR`` is set, Numba's own setting wins
 and fastnn's compiled kernels go there (``fastnn info`` shows where).

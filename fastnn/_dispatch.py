@@ -17,7 +17,9 @@ Which backend runs a call is decided, first match wins, by
    variable, so threads and asyncio tasks do not see each other's choice),
 3. ``fastnn.set_backend(name)`` (process-wide),
 4. the ``FASTNN_BACKEND`` environment variable,
-5. ``"auto"``: the registered backend of highest priority that has the op.
+5. ``"auto"``: the backend the planner's plan names for the call's key (:mod:`fastnn._plan`:
+   measured by ``fastnn tune``, or on first sight with autotuning on), else the registered
+   backend of highest priority that has the op.
 
 Backend names live in this registry alone: no other module branches on a name.
 """
@@ -44,6 +46,8 @@ __all__ = [
     "resolve",
     "resolve_name",
     "unregister_backend",
+    "kernel_of",
+    "set_planner",
 ]
 
 #: The kernel ops every backend may implement, with the signature its kernels share.
@@ -104,6 +108,24 @@ _context_choice: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(
 )
 # op -> name of the "auto" kernel, recomputed when the registry changes.
 _auto_cache: Dict[str, str] = {}
+# ``planner(op, p) -> backend name or None``, asked by "auto" for calls that pass their params
+# (None: no plan to consult, so "auto" costs nothing more than the default rule).
+_planner: Optional[Callable] = None
+
+
+def set_planner(planner: Optional[Callable]) -> None:
+    """Install the planner ``auto`` asks (:mod:`fastnn._plan` does), or None."""
+    global _planner
+    _planner = planner
+
+
+def kernel_of(op: str, backend: str) -> Callable:
+    """The kernel registered for ``op`` by ``backend`` (no choice involved)."""
+    try:
+        return _kernels[op][backend]
+    except KeyError:
+        raise BackendError(f"backend {backend!r} has no kernel for op {op!r}; backends with {op!r}: "
+                           f"{', '.join(available_backends(op))}") from None
 
 
 def register_backend(name: str, priority: int = 0, description: str = "", *, ground_truth: bool = False) -> None:
@@ -226,8 +248,9 @@ def _auto(op: str) -> str:
     return name
 
 
-def resolve(op: str, backend: Optional[str] = None) -> Callable:
-    """The kernel that runs ``op`` for this call (see the module docstring for the order)."""
+def resolve(op: str, backend: Optional[str] = None, p=None) -> Callable:
+    """The kernel that runs ``op`` for this call (see the module docstring for the order);
+    ``p``, the call's params object, lets ``auto`` consult the planner."""
     name = backend
     if name is None:
         name = _context_choice.get()
@@ -240,6 +263,10 @@ def resolve(op: str, backend: Optional[str] = None) -> Callable:
     if fn is not None:
         return fn
     if name == AUTO:
+        if p is not None and _planner is not None:
+            planned = _planner(op, p)
+            if planned is not None and planned in table:
+                return table[planned]
         return table[_auto(op)]
     if not isinstance(name, str):
         raise TypeError(f"backend must be a backend name (str) or None, got {type(name).__name__}")
@@ -254,9 +281,9 @@ def resolve(op: str, backend: Optional[str] = None) -> Callable:
     )
 
 
-def resolve_name(op: str, backend: Optional[str] = None) -> str:
+def resolve_name(op: str, backend: Optional[str] = None, p=None) -> str:
     """The backend name :func:`resolve` would pick (``"auto"`` resolved to a concrete name)."""
-    fn = resolve(op, backend)
+    fn = resolve(op, backend, p)
     for name, kernel in _kernels[op].items():
         if kernel is fn:
             return name

@@ -66,7 +66,7 @@ def conv_forward(A_prev, W, b, hparameters, *, backend: Optional[str] = None) ->
     p = P.conv_params(A_prev, W, b, hparameters)
     dt = p.dtype
     Z = _empty((p.m, p.Ho, p.Wo, p.K), dtype=dt)
-    resolve("conv_forward", backend)(
+    resolve("conv_forward", backend, p)(
         p, P.as_kernel_input(A_prev, dt), P.as_kernel_input(W, dt), P.as_kernel_input(b, dt).reshape(p.K), Z
     )
     return Z, (A_prev, W, b, hparameters)
@@ -97,7 +97,7 @@ def conv_backward(dZ, cache, *, backend: Optional[str] = None) -> Tuple[np.ndarr
     dA_prev = _empty(A_prev.shape, dtype=dt)
     dW = _empty(W.shape, dtype=dt)
     db = _empty(b.shape, dtype=dt)
-    resolve("conv_backward", backend)(
+    resolve("conv_backward", backend, p)(
         p, P.as_kernel_input(A_prev, dt), P.as_kernel_input(W, dt), P.as_kernel_input(dZ, dt),
         dA_prev, dW, db.reshape(p.K),
     )
@@ -114,7 +114,7 @@ def pool_forward(A_prev, hparameters, mode: str = "max", *, backend: Optional[st
     A_prev = P.as_array(A_prev, "A_prev")
     p = P.pool_params(A_prev, hparameters, mode)
     A = _empty((p.m, p.Ho, p.Wo, p.C), dtype=p.dtype)
-    resolve("pool_forward", backend)(p, P.as_kernel_input(A_prev, p.dtype), A)
+    resolve("pool_forward", backend, p)(p, P.as_kernel_input(A_prev, p.dtype), A)
     return A, (A_prev, hparameters)
 
 
@@ -137,7 +137,7 @@ def pool_backward(dA, cache, mode: str = "max", *, ties: str = "all", backend: O
     if dt != p.dtype:
         p = p._replace(dtype=dt)
     dA_prev = _empty(A_prev.shape, dtype=dt)
-    resolve("pool_backward", backend)(p, P.as_kernel_input(A_prev, dt), P.as_kernel_input(dA, dt), dA_prev)
+    resolve("pool_backward", backend, p)(p, P.as_kernel_input(A_prev, dt), P.as_kernel_input(dA, dt), dA_prev)
     return dA_prev
 
 

@@ -186,8 +186,8 @@ def test_float32_path_has_no_float64_buffers(monkeypatch):
     seen = []
     original = _dispatch.resolve
 
-    def spy(op, backend=None):
-        fn = original(op, backend)
+    def spy(op, backend=None, p=None):
+        fn = original(op, backend, p)
 
         def wrapped(*args):
             seen.extend((op, a.dtype) for a in args if isinstance(a, np.ndarray))

@@ -12,6 +12,7 @@ COMMANDS = {
     "info": "fastnn.cli.info",
     "bench": "fastnn.cli.bench",
     "train": "fastnn.cli.train",
+    "tune": "fastnn.cli.tune",
     "cache": "fastnn.cli.cache",
 }
 

@@ -64,9 +64,12 @@ def collect() -> dict:
         info["torch_threads"] = torch.get_num_threads()
     except ImportError:
         info["torch"] = None
+    from .. import _plan
     from .._cache import describe
 
     info["cache"] = describe()
+    info["plans"] = {"file": _plan.plan_file(), "keys": len(_plan.plans()), "autotune": _plan.autotune_enabled(),
+                     "autotune_budget_s": _plan.AUTOTUNE_BUDGET_S}
     return info
 
 
@@ -91,6 +94,9 @@ def run(args) -> int:
     cache = info["cache"]
     print(f"  cache    {cache['dir']} ({_size(cache['bytes'])}; FASTNN_CACHE_DIR; `fastnn cache clear` empties it)")
     print(f"           compiled kernels in {cache['compiled_kernels']}")
+    plans = info["plans"]
+    autotune = f"on, up to {plans['autotune_budget_s']:g} s of timing per new key" if plans["autotune"] else "off"
+    print(f"  plans    {plans['keys']} keys in {plans['file']} (`fastnn tune`; autotune {autotune}, FASTNN_AUTOTUNE)")
     blas = info["blas"]
     if isinstance(blas, list):
         for d in blas:

@@ -1,0 +1,411 @@
+"""The planner behind ``auto``: the fastest known backend for each call's key.
+
+A *key* is the op, the dtype, every shape and hyper-parameter of the call's params object
+(:mod:`fastnn._params`) and fastnn's thread count. A *plan* maps keys to backends; plans are
+measured by :func:`tune` and stored in one file per machine in fastnn's cache directory
+(``<cache>/plans/plans-<machine>.json``, the machine being the CPU model and features and the
+fastnn, Numba and NumPy versions: a plan measured elsewhere, or before an upgrade, is not
+used).
+
+What ``auto`` runs for a call (:func:`choose`, asked by :func:`fastnn._dispatch.resolve`):
+
+1. the backend the plan names for the call's key, when it still has the op;
+2. with autotuning on (``FASTNN_AUTOTUNE=1`` or :func:`set_autotune`), a key seen for the first
+   time is tuned then, within ``AUTOTUNE_BUDGET_S`` seconds of timing, and the plan saved;
+3. otherwise the default rule: the registered backend of highest priority that has the op
+   (what ``auto`` always ran before plans existed, so a missing plan is never slower).
+
+Tuning a key (:func:`tune_key`): every backend that has the op (the ground truth excluded) is
+first checked against the ground truth on a reduced version of the shape (one image, a few
+output pixels, all channels) under the one tolerance rule; one that fails is never chosen.
+The others are timed in alternating rounds on seeded inputs of the key's shape (never the
+user's arrays), and the median per backend decides.
+
+Plan files are written atomically (:mod:`fastnn._files`) under an advisory file lock: two
+processes tuning at once merge their keys and lose none. A file that cannot be read, does not
+parse, has another schema or another machine's key is ignored with one warning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import os
+import platform
+import statistics
+import threading
+import time
+import warnings
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import numpy as np
+
+from . import _cache, _dispatch
+from . import _params as P
+from ._files import atomic_write
+
+__all__ = ["choose", "tune", "tune_key", "set_autotune", "autotune_enabled", "plan_file", "plans",
+           "clear_plans", "explain", "key_of", "table_shapes", "TUNABLE_OPS", "AUTOTUNE_BUDGET_S", "SCHEMA"]
+
+SCHEMA = "fastnn-plans/1"
+ENV_AUTOTUNE = "FASTNN_AUTOTUNE"
+#: The ops whose backend the planner chooses per key (the others follow the default rule).
+TUNABLE_OPS = ("conv_forward", "conv_backward", "pool_forward", "pool_backward")
+#: Seconds of timing per key when autotuning a key seen for the first time.
+AUTOTUNE_BUDGET_S = 1.0
+
+_lock = threading.RLock()
+_plans: Optional[Dict[str, dict]] = None  # key string -> entry, loaded on first use
+_memo: Dict[tuple, Optional[str]] = {}  # (op, params, threads) -> backend or None
+_autotune = os.environ.get(ENV_AUTOTUNE, "").strip().lower() not in ("", "0", "false", "no", "off")
+_warned = False
+
+
+# ------------------------------------------------------------------------ keys
+
+
+try:
+    from .backends.numba.config import num_threads as _threads  # fastnn's threads per kernel call
+except ImportError:  # pragma: no cover - numba is a dependency
+    def _threads() -> int:
+        return os.cpu_count() or 1
+
+
+def key_of(op: str, p, threads: Optional[int] = None) -> str:
+    """The plan key of a call: ``op|dtype|field=value,...|t<threads>``."""
+    fields = ",".join(f"{k}={v}" for k, v in p._asdict().items() if k != "dtype")
+    return f"{op}|{np.dtype(p.dtype).name}|{fields}|t{_threads() if threads is None else threads}"
+
+
+@functools.lru_cache(maxsize=None)
+def _machine() -> str:
+    import numba
+    from llvmlite import binding
+
+    from . import __version__
+
+    return json.dumps({"cpu": binding.get_host_cpu_name(), "features": binding.get_host_cpu_features().flatten(),
+                       "processor": platform.processor() or platform.machine(), "fastnn": __version__,
+                       "numba": numba.__version__, "numpy": np.__version__}, sort_keys=True)
+
+
+def machine() -> dict:
+    """What a plan is valid for: the CPU (LLVM's name and features) and the versions."""
+    return json.loads(_machine())
+
+
+def plan_file() -> str:
+    """This machine's plan file."""
+    digest = hashlib.sha256(_machine().encode()).hexdigest()[:16]
+    return os.path.join(_cache.cache_dir(), "plans", f"plans-{digest}.json")
+
+
+# ------------------------------------------------------------------- the file
+
+
+def _warn_once(msg: str) -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        warnings.warn(f"fastnn: {msg}; ignoring it (auto uses the default rule)", RuntimeWarning, stacklevel=4)
+
+
+def _read(path: str) -> Dict[str, dict]:
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read().decode())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        _warn_once(f"plan file {path} cannot be read ({type(exc).__name__}: {exc})")
+        return {}
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("plans"), dict):
+        _warn_once(f"plan file {path} is not a {SCHEMA} file")
+        return {}
+    if data.get("machine") != machine():
+        _warn_once(f"plan file {path} was measured on another machine or versions")
+        return {}
+    return {k: v for k, v in data["plans"].items()
+            if isinstance(k, str) and isinstance(v, dict) and isinstance(v.get("backend"), str)}
+
+
+@contextlib.contextmanager
+def _file_lock(path: str):
+    """An advisory lock on ``path + '.lock'`` (POSIX ``flock``; elsewhere none)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: atomic replace only
+        yield
+        return
+    with open(path + ".lock", "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _save(new: Dict[str, dict]) -> None:
+    """Merge ``new`` into this machine's plan file (re-read under the lock: nothing is lost)."""
+    path = plan_file()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with _file_lock(path):
+        merged = _read(path)
+        merged.update(new)
+        data = {"schema": SCHEMA, "machine": machine(), "plans": dict(sorted(merged.items()))}
+        atomic_write(path, (json.dumps(data, indent=1) + "\n").encode(), mode=0o644)
+    with _lock:
+        _loaded().update(new)
+        _memo.clear()
+    _install()
+
+
+def _loaded() -> Dict[str, dict]:
+    global _plans
+    if _plans is None:
+        with _lock:
+            if _plans is None:
+                _plans = _read(plan_file())
+    return _plans
+
+
+def plans() -> Dict[str, dict]:
+    """This machine's plans: key -> {"backend", "times_s", "rejected", "tuned"} (a copy)."""
+    return {k: dict(v) for k, v in _loaded().items()}
+
+
+def clear_plans() -> None:
+    """Forget this machine's plans (the file too)."""
+    global _plans
+    path = plan_file()
+    with _file_lock(path) if os.path.isdir(os.path.dirname(path)) else contextlib.nullcontext():
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    with _lock:
+        _plans = {}
+        _memo.clear()
+    _install()
+
+
+def _reload() -> None:
+    """Read the plan file again (after another process wrote it)."""
+    global _plans
+    with _lock:
+        _plans = None
+        _memo.clear()
+    _install()
+
+
+# --------------------------------------------------------------------- choosing
+
+
+def set_autotune(on: bool) -> bool:
+    """Tune a key the first time ``auto`` sees it (as PyTorch's ``cudnn.benchmark``); returns
+    the previous setting."""
+    global _autotune
+    old, _autotune = _autotune, bool(on)
+    _memo.clear()
+    _install()
+    return old
+
+
+def autotune_enabled() -> bool:
+    return _autotune
+
+
+def choose(op: str, p) -> Optional[str]:
+    """The backend the plan names for this call (tuning it first when autotuning), or None:
+    the default rule then applies."""
+    if op not in TUNABLE_OPS:
+        return None
+    threads = _threads()
+    memo_key = (op, p, threads)
+    try:
+        return _memo[memo_key]
+    except KeyError:
+        pass
+    entry = _loaded().get(key_of(op, p, threads))
+    if entry is None and _autotune:
+        entry = tune_key(op, p, budget_s=AUTOTUNE_BUDGET_S, threads=threads)
+    name = entry["backend"] if entry is not None else None
+    if name is not None and name not in _dispatch.available_backends(op):
+        name = None  # a backend that is gone, or lost the op
+    _memo[memo_key] = name
+    return name
+
+
+def explain(op: str, p) -> str:
+    """Which backend ``auto`` runs for this call, and why."""
+    default = _dispatch.available_backends(op)[0]
+    if op not in TUNABLE_OPS:
+        return f"{op}: {default} (default rule: highest priority; {op} is not tuned)"
+    key = key_of(op, p)
+    entry = _loaded().get(key)
+    if entry is None:
+        how = "autotuning will time the candidates on first use" if _autotune else "no plan for this key"
+        return f"{op}: {default} (default rule: highest priority; {how})\n  key {key}"
+    times = ", ".join(f"{b} {t * 1e3:.3f} ms" for b, t in sorted(entry.get("times_s", {}).items(), key=lambda x: x[1]))
+    rejected = entry.get("rejected") or {}
+    lines = [f"{op}: {entry['backend']} (plan, tuned {entry.get('tuned', '?')}: median {times})", f"  key {key}"]
+    lines += [f"  rejected {b}: {why}" for b, why in rejected.items()]
+    return "\n".join(lines)
+
+
+def _install() -> None:
+    """Let ``auto`` ask the planner only when there is something to ask (no cost otherwise)."""
+    active = _autotune or bool(_plans) or (_plans is None and os.path.exists(plan_file()))
+    _dispatch.set_planner(choose if active else None)
+
+
+# ----------------------------------------------------------------------- tuning
+
+
+def _inputs(op: str, p, seed: int = 0) -> tuple:
+    """Seeded arrays for ``op``'s kernel at ``p`` (inputs, then allocated outputs)."""
+    rng = np.random.default_rng(seed)
+    dt = np.dtype(p.dtype)
+
+    def arr(*shape):
+        return rng.standard_normal(shape).astype(dt)
+
+    if op == "conv_forward":
+        return (arr(p.m, p.H, p.W, p.C), arr(p.fh, p.fw, p.C, p.K), arr(p.K)), (np.empty((p.m, p.Ho, p.Wo, p.K), dt),)
+    if op == "conv_backward":
+        return ((arr(p.m, p.H, p.W, p.C), arr(p.fh, p.fw, p.C, p.K), arr(p.m, p.Ho, p.Wo, p.K)),
+                (np.empty((p.m, p.H, p.W, p.C), dt), np.empty((p.fh, p.fw, p.C, p.K), dt), np.empty(p.K, dt)))
+    if op == "pool_forward":
+        return (arr(p.m, p.H, p.W, p.C),), (np.empty((p.m, p.Ho, p.Wo, p.C), dt),)
+    if op == "pool_backward":
+        return (arr(p.m, p.H, p.W, p.C), arr(p.m, p.Ho, p.Wo, p.C)), (np.empty((p.m, p.H, p.W, p.C), dt),)
+    raise ValueError(f"op {op!r} is not tunable; tunable ops: {', '.join(TUNABLE_OPS)}")
+
+
+def _reduced(p):
+    """``p`` for one image and at most 3 x 3 output pixels (all channels, the same window)."""
+    def dim(n, f, s, pad):
+        return max(1, min(n, f + 2 * s - 2 * pad)) if n + 2 * pad >= f else n
+
+    H, W = dim(p.H, p.fh, p.sh, p.ph), dim(p.W, p.fw, p.sw, p.pw)
+    shape = (1, H, W, p.C)
+    if isinstance(p, P.ConvParams):
+        A = np.zeros(shape, p.dtype)
+        Wt = np.zeros((p.fh, p.fw, p.C, p.K), p.dtype)
+        return P.conv_params(A, Wt, np.zeros((1, 1, 1, p.K), p.dtype), {"stride": (p.sh, p.sw), "pad": (p.ph, p.pw)})
+    q = P.pool_params(np.zeros(shape, p.dtype), {"f": (p.fh, p.fw), "stride": (p.sh, p.sw), "pad": (p.ph, p.pw)},
+                      p.mode, p.ties)
+    return q
+
+
+def _check(op: str, p, name: str) -> Optional[str]:
+    """None when backend ``name`` matches the ground truth on the reduced shape, else why not."""
+    from .testing.tolerance import mismatch
+
+    q = _reduced(p)
+    ins, outs = _inputs(op, q, seed=1)
+    ref_outs = tuple(np.empty_like(o) for o in outs)
+    _dispatch.kernel_of(op, _dispatch.ground_truth_backend())(q, *ins, *ref_outs)
+    try:
+        _dispatch.kernel_of(op, name)(q, *ins, *outs)
+    except Exception as exc:  # noqa: BLE001 - a candidate that fails is rejected, not fatal
+        return f"raised {type(exc).__name__}: {exc}"
+    for o, r in zip(outs, ref_outs):
+        why = mismatch(o, r, q.dtype, f"{op} on {name}")
+        if why:
+            return why
+    return None
+
+
+def _time(calls: Dict[str, callable], budget_s: float, min_rounds: int = 3, max_rounds: int = 25) -> Dict[str, float]:
+    """Median seconds per call of each candidate, timed in alternating rounds (one call each,
+    the order reversed every other round) until ``budget_s`` is spent (at least ``min_rounds``)."""
+    for fn in calls.values():
+        fn()  # untimed: compiling, first touch
+    times: Dict[str, List[float]] = {n: [] for n in calls}
+    names = list(calls)
+    start = time.perf_counter()
+    for r in range(max_rounds):
+        for n in (names if r % 2 == 0 else names[::-1]):
+            t0 = time.perf_counter()
+            calls[n]()
+            times[n].append(time.perf_counter() - t0)
+        if r + 1 >= min_rounds and time.perf_counter() - start > budget_s:
+            break
+    return {n: statistics.median(v) for n, v in times.items()}
+
+
+def tune_key(op: str, p, *, budget_s: float = 2.0, threads: Optional[int] = None, save: bool = True) -> Optional[dict]:
+    """Measure every candidate backend for this key and store the fastest (see the module
+    docstring). Returns the plan entry, or None when no candidate passed the check."""
+    ref = _dispatch.ground_truth_backend()
+    candidates = [b for b in _dispatch.available_backends(op) if b != ref]
+    rejected = {}
+    for name in list(candidates):
+        why = _check(op, p, name)
+        if why is not None:
+            rejected[name] = why
+            candidates.remove(name)
+    if not candidates:
+        entry = None
+    else:
+        ins, outs = _inputs(op, p)
+        calls = {n: (lambda k=_dispatch.kernel_of(op, n): k(p, *ins, *outs)) for n in candidates}
+        times = _time(calls, budget_s) if len(calls) > 1 else {candidates[0]: float("nan")}
+        best = min(times, key=lambda n: times[n] if times[n] == times[n] else 0.0)
+        entry = {"backend": best, "times_s": times, "rejected": rejected,
+                 "tuned": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if entry is not None and save:
+        _save({key_of(op, p, threads): entry})
+    return entry
+
+
+def table_shapes() -> List[str]:
+    """Names of the built-in table's shapes (convolutions and poolings)."""
+    from .testing.cases import BENCH_CONV_SHAPES, BENCH_POOL_SHAPES
+
+    return sorted(set(BENCH_CONV_SHAPES) | set(BENCH_POOL_SHAPES))
+
+
+def _table_params(dtypes, ops, shapes=None) -> List[Tuple[str, object]]:
+    """(op, params) of the built-in benchmark table."""
+    from .testing.cases import BENCH_CONV_SHAPES, BENCH_POOL_SHAPES
+
+    out = []
+    for dt in dtypes:
+        for name, case in BENCH_CONV_SHAPES.items():
+            if shapes and name not in shapes:
+                continue
+            A, W, b, hp, _ = case.make(dt, seed=0)
+            p = P.conv_params(A, W, b, hp)
+            out += [(op, p) for op in ("conv_forward", "conv_backward") if op in ops]
+        for name, case in BENCH_POOL_SHAPES.items():
+            if shapes and name not in shapes:
+                continue
+            A, hp, _ = case.make(dt, seed=0)
+            for m in ("max", "average"):
+                p = P.pool_params(A, hp, m)
+                out += [(op, p) for op in ("pool_forward", "pool_backward") if op in ops]
+    return out
+
+
+def tune(calls: Optional[Iterable[Tuple[str, object]]] = None, *, ops: Iterable[str] = TUNABLE_OPS,
+         dtypes: Iterable = (np.float32, np.float64), shapes: Optional[Iterable[str]] = None,
+         budget_s: float = 2.0, progress=None) -> Dict[str, dict]:
+    """Tune ``calls`` (pairs of op and params object), or the built-in benchmark table (its
+    ``shapes``, all by default) for ``ops`` and ``dtypes``; store the plans; return them by key."""
+    ops = tuple(ops)
+    bad = [o for o in ops if o not in TUNABLE_OPS]
+    if bad:
+        raise ValueError(f"ops must be among {', '.join(TUNABLE_OPS)}, got {bad[0]!r}")
+    todo = list(calls) if calls is not None else _table_params(tuple(np.dtype(d) for d in dtypes), ops,
+                                                              set(shapes) if shapes else None)
+    found = {}
+    for i, (op, p) in enumerate(todo):
+        entry = tune_key(op, p, budget_s=budget_s)
+        if entry is not None:
+            found[key_of(op, p)] = entry
+        if progress is not None:
+            progress(i + 1, len(todo), op, p, entry)
+    _install()
+    return found

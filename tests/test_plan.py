@@ -1,0 +1,180 @@
+"""The planner behind ``auto`` (fastnn._plan): plans route ``auto`` per call key, candidates
+that disagree with the ground truth are never chosen, plan files survive corruption, other
+machines and concurrent writers, autotuning tunes a key on first sight, ``fastnn tune``."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import _cache, _dispatch, _plan
+from fastnn import _params as P
+from fastnn.cli import main
+from fastnn.testing.tolerance import assert_close
+
+REF = _dispatch.ground_truth_backend()
+
+
+@pytest.fixture
+def planner(tmp_path, monkeypatch):
+    """A fresh planner over an empty cache directory; the real state comes back afterwards."""
+    monkeypatch.setattr(_cache, "_resolved", str(tmp_path))
+    monkeypatch.setattr(_plan, "_plans", None)
+    monkeypatch.setattr(_plan, "_memo", {})
+    monkeypatch.setattr(_plan, "_autotune", False)
+    monkeypatch.setattr(_plan, "_warned", False)
+    _plan._install()
+    yield _plan
+    monkeypatch.undo()
+    _plan._install()
+
+
+def _conv(dtype=np.float64, m=2, H=9, W=9, C=5, K=7, f=3, s=1, pad=1, seed=0):
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((m, H, W, C)).astype(dtype)
+    Wt = rng.standard_normal((f, f, C, K)).astype(dtype)
+    b = rng.standard_normal((1, 1, 1, K)).astype(dtype)
+    hp = {"stride": s, "pad": pad}
+    return A, Wt, b, hp, P.conv_params(A, Wt, b, hp)
+
+
+def _entry(backend):
+    return {"backend": backend, "times_s": {backend: 1e-3}, "rejected": {}, "tuned": "test"}
+
+
+def test_a_plan_routes_auto_per_key_and_pinning_still_wins(planner):
+    default = _dispatch.available_backends("conv_forward")[0]
+    other = [b for b in _dispatch.available_backends("conv_forward") if b not in (default, REF)][0]
+    A, W, b, hp, p = _conv()
+    _, _, _, _, q = _conv(H=11)
+    planner._save({planner.key_of("conv_forward", p): _entry(other)})
+    assert _dispatch.resolve_name("conv_forward", None, p) == other
+    assert _dispatch.resolve_name("conv_forward", None, q) == default  # no plan: the default rule
+    assert _dispatch.resolve_name("conv_forward", default, p) == default  # a pinned backend is not planned
+    with fastnn.use_backend(default):
+        assert _dispatch.resolve_name("conv_forward", None, p) == default
+    Z, _ = fastnn.conv_forward(A, W, b, hp)
+    assert_close(Z, fastnn.conv_forward(A, W, b, hp, backend=_dispatch.ground_truth_backend())[0], A.dtype, "Z")
+    assert "plan" in planner.explain("conv_forward", p) and other in planner.explain("conv_forward", p)
+    assert "no plan" in planner.explain("conv_forward", q)
+
+
+def test_a_plan_is_read_by_a_new_process(planner, tmp_path):
+    _, _, _, _, p = _conv()
+    other = [b for b in _dispatch.available_backends("conv_forward") if b != REF][-1]
+    planner._save({planner.key_of("conv_forward", p): _entry(other)})
+    code = ("import numpy as np, fastnn; from fastnn import _dispatch, _params as P; "
+            "A = np.zeros((2, 9, 9, 5)); W = np.zeros((3, 3, 5, 7)); b = np.zeros((1, 1, 1, 7)); "
+            "print(_dispatch.resolve_name('conv_forward', None, P.conv_params(A, W, b, {'stride': 1, 'pad': 1})))")
+    env = dict(os.environ, FASTNN_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == other
+
+
+@pytest.fixture
+def wrong_backend():
+    """A high-priority backend whose convolution is fast and wrong (zeros)."""
+    _dispatch.register_backend("wrong", priority=99, description="test: fast and wrong")
+
+    @_dispatch.register("conv_forward", "wrong")
+    def conv_forward(p, A_prev, W, b, Z):
+        Z.fill(0)
+
+    yield "wrong"
+    _dispatch.unregister_backend("wrong")
+
+
+def test_a_candidate_that_disagrees_with_the_ground_truth_is_never_chosen(planner, wrong_backend):
+    _, _, _, _, p = _conv()
+    entry = planner.tune_key("conv_forward", p, budget_s=0.05)
+    assert wrong_backend in entry["rejected"] and "differ" in entry["rejected"][wrong_backend]
+    assert entry["backend"] != wrong_backend and entry["backend"] in _dispatch.available_backends("conv_forward")
+    assert wrong_backend not in entry["times_s"]
+    assert planner.plans()[planner.key_of("conv_forward", p)]["backend"] == entry["backend"]
+
+
+def test_the_fastest_candidate_is_chosen(planner, monkeypatch):
+    _, _, _, _, p = _conv()
+    slow, fast = [b for b in _dispatch.available_backends("conv_forward") if b != REF][:2]
+    monkeypatch.setattr(planner, "_time", lambda calls, budget_s: {slow: 2.0, fast: 1.0})
+    assert planner.tune_key("conv_forward", p)["backend"] == fast
+    monkeypatch.setattr(planner, "_time", lambda calls, budget_s: {slow: 1.0, fast: 2.0})
+    assert planner.tune_key("conv_forward", p)["backend"] == slow
+    assert _dispatch.resolve_name("conv_forward", None, p) == slow
+
+
+@pytest.mark.parametrize("content", [b"{not json", json.dumps({"schema": "other/9", "plans": {}}).encode(),
+                                     b"\x00\xff", json.dumps([1, 2]).encode()])
+def test_a_corrupt_plan_file_is_ignored_with_one_warning(planner, content):
+    path = planner.plan_file()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(content)
+    planner._reload()
+    _, _, _, _, p = _conv()
+    with pytest.warns(RuntimeWarning, match="ignoring it"):
+        assert _dispatch.resolve_name("conv_forward", None, p) == _dispatch.available_backends("conv_forward")[0]
+    assert planner.plans() == {}
+
+
+def test_another_machines_plan_file_is_ignored(planner):
+    _, _, _, _, p = _conv()
+    other = [b for b in _dispatch.available_backends("conv_forward") if b != REF][-1]
+    machine = dict(planner.machine(), cpu="some-other-cpu")
+    path = planner.plan_file()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({"schema": planner.SCHEMA, "machine": machine,
+                   "plans": {planner.key_of("conv_forward", p): _entry(other)}}, f)
+    planner._reload()
+    with pytest.warns(RuntimeWarning, match="another machine"):
+        assert planner.plans() == {}
+
+
+def test_two_processes_saving_at_once_lose_nothing(planner, tmp_path):
+    code = ("import sys; from fastnn import _plan; "
+            "[_plan._save({f'k{sys.argv[1]}-{i}': {'backend': 'numba', 'times_s': {}, 'rejected': {}, 'tuned': 't'}})"
+            " for i in range(25)]")
+    env = dict(os.environ, FASTNN_CACHE_DIR=str(tmp_path))
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(w)], env=env) for w in range(3)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0, 0]
+    planner._reload()
+    assert set(planner.plans()) == {f"k{w}-{i}" for w in range(3) for i in range(25)}
+    assert not [f for f in os.listdir(os.path.dirname(planner.plan_file())) if f.endswith(".tmp")]
+
+
+def test_autotune_tunes_a_new_key_on_first_sight(planner):
+    A, W, b, hp, p = _conv(np.float32, seed=3)
+    planner.set_autotune(True)
+    assert planner.plans() == {}
+    Z, _ = fastnn.conv_forward(A, W, b, hp)
+    entry = planner.plans()[planner.key_of("conv_forward", p)]
+    assert entry["backend"] in _dispatch.available_backends("conv_forward")
+    assert_close(Z, fastnn.conv_forward(A, W, b, hp, backend=_dispatch.ground_truth_backend())[0], np.float32, "Z")
+    planner.set_autotune(False)
+
+
+def test_reduced_shapes_keep_the_window_and_channels():
+    for hp, f in (({"stride": 2, "pad": 1}, 3), ({"stride": 1, "pad": 3}, 7), ({"stride": 3, "pad": 0}, 2)):
+        A = np.zeros((4, 30, 31, 6))
+        p = P.conv_params(A, np.zeros((f, f, 6, 9)), np.zeros((1, 1, 1, 9)), hp)
+        q = _plan._reduced(p)
+        assert (q.m, q.C, q.K, q.fh, q.sh, q.ph) == (1, 6, 9, f, p.sh, p.ph)
+        assert 1 <= q.Ho <= 3 and 1 <= q.Wo <= 3
+
+
+def test_cli_tune_show_clear_and_errors(planner, capsys):
+    assert main(["tune", "--shapes", "seed", "--ops", "conv_forward", "--dtypes", "float64", "--budget", "0.05"]) == 0
+    out = capsys.readouterr().out
+    assert "conv_forward" in out and "stored 1 keys" in out
+    assert main(["tune", "--show"]) == 0 and "1 keys" in capsys.readouterr().out
+    assert main(["tune", "--shapes", "nope"]) == 2 and "unknown shape 'nope'" in capsys.readouterr().err
+    assert main(["tune", "--dtypes", "int8"]) == 2 and "--dtypes" in capsys.readouterr().err
+    assert main(["tune", "--ops", "relu"]) == 2 and "ops must be among" in capsys.readouterr().err
+    assert main(["tune", "--clear"]) == 0
+    assert planner.plans() == {} and not os.path.exists(planner.plan_file())
