@@ -18,8 +18,11 @@ What ``auto`` runs for a call (:func:`choose`, asked by :func:`fastnn._dispatch.
 Tuning a key (:func:`tune_key`): every backend that has the op (the ground truth excluded) is
 first checked against the ground truth on a reduced version of the shape (one image, a few
 output pixels, all channels) under the one tolerance rule; one that fails is never chosen.
-The others are timed in alternating rounds on seeded inputs of the key's shape (never the
-user's arrays), and the median per backend decides.
+The others are timed in alternating rounds of blocks on seeded inputs of the key's shape (never
+the user's arrays), and the median per backend decides. A backward op is timed in pairs with
+the forward ``auto`` runs for it (training runs them so), which counts what a backend costs the
+forward after it. What stays unmeasured: a BLAS-based choice's effect on *other* ops that follow
+it (a numba ReLU or pooling right after an im2col convolution), see ``docs/bench/backend-notes.md``.
 
 Plan files are written atomically (:mod:`fastnn._files`) under an advisory file lock: two
 processes tuning at once merge their keys and lose none. A file that cannot be read, does not
@@ -317,22 +320,74 @@ def _check(op: str, p, name: str) -> Optional[str]:
     return None
 
 
+#: After switching to a candidate, untimed calls run for at least this long before its timed
+#: calls: a BLAS-based candidate's idle OpenBLAS workers keep spinning for a while after its
+#: last GEMM and slow the next candidate's kernels (``docs/bench/backend-notes.md``); timed
+#: back to back, the candidate after a GEMM one looks up to 2x slower than it runs in a loop.
+SETTLE_S = 0.15
+#: Timed calls per candidate per round (their median is the round's time).
+BLOCK = 3
+
+
 def _time(calls: Dict[str, callable], budget_s: float, min_rounds: int = 3, max_rounds: int = 25) -> Dict[str, float]:
-    """Median seconds per call of each candidate, timed in alternating rounds (one call each,
-    the order reversed every other round) until ``budget_s`` is spent (at least ``min_rounds``)."""
-    for fn in calls.values():
-        fn()  # untimed: compiling, first touch
+    """Median seconds per call of each candidate, timed in rounds of one block per candidate
+    (``SETTLE_S`` of untimed calls, then ``BLOCK`` timed ones), the order reversed every other
+    round, until ``budget_s`` is spent (at least ``min_rounds``): the median over rounds."""
     times: Dict[str, List[float]] = {n: [] for n in calls}
     names = list(calls)
     start = time.perf_counter()
     for r in range(max_rounds):
         for n in (names if r % 2 == 0 else names[::-1]):
-            t0 = time.perf_counter()
-            calls[n]()
-            times[n].append(time.perf_counter() - t0)
+            fn = calls[n]
+            t_switch = time.perf_counter()
+            fn()  # untimed (the first round: compiling, first touch)
+            while time.perf_counter() - t_switch < SETTLE_S:
+                fn()
+            block = []
+            for _ in range(BLOCK):
+                t0 = time.perf_counter()
+                fn()
+                block.append(time.perf_counter() - t0)
+            times[n].append(statistics.median(block))
         if r + 1 >= min_rounds and time.perf_counter() - start > budget_s:
             break
     return {n: statistics.median(v) for n, v in times.items()}
+
+
+#: A backward op is timed in pairs with its forward, as training runs them: a backward on a
+#: BLAS (im2col) backend leaves OpenBLAS's workers spinning and slows the numba forward that
+#: follows, a cost that timing the backward alone would hide.
+_FORWARD_OF = {"conv_backward": "conv_forward", "pool_backward": "pool_forward"}
+
+
+def _forward_backend(op: str, p, threads) -> str:
+    """The backend ``auto`` runs the forward of backward ``op`` on (tuning it first if needed)."""
+    fwd = _FORWARD_OF[op]
+    q = p._replace(ties="all") if isinstance(p, P.PoolParams) else p
+    entry = _loaded().get(key_of(fwd, q, threads))
+    if entry is None:
+        entry = tune_key(fwd, q, budget_s=AUTOTUNE_BUDGET_S, threads=threads)
+    name = entry["backend"] if entry is not None else None
+    return name if name in _dispatch.available_backends(fwd) else _dispatch.available_backends(fwd)[0]
+
+
+def _candidate_calls(op: str, p, candidates, threads) -> Dict[str, callable]:
+    """One call per candidate on seeded inputs; a backward op with its forward first."""
+    ins, outs = _inputs(op, p)
+    if op not in _FORWARD_OF:
+        return {n: (lambda k=_dispatch.kernel_of(op, n): k(p, *ins, *outs)) for n in candidates}
+    fwd_op = _FORWARD_OF[op]
+    fwd = _dispatch.kernel_of(fwd_op, _forward_backend(op, p, threads))
+    q = p._replace(ties="all") if isinstance(p, P.PoolParams) else p
+    fwd_ins, fwd_outs = _inputs(fwd_op, q)
+
+    def pair(k):
+        def call():
+            fwd(q, *fwd_ins, *fwd_outs)
+            k(p, *ins, *outs)
+        return call
+
+    return {n: pair(_dispatch.kernel_of(op, n)) for n in candidates}
 
 
 def tune_key(op: str, p, *, budget_s: float = 2.0, threads: Optional[int] = None, save: bool = True) -> Optional[dict]:
@@ -349,12 +404,13 @@ def tune_key(op: str, p, *, budget_s: float = 2.0, threads: Optional[int] = None
     if not candidates:
         entry = None
     else:
-        ins, outs = _inputs(op, p)
-        calls = {n: (lambda k=_dispatch.kernel_of(op, n): k(p, *ins, *outs)) for n in candidates}
+        calls = _candidate_calls(op, p, candidates, threads)
         times = _time(calls, budget_s) if len(calls) > 1 else {candidates[0]: float("nan")}
         best = min(times, key=lambda n: times[n] if times[n] == times[n] else 0.0)
         entry = {"backend": best, "times_s": times, "rejected": rejected,
                  "tuned": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        if op in _FORWARD_OF:
+            entry["timed_with"] = f"{_FORWARD_OF[op]} on {_forward_backend(op, p, threads)}"
     if entry is not None and save:
         _save({key_of(op, p, threads): entry})
     return entry
