@@ -178,3 +178,15 @@ def test_cli_tune_show_clear_and_errors(planner, capsys):
     assert main(["tune", "--ops", "relu"]) == 2 and "ops must be among" in capsys.readouterr().err
     assert main(["tune", "--clear"]) == 0
     assert planner.plans() == {} and not os.path.exists(planner.plan_file())
+
+
+def test_a_backward_key_is_timed_with_the_forward_auto_runs(planner):
+    _, _, _, _, p = _conv(np.float32)
+    entry = planner.tune_key("conv_backward", p, budget_s=0.05)
+    fwd = planner.plans()[planner.key_of("conv_forward", p)]["backend"]  # tuned first, for the pairs
+    assert entry["timed_with"] == f"conv_forward on {fwd}"
+    A = np.random.default_rng(0).standard_normal((2, 8, 8, 4))
+    q = P.pool_params(A, {"f": 2, "stride": 2}, "max", "first")
+    entry = planner.tune_key("pool_backward", q, budget_s=0.05)
+    assert entry["timed_with"].startswith("pool_forward on ")
+    assert planner.key_of("pool_forward", q._replace(ties="all")) in planner.plans()
