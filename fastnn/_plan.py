@@ -152,6 +152,7 @@ def _file_lock(path: str):
 
 def _save(new: Dict[str, dict]) -> None:
     """Merge ``new`` into this machine's plan file (re-read under the lock: nothing is lost)."""
+    global _plans
     path = plan_file()
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with _file_lock(path):
@@ -160,7 +161,7 @@ def _save(new: Dict[str, dict]) -> None:
         data = {"schema": SCHEMA, "machine": machine(), "plans": dict(sorted(merged.items()))}
         atomic_write(path, (json.dumps(data, indent=1) + "\n").encode(), mode=0o644)
     with _lock:
-        _loaded().update(new)
+        _plans = merged  # (other processes' keys included)
         _memo.clear()
     _install()
 
@@ -287,8 +288,8 @@ def _inputs(op: str, p, seed: int = 0) -> tuple:
 
 def _reduced(p):
     """``p`` for one image and at most 3 x 3 output pixels (all channels, the same window)."""
-    def dim(n, f, s, pad):
-        return max(1, min(n, f + 2 * s - 2 * pad)) if n + 2 * pad >= f else n
+    def dim(n, f, s, pad):  # 3 outputs need f + 2s input rows with the padding
+        return max(1, min(n, f + 2 * s - 2 * pad))
 
     H, W = dim(p.H, p.fh, p.sh, p.ph), dim(p.W, p.fw, p.sw, p.pw)
     shape = (1, H, W, p.C)
@@ -296,9 +297,8 @@ def _reduced(p):
         A = np.zeros(shape, p.dtype)
         Wt = np.zeros((p.fh, p.fw, p.C, p.K), p.dtype)
         return P.conv_params(A, Wt, np.zeros((1, 1, 1, p.K), p.dtype), {"stride": (p.sh, p.sw), "pad": (p.ph, p.pw)})
-    q = P.pool_params(np.zeros(shape, p.dtype), {"f": (p.fh, p.fw), "stride": (p.sh, p.sw), "pad": (p.ph, p.pw)},
-                      p.mode, p.ties)
-    return q
+    return P.pool_params(np.zeros(shape, p.dtype), {"f": (p.fh, p.fw), "stride": (p.sh, p.sw), "pad": (p.ph, p.pw)},
+                         p.mode, p.ties)
 
 
 def _check(op: str, p, name: str) -> Optional[str]:
@@ -329,26 +329,30 @@ SETTLE_S = 0.15
 BLOCK = 3
 
 
+def timed_block(fn, n: int = BLOCK, settle_s: float = SETTLE_S) -> float:
+    """Median seconds of ``n`` calls of ``fn``, after untimed calls for ``settle_s`` (at least one)."""
+    t_switch = time.perf_counter()
+    fn()
+    while time.perf_counter() - t_switch < settle_s:
+        fn()
+    block = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        block.append(time.perf_counter() - t0)
+    return statistics.median(block)
+
+
 def _time(calls: Dict[str, callable], budget_s: float, min_rounds: int = 3, max_rounds: int = 25) -> Dict[str, float]:
-    """Median seconds per call of each candidate, timed in rounds of one block per candidate
-    (``SETTLE_S`` of untimed calls, then ``BLOCK`` timed ones), the order reversed every other
-    round, until ``budget_s`` is spent (at least ``min_rounds``): the median over rounds."""
+    """Median seconds per call of each candidate, timed in rounds of one :func:`timed_block`
+    per candidate, the order reversed every other round, until ``budget_s`` is spent (at least
+    ``min_rounds``): the median over rounds."""
     times: Dict[str, List[float]] = {n: [] for n in calls}
     names = list(calls)
     start = time.perf_counter()
     for r in range(max_rounds):
         for n in (names if r % 2 == 0 else names[::-1]):
-            fn = calls[n]
-            t_switch = time.perf_counter()
-            fn()  # untimed (the first round: compiling, first touch)
-            while time.perf_counter() - t_switch < SETTLE_S:
-                fn()
-            block = []
-            for _ in range(BLOCK):
-                t0 = time.perf_counter()
-                fn()
-                block.append(time.perf_counter() - t0)
-            times[n].append(statistics.median(block))
+            times[n].append(timed_block(calls[n]))
         if r + 1 >= min_rounds and time.perf_counter() - start > budget_s:
             break
     return {n: statistics.median(v) for n, v in times.items()}
@@ -405,8 +409,8 @@ def tune_key(op: str, p, *, budget_s: float = 2.0, threads: Optional[int] = None
         entry = None
     else:
         calls = _candidate_calls(op, p, candidates, threads)
-        times = _time(calls, budget_s) if len(calls) > 1 else {candidates[0]: float("nan")}
-        best = min(times, key=lambda n: times[n] if times[n] == times[n] else 0.0)
+        times = _time(calls, budget_s) if len(calls) > 1 else {}  # (one candidate: nothing to time)
+        best = min(times, key=times.__getitem__) if times else candidates[0]
         entry = {"backend": best, "times_s": times, "rejected": rejected,
                  "tuned": time.strftime("%Y-%m-%dT%H:%M:%S")}
         if op in _FORWARD_OF:

@@ -15,27 +15,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 
 import numpy as np
 
 import fastnn
 from fastnn import _dispatch
 from fastnn import _params as P
+from fastnn._plan import timed_block
 from fastnn.testing.cases import BENCH_CONV_SHAPES, BENCH_POOL_SHAPES
-
-
-def _block(fn, n: int) -> float:
-    t = time.perf_counter()
-    fn()
-    while time.perf_counter() - t < 0.15:
-        fn()
-    ts = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
 
 
 def _calls(kind, case, dtype, backend):
@@ -88,7 +75,7 @@ def main(argv=None) -> int:
                     ratios = []
                     for r in range(args.rounds):
                         order = ("auto", "pinned") if r % 2 == 0 else ("pinned", "auto")
-                        t = {w: _block(auto[what] if w == "auto" else pinned[what], args.block) for w in order}
+                        t = {w: timed_block(auto[what] if w == "auto" else pinned[what], args.block) for w in order}
                         ratios.append(t["pinned"] / t["auto"])
                     op, p = keys[what]
                     ran = _dispatch.resolve_name(op, None, p)
