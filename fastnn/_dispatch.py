@@ -17,9 +17,21 @@ Which backend runs a call is decided, first match wins, by
    variable, so threads and asyncio tasks do not see each other's choice),
 3. ``fastnn.set_backend(name)`` (process-wide),
 4. the ``FASTNN_BACKEND`` environment variable,
-5. ``"auto"``: the backend the planner's plan names for the call's key (:mod:`fastnn._plan`:
+5. ``"auto"``: the candidate the planner's plan names for the call's key (:mod:`fastnn._plan`:
    measured by ``fastnn tune``, or on first sight with autotuning on), else the registered
    backend of highest priority that has the op.
+
+*Variants.* Within a backend, a kernel may come in variants (tile shapes, strategies) that
+compute the same op within the tolerances; each is declared here with a predicate saying
+for which calls it is an alternative to the backend's own choice::
+
+    @register("conv_forward", "mybackend", variant="wide", applies=lambda p: p.K >= 32)
+    def conv_forward_wide(p, A_prev, W, b, Z): ...
+
+A *candidate* is a backend's own kernel (named by the backend, ``"numba"``) or one of its
+variants (``"numba:p4t8"``). Only ``auto`` runs variants, and only the one a plan names:
+a pinned backend (``backend="numba"``) always runs its own kernel, so its bits never depend
+on a plan. :func:`candidates` lists, for one call, what the planner may time.
 
 Backend names live in this registry alone: no other module branches on a name.
 """
@@ -47,7 +59,10 @@ __all__ = [
     "resolve_name",
     "unregister_backend",
     "kernel_of",
+    "candidates",
+    "variants",
     "set_planner",
+    "set_recorder",
 ]
 
 #: The kernel ops every backend may implement, with the signature its kernels share.
@@ -102,6 +117,11 @@ class _Backend(NamedTuple):
 _backends: Dict[str, _Backend] = {}
 _ground_truth: Optional[str] = None
 _kernels: Dict[str, Dict[str, Callable]] = {op: {} for op in OPS}
+# op -> candidate name ("backend" or "backend:variant") -> kernel: every kernel auto may run.
+_candidates: Dict[str, Dict[str, Callable]] = {op: {} for op in OPS}
+# op -> backend -> variant -> applies(p) predicate.
+_variants: Dict[str, Dict[str, Dict[str, Callable]]] = {op: {} for op in OPS}
+SEP = ":"
 _global_choice: Optional[str] = None
 _context_choice: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(
     "fastnn_backend", default=None
@@ -113,6 +133,17 @@ _auto_cache: Dict[str, str] = {}
 _planner: Optional[Callable] = None
 
 
+# ``recorder(op, p)``, told of every call that passes its params, whichever backend runs it
+# (:func:`fastnn._plan.record`); None when nothing records.
+_recorder: Optional[Callable] = None
+
+
+def set_recorder(recorder: Optional[Callable]) -> None:
+    """Install the call recorder (:func:`fastnn._plan.record` does), or None."""
+    global _recorder
+    _recorder = recorder
+
+
 def set_planner(planner: Optional[Callable]) -> None:
     """Install the planner ``auto`` asks (:mod:`fastnn._plan` does), or None."""
     global _planner
@@ -120,12 +151,31 @@ def set_planner(planner: Optional[Callable]) -> None:
 
 
 def kernel_of(op: str, backend: str) -> Callable:
-    """The kernel registered for ``op`` by ``backend`` (no choice involved)."""
+    """The kernel registered for ``op`` by candidate ``backend`` (a backend's name, or
+    ``"backend:variant"``; no choice involved)."""
     try:
-        return _kernels[op][backend]
+        return _candidates[op][backend]
     except KeyError:
-        raise BackendError(f"backend {backend!r} has no kernel for op {op!r}; backends with {op!r}: "
-                           f"{', '.join(available_backends(op))}") from None
+        raise BackendError(f"backend {backend!r} has no kernel for op {op!r}; candidates with {op!r}: "
+                           f"{', '.join(_candidates[op])}") from None
+
+
+def variants(op: str, backend: str) -> List[str]:
+    """The variant names ``backend`` declares for ``op`` (in declaration order)."""
+    return list(_variants[op].get(backend, {}))
+
+
+def candidates(op: str, p=None) -> List[str]:
+    """What ``auto`` may run for ``op``: each backend having it (highest priority first), each
+    followed by its variants that apply to the call's params ``p`` (all of them when ``p``
+    is None)."""
+    out = []
+    for name in available_backends(op):
+        out.append(name)
+        for v, applies in _variants[op].get(name, {}).items():
+            if p is None or applies(p):
+                out.append(name + SEP + v)
+    return out
 
 
 def register_backend(name: str, priority: int = 0, description: str = "", *, ground_truth: bool = False) -> None:
@@ -135,8 +185,9 @@ def register_backend(name: str, priority: int = 0, description: str = "", *, gro
     benchmarks and equivalence checks ask :func:`ground_truth_backend` for it by role).
     """
     global _ground_truth
-    if not isinstance(name, str) or not name or name == AUTO:
-        raise ValueError(f"backend name must be a non-empty string other than {AUTO!r}, got {name!r}")
+    if not isinstance(name, str) or not name or name == AUTO or SEP in name:
+        raise ValueError(f"backend name must be a non-empty string other than {AUTO!r}, without "
+                         f"{SEP!r}, got {name!r}")
     _backends[name] = _Backend(name, int(priority), description)
     if ground_truth:
         _ground_truth = name
@@ -155,20 +206,36 @@ def unregister_backend(name: str) -> None:
     _backends.pop(name, None)
     for table in _kernels.values():
         table.pop(name, None)
+    for op, table in _candidates.items():
+        for c in [c for c in table if c == name or c.startswith(name + SEP)]:
+            del table[c]
+        _variants[op].pop(name, None)
     _auto_cache.clear()
 
 
-def register(op: str, backend: str) -> Callable[[Callable], Callable]:
-    """Decorator registering ``fn`` as the kernel of ``op`` for ``backend``."""
+def register(op: str, backend: str, variant: Optional[str] = None,
+             applies: Optional[Callable] = None) -> Callable[[Callable], Callable]:
+    """Decorator registering ``fn`` as the kernel of ``op`` for ``backend``, or as its
+    ``variant``: an alternative ``auto`` may run where ``applies(p)`` is true (for every call
+    when ``applies`` is None)."""
     if op not in OPS:
         raise ValueError(f"unknown op {op!r}; ops are: {', '.join(OPS)}")
+    if variant is not None and (not isinstance(variant, str) or not variant or SEP in variant):
+        raise ValueError(f"variant must be a non-empty string without {SEP!r}, got {variant!r}")
+    if variant is None and applies is not None:
+        raise ValueError("applies= is only for a variant: a backend's own kernel runs every call")
 
     def deco(fn: Callable) -> Callable:
         if backend not in _backends:
             raise BackendError(
                 f"backend {backend!r} is not declared; call register_backend({backend!r}) first"
             )
-        _kernels[op][backend] = fn
+        if variant is None:
+            _kernels[op][backend] = fn
+            _candidates[op][backend] = fn
+        else:
+            _variants[op].setdefault(backend, {})[variant] = applies or (lambda p: True)
+            _candidates[op][backend + SEP + variant] = fn
         _auto_cache.clear()
         return fn
 
@@ -186,13 +253,15 @@ def available_backends(op: Optional[str] = None) -> List[str]:
 
 
 def backend_info() -> List[dict]:
-    """One dict per backend: name, priority, description and the ops it implements."""
+    """One dict per backend: name, priority, description, the ops it implements and the
+    variants it declares per op."""
     return [
         {
             "name": name,
             "priority": _backends[name].priority,
             "description": _backends[name].description,
             "ops": [op for op in OPS if name in _kernels[op]],
+            "variants": {op: variants(op, name) for op in OPS if variants(op, name)},
         }
         for name in available_backends()
     ]
@@ -251,6 +320,8 @@ def _auto(op: str) -> str:
 def resolve(op: str, backend: Optional[str] = None, p=None) -> Callable:
     """The kernel that runs ``op`` for this call (see the module docstring for the order);
     ``p``, the call's params object, lets ``auto`` consult the planner."""
+    if _recorder is not None and p is not None:
+        _recorder(op, p)
     name = backend
     if name is None:
         name = _context_choice.get()
@@ -265,8 +336,10 @@ def resolve(op: str, backend: Optional[str] = None, p=None) -> Callable:
     if name == AUTO:
         if p is not None and _planner is not None:
             planned = _planner(op, p)
-            if planned is not None and planned in table:
-                return table[planned]
+            if planned is not None:
+                fn = _candidates[op].get(planned)
+                if fn is not None:
+                    return fn
         return table[_auto(op)]
     if not isinstance(name, str):
         raise TypeError(f"backend must be a backend name (str) or None, got {type(name).__name__}")
@@ -282,9 +355,10 @@ def resolve(op: str, backend: Optional[str] = None, p=None) -> Callable:
 
 
 def resolve_name(op: str, backend: Optional[str] = None, p=None) -> str:
-    """The backend name :func:`resolve` would pick (``"auto"`` resolved to a concrete name)."""
+    """The candidate :func:`resolve` would pick (``"auto"`` resolved to a concrete name: a
+    backend, or ``"backend:variant"``)."""
     fn = resolve(op, backend, p)
-    for name, kernel in _kernels[op].items():
+    for name, kernel in _candidates[op].items():
         if kernel is fn:
             return name
     raise AssertionError("unreachable")  # pragma: no cover

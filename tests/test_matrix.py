@@ -73,3 +73,83 @@ def test_activations(backend, name, dtype):
     assert cache is Z
     assert_close(A, A_ref, dtype, f"{backend} {name}")
     assert_close(bwd(dA, Z, backend=backend), bwd(dA, Z, backend=REF), dtype, f"{backend} {name}_backward")
+
+
+# ------------------------------------------------------------------ variants
+# Every variant a backend declares (what the planner may choose for ``auto``) runs the named
+# cases against the reference, called as the planner calls it: the kernel, with params and
+# outputs the wrapper would make.
+
+from fastnn import _dispatch, _params  # noqa: E402
+
+VARIANTS = [(op, c) for op in ("conv_forward", "conv_backward", "pool_forward", "pool_backward")
+            for c in _dispatch.candidates(op) if _dispatch.SEP in c and c.split(_dispatch.SEP)[0] != REF]
+
+
+def _conv_calls(dtype):
+    for case in CONV_CASES.values():
+        A, W, b, hp, dZ = case.make(dtype, seed=1)
+        A, W, b, dZ = (np.ascontiguousarray(x) for x in (A, W, b, dZ))
+        yield case.name, _params.conv_params(A, W, b, hp), A, W, b, dZ
+
+
+def _pool_calls(dtype):
+    for case in POOL_CASES.values():
+        A, hp, dA = case.make(dtype, seed=2)
+        A, dA = np.ascontiguousarray(A), np.ascontiguousarray(dA)
+        for mode in ("max", "average"):
+            for ties in ("all", "first") if mode == "max" else ("all",):
+                yield f"{case.name}-{mode}-{ties}", _params.pool_params(A, hp, mode, ties), A, dA
+
+
+def _run_variant(op, name, p, ins, out_shapes):
+    outs = tuple(np.full(s, np.nan, p.dtype) for s in out_shapes)
+    _dispatch.kernel_of(op, name)(p, *ins, *outs)
+    return outs
+
+
+def _variant_results(op, cand, dtype):
+    """(case, p, outputs of ``cand``, outputs of the reference) for every named case."""
+    ref = _dispatch.kernel_of(op, REF)
+    if op.startswith("conv"):
+        for case, p, A, W, b, dZ in _conv_calls(dtype):
+            if op == "conv_forward":
+                ins, shapes = (A, W, b.reshape(-1)), [(p.m, p.Ho, p.Wo, p.K)]
+            else:
+                ins, shapes = (A, W, dZ), [A.shape, W.shape, (p.K,)]
+            outs = _run_variant(op, cand, p, ins, shapes)
+            refs = tuple(np.empty(s, p.dtype) for s in shapes)
+            ref(p, *ins, *refs)
+            yield case, p, outs, refs
+    else:
+        for case, p, A, dA in _pool_calls(dtype):
+            if op == "pool_forward" and p.ties == "first":
+                continue
+            ins, shapes = ((A,), [dA.shape]) if op == "pool_forward" else ((A, dA), [A.shape])
+            outs = _run_variant(op, cand, p, ins, shapes)
+            refs = tuple(np.empty(s, p.dtype) for s in shapes)
+            ref(p, *ins, *refs)
+            yield case, p, outs, refs
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("op,cand", VARIANTS or [pytest.param(None, None, marks=pytest.mark.skip("no variants"))],
+                         ids=lambda x: str(x))
+def test_variants_match_the_reference(op, cand, dtype):
+    for case, p, outs, refs in _variant_results(op, cand, dtype):
+        for i, (o, r) in enumerate(zip(outs, refs)):
+            assert_close(o, r, dtype, f"{cand} {op} output {i} on case {case}")
+
+
+@pytest.mark.parametrize("op,cand", VARIANTS or [pytest.param(None, None, marks=pytest.mark.skip("no variants"))],
+                         ids=lambda x: str(x))
+def test_every_variant_is_exercised_by_a_named_case(op, cand):
+    """A variant the matrix never selects would be checked only where it falls back to the
+    backend's rule: some named case in some dtype must be a call it applies to."""
+    backend, variant = cand.split(_dispatch.SEP)
+    applies = _dispatch._variants[op][backend][variant]
+    hits = []
+    for dtype in DTYPES:
+        calls = _conv_calls(dtype) if op.startswith("conv") else _pool_calls(dtype)
+        hits += [c[0] for c in calls if applies(c[1])]
+    assert hits, f"{cand} ({op}) applies to no named case: add one to fastnn.testing.cases"

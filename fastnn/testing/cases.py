@@ -142,6 +142,9 @@ CONV_CASES: Dict[str, ConvCase] = {c.name: c for c in [
     ConvCase("strided_nonsquare_pad", 2, 9, 8, 3, (2, 3), 5, (3, 2), (2, 1)),
     ConvCase("wide_channels", 2, 6, 6, 20, 3, 33, 1, 1),
     ConvCase("noncontig", 2, 6, 5, 3, 3, 4, 2, 1, noncontig=True),
+    # enough channels and pixels for the numba backend's tiled kernels and all their variants
+    ConvCase("many_channels", 2, 9, 12, 40, 3, 64, 1, 1),
+    ConvCase("many_channels_s2", 2, 11, 19, 36, 3, 40, 2, 0),
 ]}
 
 POOL_CASES: Dict[str, PoolCase] = {c.name: c for c in [
@@ -157,6 +160,10 @@ POOL_CASES: Dict[str, PoolCase] = {c.name: c for c in [
     PoolCase("ties", 3, 8, 8, 3, 3, 1, ties=True),
     PoolCase("ties_p2s2", 2, 8, 8, 4, 2, 2, ties=True),
     PoolCase("noncontig", 2, 6, 6, 3, 2, 2, noncontig=True),
+    # enough channels for every channel block (the last one shifted back to end at C)
+    PoolCase("many_channels", 2, 9, 9, 40, 3, 2),
+    PoolCase("many_channels_p2s2", 2, 8, 8, 40, 2, 2, ties=True),
+    PoolCase("many_channels_ties", 2, 9, 9, 40, 3, 2, ties=True),
 ]}
 
 #: The benchmark table (NHWC): N, H, W, C_in, f, C_out, stride, pad.

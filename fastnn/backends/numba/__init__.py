@@ -50,6 +50,8 @@ Threads and thread safety: see :mod:`.config` (``FASTNN_NUM_THREADS``) and :mod:
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..._dispatch import register, register_backend
@@ -148,36 +150,40 @@ def _gather_dZ(p, dZ, kpad=0):
     return src, plh, plw
 
 
-def _fwd_kernel_call(X, Wm, bias, Z, sh, sw):
+def _fwd_kernel_call(X, Wm, bias, Z, sh, sw, tile=None):
     """The forward tile kernel: Z = bias + the correlation of the padded input X (m, Hp, Wp, Cin)
-    with Wm (fh, fw*Cin, K) at strides (sh, sw)."""
+    with Wm (fh, fw*Cin, K) at strides (sh, sw), in ``tile`` (P, T) where it fits, else in
+    the tile :func:`.tiles.fwd_tile` picks."""
     m, Hx, Wx, Cin = X.shape
     K = Z.shape[3]
-    P, T = tiles.fwd_tile(X.dtype, K, Z.shape[2])
+    P, T = tile if tile is not None and tiles.fits(tile, K, Z.shape[2]) else tiles.fwd_tile(X.dtype, K, Z.shape[2])
     _threaded(_CONV.FWD[P, T], X.reshape(m, Hx, Wx * Cin), _pack_channels(Wm, T),
               _pack_channels(bias, T), Z, sh, sw, Cin)
 
 
 @register("conv_forward", NAME)
-def conv_forward(p, A_prev, W, b, Z):
-    if _is_small(p):
+def conv_forward(p, A_prev, W, b, Z, tile=None):
+    """``tile``: a forward tile variant (P, T), run on the tiled path whatever the work."""
+    if tile is None and _is_small(p):
         _fwd_small(A_prev, W, b, Z, p.sh, p.sw, p.ph, p.pw)
         return
-    _fwd_kernel_call(_padded_input(p, A_prev), W.reshape(p.fh, p.fw * p.C, p.K), b.reshape(p.K), Z, p.sh, p.sw)
+    _fwd_kernel_call(_padded_input(p, A_prev), W.reshape(p.fh, p.fw * p.C, p.K), b.reshape(p.K), Z, p.sh, p.sw,
+                     tile)
 
 
 _fwd_small = kernels.conv_fwd_small
 
 
 @register("conv_backward", NAME)
-def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
+def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t=None):
+    """``dw_t``: a dW channel-tile variant T, run on the tiled path whatever the work."""
     # The padded input, widened to a whole number of strides so that dW can view each row
     # as (Wp/sw, sw*C) pieces.
     ew = (-p.Wp) % p.sw
     Xp = _padded_input(p, A_prev, ew)
     Xs = Xp.reshape(p.m, p.Hp, (p.Wp + ew) // p.sw, p.sw * p.C)
     L = p.fw * p.C
-    if _is_small(p):
+    if dw_t is None and _is_small(p):
         dZp, plh, plw = _gather_dZ(p, dZ)
         WT = np.ascontiguousarray(W.transpose(0, 1, 3, 2))
         Zr = dZp.reshape(p.m, dZp.shape[1], dZp.shape[2] * p.K)
@@ -190,6 +196,8 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
     # of T (only then is dZ copied) and the fw*C columns to one of J (repeating the last);
     # the padded channels' and columns' partials are dropped.
     J, T = tiles.dw_tile(p.dtype, p.K)
+    if dw_t is not None and dw_t <= p.K:
+        T = dw_t
     Kp = -(-p.K // T) * T
     dZk = np.pad(dZ, ((0, 0), (0, 0), (0, 0), (0, Kp - p.K))) if Kp != p.K else dZ
     Lp = -(-L // J) * J
@@ -292,19 +300,21 @@ def _dA_prev(p, W, dZ, dA_prev):
 # ------------------------------------------------------------------------ pooling
 
 
-def _pool(kind, p, work, *args):
-    """Run the pooling kernel ``kind`` in the widest channel block that fits C (``tiles.POOL_NB``)."""
-    _run(_POOL.POOL[kind, tiles.pool_block(p.C)], work, *args)
+def _pool(kind, p, work, *args, nb=None):
+    """Run the pooling kernel ``kind`` in the channel block ``nb`` where it fits C, else in
+    the widest that fits (``tiles.POOL_NB``)."""
+    _run(_POOL.POOL[kind, nb if nb is not None and nb <= p.C else tiles.pool_block(p.C)], work, *args)
 
 
 @register("pool_forward", NAME)
-def pool_forward(p, A_prev, A):
+def pool_forward(p, A_prev, A, nb=None):
+    """``nb``: a channel-block variant."""
     work = A.size * p.fh * p.fw
     if p.mode == "max":
-        _pool("max", p, work, A_prev, A, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, p.dtype.type(-np.inf))
+        _pool("max", p, work, A_prev, A, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, p.dtype.type(-np.inf), nb=nb)
     else:
         _pool("avg", p, work, A_prev, A, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, p.dtype.type(p.fh * p.fw),
-              p.dtype.type(0))
+              p.dtype.type(0), nb=nb)
 
 
 _EMPTY_IDX = np.zeros((1, 1, 1, 1), dtype=np.int32)
@@ -312,7 +322,8 @@ _AVG_GATHER = _POOL.POOL["avg_bwd_gather", tiles.GATHER_REG_NB]
 
 
 @register("pool_backward", NAME)
-def pool_backward(p, A_prev, dA, dA_prev):
+def pool_backward(p, A_prev, dA, dA_prev, nb=None):
+    """``nb``: a channel-block variant (for the kernels that come in blocks)."""
     work = dA.size * p.fh * p.fw
     area = p.dtype.type(p.fh * p.fw)
     ninf = p.dtype.type(-np.inf)
@@ -325,13 +336,13 @@ def pool_backward(p, A_prev, dA, dA_prev):
             _run(kernels.pool_avg_bwd_direct, work, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, area)
         else:
             _pool("max_bwd_direct" if p.ties == "all" else "first_bwd_direct", p, work, A_prev, dA,
-                  dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, ninf, p.dtype.type(0))
+                  dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, ninf, p.dtype.type(0), nb=nb)
         return
     if p.mode == "max" and p.ties == "all":
         # One pass over A_prev: each row of window maxima is computed when the gather first
         # needs it (faster than writing them all first and reading them back).
         _pool("max_bwd_gather", p, work, A_prev, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw,
-              ninf, p.dtype.type(0))
+              ninf, p.dtype.type(0), nb=nb)
         return
     Idx = _EMPTY_IDX
     if p.mode == "average":
@@ -342,12 +353,53 @@ def pool_backward(p, A_prev, dA, dA_prev):
     else:
         mode = 1
         Idx = np.empty(dA.shape, dtype=np.int32)
-        _pool("argmax", p, work, A_prev, Idx, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, ninf)
+        _pool("argmax", p, work, A_prev, Idx, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, ninf, nb=nb)
     # Ties "first", and average with C < GATHER_REG_NB: the gather streams whole channel
     # rows (the loop vectoriser's job; register blocks measured no faster for the argmax
     # gather: it runs at about the speed of copying X).
     _run(kernels.pool_bwd, work, Idx, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, mode, area,
          p.dtype.type(0))
+
+
+# ---------------------------------------------------------------------- variants
+# Alternatives to the tile rules above, declared to the registry for the planner to time
+# (``fastnn tune``; :mod:`fastnn._plan`). Each applies where it fits the call and differs from
+# what the rule picks; a pinned ``backend="numba"`` never runs one.
+
+
+def _fwd_variant_applies(tile, p):
+    return (tile in tiles.FWD_VARIANTS[p.dtype] and not _is_small(p) and tiles.fits(tile, p.K, p.Wo)
+            and tile != tiles.fwd_tile(p.dtype, p.K, p.Wo))
+
+
+def _dw_variant_applies(t, p):
+    # (any dtype's widths: a float64 tile of 16 channels holds 64 accumulators, which fit in
+    # AVX-512's registers)
+    return t <= p.K and not _is_small(p) and t != tiles.dw_tile(p.dtype, p.K)[1]
+
+
+def _pool_variant_applies(backward, nb, p):
+    # (average pooling's backward kernels do not come in blocks)
+    return nb <= p.C and nb != tiles.pool_block(p.C) and not (backward and p.mode == "average")
+
+
+def _declare_variants():
+    for tile in sorted({t for ts in tiles.FWD_VARIANTS.values() for t in ts}):
+        register("conv_forward", NAME, variant="p%dt%d" % tile, applies=functools.partial(_fwd_variant_applies, tile))(
+            functools.partial(conv_forward, tile=tile))
+    for t in sorted({t for ts in tiles.BWD_T.values() for t in ts if t > 1}):
+        register("conv_backward", NAME, variant="dwt%d" % t, applies=functools.partial(_dw_variant_applies, t))(
+            functools.partial(conv_backward, dw_t=t))
+    # (the rule takes the widest block that fits, so only narrower ones are alternatives; a
+    # block of one channel is never faster than a wider one)
+    for nb in tiles.POOL_NB[1:-1]:
+        for op, fn in (("pool_forward", pool_forward), ("pool_backward", pool_backward)):
+            applies = functools.partial(_pool_variant_applies, op == "pool_backward", nb)
+            register(op, NAME, variant="nb%d" % nb, applies=applies)(
+                functools.partial(fn, nb=nb))
+
+
+_declare_variants()
 
 
 # -------------------------------------------------------------------- activations

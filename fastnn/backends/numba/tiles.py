@@ -20,6 +20,10 @@ FWD_TILES = {
     F32: ((3, 32), (4, 16), (8, 8), (4, 8), (8, 4), (4, 4), (1, 16), (1, 8), (1, 4), (4, 1), (1, 1)),
 }
 
+#: The forward tiles declared as variants for the planner to time against the rule's choice
+#: (the widest few of ``FWD_TILES``: the narrower ones were never faster where these fit).
+FWD_VARIANTS = {dt: tiles[:4] for dt, tiles in FWD_TILES.items()}
+
 #: dW tile rows per dtype: J input columns x T output channels (J*T accumulators fill 8
 #: AVX2 registers at the widest T).
 DW_J = {F64: 4, F32: 4}
@@ -40,6 +44,11 @@ POOL_NB = (32, 16, 8, 1)
 #: time, for NB >= this (narrower blocks lost to whole-channel-row loops, which run the
 #: window loop once per block).
 GATHER_REG_NB = 32
+
+def fits(tile, K: int, Wo: int) -> bool:
+    """Whether a forward tile (P, T) can run for K output channels and Wo output columns."""
+    return tile[1] <= K and tile[0] <= Wo
+
 
 def fwd_tile(dtype, K: int, Wo: int):
     """The forward tile (P pixels, T channels) for K output channels and Wo output columns:
