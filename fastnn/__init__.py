@@ -51,13 +51,13 @@ from .gradcheck import (
 
 __version__ = "0.1.0"
 
-from ._plan import set_autotune, tune  # noqa: E402  (after __version__: plans are keyed by it)
+from ._plan import record, recorded, set_autotune, tune  # noqa: E402  (after __version__: plans are keyed by it)
 
 _plan._install()
 
 __all__ = [
     "AUTO", "BackendError", "available_backends", "backend_info", "get_backend", "set_backend", "use_backend",
-    "tune", "set_autotune",
+    "tune", "set_autotune", "record", "recorded",
     "relu", "relu_backward", "sigmoid", "sigmoid_backward",
     "conv_backward", "conv_forward", "conv_single_step", "create_mask_from_window", "distribute_value",
     "pool_backward", "pool_forward", "zero_pad",

@@ -9,14 +9,16 @@ used).
 
 What ``auto`` runs for a call (:func:`choose`, asked by :func:`fastnn._dispatch.resolve`):
 
-1. the backend the plan names for the call's key, when it still has the op;
+1. the candidate (a backend, or a backend's variant) the plan names for the call's key, when
+   it still exists and applies;
 2. with autotuning on (``FASTNN_AUTOTUNE=1`` or :func:`set_autotune`), a key seen for the first
    time is tuned then, within ``AUTOTUNE_BUDGET_S`` seconds of timing, and the plan saved;
 3. otherwise the default rule: the registered backend of highest priority that has the op
    (what ``auto`` always ran before plans existed, so a missing plan is never slower).
 
-Tuning a key (:func:`tune_key`): every backend that has the op (the ground truth excluded) is
-first checked against the ground truth on a reduced version of the shape (one image, a few
+Tuning a key (:func:`tune_key`): every candidate for the call (each backend that has the op,
+the ground truth excluded, and each variant a backend declares for such calls:
+:func:`fastnn._dispatch.candidates`) is first checked against the ground truth on a reduced version of the shape (one image, a few
 output pixels, all channels) under the one tolerance rule; one that fails is never chosen.
 The others are timed in alternating rounds of blocks on seeded inputs of the key's shape (never
 the user's arrays), and the median per backend decides. A backward op is timed in pairs with
@@ -38,6 +40,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import threading
 import time
 import warnings
@@ -49,8 +52,9 @@ from . import _cache, _dispatch
 from . import _params as P
 from ._files import atomic_write
 
-__all__ = ["choose", "tune", "tune_key", "set_autotune", "autotune_enabled", "plan_file", "plans",
-           "clear_plans", "explain", "key_of", "table_shapes", "TUNABLE_OPS", "AUTOTUNE_BUDGET_S", "SCHEMA"]
+__all__ = ["choose", "tune", "tune_key", "set_autotune", "autotune_enabled", "autotuned", "plan_file", "plans",
+           "clear_plans", "explain", "key_of", "table_shapes", "parse_call", "record", "recorded", "save_record",
+           "TUNABLE_OPS", "AUTOTUNE_BUDGET_S", "SCHEMA"]
 
 SCHEMA = "fastnn-plans/1"
 ENV_AUTOTUNE = "FASTNN_AUTOTUNE"
@@ -63,6 +67,7 @@ _lock = threading.RLock()
 _plans: Optional[Dict[str, dict]] = None  # key string -> entry, loaded on first use
 _memo: Dict[tuple, Optional[str]] = {}  # (op, params, threads) -> backend or None
 _autotune = os.environ.get(ENV_AUTOTUNE, "").strip().lower() not in ("", "0", "false", "no", "off")
+_autotuned: List[Tuple[str, float]] = []  # (key, seconds) of the keys autotuned in this process
 _warned = False
 
 
@@ -219,6 +224,12 @@ def autotune_enabled() -> bool:
     return _autotune
 
 
+def autotuned() -> List[Tuple[str, float]]:
+    """The keys autotuned in this process so far, with the seconds each took."""
+    with _lock:
+        return list(_autotuned)
+
+
 def choose(op: str, p) -> Optional[str]:
     """The backend the plan names for this call (tuning it first when autotuning), or None:
     the default rule then applies."""
@@ -233,9 +244,12 @@ def choose(op: str, p) -> Optional[str]:
     entry = _loaded().get(key_of(op, p, threads))
     if entry is None and _autotune:
         entry = tune_key(op, p, budget_s=AUTOTUNE_BUDGET_S, threads=threads)
+        if entry is not None:
+            with _lock:
+                _autotuned.append((key_of(op, p, threads), entry.get("tuning_s", 0.0)))
     name = entry["backend"] if entry is not None else None
-    if name is not None and name not in _dispatch.available_backends(op):
-        name = None  # a backend that is gone, or lost the op
+    if name is not None and name not in _dispatch.candidates(op, p):
+        name = None  # a backend or variant that is gone, lost the op, or does not apply
     _memo[memo_key] = name
     return name
 
@@ -247,12 +261,17 @@ def explain(op: str, p) -> str:
         return f"{op}: {default} (default rule: highest priority; {op} is not tuned)"
     key = key_of(op, p)
     entry = _loaded().get(key)
+    ref = _dispatch.ground_truth_backend()
+    cands = [c for c in _dispatch.candidates(op, p) if c.split(_dispatch.SEP)[0] != ref]
     if entry is None:
-        how = "autotuning will time the candidates on first use" if _autotune else "no plan for this key"
-        return f"{op}: {default} (default rule: highest priority; {how})\n  key {key}"
+        how = ("autotuning will time the candidates on first use" if _autotune
+               else "no plan for this key: `fastnn tune --call SPEC` times the candidates")
+        return f"{op}: {default} (default rule: highest priority; {how})\n  key {key}\n  candidates {', '.join(cands)}"
     times = ", ".join(f"{b} {t * 1e3:.3f} ms" for b, t in sorted(entry.get("times_s", {}).items(), key=lambda x: x[1]))
     rejected = entry.get("rejected") or {}
     lines = [f"{op}: {entry['backend']} (plan, tuned {entry.get('tuned', '?')}: median {times})", f"  key {key}"]
+    if "timed_with" in entry:
+        lines.append(f"  timed in pairs with {entry['timed_with']}")
     lines += [f"  rejected {b}: {why}" for b, why in rejected.items()]
     return "\n".join(lines)
 
@@ -287,11 +306,12 @@ def _inputs(op: str, p, seed: int = 0) -> tuple:
 
 
 def _reduced(p):
-    """``p`` for one image and at most 3 x 3 output pixels (all channels, the same window)."""
-    def dim(n, f, s, pad):  # 3 outputs need f + 2s input rows with the padding
-        return max(1, min(n, f + 2 * s - 2 * pad))
+    """``p`` for one image and at most 3 x 9 output pixels (all channels, the same window: every
+    tile of up to 8 pixels a variant runs still fits a row where it fits the full shape)."""
+    def dim(n, f, s, pad, n_out):  # n_out outputs need f + (n_out - 1) s input rows with the padding
+        return max(1, min(n, f + (n_out - 1) * s - 2 * pad))
 
-    H, W = dim(p.H, p.fh, p.sh, p.ph), dim(p.W, p.fw, p.sw, p.pw)
+    H, W = dim(p.H, p.fh, p.sh, p.ph, 3), dim(p.W, p.fw, p.sw, p.pw, 9)
     shape = (1, H, W, p.C)
     if isinstance(p, P.ConvParams):
         A = np.zeros(shape, p.dtype)
@@ -372,7 +392,7 @@ def _forward_backend(op: str, p, threads) -> str:
     if entry is None:
         entry = tune_key(fwd, q, budget_s=AUTOTUNE_BUDGET_S, threads=threads)
     name = entry["backend"] if entry is not None else None
-    return name if name in _dispatch.available_backends(fwd) else _dispatch.available_backends(fwd)[0]
+    return name if name in _dispatch.candidates(fwd, q) else _dispatch.available_backends(fwd)[0]
 
 
 def _candidate_calls(op: str, p, candidates, threads) -> Dict[str, callable]:
@@ -397,8 +417,9 @@ def _candidate_calls(op: str, p, candidates, threads) -> Dict[str, callable]:
 def tune_key(op: str, p, *, budget_s: float = 2.0, threads: Optional[int] = None, save: bool = True) -> Optional[dict]:
     """Measure every candidate backend for this key and store the fastest (see the module
     docstring). Returns the plan entry, or None when no candidate passed the check."""
+    t_start = time.perf_counter()
     ref = _dispatch.ground_truth_backend()
-    candidates = [b for b in _dispatch.available_backends(op) if b != ref]
+    candidates = [c for c in _dispatch.candidates(op, p) if c.split(_dispatch.SEP)[0] != ref]
     rejected = {}
     for name in list(candidates):
         why = _check(op, p, name)
@@ -415,6 +436,7 @@ def tune_key(op: str, p, *, budget_s: float = 2.0, threads: Optional[int] = None
                  "tuned": time.strftime("%Y-%m-%dT%H:%M:%S")}
         if op in _FORWARD_OF:
             entry["timed_with"] = f"{_FORWARD_OF[op]} on {_forward_backend(op, p, threads)}"
+        entry["tuning_s"] = round(time.perf_counter() - t_start, 3)  # checks and timing, this key only
     if entry is not None and save:
         _save({key_of(op, p, threads): entry})
     return entry
@@ -469,3 +491,215 @@ def tune(calls: Optional[Iterable[Tuple[str, object]]] = None, *, ops: Iterable[
             progress(i + 1, len(todo), op, p, entry)
     _install()
     return found
+
+
+# ------------------------------------------------------------- calls by name
+
+
+_SPEC_OPS = {"conv": ("conv_forward", "conv_backward"), "conv_forward": ("conv_forward",),
+             "conv_backward": ("conv_backward",), "pool": ("pool_forward", "pool_backward"),
+             "pool_forward": ("pool_forward",), "pool_backward": ("pool_backward",)}
+_SPEC_KEYS = {"conv": ("m", "h", "w", "c", "f", "k", "stride", "pad", "dtype"),
+              "pool": ("m", "h", "w", "c", "f", "stride", "pad", "mode", "ties", "dtype")}
+SPEC_HELP = ("conv,m=8,h=14,w=14,c=256,f=3,k=256,stride=1,pad=1,dtype=float32 or "
+             "pool,m=8,h=14,w=14,c=96,f=2,stride=2,mode=max,dtype=float64 (f, stride, pad: N or NxM; "
+             "op: conv, conv_forward, conv_backward, pool, pool_forward, pool_backward)")
+
+
+def _zeros(shape, dtype):
+    """A read-only zero array of ``shape`` that allocates nothing (for params only)."""
+    return np.broadcast_to(np.zeros((), dtype), shape)
+
+
+def parse_call(spec: str) -> List[Tuple[str, object]]:
+    """The (op, params) pairs a call spec names (``SPEC_HELP``), validated as the public
+    functions validate their arguments."""
+    parts = [t.strip() for t in str(spec).split(",") if t.strip()]
+    if not parts or parts[0] not in _SPEC_OPS:
+        raise ValueError(f"a call spec starts with one of {', '.join(_SPEC_OPS)}, got {spec!r}; e.g. {SPEC_HELP}")
+    ops = _SPEC_OPS[parts[0]]
+    family = "conv" if ops[0].startswith("conv") else "pool"
+    vals = {}
+    for t in parts[1:]:
+        k, eq, v = t.partition("=")
+        k = k.strip().lower()
+        if not eq or k not in _SPEC_KEYS[family]:
+            raise ValueError(f"in call spec {spec!r}: {t!r} is not key=value with a key among "
+                             f"{', '.join(_SPEC_KEYS[family])}")
+        vals[k] = v.strip()
+    missing = [k for k in ("m", "h", "w", "c", "f") + (("k",) if family == "conv" else ()) if k not in vals]
+    if missing:
+        raise ValueError(f"call spec {spec!r} lacks {', '.join(missing)}; e.g. {SPEC_HELP}")
+
+    def num(k, default=None):
+        v = vals.get(k, default)
+        try:
+            n = tuple(int(x) for x in str(v).lower().split("x"))
+        except ValueError:
+            raise ValueError(f"in call spec {spec!r}: {k}={v!r} is not an integer or NxM") from None
+        if len(n) not in (1, 2):
+            raise ValueError(f"in call spec {spec!r}: {k}={v!r} is not an integer or NxM")
+        return n[0] if len(n) == 1 else n
+
+    try:
+        dt = np.dtype(vals.get("dtype", "float64"))
+    except TypeError:
+        raise ValueError(f"in call spec {spec!r}: dtype={vals['dtype']!r} is not a dtype") from None
+    if dt not in (np.float32, np.float64):
+        raise ValueError(f"in call spec {spec!r}: dtype must be float32 or float64, got {dt.name}")
+    m, H, W, C = (num(k) for k in ("m", "h", "w", "c"))
+    if any(not isinstance(x, int) for x in (m, H, W, C)):
+        raise ValueError(f"in call spec {spec!r}: m, h, w and c are single integers")
+    f = num("f")
+    fh, fw = (f, f) if isinstance(f, int) else f
+    A = _zeros((m, H, W, C), dt)
+    if family == "conv":
+        K = num("k")
+        p = P.conv_params(A, _zeros((fh, fw, C, K), dt), _zeros((1, 1, 1, K), dt),
+                          {"stride": num("stride", 1), "pad": num("pad", 0)})
+        return [(op, p) for op in ops]
+    hp = {"f": f, "stride": num("stride", 1)}
+    if "pad" in vals:
+        hp["pad"] = num("pad")
+    p = P.pool_params(A, hp, vals.get("mode", "max"), vals.get("ties", "all"))
+    return [(op, p) for op in ops]
+
+
+def params_dict(p) -> dict:
+    """``p`` as JSON-able fields (the dtype by name)."""
+    d = p._asdict()
+    d["dtype"] = np.dtype(d["dtype"]).name
+    return d
+
+
+def params_from_dict(op: str, d: dict):
+    """The params object of a recorded call, rebuilt through the validating builders (a
+    field that does not match what they derive is an error)."""
+    if op not in TUNABLE_OPS:
+        raise ValueError(f"op {op!r} is not tunable; tunable ops: {', '.join(TUNABLE_OPS)}")
+    dt = np.dtype(d["dtype"])
+    A = _zeros((d["m"], d["H"], d["W"], d["C"]), dt)
+    hp = {"stride": (d["sh"], d["sw"]), "pad": (d["ph"], d["pw"])}
+    if op.startswith("conv"):
+        p = P.conv_params(A, _zeros((d["fh"], d["fw"], d["C"], d["K"]), dt), _zeros((1, 1, 1, d["K"]), dt), hp)
+    else:
+        p = P.pool_params(A, dict(hp, f=(d["fh"], d["fw"])), d["mode"], d["ties"])
+    if params_dict(p) != dict(d):
+        raise ValueError(f"recorded params {d} do not match what fastnn derives for them")
+    return p
+
+
+# ------------------------------------------------------------------ recording
+
+ENV_RECORD = "FASTNN_RECORD"
+RECORD_SCHEMA = "fastnn-record/1"
+_recording: Dict[Tuple[str, object], int] = {}  # (op, params) -> calls, while recording
+_record_depth = 0
+
+
+def _record_call(op: str, p) -> None:
+    if op in TUNABLE_OPS:
+        k = (op, p)
+        _recording[k] = _recording.get(k, 0) + 1  # (a lost count under a thread race is harmless)
+
+
+def _start_recording() -> None:
+    global _record_depth
+    with _lock:
+        _record_depth += 1
+        _dispatch.set_recorder(_record_call)
+
+
+def _stop_recording() -> None:
+    global _record_depth
+    with _lock:
+        _record_depth -= 1
+        if _record_depth <= 0:
+            _record_depth = 0
+            _dispatch.set_recorder(None)
+
+
+def recorded(path: str) -> List[Tuple[str, object]]:
+    """The (op, params) pairs a record file holds, most called first."""
+    return [(op, p) for op, p, _ in _read_record(path, strict=True)]
+
+
+def _read_record(path: str, strict: bool = False):
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read().decode())
+        if not isinstance(data, dict) or data.get("schema") != RECORD_SCHEMA or not isinstance(data.get("calls"), list):
+            raise ValueError(f"not a {RECORD_SCHEMA} file")
+        out = [(c["op"], params_from_dict(c["op"], c["params"]), int(c["count"])) for c in data["calls"]]
+    except FileNotFoundError:
+        if strict:
+            raise
+        return []
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        if strict:
+            raise ValueError(f"record file {path} cannot be read: {type(exc).__name__}: {exc}") from None
+        warnings.warn(f"fastnn: record file {path} cannot be read ({exc}); starting a new one", RuntimeWarning,
+                      stacklevel=3)
+        return []
+    return sorted(out, key=lambda c: -c[2])
+
+
+def save_record(path: str, calls: Optional[Dict[Tuple[str, object], int]] = None) -> int:
+    """Merge ``calls`` (default: what was recorded so far) into the record file ``path``
+    (counts add up; atomic, under a file lock). Returns the number of distinct calls in it."""
+    calls = dict(_recording if calls is None else calls)
+    path = os.path.abspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with _file_lock(path):
+        merged = {(op, p): n for op, p, n in _read_record(path)}
+        for k, n in calls.items():
+            merged[k] = merged.get(k, 0) + n
+        rows = [{"op": op, "params": params_dict(p), "count": n}
+                for (op, p), n in sorted(merged.items(), key=lambda kv: (-kv[1], kv[0][0], str(kv[0][1])))]
+        atomic_write(path, (json.dumps({"schema": RECORD_SCHEMA, "calls": rows}, indent=1) + "\n").encode(),
+                     mode=0o644)
+    return len(rows)
+
+
+@contextlib.contextmanager
+def record(path: Optional[str] = None):
+    """Record the shapes of the convolutions and poolings run inside the block (every
+    backend, the planner's key fields), for ``fastnn.tune(fastnn.recorded(path))`` or
+    ``fastnn tune --record path``. With ``path``, the calls are merged into that file when
+    the block ends; the yielded dict maps (op, params) to call counts either way.
+    ``FASTNN_RECORD=path`` records a whole program (written at exit)."""
+    _start_recording()
+    before = dict(_recording)
+    mine: Dict[Tuple[str, object], int] = {}
+    try:
+        yield mine
+    finally:
+        _stop_recording()
+        for k, n in _recording.items():
+            if n - before.get(k, 0) > 0:
+                mine[k] = n - before.get(k, 0)
+        if path is not None:
+            save_record(path, mine)
+
+
+def _record_from_env() -> None:
+    path = os.environ.get(ENV_RECORD, "").strip()
+    if not path:
+        return
+    import atexit
+
+    _start_recording()
+
+    def write():
+        try:
+            n = save_record(path)
+        except OSError as exc:
+            print(f"fastnn: could not write the record {path} ({exc})", file=sys.stderr)
+        else:
+            print(f"fastnn: recorded {len(_recording)} distinct calls in {path} ({n} in all); "
+                  f"`fastnn tune --record {path}` tunes them", file=sys.stderr)
+
+    atexit.register(write)
+
+
+_record_from_env()

@@ -108,6 +108,55 @@ def test_the_fastest_candidate_is_chosen(planner, monkeypatch):
     assert _dispatch.resolve_name("conv_forward", None, p) == slow
 
 
+@pytest.fixture
+def variant_backend():
+    """A low-priority backend with a right variant for K >= 7 and a wrong one (zeros) for all calls."""
+    name = "withvariants"
+    _dispatch.register_backend(name, priority=-5, description="test: variants")
+    ref = _dispatch.kernel_of("conv_forward", REF)
+    _dispatch.register("conv_forward", name)(lambda p, A, W, b, Z: ref(p, A, W, b, Z))
+    _dispatch.register("conv_forward", name, variant="right", applies=lambda p: p.K >= 7)(
+        lambda p, A, W, b, Z: ref(p, A, W, b, Z))
+
+    def wrong(p, A_prev, W, b, Z):
+        Z.fill(0)
+
+    _dispatch.register("conv_forward", name, variant="wrong")(wrong)
+    yield name
+    _dispatch.unregister_backend(name)
+
+
+def test_variants_are_candidates_a_plan_may_name_and_a_pin_never_runs(planner, variant_backend, monkeypatch):
+    right, wrong = variant_backend + ":right", variant_backend + ":wrong"
+    A, W, b, hp, p = _conv(K=7)
+    _, _, _, _, q = _conv(K=6)
+    assert {right, wrong} <= set(_dispatch.candidates("conv_forward", p))
+    assert wrong in _dispatch.candidates("conv_forward", q) and right not in _dispatch.candidates("conv_forward", q)
+    assert _dispatch.variants("conv_forward", variant_backend) == ["right", "wrong"]
+    # The wrong variant fails the check and is never timed; the right one may win.
+    monkeypatch.setattr(planner, "_time", lambda calls, budget_s: {n: (0.5 if n == right else 1.0) for n in calls})
+    entry = planner.tune_key("conv_forward", p, budget_s=0.05)
+    assert wrong in entry["rejected"] and wrong not in entry["times_s"] and right in entry["times_s"]
+    assert entry["backend"] == right
+    assert _dispatch.resolve_name("conv_forward", None, p) == right
+    assert _dispatch.resolve_name("conv_forward", variant_backend, p) == variant_backend  # pinned: its own kernel
+    assert right in planner.explain("conv_forward", p)
+    Z, _ = fastnn.conv_forward(A, W, b, hp)
+    assert_close(Z, fastnn.conv_forward(A, W, b, hp, backend=REF)[0], A.dtype, "Z")
+    # A plan naming a variant that no longer applies (or is gone) falls back to the default rule.
+    planner._save({planner.key_of("conv_forward", q): _entry(right)})
+    assert _dispatch.resolve_name("conv_forward", None, q) == _dispatch.available_backends("conv_forward")[0]
+
+
+def test_variant_names_are_checked():
+    with pytest.raises(ValueError, match="variant"):
+        _dispatch.register("conv_forward", REF, variant="a:b")
+    with pytest.raises(ValueError, match="applies"):
+        _dispatch.register("conv_forward", REF, applies=lambda p: True)
+    with pytest.raises(ValueError, match="backend name"):
+        _dispatch.register_backend("x:y")
+
+
 @pytest.mark.parametrize("content", [b"{not json", json.dumps({"schema": "other/9", "plans": {}}).encode(),
                                      b"\x00\xff", json.dumps([1, 2]).encode()])
 def test_a_corrupt_plan_file_is_ignored_with_one_warning(planner, content):
@@ -154,7 +203,7 @@ def test_autotune_tunes_a_new_key_on_first_sight(planner):
     assert planner.plans() == {}
     Z, _ = fastnn.conv_forward(A, W, b, hp)
     entry = planner.plans()[planner.key_of("conv_forward", p)]
-    assert entry["backend"] in _dispatch.available_backends("conv_forward")
+    assert entry["backend"] in _dispatch.candidates("conv_forward", p)
     assert_close(Z, fastnn.conv_forward(A, W, b, hp, backend=_dispatch.ground_truth_backend())[0], np.float32, "Z")
     planner.set_autotune(False)
 
@@ -165,7 +214,8 @@ def test_reduced_shapes_keep_the_window_and_channels():
         p = P.conv_params(A, np.zeros((f, f, 6, 9)), np.zeros((1, 1, 1, 9)), hp)
         q = _plan._reduced(p)
         assert (q.m, q.C, q.K, q.fh, q.sh, q.ph) == (1, 6, 9, f, p.sh, p.ph)
-        assert 1 <= q.Ho <= 3 and 1 <= q.Wo <= 3
+        # 3 output rows and 9 columns: every tile of up to 8 pixels that fits the call fits
+        assert q.Ho == min(p.Ho, 3) and q.Wo == min(p.Wo, 9), (q.Ho, q.Wo)
 
 
 def test_cli_tune_show_clear_and_errors(planner, capsys):
@@ -190,3 +240,69 @@ def test_a_backward_key_is_timed_with_the_forward_auto_runs(planner):
     entry = planner.tune_key("pool_backward", q, budget_s=0.05)
     assert entry["timed_with"].startswith("pool_forward on ")
     assert planner.key_of("pool_forward", q._replace(ties="all")) in planner.plans()
+
+
+def test_call_specs_parse_like_the_public_functions():
+    (op1, p), (op2, q) = _plan.parse_call("conv,m=2,h=9,w=9,c=5,f=3,k=7,stride=1,pad=1,dtype=float64")
+    assert (op1, op2) == ("conv_forward", "conv_backward") and p == q == _conv()[-1]
+    [(op, r)] = _plan.parse_call("pool_backward,m=2,h=8,w=7,c=3,f=2x3,stride=2,mode=average,dtype=float32")
+    A = np.zeros((2, 8, 7, 3), np.float32)
+    assert op == "pool_backward" and r == P.pool_params(A, {"f": (2, 3), "stride": 2}, "average")
+    for bad, match in (("dense,m=1", "starts with"), ("conv,m=2,h=9", "lacks"), ("conv,m=2,h=9,w=9,c=5,f=3,k=7,q=1", "key=value"),
+                       ("conv,m=2,h=9,w=9,c=5,f=x,k=7", "integer"), ("conv,m=2,h=9,w=9,c=5,f=3,k=7,dtype=int8", "float32"),
+                       ("conv,m=2,h=4,w=4,c=5,f=9,k=7", "larger than")):
+        with pytest.raises(ValueError, match=match):
+            _plan.parse_call(bad)
+
+
+def test_recording_collects_the_calls_a_program_ran_and_tune_takes_them(planner, tmp_path, monkeypatch):
+    A, W, b, hp, p = _conv()
+    path = str(tmp_path / "rec.json")
+    with fastnn.record(path) as calls:
+        for _ in range(3):
+            Z, cache = fastnn.conv_forward(A, W, b, hp, backend=REF)
+        fastnn.conv_backward(np.ones_like(Z), cache)
+        fastnn.pool_forward(A, {"f": 2, "stride": 2}, "max")
+        fastnn.relu(A)  # (not a tunable op: not recorded)
+    assert calls[("conv_forward", p)] == 3 and calls[("conv_backward", p)] == 1 and len(calls) == 3
+    fastnn.conv_forward(A, W, b, hp)  # outside the block: not recorded
+    with fastnn.record(path):
+        fastnn.conv_forward(A, W, b, hp)
+    data = json.load(open(path))
+    assert data["schema"] == _plan.RECORD_SCHEMA and data["calls"][0]["count"] == 4  # merged
+    got = fastnn.recorded(path)
+    assert got[0] == ("conv_forward", p) and len(got) == 3
+    tuned = []
+    monkeypatch.setattr(planner, "tune_key", lambda op, q, **kw: tuned.append((op, q)) or _entry("numba"))
+    assert main(["tune", "--record", path, "--ops", "conv_forward,conv_backward", "--budget", "0.05"]) == 0
+    assert tuned == [("conv_forward", p), ("conv_backward", p)]
+    assert main(["tune", "--record", str(tmp_path / "missing.json")]) == 2
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ValueError, match="cannot be read"):
+        fastnn.recorded(str(tmp_path / "bad.json"))
+
+
+def test_fastnn_record_env_writes_the_record_at_exit(tmp_path):
+    path = tmp_path / "prog.json"
+    code = ("import numpy as np, fastnn; A = np.ones((1, 6, 6, 2)); "
+            "[fastnn.pool_forward(A, {'f': 2, 'stride': 2}, 'average') for _ in range(5)]")
+    env = dict(os.environ, FASTNN_CACHE_DIR=str(tmp_path), FASTNN_RECORD=str(path))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "recorded 1 distinct calls" in out.stderr
+    [(op, q)] = fastnn.recorded(str(path))
+    assert op == "pool_forward" and (q.m, q.H, q.C, q.fh, q.mode) == (1, 6, 2, 2, "average")
+
+
+def test_info_explain_shows_the_choice_and_the_candidates(planner, capsys):
+    spec = "conv,m=2,h=9,w=9,c=5,f=3,k=7,stride=1,pad=1,dtype=float64"
+    assert main(["info", "--explain", spec]) == 0
+    out = capsys.readouterr().out
+    assert "conv_forward: " in out and "conv_backward: " in out and "candidates" in out and "no plan" in out
+    _, _, _, _, p = _conv()
+    other = [b for b in _dispatch.available_backends("conv_forward") if b != REF][-1]
+    planner._save({planner.key_of("conv_forward", p): dict(_entry(other), tuning_s=0.25)})
+    assert main(["info", "--explain", spec]) == 0
+    assert f"conv_forward: {other} (plan" in capsys.readouterr().out
+    assert main(["info", "--explain", "conv,m=2"]) == 2
+    assert main(["info"]) == 0 and "tuning took 0.25 s per key" in capsys.readouterr().out

@@ -12,6 +12,9 @@ HELP = "print the registered backends, library versions, thread counts and the k
 
 def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print as JSON")
+    parser.add_argument("--explain", action="append", metavar="SPEC", default=[],
+                        help="show which kernel auto runs for this call and why (repeatable), e.g. "
+                             "conv,m=8,h=14,w=14,c=256,f=3,k=256,stride=1,pad=1,dtype=float32")
 
 
 def collect() -> dict:
@@ -68,8 +71,12 @@ def collect() -> dict:
     from .._cache import describe
 
     info["cache"] = describe()
-    info["plans"] = {"file": _plan.plan_file(), "keys": len(_plan.plans()), "autotune": _plan.autotune_enabled(),
-                     "autotune_budget_s": _plan.AUTOTUNE_BUDGET_S}
+    stored = _plan.plans()
+    took = sorted(e["tuning_s"] for e in stored.values() if "tuning_s" in e)
+    info["plans"] = {"file": _plan.plan_file(), "keys": len(stored), "autotune": _plan.autotune_enabled(),
+                     "autotune_budget_s": _plan.AUTOTUNE_BUDGET_S,
+                     "tuning_s_per_key": ({"median": took[len(took) // 2], "max": took[-1], "total": sum(took)}
+                                          if took else None)}
     return info
 
 
@@ -81,7 +88,22 @@ def _size(n: int) -> str:
     return ""  # pragma: no cover
 
 
+def _explain(specs) -> int:
+    from .. import _plan
+
+    try:
+        calls = [c for spec in specs for c in _plan.parse_call(spec)]
+    except ValueError as exc:
+        print(f"fastnn info: error: --explain: {exc}", file=sys.stderr)
+        return 2
+    for op, p in calls:
+        print(_plan.explain(op, p))
+    return 0
+
+
 def run(args) -> int:
+    if args.explain:
+        return _explain(args.explain)
     info = collect()
     if args.json:
         print(json.dumps(info, indent=2))
@@ -97,6 +119,10 @@ def run(args) -> int:
     plans = info["plans"]
     autotune = f"on, up to {plans['autotune_budget_s']:g} s of timing per new key" if plans["autotune"] else "off"
     print(f"  plans    {plans['keys']} keys in {plans['file']} (`fastnn tune`; autotune {autotune}, FASTNN_AUTOTUNE)")
+    if plans["tuning_s_per_key"]:
+        t = plans["tuning_s_per_key"]
+        print(f"           tuning took {t['median']:.2f} s per key (median; at most {t['max']:.2f} s, "
+              f"{t['total']:.0f} s in all); `fastnn info --explain SPEC` shows a call's choice")
     blas = info["blas"]
     if isinstance(blas, list):
         for d in blas:
@@ -106,6 +132,8 @@ def run(args) -> int:
     for b in info["backends"]:
         print(f"  {b['name']:<10} priority {b['priority']:>3}  {b['description']}")
         print(f"  {'':<10} ops: {', '.join(b['ops'])}")
+        for op, vs in b.get("variants", {}).items():
+            print(f"  {'':<10} {op} variants (for auto's plans): {', '.join(vs)}")
     for name, why in info["unavailable_backends"].items():
         print(f"  {name:<10} UNAVAILABLE: {why}")
     sys.stdout.flush()

@@ -11,6 +11,11 @@ def add_arguments(parser) -> None:
     from .._plan import TUNABLE_OPS
 
     parser.add_argument("--shapes", metavar="LIST", help="comma-separated shapes of the built-in table (default all)")
+    parser.add_argument("--call", action="append", metavar="SPEC", default=[],
+                        help="tune this call instead of the table (repeatable), e.g. "
+                             "conv,m=8,h=14,w=14,c=256,f=3,k=256,stride=1,pad=1,dtype=float32")
+    parser.add_argument("--record", metavar="FILE",
+                        help="tune the calls a program ran with FASTNN_RECORD=FILE (or fastnn.record(FILE))")
     parser.add_argument("--ops", metavar="LIST", help=f"comma-separated ops (default all: {','.join(TUNABLE_OPS)})")
     parser.add_argument("--dtypes", metavar="LIST", default="float32,float64", help="float32, float64 (default both)")
     parser.add_argument("--budget", type=float, default=2.0, metavar="SECONDS",
@@ -32,7 +37,8 @@ def _line(op, p, entry) -> str:
     times = entry["times_s"]
     order = sorted(times, key=lambda b: times[b])
     parts = "  ".join(f"{b} {times[b] * 1e3:.3f} ms" for b in order)
-    return f"{op:<14} {np.dtype(p.dtype).name:<8} {shape:<34} -> {entry['backend']:<7} ({parts})"
+    took = f"; {entry['tuning_s']:.2f} s" if "tuning_s" in entry else ""
+    return f"{op:<14} {np.dtype(p.dtype).name:<8} {shape:<34} -> {entry['backend']:<11} ({parts}{took})"
 
 
 def run(args) -> int:
@@ -49,7 +55,7 @@ def run(args) -> int:
         stored = _plan.plans()
         print(f"{_plan.plan_file()}: {len(stored)} keys")
         for key, entry in sorted(stored.items()):
-            print(f"  {entry['backend']:<8} {key}")
+            print(f"  {entry['backend']:<12} {key}")
         return 0
     try:
         dtypes = [np.dtype(d) for d in _split(args.dtypes)]
@@ -68,8 +74,20 @@ def run(args) -> int:
         bad = [s for s in shapes or () if s not in known]
         if bad:
             raise ValueError(f"unknown shape {bad[0]!r}; shapes: {', '.join(known)}")
-        found = _plan.tune(ops=ops, dtypes=dtypes, shapes=shapes, budget_s=args.budget,
+        calls = None
+        if args.call or args.record:
+            if shapes:
+                raise ValueError("--shapes names table shapes; it cannot be combined with --call or --record")
+            calls = [c for spec in args.call for c in _plan.parse_call(spec)]
+            if args.record:
+                calls += _plan.recorded(args.record)
+            calls = [(op, p) for op, p in calls if op in ops and np.dtype(p.dtype) in dtypes]
+        found = _plan.tune(calls, ops=ops, dtypes=dtypes, shapes=shapes, budget_s=args.budget,
                            progress=lambda i, n, op, p, e: print(f"[{i}/{n}] {_line(op, p, e)}", flush=True))
+    except FileNotFoundError as exc:
+        print(f"fastnn tune: error: no record file {exc.filename!r} (run a program with FASTNN_RECORD=FILE first)",
+              file=sys.stderr)
+        return 2
     except (ValueError, BackendError) as exc:
         print(f"fastnn tune: error: {exc}", file=sys.stderr)
         return 2
