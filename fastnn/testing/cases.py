@@ -161,9 +161,11 @@ POOL_CASES: Dict[str, PoolCase] = {c.name: c for c in [
     PoolCase("ties_p2s2", 2, 8, 8, 4, 2, 2, ties=True),
     PoolCase("noncontig", 2, 6, 6, 3, 2, 2, noncontig=True),
     # enough channels for every channel block (the last one shifted back to end at C)
-    PoolCase("many_channels", 2, 9, 9, 40, 3, 2),
+    PoolCase("many_channels", 2, 17, 17, 40, 3, 2),
     PoolCase("many_channels_p2s2", 2, 8, 8, 40, 2, 2, ties=True),
     PoolCase("many_channels_ties", 2, 9, 9, 40, 3, 2, ties=True),
+    # big enough for the numba backend to thread it (THREADED_WORK)
+    PoolCase("large", 4, 48, 48, 64, 3, 2),
 ]}
 
 #: The benchmark table (NHWC): N, H, W, C_in, f, C_out, stride, pad.

@@ -18,6 +18,10 @@ work) or in chunks of its outer loop on fastnn's threads (:mod:`.threads`).
   the kernel has no tail code (the padded partials are dropped).
 * Small convolutions (fewer than ``SERIAL_WORK`` multiply-adds) run plain serial kernels
   (no launch cost, quick to compile); which kernel runs depends on the shape only.
+* Threads: a kernel runs in chunks on fastnn's threads only from ``THREADED_WORK`` elements
+  (``THREADED_CONV_WORK`` multiply-adds for a convolution): below, the hand-off to the
+  workers costs more than it saves (:mod:`.config`). The planner may choose otherwise per
+  call (the "serial" and "threaded" variants).
 * dA_prev, per stride phase (the input pixels whose padded index is r mod the stride): a
   stride-1 correlation of dZ, zero-padded (or cropped), with the phase's taps W[r::s]
   flipped in (kh, kw) and transposed to (C_out, C_in). That is the forward kernel itself
@@ -50,6 +54,7 @@ Threads and thread safety: see :mod:`.config` (``FASTNN_NUM_THREADS``) and :mod:
 
 from __future__ import annotations
 
+import contextvars
 import functools
 
 import numpy as np
@@ -73,23 +78,49 @@ register_backend(
 )
 
 _SERIAL_WORK = cfg.SERIAL_WORK
-_num_threads = cfg.num_threads
+_THREADED_WORK = cfg.THREADED_WORK
+_THREADED_CONV_WORK = cfg.THREADED_CONV_WORK
+SERIAL, THREADED = "serial", "threaded"
+# How the kernels of the current op call use fastnn's threads: None (the rules: threaded from
+# ``THREADED_WORK``, a convolution from ``THREADED_CONV_WORK``), SERIAL (every kernel whole
+# in the calling thread) or THREADED (every kernel in chunks); the last two are set for one
+# call by the planner's "serial" and "threaded" variants, or by a convolution's rule.
+_MODE: contextvars.ContextVar = contextvars.ContextVar("fastnn_numba_threads_mode", default=None)
+
+
+def _num_threads() -> int:
+    return 1 if _MODE.get() == SERIAL else cfg.num_threads()
 
 
 def _run(kernel, work, *args):
     """``kernel(*args, chunk, nchunks)`` over all its chunks: whole in the calling thread
-    when ``work`` is small, else one chunk per thread on fastnn's threads. The chunks
-    split the kernel's outer loop, whose iterations write disjoint outputs: the split
-    never changes bits."""
-    if work < _SERIAL_WORK:
+    when ``work`` is below ``THREADED_WORK`` (or in a serial call), else one chunk per
+    thread on fastnn's threads. The chunks split the kernel's outer loop, whose iterations
+    write disjoint outputs: the split never changes bits."""
+    mode = _MODE.get()
+    if mode == SERIAL or (mode is None and work < _THREADED_WORK):
         kernel(*args, 0, 1)
     else:
         _threaded(kernel, *args)
 
 
 def _threaded(kernel, *args):
-    """One chunk per thread (the tiled convolutions, always big enough to split)."""
+    """One chunk per thread (one in all in a serial call)."""
     run_chunks(kernel, args, _num_threads())
+
+
+def _in_mode(mode, fn, *args):
+    """``fn(*args)`` with the current call's thread mode set to ``mode``."""
+    token = _MODE.set(mode)
+    try:
+        fn(*args)
+    finally:
+        _MODE.reset(token)
+
+
+def _conv_serial_by_rule(p) -> bool:
+    """A tiled convolution below ``THREADED_CONV_WORK`` runs on one thread (the rule)."""
+    return _MODE.get() is None and p.m * p.Ho * p.Wo * p.K * p.fh * p.fw * p.C < _THREADED_CONV_WORK
 
 
 # ------------------------------------------------------------------------ padding
@@ -167,6 +198,9 @@ def conv_forward(p, A_prev, W, b, Z, tile=None):
     if tile is None and _is_small(p):
         _fwd_small(A_prev, W, b, Z, p.sh, p.sw, p.ph, p.pw)
         return
+    if _conv_serial_by_rule(p):
+        _in_mode(SERIAL, conv_forward, p, A_prev, W, b, Z, tile)
+        return
     _fwd_kernel_call(_padded_input(p, A_prev), W.reshape(p.fh, p.fw * p.C, p.K), b.reshape(p.K), Z, p.sh, p.sw,
                      tile)
 
@@ -183,6 +217,9 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t=None):
     Xp = _padded_input(p, A_prev, ew)
     Xs = Xp.reshape(p.m, p.Hp, (p.Wp + ew) // p.sw, p.sw * p.C)
     L = p.fw * p.C
+    if _conv_serial_by_rule(p) and not (dw_t is None and _is_small(p)):
+        _in_mode(SERIAL, conv_backward, p, A_prev, W, dZ, dA_prev, dW, db, dw_t)
+        return
     if dw_t is None and _is_small(p):
         dZp, plh, plw = _gather_dZ(p, dZ)
         WT = np.ascontiguousarray(W.transpose(0, 1, 3, 2))
@@ -399,7 +436,35 @@ def _declare_variants():
                 functools.partial(fn, nb=nb))
 
 
+def _conv_work(p):
+    return p.m * p.Ho * p.Wo * p.K * p.fh * p.fw * p.C
+
+
+def _pool_work(p):
+    return p.m * p.Ho * p.Wo * p.C * p.fh * p.fw
+
+
+def _mode_applies(mode, work, threshold, p):
+    """The "serial" variant where the rule threads the call, "threaded" where it does not
+    (calls too small to split, or with one thread, have neither)."""
+    if cfg.num_threads() < 2 or work(p) < _SERIAL_WORK:
+        return False
+    return (work(p) >= threshold) == (mode == SERIAL)
+
+
+def _declare_thread_variants():
+    for op, fn, work, threshold in (
+            ("conv_forward", conv_forward, _conv_work, _THREADED_CONV_WORK),
+            ("conv_backward", conv_backward, _conv_work, _THREADED_CONV_WORK),
+            ("pool_forward", pool_forward, _pool_work, _THREADED_WORK),
+            ("pool_backward", pool_backward, _pool_work, _THREADED_WORK)):
+        for mode in (SERIAL, THREADED):
+            register(op, NAME, variant=mode, applies=functools.partial(_mode_applies, mode, work, threshold))(
+                functools.partial(_in_mode, mode, fn))
+
+
 _declare_variants()
+_declare_thread_variants()
 
 
 # -------------------------------------------------------------------- activations

@@ -37,12 +37,22 @@ import os
 import numba
 from numba.np.ufunc import parallel as _numba_parallel
 
-__all__ = ["num_threads", "override_num_threads", "SERIAL_WORK"]
+__all__ = ["num_threads", "override_num_threads", "SERIAL_WORK", "THREADED_WORK", "THREADED_CONV_WORK"]
 
-#: Work (multiply-adds or elements) below which a kernel runs whole in the calling thread
-#: (handing chunks to the worker threads costs microseconds) and a convolution runs the
-#: plain kernels.
+#: Multiply-adds below which a convolution runs the plain serial kernels (no tiles, quick to
+#: compile).
 SERIAL_WORK = 1 << 15
+#: Handing chunks to the worker threads costs 25-45 us per call on the 2-vCPU machine these
+#: were measured on (a thread woken on an idle virtual CPU; 10-20 us on an earlier one), more
+#: than a memory-bound kernel of a few hundred thousand elements (pooling, padding,
+#: activations) takes serially. Below this work such a kernel runs whole in the calling
+#: thread: pooling 8 x 14 x 14 x 96 (150k) ran 1.3-2x faster so; threads won from about
+#: 1.5M there, from about 250k where the hand-off costs 15 us (``docs/bench/2026-12-03-threads.md``).
+THREADED_WORK = 1 << 19
+#: The same for the tiled convolutions, in multiply-adds: below it every kernel of the call
+#: runs in the calling thread (serial won at 0.3M, threads at 7M, break-even 2-4M there).
+#: The planner's "serial" and "threaded" variants override either rule per call.
+THREADED_CONV_WORK = 1 << 21
 
 _ENV_THREADS = os.environ.get("FASTNN_NUM_THREADS", "").strip()
 
