@@ -363,19 +363,49 @@ def timed_block(fn, n: int = BLOCK, settle_s: float = SETTLE_S) -> float:
     return statistics.median(block)
 
 
+#: After two rounds, a candidate slower than this times the best so far is timed no more
+#: (its median stays in the plan entry): most variants lose clearly, and dropping them
+#: keeps a key's tuning near its budget.
+PRUNE = 1.3
+#: The settle time is cut to fit the budget (``budget_s / (4 * candidates)``), never below this.
+MIN_SETTLE_S = 0.04
+
+
 def _time(calls: Dict[str, callable], budget_s: float, min_rounds: int = 3, max_rounds: int = 25) -> Dict[str, float]:
     """Median seconds per call of each candidate, timed in rounds of one :func:`timed_block`
     per candidate, the order reversed every other round, until ``budget_s`` is spent (at least
-    ``min_rounds``): the median over rounds."""
-    times: Dict[str, List[float]] = {n: [] for n in calls}
-    names = list(calls)
+    ``min_rounds`` for the candidates still in the race): the median over rounds.
+
+    To stay near the budget: one call of each candidate (after one untimed) estimates its time; one slower
+    than twice the best estimate is not timed further (its estimate stays in the result); the
+    calls per block shrink (down to one) and the settle time too (``MIN_SETTLE_S``) when the
+    rounds would not fit; from the second round on, a candidate slower than ``PRUNE`` times the
+    best median is dropped. A key whose single calls take longer than the budget takes about
+    ``min_rounds`` x 2 calls of each candidate left."""
+    est = {}
+    for n, fn in calls.items():
+        fn()  # warm-up: a kernel the reduced check did not run compiles here
+        t0 = time.perf_counter()
+        fn()
+        est[n] = time.perf_counter() - t0
+    best_est = min(est.values())
+    names = [n for n in calls if est[n] <= 2 * best_est or len(calls) <= 2]
+    times: Dict[str, List[float]] = {n: [] for n in names}
+    per_round = sum(est[n] for n in names)
+    n_calls = max(1, min(BLOCK, int(budget_s / (min_rounds * max(per_round, 1e-9))) - 1))
+    settle = max(MIN_SETTLE_S, min(SETTLE_S, budget_s / (4 * max(1, len(names)))))
     start = time.perf_counter()
     for r in range(max_rounds):
         for n in (names if r % 2 == 0 else names[::-1]):
-            times[n].append(timed_block(calls[n]))
+            times[n].append(timed_block(calls[n], n=n_calls, settle_s=settle))
+        if r >= 1 and len(names) > 2:
+            best = min(statistics.median(times[n]) for n in names)
+            names = [n for n in names if statistics.median(times[n]) <= PRUNE * best] or names
         if r + 1 >= min_rounds and time.perf_counter() - start > budget_s:
             break
-    return {n: statistics.median(v) for n, v in times.items()}
+    out = {n: est[n] for n in calls if n not in times}
+    out.update({n: statistics.median(v) for n, v in times.items()})
+    return out
 
 
 #: A backward op is timed in pairs with its forward, as training runs them: a backward on a
