@@ -41,8 +41,32 @@ def zero_pad(X, pad, *, backend: Optional[str] = None) -> np.ndarray:
     return out
 
 
-def conv_single_step(a_slice_prev, W, b) -> float:
-    """One filter on one window: ``sum(a_slice_prev * W) + b`` as a Python float."""
+def conv_single_step(a_slice_prev, W, b) -> np.floating:
+    """One filter on one window: ``sum(a_slice_prev * W) + b``.
+
+    Parameters
+    ----------
+    a_slice_prev : array_like, shape (f, f, n_C_prev)
+        One window of the (padded) input.
+    W : array_like, shape (f, f, n_C_prev)
+        The filter's weights, the shape of ``a_slice_prev``.
+    b : array_like, one value (shape (1, 1, 1))
+        The filter's bias.
+
+    Returns
+    -------
+    Z : numpy.float64 or numpy.float32
+        A NumPy scalar of the computed dtype (float64 for float64, integer or mixed inputs,
+        float32 when every input is float32), as the course's ``np.sum(s) + float(b)`` is.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn import conv_single_step
+    >>> Z = conv_single_step(np.ones((2, 2, 1)), np.full((2, 2, 1), 0.5), np.array([[[1.0]]]))
+    >>> float(Z), type(Z).__name__
+    (3.0, 'float64')
+    """
     a = P.as_array(a_slice_prev, "a_slice_prev")
     W = P.as_array(W, "W")
     b = P.as_array(b, "b")
@@ -50,7 +74,9 @@ def conv_single_step(a_slice_prev, W, b) -> float:
         raise ValueError(f"a_slice_prev and W must have the same shape, got {a.shape} and {W.shape}")
     if b.size != 1:
         raise ValueError(f"b must hold one value (shape (1, 1, 1)), got shape {b.shape}")
-    return float(np.sum(a * W)) + float(b.reshape(()))
+    dt = P.compute_dtype(a, W, b)
+    s = np.multiply(a, W, dtype=dt)
+    return dt.type(np.sum(s, dtype=dt) + b.reshape(()).astype(dt))
 
 
 def conv_forward(A_prev, W, b, hparameters, *, backend: Optional[str] = None) -> Tuple[np.ndarray, tuple]:
