@@ -16,7 +16,9 @@ def _forward(op: str, Z, backend: Optional[str]) -> Tuple[np.ndarray, np.ndarray
     Za = P.as_array(Z, "Z")
     dt = P.compute_dtype(Za)
     out = np.empty(Za.shape, dtype=dt)
-    resolve(op, backend)(P.as_kernel_input(Za, dt), out)
+    kernel = resolve(op, backend)
+    if out.size:  # an empty array (a batch of no examples) has nothing to compute
+        kernel(P.as_kernel_input(Za, dt), out)
     return out, Z
 
 
@@ -26,7 +28,9 @@ def _backward(op: str, dA, cache, backend: Optional[str]) -> np.ndarray:
     P.check_same_shape(dA, "dA", Z, "the cached Z")
     dt = P.compute_dtype(dA, Z)
     out = np.empty(Z.shape, dtype=dt)
-    resolve(op, backend)(P.as_kernel_input(dA, dt), P.as_kernel_input(Z, dt), out)
+    kernel = resolve(op, backend)
+    if out.size:
+        kernel(P.as_kernel_input(dA, dt), P.as_kernel_input(Z, dt), out)
     return out
 
 

@@ -29,6 +29,18 @@ __all__ = [
 _empty = np.empty
 
 
+def _no_kernel(*args) -> None:
+    """What an empty batch runs instead of a kernel: its outputs have no elements to fill."""
+
+
+def _empty_batch(op: str, backend: Optional[str]):
+    """The kernel of a call on a batch of no examples (``p.m == 0``): nothing, once the backend
+    choice is checked as for any call (the planner is not asked: there is nothing to time).
+    The one place that handles an empty batch, so that no backend has to."""
+    resolve(op, backend)
+    return _no_kernel
+
+
 def zero_pad(X, pad, *, backend: Optional[str] = None) -> np.ndarray:
     """Pad the height and width of a batch ``X`` (m, n_H, n_W, n_C) with zeros.
 
@@ -37,7 +49,8 @@ def zero_pad(X, pad, *, backend: Optional[str] = None) -> np.ndarray:
     X = P.as_array(X, "X")
     p = P.pad_params(X, pad)
     out = _empty((p.m, p.Hp, p.Wp, p.C), dtype=p.dtype)
-    resolve("zero_pad", backend)(p, P.as_kernel_input(X, p.dtype), out)
+    kernel = resolve("zero_pad", backend) if p.m else _empty_batch("zero_pad", backend)
+    kernel(p, P.as_kernel_input(X, p.dtype), out)
     return out
 
 
@@ -92,7 +105,8 @@ def conv_forward(A_prev, W, b, hparameters, *, backend: Optional[str] = None) ->
     p = P.conv_params(A_prev, W, b, hparameters)
     dt = p.dtype
     Z = _empty((p.m, p.Ho, p.Wo, p.K), dtype=dt)
-    resolve("conv_forward", backend, p)(
+    kernel = resolve("conv_forward", backend, p) if p.m else _empty_batch("conv_forward", backend)
+    kernel(
         p, P.as_kernel_input(A_prev, dt), P.as_kernel_input(W, dt), P.as_kernel_input(b, dt).reshape(p.K), Z
     )
     return Z, (A_prev, W, b, hparameters)
@@ -123,7 +137,13 @@ def conv_backward(dZ, cache, *, backend: Optional[str] = None) -> Tuple[np.ndarr
     dA_prev = _empty(A_prev.shape, dtype=dt)
     dW = _empty(W.shape, dtype=dt)
     db = _empty(b.shape, dtype=dt)
-    resolve("conv_backward", backend, p)(
+    if p.m:
+        kernel = resolve("conv_backward", backend, p)
+    else:  # no examples: dA_prev is empty, and the sums over them, dW and db, are zero
+        kernel = _empty_batch("conv_backward", backend)
+        dW.fill(0)
+        db.fill(0)
+    kernel(
         p, P.as_kernel_input(A_prev, dt), P.as_kernel_input(W, dt), P.as_kernel_input(dZ, dt),
         dA_prev, dW, db.reshape(p.K),
     )
@@ -140,7 +160,8 @@ def pool_forward(A_prev, hparameters, mode: str = "max", *, backend: Optional[st
     A_prev = P.as_array(A_prev, "A_prev")
     p = P.pool_params(A_prev, hparameters, mode)
     A = _empty((p.m, p.Ho, p.Wo, p.C), dtype=p.dtype)
-    resolve("pool_forward", backend, p)(p, P.as_kernel_input(A_prev, p.dtype), A)
+    kernel = resolve("pool_forward", backend, p) if p.m else _empty_batch("pool_forward", backend)
+    kernel(p, P.as_kernel_input(A_prev, p.dtype), A)
     return A, (A_prev, hparameters)
 
 
@@ -163,7 +184,8 @@ def pool_backward(dA, cache, mode: str = "max", *, ties: str = "all", backend: O
     if dt != p.dtype:
         p = p._replace(dtype=dt)
     dA_prev = _empty(A_prev.shape, dtype=dt)
-    resolve("pool_backward", backend, p)(p, P.as_kernel_input(A_prev, dt), P.as_kernel_input(dA, dt), dA_prev)
+    kernel = resolve("pool_backward", backend, p) if p.m else _empty_batch("pool_backward", backend)
+    kernel(p, P.as_kernel_input(A_prev, dt), P.as_kernel_input(dA, dt), dA_prev)
     return dA_prev
 
 

@@ -189,8 +189,9 @@ def linear_backward(dZ, cache) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     dt = P.compute_dtype(A_prev, W, b, dZ)
     dZ = dZ.astype(dt, copy=False)
     m = A_prev.shape[1]
-    dW = np.dot(dZ, A_prev.astype(dt, copy=False).T) / m
-    db = (np.sum(dZ, axis=1, keepdims=True) / m).reshape(b.shape)
+    # The averages over the m examples; a batch of none (m = 0) has zero gradients, not 0/0.
+    dW = np.dot(dZ, A_prev.astype(dt, copy=False).T) / max(m, 1)
+    db = (np.sum(dZ, axis=1, keepdims=True) / max(m, 1)).reshape(b.shape)
     dA_prev = np.dot(W.astype(dt, copy=False).T, dZ)
     return dA_prev, dW, db
 
