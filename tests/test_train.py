@@ -193,6 +193,7 @@ def test_missing_data_is_a_clear_error(capsys, tmp_path):
     rc, _, err = _train(capsys, "--data", tmp_path / "nowhere", "--epochs", 1, "--out", tmp_path / "o")
     assert rc == T.EXIT_USAGE
     assert "train_catvnoncat.h5" in err and "Coursera" in err and "Traceback" not in err
+    assert "--data DIR" in err and "$FASTNN_DATA" in err  # what to pass
 
 
 def test_malformed_data_names_file_and_key(capsys, tmp_path, tiny):
