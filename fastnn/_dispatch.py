@@ -16,7 +16,8 @@ Which backend runs a call is decided, first match wins, by
 2. the innermost ``with fastnn.use_backend(name):`` block (a :mod:`contextvars`
    variable, so threads and asyncio tasks do not see each other's choice),
 3. ``fastnn.set_backend(name)`` (process-wide),
-4. the ``FASTNN_BACKEND`` environment variable,
+4. the ``FASTNN_BACKEND`` environment variable (a name that is not registered is ignored
+   with a warning, once per value),
 5. ``"auto"``: the candidate the planner's plan names for the call's key (:mod:`fastnn._plan`:
    measured by ``fastnn tune``, or on first sight with autotuning on), else the registered
    backend of highest priority that has the op.
@@ -41,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import warnings
 from typing import Callable, Dict, Iterator, List, NamedTuple, Optional
 
 __all__ = [
@@ -63,6 +65,7 @@ __all__ = [
     "variants",
     "set_planner",
     "set_recorder",
+    "env_problem",
 ]
 
 #: The kernel ops every backend may implement, with the signature its kernels share.
@@ -98,10 +101,28 @@ except AttributeError:  # pragma: no cover  (not CPython's os._Environ)
 
 
 def _env_choice() -> str:
-    """``$FASTNN_BACKEND``, or ``"auto"`` where it is unset or empty."""
+    """``$FASTNN_BACKEND``, or ``"auto"`` where it is unset, empty or names no registered backend
+    (that last with a warning, once per value: see :func:`env_problem`)."""
     if _ENV_DATA is not None and _ENV_KEY not in _ENV_DATA and os.environ is _ENVIRON:
         return AUTO
-    return os.environ.get(ENV_VAR) or AUTO
+    name = os.environ.get(ENV_VAR) or AUTO
+    if name in _backends or name == AUTO:
+        return name
+    if name not in _env_warned:
+        _env_warned.add(name)
+        warnings.warn(env_problem(name), RuntimeWarning, stacklevel=2)
+    return AUTO
+
+
+def env_problem(name: Optional[str] = None) -> Optional[str]:
+    """What is wrong with ``$FASTNN_BACKEND`` (or ``name``), or None: a value naming no registered
+    backend is ignored (``"auto"`` runs instead), and this says so (``fastnn info`` shows it)."""
+    if name is None:
+        name = os.environ.get(ENV_VAR) or AUTO
+    if name in _backends or name == AUTO:
+        return None
+    return (f"{ENV_VAR}={name!r} names no registered backend; available: {', '.join([AUTO] + available_backends())}. "
+            f"Ignoring it: the default ({AUTO!r}) runs instead")
 
 
 class BackendError(ValueError):
@@ -123,6 +144,7 @@ _candidates: Dict[str, Dict[str, Callable]] = {op: {} for op in OPS}
 _variants: Dict[str, Dict[str, Dict[str, Callable]]] = {op: {} for op in OPS}
 SEP = ":"
 _global_choice: Optional[str] = None
+_env_warned: set = set()  # the $FASTNN_BACKEND values already warned about
 _context_choice: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(
     "fastnn_backend", default=None
 )

@@ -230,8 +230,9 @@ def conv_out_size(size: int, f: int, pad: int, stride: int) -> int:
 def _window_geometry(A_prev, fh, fw, sh, sw, ph, pw, what: str) -> Tuple[int, int, int, int]:
     """(Hp, Wp, Ho, Wo) of sliding a (fh, fw) window over the padded A_prev; checks it fits."""
     m, H, W, C = A_prev.shape
-    if m < 1 or H < 1 or W < 1 or C < 1:
-        raise ValueError(f"A_prev must have at least one example, pixel and channel, got shape {A_prev.shape}")
+    if H < 1 or W < 1 or C < 1:  # m = 0 (an empty batch) is fine: the outputs are empty too
+        raise ValueError(f"A_prev must have at least one pixel and channel (m = 0 examples is allowed), "
+                         f"got shape {A_prev.shape}")
     Hp, Wp = H + 2 * ph, W + 2 * pw
     if fh > Hp or fw > Wp:
         raise ValueError(

@@ -29,20 +29,85 @@ __all__ = [
 _empty = np.empty
 
 
-def zero_pad(X, pad, *, backend: Optional[str] = None) -> np.ndarray:
-    """Pad the height and width of a batch ``X`` (m, n_H, n_W, n_C) with zeros.
+def _no_kernel(*args) -> None:
+    """What an empty batch runs instead of a kernel: its outputs have no elements to fill."""
 
-    ``pad`` is an int or an (h, w) pair. Returns (m, n_H + 2 pad_h, n_W + 2 pad_w, n_C).
+
+def _empty_batch(op: str, backend: Optional[str]):
+    """The kernel of a call on a batch of no examples (``p.m == 0``): nothing, once the backend
+    choice is checked as for any call (the planner is not asked: there is nothing to time).
+    The one place that handles an empty batch, so that no backend has to."""
+    resolve(op, backend)
+    return _no_kernel
+
+
+def zero_pad(X, pad, *, backend: Optional[str] = None) -> np.ndarray:
+    """Pad the height and width of a batch of images with zeros.
+
+    Parameters
+    ----------
+    X : array_like, shape (m, n_H, n_W, n_C)
+        The batch, NHWC.
+    pad : int or (int, int)
+        Zeros added on each side: the same on all four, or ``(pad_h, pad_w)`` (top and bottom,
+        left and right). Must be >= 0.
+    backend : str, optional
+        The backend to run on, a name from :func:`fastnn.available_backends`. Default: the
+        one in force (``with use_backend(...)``, :func:`fastnn.set_backend`,
+        ``$FASTNN_BACKEND``, else ``"auto"``).
+
+    Returns
+    -------
+    X_pad : numpy.ndarray, shape (m, n_H + 2 pad_h, n_W + 2 pad_w, n_C)
+        The padded batch, in ``X``'s float dtype (float64 for integer input).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn import zero_pad
+    >>> x = np.ones((4, 3, 3, 2))
+    >>> x_pad = zero_pad(x, 2)
+    >>> x_pad.shape
+    (4, 7, 7, 2)
+    >>> float(x_pad[1, 0, 0, 0]), float(x_pad[1, 2, 2, 0])
+    (0.0, 1.0)
+    >>> zero_pad(x, (1, 0)).shape
+    (4, 5, 3, 2)
     """
     X = P.as_array(X, "X")
     p = P.pad_params(X, pad)
     out = _empty((p.m, p.Hp, p.Wp, p.C), dtype=p.dtype)
-    resolve("zero_pad", backend)(p, P.as_kernel_input(X, p.dtype), out)
+    kernel = resolve("zero_pad", backend) if p.m else _empty_batch("zero_pad", backend)
+    kernel(p, P.as_kernel_input(X, p.dtype), out)
     return out
 
 
-def conv_single_step(a_slice_prev, W, b) -> float:
-    """One filter on one window: ``sum(a_slice_prev * W) + b`` as a Python float."""
+def conv_single_step(a_slice_prev, W, b) -> np.floating:
+    """One filter on one window: ``sum(a_slice_prev * W) + b``.
+
+    Parameters
+    ----------
+    a_slice_prev : array_like, shape (f, f, n_C_prev)
+        One window of the (padded) input.
+    W : array_like, shape (f, f, n_C_prev)
+        The filter's weights, the shape of ``a_slice_prev``.
+    b : array_like, one value (shape (1, 1, 1))
+        The filter's bias.
+
+    Returns
+    -------
+    Z : numpy.float64 or numpy.float32
+        A NumPy scalar of the computed dtype (float64 for float64, integer or mixed inputs,
+        float32 when every input is float32), as the course's ``np.sum(s) + float(b)`` is.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn import conv_single_step
+    >>> Z = conv_single_step(np.ones((2, 2, 1)), np.full((2, 2, 1), 0.5), np.array([[[1.0]]]))
+    >>> float(Z), type(Z).__name__
+    (3.0, 'float64')
+    """
     a = P.as_array(a_slice_prev, "a_slice_prev")
     W = P.as_array(W, "W")
     b = P.as_array(b, "b")
@@ -50,15 +115,59 @@ def conv_single_step(a_slice_prev, W, b) -> float:
         raise ValueError(f"a_slice_prev and W must have the same shape, got {a.shape} and {W.shape}")
     if b.size != 1:
         raise ValueError(f"b must hold one value (shape (1, 1, 1)), got shape {b.shape}")
-    return float(np.sum(a * W)) + float(b.reshape(()))
+    dt = P.compute_dtype(a, W, b)
+    s = np.multiply(a, W, dtype=dt)
+    return dt.type(np.sum(s, dtype=dt) + b.reshape(()).astype(dt))
 
 
 def conv_forward(A_prev, W, b, hparameters, *, backend: Optional[str] = None) -> Tuple[np.ndarray, tuple]:
-    """Convolution forward pass.
+    """Convolution forward pass over a batch (the course's ``conv_forward``).
 
-    A_prev (m, n_H_prev, n_W_prev, n_C_prev), W (f_h, f_w, n_C_prev, n_C), b (1, 1, 1, n_C),
-    hparameters {"stride": s, "pad": p} with s and p ints or (h, w) pairs.
-    Returns Z (m, n_H, n_W, n_C) and cache = (A_prev, W, b, hparameters).
+    Parameters
+    ----------
+    A_prev : array_like, shape (m, n_H_prev, n_W_prev, n_C_prev)
+        The previous layer's activations, NHWC.
+    W : array_like, shape (f, f, n_C_prev, n_C)
+        The filters; non-square ``(f_h, f_w, n_C_prev, n_C)`` also works.
+    b : array_like, shape (1, 1, 1, n_C)
+        One bias per filter (shape ``(n_C,)`` also works).
+    hparameters : dict
+        ``{"stride": s, "pad": p}``; each an int or an ``(h, w)`` pair, stride >= 1, pad >= 0.
+    backend : str, optional
+        The backend to run on, a name from :func:`fastnn.available_backends`. Default: the
+        one in force (``with use_backend(...)``, :func:`fastnn.set_backend`,
+        ``$FASTNN_BACKEND``, else ``"auto"``).
+
+    Returns
+    -------
+    Z : numpy.ndarray, shape (m, n_H, n_W, n_C)
+        The output, ``n_H = (n_H_prev + 2 pad - f) // stride + 1`` (likewise ``n_W``), in the
+        computed dtype (float32 for float32 inputs, float64 for float64 or integers).
+    cache : tuple
+        ``(A_prev, W, b, hparameters)``, the arguments as passed, for :func:`conv_backward`.
+
+    Raises
+    ------
+    ValueError
+        A shape or hyper-parameter that does not fit (the message names the argument).
+    TypeError
+        A complex or non-numeric array, or hparameters that is not a dict.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn import conv_forward
+    >>> np.random.seed(1)  # the course's example
+    >>> A_prev = np.random.randn(10, 4, 4, 3)
+    >>> W = np.random.randn(2, 2, 3, 8)
+    >>> b = np.random.randn(1, 1, 1, 8)
+    >>> Z, cache = conv_forward(A_prev, W, b, {"pad": 2, "stride": 2})
+    >>> Z.shape
+    (10, 4, 4, 8)
+    >>> print(f"Z's mean = {np.mean(Z):.10f}")
+    Z's mean = 0.0489952035
+    >>> cache[0] is A_prev
+    True
     """
     A_prev = P.as_array(A_prev, "A_prev")
     W = P.as_array(W, "W")
@@ -66,7 +175,8 @@ def conv_forward(A_prev, W, b, hparameters, *, backend: Optional[str] = None) ->
     p = P.conv_params(A_prev, W, b, hparameters)
     dt = p.dtype
     Z = _empty((p.m, p.Ho, p.Wo, p.K), dtype=dt)
-    resolve("conv_forward", backend, p)(
+    kernel = resolve("conv_forward", backend, p) if p.m else _empty_batch("conv_forward", backend)
+    kernel(
         p, P.as_kernel_input(A_prev, dt), P.as_kernel_input(W, dt), P.as_kernel_input(b, dt).reshape(p.K), Z
     )
     return Z, (A_prev, W, b, hparameters)
@@ -80,7 +190,41 @@ def _unpack_cache(cache: Any, n: int, names: str) -> tuple:
 
 
 def conv_backward(dZ, cache, *, backend: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Convolution backward pass: (dA_prev, dW, db) with the shapes of (A_prev, W, b)."""
+    """Convolution backward pass (the course's ``conv_backward``).
+
+    Parameters
+    ----------
+    dZ : array_like, shape (m, n_H, n_W, n_C)
+        The gradient of the cost with respect to :func:`conv_forward`'s output ``Z``.
+    cache : tuple
+        ``(A_prev, W, b, hparameters)``, the cache :func:`conv_forward` returned.
+    backend : str, optional
+        The backend to run on, a name from :func:`fastnn.available_backends`. Default: the
+        one in force (``with use_backend(...)``, :func:`fastnn.set_backend`,
+        ``$FASTNN_BACKEND``, else ``"auto"``).
+
+    Returns
+    -------
+    dA_prev : numpy.ndarray, shape of A_prev
+        The gradient with respect to ``A_prev``.
+    dW : numpy.ndarray, shape of W
+        The gradient with respect to ``W`` (summed over the batch).
+    db : numpy.ndarray, shape of b
+        The gradient with respect to ``b`` (summed over the batch).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn import conv_forward, conv_backward
+    >>> np.random.seed(1)
+    >>> A_prev, W, b = np.random.randn(10, 4, 4, 3), np.random.randn(2, 2, 3, 8), np.random.randn(1, 1, 1, 8)
+    >>> Z, cache = conv_forward(A_prev, W, b, {"pad": 2, "stride": 2})
+    >>> dA_prev, dW, db = conv_backward(Z, cache)
+    >>> dA_prev.shape, dW.shape, db.shape
+    ((10, 4, 4, 3), (2, 2, 3, 8), (1, 1, 1, 8))
+    >>> print(f"dA_mean = {np.mean(dA_prev):.8f}, dW_mean = {np.mean(dW):.8f}, db_mean = {np.mean(db):.8f}")
+    dA_mean = 1.45243778, dW_mean = 1.72699146, db_mean = 7.83923256
+    """
     A_prev, W, b, hparameters = _unpack_cache(cache, 4, "(A_prev, W, b, hparameters)")
     A_prev = P.as_array(A_prev, "cache's A_prev")
     W = P.as_array(W, "cache's W")
@@ -97,7 +241,13 @@ def conv_backward(dZ, cache, *, backend: Optional[str] = None) -> Tuple[np.ndarr
     dA_prev = _empty(A_prev.shape, dtype=dt)
     dW = _empty(W.shape, dtype=dt)
     db = _empty(b.shape, dtype=dt)
-    resolve("conv_backward", backend, p)(
+    if p.m:
+        kernel = resolve("conv_backward", backend, p)
+    else:  # no examples: dA_prev is empty, and the sums over them, dW and db, are zero
+        kernel = _empty_batch("conv_backward", backend)
+        dW.fill(0)
+        db.fill(0)
+    kernel(
         p, P.as_kernel_input(A_prev, dt), P.as_kernel_input(W, dt), P.as_kernel_input(dZ, dt),
         dA_prev, dW, db.reshape(p.K),
     )
@@ -105,25 +255,87 @@ def conv_backward(dZ, cache, *, backend: Optional[str] = None) -> Tuple[np.ndarr
 
 
 def pool_forward(A_prev, hparameters, mode: str = "max", *, backend: Optional[str] = None) -> Tuple[np.ndarray, tuple]:
-    """Pooling forward pass.
+    """Pooling forward pass over a batch (the course's ``pool_forward``).
 
-    hparameters {"f": f, "stride": s} (ints or (h, w) pairs; optional "pad", at most f // 2,
-    padding with -inf for max and zeros for average, which count in the divisor).
-    mode is "max" or "average" ("avg"). Returns A and cache = (A_prev, hparameters).
+    Parameters
+    ----------
+    A_prev : array_like, shape (m, n_H_prev, n_W_prev, n_C)
+        The input, NHWC.
+    hparameters : dict
+        ``{"f": f, "stride": s}``, each an int or an ``(h, w)`` pair; optionally ``"pad"`` (at
+        most ``f // 2``): max pooling pads with -inf, average pooling with zeros that count in
+        the divisor (PyTorch's default).
+    mode : {"max", "average"}, optional
+        The pooling; ``"avg"`` means ``"average"``. Default ``"max"``.
+    backend : str, optional
+        The backend to run on, a name from :func:`fastnn.available_backends`. Default: the
+        one in force (``with use_backend(...)``, :func:`fastnn.set_backend`,
+        ``$FASTNN_BACKEND``, else ``"auto"``).
+
+    Returns
+    -------
+    A : numpy.ndarray, shape (m, n_H, n_W, n_C)
+        The output, ``n_H = (n_H_prev + 2 pad - f) // stride + 1`` (likewise ``n_W``).
+    cache : tuple
+        ``(A_prev, hparameters)``, for :func:`pool_backward`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn import pool_forward
+    >>> A_prev = np.arange(16.0).reshape(1, 4, 4, 1)
+    >>> A, cache = pool_forward(A_prev, {"f": 2, "stride": 2}, mode="max")
+    >>> A[0, :, :, 0]
+    array([[ 5.,  7.],
+           [13., 15.]])
+    >>> pool_forward(A_prev, {"f": 2, "stride": 2}, mode="average")[0][0, :, :, 0]
+    array([[ 2.5,  4.5],
+           [10.5, 12.5]])
     """
     A_prev = P.as_array(A_prev, "A_prev")
     p = P.pool_params(A_prev, hparameters, mode)
     A = _empty((p.m, p.Ho, p.Wo, p.C), dtype=p.dtype)
-    resolve("pool_forward", backend, p)(p, P.as_kernel_input(A_prev, p.dtype), A)
+    kernel = resolve("pool_forward", backend, p) if p.m else _empty_batch("pool_forward", backend)
+    kernel(p, P.as_kernel_input(A_prev, p.dtype), A)
     return A, (A_prev, hparameters)
 
 
 def pool_backward(dA, cache, mode: str = "max", *, ties: str = "all", backend: Optional[str] = None) -> np.ndarray:
-    """Pooling backward pass: dA_prev with the shape of A_prev.
+    """Pooling backward pass (the course's ``pool_backward``).
 
-    For max pooling, ``ties="all"`` (default, the course's rule) gives the gradient to every
-    position equal to the window's maximum; ``ties="first"`` gives it to the first maximum
-    in row-major window order only, as PyTorch does.
+    Parameters
+    ----------
+    dA : array_like, shape (m, n_H, n_W, n_C)
+        The gradient of the cost with respect to :func:`pool_forward`'s output ``A``.
+    cache : tuple
+        ``(A_prev, hparameters)``, the cache :func:`pool_forward` returned.
+    mode : {"max", "average"}, optional
+        The pooling the forward pass used; ``"avg"`` means ``"average"``. Default ``"max"``.
+    ties : {"all", "first"}, optional
+        Max pooling only: ``"all"`` (default, the course's rule) gives the gradient to every
+        position equal to the window's maximum, ``"first"`` to the first maximum in row-major
+        window order only, as PyTorch does.
+    backend : str, optional
+        The backend to run on, a name from :func:`fastnn.available_backends`. Default: the
+        one in force (``with use_backend(...)``, :func:`fastnn.set_backend`,
+        ``$FASTNN_BACKEND``, else ``"auto"``).
+
+    Returns
+    -------
+    dA_prev : numpy.ndarray, shape of A_prev
+        The gradient with respect to the pooling's input.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn import pool_forward, pool_backward
+    >>> A_prev = np.arange(16.0).reshape(1, 4, 4, 1)
+    >>> A, cache = pool_forward(A_prev, {"f": 2, "stride": 2})
+    >>> pool_backward(np.ones_like(A), cache)[0, :, :, 0]
+    array([[0., 0., 0., 0.],
+           [0., 1., 0., 1.],
+           [0., 0., 0., 0.],
+           [0., 1., 0., 1.]])
     """
     A_prev, hparameters = _unpack_cache(cache, 2, "(A_prev, hparameters)")
     A_prev = P.as_array(A_prev, "cache's A_prev")
@@ -137,18 +349,58 @@ def pool_backward(dA, cache, mode: str = "max", *, ties: str = "all", backend: O
     if dt != p.dtype:
         p = p._replace(dtype=dt)
     dA_prev = _empty(A_prev.shape, dtype=dt)
-    resolve("pool_backward", backend, p)(p, P.as_kernel_input(A_prev, dt), P.as_kernel_input(dA, dt), dA_prev)
+    kernel = resolve("pool_backward", backend, p) if p.m else _empty_batch("pool_backward", backend)
+    kernel(p, P.as_kernel_input(A_prev, dt), P.as_kernel_input(dA, dt), dA_prev)
     return dA_prev
 
 
 def create_mask_from_window(x) -> np.ndarray:
-    """Boolean mask of the positions equal to the maximum of ``x`` (the course's rule)."""
+    """Which positions of a window hold its maximum (the course's helper of max-pool backward).
+
+    Parameters
+    ----------
+    x : array_like
+        One pooling window, e.g. shape (f, f).
+
+    Returns
+    -------
+    mask : numpy.ndarray of bool, shape of x
+        True where ``x`` equals its maximum (every tied position).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn import create_mask_from_window
+    >>> create_mask_from_window(np.array([[1.0, 3.0], [3.0, -2.0]]))
+    array([[False,  True],
+           [ True, False]])
+    """
     x = P.as_array(x, "x")
     return x == np.max(x)
 
 
 def distribute_value(dz, shape) -> np.ndarray:
-    """An array of ``shape`` (n_H, n_W) whose entries share ``dz`` equally."""
+    """Spread one gradient value evenly over a window (the course's helper of average-pool backward).
+
+    Parameters
+    ----------
+    dz : float or array_like holding one value
+        The value to share.
+    shape : int or (int, int)
+        The window's ``(n_H, n_W)`` (an int means square).
+
+    Returns
+    -------
+    a : numpy.ndarray, shape (n_H, n_W)
+        Every entry ``dz / (n_H * n_W)``, in dz's float dtype (float64 for a Python number).
+
+    Examples
+    --------
+    >>> from fastnn import distribute_value
+    >>> distribute_value(2.0, (2, 2))
+    array([[0.5, 0.5],
+           [0.5, 0.5]])
+    """
     n_H, n_W = P._pair(shape if isinstance(shape, numbers.Integral) else tuple(shape), "shape", 1)
     dz_arr = P.as_array(dz, "dz")
     if dz_arr.size != 1:

@@ -24,7 +24,8 @@ TRAIN_FILE = "train_catvnoncat.h5"
 TEST_FILE = "test_catvnoncat.h5"
 WHERE = (
     "the course's cat/non-cat files (train_catvnoncat.h5, test_catvnoncat.h5) come with "
-    "Coursera's Deep Learning course; put them in a directory and pass it, or set FASTNN_DATA"
+    "Coursera's Deep Learning course; put them in a directory and pass it (`fastnn train --data DIR`, "
+    "or load_dataset(path) / load_cat_data(path)), or set $FASTNN_DATA to it"
 )
 
 

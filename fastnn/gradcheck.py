@@ -42,10 +42,29 @@ def _ordered_keys(d: Mapping, prefix: str = "") -> List[str]:
 
 
 def dictionary_to_vector(parameters: Mapping[str, np.ndarray], keys: Optional[Sequence[str]] = None):
-    """Flatten a parameter dict into a column vector ``theta`` (n, 1).
+    """Flatten a parameter dict into one column vector ``theta`` (the course's helper).
 
-    Returns ``(theta, keys)`` where ``keys`` names the parameter of each entry, as the
-    course's helper does. Order: ``keys`` if given, else W1, b1, W2, b2, ... then the rest.
+    Parameters
+    ----------
+    parameters : mapping of str to array_like
+        E.g. ``{"W1": ..., "b1": ..., "W2": ...}``.
+    keys : sequence of str, optional
+        The order to flatten in; default W1, b1, W2, b2, ... then any other keys.
+
+    Returns
+    -------
+    theta : numpy.ndarray of float64, shape (n, 1)
+        Every parameter's entries, one after the other (each in row-major order).
+    keys : list of str
+        The parameter each entry of ``theta`` comes from, as the course's helper returns.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn import dictionary_to_vector
+    >>> theta, keys = dictionary_to_vector({"W1": np.array([[1.0, 2.0]]), "b1": np.array([[3.0]])})
+    >>> theta.ravel(), keys
+    (array([1., 2., 3.]), ['W1', 'W1', 'b1'])
     """
     order = list(keys) if keys is not None else _ordered_keys(parameters)
     parts = [np.asarray(parameters[k], dtype=np.float64).reshape(-1, 1) for k in order]
@@ -55,9 +74,28 @@ def dictionary_to_vector(parameters: Mapping[str, np.ndarray], keys: Optional[Se
 
 
 def vector_to_dictionary(theta, shapes: Optional[Mapping[str, Sequence[int]]] = None) -> Dict[str, np.ndarray]:
-    """Unflatten ``theta`` into a dict; ``shapes`` maps key -> shape (or array) in flattening order.
+    """Unflatten a column vector back into a parameter dict (the inverse of :func:`dictionary_to_vector`).
 
-    Without ``shapes`` it uses the course's 3-layer network (:data:`COURSE_SHAPES`).
+    Parameters
+    ----------
+    theta : array_like, n values
+        The flattened parameters.
+    shapes : mapping of str to shape (or to an array of that shape), optional
+        Each key's shape, in flattening order. Default: the course's 3-layer network
+        (``W1`` (5, 4), ``b1`` (5, 1), ``W2`` (3, 5), ``b2`` (3, 1), ``W3`` (1, 3), ``b3`` (1, 1)).
+
+    Returns
+    -------
+    parameters : dict of str to numpy.ndarray
+        One new array per key.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn import vector_to_dictionary
+    >>> params = vector_to_dictionary(np.arange(3.0), {"W1": (1, 2), "b1": (1, 1)})
+    >>> params["W1"], params["b1"]
+    (array([[0., 1.]]), array([[2.]]))
     """
     shapes = COURSE_SHAPES if shapes is None else shapes
     theta = np.asarray(theta).reshape(-1)
@@ -74,7 +112,27 @@ def vector_to_dictionary(theta, shapes: Optional[Mapping[str, Sequence[int]]] = 
 
 
 def gradients_to_vector(gradients: Mapping[str, np.ndarray], keys: Optional[Sequence[str]] = None) -> np.ndarray:
-    """Flatten dW1, db1, dW2, db2, ... (ignoring dA/dZ entries) into a column vector."""
+    """Flatten the gradients dW1, db1, dW2, db2, ... into one column vector (dA and dZ entries are left out).
+
+    Parameters
+    ----------
+    gradients : mapping of str to array_like
+        E.g. what :func:`L_model_backward` returns.
+    keys : sequence of str, optional
+        The order to flatten in; default dW1, db1, dW2, db2, ...
+
+    Returns
+    -------
+    grad : numpy.ndarray of float64, shape (n, 1)
+        The gradients, in the order :func:`dictionary_to_vector` flattens the parameters.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn import gradients_to_vector
+    >>> gradients_to_vector({"dA1": np.ones((2, 2)), "dW1": np.array([[1.0, 2.0]]), "db1": np.array([[3.0]])}).ravel()
+    array([1., 2., 3.])
+    """
     if keys is None:
         keys = [k for k in _ordered_keys(gradients, "d") if k[:2] in ("dW", "db")]
     return dictionary_to_vector(gradients, keys)[0]
@@ -140,9 +198,36 @@ def _report(difference: float, print_msg: bool, threshold: float = 2e-7) -> None
 
 def gradient_check(x, theta, epsilon: float = 1e-7, print_msg: bool = False, *,
                    forward: Optional[Callable] = None, backward: Optional[Callable] = None) -> float:
-    """Check ``backward(x, theta) = dJ/dtheta`` for a scalar (or array) ``theta``.
+    """Check a one-parameter gradient against the central difference ``(J(theta + eps) - J(theta - eps)) / (2 eps)``.
 
-    Defaults are the course's J = theta * x and dJ/dtheta = x.
+    Parameters
+    ----------
+    x : array_like
+        The input.
+    theta : float or array_like
+        The parameter (every entry of an array is checked).
+    epsilon : float, optional
+        The step of the central difference (default 1e-7).
+    print_msg : bool, optional
+        Print the course's verdict ("works perfectly fine" below 2e-7).
+    forward : callable, optional
+        ``forward(x, theta) -> J``; default the course's ``J = theta * x``.
+    backward : callable, optional
+        ``backward(x, theta) -> dJ/dtheta``; default the course's ``x``.
+
+    Returns
+    -------
+    difference : float
+        ``||grad - approx|| / (||grad|| + ||approx||)``: small (about 1e-7 or less) when
+        ``backward`` is right.
+
+    Examples
+    --------
+    >>> from fastnn import gradient_check
+    >>> gradient_check(2.0, 4.0) < 1e-7
+    True
+    >>> print(f"{gradient_check(2.0, 4.0, backward=lambda x, theta: 2 * x):.4f}")  # a wrong gradient
+    0.3333
     """
     forward = forward or (lambda x_, t: x_ * t)
     backward = backward or (lambda x_, t: x_)
@@ -162,10 +247,44 @@ def gradient_check(x, theta, epsilon: float = 1e-7, print_msg: bool = False, *,
 
 def gradient_check_n(parameters, gradients, X, Y, epsilon: float = 1e-7, print_msg: bool = False, *,
                      forward: Optional[Callable] = None) -> float:
-    """Relative difference between ``gradients`` and central differences of ``forward``'s cost.
+    """Check a parameter dict's gradients against central differences of a cost (the course's ``gradient_check_n``).
 
-    ``forward(X, Y, parameters)`` returns the cost or ``(cost, cache)``; default: the course's
-    :func:`forward_propagation_n`. ``gradients`` holds ``"d" + key`` for every parameter key.
+    Parameters
+    ----------
+    parameters : dict of str to numpy.ndarray
+        The parameters, e.g. ``"W1"``, ``"b1"``, ...
+    gradients : dict of str to numpy.ndarray
+        ``"d" + key`` for every parameter key (other entries such as ``dA1`` are ignored).
+    X : array_like
+        The input of the cost.
+    Y : array_like
+        The labels of the cost.
+    epsilon : float, optional
+        The step of the central differences (default 1e-7).
+    print_msg : bool, optional
+        Print the course's verdict ("There is a mistake" above 2e-7).
+    forward : callable, optional
+        ``forward(X, Y, parameters)`` returning the cost or ``(cost, cache)``; default the course's
+        3-layer network (:func:`fastnn.gradcheck.forward_propagation_n`).
+
+    Returns
+    -------
+    difference : float
+        ``||grad - approx|| / (||grad|| + ||approx||)`` over all the parameters' entries.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn import gradient_check_n
+    >>> from fastnn.gradcheck import backward_propagation_n, forward_propagation_n
+    >>> np.random.seed(1)  # the course's example
+    >>> X, Y = np.random.randn(4, 3), np.array([1, 1, 0])
+    >>> parameters = {k: np.random.randn(*s) for k, s in [("W1", (5, 4)), ("b1", (5, 1)), ("W2", (3, 5)),
+    ...                                                   ("b2", (3, 1)), ("W3", (1, 3)), ("b3", (1, 1))]}
+    >>> cost, cache = forward_propagation_n(X, Y, parameters)
+    >>> difference = gradient_check_n(parameters, backward_propagation_n(X, Y, cache), X, Y)
+    >>> print(f"{difference:.6e}")
+    1.189091e-07
     """
     forward = forward or forward_propagation_n
     keys = _ordered_keys(parameters)

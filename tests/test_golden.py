@@ -39,8 +39,25 @@ def test_conv_single_step():
     W = np.random.randn(4, 4, 3)
     b = np.random.randn(1, 1, 1)
     Z = fastnn.conv_single_step(a_slice_prev, W, b)
-    assert isinstance(Z, float)
+    assert type(Z) == np.float64  # the course's grader checks exactly this
     close(Z, -6.99908945068, 11)
+
+
+@pytest.mark.parametrize("dtypes, expected", [
+    (("float64", "float64", "float64"), np.float64),
+    (("float32", "float32", "float32"), np.float32),
+    (("float32", "float64", "float32"), np.float64),  # NumPy's promotion
+    (("int64", "int64", "int64"), np.float64),  # integers compute in float64
+])
+def test_conv_single_step_returns_a_numpy_scalar_of_the_computed_dtype(dtypes, expected):
+    rng = np.random.RandomState(0)
+    a, W, b = (rng.standard_normal(s).round(1).astype(d) if d != "int64" else rng.randint(-5, 5, s)
+               for s, d in zip(((3, 3, 2), (3, 3, 2), (1, 1, 1)), dtypes))
+    Z = fastnn.conv_single_step(a, W, b)
+    assert type(Z) is expected
+    dt = np.dtype(expected)
+    np.testing.assert_allclose(Z, np.sum(a.astype(dt) * W.astype(dt)) + b.astype(dt).item(),
+                               rtol=1e-12 if dt == np.float64 else 1e-6)
 
 
 def _course_conv():

@@ -13,6 +13,7 @@ import fastnn
 from fastnn import cli
 from fastnn.cli import train as T
 from fastnn.nn import trainer
+from fastnn.testing import course
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,6 +86,25 @@ def test_dnn_defaults_start_at_the_course_cost_and_descend(capsys, tmp_path):
     costs = log["log"]["cost"]
     assert all(b < a for a, b in zip(costs, costs[1:])), costs
     assert "train accuracy:" in out and "test accuracy:" in out
+
+
+def _cost_lines(text):
+    return [line for line in text.splitlines() if line.startswith("Cost after iteration ")]
+
+
+@needs_real
+def test_dnn_prints_the_course_iteration_lines(capsys, tmp_path):
+    """`fastnn train --model dnn --iterations 201` prints the notebook's lines for iterations 0, 100 and 200."""
+    args = cli.build_parser().parse_args(["train", "--model", "dnn", "--data", str(REAL), "--iterations", "201",
+                                          "--out", str(tmp_path)])
+    assert T.run(args) == 0
+    out, err = capsys.readouterr()
+    lines = _cost_lines(err)
+    assert [line.split("  ")[0] for line in lines] == [course.course_cost_line(i) for i in (0, 100, 200)], err
+    assert all("before this update" in line for line in lines)
+    costs = _log(tmp_path)["log"]["cost"]
+    assert len(costs) == 201 and [f"{costs[i]:f}" for i in (0, 100, 200)] == [course.L_LAYER_COSTS[i] for i in (0, 100, 200)]
+    assert "time per iteration:" in out
 
 
 @needs_real
@@ -173,6 +193,7 @@ def test_missing_data_is_a_clear_error(capsys, tmp_path):
     rc, _, err = _train(capsys, "--data", tmp_path / "nowhere", "--epochs", 1, "--out", tmp_path / "o")
     assert rc == T.EXIT_USAGE
     assert "train_catvnoncat.h5" in err and "Coursera" in err and "Traceback" not in err
+    assert "--data DIR" in err and "$FASTNN_DATA" in err  # what to pass
 
 
 def test_malformed_data_names_file_and_key(capsys, tmp_path, tiny):
@@ -271,6 +292,53 @@ def test_dnn_epochs_are_the_course_loop(tmp_path, tiny):
     assert params.keys() == session.run.params.keys()
     for k in params:
         np.testing.assert_array_equal(params[k], session.run.params[k], err_msg=k)
+
+
+def test_dnn_lines_count_iterations_from_zero_with_the_accuracy_before_the_update(capsys, tmp_path, tiny):
+    """Line i holds the cost of iteration i (0-based, L_layer_model's) and the train accuracy of the
+    parameters before that iteration's update."""
+    args = cli.build_parser().parse_args(["train", "--data", str(tiny), "--iterations", "5", "--print-every", "2",
+                                          "--lr", "0.05", "--out", str(tmp_path / "run")])
+    assert T.run(args) == 0
+    out, err = capsys.readouterr()
+    assert "iterations 0..5" in err and "time per iteration:" in out
+    lines = _cost_lines(err)
+    assert [int(line.split()[3].rstrip(":")) for line in lines] == [0, 2, 4], err
+    session = trainer.new_session(tmp_path / "x", tiny, model="dnn")
+    X, Y, dims = session.train_x, session.train_y, session.run.dims
+    costs = []
+    np.random.seed(1)
+    fastnn.L_layer_model(X, Y, dims, learning_rate=0.05, num_iterations=5, callback=lambda i, c: costs.append(c))
+    for i, line in zip((0, 2, 4), lines):
+        np.random.seed(1)
+        before = fastnn.L_layer_model(X, Y, dims, learning_rate=0.05, num_iterations=i)  # i updates done
+        acc = np.mean(fastnn.predict(X, Y, before, print_accuracy=False) == Y)
+        assert line.startswith(f"Cost after iteration {i}: {costs[i]:f}  (train acc {100 * acc:.2f}% before this update"), line
+    assert _log(tmp_path / "run")["log"]["cost"] == costs
+
+
+def test_iterations_is_epochs_for_full_batch_training_only(capsys, tmp_path, tiny):
+    assert trainer.settings_for(iterations=7)["epochs"] == 7
+    assert trainer.settings_for(iterations=7, epochs=7)["epochs"] == 7
+    common = ["--data", tiny, "--lr", 0.01]
+    rc, _, err = _train(capsys, *common, "--model", "cnn", "--iterations", 2, "--out", tmp_path / "a")
+    assert rc == T.EXIT_USAGE and "--iterations counts full-batch iterations" in err and "mini-batches of 16" in err
+    rc, _, err = _train(capsys, *common, "--batch-size", 5, "--iterations", 2, "--out", tmp_path / "b")
+    assert rc == T.EXIT_USAGE and "mini-batches of 5" in err
+    rc, _, err = _train(capsys, *common, "--iterations", 2, "--epochs", 3, "--out", tmp_path / "c")
+    assert rc == T.EXIT_USAGE and "iterations=2 and epochs=3" in err
+    rc, _, err = _train(capsys, *common, "--iterations", -1, "--out", tmp_path / "d")
+    assert rc == T.EXIT_USAGE and "--iterations must be >= 0, got -1" in err
+    # --iterations and --epochs give the same run, and a resumed one continues it
+    assert _train(capsys, *common, "--iterations", 4, "--out", tmp_path / "it")[0] == 0
+    assert _train(capsys, *common, "--epochs", 4, "--out", tmp_path / "ep")[0] == 0
+    assert _train(capsys, *common, "--iterations", 2, "--out", tmp_path / "split")[0] == 0
+    assert _train(capsys, "--data", tiny, "--iterations", 4, "--resume", "--out", tmp_path / "split")[0] == 0
+    costs = _log(tmp_path / "ep")["log"]["cost"]
+    assert len(costs) == 4 and _log(tmp_path / "it")["log"]["cost"] == costs == _log(tmp_path / "split")["log"]["cost"]
+    assert _train(capsys, *common, "--model", "cnn", "--batch-size", 5, "--epochs", 1, "--out", tmp_path / "cnn")[0] == 0
+    rc, _, err = _train(capsys, "--data", tiny, "--iterations", 2, "--resume", "--out", tmp_path / "cnn")
+    assert rc == T.EXIT_USAGE and "mini-batches of 5" in err
 
 
 def test_settings_errors_name_setting_expected_and_actual():

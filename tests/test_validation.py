@@ -36,7 +36,7 @@ def conv_args(m=2, H=5, W=5, C=3, f=3, K=4):
         (lambda A, W, b, hp: (A, W, b, {"stride": 1}), ValueError, r"missing key\(s\) \['pad'\]"),
         (lambda A, W, b, hp: (A, W, b, {"strides": 1, "pad": 0}), ValueError, r"unknown key 'strides'; did you mean 'stride'"),
         (lambda A, W, b, hp: (A, W, b, {"stride": 1, "pad": 0, "p": 1}), ValueError, r"unknown key 'p' expected keys"),
-        (lambda A, W, b, hp: (A[:, :0], W, b, hp), ValueError, r"at least one example, pixel and channel, got shape \(2, 0, 5, 3\)"),
+        (lambda A, W, b, hp: (A[:, :0], W, b, hp), ValueError, r"at least one pixel and channel \(m = 0 examples is allowed\), got shape \(2, 0, 5, 3\)"),
         (lambda A, W, b, hp: (A, W, b, [1, 1]), TypeError, r"hparameters must be a dict"),
         (lambda A, W, b, hp: (A[:, :1, :1], W, b, {"stride": 1, "pad": 0}), ValueError, r"filter \(3, 3\) is larger than the padded input \(1, 1\)"),
         (lambda A, W, b, hp: (A.astype(complex), W, b, hp), TypeError, r"A_prev must be a real array, got complex"),

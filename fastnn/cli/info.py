@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import sys
+import warnings
 
 HELP = "print the registered backends, library versions, thread counts and the kernel cache"
 
@@ -17,19 +18,34 @@ def add_arguments(parser) -> None:
                              "conv,m=8,h=14,w=14,c=256,f=3,k=256,stride=1,pad=1,dtype=float32")
 
 
+def installed_version(dist: str):
+    """The installed version of the distribution ``dist`` from its metadata (without importing it), or None."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def collect() -> dict:
     import numpy as np
 
     import fastnn
+    from fastnn._dispatch import env_problem
     from fastnn.backends import UNAVAILABLE
 
+    with warnings.catch_warnings():  # an unknown $FASTNN_BACKEND: shown as backend_env_problem instead
+        warnings.simplefilter("ignore", RuntimeWarning)
+        in_force = fastnn.get_backend()
     info = {
         "fastnn": fastnn.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "numpy": np.__version__,
-        "backend_in_force": fastnn.get_backend(),
+        "backend_in_force": in_force,
+        "backend_env_problem": env_problem(),  # an unknown $FASTNN_BACKEND, or None
         "backends": fastnn.backend_info(),
         "unavailable_backends": dict(UNAVAILABLE),
     }
@@ -45,12 +61,7 @@ def collect() -> dict:
         info["numba_slp"] = SLP_VECTORIZE
     except ImportError:  # pragma: no cover - numba is a dependency
         info["numba"] = None
-    try:
-        import h5py
-
-        info["h5py"] = h5py.__version__
-    except ImportError:  # pragma: no cover
-        info["h5py"] = None
+    info["h5py"] = installed_version("h5py")
     try:
         from threadpoolctl import threadpool_info
 
@@ -60,13 +71,10 @@ def collect() -> dict:
         ]
     except ImportError:
         info["blas"] = "threadpoolctl not installed"
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
+    info["torch"] = installed_version("torch")  # read from its metadata: importing torch takes seconds
+    torch = sys.modules.get("torch")
+    if torch is not None:  # its thread count only where something imported it already
         info["torch_threads"] = torch.get_num_threads()
-    except ImportError:
-        info["torch"] = None
     from .. import _plan
     from .._cache import describe
 
@@ -128,6 +136,8 @@ def run(args) -> int:
         for d in blas:
             print(f"  {d['internal_api']}: {d['num_threads']} threads, {d['version']} ({d['architecture']})")
     print(f"backend in force: {info['backend_in_force']}")
+    if info["backend_env_problem"]:
+        print(f"  WARNING: {info['backend_env_problem']}")
     print("backends (highest priority first; 'auto' picks the first that has the op):")
     for b in info["backends"]:
         print(f"  {b['name']:<10} priority {b['priority']:>3}  {b['description']}")

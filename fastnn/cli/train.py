@@ -23,7 +23,7 @@ HELP = "train the course's dense network or a small ConvNet on the cat/non-cat d
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 #: Options passed to fastnn.nn.trainer.train under the same names (None: the default).
-SETTINGS = ("model", "dtype", "epochs", "batch_size", "lr", "seed", "checkpoint_every", "print_every")
+SETTINGS = ("model", "dtype", "epochs", "iterations", "batch_size", "lr", "seed", "checkpoint_every", "print_every")
 
 
 def add_arguments(parser) -> None:
@@ -35,6 +35,8 @@ def add_arguments(parser) -> None:
     a("--dtype", choices=("float32", "float64"), default=None, help="float64 (default) or float32, end to end")
     a("--epochs", type=int, default=None, help="total epochs (dnn: full-batch iterations, default 2500; cnn: %d)"
       % DEFAULTS["cnn"]["epochs"])
+    a("--iterations", type=int, default=None, metavar="N", help="dnn: total full-batch iterations, the course's "
+      "num_iterations (the same as --epochs there; lines read 'Cost after iteration i' as the notebook prints them)")
     a("--batch-size", type=int, default=None, help="mini-batch size (dnn default: the full batch; cnn: %d)"
       % DEFAULTS["cnn"]["batch_size"])
     a("--lr", type=float, default=None, help="learning rate (dnn 0.0075, cnn Adam %g)" % DEFAULTS["cnn"]["lr"])
@@ -43,7 +45,8 @@ def add_arguments(parser) -> None:
     a("--resume", action="store_true", help="continue from --out's checkpoint.npz up to --epochs in total")
     a("--checkpoint-every", type=int, default=None, metavar="N", help="write checkpoint.npz every N epochs "
       "(dnn 100, cnn 1; also at the end and on Ctrl-C)")
-    a("--print-every", type=int, default=None, metavar="N", help="one log line every N epochs (dnn 100, cnn 1)")
+    a("--print-every", type=int, default=None, metavar="N", help="one log line every N epochs (dnn 100: iterations "
+      "0, 100, ... as the course prints them; cnn 1)")
     a("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     a("--predict", metavar="IMAGE_OR_H5", help="classify an image (64x64 RGB) or an .h5 of images "
       "(course keys *_set_x, optional *_set_y) with the model saved in --out, instead of training")
@@ -62,7 +65,8 @@ def _train(args, on_batch) -> int:
     print(f"train accuracy: {_percent(s['train_accuracy'], result.n_train)}")
     print(f"test accuracy:  {_percent(s['test_accuracy'], result.n_test)}")
     if result.timed_epochs:
-        print(f"time per epoch: {s['seconds_per_epoch_median']:.4f} s (median of {result.timed_epochs}, "
+        unit = "iteration" if result.per_iteration else "epoch"
+        print(f"time per {unit}: {s['seconds_per_epoch_median']:.4f} s (median of {result.timed_epochs}, "
               f"backend {result.meta['backend']})")
     return 0
 

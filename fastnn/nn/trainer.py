@@ -6,7 +6,9 @@ Two models, each behind a small adapter with the same methods (``train_epoch``, 
 * ``"dnn"`` (:class:`DnnRun`): the course's 5-layer network [12288, 20, 7, 5, 1] from
   :mod:`fastnn.dnn`, column layout. Its defaults reproduce the course's run exactly:
   ``np.random.seed(1)`` then 1/sqrt(n) initialisation from NumPy's global legacy generator,
-  2500 full-batch iterations ("epochs") at learning rate 0.0075: cost 0.771749 at iteration 0,
+  2500 full-batch iterations (``iterations``, or ``epochs``: one iteration per epoch) at
+  learning rate 0.0075: the course's printed costs (``Cost after iteration 0: 0.771749``,
+  ``Cost after iteration 100: 0.672053``, ...; :data:`fastnn.testing.course.L_LAYER_COSTS`),
   about 98.6% train and 80% test accuracy. Each batch is one
   :func:`fastnn.dnn.gradient_descent_step`, the step :func:`fastnn.dnn.L_layer_model` takes.
 * ``"cnn"`` (:class:`CnnRun`): :func:`fastnn.nn.make_cnn`, three [conv3x3 (pad 1) -> ReLU ->
@@ -28,6 +30,12 @@ classifies images with a saved run.
 
 Progress (the header, per-epoch lines, the bar, notes) goes to ``stream`` (default stderr)
 through :class:`fastnn.nn.progress.Progress`; results come back as a :class:`TrainResult`.
+A dnn run of one full-batch update per epoch (its default) numbers its lines as the course
+does, ``Cost after iteration i: cost`` for i = 0, print_every, 2 print_every, ... (0-based;
+the cost and train accuracy of iteration i are measured before its update); a mini-batch run
+(and the cnn) prints ``epoch e/total`` lines (1-based) with the epoch's cost and train accuracy averaged
+over its batches, each batch measured before its own update. The log (``log.json``) keeps,
+per epoch, the same cost and accuracy (``"epochs"`` holds the 0-based index).
 """
 
 from __future__ import annotations
@@ -219,17 +227,35 @@ def _int_setting(name: str, value, minimum: int, what: str) -> None:
         raise SettingError(name, f"must be {what}, got {value}")
 
 
+def _iterations(iterations, epochs, batch_size) -> int:
+    """``iterations`` as the number of epochs: allowed where each epoch is one full-batch update."""
+    _int_setting("iterations", iterations, 0, ">= 0")
+    if batch_size is not None:
+        raise SettingError("iterations", f"counts full-batch iterations, one update per pass over the data "
+                                         f"(the dnn's training); this run trains in mini-batches of {batch_size}: "
+                                         f"give epochs instead")
+    if epochs is not None and epochs != iterations:
+        raise SettingError("iterations", f"and epochs are the same count for full-batch training; got "
+                                         f"iterations={iterations} and epochs={epochs}: give one of them")
+    return int(iterations)
+
+
 def settings_for(model: Optional[str] = None, **given) -> dict:
     """All settings of a run: ``model`` (default ``"dnn"``), ``dtype`` (default ``"float64"``)
     and ``epochs``, ``batch_size``, ``lr``, ``seed``, ``checkpoint_every``, ``print_every``,
     each ``given`` value or, where it is None or absent, ``DEFAULTS[model]``'s. Checked: a bad
-    value raises :class:`SettingError` naming the setting, expected and actual value."""
+    value raises :class:`SettingError` naming the setting, expected and actual value.
+
+    ``iterations`` (the course's ``num_iterations``) is another name for ``epochs`` where each
+    epoch is one full-batch update (``batch_size`` None: the dnn's default); with mini-batches
+    it is refused."""
     model = "dnn" if model is None else model
     if model not in DEFAULTS:
         raise SettingError("model", f"must be one of {sorted(DEFAULTS)}, got {model!r}")
-    unknown = sorted(set(given) - {"dtype", *DEFAULTS[model]})
+    known = {"dtype", "iterations", *DEFAULTS[model]}
+    unknown = sorted(set(given) - known)
     if unknown:
-        raise TypeError(f"unknown setting(s) {unknown}; known: {sorted({'model', 'dtype', *DEFAULTS[model]})}")
+        raise TypeError(f"unknown setting(s) {unknown}; known: {sorted({'model', *known})}")
     s = {"model": model, "dtype": given.get("dtype") or "float64"}
     for name, default in DEFAULTS[model].items():
         s[name] = given[name] if given.get(name) is not None else default
@@ -238,6 +264,8 @@ def settings_for(model: Optional[str] = None, **given) -> dict:
     _int_setting("epochs", s["epochs"], 0, ">= 0")
     if s["batch_size"] is not None:
         _int_setting("batch_size", s["batch_size"], 1, "positive")
+    if given.get("iterations") is not None:
+        s["epochs"] = _iterations(given["iterations"], given.get("epochs"), s["batch_size"])
     _int_setting("seed", s["seed"], 0, ">= 0")
     lr = s["lr"]
     if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating, np.integer)):
@@ -271,7 +299,7 @@ def load_checkpoint(path: PathLike):
     return RUNS[model].from_arrays(meta["config"], arrays, path), meta
 
 
-def plot_costs(costs: List[float], path: PathLike, title: str) -> str:
+def plot_costs(costs: List[float], path: PathLike, title: str, xlabel: str = "epoch") -> str:
     """The cost per epoch as a PNG at ``path`` (atomically); returns a line saying what happened
     (nothing is written when matplotlib is not installed)."""
     try:
@@ -283,7 +311,7 @@ def plot_costs(costs: List[float], path: PathLike, title: str) -> str:
         return "matplotlib is not installed: no cost plot (pip install matplotlib)"
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(np.arange(len(costs)), costs)
-    ax.set_xlabel("epoch")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("cost")
     ax.set_title(title)
     fig.tight_layout()
@@ -328,6 +356,13 @@ class Session:
 
     def meta(self) -> dict:
         return {"config": self.config, "classes": self.classes, "log": self.log, "backend": self.backend}
+
+    @property
+    def per_iteration(self) -> bool:
+        """The dnn with one full-batch update per epoch (its default): lines are numbered by
+        iteration, as the course does. (The cnn always counts epochs.)"""
+        bs = self.config["batch_size"]
+        return self.config["model"] == "dnn" and (bs is None or bs >= self.train_y.size)
 
     def timed_seconds(self) -> List[float]:
         """Seconds per epoch of the epochs trained in this call, or of all of them if it trained none."""
@@ -378,7 +413,10 @@ def resume_session(out: PathLike, data=None, **given) -> Session:
         if given.get(k) is not None and given[k] != cfg[k]:
             raise SettingError(k, f"cannot change on resume: {ckpt} was trained with {k}={cfg[k]!r}, not "
                                   f"{given[k]!r}; leave it out or use another output directory")
+    iterations = given.pop("iterations", None)  # checked against the checkpoint's batch size
     s = {**settings_for(**{**given, "model": cfg["model"]}), **{k: cfg[k] for k in FIXED_ON_RESUME}}
+    if iterations is not None:
+        s["epochs"] = _iterations(iterations, given.get("epochs"), s["batch_size"])
     train_x, train_y, test_x, test_y, classes = _load_data(data, run.layout, np.dtype(cfg["dtype"]))
     shape = _example_shape(train_x, run.layout)
     if not run.input_shape_ok(shape):
@@ -393,13 +431,38 @@ def resume_session(out: PathLike, data=None, **given) -> Session:
 
 def _header(session: Session) -> str:
     cfg = session.config
+    unit = "iterations" if session.per_iteration else "epochs"
     return (f"fastnn train: {cfg['model']} on {session.train_y.size} images, {cfg['dtype']}, backend {session.backend}, "
-            f"epochs {session.start}..{session.settings['epochs']}, batch {cfg['batch_size'] or 'full'}, "
+            f"{unit} {session.start}..{session.settings['epochs']}, batch {cfg['batch_size'] or 'full'}, "
             f"lr {cfg['lr']}, seed {cfg['seed']} -> {session.out}")
 
 
+def _iteration_line(i: int, cost: float, acc: float, secs: float) -> str:
+    """The course's ``Cost after iteration %i: %f`` (0-based ``i``; the cost before its update), then
+    the train accuracy measured with the same parameters."""
+    return (f"Cost after iteration {i}: {cost:f}  (train acc {100 * acc:.2f}% before this update, "
+            f"{secs:.3f} s/iteration)")
+
+
 def _epoch_line(epoch: int, total: int, cost: float, acc: float, secs: float) -> str:
-    return f"epoch {epoch + 1:>4}/{total}  cost {cost:.6f}  train acc {100 * acc:6.2f}%  {secs:.3f} s/epoch"
+    return (f"epoch {epoch + 1:>4}/{total}  cost {cost:.6f}  train acc {100 * acc:6.2f}% "
+            f"(each batch before its update)  {secs:.3f} s/epoch")
+
+
+def _prints(session: Session, epoch: int) -> bool:
+    """Whether ``epoch`` (0-based) gets a log line: by iteration, every ``print_every`` from 0 (as the
+    course prints) and where a resumed run starts; by epoch, every ``print_every``-th, the first and
+    the last."""
+    every, start, total = session.settings["print_every"], session.start, session.settings["epochs"]
+    if session.per_iteration:
+        return epoch % every == 0 or epoch == start
+    return (epoch + 1) % every == 0 or epoch == start or epoch + 1 == total
+
+
+def _log_line(session: Session, epoch: int, cost: float, acc: float, secs: float) -> str:
+    if session.per_iteration:
+        return _iteration_line(epoch, cost, acc, secs)
+    return _epoch_line(epoch, session.settings["epochs"], cost, acc, secs)
 
 
 def _train_one_epoch(session: Session, epoch: int, progress: Progress,
@@ -420,9 +483,10 @@ def _train_one_epoch(session: Session, epoch: int, progress: Progress,
 
 def fit(session: Session, progress: Progress,
         on_batch: Optional[Callable[[int, int, int], None]] = None) -> Dict[str, np.ndarray]:
-    """Train from ``session.start`` up to ``settings["epochs"]`` epochs. A log line every
-    ``print_every`` epochs (and the first and last), ``checkpoint.npz`` every
-    ``checkpoint_every`` and at the end. Returns the arrays after the last epoch.
+    """Train from ``session.start`` up to ``settings["epochs"]`` epochs. Log lines as
+    :func:`_prints` says (by iteration for full-batch runs, as the course prints them),
+    ``checkpoint.npz`` every ``checkpoint_every`` and at the end. Returns the arrays after
+    the last epoch.
 
     Ctrl-C saves the state after the last *finished* epoch (never half an epoch's update) and
     raises :class:`TrainingInterrupted`. ``on_batch(epoch, batch, n_batches)`` is a hook for tests."""
@@ -435,8 +499,8 @@ def fit(session: Session, progress: Progress,
             for epoch in range(start, total):
                 cost, acc, secs = _train_one_epoch(session, epoch, progress, on_batch)
                 snapshot = session.run.arrays()
-                if (epoch + 1) % s["print_every"] == 0 or epoch == start or epoch + 1 == total:
-                    progress.line(_epoch_line(epoch, total, cost, acc, secs))
+                if _prints(session, epoch):
+                    progress.line(_log_line(session, epoch, cost, acc, secs))
                 if (epoch + 1) % s["checkpoint_every"] == 0:
                     save_checkpoint(session.checkpoint, snapshot, session.meta())
     except KeyboardInterrupt:
@@ -473,8 +537,8 @@ def write_results(session: Session, snapshot: Dict[str, np.ndarray], summary: di
     full_meta = {**session.meta(), "summary": summary}
     save_checkpoint(out / PARAMS, snapshot, full_meta)
     atomic_write(out / LOG, json.dumps(full_meta, indent=1).encode())
-    print(plot_costs(session.log["cost"], out / PLOT, f"fastnn {cfg['model']} ({cfg['dtype']}, lr {cfg['lr']})"),
-          file=stream)
+    print(plot_costs(session.log["cost"], out / PLOT, f"fastnn {cfg['model']} ({cfg['dtype']}, lr {cfg['lr']})",
+                     "iteration" if session.per_iteration else "epoch"), file=stream)
     print(f"wrote {out / PARAMS}, {session.checkpoint}, {out / LOG}", file=stream)
     return full_meta
 
@@ -488,6 +552,7 @@ class TrainResult:
     n_train: int
     n_test: int
     timed_epochs: int  # how many epochs the summary's time per epoch is over
+    per_iteration: bool = False  # each epoch was one full-batch iteration (the course's numbering)
 
     @property
     def summary(self) -> dict:
@@ -495,12 +560,14 @@ class TrainResult:
 
 
 def train(out: Optional[PathLike] = None, *, data=None, model: Optional[str] = None, dtype: Optional[str] = None,
-          epochs: Optional[int] = None, batch_size: Optional[int] = None, lr: Optional[float] = None,
+          epochs: Optional[int] = None, iterations: Optional[int] = None, batch_size: Optional[int] = None,
+          lr: Optional[float] = None,
           seed: Optional[int] = None, checkpoint_every: Optional[int] = None, print_every: Optional[int] = None,
           resume: bool = False, backend: Optional[str] = None, quiet: bool = False, stream=None,
           on_batch: Optional[Callable[[int, int, int], None]] = None) -> TrainResult:
     """One run of ``fastnn train`` (see the module docstring). None means the default (on
-    resume: the checkpoint's value). ``out`` defaults to ``runs/<model>``; ``backend`` to the
+    resume: the checkpoint's value). ``iterations`` is ``epochs`` for full-batch training
+    (:func:`settings_for`). ``out`` defaults to ``runs/<model>``; ``backend`` to the
     one in force; ``quiet`` drops the bar and the per-epoch lines (the header and notes stay).
     Raises :class:`SettingError`/:class:`TrainingError` for a bad request,
     :class:`fastnn.data.DataError` for missing data, :class:`TrainingInterrupted` on Ctrl-C."""
@@ -508,8 +575,8 @@ def train(out: Optional[PathLike] = None, *, data=None, model: Optional[str] = N
 
     stream = stream if stream is not None else sys.stderr
     out = Path(out) if out is not None else default_out(model)
-    settings = {"model": model, "dtype": dtype, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-                "checkpoint_every": checkpoint_every, "print_every": print_every}
+    settings = {"model": model, "dtype": dtype, "epochs": epochs, "iterations": iterations, "batch_size": batch_size,
+                "lr": lr, "seed": seed, "checkpoint_every": checkpoint_every, "print_every": print_every}
     with use_backend(backend) if backend is not None else contextlib.nullcontext():
         if resume:
             session = resume_session(out, data, **settings)
@@ -518,11 +585,13 @@ def train(out: Optional[PathLike] = None, *, data=None, model: Optional[str] = N
             session = new_session(out, data, **settings)
         out.mkdir(parents=True, exist_ok=True)
         print(_header(session), file=stream)
-        progress = Progress(max(session.settings["epochs"], 1), stream=stream, enabled=not quiet)
+        progress = Progress(max(session.settings["epochs"], 1), stream=stream, enabled=not quiet,
+                            per_iteration=session.per_iteration)
         snapshot = fit(session, progress, on_batch)
         summary = evaluate(session)
     meta = write_results(session, snapshot, summary, stream)
-    return TrainResult(out, meta, session.train_y.size, session.test_y.size, len(session.timed_seconds()))
+    return TrainResult(out, meta, session.train_y.size, session.test_y.size, len(session.timed_seconds()),
+                       session.per_iteration)
 
 
 # ----------------------------------------------------------------------------- predict
