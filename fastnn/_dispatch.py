@@ -265,7 +265,25 @@ def register(op: str, backend: str, variant: Optional[str] = None,
 
 
 def available_backends(op: Optional[str] = None) -> List[str]:
-    """Registered backend names, highest priority first (only those having ``op`` if given)."""
+    """The registered backends' names, highest priority first.
+
+    Parameters
+    ----------
+    op : str, optional
+        Only the backends that implement this op (one of :data:`OPS`, e.g. ``"conv_forward"``).
+
+    Returns
+    -------
+    names : list of str
+        E.g. ``['numba', 'im2col', 'reference']``; ``"auto"`` picks the first that has the op
+        when no plan names another.
+
+    Examples
+    --------
+    >>> import fastnn
+    >>> "reference" in fastnn.available_backends("conv_forward")
+    True
+    """
     names = sorted(_backends.values(), key=lambda b: (-b.priority, b.name))
     if op is None:
         return [b.name for b in names]
@@ -275,8 +293,20 @@ def available_backends(op: Optional[str] = None) -> List[str]:
 
 
 def backend_info() -> List[dict]:
-    """One dict per backend: name, priority, description, the ops it implements and the
-    variants it declares per op."""
+    """What each registered backend is and does.
+
+    Returns
+    -------
+    info : list of dict
+        One dict per backend, highest priority first: ``"name"``, ``"priority"``,
+        ``"description"`` and ``"ops"`` (the ops it implements).
+
+    Examples
+    --------
+    >>> import fastnn
+    >>> [b["name"] for b in fastnn.backend_info()] == fastnn.available_backends()
+    True
+    """
     return [
         {
             "name": name,
@@ -303,13 +333,51 @@ def _check_name(name: Optional[str], what: str) -> Optional[str]:
 
 
 def set_backend(name: Optional[str]) -> None:
-    """Choose the process-wide default backend (``None`` or ``"auto"`` restores automatic choice)."""
+    """Choose the process-wide default backend.
+
+    Parameters
+    ----------
+    name : str or None
+        A name from :func:`available_backends`; ``None`` or ``"auto"`` restores the automatic
+        choice. ``backend=`` and ``with use_backend(...)`` still win over it.
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    BackendError
+        An unknown name (the message lists the backends).
+
+    Examples
+    --------
+    >>> import fastnn
+    >>> fastnn.set_backend("reference")
+    >>> fastnn.get_backend()
+    'reference'
+    >>> fastnn.set_backend(None)
+    """
     global _global_choice
     _global_choice = _check_name(name, "set_backend(name)")
 
 
 def get_backend() -> str:
-    """The backend name in force here (``"auto"`` when nothing was chosen)."""
+    """The backend choice in force here: ``use_backend``, else ``set_backend``, else ``$FASTNN_BACKEND``.
+
+    Returns
+    -------
+    name : str
+        A backend name, or ``"auto"`` when nothing was chosen (an unknown ``$FASTNN_BACKEND``
+        is ignored with a warning).
+
+    Examples
+    --------
+    >>> import fastnn
+    >>> with fastnn.use_backend("reference"):
+    ...     fastnn.get_backend()
+    'reference'
+    """
     name = _context_choice.get()
     if name is None:
         name = _global_choice
@@ -320,7 +388,32 @@ def get_backend() -> str:
 
 @contextlib.contextmanager
 def use_backend(name: Optional[str]) -> Iterator[str]:
-    """``with use_backend("numba"): ...`` runs the block on that backend (this thread/task only)."""
+    """Run a block on one backend: ``with use_backend("numba"): ...`` (this thread or asyncio task only).
+
+    Parameters
+    ----------
+    name : str or None
+        A name from :func:`available_backends`, or ``None`` / ``"auto"`` for the automatic choice.
+
+    Returns
+    -------
+    context manager
+        Entering it yields the name in force inside the block; leaving it restores the previous choice.
+
+    Raises
+    ------
+    BackendError
+        An unknown name (the message lists the backends).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn
+    >>> with fastnn.use_backend("reference") as name:
+    ...     A, cache = fastnn.relu(np.array([-1.0, 2.0]))
+    >>> name, A
+    ('reference', array([0., 2.]))
+    """
     _check_name(name, "use_backend(name)")
     token = _context_choice.set(name if name is not None else AUTO)
     try:

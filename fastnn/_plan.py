@@ -211,8 +211,26 @@ def _reload() -> None:
 
 
 def set_autotune(on: bool) -> bool:
-    """Tune a key the first time ``auto`` sees it (as PyTorch's ``cudnn.benchmark``); returns
-    the previous setting."""
+    """Tune a key the first time ``auto`` sees it (as PyTorch's ``cudnn.benchmark``).
+
+    Parameters
+    ----------
+    on : bool
+        True: each new key (op, dtype, shapes, hyper-parameters, threads) is timed on its first
+        ``auto`` call and the fastest backend stored; False: only stored plans are used.
+
+    Returns
+    -------
+    previous : bool
+        The setting before this call.
+
+    Examples
+    --------
+    >>> import fastnn
+    >>> previous = fastnn.set_autotune(False)
+    >>> fastnn.set_autotune(previous)
+    False
+    """
     global _autotune
     old, _autotune = _autotune, bool(on)
     _memo.clear()
@@ -504,8 +522,33 @@ def _table_params(dtypes, ops, shapes=None) -> List[Tuple[str, object]]:
 def tune(calls: Optional[Iterable[Tuple[str, object]]] = None, *, ops: Iterable[str] = TUNABLE_OPS,
          dtypes: Iterable = (np.float32, np.float64), shapes: Optional[Iterable[str]] = None,
          budget_s: float = 2.0, progress=None) -> Dict[str, dict]:
-    """Tune ``calls`` (pairs of op and params object), or the built-in benchmark table (its
-    ``shapes``, all by default) for ``ops`` and ``dtypes``; store the plans; return them by key."""
+    """Time every candidate backend per key and store the fastest as the plan ``auto`` follows.
+
+    Parameters
+    ----------
+    calls : iterable of (str, params), optional
+        Pairs of op and params object to tune; default the built-in benchmark table.
+    ops : iterable of str, optional
+        The table's ops to tune (default all tunable ops).
+    dtypes : iterable of dtype, optional
+        The table's dtypes (default float32 and float64).
+    shapes : iterable of str, optional
+        The table's shape names (default all).
+    budget_s : float, optional
+        Seconds of timing per key (default 2).
+    progress : callable, optional
+        Called as tuning proceeds (what ``fastnn tune`` shows).
+
+    Returns
+    -------
+    plans : dict of str to dict
+        The stored plan entry of each key tuned (``"backend"``, ``"times_s"``, ``"rejected"``, ...).
+
+    Examples
+    --------
+    >>> import fastnn
+    >>> plans = fastnn.tune(ops=["pool_forward"], dtypes=["float64"], shapes=["seed"], budget_s=0.1)  # doctest: +SKIP
+    """
     ops = tuple(ops)
     bad = [o for o in ops if o not in TUNABLE_OPS]
     if bad:
@@ -650,7 +693,36 @@ def _stop_recording() -> None:
 
 
 def recorded(path: str) -> List[Tuple[str, object]]:
-    """The (op, params) pairs a record file holds, most called first."""
+    """The calls a record file holds (what :func:`record` wrote), most called first.
+
+    Parameters
+    ----------
+    path : str
+        The record file.
+
+    Returns
+    -------
+    calls : list of (str, params)
+        Pairs of op and params object, as :func:`tune` takes them.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ValueError
+        A file that is not a record file.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> import fastnn
+    >>> path = os.path.join(tempfile.mkdtemp(), "calls.json")
+    >>> with fastnn.record(path):
+    ...     A, cache = fastnn.pool_forward(np.ones((1, 4, 4, 1)), {"f": 2, "stride": 2})
+    >>> [op for op, p in fastnn.recorded(path)]
+    ['pool_forward']
+    """
     return [(op, p) for op, p, _ in _read_record(path, strict=True)]
 
 
@@ -693,11 +765,30 @@ def save_record(path: str, calls: Optional[Dict[Tuple[str, object], int]] = None
 
 @contextlib.contextmanager
 def record(path: Optional[str] = None):
-    """Record the shapes of the convolutions and poolings run inside the block (every
-    backend, the planner's key fields), for ``fastnn.tune(fastnn.recorded(path))`` or
-    ``fastnn tune --record path``. With ``path``, the calls are merged into that file when
-    the block ends; the yielded dict maps (op, params) to call counts either way.
-    ``FASTNN_RECORD=path`` records a whole program (written at exit)."""
+    """Record the shapes of the convolutions and poolings run inside a ``with`` block, to tune them later.
+
+    Parameters
+    ----------
+    path : str, optional
+        A record file: the block's calls are merged into it when the block ends (for
+        ``fastnn.tune(fastnn.recorded(path))`` or ``fastnn tune --record path``).
+        ``FASTNN_RECORD=path`` records a whole program instead (written at exit).
+
+    Returns
+    -------
+    context manager
+        Entering it yields a dict, filled when the block ends, mapping each (op, params) run
+        inside (every backend, the planner's key fields) to its call count.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn
+    >>> with fastnn.record() as calls:
+    ...     A, cache = fastnn.pool_forward(np.ones((1, 4, 4, 1)), {"f": 2, "stride": 2})
+    >>> [(op, n) for (op, p), n in calls.items()]
+    [('pool_forward', 1)]
+    """
     _start_recording()
     before = dict(_recording)
     mine: Dict[Tuple[str, object], int] = {}
