@@ -687,6 +687,24 @@ def test_block_length_follows_the_call_time():
     assert sizes == [1, 100]  # the warm-up's 0.5 s said 1 call; the first round's 0.1 ms says 100
 
 
+def test_settle_time_follows_the_workload():
+    """Untimed calls before a block: at most settle_s, and no more than SETTLE_CALLS of the slowest call."""
+    settles = []
+
+    def block(fn, n, settle_s):
+        settles.append(settle_s)
+        return 1e-4
+
+    timing.alternating_rounds({"a": lambda: None, "b": lambda: None}, {"a": 0.001, "b": 0.002}, min_rounds=2,
+                              max_rounds=2, target_s=0, block_s=0, settle_s=1.0, block=block)
+    assert settles[:2] == [pytest.approx(timing.SETTLE_CALLS * 0.002)] * 2  # from the warm-up calls
+    assert settles[2:] == [pytest.approx(timing.SETTLE_CALLS * 1e-4)] * 2  # from the first round
+    settles.clear()
+    timing.alternating_rounds({"a": lambda: None}, {"a": 10.0}, min_rounds=1, max_rounds=1, target_s=0, block_s=0,
+                              settle_s=0.15, block=block)
+    assert settles == [0.15]
+
+
 def test_time_is_accounted_for(tmp_path, capsys, mock):
     j = tmp_path / "r.json"
     rc, out, _ = _run(capsys, *TINY, "--ops", "conv.fwd,avgpool", "--backends", f"{mock},{REF}", "--json", str(j))

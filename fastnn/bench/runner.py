@@ -59,7 +59,7 @@ class Mode:
     max_rounds: int  # ... and at most
     target_s: float  # rounds go on (up to max_rounds) until a workload's rounds took this long
     block_s: float  # a candidate's timed calls in a round last about this long
-    settle_s: float  # untimed calls after switching candidates, before the timed ones
+    settle_s: float  # untimed calls after switching candidates, at most this long (timing.SETTLE_CALLS)
     ref_budget_s: float  # time the reference on the full shape only if estimated within this
     ref_target_s: float = 0.1  # the reference's timing (alone): about this long ...
     ref_min_reps: int = 3  # ... with this many repeats at least
@@ -71,11 +71,11 @@ class Mode:
 
 
 MODES: Dict[str, Mode] = {
-    "quick": Mode("quick", min_rounds=3, max_rounds=3, target_s=0.0, block_s=0.002, settle_s=0.02,
+    "quick": Mode("quick", min_rounds=3, max_rounds=3, target_s=0.0, block_s=0.002, settle_s=0.03,
                   ref_budget_s=0.1, ref_target_s=0.03, ref_min_reps=1, ref_max_reps=3,
                   shapes=("seed", "cifar", "stride2", "pointwise", "p3s2", "cat_net"),
                   tune_key_s=0.3, tune_total_s=60.0),
-    "default": Mode("default", min_rounds=5, max_rounds=15, target_s=0.5, block_s=0.01, settle_s=0.1,
+    "default": Mode("default", min_rounds=5, max_rounds=15, target_s=0.3, block_s=0.005, settle_s=0.1,
                     ref_budget_s=0.5),
     "full": Mode("full", min_rounds=10, max_rounds=40, target_s=3.0, block_s=0.05, settle_s=0.15,
                  ref_budget_s=20.0, ref_target_s=1.0, ref_min_reps=10, ref_max_reps=500,

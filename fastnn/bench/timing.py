@@ -133,24 +133,32 @@ def _block_calls(t_call: float, block_s: float, max_calls: int = 200) -> int:
     return int(min(max(1, math.ceil(block_s / max(t_call, 1e-7))), max_calls))
 
 
+#: The untimed calls before a block last at most this many calls of the workload's slowest
+#: candidate (and at most ``settle_s``): a small workload's data is back in cache after a call or
+#: two, and its GEMMs are too small for OpenBLAS to start (and leave spinning) its threads.
+SETTLE_CALLS = 20
+
+
 def alternating_rounds(calls: Mapping[str, Callable[[], object]], first_call_s: Mapping[str, float], *,
                        min_rounds: int, max_rounds: int, target_s: float, block_s: float, settle_s: float,
                        on_error: Optional[Callable[[str, BaseException], None]] = None,
                        block=None) -> Tuple[Dict[str, List[float]], Dict[str, int]]:
     """Per-round seconds per call of each candidate: ``({name: [round times]}, {name: calls per block})``.
 
-    Each round times every candidate once with ``block(fn, n, settle_s)`` (default
-    :func:`fastnn._plan.timed_block`: untimed calls for ``settle_s``, at least one, then the
-    median of ``n`` timed calls), the order reversed every other round. ``n`` per candidate
-    makes a block last about ``block_s`` (from ``first_call_s``, the seconds of a warm call).
-    Rounds go on until ``target_s`` has passed and ``min_rounds`` are done, or ``max_rounds``.
-    A candidate that raises is dropped from the later rounds (``on_error(name, exc)``).
-    The garbage collector is off meanwhile.
+    Each round times every candidate once with ``block(fn, n, settle)`` (default
+    :func:`fastnn._plan.timed_block`: untimed calls for ``settle`` seconds, at least one, then
+    the median of ``n`` timed calls), the order reversed every other round. ``n`` per candidate
+    makes a block last about ``block_s``; ``settle`` is ``settle_s``, or ``SETTLE_CALLS`` calls of
+    the slowest candidate where that is shorter (both from ``first_call_s``, the seconds of a
+    warm call, then from the first round). Rounds go on until ``target_s`` has passed and
+    ``min_rounds`` are done, or ``max_rounds``. A candidate that raises is dropped from the
+    later rounds (``on_error(name, exc)``). The garbage collector is off meanwhile.
     """
     if block is None:
         from .._plan import timed_block as block
     names = list(calls)
     n = {name: _block_calls(first_call_s.get(name, 0.0), block_s) for name in names}
+    settle = min(settle_s, SETTLE_CALLS * max([first_call_s.get(name, 0.0) for name in names] + [0.0]))
     times: Dict[str, List[float]] = {name: [] for name in names}
     alive = list(names)
     gc_was = gc.isenabled()
@@ -160,13 +168,14 @@ def alternating_rounds(calls: Mapping[str, Callable[[], object]], first_call_s: 
         for r in range(max_rounds):
             for name in (list(alive) if r % 2 == 0 else alive[::-1]):
                 try:
-                    times[name].append(block(calls[name], n[name], settle_s))
+                    times[name].append(block(calls[name], n[name], settle))
                 except Exception as exc:  # noqa: BLE001 - one failing candidate stops only itself
                     alive.remove(name)
                     if on_error is not None:
                         on_error(name, exc)
             if r == 0:  # the blocks' lengths from a warm call now (the warm-up may have compiled)
                 n = {name: _block_calls(times[name][0], block_s) if times[name] else n[name] for name in names}
+                settle = min(settle_s, SETTLE_CALLS * max([t[0] for t in times.values() if t] + [0.0]))
             if not alive or (r + 1 >= min_rounds and time.perf_counter() - start >= target_s):
                 break
     finally:
