@@ -271,6 +271,20 @@ def test_bounds_are_measured_as_the_kernels_use_the_machine():
     assert small > 0 and big > 0
 
 
+def test_bounds_are_measured_more_than_once_and_the_best_kept(monkeypatch, mock):
+    peaks = iter([1e9, 5e9, 2e9, 3e9, 4e9, 1e9, 1e9])
+    copies = iter([1e9, 3e9, 2e9, 1e9])
+    gemm_calls, copy_calls = [], []
+    monkeypatch.setattr(runner, "gemm_peak", lambda dt: gemm_calls.append(dt) or next(peaks))
+    monkeypatch.setattr(runner, "copy_bandwidth", lambda n, threads: copy_calls.append(n) or next(copies))
+    monkeypatch.setattr(runner, "REMEASURE_S", 0.0)
+    wl = runner.select_workloads(["conv", "maxpool.fwd"], ["seed"], ["float64"])
+    out = runner.run_benchmark(wl, backends=[mock], mode=runner.MODES["quick"], progress=False)
+    assert len(gemm_calls) == 1 + 2 + 1  # before, before each conv workload, after
+    assert out["bounds"]["gemm_flops"]["float64"] == 5e9  # the best of them
+    assert len(copy_calls) == 2 and list(out["bounds"]["copy_bytes_per_s"].values()) == [3e9]  # first use, after
+
+
 # ------------------------------------------------------------------------------- --compare
 
 

@@ -251,9 +251,9 @@ def footnotes(results: Sequence[ResultRow], show_skipped: bool = False, width: i
 def format_markdown(results: Sequence[ResultRow], compare: bool = False, header: Optional[dict] = None,
                     show_skipped: bool = False) -> str:
     shown = _visible(results, show_skipped)
-    cols = ["op", "shape", "dims", "dtype", "backend", "median ms", "± (IQR/2)", "rate", "unit", "% of GEMM peak",
+    cols = ["op", "shape", "dims", "dtype", "backend", "median ms", "± (IQR/2 of median)", "rate", "unit", "% of GEMM peak",
             "% of copy bandwidth", "vs torch (median, range)", "vs ref"] + (["new/old"] if compare else []) + ["status"]
-    right = {"median ms", "± (IQR/2)", "rate", "% of GEMM peak", "% of copy bandwidth", "vs torch (median, range)",
+    right = {"median ms", "± (IQR/2 of median)", "rate", "% of GEMM peak", "% of copy bandwidth", "vs torch (median, range)",
              "vs ref", "new/old"}
     out = []
     if header:
@@ -265,11 +265,10 @@ def format_markdown(results: Sequence[ResultRow], compare: bool = False, header:
     out.append("| " + " | ".join(cols) + " |")
     out.append("|" + "|".join("---:" if c in right else "---" for c in cols) + "|")
     for r in shown:
-        spread = None if r.p75_s is None or r.p25_s is None else (r.p75_s - r.p25_s) / 2
         gemm = _pct(r) if r.bound == "gemm_peak" else "-"
         copy = _pct(r) if r.bound == "copy_bandwidth" else "-"
         row = [r.op, r.shape, r.dims, r.dtype, _backend(r, short=False), _ms(r.median_s),
-               "-" if spread is None else "±" + _ms(spread), _num(r.rate), r.rate_unit or "-", gemm, copy,
+               _spread(r), _num(r.rate), r.rate_unit or "-", gemm, copy,
                _vs_torch(r), _x(r.speedup_vs_reference, r.speedup_vs_reference_estimated)]
         if compare:
             row.append(_ratio(r))

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import time
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -47,6 +48,8 @@ AUTO = _dispatch.AUTO
 #: Where the seconds of a run go (``time`` in :func:`run_benchmark`'s result and the JSON).
 TIME_CATEGORIES = ("timed rounds", "checks", "warm-up", "torch layouts", "reference", "bounds", "inputs",
                    "imports", "tuning", "other")
+#: During a run the GEMM peak of a dtype is measured again when its last measurement is older than this.
+REMEASURE_S = 20.0
 #: A share of the bound above this is marked suspect: a kernel cannot beat the bound it is
 #: measured against, so the bound (or the work counted) does not describe that kernel.
 SUSPECT_PCT = 100.0
@@ -265,17 +268,21 @@ def run_benchmark(
     interrupted = False
     with CompileClock(notice) as compiling:
         try:
-            # The GEMM peaks are measured before and after the run, the best kept (a busy
-            # machine lowers one of the two; a bound must not be too low).
+            # The bounds are measured more than once and the best kept (a busy moment lowers a
+            # measurement; a bound must not be too low): the GEMM peaks before the run, every
+            # REMEASURE_S during it and after it; each copy size when first needed and after the run.
             ctx.measure_gemm(workloads)
             for i in _input_order(workloads):
                 w = workloads[i]
                 fast = [b for b in backends_for(w) if b != REF and want(b)]
                 if want(AUTO) and backends_for(w):
                     fast = [AUTO] + fast
+                if w.flops:
+                    ctx.measure_gemm([w], older_than=REMEASURE_S)
                 by_workload[i] = _run_workload(w, fast, want(REF), use_torch, ctx)
                 prog.step()
             ctx.measure_gemm(workloads)
+            ctx.remeasure_copies()
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -302,12 +309,24 @@ class _Context:
                 self._inputs = (w.inputs_key, (w.make(), small.make()))
         return self._inputs[1]
 
-    def measure_gemm(self, workloads: Sequence[Workload]) -> None:
-        """Raise the GEMM peaks to this measurement (same dtype, the threads in force, GEMM_N square)."""
+    _gemm_at: Dict[str, float] = dataclasses.field(default_factory=dict)  # dtype -> when last measured
+
+    def measure_gemm(self, workloads: Sequence[Workload], older_than: float = 0.0) -> None:
+        """Raise the GEMM peaks to this measurement (same dtype, the threads in force, GEMM_N
+        square), for the dtypes measured more than ``older_than`` seconds ago."""
         with self.clock("bounds"):
             peaks = self.bounds["gemm_flops"]
             for dt in sorted({w.dtype_name for w in workloads if w.flops}):
-                peaks[dt] = max(peaks.get(dt, 0.0), gemm_peak(np.dtype(dt)))
+                if time.perf_counter() - self._gemm_at.get(dt, -math.inf) > older_than:
+                    peaks[dt] = max(peaks.get(dt, 0.0), gemm_peak(np.dtype(dt)))
+                    self._gemm_at[dt] = time.perf_counter()
+
+    def remeasure_copies(self) -> None:
+        """Raise each copy bandwidth measured so far to a second measurement."""
+        with self.clock("bounds"):
+            table = self.bounds["copy_bytes_per_s"]
+            for key in list(table):
+                table[key] = max(table[key], copy_bandwidth(float(key), threads=self.bounds["copy_threads"]))
 
     def copy_bound(self, nbytes: float) -> float:
         """The copy bandwidth at a working set of ``nbytes`` (measured once per size)."""
@@ -543,6 +562,9 @@ def _derive(r: ResultRow, bounds: dict, results: Sequence[ResultRow]) -> ResultR
                 what = "GEMM peak" if d["bound"] == "gemm_peak" else "copy bandwidth"
                 d["suspect"] = (f"{pct:.0f}% of the {what}: faster than the bound it is measured against, "
                                 f"so the bound or the work counted does not describe this kernel")
+                if d["bound"] == "copy_bandwidth":
+                    d["suspect"] += (" (a copy's writes also read each line first, write-allocate, which a "
+                                     "kernel that reads far more than it writes mostly avoids)")
         for x in results:
             if x.workload_key == r.workload_key and x.backend == REF and x is not r:
                 if x.median_s:
