@@ -137,7 +137,9 @@ def test_table_json_markdown(tmp_path, capsys, mock):
     assert rows[("conv.fwd+bwd", mock)]["flops"] == 3 * r["flops"]
     pool = rows[("maxpool.fwd", mock)]
     assert pool["bound"] == "copy_bandwidth" and pool["rate_unit"] == "GB/s"
-    assert pool["bound_rate"] * 1e9 == doc["bounds"]["copy_bytes_per_s"][str(int(pool["bytes"]))]
+    ws = doc["bounds"]["copy_working_set"]["maxpool.fwd seed float64"]
+    assert ws == pool["bytes"]  # (a forward touches what it moves: the input and the output)
+    assert pool["bound_rate"] * 1e9 == doc["bounds"]["copy_bytes_per_s"][str(ws)]
     assert rows[("conv.fwd", REF)]["status"] == "ref"
 
     text = md.read_text()
@@ -260,6 +262,19 @@ def test_share_above_100_percent_is_marked_suspect(capsys):
                   dtype="float64", backend="x", bytes=pool_w.bytes, median_s=pool_w.bytes / 3e9)
     pr = runner._derive(p, {"gemm_flops": {}, "copy_bytes_per_s": {str(int(pool_w.bytes)): 2e9}}, [p])
     assert pr.bound == "copy_bandwidth" and pr.pct_of_bound == pytest.approx(150.0) and "copy bandwidth" in pr.suspect
+
+
+def test_copy_bound_of_a_backward_is_measured_on_its_working_set():
+    """Max pooling's forward+backward moves the input three times but touches four arrays once:
+    the copy is measured on the arrays' size, the share counts every byte moved."""
+    fwd, both = runner.select_workloads(["maxpool"], ["p3s2"], ["float32"])
+    assert fwd.working_set == fwd.bytes
+    assert both.working_set == 2 * fwd.bytes and both.bytes > both.working_set
+    r = ResultRow(op=both.op, family=both.family, pass_=both.pass_, shape="p3s2", dims=both.dims, dtype="float32",
+                  backend="x", bytes=both.bytes, median_s=1.0)
+    bounds = {"gemm_flops": {}, "copy_bytes_per_s": {str(int(both.working_set)): 1e9, str(int(both.bytes)): 1.0},
+              "copy_working_set": {"maxpool.fwd+bwd p3s2 float32": int(both.working_set)}}
+    assert runner._derive(r, bounds, [r]).bound_rate == 1.0  # GB/s: the working set's, not the traffic's
 
 
 def test_bounds_are_measured_as_the_kernels_use_the_machine():
@@ -644,7 +659,7 @@ def test_speedups_against_torch_are_per_round_ratios(monkeypatch):
                         lambda w, data, truth, ctx: runner._Candidate(TORCH_NAME, fn=lambda: None, first_s=1.0))
     monkeypatch.setattr(runner, "_prepare_backend",
                         lambda w, b, data, truth, ctx: runner._Candidate(b, fn=lambda: None, first_s=1.0))
-    monkeypatch.setattr(runner._Context, "copy_bound", lambda self, n: 1.0)
+    monkeypatch.setattr(runner._Context, "copy_bound", lambda self, w: 1.0)
     rows = runner._run_workload(w, ["a"], False, True, ctx)
     a = [r for r in rows if r.backend == "a"][0]
     assert (a.speedup_vs_torch, a.speedup_vs_torch_min, a.speedup_vs_torch_max) == (1.0, 0.5, 2.0)

@@ -477,9 +477,9 @@ def plot(results: Sequence[ResultRow], path, format: Optional[str] = None) -> st
                     suspect = suspect or bool(t.suspect)
                     ax.plot([t.pct_of_bound], [i], marker="D", markersize=5.5, linestyle="none",
                             color="red" if t.suspect else "black", markeredgecolor="white", markeredgewidth=0.8)
-                    if t.suspect:
-                        ax.text(t.pct_of_bound + xmax * 0.01, i, f"{t.pct_of_bound:.0f}%?", va="center",
-                                fontsize=7, color="red")
+                    if t.suspect:  # (below the marker: the bars' labels are at its height)
+                        ax.text(t.pct_of_bound, i + 0.42, f"torch {t.pct_of_bound:.0f}%?", ha="center",
+                                va="bottom", fontsize=6.5, color="red")
             ax.axvline(100, color="#555555", linestyle="--", linewidth=0.8)
             ax.set_yticks(range(len(ylabels)))
             ax.set_yticklabels([f"{s} {({'float32': 'f32', 'float64': 'f64'}).get(d, d)}" for s, d in ylabels],

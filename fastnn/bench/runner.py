@@ -263,7 +263,7 @@ def run_benchmark(
     prog = Progress(len(workloads), progress_stream, progress)
     notice = (lambda: prog.line(compile_notice)) if compile_notice else None
     ctx = _Context(mode, clock, prog, {"gemm_flops": {}, "gemm_n": GEMM_N, "copy_bytes_per_s": {},
-                                       "copy_threads": kernel_threads()})
+                                       "copy_working_set": {}, "copy_threads": kernel_threads()})
     by_workload: Dict[int, List[ResultRow]] = {}
     interrupted = False
     with CompileClock(notice) as compiling:
@@ -328,14 +328,19 @@ class _Context:
             for key in list(table):
                 table[key] = max(table[key], copy_bandwidth(float(key), threads=self.bounds["copy_threads"]))
 
-    def copy_bound(self, nbytes: float) -> float:
-        """The copy bandwidth at a working set of ``nbytes`` (measured once per size)."""
-        key = str(int(nbytes))
+    def copy_bound(self, w: Workload) -> float:
+        """The copy bandwidth at the workload's working-set size (measured once per size)."""
+        key = str(int(w.working_set))
+        self.bounds["copy_working_set"][_row_key(w.op, w.shape, w.dtype_name)] = int(w.working_set)
         table = self.bounds["copy_bytes_per_s"]
         if key not in table:
             with self.clock("bounds"):
-                table[key] = copy_bandwidth(nbytes, threads=self.bounds["copy_threads"])
+                table[key] = copy_bandwidth(float(key), threads=self.bounds["copy_threads"])
         return table[key]
+
+
+def _row_key(op: str, shape: str, dtype: str) -> str:
+    return f"{op} {shape} {dtype}"
 
 
 def _input_order(workloads: Sequence[Workload]) -> List[int]:
@@ -479,7 +484,7 @@ def _run_workload(w: Workload, fast: List[str], time_ref: bool, use_torch: bool,
         prog.update(group, f"{TORCH}: layouts, check")
         cands.append(_prepare_torch(w, data, truth, ctx))
     if w.bytes:
-        ctx.copy_bound(w.bytes)
+        ctx.copy_bound(w)
     timed = {c.name: c for c in cands if c.fn is not None}
     prog.update(group, "alternating rounds")
 
@@ -547,7 +552,8 @@ def _derive(r: ResultRow, bounds: dict, results: Sequence[ResultRow]) -> ResultR
         if peak:
             d.update(bound_rate=peak / 1e9, bound_s=r.flops / peak)
     elif r.bytes:
-        bw = bounds["copy_bytes_per_s"].get(str(int(r.bytes)))
+        ws = (bounds.get("copy_working_set") or {}).get(_row_key(r.op, r.shape, r.dtype), r.bytes)
+        bw = bounds["copy_bytes_per_s"].get(str(int(ws)))
         d.update(rate_unit="GB/s", bound="copy_bandwidth")
         if bw:
             d.update(bound_rate=bw / 1e9, bound_s=r.bytes / bw)

@@ -266,10 +266,10 @@ def _copy_rate(src: np.ndarray, dst: np.ndarray, threads: int, repeats: int, sam
 
 
 def copy_bandwidth(nbytes: float, threads: int = 1, repeats: int = 5, sample_s: float = 2e-3) -> float:
-    """Bytes/s (read + write counted) of a NumPy copy moving ``nbytes`` in all: ``nbytes / 2``
-    read into ``nbytes / 2`` written, a working set of the kernel's size (so in the cache level
-    the kernel's data is in). The faster of one thread and ``threads`` threads (thread start-up
-    would otherwise lower the bound of small sets)."""
+    """Bytes/s (read + write counted) of a NumPy copy of ``nbytes / 2`` into ``nbytes / 2``: a
+    working set of ``nbytes``, the kernel's size (so in the cache level the kernel's data is in).
+    The faster of one thread and ``threads`` threads (thread start-up would otherwise lower the
+    bound of small sets)."""
     n = max(1, int(nbytes // 16))  # float64 elements per array
     src = np.ones(n, dtype=np.float64)
     dst = np.empty_like(src)

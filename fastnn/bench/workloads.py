@@ -150,7 +150,13 @@ class Workload:
 
     @property
     def bytes(self) -> Optional[float]:
+        """Bytes the workload moves (read + written) at the least, for memory-bound ops."""
         return None
+
+    @property
+    def working_set(self) -> Optional[float]:
+        """Bytes of the distinct arrays it touches (what the copy bound is measured on)."""
+        return self.bytes
 
     @property
     def ref_units(self) -> float:
@@ -332,6 +338,14 @@ class PoolWorkload(Workload):
             # backward: read dA, write dA_prev (and max pooling re-reads the input)
             moved += n_out + n_in + (n_in if self.mode == "max" else 0)
         return float(moved * np.dtype(self.dtype).itemsize)
+
+    @property
+    def working_set(self) -> float:
+        c = self.case
+        Ho, Wo = c.out_hw
+        n_in, n_out = c.m * c.H * c.W * c.C, c.m * Ho * Wo * c.C
+        arrays = n_in + n_out if self.pass_ == "fwd" else 2 * (n_in + n_out)  # (+ dA and dA_prev)
+        return float(arrays * np.dtype(self.dtype).itemsize)
 
     @property
     def ref_units(self) -> float:
