@@ -304,7 +304,7 @@ def test_bounds_are_measured_more_than_once_and_the_best_kept(monkeypatch, mock)
 
 
 def _timed(median, spread=0.0, repeats=5, **kw):
-    """A row timed ``repeats`` times with quartiles ``median * (1 -+ spread / 2)``."""
+    """A row timed ``repeats`` times within ``median * (1 -+ spread)`` (quartiles at half that)."""
     return ResultRow(op="conv.fwd", family="conv", pass_="fwd", shape="cifar", dims="d", dtype="float32",
                      backend="numba", median_s=median, p25_s=median * (1 - spread / 2), p75_s=median * (1 + spread / 2),
                      min_s=median * (1 - spread), max_s=median * (1 + spread), repeats=repeats, calls_per_repeat=1, **kw)
@@ -313,10 +313,11 @@ def _timed(median, spread=0.0, repeats=5, **kw):
 @pytest.mark.parametrize("new, old, expected", [
     (_timed(1.20, 0.02), _timed(1.00, 0.02), "slower"),  # 20% slower, tight repeats
     (_timed(0.80, 0.02), _timed(1.00, 0.02), "faster"),
-    (_timed(1.20, 0.30), _timed(1.00, 0.30), "same"),  # 20% within a 60% combined spread
+    (_timed(1.20, 0.30), _timed(1.00, 0.30), "same"),  # 20%, the ranges overlapping
     (_timed(1.04, 0.00), _timed(1.00, 0.00), "same"),  # under the 5% noise floor
     (_timed(2.00, 0.02, repeats=1), _timed(1.00, 0.02), "unknown"),  # one repeat: no spread to tell
-    (_timed(1.50, 0.60), _timed(1.00, 0.05), "same"),  # beyond the floor but the new interval overlaps
+    (_timed(1.50, 0.60), _timed(1.00, 0.05), "same"),  # beyond the floor but the new range overlaps
+    (_timed(1.50, 0.10), _timed(1.00, 0.10), "slower"),  # ranges 1.35-1.65 and 0.90-1.10: apart
 ])
 def test_compare_verdict_uses_the_spread(new, old, expected):
     v, threshold = report.verdict(new, old)
@@ -326,6 +327,19 @@ def test_compare_verdict_uses_the_spread(new, old, expected):
     out = report.attach_comparison([new], [old])[0]
     assert out.verdict == expected and out.ratio_vs_old == pytest.approx(new.median_s / old.median_s)
     assert out.as_dict()["verdict"] == expected
+
+
+def test_compare_uses_pytorch_as_the_control_for_host_drift():
+    """PyTorch's rows cannot move with a fastnn change: when they moved, the summary says the host drifted."""
+    old = [_timed(1.0, 0.01).replace(backend="numba"), _timed(1.0, 0.01).replace(backend=workloads.TORCH)]
+    steady = report.attach_comparison([_timed(1.0, 0.01).replace(backend="numba"),
+                                       _timed(1.01, 0.01).replace(backend=workloads.TORCH)], old)
+    assert "drifted" not in report.comparison_summary(steady)
+    drifted = report.attach_comparison([_timed(2.0, 0.01).replace(backend="numba"),
+                                        _timed(2.0, 0.01).replace(backend=workloads.TORCH)], old)
+    text = report.comparison_summary(drifted)
+    assert "2 SLOWER" in text and "1 of PyTorch's 1 rows, which no fastnn change can move, changed too" in text
+    assert "the host's speed drifted" in text and max(len(l) for l in text.splitlines()) <= 100
 
 
 def test_compare_noise_floor_is_an_option():

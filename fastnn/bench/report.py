@@ -7,7 +7,8 @@ Everything here reads :class:`~fastnn.bench.results.ResultRow` records.
   legend, optional columns dropped when a line would be wider; the reference's skipped rows
   are hidden unless asked for.
 * The comparison (:func:`attach_comparison`) calls a change slower or faster only when it lies
-  beyond the spread of both runs' repeats and beyond a noise floor (:func:`verdict`), and
+  beyond the range of both runs' repeats and beyond a noise floor (:func:`verdict`), PyTorch's
+  rows serving as a control for the host's drift between runs, and
   :func:`environment_differences` lists what differs between the runs' machines, threads,
   versions, environment switches and modes.
 * The plot (:func:`plot`) shows each backend's share of the machine's bound per op and shape.
@@ -301,27 +302,34 @@ def load_json(path: str) -> List[ResultRow]:
     return load_run(path)[1]
 
 
+def _interval(r: ResultRow) -> Tuple[float, float]:
+    """The range of a row's repeats (min, max); the median alone where they are unknown."""
+    lo = r.min_s if r.min_s is not None else r.median_s
+    hi = r.max_s if r.max_s is not None else r.median_s
+    return lo, hi
+
+
 def _rel_spread(r: ResultRow) -> float:
-    """The inter-quartile range of a row's repeats relative to its median (0 where unknown)."""
-    if r.p25_s is None or r.p75_s is None or not r.median_s:
-        return 0.0
-    return max(0.0, (r.p75_s - r.p25_s) / r.median_s)
+    """The range of a row's repeats relative to its median (0 where unknown)."""
+    lo, hi = _interval(r)
+    return max(0.0, (hi - lo) / r.median_s) if r.median_s else 0.0
 
 
 def verdict(new: ResultRow, old: ResultRow, noise: float = NOISE_FLOOR) -> Tuple[Optional[str], Optional[float]]:
     """(verdict, threshold) of ``new`` against ``old``: ``"slower"`` or ``"faster"`` only when the
-    ratio of the medians is beyond ``1 + threshold`` (``threshold`` = the larger of ``noise`` and
-    the two runs' relative inter-quartile ranges added) *and* the two inter-quartile intervals do
-    not overlap; ``"same"`` otherwise; ``"unknown"`` when either run has fewer than
-    ``MIN_REPEATS`` repeats (a spread cannot be told); (None, None) when one was not timed."""
+    new range of repeats (min-max) lies wholly beyond the old one *and* the ratio of the medians
+    is beyond ``1 + threshold`` (``threshold`` = the larger of ``noise`` and the two runs'
+    ranges relative to their medians, added); ``"same"`` otherwise; ``"unknown"`` when either
+    run has fewer than ``MIN_REPEATS`` repeats (a spread cannot be told); (None, None) when one
+    was not timed. (Between two runs a shared host can drift by more than either run's spread:
+    :func:`comparison_summary` checks PyTorch's rows, which no fastnn change can move.)"""
     if not new.median_s or not old.median_s:
         return None, None
     if (new.repeats or 0) < MIN_REPEATS or (old.repeats or 0) < MIN_REPEATS:
         return "unknown", None
     threshold = max(noise, _rel_spread(new) + _rel_spread(old))
     ratio = new.median_s / old.median_s
-    new_lo, new_hi = (new.p25_s if new.p25_s is not None else new.median_s), (new.p75_s or new.median_s)
-    old_lo, old_hi = (old.p25_s if old.p25_s is not None else old.median_s), (old.p75_s or old.median_s)
+    (new_lo, new_hi), (old_lo, old_hi) = _interval(new), _interval(old)
     if ratio > 1 + threshold and new_lo > old_hi:
         return "slower", threshold
     if ratio < 1 / (1 + threshold) and new_hi < old_lo:
@@ -349,9 +357,18 @@ def comparison_summary(results: Sequence[ResultRow], width: int = WIDTH) -> str:
     compared = [r for r in results if r.ratio_vs_old is not None]
     count = {v: [r for r in compared if r.verdict == v] for v in ("slower", "faster", "same", "unknown")}
     lines = _wrap(f"compared with the earlier run: {len(compared)} results, {len(count['slower'])} SLOWER and "
-                  f"{len(count['faster'])} faster beyond the noise (the spread of both runs' repeats, at least "
+                  f"{len(count['faster'])} faster beyond the noise (both runs' ranges of repeats, at least "
                   f"{NOISE_FLOOR * 100:.0f}%), {len(count['same'])} the same within it, {len(count['unknown'])} "
                   f"with too few repeats to tell", width)
+    control = [r for r in compared if r.backend == TORCH]
+    moved = [r for r in control if r.verdict in ("slower", "faster")]
+    if moved:
+        ratios = sorted(r.ratio_vs_old for r in control)
+        lines += _wrap(f"warning: {len(moved)} of PyTorch's {len(control)} rows, which no fastnn change can move, "
+                       f"changed too (new/old {ratios[0]:.2f}-{ratios[-1]:.2f}, median "
+                       f"{ratios[len(ratios) // 2]:.2f}): the host's speed drifted between the runs, so the "
+                       "verdicts above mix that drift with the change; rerun both, or compare ratios within "
+                       "one run", width)
     for r in sorted(count["slower"], key=lambda r: -r.ratio_vs_old):
         lines += _wrap(f"  SLOWER x{r.ratio_vs_old:.2f} (noise {r.threshold * 100:.0f}%)  {r.op} {r.shape} "
                        f"{r.dtype} {_backend(r)}: {_ms(r.old_median_s)} -> {_ms(r.median_s)} ms", width, "    ")

@@ -66,7 +66,7 @@ def add_arguments(parser) -> None:
                         help="each backend's share of the machine's bound per op and shape (needs matplotlib)")
     parser.add_argument("--compare", metavar="OLD.json", help="show the change against an earlier --json run")
     parser.add_argument("--noise", type=float, default=report.NOISE_FLOOR * 100, metavar="PERCENT",
-                        help="--compare: a change within the repeats' spread or this floor is no change "
+                        help="--compare: a change within the repeats' ranges or this floor is no change "
                              f"(default {report.NOISE_FLOOR * 100:g})")
     parser.add_argument("--show-skipped", action="store_true",
                         help="list the reference's rows skipped for their estimated time (hidden by default)")
