@@ -139,7 +139,7 @@ def test_table_json_markdown(tmp_path, capsys, mock):
     assert pool["bound"] == "copy_bandwidth" and pool["rate_unit"] == "GB/s"
     ws = doc["bounds"]["copy_working_set"]["maxpool.fwd seed float64"]
     assert ws == pool["bytes"]  # (a forward touches what it moves: the input and the output)
-    assert pool["bound_rate"] * 1e9 == doc["bounds"]["copy_bytes_per_s"][str(ws)]
+    assert pool["bound_rate"] * 1e9 == pytest.approx(doc["bounds"]["copy_bytes_per_s"][str(ws)])
     assert rows[("conv.fwd", REF)]["status"] == "ref"
 
     text = md.read_text()

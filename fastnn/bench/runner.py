@@ -46,7 +46,7 @@ __all__ = ["Mode", "MODES", "AUTO", "TIME_CATEGORIES", "select_workloads", "run_
 
 AUTO = _dispatch.AUTO
 #: Where the seconds of a run go (``time`` in :func:`run_benchmark`'s result and the JSON).
-TIME_CATEGORIES = ("timed rounds", "checks", "warm-up", "torch layouts", "reference", "bounds", "inputs",
+TIME_CATEGORIES = ("timed rounds", "checks", "warm-up", "torch layouts", "course loops", "bounds", "inputs",
                    "imports", "tuning", "other")
 #: During a run the GEMM peak of a dtype is measured again when its last measurement is older than this.
 REMEASURE_S = 20.0
@@ -510,7 +510,7 @@ def _run_workload(w: Workload, fast: List[str], time_ref: bool, use_torch: bool,
         rows.append(_row(w, c.name, **c.fields))
     if time_ref:
         prog.update(group, f"{REF} (alone)")
-        with ctx.clock("reference"):
+        with ctx.clock("course loops"):
             rows.append(_time_reference(w, truth, data, mode))
     return rows
 

@@ -401,7 +401,7 @@ def _time_line(done: _Done) -> str:
     t = done.time
     untimed = [(k, v) for k, v in t.items() if k != "timed rounds" and v >= 0.05]
     names = {"checks": "checks on reduced shapes", "warm-up": "warm-up calls", "torch layouts": "torch layout probes",
-             "reference": "reference alone", "bounds": "measuring bounds", "inputs": "making inputs",
+             "course loops": "the reference timed alone", "bounds": "measuring bounds", "inputs": "making inputs",
              "imports": "imports", "tuning": "tuning (--tune)", "other": "the rest"}
     parts = ", ".join(f"{v:.1f} s {names.get(k, k)}" for k, v in untimed)
     if done.compile_s is None:
