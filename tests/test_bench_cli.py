@@ -593,6 +593,24 @@ def test_auto_is_checked_with_the_backend_it_picks(capsys):
     assert "MISMATCH" in _lines(out, "auto")[0] and "auto:wrongtop" in _lines(out, "auto")[0]
 
 
+def test_auto_is_checked_with_the_planned_kernel_for_the_full_shape(capsys, monkeypatch):
+    """The plan names a (wrong) backend for the full shape's key only: auto's check on the
+    reduced shape still runs that backend, and finds the mismatch."""
+    _register_mock("wrongplanned", corrupt=_spoil_conv)
+    full = runner.select_workloads(["conv.fwd"], ["seed"], ["float64"])[0].params()["conv_forward"]
+    saved = _dispatch._planner
+    _dispatch.set_planner(lambda op, p: "wrongplanned" if p == full else None)
+    try:
+        rc, out, _ = _run(capsys, *TINY, "--ops", "conv.fwd", "--backends", "auto")
+        assert _dispatch._planner("conv_forward", full) == "wrongplanned"  # (the bench put this planner back)
+    finally:
+        _dispatch.set_planner(saved)
+        _dispatch.unregister_backend("wrongplanned")
+    assert rc == 1
+    line = _lines(out, "auto")[0]
+    assert "auto:wrongplanned" in line and "MISMATCH" in line
+
+
 def test_auto_joins_the_default_set_when_a_plan_exists(monkeypatch):
     from fastnn import _plan
 

@@ -405,18 +405,34 @@ def _resolved(w: Workload, data: tuple) -> Dict[str, str]:
     return {op: _dispatch.resolve_name(op, AUTO, params.get(op)) for op in w.required_ops}
 
 
+@contextlib.contextmanager
+def _auto_runs(chosen: Dict[str, str]):
+    """``auto`` runs each op on ``chosen[op]`` meanwhile (a backend, or a planner's candidate such
+    as a backend's variant): how ``auto`` is checked on the reduced shape with the kernels it
+    picked for the full one (the reduced shape's own key may have another plan, or none)."""
+    saved = _dispatch._planner
+    _dispatch.set_planner(lambda op, p: chosen.get(op))
+    try:
+        yield
+    finally:
+        _dispatch.set_planner(saved)
+
+
 def _prepare_backend(w: Workload, backend: str, data: tuple, truth: _GroundTruth, ctx: _Context) -> _Candidate:
     """Check on the reduced shape (a MISMATCH is still timed), then one untimed warm-up call."""
     c = _Candidate(backend)
     try:
         with ctx.clock("checks"):
             t0 = time.perf_counter()
-            run_on = backend
             if backend == AUTO:
-                run_on = _resolved(w, data)
-                names = list(dict.fromkeys(run_on.values()))
-                c.fields["resolved"] = names[0] if len(names) == 1 else ", ".join(f"{op} {b}" for op, b in run_on.items())
-            err = truth.check(w, truth.small.fastnn_call(run_on, truth.data)())
+                chosen = _resolved(w, data)
+                names = list(dict.fromkeys(chosen.values()))
+                c.fields["resolved"] = names[0] if len(names) == 1 else ", ".join(f"{op} {b}" for op, b in chosen.items())
+                with _auto_runs(chosen):
+                    outputs = truth.small.fastnn_call(AUTO, truth.data)()
+            else:
+                outputs = truth.small.fastnn_call(backend, truth.data)()
+            err = truth.check(w, outputs)
             c.fields["check_s"] = time.perf_counter() - t0
         if err:
             c.fields.update(status="MISMATCH", note=err)
