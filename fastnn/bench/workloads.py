@@ -18,13 +18,14 @@ Nothing here names a backend: backends come from :func:`fastnn.available_backend
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 import fastnn
-from fastnn._dispatch import ground_truth_backend
-from fastnn._params import _pair, conv_out_size
+from fastnn._dispatch import AUTO, ground_truth_backend
+from fastnn._params import _pair, conv_out_size, conv_params, pool_params
 from fastnn.testing.cases import BENCH_CONV_SHAPES, BENCH_POOL_SHAPES, ConvCase, PoolCase
 from fastnn.testing.tolerance import mismatch
 
@@ -45,6 +46,7 @@ __all__ = [
     "backends_for",
     "compare_outputs",
     "torch_module",
+    "torch_installed",
 ]
 
 #: The ground-truth backend every other one is checked against (the course's loops).
@@ -64,12 +66,19 @@ REDUCED_OUT = 5
 
 
 def torch_module():
-    """``torch`` if it is installed, else None (PyTorch is an optional anchor only)."""
+    """``torch`` if it is installed, else None (PyTorch is an optional anchor only). Imports it."""
     try:
         import torch  # noqa: F401
     except ImportError:
         return None
     return torch
+
+
+def torch_installed() -> bool:
+    """Whether ``torch`` can be imported, without importing it."""
+    import importlib.util
+
+    return "torch" in sys.modules or importlib.util.find_spec("torch") is not None
 
 
 def _reduced_len(n: int, f: int, s: int, p: int, target: int = REDUCED_OUT) -> int:
@@ -141,7 +150,13 @@ class Workload:
 
     @property
     def bytes(self) -> Optional[float]:
+        """Bytes the workload moves (read + written) at the least, for memory-bound ops."""
         return None
+
+    @property
+    def working_set(self) -> Optional[float]:
+        """Bytes of the distinct arrays it touches (what the copy bound is measured on)."""
+        return self.bytes
 
     @property
     def ref_units(self) -> float:
@@ -151,15 +166,39 @@ class Workload:
     def reduced(self) -> "Workload":  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def fastnn_call(self, backend: str) -> Callable[[], tuple]:  # pragma: no cover - abstract
+    def make(self) -> tuple:  # pragma: no cover - abstract
+        """The seeded inputs (the same arrays whichever backend runs them)."""
         raise NotImplementedError
+
+    def fastnn_call(self, backend, data: Optional[tuple] = None) -> Callable[[], tuple]:  # pragma: no cover
+        """A zero-argument callable running the workload on ``backend``: a backend name, or a
+        dict op -> backend name (each op on its own backend, as ``auto`` may run them).
+        ``data``: the inputs from :meth:`make` (made here when None), shared, never modified."""
+        raise NotImplementedError
+
+    def params(self, data: Optional[tuple] = None) -> Dict[str, object]:
+        """op -> the params object of the call (what ``auto``'s planner keys on); empty for ops
+        that take none."""
+        return {}
+
+    @property
+    def inputs_key(self) -> tuple:
+        """Workloads with equal keys make equal inputs (the forward and the forward+backward of a
+        shape, max and average pooling), so the runner makes them once."""
+        return (type(self).__name__, getattr(self, "case", None), self.dtype_name, self.is_reduced)
 
     def torch_layouts(self) -> Tuple[str, ...]:
         return ("default",)
 
-    def torch_call(self, layout: str) -> Tuple[Callable[[], tuple], Callable[[tuple], tuple]]:  # pragma: no cover
+    def torch_call(self, layout: str, data: Optional[tuple] = None
+                   ) -> Tuple[Callable[[], tuple], Callable[[tuple], tuple]]:  # pragma: no cover
         """(fn, to_numpy): fn runs the op on prepared tensors; to_numpy converts its result (untimed)."""
         raise NotImplementedError
+
+
+def _per_op(backend, op: str) -> str:
+    """The backend of ``op`` when ``backend`` is a name or a dict op -> name."""
+    return backend[op] if isinstance(backend, dict) else backend
 
 
 def backends_for(workload: Workload) -> List[str]:
@@ -208,24 +247,32 @@ class ConvWorkload(Workload):
     def make(self):
         return self.case.make(self.dtype, seed=SEED)
 
-    def fastnn_call(self, backend: str):
-        A, W, b, hp, dZ = self.make()
+    def fastnn_call(self, backend, data=None):
+        A, W, b, hp, dZ = self.make() if data is None else data
+        fwd = _per_op(backend, "conv_forward")
         if self.pass_ == "fwd":
             def fn():
-                return (fastnn.conv_forward(A, W, b, hp, backend=backend)[0],)
+                return (fastnn.conv_forward(A, W, b, hp, backend=fwd)[0],)
         else:
+            bwd = _per_op(backend, "conv_backward")
+
             def fn():
-                Z, cache = fastnn.conv_forward(A, W, b, hp, backend=backend)
-                return (Z,) + tuple(fastnn.conv_backward(dZ, cache, backend=backend))
+                Z, cache = fastnn.conv_forward(A, W, b, hp, backend=fwd)
+                return (Z,) + tuple(fastnn.conv_backward(dZ, cache, backend=bwd))
         return fn
+
+    def params(self, data=None):
+        A, W, b, hp, _ = self.make() if data is None else data
+        p = conv_params(A, W, b, hp)
+        return {op: p for op in self.required_ops}
 
     def torch_layouts(self):
         return ("NCHW", "channels_last")
 
-    def torch_call(self, layout: str):
+    def torch_call(self, layout: str, data=None):
         torch = torch_module()
         F = torch.nn.functional
-        A, W, b, hp, dZ = self.make()
+        A, W, b, hp, dZ = self.make() if data is None else data
         fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
         x = torch.from_numpy(np.ascontiguousarray(A.transpose(0, 3, 1, 2))).contiguous(memory_format=fmt)
         w = torch.from_numpy(np.ascontiguousarray(W.transpose(3, 2, 0, 1))).contiguous(memory_format=fmt)
@@ -293,6 +340,14 @@ class PoolWorkload(Workload):
         return float(moved * np.dtype(self.dtype).itemsize)
 
     @property
+    def working_set(self) -> float:
+        c = self.case
+        Ho, Wo = c.out_hw
+        n_in, n_out = c.m * c.H * c.W * c.C, c.m * Ho * Wo * c.C
+        arrays = n_in + n_out if self.pass_ == "fwd" else 2 * (n_in + n_out)  # (+ dA and dA_prev)
+        return float(arrays * np.dtype(self.dtype).itemsize)
+
+    @property
     def ref_units(self) -> float:
         Ho, Wo = self.case.out_hw
         return float(self.case.m * Ho * Wo * self.case.C)
@@ -303,25 +358,33 @@ class PoolWorkload(Workload):
     def make(self):
         return self.case.make(self.dtype, seed=SEED)
 
-    def fastnn_call(self, backend: str):
-        A, hp, dA = self.make()
+    def fastnn_call(self, backend, data=None):
+        A, hp, dA = self.make() if data is None else data
         mode = self.mode
+        fwd = _per_op(backend, "pool_forward")
         if self.pass_ == "fwd":
             def fn():
-                return (fastnn.pool_forward(A, hp, mode, backend=backend)[0],)
+                return (fastnn.pool_forward(A, hp, mode, backend=fwd)[0],)
         else:
+            bwd = _per_op(backend, "pool_backward")
+
             def fn():
-                out, cache = fastnn.pool_forward(A, hp, mode, backend=backend)
-                return out, fastnn.pool_backward(dA, cache, mode, backend=backend)
+                out, cache = fastnn.pool_forward(A, hp, mode, backend=fwd)
+                return out, fastnn.pool_backward(dA, cache, mode, backend=bwd)
         return fn
+
+    def params(self, data=None):
+        A, hp, _ = self.make() if data is None else data
+        p = pool_params(A, hp, self.mode)
+        return {op: p for op in self.required_ops}
 
     def torch_layouts(self):
         return ("NCHW", "channels_last")
 
-    def torch_call(self, layout: str):
+    def torch_call(self, layout: str, data=None):
         torch = torch_module()
         F = torch.nn.functional
-        A, hp, dA = self.make()
+        A, hp, dA = self.make() if data is None else data
         fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
         x = torch.from_numpy(np.ascontiguousarray(A.transpose(0, 3, 1, 2))).contiguous(memory_format=fmt)
         g = torch.from_numpy(np.ascontiguousarray(dA.transpose(0, 3, 1, 2))).contiguous(memory_format=fmt)
@@ -363,6 +426,10 @@ class DenseWorkload(Workload):
     dims_: Tuple[int, ...] = DENSE_DIMS
     m: int = DENSE_M
 
+    @property
+    def inputs_key(self) -> tuple:
+        return (type(self).__name__, self.dims_, self.m, self.dtype_name, self.is_reduced)
+
     def __post_init__(self):
         object.__setattr__(self, "required_ops", ("relu", "sigmoid") if self.pass_ == "fwd"
                            else ("relu", "sigmoid", "relu_backward", "sigmoid_backward"))
@@ -393,9 +460,12 @@ class DenseWorkload(Workload):
         params = fastnn.initialize_parameters_deep(self.dims_, seed=1, dtype=self.dtype)
         return X, Y, params
 
-    def fastnn_call(self, backend: str):
-        X, Y, params = self.make()
+    def fastnn_call(self, backend, data=None):
+        X, Y, params = self.make() if data is None else data
         L = len(self.dims_) - 1
+        if isinstance(backend, dict):  # (the activations are not planned: one backend runs them all)
+            names = set(backend.values())
+            backend = names.pop() if len(names) == 1 else AUTO
         if self.pass_ == "fwd":
             def fn():
                 with fastnn.use_backend(backend):
@@ -410,9 +480,9 @@ class DenseWorkload(Workload):
                 return (AL,) + tuple(grads[f"d{k}{l}"] for l in range(1, L + 1) for k in ("W", "b"))
         return fn
 
-    def torch_call(self, layout: str):
+    def torch_call(self, layout: str, data=None):
         torch = torch_module()
-        X, Y, params = self.make()
+        X, Y, params = self.make() if data is None else data
         L = len(self.dims_) - 1
         x, y = torch.from_numpy(X), torch.from_numpy(Y)
         Ws = [torch.from_numpy(params[f"W{l}"].copy()) for l in range(1, L + 1)]
