@@ -332,10 +332,9 @@ def _reduced(p):
     H, W = dim(p.H, p.fh, p.sh, p.ph, 3), dim(p.W, p.fw, p.sw, p.pw, 9)
     shape = (1, H, W, p.C)
     if isinstance(p, P.ConvParams):
-        A = np.zeros(shape, p.dtype)
-        Wt = np.zeros((p.fh, p.fw, p.C, p.K), p.dtype)
-        return P.conv_params(A, Wt, np.zeros((1, 1, 1, p.K), p.dtype), {"stride": (p.sh, p.sw), "pad": (p.ph, p.pw)})
-    return P.pool_params(np.zeros(shape, p.dtype), {"f": (p.fh, p.fw), "stride": (p.sh, p.sw), "pad": (p.ph, p.pw)},
+        return P.conv_params(_zeros(shape, p.dtype), _zeros((p.fh, p.fw, p.C, p.K), p.dtype),
+                             _zeros((1, 1, 1, p.K), p.dtype), {"stride": (p.sh, p.sw), "pad": (p.ph, p.pw)})
+    return P.pool_params(_zeros(shape, p.dtype), {"f": (p.fh, p.fw), "stride": (p.sh, p.sw), "pad": (p.ph, p.pw)},
                          p.mode, p.ties)
 
 

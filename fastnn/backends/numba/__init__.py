@@ -109,6 +109,16 @@ def _threaded(kernel, *args):
     run_chunks(kernel, args, _num_threads())
 
 
+def _conv_work(p):
+    """A convolution's multiply-adds (the work the thread rules compare)."""
+    return p.m * p.Ho * p.Wo * p.K * p.fh * p.fw * p.C
+
+
+def _pool_work(p):
+    """A pooling's output elements x window."""
+    return p.m * p.Ho * p.Wo * p.C * p.fh * p.fw
+
+
 def _in_mode(mode, fn, *args):
     """``fn(*args)`` with the current call's thread mode set to ``mode``."""
     token = _MODE.set(mode)
@@ -120,7 +130,7 @@ def _in_mode(mode, fn, *args):
 
 def _conv_serial_by_rule(p) -> bool:
     """A tiled convolution below ``THREADED_CONV_WORK`` runs on one thread (the rule)."""
-    return _MODE.get() is None and p.m * p.Ho * p.Wo * p.K * p.fh * p.fw * p.C < _THREADED_CONV_WORK
+    return _MODE.get() is None and _conv_work(p) < _THREADED_CONV_WORK
 
 
 # ------------------------------------------------------------------------ padding
@@ -152,7 +162,7 @@ def _padded_input(p, A_prev, extra_w=0):
 
 def _is_small(p):
     """Fewer multiply-adds than ``SERIAL_WORK``: the plain serial kernels run."""
-    return p.m * p.Ho * p.Wo * p.K * p.fh * p.fw * p.C < _SERIAL_WORK
+    return _conv_work(p) < _SERIAL_WORK
 
 
 def _pack_channels(M, T):
@@ -346,7 +356,7 @@ def _pool(kind, p, work, *args, nb=None):
 @register("pool_forward", NAME)
 def pool_forward(p, A_prev, A, nb=None):
     """``nb``: a channel-block variant."""
-    work = A.size * p.fh * p.fw
+    work = _pool_work(p)
     if p.mode == "max":
         _pool("max", p, work, A_prev, A, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, p.dtype.type(-np.inf), nb=nb)
     else:
@@ -361,7 +371,7 @@ _AVG_GATHER = _POOL.POOL["avg_bwd_gather", tiles.GATHER_REG_NB]
 @register("pool_backward", NAME)
 def pool_backward(p, A_prev, dA, dA_prev, nb=None):
     """``nb``: a channel-block variant (for the kernels that come in blocks)."""
-    work = dA.size * p.fh * p.fw
+    work = _pool_work(p)
     area = p.dtype.type(p.fh * p.fw)
     ninf = p.dtype.type(-np.inf)
     if p.sh >= p.fh and p.sw >= p.fw:
@@ -434,14 +444,6 @@ def _declare_variants():
             applies = functools.partial(_pool_variant_applies, op == "pool_backward", nb)
             register(op, NAME, variant="nb%d" % nb, applies=applies)(
                 functools.partial(fn, nb=nb))
-
-
-def _conv_work(p):
-    return p.m * p.Ho * p.Wo * p.K * p.fh * p.fw * p.C
-
-
-def _pool_work(p):
-    return p.m * p.Ho * p.Wo * p.C * p.fh * p.fw
 
 
 def _mode_applies(mode, work, threshold, p):
