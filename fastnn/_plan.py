@@ -52,7 +52,7 @@ from . import _cache, _dispatch
 from . import _params as P
 from ._files import atomic_write
 
-__all__ = ["choose", "tune", "tune_key", "set_autotune", "autotune_enabled", "autotuned", "plan_file", "plans",
+__all__ = ["choose", "tune", "tune_key", "set_autotune", "autotune_enabled", "plan_file", "plans",
            "clear_plans", "explain", "key_of", "table_shapes", "parse_call", "record", "recorded", "save_record",
            "TUNABLE_OPS", "AUTOTUNE_BUDGET_S", "SCHEMA"]
 
@@ -67,7 +67,6 @@ _lock = threading.RLock()
 _plans: Optional[Dict[str, dict]] = None  # key string -> entry, loaded on first use
 _memo: Dict[tuple, Optional[str]] = {}  # (op, params, threads) -> backend or None
 _autotune = os.environ.get(ENV_AUTOTUNE, "").strip().lower() not in ("", "0", "false", "no", "off")
-_autotuned: List[Tuple[str, float]] = []  # (key, seconds) of the keys autotuned in this process
 _warned = False
 
 
@@ -242,12 +241,6 @@ def autotune_enabled() -> bool:
     return _autotune
 
 
-def autotuned() -> List[Tuple[str, float]]:
-    """The keys autotuned in this process so far, with the seconds each took."""
-    with _lock:
-        return list(_autotuned)
-
-
 def choose(op: str, p) -> Optional[str]:
     """The backend the plan names for this call (tuning it first when autotuning), or None:
     the default rule then applies."""
@@ -262,9 +255,6 @@ def choose(op: str, p) -> Optional[str]:
     entry = _loaded().get(key_of(op, p, threads))
     if entry is None and _autotune:
         entry = tune_key(op, p, budget_s=AUTOTUNE_BUDGET_S, threads=threads)
-        if entry is not None:
-            with _lock:
-                _autotuned.append((key_of(op, p, threads), entry.get("tuning_s", 0.0)))
     name = entry["backend"] if entry is not None else None
     if name is not None and name not in _dispatch.candidates(op, p):
         name = None  # a backend or variant that is gone, lost the op, or does not apply
