@@ -21,7 +21,9 @@ the ground truth excluded, and each variant a backend declares for such calls:
 :func:`fastnn._dispatch.candidates`) is first checked against the ground truth on a reduced version of the shape (one image, a few
 output pixels, all channels) under the one tolerance rule; one that fails is never chosen.
 The others are timed in alternating rounds of blocks on seeded inputs of the key's shape (never
-the user's arrays), and the median per backend decides. A backward op is timed in pairs with
+the user's arrays), and the median per backend decides, except that the default rule's
+choice is kept unless the fastest beat it by ``MARGIN`` in their paired rounds (noise on a
+shared host moves single medians by more than the few percent between close candidates). A backward op is timed in pairs with
 the forward ``auto`` runs for it (training runs them so), which counts what a backend costs the
 forward after it. What stays unmeasured: a BLAS-based choice's effect on *other* ops that follow
 it (a numba ReLU or pooling right after an im2col convolution), see ``docs/bench/backend-notes.md``.
@@ -280,6 +282,8 @@ def explain(op: str, p) -> str:
     lines = [f"{op}: {entry['backend']} (plan, tuned {entry.get('tuned', '?')}: median {times})", f"  key {key}"]
     if "timed_with" in entry:
         lines.append(f"  timed in pairs with {entry['timed_with']}")
+    if "kept_default" in entry:
+        lines.append(f"  kept the default rule's choice: {entry['kept_default']}")
     lines += [f"  rejected {b}: {why}" for b, why in rejected.items()]
     return "\n".join(lines)
 
@@ -378,7 +382,8 @@ PRUNE = 1.3
 MIN_SETTLE_S = 0.04
 
 
-def _time(calls: Dict[str, callable], budget_s: float, min_rounds: int = 3, max_rounds: int = 25) -> Dict[str, float]:
+def _time(calls: Dict[str, callable], budget_s: float, min_rounds: int = 3, max_rounds: int = 25,
+          rounds_out: Optional[Dict[str, List[float]]] = None) -> Dict[str, float]:
     """Median seconds per call of each candidate, timed in rounds of one :func:`timed_block`
     per candidate, the order reversed every other round, until ``budget_s`` is spent (at least
     ``min_rounds`` for the candidates still in the race): the median over rounds.
@@ -388,7 +393,8 @@ def _time(calls: Dict[str, callable], budget_s: float, min_rounds: int = 3, max_
     calls per block shrink (down to one) and the settle time too (``MIN_SETTLE_S``) when the
     rounds would not fit; from the second round on, a candidate slower than ``PRUNE`` times the
     best median is dropped. A key whose single calls take longer than the budget takes about
-    ``min_rounds`` x 2 calls of each candidate left."""
+    ``min_rounds`` x 2 calls of each candidate left. ``rounds_out``, a dict, receives each
+    timed candidate's per-round times (round ``r`` of two candidates timed side by side)."""
     est = {}
     for n, fn in calls.items():
         fn()  # warm-up: a kernel the reduced check did not run compiles here
@@ -412,7 +418,32 @@ def _time(calls: Dict[str, callable], budget_s: float, min_rounds: int = 3, max_
             break
     out = {n: est[n] for n in calls if n not in times}
     out.update({n: statistics.median(v) for n, v in times.items()})
+    if rounds_out is not None:
+        rounds_out.update(times)
     return out
+
+
+#: A candidate replaces the default rule's choice only when it took at most this fraction of
+#: the default's time (the median of their per-round ratios) and won most of the rounds
+#: they were timed side by side in: on a noisy host a candidate a few percent faster by its
+#: median alone is as often a fluctuation as a win, and the default is never slower than
+#: what ``auto`` ran before plans existed.
+MARGIN = 0.97
+
+
+def _pick(times: Dict[str, float], rounds: Dict[str, List[float]], default: str) -> Tuple[str, Optional[str]]:
+    """The candidate to store, and why the default was kept (None when it was not): the
+    fastest by median unless ``default`` was timed beside it and the fastest did not beat it
+    by :data:`MARGIN` in their paired rounds."""
+    best = min(times, key=times.__getitem__)
+    if best == default or default not in rounds or best not in rounds:
+        return best, None
+    n = min(len(rounds[best]), len(rounds[default]))
+    ratios = [rounds[best][i] / rounds[default][i] for i in range(n)]
+    if n and statistics.median(ratios) <= MARGIN and 2 * sum(r < 1.0 for r in ratios) > n:
+        return best, None
+    return default, (f"{best} took {statistics.median(ratios):.3f}x {default}'s time over {n} paired rounds "
+                     f"(a plan needs <= {MARGIN} and most rounds won)")
 
 
 #: A backward op is timed in pairs with its forward, as training runs them: a backward on a
@@ -467,10 +498,14 @@ def tune_key(op: str, p, *, budget_s: float = 2.0, threads: Optional[int] = None
         entry = None
     else:
         calls = _candidate_calls(op, p, candidates, threads)
-        times = _time(calls, budget_s) if len(calls) > 1 else {}  # (one candidate: nothing to time)
-        best = min(times, key=times.__getitem__) if times else candidates[0]
+        rounds: Dict[str, List[float]] = {}
+        times = _time(calls, budget_s, rounds_out=rounds) if len(calls) > 1 else {}  # (one: nothing to time)
+        default = _dispatch.available_backends(op)[0]
+        best, kept = _pick(times, rounds, default) if times else (candidates[0], None)
         entry = {"backend": best, "times_s": times, "rejected": rejected,
                  "tuned": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        if kept is not None:
+            entry["kept_default"] = kept
         if op in _FORWARD_OF:
             entry["timed_with"] = f"{_FORWARD_OF[op]} on {_forward_backend(op, p, threads)}"
         entry["tuning_s"] = round(time.perf_counter() - t_start, 3)  # checks and timing, this key only

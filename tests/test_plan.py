@@ -101,9 +101,9 @@ def test_a_candidate_that_disagrees_with_the_ground_truth_is_never_chosen(planne
 def test_the_fastest_candidate_is_chosen(planner, monkeypatch):
     _, _, _, _, p = _conv()
     slow, fast = [b for b in _dispatch.available_backends("conv_forward") if b != REF][:2]
-    monkeypatch.setattr(planner, "_time", lambda calls, budget_s: {slow: 2.0, fast: 1.0})
+    monkeypatch.setattr(planner, "_time", lambda calls, budget_s, **kw: {slow: 2.0, fast: 1.0})
     assert planner.tune_key("conv_forward", p)["backend"] == fast
-    monkeypatch.setattr(planner, "_time", lambda calls, budget_s: {slow: 1.0, fast: 2.0})
+    monkeypatch.setattr(planner, "_time", lambda calls, budget_s, **kw: {slow: 1.0, fast: 2.0})
     assert planner.tune_key("conv_forward", p)["backend"] == slow
     assert _dispatch.resolve_name("conv_forward", None, p) == slow
 
@@ -134,7 +134,7 @@ def test_variants_are_candidates_a_plan_may_name_and_a_pin_never_runs(planner, v
     assert wrong in _dispatch.candidates("conv_forward", q) and right not in _dispatch.candidates("conv_forward", q)
     assert _dispatch.variants("conv_forward", variant_backend) == ["right", "wrong"]
     # The wrong variant fails the check and is never timed; the right one may win.
-    monkeypatch.setattr(planner, "_time", lambda calls, budget_s: {n: (0.5 if n == right else 1.0) for n in calls})
+    monkeypatch.setattr(planner, "_time", lambda calls, budget_s, **kw: {n: (0.5 if n == right else 1.0) for n in calls})
     entry = planner.tune_key("conv_forward", p, budget_s=0.05)
     assert wrong in entry["rejected"] and wrong not in entry["times_s"] and right in entry["times_s"]
     assert entry["backend"] == right
@@ -306,3 +306,21 @@ def test_info_explain_shows_the_choice_and_the_candidates(planner, capsys):
     assert f"conv_forward: {other} (plan" in capsys.readouterr().out
     assert main(["info", "--explain", "conv,m=2"]) == 2
     assert main(["info"]) == 0 and "tuning took 0.25 s per key" in capsys.readouterr().out
+
+
+def test_pick_keeps_the_default_unless_the_fastest_wins_by_the_margin():
+    d = "numba"
+    # 1% faster by its median: within noise, the default rule's choice stays
+    close = {"numba": [1.0, 1.0, 1.0, 1.0, 1.0], "im2col": [0.99, 0.99, 0.99, 0.99, 0.99]}
+    best, kept = _plan._pick({n: 1.0 if n == d else 0.99 for n in close}, close, d)
+    assert best == d and kept is not None and "im2col" in kept
+    # 10% faster in every paired round: the plan takes it
+    clear = {"numba": [1.0] * 5, "im2col": [0.9] * 5}
+    assert _plan._pick({"numba": 1.0, "im2col": 0.9}, clear, d) == ("im2col", None)
+    # faster by the median of its times but losing most paired rounds (a drifting host): default kept
+    drift = {"numba": [1.0, 1.0, 1.0, 0.5, 0.5], "im2col": [1.1, 1.1, 1.1, 0.4, 0.4]}
+    assert _plan._pick({"numba": 1.0, "im2col": 0.9}, drift, d)[0] == d
+    # the default never timed (pruned as a clear loser before the rounds): the fastest by median
+    assert _plan._pick({"numba": 2.0, "im2col": 0.5}, {"im2col": [0.5] * 3}, d) == ("im2col", None)
+    # the default itself fastest
+    assert _plan._pick({"numba": 0.5, "im2col": 0.6}, clear, d) == ("numba", None)
