@@ -13,7 +13,10 @@ from ._dispatch import (
     available_backends,
     backend_info,
     get_backend,
+    register,
+    register_backend,
     set_backend,
+    unregister_backend,
     use_backend,
 )
 from .activations import relu, relu_backward, sigmoid, sigmoid_backward
@@ -55,8 +58,12 @@ from ._plan import record, recorded, set_autotune, tune  # noqa: E402  (after __
 
 _plan._install()
 
+from . import _plugins  # noqa: E402  (last: a plugin may `import fastnn` and find it whole)
+
+_plugins.load_plugins()
+
 __all__ = [
-    "AUTO", "BackendError", "available_backends", "backend_info", "get_backend", "set_backend", "use_backend",
+    "AUTO", "BackendError", "register_backend", "register", "unregister_backend", "available_backends", "backend_info", "get_backend", "set_backend", "use_backend",
     "tune", "set_autotune", "record", "recorded",
     "relu", "relu_backward", "sigmoid", "sigmoid_backward",
     "conv_backward", "conv_forward", "conv_single_step", "create_mask_from_window", "distribute_value",

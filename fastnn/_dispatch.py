@@ -153,6 +153,10 @@ _auto_cache: Dict[str, str] = {}
 # ``planner(op, p) -> backend name or None``, asked by "auto" for calls that pass their params
 # (None: no plan to consult, so "auto" costs nothing more than the default rule).
 _planner: Optional[Callable] = None
+# The entry point being loaded by fastnn._plugins (None otherwise): a plugin may add backends,
+# never replace or extend one that was registered before it.
+_plugin_loading: Optional[str] = None
+_protected: set = set()  # the backends registered before that plugin
 
 
 # ``recorder(op, p)``, told of every call that passes its params, whichever backend runs it
@@ -201,15 +205,40 @@ def candidates(op: str, p=None) -> List[str]:
 
 
 def register_backend(name: str, priority: int = 0, description: str = "", *, ground_truth: bool = False) -> None:
-    """Declare a backend. Higher ``priority`` wins under ``"auto"``.
+    """Declare a backend, before registering its kernels with :func:`register`.
 
-    ``ground_truth=True`` marks the backend every other one is checked against (the
-    benchmarks and equivalence checks ask :func:`ground_truth_backend` for it by role).
+    Parameters
+    ----------
+    name : str
+        The backend's name (not ``"auto"``, without ``":"``), as passed to ``backend=``.
+    priority : int, optional
+        Higher wins under ``"auto"`` when no plan names another; the built-in ones are 0-20.
+        A plugin that is not meant to become the default should use a negative priority.
+    description : str, optional
+        One line for ``fastnn info``.
+    ground_truth : bool, optional
+        Marks the backend every other one is checked against (fastnn's ``reference``; leave it False).
+
+    Returns
+    -------
+    None
+
+    Examples
+    --------
+    >>> import fastnn
+    >>> fastnn.register_backend("mine", priority=-10, description="my NumPy kernels")
+    >>> "mine" in fastnn.available_backends()
+    True
+    >>> fastnn.unregister_backend("mine")
     """
     global _ground_truth
     if not isinstance(name, str) or not name or name == AUTO or SEP in name:
         raise ValueError(f"backend name must be a non-empty string other than {AUTO!r}, without "
                          f"{SEP!r}, got {name!r}")
+    if _plugin_loading is not None and name in _backends:
+        raise BackendError(f"plugin {_plugin_loading!r} may not replace the registered backend {name!r}")
+    if ground_truth and _plugin_loading is not None:
+        raise BackendError(f"plugin {_plugin_loading!r} may not declare a ground-truth backend")
     _backends[name] = _Backend(name, int(priority), description)
     if ground_truth:
         _ground_truth = name
@@ -224,7 +253,25 @@ def ground_truth_backend() -> str:
 
 
 def unregister_backend(name: str) -> None:
-    """Remove a backend and its kernels (used by tests for mock backends)."""
+    """Remove a backend and its kernels (a backend made for a test, or an example).
+
+    Parameters
+    ----------
+    name : str
+        The backend's name; an unknown name is ignored.
+
+    Returns
+    -------
+    None
+
+    Examples
+    --------
+    >>> import fastnn
+    >>> fastnn.register_backend("scratch")
+    >>> fastnn.unregister_backend("scratch")
+    >>> "scratch" in fastnn.available_backends()
+    False
+    """
     _backends.pop(name, None)
     for table in _kernels.values():
         table.pop(name, None)
@@ -237,9 +284,44 @@ def unregister_backend(name: str) -> None:
 
 def register(op: str, backend: str, variant: Optional[str] = None,
              applies: Optional[Callable] = None) -> Callable[[Callable], Callable]:
-    """Decorator registering ``fn`` as the kernel of ``op`` for ``backend``, or as its
-    ``variant``: an alternative ``auto`` may run where ``applies(p)`` is true (for every call
-    when ``applies`` is None)."""
+    """Decorator registering a kernel of ``op`` for ``backend`` (declared by :func:`register_backend`).
+
+    A kernel has the signature :data:`OPS` gives for its op, e.g. ``conv_forward(p, A_prev, W,
+    b, Z)``. It may assume what the public wrapper guarantees: arguments already checked,
+    ``p`` the frozen params of :mod:`fastnn._params` (shapes, strides, pads, ``p.dtype``),
+    every array C-contiguous of dtype ``p.dtype``, ``b`` and ``db`` of shape ``(K,)``, and a
+    batch of at least one example. It fills every element of the outputs the wrapper
+    allocated (uninitialised), returns None, and never modifies its inputs.
+
+    Parameters
+    ----------
+    op : str
+        One of :data:`OPS`: ``zero_pad``, ``conv_forward``, ``conv_backward``, ``pool_forward``,
+        ``pool_backward``, ``relu``, ``relu_backward``, ``sigmoid``, ``sigmoid_backward``.
+    backend : str
+        The backend's name.
+    variant : str, optional
+        Register an alternative kernel that only ``auto``'s plans run (``"backend:variant"``).
+    applies : callable, optional
+        For a variant: ``applies(p)`` says for which calls it is an alternative.
+
+    Returns
+    -------
+    decorator : callable
+        Registers the function it decorates and returns it unchanged.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn
+    >>> fastnn.register_backend("mine", priority=-10)
+    >>> @fastnn.register("relu", "mine")
+    ... def relu(x, out):
+    ...     np.maximum(x, 0, out=out)
+    >>> fastnn.relu(np.array([-1.0, 2.0]), backend="mine")[0]
+    array([0., 2.])
+    >>> fastnn.unregister_backend("mine")
+    """
     if op not in OPS:
         raise ValueError(f"unknown op {op!r}; ops are: {', '.join(OPS)}")
     if variant is not None and (not isinstance(variant, str) or not variant or SEP in variant):
@@ -248,6 +330,8 @@ def register(op: str, backend: str, variant: Optional[str] = None,
         raise ValueError("applies= is only for a variant: a backend's own kernel runs every call")
 
     def deco(fn: Callable) -> Callable:
+        if _plugin_loading is not None and backend in _protected:
+            raise BackendError(f"plugin {_plugin_loading!r} may not add kernels to the backend {backend!r}")
         if backend not in _backends:
             raise BackendError(
                 f"backend {backend!r} is not declared; call register_backend({backend!r}) first"

@@ -1,6 +1,7 @@
 """Every value the course prints, reproduced with np.random.seed and the legacy generator.
 
-The conv/pool goldens run on every registered backend (the reference first of all).
+The conv/pool/zero_pad goldens are checks of the conformance suite (fastnn.testing.conformance,
+values in fastnn.testing.course), run on every in-repo backend by tests/test_matrix.py.
 """
 
 import numpy as np
@@ -9,8 +10,6 @@ import pytest
 import fastnn
 from fastnn import dnn
 
-BACKENDS = fastnn.available_backends()
-all_backends = pytest.mark.parametrize("backend", BACKENDS)
 
 
 def close(actual, expected, decimals=8):
@@ -20,17 +19,6 @@ def close(actual, expected, decimals=8):
 
 
 # --------------------------------------------------------------------------- CNN
-
-
-@all_backends
-def test_zero_pad(backend):
-    np.random.seed(1)
-    x = np.random.randn(4, 3, 3, 2)
-    x_pad = fastnn.zero_pad(x, 2, backend=backend)
-    assert x_pad.shape == (4, 7, 7, 2)
-    close(x[1, 1], [[0.90085595, -0.68372786], [-0.12289023, -0.93576943], [-0.26788808, 0.53035547]])
-    assert np.all(x_pad[1, 1] == 0)
-    assert np.array_equal(x_pad[:, 2:-2, 2:-2, :], x)
 
 
 def test_conv_single_step():
@@ -58,63 +46,6 @@ def test_conv_single_step_returns_a_numpy_scalar_of_the_computed_dtype(dtypes, e
     dt = np.dtype(expected)
     np.testing.assert_allclose(Z, np.sum(a.astype(dt) * W.astype(dt)) + b.astype(dt).item(),
                                rtol=1e-12 if dt == np.float64 else 1e-6)
-
-
-def _course_conv():
-    np.random.seed(1)
-    A_prev = np.random.randn(10, 4, 4, 3)
-    W = np.random.randn(2, 2, 3, 8)
-    b = np.random.randn(1, 1, 1, 8)
-    return A_prev, W, b, {"pad": 2, "stride": 2}
-
-
-@all_backends
-def test_conv_forward_course(backend):
-    A_prev, W, b, hp = _course_conv()
-    Z, cache = fastnn.conv_forward(A_prev, W, b, hp, backend=backend)
-    assert Z.shape == (10, 4, 4, 8)
-    close(np.mean(Z), 0.0489952035289, 13)
-    close(Z[3, 2, 1], [-0.61490741, -6.7439236, -2.55153897, 1.75698377, 3.56208902, 0.53036437,
-                       5.18531798, 8.75898442])
-    close(cache[0][1][2][3], [-0.20075807, 0.18656139, 0.41005165])
-    assert cache[0] is A_prev and cache[1] is W and cache[2] is b and cache[3] is hp
-
-
-@all_backends
-def test_conv_backward_course(backend):
-    A_prev, W, b, hp = _course_conv()
-    Z, cache = fastnn.conv_forward(A_prev, W, b, hp, backend=backend)
-    dA, dW, db = fastnn.conv_backward(Z, cache, backend=backend)
-    assert dA.shape == A_prev.shape and dW.shape == W.shape and db.shape == b.shape
-    close(np.mean(dA), 1.45243777754, 11)
-    close(np.mean(dW), 1.72699145831, 11)
-    close(np.mean(db), 7.83923256462, 11)
-
-
-@all_backends
-def test_pool_forward_course(backend):
-    np.random.seed(1)
-    A_prev = np.random.randn(2, 4, 4, 3)
-    hp = {"stride": 1, "f": 4}
-    A, cache = fastnn.pool_forward(A_prev, hp, backend=backend)
-    close(A, [[[[1.74481176, 1.6924546, 2.10025514]]], [[[1.19891788, 1.51981682, 2.18557541]]]])
-    A, cache = fastnn.pool_forward(A_prev, hp, mode="average", backend=backend)
-    close(A, [[[[-0.09498456, 0.11180064, -0.14263511]]], [[[-0.09525108, 0.28325018, 0.33035185]]]])
-    assert cache == (A_prev, hp) and cache[0] is A_prev
-
-
-@all_backends
-def test_pool_backward_course(backend):
-    np.random.seed(1)
-    A_prev = np.random.randn(5, 5, 3, 2)
-    hp = {"stride": 1, "f": 2}
-    A, cache = fastnn.pool_forward(A_prev, hp, backend=backend)
-    dA = np.random.randn(5, 4, 2, 2)
-    close(np.mean(dA), 0.145713902729, 12)
-    dA_prev = fastnn.pool_backward(dA, cache, mode="max", backend=backend)
-    close(dA_prev[1, 1], [[0.0, 0.0], [5.05844394, -1.68282702], [0.0, 0.0]])
-    dA_prev = fastnn.pool_backward(dA, cache, mode="average", backend=backend)
-    close(dA_prev[1, 1], [[0.08485462, 0.2787552], [1.26461098, -0.25749373], [1.17975636, -0.53624893]])
 
 
 def test_create_mask_from_window():

@@ -5,9 +5,7 @@ import pytest
 
 import fastnn
 from fastnn.gradcheck import backward_propagation_n, forward_propagation_n
-from fastnn.testing.cases import CONV_CASES, POOL_CASES
 
-BACKENDS = fastnn.available_backends()
 
 
 def _course_case():
@@ -82,69 +80,5 @@ def test_gradient_check_n_generalised_to_a_conv_layer():
     assert fastnn.gradient_check_n(params, {"dW1": dW * 1.01, "db1": db}, X, Y, 1e-6, forward=forward) > 1e-3
 
 
-def _numerical_grad(f, x, eps=1e-6):
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + eps
-        fp = f()
-        x[i] = old - eps
-        fm = f()
-        x[i] = old
-        g[i] = (fp - fm) / (2 * eps)
-    return g
-
-
-CONV_GRAD_CASES = ["course", "odd_sizes", "stride_gt_f", "pad_gt_f", "nonsquare", "strided_nonsquare_pad", "channel1"]
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("name", CONV_GRAD_CASES)
-def test_conv_backward_matches_numerical_gradients(backend, name):
-    case = CONV_CASES[name]
-    if case.m * case.H * case.W * case.C > 300:
-        case = type(case)(**{**case.__dict__, "m": 1})
-    A, W, b, hp, dZ = case.make(np.float64, seed=5)
-    A, W, b, dZ = (np.array(x) for x in (A, W, b, dZ))
-
-    def loss():  # L = sum(Z * dZ), so dL/dZ = dZ
-        return float(np.sum(fastnn.conv_forward(A, W, b, hp, backend=backend)[0] * dZ))
-
-    _, cache = fastnn.conv_forward(A, W, b, hp, backend=backend)
-    dA, dW, db = fastnn.conv_backward(dZ, cache, backend=backend)
-    for got, wrt in ((dA, A), (dW, W), (db, b)):
-        num = _numerical_grad(loss, wrt)
-        np.testing.assert_allclose(got, num, rtol=1e-6, atol=1e-7)
-
-
-POOL_GRAD_CASES = ["course_backward", "overlap_p3s2", "nonsquare", "stride_gt_f", "padded", "nontiling"]
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("mode", ["max", "average"])
-@pytest.mark.parametrize("name", POOL_GRAD_CASES)
-def test_pool_backward_matches_numerical_gradients(backend, name, mode):
-    # Continuous random inputs have no ties, so max pooling is differentiable at them.
-    A, hp, dA = POOL_CASES[name].make(np.float64, seed=6)
-    A, dA = np.array(A), np.array(dA)
-
-    def loss():
-        return float(np.sum(fastnn.pool_forward(A, hp, mode, backend=backend)[0] * dA))
-
-    _, cache = fastnn.pool_forward(A, hp, mode, backend=backend)
-    got = fastnn.pool_backward(dA, cache, mode, backend=backend)
-    np.testing.assert_allclose(got, _numerical_grad(loss, A), rtol=1e-6, atol=1e-7)
-    if mode == "max":
-        first = fastnn.pool_backward(dA, cache, mode, ties="first", backend=backend)
-        np.testing.assert_array_equal(first, got)  # no ties: both rules agree
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_max_pool_tie_rules(backend):
-    A = np.array([[1.0, 3.0, 3.0], [0.0, 3.0, 2.0], [3.0, 1.0, 1.0]]).reshape(1, 3, 3, 1)
-    _, cache = fastnn.pool_forward(A, {"f": 3, "stride": 1}, backend=backend)
-    dA = np.array([[[[2.0]]]])
-    every = fastnn.pool_backward(dA, cache, backend=backend)[0, :, :, 0]
-    assert every.tolist() == [[0, 2, 2], [0, 2, 0], [2, 0, 0]]  # the course: every maximum gets it
-    first = fastnn.pool_backward(dA, cache, ties="first", backend=backend)[0, :, :, 0]
-    assert first.tolist() == [[0, 2, 0], [0, 0, 0], [0, 0, 0]]  # PyTorch: the first maximum only
+# conv and pool backward against central differences, and the tie rules, on every backend: the
+# conformance suite's `gradients` and `ties` checks (fastnn.testing.conformance; tests/test_matrix.py).

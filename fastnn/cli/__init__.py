@@ -19,6 +19,7 @@ COMMANDS = {
     "train": "fastnn.cli.train",
     "tune": "fastnn.cli.tune",
     "cache": "fastnn.cli.cache",
+    "check": "fastnn.cli.check",
 }
 
 

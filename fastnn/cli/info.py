@@ -33,6 +33,7 @@ def collect() -> dict:
 
     import fastnn
     from fastnn._dispatch import env_problem
+    from fastnn import _plugins
     from fastnn.backends import UNAVAILABLE
 
     with warnings.catch_warnings():  # an unknown $FASTNN_BACKEND: shown as backend_env_problem instead
@@ -48,6 +49,8 @@ def collect() -> dict:
         "backend_env_problem": env_problem(),  # an unknown $FASTNN_BACKEND, or None
         "backends": fastnn.backend_info(),
         "unavailable_backends": dict(UNAVAILABLE),
+        "plugins": {k: dict(v) for k, v in _plugins.PLUGINS.items()},
+        "plugins_disabled": _plugins.disabled(),
     }
     try:
         import numba
@@ -146,5 +149,15 @@ def run(args) -> int:
             print(f"  {'':<10} {op} variants (for auto's plans): {', '.join(vs)}")
     for name, why in info["unavailable_backends"].items():
         print(f"  {name:<10} UNAVAILABLE: {why}")
+    if info["plugins_disabled"]:
+        print("plugins: off (FASTNN_DISABLE_PLUGINS)")
+    elif info["plugins"]:
+        print("plugins (entry points 'fastnn.backends'; FASTNN_DISABLE_PLUGINS=1 turns them off):")
+        for name, p in info["plugins"].items():
+            where = f"{p['value']} ({p['distribution']})" if p["distribution"] else p["value"]
+            if p["error"]:
+                print(f"  {name:<10} {where}: FAILED to load, skipped: {p['error']}")
+            else:
+                print(f"  {name:<10} {where}: backends {', '.join(p['backends']) or '(none)'}")
     sys.stdout.flush()
     return 0

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Dict
 
-__all__ = ["L_LAYER_DIMS", "L_LAYER_COSTS", "course_cost_line"]
+__all__ = ["L_LAYER_DIMS", "L_LAYER_COSTS", "course_cost_line", "CONV_FORWARD", "CONV_BACKWARD", "POOL_FORWARD",
+           "POOL_BACKWARD"]
 
 L_LAYER_DIMS = (12288, 20, 7, 5, 1)
 
@@ -32,3 +33,21 @@ L_LAYER_COSTS: Dict[int, str] = {
 def course_cost_line(i: int) -> str:
     """The notebook's line for iteration ``i``: ``Cost after iteration 100: 0.672053``."""
     return f"Cost after iteration {i}: {L_LAYER_COSTS[i]}"
+
+
+# The convolution notebook's printed values ("Convolutional Model: step by step"), each after
+# ``np.random.seed(1)`` and the draws :mod:`fastnn.testing.conformance` repeats.
+CONV_FORWARD = {
+    "Z_mean": 0.0489952035289,
+    "Z[3, 2, 1]": [-0.61490741, -6.7439236, -2.55153897, 1.75698377, 3.56208902, 0.53036437,
+                   5.18531798, 8.75898442],
+}
+CONV_BACKWARD = {"dA_mean": 1.45243777754, "dW_mean": 1.72699145831, "db_mean": 7.83923256462}
+POOL_FORWARD = {
+    "max": [[[[1.74481176, 1.6924546, 2.10025514]]], [[[1.19891788, 1.51981682, 2.18557541]]]],
+    "average": [[[[-0.09498456, 0.11180064, -0.14263511]]], [[[-0.09525108, 0.28325018, 0.33035185]]]],
+}
+POOL_BACKWARD = {
+    "max": [[0.0, 0.0], [5.05844394, -1.68282702], [0.0, 0.0]],
+    "average": [[0.08485462, 0.2787552], [1.26461098, -0.25749373], [1.17975636, -0.53624893]],
+}

@@ -1,0 +1,696 @@
+"""The conformance suite: every check a backend (or one course-style function) must pass.
+
+``fastnn check BACKEND`` and ``fastnn check --function module:attr`` run it; a third-party
+backend's own pytest suite runs it in one line::
+
+    from fastnn.testing import conformance
+    test_mine = conformance.make_test("mine")          # one parametrised test per check
+
+Kinds of check: ``golden`` (the values the course prints), ``matrix`` (every named case of
+:mod:`fastnn.testing.cases` x dtype x op against the ground truth, at the one tolerance rule of
+:mod:`fastnn.testing.tolerance`), ``gradients`` (backward against central differences of the
+forward), ``bad_input`` (the wrapper's errors reach the user unchanged), ``mutation`` (inputs
+are never modified), ``nan`` (NaN and Inf propagate as in the ground truth), ``ties`` (the
+max-pool tie rules), ``threads`` (concurrent calls equal serial ones).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .. import _dispatch
+from . import course
+from .cases import CONV_CASES, DTYPES, POOL_CASES
+from .tolerance import tolerance
+
+__all__ = ["Check", "Problem", "Subject", "backend_subject", "function_subject", "checks", "run",
+           "make_test", "FUNCTIONS", "KINDS"]
+
+KINDS = ("golden", "matrix", "gradients", "bad_input", "mutation", "nan", "ties", "threads")
+#: The course functions ``--function`` accepts, and the op (kernel) each one checks.
+FUNCTIONS = ("zero_pad", "conv_forward", "conv_backward", "pool_forward", "pool_backward",
+             "relu", "sigmoid", "relu_backward", "sigmoid_backward")
+QUICK_CONV = ("course", "odd_sizes", "stride_gt_f", "nonsquare", "noncontig")
+QUICK_POOL = ("course", "overlap_p3s2", "padded", "ties", "noncontig")
+CONV_GRAD = ("course", "odd_sizes", "stride_gt_f", "pad_gt_f", "nonsquare", "strided_nonsquare_pad", "channel1")
+POOL_GRAD = ("course_backward", "overlap_p3s2", "nonsquare", "stride_gt_f", "padded", "nontiling")
+
+
+@dataclasses.dataclass
+class Problem:
+    """What a failing check found: one line, and where the worst error is."""
+    message: str
+    max_abs: Optional[float] = None
+    max_rel: Optional[float] = None
+    where: Optional[str] = None
+
+
+@dataclasses.dataclass
+class Check:
+    """One check: ``run()`` returns None when it passes, else a :class:`Problem`."""
+    id: str
+    kind: str
+    op: str
+    fn: Callable[[], Optional[Problem]]
+
+    def run(self) -> Optional[Problem]:
+        try:
+            return self.fn()
+        except Exception as exc:  # noqa: BLE001  (the subject raised: that is the finding)
+            return Problem(f"raised {type(exc).__name__}: {exc}")
+
+    def assert_passes(self) -> None:
+        problem = self.run()
+        if problem is not None:
+            raise AssertionError(f"{self.id}: {problem.message}")
+
+
+class Subject:
+    """What is checked: course-signature callables per op (``fns``), the rest from the ground truth."""
+
+    def __init__(self, name: str, fns: Dict[str, Callable], is_backend: bool):
+        self.name, self.fns, self.is_backend = name, fns, is_backend
+        self.ref = _wrapped(_dispatch.ground_truth_backend())
+        self.strict_dtype = is_backend
+
+    def has(self, op: str) -> bool:
+        return op in self.fns
+
+    def __getattr__(self, op: str) -> Callable:
+        fns = self.__dict__.get("fns", {})
+        if op in fns:
+            return fns[op]
+        if op in _dispatch.OPS:
+            return self.__dict__["ref"][op]
+        raise AttributeError(op)
+
+
+def _wrapped(backend: str) -> Dict[str, Callable]:
+    import fastnn
+
+    def pool_backward(dA, cache, mode="max", ties="all"):
+        return fastnn.pool_backward(dA, cache, mode, ties=ties, backend=backend)
+
+    fns = {
+        "zero_pad": lambda X, pad: fastnn.zero_pad(X, pad, backend=backend),
+        "conv_forward": lambda A, W, b, hp: fastnn.conv_forward(A, W, b, hp, backend=backend),
+        "conv_backward": lambda dZ, cache: fastnn.conv_backward(dZ, cache, backend=backend),
+        "pool_forward": lambda A, hp, mode="max": fastnn.pool_forward(A, hp, mode, backend=backend),
+        "pool_backward": pool_backward,
+    }
+    for name in ("relu", "sigmoid"):
+        fns[name] = (lambda f: lambda Z: f(Z, backend=backend))(getattr(fastnn, name))
+        fns[name + "_backward"] = (lambda f: lambda dA, c: f(dA, c, backend=backend))(getattr(fastnn, name + "_backward"))
+    return {op: fn for op, fn in fns.items() if backend in _dispatch.available_backends(op)}
+
+
+def backend_subject(name: str) -> Subject:
+    """A registered backend, called through fastnn's public wrappers with ``backend=name``."""
+    if name not in _dispatch.available_backends():
+        raise _dispatch.BackendError(f"unknown backend {name!r}; available backends: "
+                                     f"{', '.join(_dispatch.available_backends())}")
+    return Subject(name, _wrapped(name), True)
+
+
+def function_subject(fn: Callable, as_: str, label: str = "") -> Subject:
+    """A user's function with the course's signature, checked as the course function ``as_``."""
+    if as_ not in FUNCTIONS:
+        raise ValueError(f"as_ must be one of {list(FUNCTIONS)}, got {as_!r}")
+    if as_ == "pool_backward":
+        user = fn
+        fn = lambda dA, cache, mode="max", ties="all": user(dA, cache, mode)  # noqa: E731
+    return Subject(label or as_, {as_: fn}, False)
+
+
+# ----------------------------------------------------------------------------- comparing
+
+
+def _v(x) -> str:
+    """An element as a student reads it: ``1.5``, ``nan``, ``inf``."""
+    try:
+        return repr(float(x))
+    except (TypeError, ValueError):
+        return repr(x)
+
+
+def _fmt_index(idx) -> str:
+    return "[" + ", ".join(str(int(i)) for i in idx) + "]"
+
+
+def compare(got, expected, dtype, what: str, strict_dtype: bool = True,
+            rtol: Optional[float] = None, atol: Optional[float] = None) -> Optional[Problem]:
+    """None when ``got`` equals ``expected`` under the tolerance rule (or the given rtol/atol), else
+    a Problem naming the first element that differs, with the largest abs/rel errors."""
+    e = np.asarray(expected)
+    try:
+        a = np.asarray(got)
+    except Exception:  # noqa: BLE001
+        return Problem(f"{what} is a {type(got).__name__}, expected an array of shape {e.shape}")
+    if a.shape != e.shape:
+        return Problem(f"{what} has shape {a.shape}, expected {e.shape}")
+    if strict_dtype and a.dtype != np.dtype(dtype):
+        return Problem(f"{what} has dtype {a.dtype}, expected {np.dtype(dtype)}")
+    if a.dtype.kind not in "fiub":
+        return Problem(f"{what} has dtype {a.dtype}, expected a real array")
+    r, t = tolerance(dtype, e)
+    rtol = r if rtol is None else rtol
+    atol = t if atol is None else atol
+    bad = ~np.isclose(a, e, rtol=rtol, atol=atol, equal_nan=True)
+    if not bad.any():
+        return None
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        err = np.abs(a.astype(np.float64) - e.astype(np.float64))
+        rel = err / np.abs(e.astype(np.float64))
+    err = np.where(bad, np.nan_to_num(err, nan=np.inf), 0.0)
+    rel = np.where(bad, np.nan_to_num(rel, nan=np.inf), 0.0)
+    first = tuple(np.argwhere(bad)[0])
+    worst = np.unravel_index(int(np.argmax(err)), err.shape)
+    msg = (f"{what}{_fmt_index(first)} differs: expected {_v(e[first])}, got {_v(a[first])} "
+           f"({int(bad.sum())} of {bad.size} differ; max abs err {float(err.max()):.3g} at "
+           f"{_fmt_index(worst)}, max rel err {float(rel.max()):.3g}; rtol {rtol:.3g}, atol {atol:.3g})")
+    return Problem(msg, float(err.max()), float(rel.max()), _fmt_index(worst))
+
+
+def _first(*problems):
+    for p in problems:
+        if p is not None:
+            return p
+    return None
+
+
+_memo: Dict[tuple, object] = {}
+_memo_lock = threading.Lock()
+
+
+def _ref(key, compute):
+    """The ground truth's result for ``key``, computed once per process."""
+    with _memo_lock:
+        if key in _memo:
+            return _memo[key]
+    value = compute()
+    with _memo_lock:
+        _memo[key] = value
+    return value
+
+
+def _hint(s: Subject, op: str, case) -> str:
+    """A student's next step, from what the failing case has that simpler ones do not."""
+    if s.is_backend:
+        return ""
+    hints = []
+    if getattr(case, "stride", 1) not in (1, (1, 1)):
+        hints.append(f"this case has stride {case.stride}: check the stride in your slice "
+                     "(vert_start = h * stride, horiz_start = w * stride)")
+    if getattr(case, "pad", 0) not in (0, (0, 0)):
+        hints.append(f"it has pad {case.pad}: check that you pad A_prev (zero_pad) and un-pad dA_prev")
+    return "; " + "; ".join(hints) if hints else ""
+
+
+def _course_ok(case) -> bool:
+    """Cases a course-style function can take: int stride and pad, square window, no pool padding."""
+    return all(isinstance(getattr(case, k, 0), int) for k in ("f", "stride", "pad")) and not (
+        hasattr(case, "ties") and case.pad != 0)
+
+
+# --------------------------------------------------------------------------------- checks
+
+
+def _matrix_conv(s: Subject, case, dtype, op):
+    def fn():
+        A, W, b, hp, dZ = case.make(dtype, seed=1)
+        key = ("conv", case.name, np.dtype(dtype).name)
+        Z_ref, grads_ref = _ref(key, lambda: (s.ref["conv_forward"](A, W, b, hp)[0],
+                                              s.ref["conv_backward"](dZ, (A, W, b, hp))))
+        if op == "conv_forward":
+            Z, cache = s.conv_forward(A, W, b, hp)
+            p = compare(Z, Z_ref, dtype, "Z", s.strict_dtype)
+            if p is None and not (cache[0] is A and cache[1] is W and cache[2] is b and cache[3] is hp):
+                p = Problem("cache must be (A_prev, W, b, hparameters), the arguments as passed")
+        else:
+            grads = s.conv_backward(dZ, (A, W, b, hp))
+            p = _first(*(compare(g, r, dtype, n, s.strict_dtype)
+                         for n, g, r in zip(("dA_prev", "dW", "db"), grads, grads_ref)))
+        if p is not None:
+            p.message += _hint(s, op, case)
+        return p
+    return fn
+
+
+def _matrix_pool(s: Subject, case, dtype, op, mode, ties):
+    def fn():
+        A, hp, dA = case.make(dtype, seed=2)
+        key = ("pool", case.name, np.dtype(dtype).name, mode, ties)
+        out_ref, g_ref = _ref(key, lambda: (s.ref["pool_forward"](A, hp, mode)[0],
+                                            s.ref["pool_backward"](dA, (A, hp), mode, ties)))
+        if op == "pool_forward":
+            out, cache = s.pool_forward(A, hp, mode)
+            p = compare(out, out_ref, dtype, "A", s.strict_dtype)
+            if p is None and not (cache[0] is A and cache[1] is hp):
+                p = Problem("cache must be (A_prev, hparameters), the arguments as passed")
+        else:
+            p = compare(s.pool_backward(dA, (A, hp), mode, ties), g_ref, dtype, "dA_prev", s.strict_dtype)
+        if p is not None:
+            p.message += _hint(s, op, case)
+        return p
+    return fn
+
+
+def _matrix_zero_pad(s, dtype, pad):
+    def fn():
+        X, *_ = CONV_CASES["odd_sizes"].make(dtype)
+        return compare(s.zero_pad(X, pad), s.ref["zero_pad"](X, pad), dtype, "X_pad", s.strict_dtype)
+    return fn
+
+
+def _activation_inputs(dtype):
+    rng = np.random.RandomState(3)
+    Z = (rng.standard_normal((7, 13)) * 5).astype(dtype)
+    Z[0, :3] = [0.0, -0.0, 800.0]
+    Z[1, :2] = [-800.0, np.nan]
+    return Z, rng.standard_normal(Z.shape).astype(dtype)
+
+
+def _matrix_activation(s, dtype, op):
+    def fn():
+        Z, dA = _activation_inputs(dtype)
+        with np.errstate(all="ignore"):
+            if op.endswith("_backward"):
+                return compare(getattr(s, op)(dA, Z), s.ref[op](dA, Z), dtype, "dZ", s.strict_dtype)
+            A, cache = getattr(s, op)(Z)
+            return _first(compare(A, s.ref[op](Z)[0], dtype, "A", s.strict_dtype),
+                          None if cache is Z else Problem("cache must be Z itself"))
+    return fn
+
+
+def _golden(s: Subject, op):
+    def close(got, expected, decimals, what):
+        return compare(np.asarray(got, dtype=float), np.asarray(expected, dtype=float), np.float64,
+                       f"{what} (the course prints)", False, rtol=0.0, atol=0.5 * 10.0 ** -decimals)
+
+    def fn():
+        rng = np.random.RandomState(1)  # the course's np.random.seed(1)
+        if op == "zero_pad":
+            x = rng.randn(4, 3, 3, 2)
+            x_pad = s.zero_pad(x, 2)
+            if np.shape(x_pad) != (4, 7, 7, 2):
+                return Problem(f"x_pad has shape {np.shape(x_pad)}, expected (4, 7, 7, 2)")
+            if not np.all(x_pad[1, 1] == 0) or not np.array_equal(x_pad[:, 2:-2, 2:-2, :], x):
+                return Problem("x_pad must be x with 2 zeros on each side of its height and width")
+            return None
+        if op in ("conv_forward", "conv_backward"):
+            A, W, b = rng.randn(10, 4, 4, 3), rng.randn(2, 2, 3, 8), rng.randn(1, 1, 1, 8)
+            hp = {"pad": 2, "stride": 2}
+            Z, cache = s.conv_forward(A, W, b, hp)
+            g = course.CONV_FORWARD
+            if op == "conv_forward":
+                if np.shape(Z) != (10, 4, 4, 8):
+                    return Problem(f"Z has shape {np.shape(Z)}, expected (10, 4, 4, 8)")
+                return _first(close(np.mean(Z), g["Z_mean"], 13, "Z's mean"),
+                              close(Z[3, 2, 1], g["Z[3, 2, 1]"], 8, "Z[3, 2, 1]"))
+            dA, dW, db = s.conv_backward(Z, cache)
+            g = course.CONV_BACKWARD
+            return _first(close(np.mean(dA), g["dA_mean"], 11, "dA_mean"),
+                          close(np.mean(dW), g["dW_mean"], 11, "dW_mean"),
+                          close(np.mean(db), g["db_mean"], 11, "db_mean"))
+        if op == "pool_forward":
+            A = rng.randn(2, 4, 4, 3)
+            hp = {"stride": 1, "f": 4}
+            return _first(*(close(s.pool_forward(A, hp, mode)[0], course.POOL_FORWARD[mode], 8, f"A ({mode})")
+                            for mode in ("max", "average")))
+        A = rng.randn(5, 5, 3, 2)
+        hp = {"stride": 1, "f": 2}
+        _, cache = s.pool_forward(A, hp)
+        dA = rng.randn(5, 4, 2, 2)
+        return _first(*(close(s.pool_backward(dA, cache, mode)[1, 1], course.POOL_BACKWARD[mode], 8,
+                              f"dA_prev[1, 1] ({mode})") for mode in ("max", "average")))
+    return fn
+
+
+def _numerical_grad(f, x, eps=1e-6):
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + eps
+        fp = f()
+        x[i] = old - eps
+        fm = f()
+        x[i] = old
+        g[i] = (fp - fm) / (2 * eps)
+    return g
+
+
+def _gradient_conv(s, name):
+    def fn():
+        case = CONV_CASES[name]
+        if case.m * case.H * case.W * case.C > 300:
+            case = type(case)(**{**case.__dict__, "m": 1})
+        A, W, b, hp, dZ = case.make(np.float64, seed=5)
+        A, W, b, dZ = (np.array(x) for x in (A, W, b, dZ))
+
+        def loss():  # L = sum(Z * dZ), so dL/dZ = dZ
+            return float(np.sum(s.conv_forward(A, W, b, hp)[0] * dZ))
+
+        _, cache = s.conv_forward(A, W, b, hp)
+        grads = s.conv_backward(dZ, cache)
+        return _first(*(compare(got, _numerical_grad(loss, wrt), np.float64, f"{n} (vs central differences)",
+                                s.strict_dtype, rtol=1e-6, atol=1e-7)
+                        for n, got, wrt in zip(("dA_prev", "dW", "db"), grads, (A, W, b))))
+    return fn
+
+
+def _gradient_pool(s, name, mode):
+    def fn():
+        A, hp, dA = POOL_CASES[name].make(np.float64, seed=6)
+        A, dA = np.array(A), np.array(dA)
+
+        def loss():
+            return float(np.sum(s.pool_forward(A, hp, mode)[0] * dA))
+
+        _, cache = s.pool_forward(A, hp, mode)
+        got = s.pool_backward(dA, cache, mode)
+        p = compare(got, _numerical_grad(loss, A), np.float64, "dA_prev (vs central differences)",
+                    s.strict_dtype, rtol=1e-6, atol=1e-7)
+        if p is None and mode == "max" and s.is_backend:  # no ties: both rules agree
+            first = s.pool_backward(dA, cache, mode, "first")
+            if not np.array_equal(first, got):
+                p = Problem("without ties, ties='first' must give what ties='all' gives")
+        return p
+    return fn
+
+
+def _ties(s):
+    def fn():
+        A = np.array([[1.0, 3.0, 3.0], [0.0, 3.0, 2.0], [3.0, 1.0, 1.0]]).reshape(1, 3, 3, 1)
+        _, cache = s.pool_forward(A, {"f": 3, "stride": 1})
+        dA = np.array([[[[2.0]]]])
+        every = np.asarray(s.pool_backward(dA, cache))[0, :, :, 0]
+        if every.tolist() != [[0, 2, 2], [0, 2, 0], [2, 0, 0]]:
+            return Problem(f"ties='all' (the course: every maximum gets the gradient) gave {every.tolist()}")
+        if s.is_backend:
+            first = np.asarray(s.pool_backward(dA, cache, "max", "first"))[0, :, :, 0]
+            if first.tolist() != [[0, 2, 0], [0, 0, 0], [0, 0, 0]]:
+                return Problem(f"ties='first' (the first maximum only) gave {first.tolist()}")
+        return None
+    return fn
+
+
+def _conv_args(m=2, H=5, W=5, C=3, f=3, K=4):
+    rng = np.random.RandomState(0)
+    return rng.randn(m, H, W, C), rng.randn(f, f, C, K), rng.randn(1, 1, 1, K)
+
+
+def _bad_inputs():
+    """(op, label, call(fns)) of bad calls: the error must be the ground truth's."""
+    A, W, b = _conv_args()
+    hp = {"stride": 1, "pad": 1}
+    Z = np.zeros((2, 5, 5, 4))
+    P = np.zeros((2, 2, 2, 3))
+    return [
+        ("conv_forward", "3-D A_prev", lambda f: f["conv_forward"](A[0], W, b, hp)),
+        ("conv_forward", "channel mismatch", lambda f: f["conv_forward"](A, W[:, :, :2], b, hp)),
+        ("conv_forward", "stride 0", lambda f: f["conv_forward"](A, W, b, {"stride": 0, "pad": 1})),
+        ("conv_forward", "misspelt key", lambda f: f["conv_forward"](A, W, b, {"strides": 1, "pad": 0})),
+        ("conv_forward", "complex A_prev", lambda f: f["conv_forward"](A.astype(complex), W, b, hp)),
+        ("conv_backward", "dZ of the wrong shape", lambda f: f["conv_backward"](Z[..., :3], (A, W, b, hp))),
+        ("conv_backward", "short cache", lambda f: f["conv_backward"](Z, (A, W, b))),
+        ("pool_forward", "mode 'min'", lambda f: f["pool_forward"](A, {"f": 2, "stride": 2}, "min")),
+        ("pool_forward", "window too large", lambda f: f["pool_forward"](A, {"f": 9, "stride": 1})),
+        ("pool_backward", "dA of the wrong shape", lambda f: f["pool_backward"](P[..., 0], (A, {"f": 2, "stride": 2}))),
+        ("pool_backward", "ties 'last'", lambda f: f["pool_backward"](P, (A, {"f": 2, "stride": 2}), "max", "last")),
+        ("zero_pad", "negative pad", lambda f: f["zero_pad"](A, -1)),
+        ("relu_backward", "dA of the wrong shape", lambda f: f["relu_backward"](np.ones((3, 2)), np.ones((2, 3)))),
+    ]
+
+
+def _bad_input(s, call):
+    def fn():
+        try:
+            call(s.ref)
+        except Exception as exc:  # noqa: BLE001
+            want = exc
+        else:  # pragma: no cover
+            raise AssertionError("the ground truth accepted a bad call")
+        try:
+            call(s.fns)
+        except Exception as exc:  # noqa: BLE001
+            if type(exc) is not type(want) or str(exc) != str(want):
+                return Problem(f"raised {type(exc).__name__}: {exc}; expected {type(want).__name__}: {want}")
+            return None
+        return Problem(f"accepted it; expected {type(want).__name__}: {want}")
+    return fn
+
+
+def _calls(op, dtype, noncontig=False):
+    """The inputs and the call of ``op`` for the mutation and thread checks."""
+    case = CONV_CASES["noncontig" if noncontig else "odd_sizes"]
+    A, W, b, hp, dZ = case.make(dtype, seed=3)
+    PA, php, PdA = POOL_CASES["noncontig" if noncontig else "overlap_p3s2"].make(dtype, seed=3)
+    if op == "conv_forward":
+        return {"A_prev": A, "W": W, "b": b}, hp, lambda f: f.conv_forward(A, W, b, hp)
+    if op == "conv_backward":
+        return {"A_prev": A, "W": W, "b": b, "dZ": dZ}, hp, lambda f: f.conv_backward(dZ, (A, W, b, hp))
+    if op == "pool_forward":
+        return {"A_prev": PA}, php, lambda f: (f.pool_forward(PA, php, "max"), f.pool_forward(PA, php, "average"))
+    if op == "pool_backward":
+        return {"A_prev": PA, "dA": PdA}, php, lambda f: (f.pool_backward(PdA, (PA, php), "max"),
+                                                          f.pool_backward(PdA, (PA, php), "average"))
+    if op == "zero_pad":
+        return {"X": A}, {}, lambda f: f.zero_pad(A, 2)
+    X = dZ.reshape(dZ.shape[0], -1)
+    if op.endswith("_backward"):
+        return {"dA": X, "cache (Z)": X[::-1].copy()}, {}, lambda f: getattr(f, op)(X, X[::-1].copy())
+    return {"Z": X}, {}, lambda f: getattr(f, op)(X)
+
+
+def _mutation(s, op, dtype, noncontig):
+    def fn():
+        arrays, hp, call = _calls(op, dtype, noncontig)
+        arrays = {k: v for k, v in arrays.items() if k != "cache (Z)"}
+        before = {k: v.copy() for k, v in arrays.items()}
+        hp_before = dict(hp)
+        with np.errstate(all="ignore"):
+            call(s)
+        for k, v in arrays.items():
+            if not np.array_equal(v, before[k], equal_nan=True):
+                changed = np.argwhere(~((v == before[k]) | (np.isnan(v) & np.isnan(before[k]))))
+                return Problem(f"modified its input {k}: {len(changed)} elements changed, the first at "
+                               f"{_fmt_index(changed[0])} ({_v(before[k][tuple(changed[0])])} -> {_v(v[tuple(changed[0])])})",
+                               where=_fmt_index(changed[0]))
+        if hp != hp_before:
+            return Problem(f"modified hparameters: {hp_before} -> {hp}")
+        return None
+    return fn
+
+
+def _nan(s, op):
+    def fn():
+        A, W, b = _conv_args()
+        A[0, 2, 2, 0] = np.nan
+        A[1, 0, 0, 1] = np.inf
+        with np.errstate(all="ignore"):
+            if op == "conv_forward":
+                hp = {"stride": 1, "pad": 1}
+                Z, Z_ref = s.conv_forward(A, W, b, hp)[0], s.ref["conv_forward"](A, W, b, hp)[0]
+                return _nonfinite(Z, Z_ref, "Z", exact=False)
+            if op == "pool_forward":
+                for mode in ("max", "average"):
+                    hp = {"f": 2, "stride": 1}
+                    p = _nonfinite(s.pool_forward(A, hp, mode)[0], s.ref["pool_forward"](A, hp, mode)[0],
+                                   f"A ({mode})", exact=True)
+                    if p:
+                        return p
+                return None
+            if op in ("relu", "sigmoid"):
+                x = np.array([np.nan, -1.0, 2.0, np.inf, -np.inf])
+                return _nonfinite(getattr(s, op)(x)[0], s.ref[op](x)[0], "A", exact=False)
+            rng = np.random.RandomState(7)
+            if op == "pool_backward":
+                Ap = rng.randn(2, 7, 7, 9)
+                for hp in ({"f": 2, "stride": 2}, {"f": 3, "stride": 1}, {"f": 2, "stride": 3}):
+                    out, cache = s.ref["pool_forward"](Ap, hp, "max")
+                    dA = rng.randn(*out.shape)
+                    dA[0, 0, 0, :3] = [np.inf, -np.inf, np.nan]
+                    dA[1, -1, -1, 8] = np.nan
+                    for mode in ("max", "average"):
+                        for ties in (("all", "first") if s.is_backend else ("all",)):
+                            p = _nonfinite(s.pool_backward(dA, cache, mode, ties),
+                                           s.ref["pool_backward"](dA, cache, mode, ties),
+                                           f"dA_prev ({mode}, ties={ties}, {hp})", exact=True)
+                            if p:
+                                return p
+                return None
+            if op == "conv_backward":
+                Ac, Wc, bc = _conv_args(m=2, H=6, W=6, C=3, f=3, K=4)
+                hp = {"stride": 2, "pad": 2}
+                Z, cache = s.ref["conv_forward"](Ac, Wc, bc, hp)
+                dZ = rng.randn(*Z.shape)
+                dZ[0, 1, 1, 2] = np.inf
+                dZ[1, 0, 0, 0] = np.nan
+                return _first(*(_nonfinite(g, r, n, exact=False) for n, g, r in
+                                zip(("dA_prev", "dW", "db"), s.conv_backward(dZ, cache), s.ref["conv_backward"](dZ, cache))))
+        return None
+    return fn
+
+
+def _nonfinite(got, ref, what, exact):
+    got, ref = np.asarray(got), np.asarray(ref)
+    if got.shape != ref.shape:
+        return Problem(f"{what} has shape {got.shape}, expected {ref.shape}")
+    for test, name in ((np.isnan, "nan"), (np.isposinf, "inf"), (np.isneginf, "-inf")):
+        diff = np.argwhere(test(got) != test(ref))
+        if len(diff):
+            i = tuple(diff[0])
+            return Problem(f"{what}{_fmt_index(i)} should be {_v(ref[i])} (NaN and Inf propagate), got {_v(got[i])}",
+                           where=_fmt_index(i))
+    if exact and not np.array_equal(got, ref, equal_nan=True):
+        i = tuple(np.argwhere(~((got == ref) | (np.isnan(got) & np.isnan(ref))))[0])
+        return Problem(f"{what}{_fmt_index(i)} differs: expected {_v(ref[i])}, got {_v(got[i])}", where=_fmt_index(i))
+    return None
+
+
+def _threads(s, op, dtype, n_threads=4, rounds=2):
+    def fn():
+        calls = [_calls(op, dtype)[2] for _ in range(n_threads)]
+        serial = [_as_tuple(c(s)) for c in calls]
+        results: List[list] = [[] for _ in range(n_threads)]
+        errors: List[BaseException] = []
+        barrier = threading.Barrier(n_threads)
+
+        def worker(k):
+            try:
+                barrier.wait(30)
+                for _ in range(rounds):
+                    results[k].append(_as_tuple(calls[k](s)))
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        ts = [threading.Thread(target=worker, args=(k,)) for k in range(n_threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(120)
+        if errors:
+            return Problem(f"a concurrent call raised {type(errors[0]).__name__}: {errors[0]}")
+        for k in range(n_threads):
+            for got in results[k]:
+                for i, (g, e) in enumerate(zip(got, serial[k])):
+                    p = compare(g, e, dtype, f"output {i} (concurrent vs serial)", s.strict_dtype)
+                    if p:
+                        return p
+        return None
+    return fn
+
+
+def _as_tuple(out):
+    """Every array in a call's result (caches left out)."""
+    flat = []
+    for x in out if isinstance(out, tuple) else (out,):
+        if isinstance(x, tuple) and len(x) == 2 and isinstance(x[1], (tuple, np.ndarray)) and isinstance(x[0], np.ndarray):
+            flat.append(x[0])
+        elif isinstance(x, np.ndarray):
+            flat.append(x)
+    return flat
+
+
+def checks(subject, *, ops: Optional[Sequence[str]] = None, dtypes: Optional[Sequence] = None,
+           kinds: Optional[Sequence[str]] = None, quick: bool = False) -> List[Check]:
+    """The checks for ``subject`` (a backend name or a :class:`Subject`).
+
+    Parameters
+    ----------
+    subject : str or Subject
+        A registered backend's name, or :func:`function_subject` of a user's function.
+    ops : sequence of str, optional
+        Only these ops (of :data:`fastnn._dispatch.OPS`); default all the subject has.
+    dtypes : sequence, optional
+        Default float32 and float64 for a backend, float64 for a function.
+    kinds : sequence of str, optional
+        Only these kinds (:data:`KINDS`).
+    quick : bool, optional
+        A few named cases per op instead of all.
+
+    Returns
+    -------
+    checks : list of Check
+    """
+    s = backend_subject(subject) if isinstance(subject, str) else subject
+    ref_name = _dispatch.ground_truth_backend()
+    is_ref = s.is_backend and s.name == ref_name
+    dts = [np.dtype(d) for d in (dtypes or (DTYPES if s.is_backend else (np.float64,)))]
+    want_ops = [op for op in (ops or _dispatch.OPS) if s.has(op)]
+    want_kinds = set(kinds or KINDS)
+    out: List[Check] = []
+
+    def add(kind, op, ident, fn):
+        if kind in want_kinds and op in want_ops:
+            out.append(Check(f"{kind}/{op}/{ident}", kind, op, fn))
+
+    conv = [c for c in CONV_CASES.values() if (not quick or c.name in QUICK_CONV) and (s.is_backend or _course_ok(c))]
+    pool = [c for c in POOL_CASES.values() if (not quick or c.name in QUICK_POOL) and (s.is_backend or _course_ok(c))]
+    f64 = np.dtype(np.float64) in dts
+    for op in ("zero_pad", "conv_forward", "conv_backward", "pool_forward", "pool_backward"):
+        if f64:
+            add("golden", op, "course", _golden(s, op))
+    for dt in dts:
+        n = dt.name
+        if not is_ref:
+            for c in conv:
+                for op in ("conv_forward", "conv_backward"):
+                    add("matrix", op, f"{c.name}/{n}", _matrix_conv(s, c, dt, op))
+            for c in pool:
+                for mode in ("max", "average"):
+                    add("matrix", "pool_forward", f"{c.name}/{mode}/{n}", _matrix_pool(s, c, dt, "pool_forward", mode, "all"))
+                    for ties in (("all", "first") if mode == "max" and s.is_backend else ("all",)):
+                        add("matrix", "pool_backward", f"{c.name}/{mode}/ties={ties}/{n}",
+                            _matrix_pool(s, c, dt, "pool_backward", mode, ties))
+            for pad in (0, 1, 3) + (((2, 0),) if s.is_backend else ()):
+                add("matrix", "zero_pad", f"pad={pad}/{n}", _matrix_zero_pad(s, dt, pad))
+            for op in ("relu", "sigmoid", "relu_backward", "sigmoid_backward"):
+                add("matrix", op, n, _matrix_activation(s, dt, op))
+        for op in want_ops:
+            add("mutation", op, n, _mutation(s, op, dt, False))
+            add("threads", op, n, _threads(s, op, dt, rounds=1 if quick else 2))
+    if f64:
+        for op in want_ops:
+            add("mutation", op, "noncontig/float64", _mutation(s, op, np.float64, True))
+        for name in (CONV_GRAD[:2] if quick else CONV_GRAD):
+            if s.is_backend or _course_ok(CONV_CASES[name]):
+                add("gradients", "conv_backward", name, _gradient_conv(s, name))
+        for name in (POOL_GRAD[:2] if quick else POOL_GRAD):
+            if s.is_backend or _course_ok(POOL_CASES[name]):
+                for mode in ("max", "average"):
+                    add("gradients", "pool_backward", f"{name}/{mode}", _gradient_pool(s, name, mode))
+        add("ties", "pool_backward", "rules", _ties(s))
+        for op in ("conv_forward", "conv_backward", "pool_forward", "pool_backward", "relu", "sigmoid"):
+            add("nan", op, "propagation", _nan(s, op))
+        if s.is_backend:
+            for op, label, call in _bad_inputs():
+                add("bad_input", op, label.replace(" ", "_"), _bad_input(s, call))
+    return out
+
+
+def run(subject, **select) -> List[tuple]:
+    """Run :func:`checks` and return ``[(check, problem or None), ...]``."""
+    return [(c, c.run()) for c in checks(subject, **select)]
+
+
+def make_test(backends, **select):
+    """A pytest test function parametrised over every check of ``backends`` (a name or a list).
+
+    ``test_mine = conformance.make_test("mine")`` in a test module runs the whole suite; the
+    keywords are those of :func:`checks` (``quick=True``, ``ops=[...]``, ``dtypes=[...]``).
+    """
+    import pytest
+
+    names = [backends] if isinstance(backends, str) else list(backends)
+    params = [pytest.param(c, id=f"{b}/{c.id}") for b in names for c in checks(b, **select)]
+
+    @pytest.mark.parametrize("fastnn_check", params)
+    def test_conformance(fastnn_check):
+        fastnn_check.assert_passes()
+
+    return test_conformance

@@ -1,0 +1,198 @@
+"""The conformance suite (`fastnn.testing.conformance`, `fastnn check`) and backend plugins.
+
+The example plugin (examples/fastnn-example-backend) is found through a path entry point: a
+``*.dist-info`` with ``entry_points.txt`` on ``sys.path`` of a subprocess, as an installed
+distribution would be. Deliberately wrong kernels are registered here and must be caught.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import _dispatch
+from fastnn.testing import conformance
+
+ROOT = pathlib.Path(fastnn.__file__).resolve().parents[1]
+EXAMPLE_SRC = ROOT / "examples" / "fastnn-example-backend" / "src"
+
+
+def _site(tmp_path, entry_points):
+    site = tmp_path / "site"
+    for dist, eps in entry_points.items():
+        d = site / f"{dist}-0.1.dist-info"
+        d.mkdir(parents=True)
+        (d / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+        (d / "entry_points.txt").write_text("[fastnn.backends]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()))
+    return site
+
+
+def _fastnn(args, site, env_extra=None, cwd=None):
+    path = [str(ROOT), str(EXAMPLE_SRC), str(site), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path)), **(env_extra or {})}
+    env.pop("FASTNN_DISABLE_PLUGINS", None) if not env_extra else None
+    return subprocess.run([sys.executable, "-m", "fastnn", *args], capture_output=True, text=True,
+                          env=env, timeout=600, cwd=cwd)
+
+
+def test_example_plugin_is_listed_and_passes_check(tmp_path):
+    site = _site(tmp_path, {"fastnn_example_backend": {"example": "fastnn_example_backend"},
+                            "broken_plugin": {"broken": "no_such_module_for_fastnn"}})
+    res = _fastnn(["info"], site)
+    assert res.returncode == 0, res.stderr
+    assert "example" in res.stdout and "example plugin: vectorised NumPy" in res.stdout
+    assert "broken" in res.stdout and "FAILED to load, skipped: ModuleNotFoundError" in res.stdout
+    out = tmp_path / "check.json"
+    res = _fastnn(["check", "example", "--quick", "--json", str(out)], site)
+    assert res.returncode == 0, res.stdout + res.stderr
+    doc = json.loads(out.read_text())
+    assert doc["failed"] == 0 and doc["checks"] > 100
+    assert {r["kind"] for r in doc["results"]} == set(conformance.KINDS)
+    off = _fastnn(["info", "--json"], site, env_extra={"FASTNN_DISABLE_PLUGINS": "1"})
+    info = json.loads(off.stdout)
+    assert info["plugins"] == {} and info["plugins_disabled"] is True
+    assert "example" not in [b["name"] for b in info["backends"]]
+
+
+# ------------------------------------------------------------------ wrong kernels are caught
+
+REF = _dispatch.ground_truth_backend()
+
+
+@pytest.fixture
+def wrong():
+    """Backends each with one deliberate bug, the other kernels the reference's."""
+    made = []
+
+    def make(name, op, kernel):
+        fastnn.register_backend(name, priority=-100)
+        for o in _dispatch.OPS:
+            fastnn.register(o, name)(kernel if o == op else _dispatch.kernel_of(o, REF))
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        fastnn.unregister_backend(name)
+
+
+def _failures(name, **select):
+    return {c.id: p.message for c, p in conformance.run(name, **select) if p is not None}
+
+
+def test_stride_off_by_one_is_caught(wrong):
+    ref = _dispatch.kernel_of("conv_forward", REF)
+    name = wrong("wrong_stride", "conv_forward",
+                 lambda p, A, W, b, Z: ref(p._replace(sh=max(1, p.sh - 1)), A, W, b, Z))
+    bad = _failures(name, ops=["conv_forward"], quick=True)
+    assert "matrix/conv_forward/stride_gt_f/float64" in bad
+    assert "matrix/conv_forward/odd_sizes/float64" not in bad  # stride 1: right
+    assert "differs: expected" in bad["matrix/conv_forward/stride_gt_f/float64"]
+    assert "max abs err" in bad["matrix/conv_forward/stride_gt_f/float64"]
+
+
+def test_mutated_input_is_caught(wrong):
+    ref = _dispatch.kernel_of("pool_forward", REF)
+
+    def mutating(p, A, out):
+        ref(p, A, out)
+        A[0, 0, 0, 0] = 12345.0
+
+    name = wrong("wrong_mutates", "pool_forward", mutating)
+    bad = _failures(name, ops=["pool_forward"], kinds=["mutation"])
+    assert "mutation/pool_forward/float64" in bad
+    assert "modified its input A_prev" in bad["mutation/pool_forward/float64"]
+
+
+def test_dropped_nan_is_caught(wrong):
+    name = wrong("wrong_nan", "relu", lambda x, out: np.fmax(x, 0, out=out))
+    bad = _failures(name, ops=["relu"])
+    assert "nan/relu/propagation" in bad and "matrix/relu/float64" in bad  # the matrix holds a NaN too
+    assert "should be nan" in bad["nan/relu/propagation"]
+
+
+# ------------------------------------------------------------------ --function on a student's code
+
+STUDENT = '''
+import numpy as np
+
+def zero_pad(X, pad):
+    return np.pad(X, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="constant", constant_values=(0, 0))
+
+def conv_forward(A_prev, W, b, hparameters):
+    (m, n_H_prev, n_W_prev, n_C_prev) = A_prev.shape
+    (f, f, n_C_prev, n_C) = W.shape
+    stride, pad = hparameters["stride"], hparameters["pad"]
+    n_H = int((n_H_prev - f + 2 * pad) / stride) + 1
+    n_W = int((n_W_prev - f + 2 * pad) / stride) + 1
+    Z = np.zeros((m, n_H, n_W, n_C))
+    A_prev_pad = zero_pad(A_prev, pad)
+    for i in range(m):
+        for h in range(n_H):
+            for w in range(n_W):
+                vs, hs = h * STEP(stride), w * STEP(stride)
+                a = A_prev_pad[i, vs:vs + f, hs:hs + f, :]
+                for c in range(n_C):
+                    Z[i, h, w, c] = np.sum(a * W[:, :, :, c]) + float(b[0, 0, 0, c])
+    return Z, (A_prev, W, b, hparameters)
+'''
+
+
+@pytest.mark.parametrize("right", [True, False])
+def test_function_check_of_a_student_conv_forward(tmp_path, capsys, right):
+    from fastnn import cli
+
+    src = STUDENT.replace("STEP(stride)", "stride" if right else "1")  # wrong: the stride ignored
+    (tmp_path / "student_nb.py").write_text(src)
+    out = tmp_path / "r.json"
+    rc = cli.main(["check", "--function", f"{tmp_path / 'student_nb.py'}:conv_forward", "--json", str(out)])
+    text = capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    assert doc["checks"] > 10
+    if right:
+        assert rc == 0 and doc["failed"] == 0, text
+    else:
+        assert rc == 1
+        assert "FAIL matrix/conv_forward/stride_gt_f/float64: Z[" in text
+        assert "check the stride in your slice" in text
+        assert "FAIL golden/conv_forward/course" in text
+
+
+def test_check_usage_errors(capsys):
+    from fastnn import cli
+
+    assert cli.main(["check"]) == 2
+    assert cli.main(["check", "no_such_backend"]) == 2
+    assert cli.main(["check", "--function", "math:sqrt"]) == 2  # not a course function without --as
+    assert "not a course function" in capsys.readouterr().err
+
+
+def test_plugin_that_raises_is_recorded_and_its_backend_removed(monkeypatch):
+    from fastnn import _plugins
+
+    class EP:
+        name, value, dist = "half", "half_plugin", None
+
+        def load(self):
+            fastnn.register_backend("half_made")
+            raise RuntimeError("boom")
+
+    monkeypatch.setattr(_plugins, "PLUGINS", {})
+    _plugins._load_one(EP())
+    assert _plugins.PLUGINS["half"]["error"] == "RuntimeError: boom"
+    assert "half_made" not in fastnn.available_backends()
+
+    class Hijack(EP):
+        name = "hijack"
+
+        def load(self):
+            fastnn.register_backend(REF, priority=99)
+
+    _plugins._load_one(Hijack())
+    assert "may not replace" in _plugins.PLUGINS["hijack"]["error"]
+    assert _dispatch._backends[REF].priority == 0
