@@ -136,17 +136,24 @@ def _conv_serial_by_rule(p) -> bool:
 # ------------------------------------------------------------------------ padding
 
 
+def _pad_copy(X, out, ph, pw, value):
+    """out = X padded by (ph, pw) in front with ``value`` (and behind as far as out reaches)."""
+    m, H, W, C = X.shape
+    _run(kernels.pad_copy, out.size, X.reshape(m, H, W * C), out.reshape(out.shape[0], out.shape[1], -1),
+         ph, pw * C, value)
+
+
 def _padded(X, ph, pw, value=0.0, extra_h=0, extra_w=0):
     """X padded by (ph, pw) in front and (ph + extra_h, pw + extra_w) behind."""
     m, H, W, C = X.shape
     out = np.empty((m, H + 2 * ph + extra_h, W + 2 * pw + extra_w, C), dtype=X.dtype)
-    _run(kernels.pad_copy, out.size, X, out, ph, pw, X.dtype.type(value))
+    _pad_copy(X, out, ph, pw, X.dtype.type(value))
     return out
 
 
 @register("zero_pad", NAME)
 def zero_pad(p, X, out):
-    _run(kernels.pad_copy, out.size, X, out, p.ph, p.pw, p.dtype.type(0))
+    _pad_copy(X, out, p.ph, p.pw, p.dtype.type(0))
 
 
 # --------------------------------------------------------------------- convolution
