@@ -31,7 +31,8 @@ work) or in chunks of its outer loop on fastnn's threads (:mod:`.threads`).
   input pixel sums the windows covering it, pixels grouped by stride phase) with the sum
   over k in SIMD lanes (dZ and W zero-padded in k to whole lanes), since a forward tile
   over 3 output channels cannot fill a vector.
-* dW kernels come in one build per channel tile width (``BWD_T``: 8 or 16, 4, 1); a call
+* dW kernels come in one build per tile (``BWD_T``: 8 or 16, 4, 1 channels, by J = 4 input
+  columns, or 9, 6 or 4 for a one-vector channel tile, ``tiles.dw_tile``); a call
   compiles only the one it uses (the widest that fits). A cold first ``conv_backward``
   after a ``conv_forward`` compiles only dW when C_in > 4, dW and the few-channel gather
   otherwise (``scripts/measure_numba.py --only compile`` measures the cold compiles).
@@ -249,9 +250,7 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t=None):
     # The dW kernel's tile is J input columns x T channels: K is zero-padded to a multiple
     # of T (only then is dZ copied) and the fw*C columns to one of J (repeating the last);
     # the padded channels' and columns' partials are dropped.
-    J, T = tiles.dw_tile(p.dtype, p.K)
-    if dw_t is not None and dw_t <= p.K:
-        T = dw_t
+    J, T = tiles.dw_tile(p.dtype, p.K, L, dw_t if dw_t is not None and dw_t <= p.K else None)
     Kp = -(-p.K // T) * T
     dZk = np.pad(dZ, ((0, 0), (0, 0), (0, 0), (0, Kp - p.K))) if Kp != p.K else dZ
     Lp = -(-L // J) * J
@@ -429,7 +428,7 @@ def _fwd_variant_applies(tile, p):
 def _dw_variant_applies(t, p):
     # (any dtype's widths: a float64 tile of 16 channels holds 64 accumulators, which fit in
     # AVX-512's registers)
-    return t <= p.K and not _is_small(p) and t != tiles.dw_tile(p.dtype, p.K)[1]
+    return t <= p.K and not _is_small(p) and t != tiles.dw_tile(p.dtype, p.K, p.fw * p.C)[1]
 
 
 def _pool_variant_applies(backward, nb, p):
