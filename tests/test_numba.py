@@ -312,3 +312,30 @@ def test_kernels_run_on_fastnn_threads_without_numba_threading_layer():
     env = dict(os.environ, FASTNN_NUM_THREADS="2")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "False"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_elementwise_kernels_match_reference_in_chunks(monkeypatch, dtype):
+    """relu, relu_backward, sigmoid and sigmoid_backward threaded in 3 uneven chunks (every
+    call, ``_THREADED_WORK`` 0), on NaN, +-0, +-inf and random signs: relu and its backward
+    equal the reference exactly (NaN where it has NaN), the sigmoids within the tolerance rule."""
+    monkeypatch.setattr(nb, "_THREADED_WORK", 0)
+    monkeypatch.setattr(nb, "_num_threads", lambda: 3)
+    rng = np.random.default_rng(11)
+    for n in (1, 2, 7, 1000, 4099):
+        Z = rng.standard_normal(n).astype(dtype)
+        dA = rng.standard_normal(n).astype(dtype)
+        specials = np.array([np.nan, -0.0, 0.0, np.inf, -np.inf], dtype=dtype)
+        Z[rng.integers(0, n, size=min(n, 20))] = rng.choice(specials, size=min(n, 20))
+        dA[rng.integers(0, n, size=min(n, 5))] = np.nan
+        for name, args in (("relu", (Z,)), ("relu_backward", (dA, Z))):
+            got = getattr(fastnn, name)(*args, backend="numba")
+            want = getattr(fastnn, name)(*args, backend=REF)
+            got, want = (got[0], want[0]) if isinstance(got, tuple) else (got, want)
+            assert got.dtype == want.dtype == np.dtype(dtype)
+            np.testing.assert_array_equal(got, want, err_msg=f"{name} n={n}")
+        finite = np.where(np.isfinite(Z), Z, 0).astype(dtype)
+        s, _ = fastnn.sigmoid(finite, backend="numba")
+        _close(s, fastnn.sigmoid(finite, backend=REF)[0], dtype, f"sigmoid n={n}")
+        _close(fastnn.sigmoid_backward(dA, finite, backend="numba"),
+               fastnn.sigmoid_backward(dA, finite, backend=REF), dtype, f"sigmoid_backward n={n}")

@@ -484,12 +484,12 @@ def _flat(a):
 
 @register("relu", NAME)
 def relu(x, out):
-    _run(kernels.relu, 4 * x.size, _flat(x), _flat(out))
+    _run(kernels.relu, 4 * x.size, _flat(x), _flat(out), out.dtype.type(0))
 
 
 @register("relu_backward", NAME)
 def relu_backward(dA, Z, out):
-    _run(kernels.relu_backward, 4 * dA.size, _flat(dA), _flat(Z), _flat(out))
+    _run(kernels.relu_backward, 4 * dA.size, _flat(dA), _flat(Z), _flat(out), out.dtype.type(0))
 
 
 @register("sigmoid", NAME)

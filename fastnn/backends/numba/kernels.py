@@ -165,34 +165,62 @@ def conv_bwd_plain(Xr, Zr, WT, dZ, dA, dW3, db, sh, sw, ph, pw, plh, plw):
                             g[c] += dz * wt[k, c]
 
 
+# The elementwise kernels loop over slices of their chunk from 0 and load every operand
+# unconditionally: so written, LLVM vectorises them into selects. (Indexing the whole arrays
+# from the chunk's start, with the load of dA inside the conditional, compiled to a branch
+# per element: relu_backward on random signs ran at 8 ns an element, 30x slower.)
+
+
 @kernel
-def relu(x, out, chunk, nchunks):
+def relu(x, out, zero, chunk, nchunks):
+    """out = x where x > 0 or x is NaN, else +0."""
     nloop = x.shape[0]
-    for q in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
-        v = x[q]
-        out[q] = v if (v > 0 or v != v) else 0
+    a = chunk * nloop // nchunks
+    b = (chunk + 1) * nloop // nchunks
+    xs = x[a:b]
+    os = out[a:b]
+    for q in range(b - a):
+        v = xs[q]
+        os[q] = v if ((v > zero) | (v != v)) else zero
 
 
 @kernel
-def relu_backward(dA, Z, out, chunk, nchunks):
+def relu_backward(dA, Z, out, zero, chunk, nchunks):
+    """out = 0 where Z <= 0, else dA (a NaN Z passes dA)."""
     nloop = dA.shape[0]
-    for q in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
-        out[q] = 0 if Z[q] <= 0 else dA[q]
+    a = chunk * nloop // nchunks
+    b = (chunk + 1) * nloop // nchunks
+    ds = dA[a:b]
+    zs = Z[a:b]
+    os = out[a:b]
+    for q in range(b - a):
+        d = ds[q]
+        z = zs[q]
+        os[q] = zero if z <= zero else d
 
 
 @kernel
 def sigmoid(x, out, one, chunk, nchunks):
     nloop = x.shape[0]
-    for q in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
-        out[q] = one / (one + np.exp(-x[q]))
+    a = chunk * nloop // nchunks
+    b = (chunk + 1) * nloop // nchunks
+    xs = x[a:b]
+    os = out[a:b]
+    for q in range(b - a):
+        os[q] = one / (one + np.exp(-xs[q]))
 
 
 @kernel
 def sigmoid_backward(dA, Z, out, one, chunk, nchunks):
     nloop = dA.shape[0]
-    for q in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
-        s = one / (one + np.exp(-Z[q]))
-        out[q] = dA[q] * s * (one - s)
+    a = chunk * nloop // nchunks
+    b = (chunk + 1) * nloop // nchunks
+    ds = dA[a:b]
+    zs = Z[a:b]
+    os = out[a:b]
+    for q in range(b - a):
+        s = one / (one + np.exp(-zs[q]))
+        os[q] = ds[q] * s * (one - s)
 
 
 @kernel
