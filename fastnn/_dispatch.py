@@ -75,7 +75,9 @@ __all__ = [
 OPS: Dict[str, str] = {
     "zero_pad": "(p: PadParams, X, out) -> None",
     "conv_forward": "(p: ConvParams, A_prev, W, b, Z) -> None; b has shape (K,)",
-    "conv_backward": "(p: ConvParams, A_prev, W, dZ, dA_prev, dW, db) -> None; db has shape (K,)",
+    "conv_backward": "(p: ConvParams, A_prev, W, dZ, dA_prev, dW, db) -> None; db has shape (K,); "
+                     "a kernel with the attribute input_grad_optional = True gets dA_prev None when "
+                     "the caller wants no input gradient (others get an array, then dropped)",
     "pool_forward": "(p: PoolParams, A_prev, A) -> None",
     "pool_backward": "(p: PoolParams, A_prev, dA, dA_prev) -> None",
     "relu": "(x, out) -> None",

@@ -52,11 +52,16 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
                 a_slice = A_pad[i, v0:v0 + p.fh, h0:h0 + p.fw, :]
                 for c in range(p.K):
                     g = dZ[i, h, w, c]
-                    dA_pad[i, v0:v0 + p.fh, h0:h0 + p.fw, :] += W[:, :, :, c] * g
+                    if dA_prev is not None:  # (None: the caller wants no input gradient)
+                        dA_pad[i, v0:v0 + p.fh, h0:h0 + p.fw, :] += W[:, :, :, c] * g
                     dW[:, :, :, c] += a_slice * g
                     db[c] += g
     # Un-pad by slicing with explicit ends (the course's [pad:-pad] breaks for pad = 0).
-    dA_prev[...] = dA_pad[:, p.ph:p.ph + p.H, p.pw:p.pw + p.W, :]
+    if dA_prev is not None:
+        dA_prev[...] = dA_pad[:, p.ph:p.ph + p.H, p.pw:p.pw + p.W, :]
+
+
+conv_backward.input_grad_optional = True  # dA_prev None: skipped (see _dispatch.OPS)
 
 
 def _pool_input(p, A_prev):

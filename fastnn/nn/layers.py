@@ -62,6 +62,10 @@ class Layer:
     def backward(self, dout: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    #: Whether ``backward`` takes ``input_grad=False`` to skip its input's gradient (a
+    #: model's first layer: :meth:`Sequential.backward` with ``input_grad=False``).
+    input_grad_optional = False
+
     def _take_cache(self):
         if self.cache is None:
             raise RuntimeError(f"{self!r}: backward() needs a forward(x, train=True) first")
@@ -117,8 +121,12 @@ class Conv2D(Layer):
         self.cache = cache if train else None
         return Z
 
-    def backward(self, dout):
-        dA_prev, dW, db = _conv.conv_backward(dout, self._take_cache())
+    #: ``backward`` takes ``input_grad=False`` (skips the gradient of its input).
+    input_grad_optional = True
+
+    def backward(self, dout, input_grad=True):
+        """Fill ``grads``; return the gradient of the input (``None`` with ``input_grad=False``)."""
+        dA_prev, dW, db = _conv.conv_backward(dout, self._take_cache(), input_grad=input_grad)
         self.grads = {"W": dW, "b": db}
         return dA_prev
 

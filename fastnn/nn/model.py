@@ -128,11 +128,17 @@ class Sequential:
 
     __call__ = forward
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        """Back-propagate ``dout`` (gradient of the loss w.r.t. the output); fills every layer's grads."""
+    def backward(self, dout: np.ndarray, input_grad: bool = True) -> Optional[np.ndarray]:
+        """Back-propagate ``dout`` (gradient of the loss w.r.t. the output); fills every layer's
+        grads and returns the gradient of the input. ``input_grad=False`` (training: the
+        input needs no gradient) lets a first layer that can skip it do so (a
+        convolution's dA_prev, as costly as its forward); it then returns ``None``."""
         if dout.dtype != self.dtype:
             raise TypeError(f"dout has dtype {dout.dtype}, the model computes in {self.dtype}")
-        for layer in reversed(self.layers):
+        for k in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[k]
+            if k == 0 and not input_grad and layer.input_grad_optional:
+                return layer.backward(dout, input_grad=False)
             dout = layer.backward(dout)
         return dout
 

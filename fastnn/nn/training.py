@@ -62,7 +62,7 @@ def train_epoch(model: Sequential, loss, optimizer, X: np.ndarray, Y: np.ndarray
         out = model.forward(X[idx], train=True)
         cost, dout = loss(out, Y[idx])
         correct = accuracy(loss.probabilities(out), Y[idx]) * len(idx)
-        model.backward(dout)
+        model.backward(dout, input_grad=False)  # (the images need no gradient)
         optimizer.step(model)
         return cost, correct
 

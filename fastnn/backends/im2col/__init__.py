@@ -316,11 +316,12 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
     if _is_pointwise(p):  # the input is the column matrix; col2im is the identity
         dZ2 = dZ.reshape(-1, p.K)
         np.matmul(A_prev.reshape(-1, p.C).T, dZ2, out=dW2)
-        np.matmul(dZ2, Wm.T, out=dA_prev.reshape(-1, p.C))
+        if dA_prev is not None:
+            np.matmul(dZ2, Wm.T, out=dA_prev.reshape(-1, p.C))
         return
     ar = arena()
     boxes, full = plan(p, _conv_cost(p, True))
-    if not full:
+    if not full and dA_prev is not None:
         dA_prev.fill(0)
     for k, box in enumerate(boxes):
         ar.reserve(box.nbytes)
@@ -333,8 +334,12 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
             part = ar.take((Kd, p.K), p.dtype)
             np.matmul(cols.T, dZc, out=part)
             dW2 += part
-        dcols = np.matmul(dZc, Wm.T, out=cols)  # the columns are spent: reuse their buffer
-        _add_columns(p, dcols, dA_prev, box, full, ar, spare)
+        if dA_prev is not None:  # (None: no input gradient wanted)
+            dcols = np.matmul(dZc, Wm.T, out=cols)  # the columns are spent: reuse their buffer
+            _add_columns(p, dcols, dA_prev, box, full, ar, spare)
+
+
+conv_backward.input_grad_optional = True  # dA_prev None: skipped (see _dispatch.OPS)
 
 
 #: Pooling has no GEMM to feed: its chunks are kept small enough that the columns are

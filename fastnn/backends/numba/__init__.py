@@ -239,6 +239,8 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t=None):
         _in_mode(SERIAL, conv_backward, p, A_prev, W, dZ, dA_prev, dW, db, dw_t)
         return
     if dw_t is None and _is_small(p):
+        if dA_prev is None:  # (no input gradient wanted: this kernel makes both, drop it)
+            dA_prev = np.empty(A_prev.shape, dtype=p.dtype)
         dZp, plh, plw = _gather_dZ(p, dZ)
         WT = np.ascontiguousarray(W.transpose(0, 1, 3, 2))
         Zr = dZp.reshape(p.m, dZp.shape[1], dZp.shape[2] * p.K)
@@ -268,7 +270,11 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t=None):
     dW.reshape(p.fh, L, p.K)[:] = sums[:, :L, :p.K]
     db[:] = dbs[:p.K]
     del Xp, Xs, dZk, part, sums
-    _dA_prev(p, W, dZ, dA_prev)
+    if dA_prev is not None:  # (None: the caller wants no input gradient)
+        _dA_prev(p, W, dZ, dA_prev)
+
+
+conv_backward.input_grad_optional = True  # dA_prev None: skipped (see _dispatch.OPS)
 
 
 def _dA_phases(n, n_out, f, s, pad):
@@ -441,8 +447,10 @@ def _declare_variants():
         register("conv_forward", NAME, variant="p%dt%d" % tile, applies=functools.partial(_fwd_variant_applies, tile))(
             functools.partial(conv_forward, tile=tile))
     for t in sorted({t for ts in tiles.BWD_T.values() for t in ts if t > 1}):
+        variant = functools.partial(conv_backward, dw_t=t)
+        variant.input_grad_optional = True
         register("conv_backward", NAME, variant="dwt%d" % t, applies=functools.partial(_dw_variant_applies, t))(
-            functools.partial(conv_backward, dw_t=t))
+            variant)
     # (the rule takes the widest block that fits, so only narrower ones are alternatives; a
     # block of one channel is never faster than a wider one)
     for nb in tiles.POOL_NB[1:-1]:
@@ -467,8 +475,11 @@ def _declare_thread_variants():
             ("pool_forward", pool_forward, _pool_work, _THREADED_WORK),
             ("pool_backward", pool_backward, _pool_work, _THREADED_WORK)):
         for mode in (SERIAL, THREADED):
+            variant = functools.partial(_in_mode, mode, fn)
+            if hasattr(fn, "input_grad_optional"):
+                variant.input_grad_optional = fn.input_grad_optional
             register(op, NAME, variant=mode, applies=functools.partial(_mode_applies, mode, work, threshold))(
-                functools.partial(_in_mode, mode, fn))
+                variant)
 
 
 _declare_variants()
