@@ -9,6 +9,7 @@ convolutions fastnn's share of the GEMM rate (NumPy matmul of a 1024 square, sam
 
     python scripts/measure_torch.py --set table --rounds 5
     python scripts/measure_torch.py --set heldout --rounds 5 --autotune
+    python scripts/measure_torch.py --set cnn --rounds 5       # fastnn train --model cnn's layers
 
 ``--autotune`` turns on ``fastnn.set_autotune(True)``: a layer's key is tuned on first sight
 (in the untimed warm-up), as a user with ``FASTNN_AUTOTUNE=1`` would run it. The held-out
@@ -44,6 +45,20 @@ HELDOUT_POOL = [
     PoolCase("pool3s2_128", 8, 28, 28, 128, 3, 2),
     PoolCase("pool2s2_96", 8, 14, 14, 96, 2, 2),
     PoolCase("pool3s2_odd", 4, 55, 55, 96, 3, 2),
+]
+
+
+#: The layers of ``fastnn train --model cnn`` (batch 16, the cat images): tuned on (the dW tile
+#: rule for a one-vector channel tile was measured on them), so reported apart from both sets.
+CNN_CONV = [
+    ConvCase("cnn_c1", 16, 64, 64, 3, 3, 8, 1, 1),
+    ConvCase("cnn_c2", 16, 32, 32, 8, 3, 16, 1, 1),
+    ConvCase("cnn_c3", 16, 16, 16, 16, 3, 32, 1, 1),
+]
+CNN_POOL = [
+    PoolCase("cnn_p1", 16, 64, 64, 8, 2, 2),
+    PoolCase("cnn_p2", 16, 32, 32, 16, 2, 2),
+    PoolCase("cnn_p3", 16, 16, 16, 32, 2, 2),
 ]
 
 
@@ -106,6 +121,8 @@ def _rows(which):
     if which == "table":
         convs = [c for n, c in BENCH_CONV_SHAPES.items() if n != "seed"]
         pools = [c for n, c in BENCH_POOL_SHAPES.items() if n != "seed"]
+    elif which == "cnn":
+        convs, pools = CNN_CONV, CNN_POOL
     else:
         convs, pools = HELDOUT_CONV, HELDOUT_POOL
     for case in convs:
@@ -145,7 +162,7 @@ def _rows(which):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--set", choices=("table", "heldout"), default="table")
+    ap.add_argument("--set", choices=("table", "heldout", "cnn"), default="table")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--block", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
