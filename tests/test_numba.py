@@ -339,3 +339,30 @@ def test_elementwise_kernels_match_reference_in_chunks(monkeypatch, dtype):
         _close(s, fastnn.sigmoid(finite, backend=REF)[0], dtype, f"sigmoid n={n}")
         _close(fastnn.sigmoid_backward(dA, finite, backend="numba"),
                fastnn.sigmoid_backward(dA, finite, backend=REF), dtype, f"sigmoid_backward n={n}")
+
+
+def test_few_channel_stride1_dA_over_pixels_matches_reference(force_parallel, monkeypatch):
+    """float32, C_in 1-4 at stride 1 with rows of at least one pixel block: the pixel-vectorised
+    dA_prev kernel runs (each C), with pads 0 to f-1, non-square filters, K under, at and over
+    the lanes, widths just at a block and past it (a shifted last block); dA, dW, db against
+    the reference."""
+    picked = []
+    _record(monkeypatch, nb._CONV.DA_PX, picked)
+    dtype = np.float32
+    cases = []
+    for C, P in tiles.DA_PX_P[np.dtype(dtype)].items():
+        cases += [ConvCase(f"C{C}_f3_p1_W{P}", 2, 4, P, C, 3, 5, 1, 1),
+                  ConvCase(f"C{C}_f3x2_p2x1_W{P + 7}", 1, 5, P + 7, C, (3, 2), 8, 1, (2, 1)),
+                  ConvCase(f"C{C}_f5_p0_W{P + 1}", 2, 6, P + 1, C, 5, 19, 1, 0)]
+    for case in cases:
+        A, W, b, hp, dZ = case.make(dtype, seed=8)
+        _, cache = fastnn.conv_forward(A, W, b, hp, backend="numba")
+        _, cache_ref = fastnn.conv_forward(A, W, b, hp, backend=REF)
+        dA3 = fastnn.conv_backward(dZ, cache, backend="numba")[0]
+        for name, g, g_ref in zip(("dA_prev", "dW", "db"), fastnn.conv_backward(dZ, cache, backend="numba"),
+                                  fastnn.conv_backward(dZ, cache_ref, backend=REF)):
+            _close(g, g_ref, dtype, f"{case.name} {name}")
+        with monkeypatch.context() as one:  # one chunk: the same bits as three
+            one.setattr(nb, "_num_threads", lambda: 1)
+            np.testing.assert_array_equal(fastnn.conv_backward(dZ, cache, backend="numba")[0], dA3)
+    assert {C for C, _ in picked} == set(tiles.DA_PX_P[np.dtype(dtype)])

@@ -30,7 +30,9 @@ work) or in chunks of its outer loop on fastnn's threads (:mod:`.threads`).
   view. For C_in <= 4 (and C_out at least one vector's lanes) a gather runs instead (each
   input pixel sums the windows covering it, pixels grouped by stride phase) with the sum
   over k in SIMD lanes (dZ and W zero-padded in k to whole lanes), since a forward tile
-  over 3 output channels cannot fill a vector.
+  over 3 output channels cannot fill a vector; in float32 at stride 1 (rows of at least one
+  pixel block) a correlation of the planar padded dZ vectorised over output pixels instead
+  (``templates.conv_dA_px``: no sum of lanes per output value).
 * dW kernels come in one build per tile (``BWD_T``: 8 or 16, 4, 1 channels, by J = 4 input
   columns, or 9, 6 or 4 for a one-vector channel tile, ``tiles.dw_tile``); a call
   compiles only the one it uses (the widest that fits). A cold first ``conv_backward``
@@ -315,8 +317,25 @@ def _phase_input(dZ, top, bottom, left, right):
     return dZ
 
 
+def _dA_px_applies(p) -> bool:
+    """The pixel-vectorised few-channel dA_prev: C_in <= 4, stride 1, pads below the filter
+    (dZ is then padded, never cropped) and at least one pixel block per row."""
+    return (p.C <= 4 and p.dtype in tiles.DA_PX_P and p.sh == 1 and p.sw == 1 and p.ph < p.fh
+            and p.pw < p.fw and p.W >= tiles.DA_PX_P[p.dtype][p.C])
+
+
 def _dA_prev(p, W, dZ, dA_prev):
     """dA_prev by the few-channel gather (C_in <= 4) or per stride phase by the forward kernel."""
+    if _dA_px_applies(p):
+        # Few input channels at stride 1: a correlation of the planar padded dZ with W flipped,
+        # vectorised over output pixels (no sum of lanes per output value, as below).
+        P = tiles.DA_PX_P[p.dtype][p.C]
+        th, tw = p.fh - 1 - p.ph, p.fw - 1 - p.pw
+        Zt = np.empty((p.m, p.H + p.fh - 1, p.K, p.W + p.fw - 1), dtype=p.dtype)
+        _run(kernels.planar_pad, Zt.size, dZ, Zt, th, tw, p.dtype.type(0))
+        Wf = np.ascontiguousarray(W[::-1, ::-1].transpose(0, 1, 3, 2))
+        _threaded(_CONV.DA_PX[p.C, P], Zt, Wf, dA_prev, p.dtype.type(0))
+        return
     lanes = tiles.DA_KVEC_L[p.dtype]
     if p.C <= 4 and p.K >= lanes:
         # Few input channels: the gather sums over k in SIMD lanes, with dZ and W zero-padded

@@ -46,6 +46,38 @@ def pad_copy(X, out, ph, pwc, value, chunk, nchunks):
 
 
 @kernel
+def planar_pad(X, out, th, tw, zero, chunk, nchunks):
+    """out[i, y, k, x] = X[i, y - th, x - tw, k], zero where that is outside X: X (m, H, W, K)
+    padded by (th, tw) in front (and behind as far as out reaches) and made planar, channels
+    before columns. A row of X is one small (W, K) block, transposed in cache."""
+    m, H, W, K = X.shape
+    _, Hq, _, Wq = out.shape
+    nloop = m * Hq
+    for t in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
+        i = t // Hq
+        y = t - i * Hq
+        h = y - th
+        o = out[i, y]
+        if h < 0 or h >= H:
+            for k in range(K):
+                ok = o[k]
+                for x in range(Wq):
+                    ok[x] = zero
+            continue
+        xr = X[i, h]
+        for k in range(K):
+            ok = o[k]
+            for x in range(tw):
+                ok[x] = zero
+            for x in range(tw + W, Wq):
+                ok[x] = zero
+        for w in range(W):
+            xw = xr[w]
+            for k in range(K):
+                o[k, tw + w] = xw[k]
+
+
+@kernel
 def sum_parts(part, out, chunk, nchunks):
     """out = part[0] + part[1] + ... (in that order) over flat arrays."""
     n = out.shape[0]

@@ -215,6 +215,46 @@ def conv_dA_kvec(name: str, C: int, L: int) -> List[str]:
     return out
 
 
+# ------------------------- conv dA_prev for few input channels, stride 1, over pixels
+
+def conv_dA_px(name: str, C: int, P: int) -> List[str]:
+    """dA_prev for C input channels at stride 1 as a correlation of dZ, vectorised over P
+    consecutive output pixels (not over k, which leaves one sum of lanes per output value):
+    each (tap, k) loads P consecutive values of a row of the planar padded dZ and adds them,
+    times one weight per channel, into P x C accumulators; the block goes through ``buf``
+    (whole vectors, for the SLP vectoriser) into dA_prev's interleaved channels."""
+    L = [
+        "@kernel(fastmath=FASTMATH_CONV)",
+        f"def {name}(Zt, Wf, dA, zero):",
+        f'    """dA[i, h, w, c] = sum over (a, b, k) of Zt[i, h + a, k, w + b] * Wf[a, b, k, c], pixels in',
+        f"    blocks of {P} (the last shifted back to end at W; needs W >= {P}); Zt is dZ zero-padded by",
+        "    (fh - 1 - ph, fw - 1 - pw) on each side, planar (m, H + fh - 1, K, W + fw - 1), and Wf is W",
+        f'    flipped in (kh, kw) as (fh, fw, K, C = {C})."""',
+        "    m, H, W, _ = dA.shape",
+        "    fh, fw, K, _ = Wf.shape",
+        f"    nwb = (W + {P - 1}) // {P}",
+        f"    buf = np.empty(({C}, {P}), dtype=dA.dtype)",
+        "    for t in range(m * H):",
+        "        i = t // H",
+        "        h = t - i * H",
+        "        drow = dA[i, h]",
+        "        for wb in range(nwb):",
+        f"            w0 = {_shifted('wb', P, 'W')}",
+    ]
+    I = " " * 12
+    L += [I + f"a{q}_{c} = zero" for q in range(P) for c in range(C)]
+    L += [I + "for a in range(fh):", I + "    zrow = Zt[i, h + a]", I + "    wa = Wf[a]",
+          I + "    for b in range(fw):", I + "        wt = wa[b]", I + "        for k in range(K):",
+          I + "            zk = zrow[k, w0 + b:]"]
+    L += [I + f"            u{c} = wt[k, {c}]" for c in range(C)]
+    L += [I + f"            z{q} = zk[{q}]" for q in range(P)]
+    L += [I + f"            a{q}_{c} += z{q} * u{c}" for c in range(C) for q in range(P)]
+    L += [I + f"buf[{c}, {q}] = a{q}_{c}" for c in range(C) for q in range(P)]
+    L += [I + f"for q in range({P}):", I + "    g = drow[w0 + q]"]
+    L += [I + f"    g[{c}] = buf[{c}, q]" for c in range(C)]
+    return L
+
+
 # --------------------------------------------------------------------- conv dW
 
 
@@ -535,9 +575,14 @@ def conv_source() -> str:
     for C, L in tiles.all_da_tiles():
         da.append(((C, L), f"conv_dA_c{C}l{L}"))
         out += ["", "", *chunked(conv_dA_kvec(da[-1][1], C, L))]
+    px = []
+    for C, P in tiles.all_da_px_tiles():
+        px.append(((C, P), f"conv_dA_px_c{C}p{P}"))
+        out += ["", "", *chunked(conv_dA_px(px[-1][1], C, P))]
     out += _table("FWD", "(P pixels, T channels) -> forward tile kernel", fwd)
     out += _table("DW", "(J input columns, T channels) -> dW tile kernel", dw)
     out += _table("DA", "(C input channels, L lanes) -> few-channel dA_prev kernel", da)
+    out += _table("DA_PX", "(C input channels, P pixels) -> few-channel stride-1 dA_prev kernel", px)
     return "\n".join(out) + "\n"
 
 

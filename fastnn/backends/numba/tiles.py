@@ -43,6 +43,13 @@ DW_J_ONE_VECTOR = (9, 6, 4)
 DA_KVEC_P = {1: 8, 2: 4, 3: 3, 4: 3}
 DA_KVEC_L = {F64: 4, F32: 8}
 
+#: dA_prev for C_in <= 4 at stride 1, vectorised over pixels: the pixel block by C_in per
+#: dtype (P x C accumulators in 8-12 AVX2 registers; ``templates.conv_dA_px``). float32 only:
+#: its whole conv_backward ran 1.4-1.7x faster than with the lane-sum gather (16x64x64x3 -> 8,
+#: 64x64x64x3 -> 16, 32x32x32x3 5x5 -> 16), while in float64 (16 pixels a block) the two were
+#: within the host's noise (0.74-1.34x), so float64 keeps the gather.
+DA_PX_P = {F32: {1: 64, 2: 48, 3: 32, 4: 24}}
+
 #: Channel block widths of the pooling kernels, widest first: a block holds NB running
 #: maxima/sums/positions in registers; the window's sum or maximum is a chain of dependent
 #: operations per block, and more lanes side by side hide its latency (64 spilled registers
@@ -96,6 +103,10 @@ def all_dw_tiles():
     rows = {(DW_J[dt], T) for dt in DW_J for T in {t for ts in BWD_T.values() for t in ts}}
     rows |= {(J, LANES[dt]) for dt in LANES for J in DW_J_ONE_VECTOR}
     return sorted(rows, reverse=True)
+
+
+def all_da_px_tiles():
+    return sorted({(C, P) for by_c in DA_PX_P.values() for C, P in by_c.items()})
 
 
 def all_da_tiles():
