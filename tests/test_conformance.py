@@ -172,6 +172,21 @@ def test_check_usage_errors(capsys):
     assert "not a course function" in capsys.readouterr().err
 
 
+def test_threads_check_is_bit_for_bit(wrong):
+    """A kernel off by one ulp in other threads is within every tolerance, and still caught."""
+    import threading
+
+    def relu(x, out):
+        np.maximum(x, 0, out=out)
+        if threading.current_thread() is not threading.main_thread():
+            out[...] = np.nextafter(out, np.inf)
+
+    name = wrong("wrong_threads", "relu", relu)
+    bad = _failures(name, ops=["relu"], kinds=["threads"])
+    assert set(bad) == {"threads/relu/float32", "threads/relu/float64"}
+    assert "concurrent calls must equal serial ones bit for bit" in bad["threads/relu/float64"]
+
+
 def test_plugin_that_raises_is_recorded_and_its_backend_removed(monkeypatch):
     from fastnn import _plugins
 

@@ -11,7 +11,7 @@ Kinds of check: ``golden`` (the values the course prints), ``matrix`` (every nam
 :mod:`fastnn.testing.tolerance`), ``gradients`` (backward against central differences of the
 forward), ``bad_input`` (the wrapper's errors reach the user unchanged), ``mutation`` (inputs
 are never modified), ``nan`` (NaN and Inf propagate as in the ground truth), ``ties`` (the
-max-pool tie rules), ``threads`` (concurrent calls equal serial ones).
+max-pool tie rules), ``threads`` (concurrent calls equal serial ones bit for bit).
 """
 
 from __future__ import annotations
@@ -552,37 +552,59 @@ def _nonfinite(got, ref, what, exact):
     return None
 
 
-def _threads(s, op, dtype, n_threads=4, rounds=2):
+def _threads(s, op, dtype, n_threads=4, rounds=2, calls=None):
+    """Concurrent calls equal serial ones bit for bit; ``calls``: zero-argument callables returning
+    a list of arrays (default: ``n_threads`` of ``op``'s :func:`_calls`)."""
     def fn():
-        calls = [_calls(op, dtype)[2] for _ in range(n_threads)]
-        serial = [_as_tuple(c(s)) for c in calls]
-        results: List[list] = [[] for _ in range(n_threads)]
+        fns = calls or [(lambda c: lambda: _as_tuple(c(s)))(_calls(op, dtype)[2]) for _ in range(n_threads)]
+        n = len(fns)
+        serial = [c() for c in fns]
+        results: List[list] = [[] for _ in range(n)]
         errors: List[BaseException] = []
-        barrier = threading.Barrier(n_threads)
+        barrier = threading.Barrier(n)
 
         def worker(k):
             try:
                 barrier.wait(30)
                 for _ in range(rounds):
-                    results[k].append(_as_tuple(calls[k](s)))
+                    results[k].append(fns[k]())
             except BaseException as exc:  # noqa: BLE001
                 errors.append(exc)
 
-        ts = [threading.Thread(target=worker, args=(k,)) for k in range(n_threads)]
+        ts = [threading.Thread(target=worker, args=(k,)) for k in range(n)]
         for t in ts:
             t.start()
         for t in ts:
             t.join(120)
         if errors:
             return Problem(f"a concurrent call raised {type(errors[0]).__name__}: {errors[0]}")
-        for k in range(n_threads):
+        for k in range(n):
             for got in results[k]:
                 for i, (g, e) in enumerate(zip(got, serial[k])):
-                    p = compare(g, e, dtype, f"output {i} (concurrent vs serial)", s.strict_dtype)
+                    p = _bitwise(g, e, f"output {i} (concurrent vs serial)")
                     if p:
                         return p
         return None
     return fn
+
+
+def _bitwise(got, expected, what) -> Optional[Problem]:
+    """None when ``got`` is ``expected`` bit for bit (shape, dtype and every element, NaN at the
+    same places): a pinned backend is bit-stable, so concurrency may not change one bit."""
+    g, e = np.asarray(got), np.asarray(expected)
+    if g.shape != e.shape or g.dtype != e.dtype:
+        return Problem(f"{what} has shape {g.shape} and dtype {g.dtype}, expected {e.shape} and {e.dtype}")
+    if np.array_equal(g, e, equal_nan=True):
+        return None
+    bad = ~((g == e) | (np.isnan(g) & np.isnan(e)))
+    first = tuple(np.argwhere(bad)[0])
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.where(bad, np.abs(g.astype(np.float64) - e.astype(np.float64)), 0.0)
+    worst = np.unravel_index(int(np.argmax(np.nan_to_num(err, nan=np.inf))), err.shape)
+    return Problem(f"{what}{_fmt_index(first)} differs: serial {_v(e[first])}, concurrent {_v(g[first])} "
+                   f"({int(bad.sum())} of {bad.size} differ, max abs err {float(np.nanmax(err)):.3g} at "
+                   f"{_fmt_index(worst)}; concurrent calls must equal serial ones bit for bit)",
+                   float(np.nanmax(err)), None, _fmt_index(worst))
 
 
 def _as_tuple(out):
