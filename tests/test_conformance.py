@@ -159,8 +159,51 @@ def test_function_check_of_a_student_conv_forward(tmp_path, capsys, right):
     else:
         assert rc == 1
         assert "FAIL matrix/conv_forward/stride_gt_f/float64: Z[" in text
-        assert "check the stride in your slice" in text
+        assert "your Z equals a stride-1 convolution: check the stride in your slice" in text
         assert "FAIL golden/conv_forward/course" in text
+
+
+def _student_conv(mistake):
+    src = STUDENT.replace("STEP(stride)", "stride")
+    if mistake == "no_b":
+        src = src.replace(" + float(b[0, 0, 0, c])", "")
+    elif mistake == "odd":  # a mistake no diagnosis knows: the existing hint remains
+        src = src.replace("np.sum(a * W[:, :, :, c])", "np.sum(a * W[:, :, :, c]) * 1.001")
+    ns = {}
+    exec(compile(src, "student", "exec"), ns)
+    return ns["conv_forward"]
+
+
+def _student_pool(mistake):
+    def pool_forward(A_prev, hparameters, mode="max"):
+        f, stride = hparameters["f"], hparameters["stride"]
+        m, H, W, C = A_prev.shape
+        n_H, n_W = int(1 + (H - f) / stride), int(1 + (W - f) / stride)
+        A = np.zeros((m, n_H, n_W, C))
+        step = 1 if mistake == "stride" else stride
+        use = {"max": "average", "average": "max"}[mode] if mistake == "mode" else mode
+        for h in range(n_H):
+            for w in range(n_W):
+                window = A_prev[:, h * step:h * step + f, w * step:w * step + f, :]
+                A[:, h, w, :] = window.max(axis=(1, 2)) if use == "max" else window.mean(axis=(1, 2))
+        return A, (A_prev, hparameters)
+    return pool_forward
+
+
+@pytest.mark.parametrize("op, make, mistake, said", [
+    ("conv_forward", _student_conv, "no_b", "your Z equals the convolution without b"),
+    ("conv_forward", _student_conv, "odd", "this case has stride 3: check the stride in your slice"),
+    ("pool_forward", _student_pool, "mode", "your output is average pooling: for mode='max'"),
+    ("pool_forward", _student_pool, "stride", "your output equals a stride-1 pooling: check the stride in your slice"),
+])
+def test_a_wrong_conv_or_pool_is_diagnosed(op, make, mistake, said):
+    s = conformance.function_subject(make(mistake), op)
+    bad = {c.id: p.message for c, p in conformance.run(s, kinds=["matrix"], quick=True) if p is not None}
+    assert bad and any(said in m for m in bad.values()), bad
+    if mistake == "odd":  # no diagnosis claims what it did not find
+        assert not any("your Z equals" in m for m in bad.values())
+    right = conformance.function_subject(make(None), op)
+    assert all(p is None for _, p in conformance.run(right, kinds=["matrix"], quick=True))
 
 
 def test_check_usage_errors(capsys):

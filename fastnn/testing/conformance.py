@@ -210,6 +210,68 @@ def _hint(s: Subject, op: str, case) -> str:
     return "; " + "; ".join(hints) if hints else ""
 
 
+def _matches(got, alt, dtype) -> bool:
+    """``got`` equals ``alt``, or ``alt``'s top-left corner of ``got``'s height and width (a
+    mistake that kept the right output shape), under the tolerance rule."""
+    try:
+        g, a = np.asarray(got, dtype=np.float64), np.asarray(alt, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    if g.ndim != a.ndim or any(x > y for x, y in zip(g.shape, a.shape)) or (
+            g.ndim == 4 and (g.shape[0], g.shape[3]) != (a.shape[0], a.shape[3])):
+        return False
+    a = a[tuple(slice(0, n) for n in g.shape)]
+    return g.size > 0 and compare(g, a, dtype, "", False) is None
+
+
+def _diagnose(s: Subject, op: str, args, got, dtype) -> str:
+    """The course mistake whose result the student's output equals, as a hint ("" if none does):
+    the ground truth run with the mistaken hyper-parameters (stride 1, no pad, no b, swapped
+    stride and pad; pooling: the other mode, stride 1, f and stride swapped)."""
+    if s.is_backend:
+        return ""
+    if op == "conv_forward":
+        A, W, b, hp = args
+        stride, pad = hp["stride"], hp["pad"]
+        tries = [({"stride": 1, "pad": pad}, b, "your Z equals a stride-1 convolution: check the stride in your "
+                  "slice (vert_start = h * stride, horiz_start = w * stride)"),
+                 ({"stride": stride, "pad": 0}, b, "your Z equals the convolution without padding: pad A_prev "
+                  "(A_prev_pad = zero_pad(A_prev, pad)) and slice A_prev_pad"),
+                 ({"stride": stride, "pad": pad}, np.zeros_like(b), "your Z equals the convolution without b: "
+                  "add b[:, :, :, c] to each window's sum (conv_single_step)"),
+                 ({"stride": pad, "pad": stride}, b, "your Z equals the convolution with stride and pad swapped: "
+                  "stride = hparameters['stride'], pad = hparameters['pad']")]
+        for hp2, b2, text in tries:
+            if hp2 == hp and b2 is b:
+                continue
+            try:
+                alt = s.ref["conv_forward"](A, W, b2, hp2)[0]
+            except Exception:  # noqa: BLE001  (the mistake is impossible here, e.g. stride 0)
+                continue
+            if _matches(got, alt, dtype):
+                return "; " + text
+        return ""
+    if op == "pool_forward":
+        A, hp, mode = args
+        other = {"max": "average", "average": "max"}[mode]
+        tries = [(hp, other, f"your output is {other} pooling: for mode={mode!r} take the window's "
+                             f"{'np.max' if mode == 'max' else 'np.mean'}"),
+                 ({**hp, "stride": 1}, mode, "your output equals a stride-1 pooling: check the stride in your "
+                                             "slice (vert_start = h * stride, horiz_start = w * stride)"),
+                 ({**hp, "f": hp["stride"], "stride": hp["f"]}, mode, "your output equals the pooling with f and "
+                                                                      "stride swapped: f = hparameters['f']")]
+        for hp2, mode2, text in tries:
+            if hp2 == hp and mode2 == mode:
+                continue
+            try:
+                alt = s.ref["pool_forward"](A, hp2, mode2)[0]
+            except Exception:  # noqa: BLE001
+                continue
+            if _matches(got, alt, dtype):
+                return "; " + text
+    return ""
+
+
 def _course_ok(case) -> bool:
     """Cases a course-style function can take: int stride and pad, square window, no pool padding."""
     return all(isinstance(getattr(case, k, 0), int) for k in ("f", "stride", "pad")) and not (
@@ -228,7 +290,10 @@ def _matrix_conv(s: Subject, case, dtype, op):
         if op == "conv_forward":
             Z, cache = s.conv_forward(A, W, b, hp)
             p = compare(Z, Z_ref, dtype, "Z", s.strict_dtype)
-            if p is None and not (cache[0] is A and cache[1] is W and cache[2] is b and cache[3] is hp):
+            if p is not None:
+                p.message += _diagnose(s, op, (A, W, b, hp), Z, dtype) or _hint(s, op, case)
+                return p
+            if not (cache[0] is A and cache[1] is W and cache[2] is b and cache[3] is hp):
                 p = Problem("cache must be (A_prev, W, b, hparameters), the arguments as passed")
         else:
             grads = s.conv_backward(dZ, (A, W, b, hp))
@@ -249,7 +314,10 @@ def _matrix_pool(s: Subject, case, dtype, op, mode, ties):
         if op == "pool_forward":
             out, cache = s.pool_forward(A, hp, mode)
             p = compare(out, out_ref, dtype, "A", s.strict_dtype)
-            if p is None and not (cache[0] is A and cache[1] is hp):
+            if p is not None:
+                p.message += _diagnose(s, op, (A, hp, mode), out, dtype) or _hint(s, op, case)
+                return p
+            if not (cache[0] is A and cache[1] is hp):
                 p = Problem("cache must be (A_prev, hparameters), the arguments as passed")
         else:
             p = compare(s.pool_backward(dA, (A, hp), mode, ties), g_ref, dtype, "dA_prev", s.strict_dtype)
