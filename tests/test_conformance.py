@@ -206,6 +206,134 @@ def test_a_wrong_conv_or_pool_is_diagnosed(op, make, mistake, said):
     assert all(p is None for _, p in conformance.run(right, kinds=["matrix"], quick=True))
 
 
+# ------------------------------------------------------------------ --function on the dense functions
+
+STUDENT_DENSE = """
+import numpy as np
+
+def my_linear(A, W, b):
+    Z = np.dot(W, A) + b
+    return Z, (A, W, b)
+"""
+
+
+@pytest.mark.parametrize("right", [True, False])
+def test_function_check_of_a_student_linear_forward(tmp_path, capsys, right):
+    from fastnn import cli
+
+    src = STUDENT_DENSE if right else STUDENT_DENSE.replace(" + b\n", "\n")  # wrong: b forgotten
+    (tmp_path / "nb_dense.py").write_text(src)
+    target = f"{tmp_path / 'nb_dense.py'}:my_linear"
+    assert cli.main(["check", "--function", target]) == 2  # my_linear is no course name: --as needed
+    assert "pass --as one of" in capsys.readouterr().err
+    out = tmp_path / "r.json"
+    rc = cli.main(["check", "--function", target, "--as", "linear_forward", "--json", str(out)])
+    text = capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    assert doc["checks"] >= 10 and {r["op"] for r in doc["results"]} == {"linear_forward"}
+    assert {r["id"].split("/")[-1] for r in doc["results"] if r["kind"] == "matrix"} == {"float32", "float64"}
+    if right:
+        assert rc == 0 and doc["failed"] == 0, text
+    else:
+        assert rc == 1
+        assert "FAIL matrix/linear_forward/square/float64: Z[" in text
+        assert "differs: expected" in text
+        assert "your Z equals np.dot(W, A) without b: did you forget to add b?" in text
+        assert "FAIL golden/linear_forward/course" in text
+
+
+def _dense_wrong(op, mistake):
+    """A student's dense function with one mistake (built on fastnn's own for the rest)."""
+    from fastnn import dnn
+
+    if op == "linear_forward":
+        return lambda A, W, b: (np.dot(W.T, A) + b, (A, W, b))
+    if op == "linear_backward":
+        def linear_backward(dZ, cache):
+            A, W, b = cache
+            m = A.shape[1]
+            db = np.sum(dZ, axis=1, keepdims=True) / m
+            return np.dot(W.T, dZ), np.dot(dZ, A.T) / (1 if mistake == "no_m" else m), (db if mistake else db.ravel())
+        return linear_backward
+    if op == "linear_activation_forward":
+        return lambda A, W, b, activation: dnn.linear_activation_forward(
+            A, W, b, {"relu": "sigmoid", "sigmoid": "relu"}[activation])
+    if op == "linear_activation_backward":
+        return lambda dA, cache, activation: dnn.linear_backward(dA, cache[0])
+    if op == "L_model_forward":
+        def L_model_forward(X, parameters):
+            A, caches = X, []
+            for l in range(1, len(parameters) // 2 + 1):
+                A, c = dnn.linear_activation_forward(A, parameters[f"W{l}"], parameters[f"b{l}"], "relu")
+                caches.append(c)
+            return A, caches
+        return L_model_forward
+    if op == "compute_cost":
+        return lambda AL, Y: -np.sum(Y * np.log(AL) + (1 - Y) * np.log(1 - AL), keepdims=True) / AL.shape[1]
+    if op == "L_model_backward":
+        def L_model_backward(AL, Y, caches):
+            g = dnn.L_model_backward(AL, Y, caches)
+            return {k: -v for k, v in g.items()}
+        return L_model_backward
+
+    def update_parameters(parameters, grads, learning_rate):
+        return {k: v + learning_rate * grads["d" + k] for k, v in parameters.items()}
+    return update_parameters
+
+
+@pytest.mark.parametrize("op, mistake, said", [
+    ("linear_forward", "W.T", "your Z equals np.dot(W.T, A) + b: check the transpose of W"),
+    ("linear_backward", "no_m", "your dW equals np.dot(dZ, A_prev.T) without the 1/m: divide by m"),
+    ("linear_backward", None, "db has shape"),
+    ("linear_activation_forward", "swapped", "with activation='relu' apply relu"),
+    ("linear_activation_backward", "no_dZ", "your gradients equal linear_backward(dA, linear_cache): compute dZ ="),
+    ("L_model_forward", "relu_last", "your last layer applies relu: the output layer is LINEAR -> SIGMOID"),
+    ("compute_cost", "no_squeeze", "cost has shape (1, 1), expected (); your cost has shape (1, 1): use np.squeeze(cost)"),
+    ("L_model_backward", "sign", "your gradients have the wrong sign: dAL = -(np.divide(Y, AL)"),
+    ("update_parameters", "plus", "your W1 equals W1 + learning_rate * dW1: subtract the gradient"),
+])
+def test_a_wrong_dense_function_is_diagnosed(op, mistake, said):
+    s = conformance.function_subject(_dense_wrong(op, mistake), op)
+    bad = {c.id: p.message for c, p in conformance.run(s) if p is not None}
+    matrix = [m for i, m in bad.items() if i.startswith(f"matrix/{op}/")]
+    assert matrix and any(said in m for m in matrix), bad
+    assert f"golden/{op}/course" in bad  # the course's printed values catch it too
+
+
+@pytest.mark.parametrize("op", conformance.DENSE)
+def test_the_course_dense_functions_pass(op):
+    """fastnn's own dense functions, checked as a student's would be (golden values included)."""
+    from fastnn import dnn
+
+    results = conformance.run(conformance.function_subject(getattr(dnn, op), op))
+    assert {c.kind for c, _ in results} == {"golden", "matrix", "mutation", "threads"}
+    assert [(c.id, p.message) for c, p in results if p is not None] == []
+
+
+def test_newer_notebooks_dA_numbering_is_accepted():
+    """Newer notebooks store layer l's input gradient as dA{l-1} (dA0 for X): both pass."""
+    from fastnn import dnn
+
+    def newer(AL, Y, caches):
+        g = dnn.L_model_backward(AL, Y, caches)
+        return {(f"dA{int(k[2:]) - 1}" if k.startswith("dA") else k): v for k, v in g.items()}
+
+    results = conformance.run(conformance.function_subject(newer, "L_model_backward"), kinds=["golden", "matrix"])
+    assert results and all(p is None for _, p in results)
+
+
+def test_a_function_that_mutates_its_inputs_is_caught():
+    def update_parameters(parameters, grads, learning_rate):
+        for k in parameters:
+            parameters[k] -= learning_rate * grads["d" + k]
+        return parameters
+
+    bad = {c.id: p.message for c, p in conformance.run(conformance.function_subject(update_parameters, "update_parameters"))
+           if p is not None}
+    assert set(bad) == {"mutation/update_parameters/float32", "mutation/update_parameters/float64"}
+    assert "modified its input parameters['W1']" in bad["mutation/update_parameters/float64"]
+
+
 def test_check_usage_errors(capsys):
     from fastnn import cli
 

@@ -66,8 +66,8 @@ def run(args) -> int:
         return usage("give a BACKEND or --function MODULE:ATTR (one of them)")
     ops, kinds = _split(args.ops), _split(args.kinds)
     for op in ops or ():
-        if op not in _dispatch.OPS:
-            return usage(f"unknown op {op!r}; ops are {', '.join(_dispatch.OPS)}")
+        if op not in conformance.ALL_OPS:
+            return usage(f"unknown op {op!r}; ops are {', '.join(conformance.ALL_OPS)}")
     for k in kinds or ():
         if k not in conformance.KINDS:
             return usage(f"unknown kind {k!r}; kinds are {', '.join(conformance.KINDS)}")
