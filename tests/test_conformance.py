@@ -343,6 +343,31 @@ def test_check_usage_errors(capsys):
     assert "not a course function" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("args, said", [
+    (["--ops", "conv_fwd"], "unknown op 'conv_fwd'; ops are zero_pad, conv_forward"),
+    (["--dtypes", "float16"], "unknown dtype in --dtypes 'float16'; dtypes are float32, float64"),
+    (["--kinds", "speed"], "unknown kind 'speed'; kinds are golden, matrix"),
+    (["--ops", "relu", "--kinds", "gradients"], "the selection matches no checks of backend reference"),
+    (["--ops", "linear_forward"], "the selection matches no checks of backend reference"),  # a backend has no dense op
+])
+def test_check_selection_errors_exit_2(capsys, args, said):
+    from fastnn import cli
+
+    assert cli.main(["check", REF, *args]) == 2
+    err = capsys.readouterr().err
+    assert said in err, err
+    if "matches no checks" in said:
+        assert "its ops are zero_pad, conv_forward" in err
+
+
+def test_check_function_selection_that_matches_nothing_exits_2(capsys):
+    from fastnn import cli
+
+    assert cli.main(["check", "--function", "fastnn.dnn:linear_forward", "--ops", "conv_forward"]) == 2
+    err = capsys.readouterr().err
+    assert "matches no checks" in err and "its ops are linear_forward" in err
+
+
 def test_threads_check_is_bit_for_bit(wrong):
     """A kernel off by one ulp in other threads is within every tolerance, and still caught."""
     import threading

@@ -18,7 +18,8 @@ def add_arguments(parser) -> None:
                              "(MODULE may be a path to a .py file)")
     parser.add_argument("--as", dest="as_", metavar="NAME",
                         help="which course function it is (default: ATTR's name)")
-    parser.add_argument("--ops", help="comma-separated ops (default: all)")
+    parser.add_argument("--ops", help="comma-separated ops: kernel ops (conv_forward, ...) or dense functions "
+                        "(linear_forward, ...); default: all the subject has")
     parser.add_argument("--dtypes", help="comma-separated: float32,float64")
     parser.add_argument("--kinds", help="comma-separated kinds of check (golden, matrix, gradients, ...)")
     parser.add_argument("--quick", action="store_true", help="a few named cases per op")
@@ -76,7 +77,7 @@ def run(args) -> int:
         if dtypes and any(d not in (np.float32, np.float64) for d in dtypes):
             raise TypeError
     except TypeError:
-        return usage(f"--dtypes must be float32 and/or float64, got {args.dtypes!r}")
+        return usage(f"unknown dtype in --dtypes {args.dtypes!r}; dtypes are float32, float64")
     if args.function:
         try:
             fn, attr = _load_function(args.function)
@@ -92,6 +93,12 @@ def run(args) -> int:
             return usage(f"unknown backend {args.backend!r}; available: {', '.join(_dispatch.available_backends())}")
         subject, title = args.backend, f"backend {args.backend}"
     selected = conformance.checks(subject, ops=ops, dtypes=dtypes, kinds=kinds, quick=args.quick)
+    if not selected:
+        has = [op for op in conformance.ALL_OPS if (subject.has(op) if not isinstance(subject, str)
+                                                     else conformance.backend_subject(subject).has(op))]
+        return usage(f"the selection matches no checks of {title} (--ops {args.ops or 'all'}, "
+                     f"--dtypes {args.dtypes or 'default'}, --kinds {args.kinds or 'all'}); "
+                     f"its ops are {', '.join(has)}")
     print(f"fastnn check {title}: {len(selected)} checks{' (--quick)' if args.quick else ''}")
     results, failed = [], 0
     for c in selected:
@@ -112,4 +119,4 @@ def run(args) -> int:
                "failed": failed, "results": results}
         with open(args.json, "w") as fh:
             json.dump(doc, fh, indent=1)
-    return 1 if failed or not selected else 0
+    return 1 if failed else 0
