@@ -407,3 +407,18 @@ def test_plugin_that_raises_is_recorded_and_its_backend_removed(monkeypatch):
     _plugins._load_one(Hijack())
     assert "may not replace" in _plugins.PLUGINS["hijack"]["error"]
     assert _dispatch._backends[REF].priority == 0
+
+
+def test_non_finite_gradients_of_padded_pooling_are_checked(wrong):
+    """A pool_backward that loses NaN only where the pooling is padded (fastnn's, not the course's)."""
+    ref = _dispatch.kernel_of("pool_backward", REF)
+
+    def lossy(p, A, dA, dA_prev):
+        ref(p, A, dA, dA_prev)
+        if p.ph:
+            np.nan_to_num(dA_prev, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+
+    name = wrong("wrong_padded_nan", "pool_backward", lossy)
+    bad = _failures(name, ops=["pool_backward"], kinds=["nan"])
+    assert list(bad) == ["nan/pool_backward/propagation"]
+    assert "'pad': 1" in bad["nan/pool_backward/propagation"]
