@@ -23,7 +23,8 @@ def pytest_addoption(parser):
     """The ``--fastnn-*`` options (only declared: nothing runs unless ``--fastnn-backend`` is given)."""
     group = parser.getgroup("fastnn", "fastnn conformance suite")
     group.addoption("--fastnn-backend", action="append", default=[], metavar="NAME",
-                    help="run fastnn's conformance suite on this registered backend (repeatable)")
+                    help="run fastnn's conformance suite on this registered backend, or variant "
+                         "backend:variant (repeatable)")
     group.addoption("--fastnn-quick", action="store_true", help="a few named cases per op (fastnn check --quick)")
     for name in OPTIONS:
         group.addoption(f"--fastnn-{name}", metavar="A,B", default=None,
@@ -98,9 +99,12 @@ def pytest_collection_modifyitems(session, config, items):
                 raise pytest.UsageError(f"--fastnn-{name}: unknown {name[:-1]} {v!r}; {name} are {', '.join(valid[name])}")
     dtypes = [np.dtype(d) for d in sel["dtypes"]] if sel["dtypes"] else None
     for backend in backends:
-        if backend not in _dispatch.available_backends():
+        try:
+            conformance.backend_subject(backend)  # a backend, or a variant "backend:variant"
+        except _dispatch.BackendError:
             raise pytest.UsageError(f"--fastnn-backend: unknown backend {backend!r}; available backends: "
-                                    f"{', '.join(_dispatch.available_backends())}")
+                                    f"{', '.join(_dispatch.available_backends())}; variants: "
+                                    f"{', '.join(conformance.variant_candidates()) or 'none'}") from None
         checks = conformance.checks(backend, ops=sel["ops"], dtypes=dtypes, kinds=sel["kinds"],
                                     quick=config.getoption("fastnn_quick"))
         if not checks:

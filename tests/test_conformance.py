@@ -422,3 +422,22 @@ def test_non_finite_gradients_of_padded_pooling_are_checked(wrong):
     bad = _failures(name, ops=["pool_backward"], kinds=["nan"])
     assert list(bad) == ["nan/pool_backward/propagation"]
     assert "'pad': 1" in bad["nan/pool_backward/propagation"]
+
+
+def test_a_wrong_variant_is_caught_through_the_wrappers(wrong, capsys):
+    """A variant is pinned for its op whether or not it applies, and checked like a backend."""
+    from fastnn import cli
+
+    ref = _dispatch.kernel_of("conv_forward", REF)
+    name = wrong("with_variant", "conv_forward", ref)
+    fastnn.register("conv_forward", name, variant="off", applies=lambda p: False)(
+        lambda p, A, W, b, Z: (ref(p, A, W, b, Z), Z.__imul__(1 + 1e-9)))
+    assert f"{name}:off" in conformance.variant_candidates()
+    assert _failures(name, ops=["conv_forward"], kinds=["matrix"], quick=True) == {}
+    bad = _failures(f"{name}:off", kinds=["matrix"], quick=True)
+    assert bad and all(i.startswith("matrix/conv_forward/") for i in bad)
+    assert all(i.endswith("/float64") for i in bad)  # 1e-9 is within float32's tolerance
+    assert cli.main(["check", f"{name}:off", "--quick", "--kinds", "matrix"]) == 1
+    assert "FAIL matrix/conv_forward/course/float64" in capsys.readouterr().out
+    assert cli.main(["check", f"{name}:nope"]) == 2
+    assert "variants: " in capsys.readouterr().err

@@ -12,7 +12,8 @@ HELP = "run the conformance suite on a backend (fastnn check NAME) or a function
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("backend", nargs="?", help="a registered backend (fastnn info lists them)")
+    parser.add_argument("backend", nargs="?", help="a registered backend, or one of its variants "
+                        "(backend:variant; fastnn info lists them)")
     parser.add_argument("--function", metavar="MODULE:ATTR",
                         help="check one function with the course's signature, e.g. mynotebook:conv_forward "
                              "(MODULE may be a path to a .py file)")
@@ -89,8 +90,11 @@ def run(args) -> int:
         subject = conformance.function_subject(fn, as_, args.function)
         title = f"{args.function} as {as_}"
     else:
-        if args.backend not in _dispatch.available_backends():
-            return usage(f"unknown backend {args.backend!r}; available: {', '.join(_dispatch.available_backends())}")
+        try:
+            conformance.backend_subject(args.backend)  # a backend, or a variant "backend:variant"
+        except _dispatch.BackendError:
+            return usage(f"unknown backend {args.backend!r}; available: {', '.join(_dispatch.available_backends())}; "
+                         f"variants: {', '.join(conformance.variant_candidates()) or 'none'}")
         subject, title = args.backend, f"backend {args.backend}"
     selected = conformance.checks(subject, ops=ops, dtypes=dtypes, kinds=kinds, quick=args.quick)
     if not selected:

@@ -32,7 +32,7 @@ from . import course
 from .cases import CONV_CASES, DTYPES, POOL_CASES
 from .tolerance import tolerance
 
-__all__ = ["Check", "Problem", "Subject", "backend_subject", "function_subject", "checks", "run",
+__all__ = ["Check", "Problem", "Subject", "backend_subject", "variant_candidates", "function_subject", "checks", "run",
            "make_test", "FUNCTIONS", "KINDS", "DENSE", "ALL_OPS"]
 
 KINDS = ("golden", "matrix", "gradients", "bad_input", "mutation", "nan", "ties", "threads")
@@ -121,11 +121,36 @@ def _wrapped(backend: str) -> Dict[str, Callable]:
 
 
 def backend_subject(name: str) -> Subject:
-    """A registered backend, called through fastnn's public wrappers with ``backend=name``."""
+    """A registered backend, called through fastnn's public wrappers with ``backend=name``; or
+    one of its variants, ``"backend:variant"``, pinned (:func:`fastnn._dispatch.pin_candidates`)
+    for the ops that declare it, so every candidate the planner may choose passes the same suite."""
+    if _dispatch.SEP in name:
+        return _variant_subject(name)
     if name not in _dispatch.available_backends():
         raise _dispatch.BackendError(f"unknown backend {name!r}; available backends: "
                                      f"{', '.join(_dispatch.available_backends())}")
     return Subject(name, _wrapped(name), True)
+
+
+def variant_candidates() -> List[str]:
+    """Every ``"backend:variant"`` candidate registered, in registry order (each once)."""
+    return list(dict.fromkeys(c for op in _dispatch.OPS for c in _dispatch.candidates(op) if _dispatch.SEP in c))
+
+
+def _variant_subject(name: str) -> Subject:
+    backend = name.split(_dispatch.SEP)[0]
+    ops = [op for op in _dispatch.OPS if name in _dispatch.candidates(op)]
+    if not ops:
+        raise _dispatch.BackendError(f"unknown variant {name!r}; variants: {', '.join(variant_candidates()) or 'none'}")
+
+    def pinned(op, fn):
+        def call(*args, **kw):
+            with _dispatch.pin_candidates({op: name}):
+                return fn(*args, **kw)
+        return call
+
+    fns = _wrapped(backend)
+    return Subject(name, {op: pinned(op, fns[op]) for op in ops}, True)
 
 
 def function_subject(fn: Callable, as_: str, label: str = "") -> Subject:
