@@ -32,7 +32,7 @@ for which calls it is an alternative to the backend's own choice::
 A *candidate* is a backend's own kernel (named by the backend, ``"numba"``) or one of its
 variants (``"numba:p4t8"``). Only ``auto`` runs variants, and only the one a plan names:
 a pinned backend (``backend="numba"``) always runs its own kernel, so its bits never depend
-on a plan. :func:`candidates` lists, for one call, what the planner may time.
+on a plan (:func:`pin_candidates`, which runs a named variant, is the conformance suite's). :func:`candidates` lists, for one call, what the planner may time.
 
 Backend names live in this registry alone: no other module branches on a name.
 """
@@ -65,6 +65,7 @@ __all__ = [
     "variants",
     "set_planner",
     "set_recorder",
+    "pin_candidates",
     "env_problem",
 ]
 
@@ -159,6 +160,27 @@ _planner: Optional[Callable] = None
 # never replace or extend one that was registered before it.
 _plugin_loading: Optional[str] = None
 _protected: set = set()  # the backends registered before that plugin
+
+
+# op -> candidate, pinned for this thread or task by :func:`pin_candidates` (None: nothing pinned).
+_pinned: contextvars.ContextVar[Optional[Dict[str, str]]] = contextvars.ContextVar(
+    "fastnn_pinned_candidates", default=None
+)
+
+
+@contextlib.contextmanager
+def pin_candidates(pins: Dict[str, str]) -> Iterator[None]:
+    """Within the block (this thread or asyncio task only), each ``op`` of ``pins`` runs the
+    candidate ``pins[op]`` (``"numba:p4t8"``), whatever the backend asked for and whether or
+    not the variant applies: how the conformance suite checks a variant through the wrappers.
+    Not a way to choose kernels: only ``auto`` runs variants in use."""
+    for op, cand in pins.items():
+        kernel_of(op, cand)  # raises BackendError for an unknown candidate
+    token = _pinned.set({**(_pinned.get() or {}), **pins})
+    try:
+        yield
+    finally:
+        _pinned.reset(token)
 
 
 # ``recorder(op, p)``, told of every call that passes its params, whichever backend runs it
@@ -523,6 +545,9 @@ def resolve(op: str, backend: Optional[str] = None, p=None) -> Callable:
     ``p``, the call's params object, lets ``auto`` consult the planner."""
     if _recorder is not None and p is not None:
         _recorder(op, p)
+    pins = _pinned.get()
+    if pins is not None and op in pins:
+        return _candidates[op][pins[op]]
     name = backend
     if name is None:
         name = _context_choice.get()

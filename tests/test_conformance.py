@@ -159,8 +159,179 @@ def test_function_check_of_a_student_conv_forward(tmp_path, capsys, right):
     else:
         assert rc == 1
         assert "FAIL matrix/conv_forward/stride_gt_f/float64: Z[" in text
-        assert "check the stride in your slice" in text
+        assert "your Z equals a stride-1 convolution: check the stride in your slice" in text
         assert "FAIL golden/conv_forward/course" in text
+
+
+def _student_conv(mistake):
+    src = STUDENT.replace("STEP(stride)", "stride")
+    if mistake == "no_b":
+        src = src.replace(" + float(b[0, 0, 0, c])", "")
+    elif mistake == "odd":  # a mistake no diagnosis knows: the existing hint remains
+        src = src.replace("np.sum(a * W[:, :, :, c])", "np.sum(a * W[:, :, :, c]) * 1.001")
+    ns = {}
+    exec(compile(src, "student", "exec"), ns)
+    return ns["conv_forward"]
+
+
+def _student_pool(mistake):
+    def pool_forward(A_prev, hparameters, mode="max"):
+        f, stride = hparameters["f"], hparameters["stride"]
+        m, H, W, C = A_prev.shape
+        n_H, n_W = int(1 + (H - f) / stride), int(1 + (W - f) / stride)
+        A = np.zeros((m, n_H, n_W, C))
+        step = 1 if mistake == "stride" else stride
+        use = {"max": "average", "average": "max"}[mode] if mistake == "mode" else mode
+        for h in range(n_H):
+            for w in range(n_W):
+                window = A_prev[:, h * step:h * step + f, w * step:w * step + f, :]
+                A[:, h, w, :] = window.max(axis=(1, 2)) if use == "max" else window.mean(axis=(1, 2))
+        return A, (A_prev, hparameters)
+    return pool_forward
+
+
+@pytest.mark.parametrize("op, make, mistake, said", [
+    ("conv_forward", _student_conv, "no_b", "your Z equals the convolution without b"),
+    ("conv_forward", _student_conv, "odd", "this case has stride 3: check the stride in your slice"),
+    ("pool_forward", _student_pool, "mode", "your output is average pooling: for mode='max'"),
+    ("pool_forward", _student_pool, "stride", "your output equals a stride-1 pooling: check the stride in your slice"),
+])
+def test_a_wrong_conv_or_pool_is_diagnosed(op, make, mistake, said):
+    s = conformance.function_subject(make(mistake), op)
+    bad = {c.id: p.message for c, p in conformance.run(s, kinds=["matrix"], quick=True) if p is not None}
+    assert bad and any(said in m for m in bad.values()), bad
+    if mistake == "odd":  # no diagnosis claims what it did not find
+        assert not any("your Z equals" in m for m in bad.values())
+    right = conformance.function_subject(make(None), op)
+    assert all(p is None for _, p in conformance.run(right, kinds=["matrix"], quick=True))
+
+
+# ------------------------------------------------------------------ --function on the dense functions
+
+STUDENT_DENSE = """
+import numpy as np
+
+def my_linear(A, W, b):
+    Z = np.dot(W, A) + b
+    return Z, (A, W, b)
+"""
+
+
+@pytest.mark.parametrize("right", [True, False])
+def test_function_check_of_a_student_linear_forward(tmp_path, capsys, right):
+    from fastnn import cli
+
+    src = STUDENT_DENSE if right else STUDENT_DENSE.replace(" + b\n", "\n")  # wrong: b forgotten
+    (tmp_path / "nb_dense.py").write_text(src)
+    target = f"{tmp_path / 'nb_dense.py'}:my_linear"
+    assert cli.main(["check", "--function", target]) == 2  # my_linear is no course name: --as needed
+    assert "pass --as one of" in capsys.readouterr().err
+    out = tmp_path / "r.json"
+    rc = cli.main(["check", "--function", target, "--as", "linear_forward", "--json", str(out)])
+    text = capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    assert doc["checks"] >= 10 and {r["op"] for r in doc["results"]} == {"linear_forward"}
+    assert {r["id"].split("/")[-1] for r in doc["results"] if r["kind"] == "matrix"} == {"float32", "float64"}
+    if right:
+        assert rc == 0 and doc["failed"] == 0, text
+    else:
+        assert rc == 1
+        assert "FAIL matrix/linear_forward/square/float64: Z[" in text
+        assert "differs: expected" in text
+        assert "your Z equals np.dot(W, A) without b: did you forget to add b?" in text
+        assert "FAIL golden/linear_forward/course" in text
+
+
+def _dense_wrong(op, mistake):
+    """A student's dense function with one mistake (built on fastnn's own for the rest)."""
+    from fastnn import dnn
+
+    if op == "linear_forward":
+        return lambda A, W, b: (np.dot(W.T, A) + b, (A, W, b))
+    if op == "linear_backward":
+        def linear_backward(dZ, cache):
+            A, W, b = cache
+            m = A.shape[1]
+            db = np.sum(dZ, axis=1, keepdims=True) / m
+            return np.dot(W.T, dZ), np.dot(dZ, A.T) / (1 if mistake == "no_m" else m), (db if mistake else db.ravel())
+        return linear_backward
+    if op == "linear_activation_forward":
+        return lambda A, W, b, activation: dnn.linear_activation_forward(
+            A, W, b, {"relu": "sigmoid", "sigmoid": "relu"}[activation])
+    if op == "linear_activation_backward":
+        return lambda dA, cache, activation: dnn.linear_backward(dA, cache[0])
+    if op == "L_model_forward":
+        def L_model_forward(X, parameters):
+            A, caches = X, []
+            for l in range(1, len(parameters) // 2 + 1):
+                A, c = dnn.linear_activation_forward(A, parameters[f"W{l}"], parameters[f"b{l}"], "relu")
+                caches.append(c)
+            return A, caches
+        return L_model_forward
+    if op == "compute_cost":
+        return lambda AL, Y: -np.sum(Y * np.log(AL) + (1 - Y) * np.log(1 - AL), keepdims=True) / AL.shape[1]
+    if op == "L_model_backward":
+        def L_model_backward(AL, Y, caches):
+            g = dnn.L_model_backward(AL, Y, caches)
+            return {k: -v for k, v in g.items()}
+        return L_model_backward
+
+    def update_parameters(parameters, grads, learning_rate):
+        return {k: v + learning_rate * grads["d" + k] for k, v in parameters.items()}
+    return update_parameters
+
+
+@pytest.mark.parametrize("op, mistake, said", [
+    ("linear_forward", "W.T", "your Z equals np.dot(W.T, A) + b: check the transpose of W"),
+    ("linear_backward", "no_m", "your dW equals np.dot(dZ, A_prev.T) without the 1/m: divide by m"),
+    ("linear_backward", None, "db has shape"),
+    ("linear_activation_forward", "swapped", "with activation='relu' apply relu"),
+    ("linear_activation_backward", "no_dZ", "your gradients equal linear_backward(dA, linear_cache): compute dZ ="),
+    ("L_model_forward", "relu_last", "your last layer applies relu: the output layer is LINEAR -> SIGMOID"),
+    ("compute_cost", "no_squeeze", "cost has shape (1, 1), expected (); your cost has shape (1, 1): use np.squeeze(cost)"),
+    ("L_model_backward", "sign", "your gradients have the wrong sign: dAL = -(np.divide(Y, AL)"),
+    ("update_parameters", "plus", "your W1 equals W1 + learning_rate * dW1: subtract the gradient"),
+])
+def test_a_wrong_dense_function_is_diagnosed(op, mistake, said):
+    s = conformance.function_subject(_dense_wrong(op, mistake), op)
+    bad = {c.id: p.message for c, p in conformance.run(s) if p is not None}
+    matrix = [m for i, m in bad.items() if i.startswith(f"matrix/{op}/")]
+    assert matrix and any(said in m for m in matrix), bad
+    assert f"golden/{op}/course" in bad  # the course's printed values catch it too
+
+
+@pytest.mark.parametrize("op", conformance.DENSE)
+def test_the_course_dense_functions_pass(op):
+    """fastnn's own dense functions, checked as a student's would be (golden values included)."""
+    from fastnn import dnn
+
+    results = conformance.run(conformance.function_subject(getattr(dnn, op), op))
+    assert {c.kind for c, _ in results} == {"golden", "matrix", "mutation", "threads"}
+    assert [(c.id, p.message) for c, p in results if p is not None] == []
+
+
+def test_newer_notebooks_dA_numbering_is_accepted():
+    """Newer notebooks store layer l's input gradient as dA{l-1} (dA0 for X): both pass."""
+    from fastnn import dnn
+
+    def newer(AL, Y, caches):
+        g = dnn.L_model_backward(AL, Y, caches)
+        return {(f"dA{int(k[2:]) - 1}" if k.startswith("dA") else k): v for k, v in g.items()}
+
+    results = conformance.run(conformance.function_subject(newer, "L_model_backward"), kinds=["golden", "matrix"])
+    assert results and all(p is None for _, p in results)
+
+
+def test_a_function_that_mutates_its_inputs_is_caught():
+    def update_parameters(parameters, grads, learning_rate):
+        for k in parameters:
+            parameters[k] -= learning_rate * grads["d" + k]
+        return parameters
+
+    bad = {c.id: p.message for c, p in conformance.run(conformance.function_subject(update_parameters, "update_parameters"))
+           if p is not None}
+    assert set(bad) == {"mutation/update_parameters/float32", "mutation/update_parameters/float64"}
+    assert "modified its input parameters['W1']" in bad["mutation/update_parameters/float64"]
 
 
 def test_check_usage_errors(capsys):
@@ -170,6 +341,46 @@ def test_check_usage_errors(capsys):
     assert cli.main(["check", "no_such_backend"]) == 2
     assert cli.main(["check", "--function", "math:sqrt"]) == 2  # not a course function without --as
     assert "not a course function" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--ops", "conv_fwd"], "unknown op 'conv_fwd'; ops are zero_pad, conv_forward"),
+    (["--dtypes", "float16"], "unknown dtype in --dtypes 'float16'; dtypes are float32, float64"),
+    (["--kinds", "speed"], "unknown kind 'speed'; kinds are golden, matrix"),
+    (["--ops", "relu", "--kinds", "gradients"], "the selection matches no checks of backend reference"),
+    (["--ops", "linear_forward"], "the selection matches no checks of backend reference"),  # a backend has no dense op
+])
+def test_check_selection_errors_exit_2(capsys, args, said):
+    from fastnn import cli
+
+    assert cli.main(["check", REF, *args]) == 2
+    err = capsys.readouterr().err
+    assert said in err, err
+    if "matches no checks" in said:
+        assert "its ops are zero_pad, conv_forward" in err
+
+
+def test_check_function_selection_that_matches_nothing_exits_2(capsys):
+    from fastnn import cli
+
+    assert cli.main(["check", "--function", "fastnn.dnn:linear_forward", "--ops", "conv_forward"]) == 2
+    err = capsys.readouterr().err
+    assert "matches no checks" in err and "its ops are linear_forward" in err
+
+
+def test_threads_check_is_bit_for_bit(wrong):
+    """A kernel off by one ulp in other threads is within every tolerance, and still caught."""
+    import threading
+
+    def relu(x, out):
+        np.maximum(x, 0, out=out)
+        if threading.current_thread() is not threading.main_thread():
+            out[...] = np.nextafter(out, np.inf)
+
+    name = wrong("wrong_threads", "relu", relu)
+    bad = _failures(name, ops=["relu"], kinds=["threads"])
+    assert set(bad) == {"threads/relu/float32", "threads/relu/float64"}
+    assert "concurrent calls must equal serial ones bit for bit" in bad["threads/relu/float64"]
 
 
 def test_plugin_that_raises_is_recorded_and_its_backend_removed(monkeypatch):
@@ -196,3 +407,37 @@ def test_plugin_that_raises_is_recorded_and_its_backend_removed(monkeypatch):
     _plugins._load_one(Hijack())
     assert "may not replace" in _plugins.PLUGINS["hijack"]["error"]
     assert _dispatch._backends[REF].priority == 0
+
+
+def test_non_finite_gradients_of_padded_pooling_are_checked(wrong):
+    """A pool_backward that loses NaN only where the pooling is padded (fastnn's, not the course's)."""
+    ref = _dispatch.kernel_of("pool_backward", REF)
+
+    def lossy(p, A, dA, dA_prev):
+        ref(p, A, dA, dA_prev)
+        if p.ph:
+            np.nan_to_num(dA_prev, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+
+    name = wrong("wrong_padded_nan", "pool_backward", lossy)
+    bad = _failures(name, ops=["pool_backward"], kinds=["nan"])
+    assert list(bad) == ["nan/pool_backward/propagation"]
+    assert "'pad': 1" in bad["nan/pool_backward/propagation"]
+
+
+def test_a_wrong_variant_is_caught_through_the_wrappers(wrong, capsys):
+    """A variant is pinned for its op whether or not it applies, and checked like a backend."""
+    from fastnn import cli
+
+    ref = _dispatch.kernel_of("conv_forward", REF)
+    name = wrong("with_variant", "conv_forward", ref)
+    fastnn.register("conv_forward", name, variant="off", applies=lambda p: False)(
+        lambda p, A, W, b, Z: (ref(p, A, W, b, Z), Z.__imul__(1 + 1e-9)))
+    assert f"{name}:off" in conformance.variant_candidates()
+    assert _failures(name, ops=["conv_forward"], kinds=["matrix"], quick=True) == {}
+    bad = _failures(f"{name}:off", kinds=["matrix"], quick=True)
+    assert bad and all(i.startswith("matrix/conv_forward/") for i in bad)
+    assert all(i.endswith("/float64") for i in bad)  # 1e-9 is within float32's tolerance
+    assert cli.main(["check", f"{name}:off", "--quick", "--kinds", "matrix"]) == 1
+    assert "FAIL matrix/conv_forward/course/float64" in capsys.readouterr().out
+    assert cli.main(["check", f"{name}:nope"]) == 2
+    assert "variants: " in capsys.readouterr().err

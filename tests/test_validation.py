@@ -5,7 +5,6 @@ import pytest
 
 import fastnn
 from fastnn._dispatch import ground_truth_backend
-from fastnn.testing.cases import CONV_CASES, POOL_CASES
 
 BACKENDS = fastnn.available_backends()
 REF = ground_truth_backend()
@@ -212,55 +211,47 @@ def test_float32_path_has_no_float64_buffers(monkeypatch):
 
 
 # ------------------------------------------------------------ NaN, Inf, mutation
+# Every backend is held to the ground truth's NaN/Inf propagation and to never modifying its
+# inputs by the conformance suite (kinds "nan" and "mutation", tests/test_matrix.py; the dense
+# functions' by tests/test_conformance.py::test_the_course_dense_functions_pass). Here: the
+# ground truth's own propagation, which that suite takes as given.
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_nan_and_inf_propagate(backend):
+def test_the_ground_truth_propagates_nan_and_inf():
     A, W, b = conv_args()
     A[0, 2, 2, 0] = np.nan
     A[1, 0, 0, 1] = np.inf
-    Z, _ = fastnn.conv_forward(A, W, b, HP, backend=backend)
-    Z_ref, _ = fastnn.conv_forward(A, W, b, HP, backend=REF)
-    np.testing.assert_array_equal(np.isnan(Z), np.isnan(Z_ref))
-    assert np.isnan(Z[0, 2, 2]).all()
+    Z, _ = fastnn.conv_forward(A, W, b, HP, backend=REF)
+    assert np.isnan(Z[0, 1:4, 1:4]).all() and np.isnan(Z[0]).sum() == 9 * 4  # the windows holding the NaN
+    assert np.isinf(Z[1, :2, :2]).all() and not np.isnan(Z[1]).any()
     for mode in ("max", "average"):
-        P, _ = fastnn.pool_forward(A, {"f": 2, "stride": 1}, mode, backend=backend)
-        P_ref, _ = fastnn.pool_forward(A, {"f": 2, "stride": 1}, mode, backend=REF)
-        np.testing.assert_array_equal(P, P_ref)  # NaN positions and +inf alike
+        P, _ = fastnn.pool_forward(A, {"f": 2, "stride": 1}, mode, backend=REF)
         assert np.isnan(P[0, 1:3, 1:3, 0]).all() and np.isposinf(P[1, 0, 0, 1])
-    r, _ = fastnn.relu(np.array([np.nan, -1.0, 2.0]), backend=backend)
+    r, _ = fastnn.relu(np.array([np.nan, -1.0, 2.0]), backend=REF)
     assert np.isnan(r[0]) and r[1:].tolist() == [0.0, 2.0]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_no_function_mutates_its_inputs(backend):
-    case = CONV_CASES["noncontig"]
-    A, W, b, hp, dZ = case.make(np.float64, seed=3)
-    pool = POOL_CASES["overlap_p3s2"]
-    PA, php, PdA = pool.make(np.float64, seed=3)
-    args = [A, W, b, dZ, PA, PdA]
-    snapshot = [x.copy() for x in args]
-    hp_copy, php_copy = dict(hp), dict(php)
-    Z, cache = fastnn.conv_forward(A, W, b, hp, backend=backend)
-    fastnn.conv_backward(dZ, cache, backend=backend)
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+@pytest.mark.parametrize("hp", [{"f": 2, "stride": 2}, {"f": 3, "stride": 1}, {"f": 2, "stride": 3}, {"f": 3, "stride": 2, "pad": 1}])
+def test_the_ground_truth_propagates_non_finite_gradients(hp):
+    """inf and NaN in dA reach dA_prev as in the course's `mask * dA` (0 * inf = NaN)."""
+    rng = np.random.RandomState(7)
+    A = rng.randn(2, 7, 7, 9)
+    out, cache = fastnn.pool_forward(A, hp, "max", backend=REF)
+    dA = rng.randn(*out.shape)
+    dA[0, 0, 0, :3] = [np.inf, -np.inf, np.nan]
     for mode in ("max", "average"):
-        out, pc = fastnn.pool_forward(PA, php, mode, backend=backend)
-        fastnn.pool_backward(PdA, pc, mode, backend=backend)
-    fastnn.zero_pad(A, 2, backend=backend)
-    fastnn.relu_backward(dZ, dZ, backend=backend)
-    fastnn.sigmoid_backward(dZ, dZ, backend=backend)
-    fastnn.relu(dZ, backend=backend)
-    for x, s in zip(args, snapshot):
-        np.testing.assert_array_equal(x, s)
-    assert hp == hp_copy and php == php_copy
-    # The dense network too.
-    params = fastnn.initialize_parameters_deep([4, 3, 1], seed=0)
-    before = {k: v.copy() for k, v in params.items()}
-    X, Y = np.random.RandomState(0).randn(4, 5), np.array([[0, 1, 1, 0, 1]])
-    AL, caches = fastnn.L_model_forward(X, params)
-    grads = fastnn.L_model_backward(AL, Y, caches)
-    fastnn.update_parameters(params, grads, 0.1)
-    assert all(np.array_equal(params[k], before[k]) for k in params)
+        for ties in ("all", "first"):
+            got = fastnn.pool_backward(dA, cache, mode, ties=ties, backend=REF)
+            assert np.isnan(got[0, :, :, 2]).any() and not np.isnan(got[1]).any(), (mode, ties)
+    Ac, W, b = conv_args(m=2, H=6, W=6, C=3, f=3, K=4)
+    Z, ccache = fastnn.conv_forward(Ac, W, b, {"stride": 2, "pad": 2}, backend=REF)
+    dZ = rng.randn(*Z.shape)
+    dZ[1, 0, 0, 0] = np.nan
+    dA_prev, dW, db = fastnn.conv_backward(dZ, ccache, backend=REF)
+    db = db.ravel()
+    assert np.isnan(db[0]) and not np.isnan(db[1:]).any()
+    assert not np.isnan(dA_prev[0]).any() and np.isnan(dA_prev[1]).any()
 
 
 def test_hparameters_pairs_and_int_agree():
@@ -284,31 +275,3 @@ def test_accepts_lists_and_flat_bias():
     np.testing.assert_allclose(Z1, Z2, rtol=1e-15)
     _, cache = fastnn.conv_forward(A, W, b.ravel(), {"stride": 1, "pad": 0})
     assert fastnn.conv_backward(Z2, cache)[2].shape == (2,)
-
-
-@pytest.mark.filterwarnings("ignore:invalid value encountered")
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("hp", [{"f": 2, "stride": 2}, {"f": 3, "stride": 1}, {"f": 2, "stride": 3}, {"f": 3, "stride": 2, "pad": 1}])
-def test_non_finite_gradients_propagate_like_the_reference(backend, hp):
-    """inf and NaN in dA reach dA_prev exactly as in the course's `mask * dA` (0 * inf = NaN)."""
-    rng = np.random.RandomState(7)
-    A = rng.randn(2, 7, 7, 9)
-    out, cache = fastnn.pool_forward(A, hp, "max")
-    dA = rng.randn(*out.shape)
-    dA[0, 0, 0, :3] = [np.inf, -np.inf, np.nan]
-    dA[1, -1, -1, 8] = np.nan
-    for mode in ("max", "average"):
-        for ties in ("all", "first"):
-            got = fastnn.pool_backward(dA, cache, mode, ties=ties, backend=backend)
-            ref = fastnn.pool_backward(dA, cache, mode, ties=ties, backend=REF)
-            np.testing.assert_array_equal(got, ref, err_msg=f"{mode} ties={ties}")
-            assert np.isnan(got).any()
-    Ac, W, b = conv_args(m=2, H=6, W=6, C=3, f=3, K=4)
-    Z, ccache = fastnn.conv_forward(Ac, W, b, {"stride": 2, "pad": 2}, backend=backend)
-    dZ = rng.randn(*Z.shape)
-    dZ[0, 1, 1, 2] = np.inf
-    dZ[1, 0, 0, 0] = np.nan
-    for got, ref in zip(fastnn.conv_backward(dZ, ccache, backend=backend),
-                        fastnn.conv_backward(dZ, ccache, backend=REF)):
-        np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
-        np.testing.assert_array_equal(np.isinf(got), np.isinf(ref))

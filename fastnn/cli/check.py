@@ -12,13 +12,15 @@ HELP = "run the conformance suite on a backend (fastnn check NAME) or a function
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("backend", nargs="?", help="a registered backend (fastnn info lists them)")
+    parser.add_argument("backend", nargs="?", help="a registered backend, or one of its variants "
+                        "(backend:variant; fastnn info lists them)")
     parser.add_argument("--function", metavar="MODULE:ATTR",
                         help="check one function with the course's signature, e.g. mynotebook:conv_forward "
                              "(MODULE may be a path to a .py file)")
     parser.add_argument("--as", dest="as_", metavar="NAME",
                         help="which course function it is (default: ATTR's name)")
-    parser.add_argument("--ops", help="comma-separated ops (default: all)")
+    parser.add_argument("--ops", help="comma-separated ops: kernel ops (conv_forward, ...) or dense functions "
+                        "(linear_forward, ...); default: all the subject has")
     parser.add_argument("--dtypes", help="comma-separated: float32,float64")
     parser.add_argument("--kinds", help="comma-separated kinds of check (golden, matrix, gradients, ...)")
     parser.add_argument("--quick", action="store_true", help="a few named cases per op")
@@ -66,8 +68,8 @@ def run(args) -> int:
         return usage("give a BACKEND or --function MODULE:ATTR (one of them)")
     ops, kinds = _split(args.ops), _split(args.kinds)
     for op in ops or ():
-        if op not in _dispatch.OPS:
-            return usage(f"unknown op {op!r}; ops are {', '.join(_dispatch.OPS)}")
+        if op not in conformance.ALL_OPS:
+            return usage(f"unknown op {op!r}; ops are {', '.join(conformance.ALL_OPS)}")
     for k in kinds or ():
         if k not in conformance.KINDS:
             return usage(f"unknown kind {k!r}; kinds are {', '.join(conformance.KINDS)}")
@@ -76,7 +78,7 @@ def run(args) -> int:
         if dtypes and any(d not in (np.float32, np.float64) for d in dtypes):
             raise TypeError
     except TypeError:
-        return usage(f"--dtypes must be float32 and/or float64, got {args.dtypes!r}")
+        return usage(f"unknown dtype in --dtypes {args.dtypes!r}; dtypes are float32, float64")
     if args.function:
         try:
             fn, attr = _load_function(args.function)
@@ -88,10 +90,19 @@ def run(args) -> int:
         subject = conformance.function_subject(fn, as_, args.function)
         title = f"{args.function} as {as_}"
     else:
-        if args.backend not in _dispatch.available_backends():
-            return usage(f"unknown backend {args.backend!r}; available: {', '.join(_dispatch.available_backends())}")
+        try:
+            conformance.backend_subject(args.backend)  # a backend, or a variant "backend:variant"
+        except _dispatch.BackendError:
+            return usage(f"unknown backend {args.backend!r}; available: {', '.join(_dispatch.available_backends())}; "
+                         f"variants: {', '.join(conformance.variant_candidates()) or 'none'}")
         subject, title = args.backend, f"backend {args.backend}"
     selected = conformance.checks(subject, ops=ops, dtypes=dtypes, kinds=kinds, quick=args.quick)
+    if not selected:
+        has = [op for op in conformance.ALL_OPS if (subject.has(op) if not isinstance(subject, str)
+                                                     else conformance.backend_subject(subject).has(op))]
+        return usage(f"the selection matches no checks of {title} (--ops {args.ops or 'all'}, "
+                     f"--dtypes {args.dtypes or 'default'}, --kinds {args.kinds or 'all'}); "
+                     f"its ops are {', '.join(has)}")
     print(f"fastnn check {title}: {len(selected)} checks{' (--quick)' if args.quick else ''}")
     results, failed = [], 0
     for c in selected:
@@ -112,4 +123,4 @@ def run(args) -> int:
                "failed": failed, "results": results}
         with open(args.json, "w") as fh:
             json.dump(doc, fh, indent=1)
-    return 1 if failed or not selected else 0
+    return 1 if failed else 0

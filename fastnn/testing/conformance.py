@@ -11,7 +11,12 @@ Kinds of check: ``golden`` (the values the course prints), ``matrix`` (every nam
 :mod:`fastnn.testing.tolerance`), ``gradients`` (backward against central differences of the
 forward), ``bad_input`` (the wrapper's errors reach the user unchanged), ``mutation`` (inputs
 are never modified), ``nan`` (NaN and Inf propagate as in the ground truth), ``ties`` (the
-max-pool tie rules), ``threads`` (concurrent calls equal serial ones).
+max-pool tie rules), ``threads`` (concurrent calls equal serial ones bit for bit).
+
+The dense functions of the course's L-layer network (:data:`DENSE`: ``linear_forward`` ...
+``update_parameters``) have no kernels; ``--function`` checks a student's against fastnn's on
+the course's printed values and named cases in float32 and float64, and a failing output says
+which mistake it equals where one is recognised ("your Z equals np.dot(W, A) without b").
 """
 
 from __future__ import annotations
@@ -27,13 +32,20 @@ from . import course
 from .cases import CONV_CASES, DTYPES, POOL_CASES
 from .tolerance import tolerance
 
-__all__ = ["Check", "Problem", "Subject", "backend_subject", "function_subject", "checks", "run",
-           "make_test", "FUNCTIONS", "KINDS"]
+__all__ = ["Check", "Problem", "Subject", "backend_subject", "variant_candidates", "function_subject", "checks", "run",
+           "make_test", "FUNCTIONS", "KINDS", "DENSE", "ALL_OPS"]
 
 KINDS = ("golden", "matrix", "gradients", "bad_input", "mutation", "nan", "ties", "threads")
+#: The dense functions of the course's L-layer network: no kernels of their own, checked as
+#: user functions (``--function``) against fastnn's.
+DENSE = ("linear_forward", "linear_activation_forward", "L_model_forward", "compute_cost",
+         "linear_backward", "linear_activation_backward", "L_model_backward", "update_parameters")
+NET_OPS = ("L_model_forward", "L_model_backward", "update_parameters")
+#: Every op a selection (``ops=``, ``--ops``) may name: the kernels' and the dense functions.
+ALL_OPS = tuple(_dispatch.OPS) + DENSE
 #: The course functions ``--function`` accepts, and the op (kernel) each one checks.
 FUNCTIONS = ("zero_pad", "conv_forward", "conv_backward", "pool_forward", "pool_backward",
-             "relu", "sigmoid", "relu_backward", "sigmoid_backward")
+             "relu", "sigmoid", "relu_backward", "sigmoid_backward") + DENSE
 QUICK_CONV = ("course", "odd_sizes", "stride_gt_f", "nonsquare", "noncontig")
 QUICK_POOL = ("course", "overlap_p3s2", "padded", "ties", "noncontig")
 CONV_GRAD = ("course", "odd_sizes", "stride_gt_f", "pad_gt_f", "nonsquare", "strided_nonsquare_pad", "channel1")
@@ -74,7 +86,7 @@ class Subject:
 
     def __init__(self, name: str, fns: Dict[str, Callable], is_backend: bool):
         self.name, self.fns, self.is_backend = name, fns, is_backend
-        self.ref = _wrapped(_dispatch.ground_truth_backend())
+        self.ref = {**_wrapped(_dispatch.ground_truth_backend()), **_dense_refs()}
         self.strict_dtype = is_backend
 
     def has(self, op: str) -> bool:
@@ -84,7 +96,7 @@ class Subject:
         fns = self.__dict__.get("fns", {})
         if op in fns:
             return fns[op]
-        if op in _dispatch.OPS:
+        if op in ALL_OPS:
             return self.__dict__["ref"][op]
         raise AttributeError(op)
 
@@ -109,11 +121,36 @@ def _wrapped(backend: str) -> Dict[str, Callable]:
 
 
 def backend_subject(name: str) -> Subject:
-    """A registered backend, called through fastnn's public wrappers with ``backend=name``."""
+    """A registered backend, called through fastnn's public wrappers with ``backend=name``; or
+    one of its variants, ``"backend:variant"``, pinned (:func:`fastnn._dispatch.pin_candidates`)
+    for the ops that declare it, so every candidate the planner may choose passes the same suite."""
+    if _dispatch.SEP in name:
+        return _variant_subject(name)
     if name not in _dispatch.available_backends():
         raise _dispatch.BackendError(f"unknown backend {name!r}; available backends: "
                                      f"{', '.join(_dispatch.available_backends())}")
     return Subject(name, _wrapped(name), True)
+
+
+def variant_candidates() -> List[str]:
+    """Every ``"backend:variant"`` candidate registered, in registry order (each once)."""
+    return list(dict.fromkeys(c for op in _dispatch.OPS for c in _dispatch.candidates(op) if _dispatch.SEP in c))
+
+
+def _variant_subject(name: str) -> Subject:
+    backend = name.split(_dispatch.SEP)[0]
+    ops = [op for op in _dispatch.OPS if name in _dispatch.candidates(op)]
+    if not ops:
+        raise _dispatch.BackendError(f"unknown variant {name!r}; variants: {', '.join(variant_candidates()) or 'none'}")
+
+    def pinned(op, fn):
+        def call(*args, **kw):
+            with _dispatch.pin_candidates({op: name}):
+                return fn(*args, **kw)
+        return call
+
+    fns = _wrapped(backend)
+    return Subject(name, {op: pinned(op, fns[op]) for op in ops}, True)
 
 
 def function_subject(fn: Callable, as_: str, label: str = "") -> Subject:
@@ -210,6 +247,68 @@ def _hint(s: Subject, op: str, case) -> str:
     return "; " + "; ".join(hints) if hints else ""
 
 
+def _matches(got, alt, dtype) -> bool:
+    """``got`` equals ``alt``, or ``alt``'s top-left corner of ``got``'s height and width (a
+    mistake that kept the right output shape), under the tolerance rule."""
+    try:
+        g, a = np.asarray(got, dtype=np.float64), np.asarray(alt, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    if g.ndim != a.ndim or any(x > y for x, y in zip(g.shape, a.shape)) or (
+            g.ndim == 4 and (g.shape[0], g.shape[3]) != (a.shape[0], a.shape[3])):
+        return False
+    a = a[tuple(slice(0, n) for n in g.shape)]
+    return g.size > 0 and compare(g, a, dtype, "", False) is None
+
+
+def _diagnose(s: Subject, op: str, args, got, dtype) -> str:
+    """The course mistake whose result the student's output equals, as a hint ("" if none does):
+    the ground truth run with the mistaken hyper-parameters (stride 1, no pad, no b, swapped
+    stride and pad; pooling: the other mode, stride 1, f and stride swapped)."""
+    if s.is_backend:
+        return ""
+    if op == "conv_forward":
+        A, W, b, hp = args
+        stride, pad = hp["stride"], hp["pad"]
+        tries = [({"stride": 1, "pad": pad}, b, "your Z equals a stride-1 convolution: check the stride in your "
+                  "slice (vert_start = h * stride, horiz_start = w * stride)"),
+                 ({"stride": stride, "pad": 0}, b, "your Z equals the convolution without padding: pad A_prev "
+                  "(A_prev_pad = zero_pad(A_prev, pad)) and slice A_prev_pad"),
+                 ({"stride": stride, "pad": pad}, np.zeros_like(b), "your Z equals the convolution without b: "
+                  "add b[:, :, :, c] to each window's sum (conv_single_step)"),
+                 ({"stride": pad, "pad": stride}, b, "your Z equals the convolution with stride and pad swapped: "
+                  "stride = hparameters['stride'], pad = hparameters['pad']")]
+        for hp2, b2, text in tries:
+            if hp2 == hp and b2 is b:
+                continue
+            try:
+                alt = s.ref["conv_forward"](A, W, b2, hp2)[0]
+            except Exception:  # noqa: BLE001  (the mistake is impossible here, e.g. stride 0)
+                continue
+            if _matches(got, alt, dtype):
+                return "; " + text
+        return ""
+    if op == "pool_forward":
+        A, hp, mode = args
+        other = {"max": "average", "average": "max"}[mode]
+        tries = [(hp, other, f"your output is {other} pooling: for mode={mode!r} take the window's "
+                             f"{'np.max' if mode == 'max' else 'np.mean'}"),
+                 ({**hp, "stride": 1}, mode, "your output equals a stride-1 pooling: check the stride in your "
+                                             "slice (vert_start = h * stride, horiz_start = w * stride)"),
+                 ({**hp, "f": hp["stride"], "stride": hp["f"]}, mode, "your output equals the pooling with f and "
+                                                                      "stride swapped: f = hparameters['f']")]
+        for hp2, mode2, text in tries:
+            if hp2 == hp and mode2 == mode:
+                continue
+            try:
+                alt = s.ref["pool_forward"](A, hp2, mode2)[0]
+            except Exception:  # noqa: BLE001
+                continue
+            if _matches(got, alt, dtype):
+                return "; " + text
+    return ""
+
+
 def _course_ok(case) -> bool:
     """Cases a course-style function can take: int stride and pad, square window, no pool padding."""
     return all(isinstance(getattr(case, k, 0), int) for k in ("f", "stride", "pad")) and not (
@@ -228,7 +327,10 @@ def _matrix_conv(s: Subject, case, dtype, op):
         if op == "conv_forward":
             Z, cache = s.conv_forward(A, W, b, hp)
             p = compare(Z, Z_ref, dtype, "Z", s.strict_dtype)
-            if p is None and not (cache[0] is A and cache[1] is W and cache[2] is b and cache[3] is hp):
+            if p is not None:
+                p.message += _diagnose(s, op, (A, W, b, hp), Z, dtype) or _hint(s, op, case)
+                return p
+            if not (cache[0] is A and cache[1] is W and cache[2] is b and cache[3] is hp):
                 p = Problem("cache must be (A_prev, W, b, hparameters), the arguments as passed")
         else:
             grads = s.conv_backward(dZ, (A, W, b, hp))
@@ -249,7 +351,10 @@ def _matrix_pool(s: Subject, case, dtype, op, mode, ties):
         if op == "pool_forward":
             out, cache = s.pool_forward(A, hp, mode)
             p = compare(out, out_ref, dtype, "A", s.strict_dtype)
-            if p is None and not (cache[0] is A and cache[1] is hp):
+            if p is not None:
+                p.message += _diagnose(s, op, (A, hp, mode), out, dtype) or _hint(s, op, case)
+                return p
+            if not (cache[0] is A and cache[1] is hp):
                 p = Problem("cache must be (A_prev, hparameters), the arguments as passed")
         else:
             p = compare(s.pool_backward(dA, (A, hp), mode, ties), g_ref, dtype, "dA_prev", s.strict_dtype)
@@ -510,7 +615,10 @@ def _nan(s, op):
             rng = np.random.RandomState(7)
             if op == "pool_backward":
                 Ap = rng.randn(2, 7, 7, 9)
-                for hp in ({"f": 2, "stride": 2}, {"f": 3, "stride": 1}, {"f": 2, "stride": 3}):
+                hps = [{"f": 2, "stride": 2}, {"f": 3, "stride": 1}, {"f": 2, "stride": 3}]
+                if s.is_backend:  # pooling pad is fastnn's, not the course's
+                    hps.append({"f": 3, "stride": 2, "pad": 1})
+                for hp in hps:
                     out, cache = s.ref["pool_forward"](Ap, hp, "max")
                     dA = rng.randn(*out.shape)
                     dA[0, 0, 0, :3] = [np.inf, -np.inf, np.nan]
@@ -552,37 +660,59 @@ def _nonfinite(got, ref, what, exact):
     return None
 
 
-def _threads(s, op, dtype, n_threads=4, rounds=2):
+def _threads(s, op, dtype, n_threads=4, rounds=2, calls=None):
+    """Concurrent calls equal serial ones bit for bit; ``calls``: zero-argument callables returning
+    a list of arrays (default: ``n_threads`` of ``op``'s :func:`_calls`)."""
     def fn():
-        calls = [_calls(op, dtype)[2] for _ in range(n_threads)]
-        serial = [_as_tuple(c(s)) for c in calls]
-        results: List[list] = [[] for _ in range(n_threads)]
+        fns = calls or [(lambda c: lambda: _as_tuple(c(s)))(_calls(op, dtype)[2]) for _ in range(n_threads)]
+        n = len(fns)
+        serial = [c() for c in fns]
+        results: List[list] = [[] for _ in range(n)]
         errors: List[BaseException] = []
-        barrier = threading.Barrier(n_threads)
+        barrier = threading.Barrier(n)
 
         def worker(k):
             try:
                 barrier.wait(30)
                 for _ in range(rounds):
-                    results[k].append(_as_tuple(calls[k](s)))
+                    results[k].append(fns[k]())
             except BaseException as exc:  # noqa: BLE001
                 errors.append(exc)
 
-        ts = [threading.Thread(target=worker, args=(k,)) for k in range(n_threads)]
+        ts = [threading.Thread(target=worker, args=(k,)) for k in range(n)]
         for t in ts:
             t.start()
         for t in ts:
             t.join(120)
         if errors:
             return Problem(f"a concurrent call raised {type(errors[0]).__name__}: {errors[0]}")
-        for k in range(n_threads):
+        for k in range(n):
             for got in results[k]:
                 for i, (g, e) in enumerate(zip(got, serial[k])):
-                    p = compare(g, e, dtype, f"output {i} (concurrent vs serial)", s.strict_dtype)
+                    p = _bitwise(g, e, f"output {i} (concurrent vs serial)")
                     if p:
                         return p
         return None
     return fn
+
+
+def _bitwise(got, expected, what) -> Optional[Problem]:
+    """None when ``got`` is ``expected`` bit for bit (shape, dtype and every element, NaN at the
+    same places): a pinned backend is bit-stable, so concurrency may not change one bit."""
+    g, e = np.asarray(got), np.asarray(expected)
+    if g.shape != e.shape or g.dtype != e.dtype:
+        return Problem(f"{what} has shape {g.shape} and dtype {g.dtype}, expected {e.shape} and {e.dtype}")
+    if np.array_equal(g, e, equal_nan=True):
+        return None
+    bad = ~((g == e) | (np.isnan(g) & np.isnan(e)))
+    first = tuple(np.argwhere(bad)[0])
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.where(bad, np.abs(g.astype(np.float64) - e.astype(np.float64)), 0.0)
+    worst = np.unravel_index(int(np.argmax(np.nan_to_num(err, nan=np.inf))), err.shape)
+    return Problem(f"{what}{_fmt_index(first)} differs: serial {_v(e[first])}, concurrent {_v(g[first])} "
+                   f"({int(bad.sum())} of {bad.size} differ, max abs err {float(np.nanmax(err)):.3g} at "
+                   f"{_fmt_index(worst)}; concurrent calls must equal serial ones bit for bit)",
+                   float(np.nanmax(err)), None, _fmt_index(worst))
 
 
 def _as_tuple(out):
@@ -594,6 +724,418 @@ def _as_tuple(out):
         elif isinstance(x, np.ndarray):
             flat.append(x)
     return flat
+
+
+# ------------------------------------------------------------------ the dense (L-layer) functions
+
+
+def _dense_refs() -> Dict[str, Callable]:
+    """fastnn's dense functions, their activations pinned to the ground truth."""
+    from .. import dnn
+
+    gt = _dispatch.ground_truth_backend()
+
+    def pinned(f):
+        def call(*args):
+            with _dispatch.use_backend(gt):
+                return f(*args)
+        return call
+
+    return {op: pinned(getattr(dnn, op)) for op in DENSE}
+
+
+def _dense_params(rng, dims, dtype):
+    params = {}
+    for l in range(1, len(dims)):
+        params[f"W{l}"] = (rng.standard_normal((dims[l], dims[l - 1])) / np.sqrt(dims[l - 1])).astype(dtype)
+        params[f"b{l}"] = (rng.standard_normal((dims[l], 1)) * 0.5).astype(dtype)
+    return params
+
+
+#: (n, n_prev, m) of the linear cases: "square" lets a transposed W show as one.
+LINEAR_CASES = {"course": (1, 3, 2), "square": (4, 4, 5), "wide": (5, 3, 7), "one_example": (3, 4, 1)}
+#: layer_dims and m of the network cases.
+NET_CASES = {"one_layer": ((3, 1), 2), "two_layers": ((4, 3, 1), 3), "three_layers": ((5, 4, 3, 1), 4)}
+COST_CASES = ("course", "mixed", "one_example")
+
+
+def _dense_cases(op) -> Sequence[str]:
+    if op in ("linear_forward", "linear_backward", "linear_activation_forward", "linear_activation_backward"):
+        return list(LINEAR_CASES)
+    return COST_CASES if op == "compute_cost" else list(NET_CASES)
+
+
+def _dense_args(op, case, dtype, refs, seed=11):
+    """Fresh arguments of ``op`` for the named case (activations: one case per activation)."""
+    rng = np.random.RandomState(seed + sum(map(ord, op + case)))
+    if op == "compute_cost":
+        if case == "course":
+            return (np.array([[0.8, 0.9, 0.4]], dtype=dtype), np.array([[1, 1, 1]]))
+        m = 7 if case == "mixed" else 1
+        return (rng.uniform(0.05, 0.95, (1, m)).astype(dtype), rng.randint(0, 2, (1, m)))
+    if op in NET_OPS:
+        dims, m = NET_CASES[case]
+        params = _dense_params(rng, dims, dtype)
+        X = rng.standard_normal((dims[0], m)).astype(dtype)
+        if op == "L_model_forward":
+            return (X, params)
+        if op == "update_parameters":
+            grads = {f"d{k}": rng.standard_normal(v.shape).astype(dtype) for k, v in params.items()}
+            return (params, grads, 0.1)
+        AL, caches = refs["L_model_forward"](X, params)
+        return (AL, rng.randint(0, 2, (1, m)), caches)
+    n, n_prev, m = LINEAR_CASES[case]
+    A = rng.standard_normal((n_prev, m)).astype(dtype)
+    W = rng.standard_normal((n, n_prev)).astype(dtype)
+    b = rng.standard_normal((n, 1)).astype(dtype)
+    dZ = rng.standard_normal((n, m)).astype(dtype)
+    if op == "linear_forward":
+        return (A, W, b)
+    if op == "linear_backward":
+        return (dZ, (A, W, b))
+    act = "relu" if n % 2 else "sigmoid"  # both activations over the cases
+    if op == "linear_activation_forward":
+        return (A, W, b, act)
+    Z = rng.standard_normal((n, m)).astype(dtype)
+    return (dZ, ((A, W, b), Z), act)
+
+
+def _copy_args(x):
+    if isinstance(x, np.ndarray):
+        return x.copy()
+    if isinstance(x, (tuple, list)):
+        return type(x)(_copy_args(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _copy_args(v) for k, v in x.items()}
+    return x
+
+
+def _arrays_in(x, path):
+    """(name, array) of every array in nested tuples, lists and dicts (for the mutation check)."""
+    if isinstance(x, np.ndarray):
+        return [(path, x)]
+    if isinstance(x, (tuple, list)):
+        return [a for i, v in enumerate(x) for a in _arrays_in(v, f"{path}[{i}]")]
+    if isinstance(x, dict):
+        return [a for k in sorted(x) for a in _arrays_in(x[k], f"{path}[{k!r}]")]
+    return []
+
+
+_DENSE_ARGNAMES = {"linear_forward": ("A", "W", "b"), "linear_activation_forward": ("A_prev", "W", "b", "activation"),
+                   "L_model_forward": ("X", "parameters"), "compute_cost": ("AL", "Y"),
+                   "linear_backward": ("dZ", "cache"), "linear_activation_backward": ("dA", "cache", "activation"),
+                   "L_model_backward": ("AL", "Y", "caches"),
+                   "update_parameters": ("parameters", "grads", "learning_rate")}
+
+
+def _dense_outputs(op, result, args):
+    """The named outputs of a dense call, in the order they are compared."""
+    if op in ("linear_forward", "linear_activation_forward", "L_model_forward"):
+        if not isinstance(result, tuple) or len(result) != 2:
+            raise _Shape(f"{op} must return a pair ({'AL' if op == 'L_model_forward' else 'Z' if op == 'linear_forward' else 'A'}, "
+                         f"cache), got {type(result).__name__}")
+        return {{"linear_forward": "Z", "linear_activation_forward": "A", "L_model_forward": "AL"}[op]: result[0]}
+    if op == "compute_cost":
+        return {"cost": result}
+    if op in ("linear_backward", "linear_activation_backward"):
+        if not isinstance(result, (tuple, list)) or len(result) != 3:
+            raise _Shape(f"{op} must return (dA_prev, dW, db), got {type(result).__name__}")
+        return dict(zip(("dA_prev", "dW", "db"), result))
+    if not isinstance(result, dict):
+        raise _Shape(f"{op} must return a dict, got {type(result).__name__}")
+    if op == "update_parameters":
+        return {k: result.get(k) for k in args[0]}
+    L = len(args[2])
+    shift = 1 if "dA0" in result and f"dA{L}" not in result else 0  # newer notebooks: dA{l-1} is layer l's input
+    out = {}
+    for l in range(1, L + 1):
+        out[f"dW{l}"], out[f"db{l}"] = result.get(f"dW{l}"), result.get(f"db{l}")
+        out[f"dA{l}"] = result.get(f"dA{l - shift}")
+    return out
+
+
+class _Shape(Exception):
+    """A result that is not the course's structure (a pair, a triple, a dict)."""
+
+
+def _same(got, alt, dtype) -> bool:
+    """``got`` equals ``alt`` under the tolerance rule (False when either is not an array of one shape)."""
+    try:
+        g, a = np.asarray(got, dtype=np.float64), np.asarray(alt, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return g.shape == a.shape and compare(g, a, dtype, "", False) is None
+
+
+def _act(name, Z):
+    with np.errstate(all="ignore"):
+        return np.maximum(0, Z) if name == "relu" else 1 / (1 + np.exp(-Z))
+
+
+def _act_back(name, dA, Z):
+    with np.errstate(all="ignore"):
+        if name == "relu":
+            return np.where(Z <= 0, 0, dA)
+        s = 1 / (1 + np.exp(-Z))
+        return dA * s * (1 - s)
+
+
+def _lin_back(dZ, A, W, b, per_m=True):
+    m = max(A.shape[1], 1) if per_m else 1
+    return {"dA_prev": W.T @ dZ, "dW": dZ @ A.T / m, "db": (np.sum(dZ, axis=1, keepdims=True) / m).reshape(b.shape)}
+
+
+def _net_forward(X, params, hidden, last):
+    L = len(params) // 2
+    A, caches = X, []
+    for l in range(1, L + 1):
+        W, b = params[f"W{l}"], params[f"b{l}"]
+        Z = W @ A + b
+        caches.append(((A, W, b), Z))
+        A = _act(last if l == L else hidden, Z)
+    return A, caches
+
+
+def _dense_mistakes(op, args):
+    """``(output, alternative(), hint)``: common mistakes, each as the result it would give."""
+    other = {"relu": "sigmoid", "sigmoid": "relu"}
+    if op == "linear_forward":
+        A, W, b = args
+        return [("Z", lambda: W @ A, "your Z equals np.dot(W, A) without b: did you forget to add b?"),
+                ("Z", lambda: W.T @ A + b, "your Z equals np.dot(W.T, A) + b: check the transpose of W "
+                                          "(Z = np.dot(W, A) + b)"),
+                ("Z", lambda: W @ A - b, "your Z equals np.dot(W, A) - b: check the sign of b"),
+                ("Z", lambda: (W @ A + b).T, "your Z is transposed: Z = np.dot(W, A) + b has shape (W.shape[0], A.shape[1])")]
+    if op == "linear_activation_forward":
+        A, W, b, act = args
+        return [("A", lambda: _act(other[act], W @ A + b),
+                 f"your A equals {other[act]}(Z): with activation={act!r} apply {act}"),
+                ("A", lambda: W @ A + b, "your A equals Z = np.dot(W, A_prev) + b: did you forget to apply the activation?"),
+                ("A", lambda: _act(act, W @ A), f"your A equals {act}(np.dot(W, A_prev)) without b: did you forget to add b?")]
+    if op in ("linear_backward", "linear_activation_backward"):
+        if op == "linear_backward":
+            dZ, (A, W, b) = args
+            found = []
+        else:
+            dA, ((A, W, b), Z), act = args
+            dZ = _act_back(act, dA, Z)
+            found = [(n, (lambda n=n: _lin_back(dA, A, W, b)[n]),
+                      f"your gradients equal linear_backward(dA, linear_cache): compute dZ = "
+                      f"{act}_backward(dA, activation_cache) first") for n in ("dA_prev", "dW", "db")]
+            found += [(n, (lambda n=n: _lin_back(_act_back(other[act], dA, Z), A, W, b)[n]),
+                       f"your gradients go back through {other[act]}: with activation={act!r} use "
+                       f"{act}_backward(dA, activation_cache)") for n in ("dA_prev", "dW", "db")]
+        m = A.shape[1]
+        return found + [
+            ("dW", lambda: dZ @ A.T, "your dW equals np.dot(dZ, A_prev.T) without the 1/m: divide by m = A_prev.shape[1]"),
+            ("dW", lambda: (dZ @ A.T / m).T, "your dW is transposed: dW = np.dot(dZ, A_prev.T) / m has W's shape"),
+            ("db", lambda: np.sum(dZ, axis=1, keepdims=True),
+             "your db equals np.sum(dZ, axis=1, keepdims=True) without the 1/m: divide by m"),
+            ("db", lambda: np.sum(dZ, axis=1) / m, "your db has lost its second axis: use np.sum(dZ, axis=1, keepdims=True) / m"),
+            ("db", lambda: np.sum(dZ) / m, "your db sums over every axis: use np.sum(dZ, axis=1, keepdims=True) / m"),
+            ("dA_prev", lambda: W.T @ dZ / m, "your dA_prev has a 1/m: dA_prev = np.dot(W.T, dZ), without it"),
+            ("dA_prev", lambda: W @ dZ, "your dA_prev equals np.dot(W, dZ): check the transpose of W (dA_prev = np.dot(W.T, dZ))"),
+        ]
+    if op == "L_model_forward":
+        X, params = args
+        return [("AL", lambda: _net_forward(X, params, "relu", "relu")[0],
+                 "your last layer applies relu: the output layer is LINEAR -> SIGMOID"),
+                ("AL", lambda: _net_forward(X, params, "sigmoid", "sigmoid")[0],
+                 "your hidden layers apply sigmoid: they are LINEAR -> RELU, only the last is LINEAR -> SIGMOID")]
+    if op == "compute_cost":
+        AL, Y = args
+        Yf = Y.astype(np.float64)
+
+        def cost():
+            with np.errstate(all="ignore"):
+                return -np.sum(Yf * np.log(AL) + (1 - Yf) * np.log(1 - AL)) / AL.shape[1]
+        return [("cost", lambda: np.reshape(cost(), (1, 1)), "your cost has shape (1, 1): use np.squeeze(cost)"),
+                ("cost", lambda: cost() * AL.shape[1], "your cost is the sum over the examples: divide by m"),
+                ("cost", lambda: -cost(), "your cost has the wrong sign: cost = -1/m * sum(Y log(AL) + (1 - Y) log(1 - AL))")]
+    if op == "update_parameters":
+        params, grads, lr = args
+        out = []
+        for k in params:
+            out += [(k, (lambda k=k: params[k] + lr * grads["d" + k]),
+                     f"your {k} equals {k} + learning_rate * d{k}: subtract the gradient"),
+                    (k, (lambda k=k: params[k] - grads["d" + k]),
+                     f"your {k} equals {k} - d{k}: multiply the gradient by learning_rate"),
+                    (k, (lambda k=k: params[k]),
+                     f"your {k} was not updated: loop over all L = len(parameters) // 2 layers (l = 1 .. L)")]
+        return out
+    if op == "L_model_backward":
+        AL, Y, caches = args
+        L = len(caches)
+        Yf = Y.reshape(AL.shape).astype(np.float64)
+        dAL = -(Yf / AL - (1 - Yf) / (1 - AL))
+
+        def backward(dAL, hidden, last):
+            g, dA = {}, dAL
+            for l in range(L, 0, -1):
+                (A, W, b), Z = caches[l - 1]
+                r = _lin_back(_act_back(last if l == L else hidden, dA, Z), A, W, b)
+                g[f"dA{l}"], g[f"dW{l}"], g[f"db{l}"] = r["dA_prev"], r["dW"], r["db"]
+                dA = r["dA_prev"]
+            return g
+        names = [f"{d}{l}" for l in range(1, L + 1) for d in ("dW", "db", "dA")]
+        return ([(n, (lambda n=n: backward(-dAL, "relu", "sigmoid")[n]),
+                  "your gradients have the wrong sign: dAL = -(np.divide(Y, AL) - np.divide(1 - Y, 1 - AL))")
+                 for n in names]
+                + [(n, (lambda n=n: backward(dAL, "relu", "relu")[n]),
+                    "your last layer goes back through relu_backward: the output layer is sigmoid") for n in names]
+                + [(n, (lambda n=n: backward(dAL, "sigmoid", "sigmoid")[n]),
+                    "your hidden layers go back through sigmoid_backward: they are relu") for n in names])
+    return []
+
+
+_DENSE_FALLBACK = {
+    "linear_forward": "Z = np.dot(W, A) + b",
+    "linear_activation_forward": "A = g(Z) with Z = np.dot(W, A_prev) + b and g the activation named",
+    "linear_backward": "dW = np.dot(dZ, A_prev.T) / m, db = np.sum(dZ, axis=1, keepdims=True) / m, dA_prev = np.dot(W.T, dZ)",
+    "linear_activation_backward": "dZ = relu_backward(dA, activation_cache) (or sigmoid_backward), then linear_backward(dZ, linear_cache)",
+    "L_model_forward": "[LINEAR -> RELU] x (L-1) -> LINEAR -> SIGMOID, with L = len(parameters) // 2",
+    "compute_cost": "cost = -1/m * np.sum(Y * np.log(AL) + (1 - Y) * np.log(1 - AL)), then np.squeeze(cost)",
+    "L_model_backward": "dAL = -(np.divide(Y, AL) - np.divide(1 - Y, 1 - AL)); layer L goes back through sigmoid, the others through relu",
+    "update_parameters": "W = W - learning_rate * dW and b = b - learning_rate * db for every layer",
+}
+
+
+def _dense_compare(s: Subject, op, got, want, args, dtype) -> Optional[Problem]:
+    """The first output of ``got`` that differs from ``want``, with the diagnosis of the mistake."""
+    try:
+        g, w = _dense_outputs(op, got, args), _dense_outputs(op, want, args)
+    except _Shape as exc:
+        return Problem(str(exc))
+    for name, expected in w.items():
+        if g.get(name) is None:
+            return Problem(f"the result has no {name!r}; it has {sorted(k for k, v in g.items() if v is not None)}")
+        p = compare(g[name], expected, dtype, name, False)
+        if p is None:
+            continue
+        hint = None
+        for out, alt, text in _dense_mistakes(op, args):
+            try:
+                hit = out == name and _same(g[name], alt(), dtype)
+            except Exception:  # noqa: BLE001  (the mistake does not apply to these shapes)
+                hit = False
+            if hit:
+                hint = text
+                break
+        p.message += f"; {hint or 'check: ' + _DENSE_FALLBACK[op]}"
+        return p
+    if op in ("linear_forward", "linear_activation_forward", "L_model_forward"):
+        return _dense_cache(op, got[1], want[1], args, dtype)
+    return None
+
+
+def _dense_cache(op, cache, want, args, dtype) -> Optional[Problem]:
+    if op == "L_model_forward":
+        if not isinstance(cache, (list, tuple)) or len(cache) != len(want):
+            n = len(cache) if isinstance(cache, (list, tuple)) else type(cache).__name__
+            return Problem(f"caches has {n} entries, expected {len(want)} (one per layer: L = len(parameters) // 2)")
+        return None
+    if op == "linear_forward":
+        if not (isinstance(cache, tuple) and len(cache) == 3 and all(
+                np.array_equal(c, a) for c, a in zip(cache, args))):
+            return Problem("cache must be (A, W, b), the arguments as passed, for linear_backward")
+        return None
+    if not (isinstance(cache, tuple) and len(cache) == 2 and isinstance(cache[0], tuple) and len(cache[0]) == 3):
+        return Problem("cache must be (linear_cache, activation_cache): ((A_prev, W, b), Z)")
+    p = compare(cache[1], want[1], dtype, "activation_cache (Z)", False)
+    if p is not None:
+        p.message += "; the activation cache is Z = np.dot(W, A_prev) + b, before the activation"
+    return p
+
+
+def _matrix_dense(s: Subject, op, case, dtype):
+    def fn():
+        args = _dense_args(op, case, dtype, s.ref)
+        want = s.ref[op](*_copy_args(args))
+        with np.errstate(all="ignore"):
+            got = getattr(s, op)(*args)
+        return _dense_compare(s, op, got, want, args, dtype)
+    return fn
+
+
+def _golden_dense(s: Subject, op):
+    def close(got, expected, decimals, what):
+        return compare(np.asarray(got, dtype=float), np.asarray(expected, dtype=float), np.float64,
+                       f"{what} (the course prints)", False, rtol=0.0, atol=0.5 * 10.0 ** -decimals)
+
+    def fn():
+        g = course.DENSE[op]
+        if op == "compute_cost":
+            return close(s.compute_cost(np.array([[0.8, 0.9, 0.4]]), np.array([[1, 1, 1]])), g["cost"], 12, "cost")
+        if op == "update_parameters":
+            rng = np.random.RandomState(2)
+            params = {"W1": rng.randn(3, 4), "b1": rng.randn(3, 1), "W2": rng.randn(1, 3), "b2": rng.randn(1, 1)}
+            rng = np.random.RandomState(3)
+            grads = {"dW1": rng.randn(3, 4), "db1": rng.randn(3, 1), "dW2": rng.randn(1, 3), "db2": rng.randn(1, 1)}
+            new = s.update_parameters(params, grads, 0.1)
+            # the test case's np.testing.assert_array_almost_equal(..., decimal=5): |error| < 1.5e-5
+            return _first(*(compare(np.asarray(new[k], dtype=float), np.asarray(g[k]), np.float64,
+                                    f"{k} (the course's test case)", False, rtol=0.0, atol=1.5e-5) for k in g))
+        if op == "L_model_backward":
+            rng = np.random.RandomState(3)
+            AL, Y = rng.randn(1, 2), np.array([[1, 0]])
+            caches = tuple(((rng.randn(*a), rng.randn(*w), rng.randn(*b)), rng.randn(*z)) for a, w, b, z in
+                           (((4, 2), (3, 4), (3, 1), (3, 2)), ((3, 2), (1, 3), (1, 1), (1, 2))))
+            grads = _dense_outputs(op, s.L_model_backward(AL, Y, caches), (AL, Y, caches))
+            return _first(*(close(grads[k], g[k], 8, k) for k in g))
+        rng = np.random.RandomState(1 if op in ("linear_forward", "linear_backward", "L_model_forward") else 2)
+        if op == "linear_forward":
+            return close(s.linear_forward(rng.randn(3, 2), rng.randn(1, 3), rng.randn(1, 1))[0], g["Z"], 8, "Z")
+        if op == "linear_activation_forward":
+            A, W, b = rng.randn(3, 2), rng.randn(1, 3), rng.randn(1, 1)
+            return _first(*(close(s.linear_activation_forward(A, W, b, act)[0], g[act], 8, f"A ({act})")
+                            for act in ("sigmoid", "relu")))
+        if op == "L_model_forward":
+            X = rng.randn(4, 2)
+            params = {"W1": rng.randn(3, 4), "b1": rng.randn(3, 1), "W2": rng.randn(1, 3), "b2": rng.randn(1, 1)}
+            AL, caches = s.L_model_forward(X, params)
+            if len(caches) != g["len(caches)"]:
+                return Problem(f"caches has {len(caches)} entries, expected {g['len(caches)']} (the course prints)")
+            return close(AL, g["AL"], 8, "AL")
+        if op == "linear_backward":
+            dZ, A, W, b = rng.randn(1, 2), rng.randn(3, 2), rng.randn(1, 3), rng.randn(1, 1)
+            return _first(*(close(x, g[k], 8, k) for k, x in zip(("dA_prev", "dW", "db"), s.linear_backward(dZ, (A, W, b)))))
+        dA, A, W, b, Z = rng.randn(1, 2), rng.randn(3, 2), rng.randn(1, 3), rng.randn(1, 1), rng.randn(1, 2)
+        return _first(*(close(x, g[act][k], 8, f"{k} ({act})") for act in ("sigmoid", "relu")
+                        for k, x in zip(("dA_prev", "dW", "db"), s.linear_activation_backward(dA, ((A, W, b), Z), act))))
+    return fn
+
+
+def _mutation_dense(s: Subject, op, dtype):
+    def fn():
+        args = _dense_args(op, _dense_cases(op)[-1], dtype, s.ref)
+        arrays = [a for name, x in zip(_DENSE_ARGNAMES[op], args) for a in _arrays_in(x, name)]
+        before = [a.copy() for _, a in arrays]
+        with np.errstate(all="ignore"):
+            getattr(s, op)(*args)
+        for (name, a), b in zip(arrays, before):
+            if not np.array_equal(a, b, equal_nan=True):
+                i = tuple(np.argwhere(~((a == b) | (np.isnan(a) & np.isnan(b))))[0])
+                return Problem(f"modified its input {name}: {name}{_fmt_index(i)} {_v(b[i])} -> {_v(a[i])} "
+                               f"(compute new arrays, e.g. W = W - learning_rate * dW, not W -= ...)", where=_fmt_index(i))
+        return None
+    return fn
+
+
+def _flat_arrays(x):
+    if isinstance(x, dict):
+        return [a for k in sorted(x) for a in _flat_arrays(x[k])]
+    if isinstance(x, (tuple, list)):
+        return [a for v in x for a in _flat_arrays(v)]
+    return [np.asarray(x)]
+
+
+def _threads_dense(s: Subject, op, dtype):
+    cases = _dense_cases(op)
+
+    def call(k):
+        return _flat_arrays(getattr(s, op)(*_dense_args(op, cases[k % len(cases)], dtype, s.ref)))
+
+    return _threads(s, op, dtype, calls=[(lambda k=k: call(k)) for k in range(4)])
 
 
 def checks(subject, *, ops: Optional[Sequence[str]] = None, dtypes: Optional[Sequence] = None,
@@ -621,7 +1163,8 @@ def checks(subject, *, ops: Optional[Sequence[str]] = None, dtypes: Optional[Seq
     ref_name = _dispatch.ground_truth_backend()
     is_ref = s.is_backend and s.name == ref_name
     dts = [np.dtype(d) for d in (dtypes or (DTYPES if s.is_backend else (np.float64,)))]
-    want_ops = [op for op in (ops or _dispatch.OPS) if s.has(op)]
+    want_ops = [op for op in (ops or ALL_OPS) if s.has(op)]
+    kernel_ops = [op for op in want_ops if op in _dispatch.OPS]
     want_kinds = set(kinds or KINDS)
     out: List[Check] = []
 
@@ -651,11 +1194,11 @@ def checks(subject, *, ops: Optional[Sequence[str]] = None, dtypes: Optional[Seq
                 add("matrix", "zero_pad", f"pad={pad}/{n}", _matrix_zero_pad(s, dt, pad))
             for op in ("relu", "sigmoid", "relu_backward", "sigmoid_backward"):
                 add("matrix", op, n, _matrix_activation(s, dt, op))
-        for op in want_ops:
+        for op in kernel_ops:
             add("mutation", op, n, _mutation(s, op, dt, False))
             add("threads", op, n, _threads(s, op, dt, rounds=1 if quick else 2))
     if f64:
-        for op in want_ops:
+        for op in kernel_ops:
             add("mutation", op, "noncontig/float64", _mutation(s, op, np.float64, True))
         for name in (CONV_GRAD[:2] if quick else CONV_GRAD):
             if s.is_backend or _course_ok(CONV_CASES[name]):
@@ -670,6 +1213,15 @@ def checks(subject, *, ops: Optional[Sequence[str]] = None, dtypes: Optional[Seq
         if s.is_backend:
             for op, label, call in _bad_inputs():
                 add("bad_input", op, label.replace(" ", "_"), _bad_input(s, call))
+    dense_dts = [np.dtype(d) for d in (dtypes or DTYPES)]  # dense functions keep float32 naturally
+    for op in (o for o in DENSE if o in want_ops):
+        if np.dtype(np.float64) in dense_dts:
+            add("golden", op, "course", _golden_dense(s, op))
+        for dt in dense_dts:
+            for case in (_dense_cases(op)[:2] if quick else _dense_cases(op)):
+                add("matrix", op, f"{case}/{dt.name}", _matrix_dense(s, op, case, dt))
+            add("mutation", op, dt.name, _mutation_dense(s, op, dt))
+            add("threads", op, dt.name, _threads_dense(s, op, dt))
     return out
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Dict
 
 __all__ = ["L_LAYER_DIMS", "L_LAYER_COSTS", "course_cost_line", "CONV_FORWARD", "CONV_BACKWARD", "POOL_FORWARD",
-           "POOL_BACKWARD"]
+           "POOL_BACKWARD", "DENSE"]
 
 L_LAYER_DIMS = (12288, 20, 7, 5, 1)
 
@@ -50,4 +50,34 @@ POOL_FORWARD = {
 POOL_BACKWARD = {
     "max": [[0.0, 0.0], [5.05844394, -1.68282702], [0.0, 0.0]],
     "average": [[0.08485462, 0.2787552], [1.26461098, -0.25749373], [1.17975636, -0.53624893]],
+}
+
+# The step-by-step L-layer notebook's printed values ("Building your Deep Neural Network: Step by
+# Step"), each after its test case's ``np.random.seed(...)`` and draws, which
+# :mod:`fastnn.testing.conformance` repeats (``update_parameters``: its test case's assertions,
+# five decimals).
+DENSE = {
+    "linear_forward": {"Z": [[3.26295337, -1.23429987]]},
+    "linear_activation_forward": {"sigmoid": [[0.96890023, 0.11013289]], "relu": [[3.43896131, 0.0]]},
+    "L_model_forward": {"AL": [[0.17007265, 0.2524272]], "len(caches)": 2},
+    "compute_cost": {"cost": 0.414931599615397},
+    "linear_backward": {"dA_prev": [[0.51822968, -0.19517421], [-0.40506361, 0.15255393], [2.37496825, -0.89445391]],
+                        "dW": [[-0.10076895, 1.40685096, 1.64992505]], "db": [[0.50629448]]},
+    "linear_activation_backward": {
+        "sigmoid": {"dA_prev": [[0.11017994, 0.01105339], [0.09466817, 0.00949723], [-0.05743092, -0.00576154]],
+                    "dW": [[0.10266786, 0.09778551, -0.01968084]], "db": [[-0.05729622]]},
+        "relu": {"dA_prev": [[0.44090989, 0.0], [0.37883606, 0.0], [-0.2298228, 0.0]],
+                 "dW": [[0.44513824, 0.37371418, -0.10478989]], "db": [[-0.20837892]]},
+    },
+    "L_model_backward": {
+        "dW1": [[0.41010002, 0.07807203, 0.13798444, 0.10502167], [0.0, 0.0, 0.0, 0.0],
+                [0.05283652, 0.01005865, 0.01777766, 0.0135308]],
+        "db1": [[-0.22007063], [0.0], [-0.02835349]],
+        "dA1": [[0.0, 0.52257901], [0.0, -0.3269206], [0.0, -0.32070404], [0.0, -0.74079187]],
+    },
+    "update_parameters": {
+        "W1": [[-0.59562, -0.09992, -2.14585, 1.82662], [-1.7657, -0.80627, 0.51116, -1.18259],
+               [-1.05357, -0.86129, 0.68284, 2.20375]],
+        "b1": [[-0.04659], [-1.28888], [0.53405]], "W2": [[-0.55569, 0.0354, 1.32964]], "b2": [[-0.8461]],
+    },
 }
