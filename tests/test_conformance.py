@@ -441,3 +441,19 @@ def test_a_wrong_variant_is_caught_through_the_wrappers(wrong, capsys):
     assert "FAIL matrix/conv_forward/course/float64" in capsys.readouterr().out
     assert cli.main(["check", f"{name}:nope"]) == 2
     assert "variants: " in capsys.readouterr().err
+
+
+def test_a_kernel_whose_dW_changes_without_dA_prev_is_caught(wrong):
+    """A conv_backward that declares input_grad_optional but gets dW wrong when it skips dA_prev."""
+    ref = _dispatch.kernel_of("conv_backward", REF)
+
+    def sloppy(p, A, W, dZ, dA_prev, dW, db):
+        ref(p, A, W, dZ, dA_prev, dW, db)
+        if dA_prev is None:
+            dW *= 1 + np.finfo(dW.dtype).eps  # an ulp off: within tolerance, not the same bits
+
+    sloppy.input_grad_optional = True
+    name = wrong("sloppy_no_dA", "conv_backward", sloppy)
+    bad = _failures(name, ops=["conv_backward"], kinds=["matrix"], quick=True)
+    assert bad and all("dW with input_grad=False" in m and "dropping dA_prev may not change dW" in m
+                       for m in bad.values())
