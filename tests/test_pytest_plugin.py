@@ -1,7 +1,7 @@
 """The pytest plugin (``fastnn_pytest``): ``pytest --fastnn-backend NAME`` runs the conformance
 suite on a backend, one test item per check; without the option it adds nothing and imports
-nothing of fastnn. Run as a subprocess of pytest in a temporary directory with
-``-p fastnn_pytest``, as a checkout (no reinstall) would."""
+nothing of fastnn. Run as a subprocess of pytest in a temporary directory: through the
+installed entry point, or with ``-p fastnn_pytest`` from a checkout (no reinstall)."""
 
 import os
 import pathlib
@@ -28,9 +28,19 @@ fastnn.register("relu", "dropsnan")(lambda x, out: np.fmax(x, 0, out=out))  # Na
 '''
 
 
+def _load_args():
+    """``-p fastnn_pytest`` where fastnn is not installed with its ``pytest11`` entry point (a
+    checkout on the path); nothing where it is (pytest loads it then, and ``-p`` would register
+    it a second time, under another name: an error)."""
+    from importlib.metadata import entry_points
+
+    installed = any(ep.value == "fastnn_pytest" for ep in entry_points(group="pytest11"))
+    return [] if installed else ["-p", "fastnn_pytest"]
+
+
 def _pytest(tmp_path, *args):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))}
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "fastnn_pytest", "-p", "no:cacheprovider",
+    return subprocess.run([sys.executable, "-m", "pytest", *_load_args(), "-p", "no:cacheprovider",
                            "-q", "-rf", *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
 
 
