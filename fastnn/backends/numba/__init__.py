@@ -457,6 +457,14 @@ def pool_forward(p, A_prev, A, nb=None):
               p.dtype.type(0), nb=nb)
 
 
+def _pool_handles(p) -> bool:
+    """The pooling kernels clip every window to the input, so uneven pads and ceil_mode's
+    windows past the padding need nothing more; an average's divisors other than the whole
+    window's are fastnn._lower's (a rescale)."""
+    return p.divisor == "area"
+
+
+pool_forward.handles = _pool_handles
 _EMPTY_IDX = np.zeros((1, 1, 1, 1), dtype=np.int32)
 _AVG_GATHER = _POOL.POOL["avg_bwd_gather", tiles.GATHER_REG_NB]
 
@@ -499,6 +507,9 @@ def pool_backward(p, A_prev, dA, dA_prev, nb=None):
     # gather: it runs at about the speed of copying X).
     _run(kernels.pool_bwd, work, Idx, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, mode, area,
          p.dtype.type(0))
+
+
+pool_backward.handles = _pool_handles
 
 
 # ---------------------------------------------------------------------- variants
