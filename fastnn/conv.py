@@ -146,13 +146,22 @@ def conv_forward(A_prev, W, b, hparameters, *, backend: Optional[str] = None) ->
     Parameters
     ----------
     A_prev : array_like, shape (m, n_H_prev, n_W_prev, n_C_prev)
-        The previous layer's activations, NHWC.
+        The previous layer's activations, NHWC (``(m, n_C_prev, n_H_prev, n_W_prev)`` with
+        ``"layout": "NCHW"``).
     W : array_like, shape (f, f, n_C_prev, n_C)
-        The filters; non-square ``(f_h, f_w, n_C_prev, n_C)`` also works.
+        The filters; non-square ``(f_h, f_w, n_C_prev // groups, n_C)`` also works (NCHW:
+        PyTorch's ``(n_C, n_C_prev // groups, f_h, f_w)``).
     b : array_like, shape (1, 1, 1, n_C)
-        One bias per filter (shape ``(n_C,)`` also works).
+        One bias per filter (shape ``(n_C,)`` also works; NCHW: ``(n_C,)`` or ``(1, n_C, 1, 1)``).
     hparameters : dict
-        ``{"stride": s, "pad": p}``; each an int or an ``(h, w)`` pair, stride >= 1, pad >= 0.
+        ``{"stride": s, "pad": p}``, the course's: each an int or an ``(h, w)`` pair, stride
+        >= 1, pad >= 0. Beyond the course, ``"pad"`` may also be ``((top, bottom), (left,
+        right))``, ``"valid"`` (0) or ``"same"`` (TensorFlow's rule: ``ceil(n / stride)``
+        outputs, an odd total padding's extra row/column at the bottom/right), and optional
+        keys are ``"dilation"`` (int or pair, default 1: taps ``dilation`` apart, PyTorch's
+        meaning), ``"groups"`` (default 1; dividing both channel counts: output channel k
+        reads input group ``k // (n_C // groups)``; ``groups = n_C_prev`` is depthwise) and
+        ``"layout"`` (``"NHWC"``, default, or ``"NCHW"``: arrays channels-first, results too).
     backend : str, optional
         The backend to run on, a name from :func:`fastnn.available_backends`. Default: the
         one in force (``with use_backend(...)``, :func:`fastnn.set_backend`,
@@ -161,8 +170,9 @@ def conv_forward(A_prev, W, b, hparameters, *, backend: Optional[str] = None) ->
     Returns
     -------
     Z : numpy.ndarray, shape (m, n_H, n_W, n_C)
-        The output, ``n_H = (n_H_prev + 2 pad - f) // stride + 1`` (likewise ``n_W``), in the
-        computed dtype (float32 for float32 inputs, float64 for float64 or integers).
+        The output, ``n_H = (n_H_prev + 2 pad - f) // stride + 1`` (likewise ``n_W``; with
+        dilation d, ``f`` counts as ``(f - 1) d + 1``), in the computed dtype (float32 for
+        float32 inputs, float64 for float64 or integers); NCHW in, NCHW out.
     cache : tuple
         ``(A_prev, W, b, hparameters)``, the arguments as passed, for :func:`conv_backward`.
 
@@ -188,6 +198,14 @@ def conv_forward(A_prev, W, b, hparameters, *, backend: Optional[str] = None) ->
     Z's mean = 0.0489952035
     >>> cache[0] is A_prev
     True
+
+    Depthwise and dilated, padded "same", on channels-first arrays:
+
+    >>> x = np.random.randn(2, 16, 9, 9)                 # (m, C, H, W)
+    >>> w = np.random.randn(16, 1, 3, 3)                 # (K, C // groups, f_h, f_w)
+    >>> hp = {"stride": 1, "pad": "same", "dilation": 2, "groups": 16, "layout": "NCHW"}
+    >>> conv_forward(x, w, np.zeros(16), hp)[0].shape
+    (2, 16, 9, 9)
     """
     A_prev = P.as_array(A_prev, "A_prev")
     W = P.as_array(W, "W")
@@ -223,7 +241,8 @@ def conv_backward(dZ, cache, *, backend: Optional[str] = None,
     Parameters
     ----------
     dZ : array_like, shape (m, n_H, n_W, n_C)
-        The gradient of the cost with respect to :func:`conv_forward`'s output ``Z``.
+        The gradient of the cost with respect to :func:`conv_forward`'s output ``Z`` (NCHW
+        when the cache's hparameters say ``"layout": "NCHW"``).
     cache : tuple
         ``(A_prev, W, b, hparameters)``, the cache :func:`conv_forward` returned.
     backend : str, optional
@@ -238,7 +257,8 @@ def conv_backward(dZ, cache, *, backend: Optional[str] = None,
     Returns
     -------
     dA_prev : numpy.ndarray, shape of A_prev, or None
-        The gradient with respect to ``A_prev`` (``None`` with ``input_grad=False``).
+        The gradient with respect to ``A_prev`` (``None`` with ``input_grad=False``); every
+        gradient comes back in the layout of its input.
     dW : numpy.ndarray, shape of W
         The gradient with respect to ``W`` (summed over the batch).
     db : numpy.ndarray, shape of b
@@ -297,11 +317,15 @@ def pool_forward(A_prev, hparameters, mode: str = "max", *, backend: Optional[st
     Parameters
     ----------
     A_prev : array_like, shape (m, n_H_prev, n_W_prev, n_C)
-        The input, NHWC.
+        The input, NHWC (``(m, n_C, n_H_prev, n_W_prev)`` with ``"layout": "NCHW"``).
     hparameters : dict
         ``{"f": f, "stride": s}``, each an int or an ``(h, w)`` pair; optionally ``"pad"`` (at
-        most ``f // 2``): max pooling pads with -inf, average pooling with zeros that count in
-        the divisor (PyTorch's default).
+        most ``f // 2`` on each side; any form :func:`conv_forward` takes): max pooling pads
+        with -inf, average pooling with zeros that count in the divisor (PyTorch's default);
+        ``"ceil_mode"`` (default False: PyTorch's rule, rounding the output size up while the
+        last window starts inside the input or the front padding); ``"count_include_pad"``
+        (average pooling, default True; False divides by the input elements in the window;
+        max pooling ignores it); ``"layout"`` (``"NHWC"`` or ``"NCHW"``).
     mode : {"max", "average"}, optional
         The pooling; ``"avg"`` means ``"average"``. Default ``"max"``.
     backend : str, optional
@@ -328,6 +352,11 @@ def pool_forward(A_prev, hparameters, mode: str = "max", *, backend: Optional[st
     >>> pool_forward(A_prev, {"f": 2, "stride": 2}, mode="average")[0][0, :, :, 0]
     array([[ 2.5,  4.5],
            [10.5, 12.5]])
+    >>> hp = {"f": 3, "stride": 2, "pad": 1, "ceil_mode": True, "count_include_pad": False}
+    >>> pool_forward(A_prev, hp, mode="average")[0][0, :, :, 0]
+    array([[ 2.5,  4. ,  5. ],
+           [ 8.5, 10. , 11. ],
+           [12.5, 14. , 15. ]])
     """
     A_prev = P.as_array(A_prev, "A_prev")
     p = P.pool_params(A_prev, hparameters, mode)

@@ -81,18 +81,21 @@ def torch_installed() -> bool:
     return "torch" in sys.modules or importlib.util.find_spec("torch") is not None
 
 
-def _reduced_len(n: int, f: int, s: int, p: int, target: int = REDUCED_OUT) -> int:
-    """An input length giving ``target`` outputs for window f, stride s, pad p (n if it gives fewer)."""
-    if conv_out_size(n, f, p, s) <= target:
+def _reduced_len(n: int, f: int, s: int, p: int, target: int = REDUCED_OUT, d: int = 1) -> int:
+    """An input length giving ``target`` outputs for window f (taps d apart), stride s, pad p
+    (n if it gives fewer)."""
+    if conv_out_size(n, f, p, s, d) <= target:
         return n
-    return max(1, (target - 1) * s + f - 2 * p)
+    return max(1, (target - 1) * s + (f - 1) * d + 1 - 2 * p)
 
 
 def _reduced_case(c):
-    """The same window, stride, padding and channels on a small batch and image."""
+    """The same window, stride, padding, dilation, groups, layout and channels on a small batch
+    and image (the table's pads are ints or pairs)."""
     (fh, fw), (sh, sw), (ph, pw) = _pair(c.f), _pair(c.stride), _pair(c.pad)
+    dh, dw = _pair(getattr(c, "dilation", 1))
     return dataclasses.replace(
-        c, m=min(c.m, REDUCED_M), H=_reduced_len(c.H, fh, sh, ph), W=_reduced_len(c.W, fw, sw, pw)
+        c, m=min(c.m, REDUCED_M), H=_reduced_len(c.H, fh, sh, ph, d=dh), W=_reduced_len(c.W, fw, sw, pw, d=dw)
     )
 
 
@@ -230,11 +233,43 @@ class ConvWorkload(Workload):
         f = f"{fh}" if fh == fw else f"{fh}x{fw}"
         s = f"{sh}" if sh == sw else f"{sh}x{sw}"
         p = f"{ph}" if ph == pw else f"{ph}x{pw}"
-        return f"{c.m}x{c.H}x{c.W}x{c.C} f{f} K{c.K} s{s} p{p}"
+        dh, dw = _pair(c.dilation)
+        extra = (f" d{dh}" if dh == dw else f" d{dh}x{dw}") if (dh, dw) != (1, 1) else ""
+        extra += (" dw" if c.groups == c.C else f" g{c.groups}") if c.groups > 1 else ""
+        extra += " NCHW" if c.layout == "NCHW" else ""
+        return f"{c.m}x{c.H}x{c.W}x{c.C} f{f} K{c.K} s{s} p{p}{extra}"
 
     @property
-    def flops(self) -> float:
+    def depthwise(self) -> bool:
+        """A depthwise layer (groups = C_in): memory-bound, judged by the copy bound, not GEMM's."""
+        return self.case.groups == self.case.C and self.case.groups > 1
+
+    @property
+    def flops(self) -> Optional[float]:
+        if self.depthwise:
+            return None
         return float(self.case.flops * (1 if self.pass_ == "fwd" else 3))
+
+    @property
+    def bytes(self) -> Optional[float]:
+        """A depthwise layer's least traffic: forward reads A_prev and writes Z; the backward
+        also reads dZ and A_prev again and writes dA_prev (W, dW: a few kB)."""
+        if not self.depthwise:
+            return None
+        c = self.case
+        Ho, Wo = c.out_hw
+        n_in, n_out = c.m * c.H * c.W * c.C, c.m * Ho * Wo * c.K
+        moved = n_in + n_out if self.pass_ == "fwd" else 3 * n_in + 2 * n_out
+        return float(moved * np.dtype(self.dtype).itemsize)
+
+    @property
+    def working_set(self) -> Optional[float]:
+        if not self.depthwise:
+            return None
+        c = self.case
+        Ho, Wo = c.out_hw
+        arrays = c.m * c.H * c.W * c.C + c.m * Ho * Wo * c.K
+        return float((arrays if self.pass_ == "fwd" else 2 * arrays) * np.dtype(self.dtype).itemsize)
 
     @property
     def ref_units(self) -> float:
@@ -273,33 +308,37 @@ class ConvWorkload(Workload):
         torch = torch_module()
         F = torch.nn.functional
         A, W, b, hp, dZ = self.make() if data is None else data
+        c = self.case
         fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-        x = torch.from_numpy(np.ascontiguousarray(A.transpose(0, 3, 1, 2))).contiguous(memory_format=fmt)
-        w = torch.from_numpy(np.ascontiguousarray(W.transpose(3, 2, 0, 1))).contiguous(memory_format=fmt)
+        nchw = c.layout == "NCHW"  # (the case's arrays, fastnn's results: NCHW already)
+        to_t = (lambda a: a) if nchw else (lambda a: a.transpose(0, 3, 1, 2))  # noqa: E731
+        x = torch.from_numpy(np.ascontiguousarray(to_t(A))).contiguous(memory_format=fmt)
+        w = torch.from_numpy(np.ascontiguousarray(W if nchw else W.transpose(3, 2, 0, 1))).contiguous(memory_format=fmt)
         bias = torch.from_numpy(b.reshape(-1).copy())
-        g = torch.from_numpy(np.ascontiguousarray(dZ.transpose(0, 3, 1, 2))).contiguous(memory_format=fmt)
-        stride, padding = _pair(self.case.stride), _pair(self.case.pad)
-        nhwc = lambda t: t.detach().permute(0, 2, 3, 1).contiguous().numpy()  # noqa: E731
+        g = torch.from_numpy(np.ascontiguousarray(to_t(dZ))).contiguous(memory_format=fmt)
+        kw = dict(stride=_pair(c.stride), padding=_pair(c.pad), dilation=_pair(c.dilation), groups=c.groups)
+        back = (lambda t: t.detach().contiguous().numpy()) if nchw else (  # noqa: E731
+            lambda t: t.detach().permute(0, 2, 3, 1).contiguous().numpy())
         if self.pass_ == "fwd":
             def fn():
                 with torch.no_grad():
-                    return (F.conv2d(x, w, bias, stride, padding),)
+                    return (F.conv2d(x, w, bias, **kw),)
 
             def to_numpy(out):
-                return (nhwc(out[0]),)
+                return (back(out[0]),)
         else:
             x.requires_grad_(True)
             w.requires_grad_(True)
             bias.requires_grad_(True)
 
             def fn():
-                y = F.conv2d(x, w, bias, stride, padding)
+                y = F.conv2d(x, w, bias, **kw)
                 return (y,) + tuple(torch.autograd.grad(y, (x, w, bias), g))
 
             def to_numpy(out):
                 y, dx, dw, db = out
-                return (nhwc(y), nhwc(dx), dw.detach().permute(2, 3, 1, 0).contiguous().numpy(),
-                        db.detach().reshape(1, 1, 1, -1).numpy())
+                dw = dw.detach().contiguous().numpy() if nchw else dw.detach().permute(2, 3, 1, 0).contiguous().numpy()
+                return back(y), back(dx), dw, db.detach().reshape(b.shape).numpy()
         return fn, to_numpy
 
 

@@ -259,6 +259,12 @@ BENCH_CONV_SHAPES: Dict[str, ConvCase] = {c.name: c for c in [
     ConvCase("stride2", 32, 32, 32, 64, 3, 128, 2, 1),
     ConvCase("pointwise", 32, 28, 28, 256, 1, 64, 1, 0),
     ConvCase("stem7x7", 8, 112, 112, 3, 7, 64, 2, 3),
+    # beyond the course (issue 22's layers): MobileNet's depthwise 3x3, DeepLab's dilated 3x3,
+    # ResNeXt's grouped 3x3, and res_3x3 on channels-first arrays
+    ConvCase("depthwise", 8, 56, 56, 64, 3, 64, 1, 1, groups=64),
+    ConvCase("dilated", 8, 28, 28, 64, 3, 64, 1, 2, dilation=2),
+    ConvCase("grouped", 8, 28, 28, 128, 3, 128, 1, 1, groups=4),
+    ConvCase("res_3x3_nchw", 16, 28, 28, 128, 3, 128, 1, 1, layout="NCHW"),
 ]}
 
 #: Pooling benchmark table: N, H, W, C, f, stride.
