@@ -63,23 +63,26 @@ CNN_POOL = [
 
 
 def _torch_conv(A, W, b, hp, dZ, layout):
-    sh, sw = P._pair(hp["stride"])
-    ph, pw = P._pair(hp["pad"])
+    p = P.conv_params(A, W, b, hp)
+    assert (p.ph, p.pw) == (p.pb, p.pr), "uneven padding: not in these sets"
+    nchw = P.conv_layout(hp) == "NCHW"  # (the arrays are channels-first already)
     fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-    x = torch.from_numpy(np.ascontiguousarray(A.transpose(0, 3, 1, 2))).contiguous(memory_format=fmt)
-    w = torch.from_numpy(np.ascontiguousarray(W.transpose(3, 2, 0, 1))).contiguous(memory_format=fmt)
+    to_t = (lambda a: a) if nchw else (lambda a: a.transpose(0, 3, 1, 2))  # noqa: E731
+    x = torch.from_numpy(np.ascontiguousarray(to_t(A))).contiguous(memory_format=fmt)
+    w = torch.from_numpy(np.ascontiguousarray(W if nchw else W.transpose(3, 2, 0, 1))).contiguous(memory_format=fmt)
     bias = torch.from_numpy(b.reshape(-1).copy())
-    g = torch.from_numpy(np.ascontiguousarray(dZ.transpose(0, 3, 1, 2))).contiguous(memory_format=fmt)
+    g = torch.from_numpy(np.ascontiguousarray(to_t(dZ))).contiguous(memory_format=fmt)
+    kw = dict(stride=(p.sh, p.sw), padding=(p.ph, p.pw), dilation=(p.dh, p.dw), groups=p.G)
 
     def fwd():
         with torch.no_grad():
-            return F.conv2d(x, w, bias, (sh, sw), (ph, pw))
+            return F.conv2d(x, w, bias, **kw)
 
     xg, wg, bg = (t.clone().requires_grad_(True) for t in (x, w, bias))
 
     def both():
         xg.grad = wg.grad = bg.grad = None
-        F.conv2d(xg, wg, bg, (sh, sw), (ph, pw)).backward(g)
+        F.conv2d(xg, wg, bg, **kw).backward(g)
 
     return {"fwd": fwd, "fwd+bwd": both}
 
@@ -139,8 +142,10 @@ def _rows(which):
 
             layout = _best_layout(lambda lay, A=A, W=W, b=b, hp=hp, dZ=dZ: _torch_conv(A, W, b, hp, dZ, lay))
             ref = _torch_conv(A, W, b, hp, dZ, layout)
+            flops = None if p.G == p.C > 1 else p.flops  # (depthwise: memory-bound, no GEMM share)
             yield (f"conv {case.name}", dtype, {"fwd": fwd, "fwd+bwd": both}, ref,
-                   {"fwd": ("conv_forward", p, p.flops), "fwd+bwd": ("conv_backward", p, 3 * p.flops)}, layout)
+                   {"fwd": ("conv_forward", p, flops), "fwd+bwd": ("conv_backward", p, 3 * flops if flops else None)},
+                   layout)
     for case in pools:
         for dtype in (np.float32, np.float64):
             A, hp, dA = case.make(dtype, seed=0)
