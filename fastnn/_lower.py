@@ -134,57 +134,70 @@ def _phases(n_out: int, f: int, s: int, d: int):
     return out, dp, sp
 
 
+def _span(start: int, d: int, count: int, n: int):
+    """Of the indices start + d*v (v < count) of a padded dimension, those inside the input
+    [0, n): (v0, v1) and the input slice they read."""
+    v0 = max(0, -(start // d))  # the first v with start + d*v >= 0
+    v1 = min(count, (n - 1 - start) // d + 1) if n - 1 - start >= 0 else 0
+    v1 = max(v1, v0)
+    a0 = start + d * v0
+    return v0, v1, slice(a0, a0 + (v1 - v0 - 1) * d + 1 if v1 > v0 else a0, d)
+
+
 def _phase_grid(p):
+    """Per output phase: the sub-call's params, where its input sits in A_prev (rows and
+    columns of the phase input, the input slices they read: the rest is padding) and its outputs."""
     rows, dph, sph = _phases(p.Ho, p.fh, p.sh, p.dh)
     cols, dpw, spw = _phases(p.Wo, p.fw, p.sw, p.dw)
     for rh, nh, xh in rows:
         for rw, nw, xw in cols:
             q = P.core_conv(p.m, xh, xw, p.C, p.fh, p.fw, p.K, sph, spw, 0, 0, p.dtype)
             assert (q.Ho, q.Wo) == (nh, nw)
-            # the phase's input rows (padded index r s + d v, v < xh) and its outputs
-            src = (slice(None), slice(rh * p.sh, rh * p.sh + (xh - 1) * p.dh + 1, p.dh),
-                   slice(rw * p.sw, rw * p.sw + (xw - 1) * p.dw + 1, p.dw))
-            yield q, src, (slice(None), slice(rh, None, dph), slice(rw, None, dpw))
+            # the phase's input rows are the padded input's r s + d v (v < xh): in A_prev, r s - pad + d v
+            v0, v1, hs = _span(rh * p.sh - p.ph, p.dh, xh, p.H)
+            u0, u1, ws = _span(rw * p.sw - p.pw, p.dw, xw, p.W)
+            inner = (slice(None), slice(v0, v1), slice(u0, u1))
+            yield q, inner, (slice(None), hs, ws), (slice(None), slice(rh, None, dph), slice(rw, None, dpw))
 
 
 def _forward_padded(p, backend, A, W, b, Z):
     """One group: uneven padding and/or dilation."""
-    Ap = _padded_input(p, A)
     if p.dh == 1 and p.dw == 1:
         q = P.core_conv(p.m, p.Hp, p.Wp, p.C, p.fh, p.fw, p.K, p.sh, p.sw, 0, 0, p.dtype)
-        conv_forward(q, backend, Ap, W, b, Z)
+        conv_forward(q, backend, _padded_input(p, A), W, b, Z)
         return
-    for q, src, dst in _phase_grid(p):
+    # per phase, its input gathered from A_prev (zeros where it is padding): one pass over the
+    # input in all, no padded copy
+    for q, inner, src, dst in _phase_grid(p):
+        X = np.zeros((p.m, q.H, q.W, p.C), dtype=p.dtype)
+        X[inner] = A[src]
         Zr = np.empty((p.m, q.Ho, q.Wo, p.K), dtype=p.dtype)
-        conv_forward(q, backend, _contig(Ap[src]), W, b, Zr)
+        conv_forward(q, backend, X, W, b, Zr)
         Z[dst] = Zr
 
 
 def _backward_padded(p, backend, A, W, dZ, dA, dW, db):
-    Ap = _padded_input(p, A)
-    cropped = Ap is not A
     if p.dh == 1 and p.dw == 1:
+        Ap = _padded_input(p, A)
         q = P.core_conv(p.m, p.Hp, p.Wp, p.C, p.fh, p.fw, p.K, p.sh, p.sw, 0, 0, p.dtype)
-        dAp = np.empty(Ap.shape, dtype=p.dtype) if dA is not None and cropped else dA
+        dAp = np.empty(Ap.shape, dtype=p.dtype) if dA is not None and Ap is not A else dA
         conv_backward(q, backend, Ap, W, dZ, dAp, dW, db)
-    else:
-        dAp = None
-        if dA is not None:  # input rows no phase reads get no gradient
-            dAp = np.zeros(Ap.shape, dtype=p.dtype) if cropped else dA
-            if not cropped:
-                dA.fill(0)
-        dWr, dbr = np.empty_like(dW), np.empty_like(db)
-        for k, (q, src, dst) in enumerate(_phase_grid(p)):
-            X = _contig(Ap[src])
-            dX = None if dA is None else np.empty(X.shape, dtype=p.dtype)
-            conv_backward(q, backend, X, W, _contig(dZ[dst]), dX, *((dW, db) if k == 0 else (dWr, dbr)))
-            if k:
-                dW += dWr
-                db += dbr
-            if dA is not None:
-                dAp[src] = dX
-    if dA is not None and cropped:
-        dA[...] = dAp[:, p.ph:p.ph + p.H, p.pw:p.pw + p.W]
+        if dAp is not dA:
+            dA[...] = dAp[:, p.ph:p.ph + p.H, p.pw:p.pw + p.W]
+        return
+    if dA is not None:  # input rows no phase reads get no gradient (phases write disjoint rows)
+        dA.fill(0)
+    dWr, dbr = np.empty_like(dW), np.empty_like(db)
+    for k, (q, inner, src, dst) in enumerate(_phase_grid(p)):
+        X = np.zeros((p.m, q.H, q.W, p.C), dtype=p.dtype)
+        X[inner] = A[src]
+        dX = None if dA is None else np.empty(X.shape, dtype=p.dtype)
+        conv_backward(q, backend, X, W, _contig(dZ[dst]), dX, *((dW, db) if k == 0 else (dWr, dbr)))
+        if k:
+            dW += dWr
+            db += dbr
+        if dA is not None:
+            dA[src] = dX[inner]
 
 
 # ---------------------------------------------------------------------- pooling
