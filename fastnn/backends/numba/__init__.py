@@ -323,7 +323,7 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t=None):
     part = np.empty((nch, p.fh, Lp, Kp), dtype=p.dtype)
     pdb = np.empty((nch, Kp), dtype=p.dtype)
     ja, jb = np.divmod(np.minimum(np.arange(Lp), L - 1), p.sw * p.C)
-    run_chunks(_CONV.DW[J, T], (Xs, dZk, part, pdb, p.sh, ja, jb), nch)  # a chunk per partial
+    run_chunks(_CONV.DW[J, T], (Xs, dZk, part, pdb, p.sh, ja, jb, tiles.dw_rows(p.Wo)), nch)  # a chunk per partial
     if nch == 1:
         sums, dbs = part[0], pdb[0]
     else:

@@ -264,21 +264,27 @@ def _dW_tile(J: int, T: int) -> List[str]:
         L.append(f"pq{q} = pk[j0 + {q}, k0:]")
         for k in range(T):
             L.append(f"a{q}_{k} = pq{q}[{k}]")
+    # The tile's sums stay in registers over the rows [t0, t1) of the pass, not one row: where
+    # Wo is small, storing and reloading the partials after every row dominated (each pass
+    # streams the whole (fh, Lr, K) partial through the cache). The sums run over the rows and
+    # pixels in the same order either way: the same bits whatever the pass length.
+    L += ["for t in range(t0, t1):", "    i = t // Ho", "    ho = t - i * Ho", "    zr = dZ[i, ho]",
+          "    xrow = Xs[i, ho * sh + kh]"]
     # Input column j of output pixel wo is xrow[wo + ja[j], jb[j]] with (ja, jb) =
     # divmod(j, sw*C) precomputed (no division per tile): the row offset goes into a slice
     # and the column is loop-invariant, so the inner loop's indices are wo plus hoisted
     # constants (no per-iteration wraparound code).
     for q in range(J):
-        L.append(f"xq{q} = xrow[ja[j0 + {q}]:]")
-        L.append(f"bq{q} = jb[j0 + {q}]")
-    L += ["for wo in range(Wo):"]
+        L.append(f"    xq{q} = xrow[ja[j0 + {q}]:]")
+        L.append(f"    bq{q} = jb[j0 + {q}]")
+    L += ["    for wo in range(Wo):"]
     for k in range(T):
-        L.append(f"    d{k} = zr[wo, k0 + {k}]")
+        L.append(f"        d{k} = zr[wo, k0 + {k}]")
     for q in range(J):
-        L.append(f"    x{q} = xq{q}[wo, bq{q}]")
+        L.append(f"        x{q} = xq{q}[wo, bq{q}]")
     for q in range(J):
         for k in range(T):
-            L.append(f"    a{q}_{k} += x{q} * d{k}")
+            L.append(f"        a{q}_{k} += x{q} * d{k}")
     for q in range(J):
         for k in range(T):
             L.append(f"pq{q}[{k}] = a{q}_{k}")
@@ -292,10 +298,11 @@ def _dW_kblock(J: int, T: int) -> List[str]:
 def conv_dW(name: str, J: int, T: int) -> List[str]:
     L = [
         "@kernel(fastmath=FASTMATH_CONV)",
-        f"def {name}(Xs, dZ, part, pdb, sh, ja, jb):",
+        f"def {name}(Xs, dZ, part, pdb, sh, ja, jb, gr):",
         '    """Per-chunk partial dW and db: chunk c sums rows [c*R//n, (c+1)*R//n) of the',
-        "    R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,). Deterministic",
-        "    for a fixed chunk count whichever build runs it. Xs is the padded input with",
+        "    R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,), in passes of gr rows",
+        "    (a tile's sums in registers over a pass). Deterministic for a fixed chunk count",
+        "    whichever build runs it and whatever gr. Xs is the padded input with",
         "    each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K);",
         f"    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C. K (of dZ and part) is a multiple of {T}",
         f"    and Lr (of part, ja, jb) one of {J}: the wrapper pads them (ja, jb with copies of",
@@ -313,15 +320,18 @@ def conv_dW(name: str, J: int, T: int) -> List[str]:
         "                    pc[kh, j, k] = 0",
         "        for k in range(K):",
         "            db[k] = 0",
-        "        for t in range(c * R // nch, (c + 1) * R // nch):",
+        "        lo = c * R // nch",
+        "        hi = (c + 1) * R // nch",
+        "        for t in range(lo, hi):",
         "            i = t // Ho",
         "            ho = t - i * Ho",
         "            zr = dZ[i, ho]",
         "            for wo in range(Wo):",
         "                for k in range(K):",
         "                    db[k] += zr[wo, k]",
+        "        for t0 in range(lo, hi, gr):",
+        "            t1 = min(t0 + gr, hi)",
         "            for kh in range(fh):",
-        "                xrow = Xs[i, ho * sh + kh]",
         "                pk = pc[kh]",
     ]
     L += _ind(["k0 = 0", "while k0 < K:"] + _ind(_dW_kblock(J, T) + [f"k0 += {T}"], 4), 16)

@@ -87,6 +87,18 @@ def dw_tile(dtype, K: int, L: int, T=None):
     return min(DW_J_ONE_VECTOR, key=lambda j: (-(-L // j) * j, -j)), T
 
 
+#: The dW kernels keep a tile's sums in registers over passes of at least this many output
+#: pixels (whole rows: ``dw_rows``), not one row: with one row of Wo = 14 pixels (resnet's 14 x
+#: 14 layers) the partials' loads and stores after each row streamed the whole (fh, fw*C, K)
+#: partial through the cache once per row.
+DW_PASS_PIXELS = 64
+
+
+def dw_rows(Wo: int) -> int:
+    """Output rows per pass of the dW kernels (the bits do not depend on it)."""
+    return max(1, -(-DW_PASS_PIXELS // Wo))
+
+
 def pool_block(C: int) -> int:
     """The pooling channel block for C channels: the first of ``POOL_NB`` <= C."""
     return next(n for n in POOL_NB if n <= C)
