@@ -144,7 +144,8 @@ def test_installed_version():
 
 def test_import_fastnn_stays_light():
     res = _python(code="import sys, fastnn, fastnn.cli\n"
-                       "print(sorted(m for m in ('torch', 'matplotlib', 'tqdm', 'h5py') if m in sys.modules))")
+                       "print(sorted(m for m in ('torch', 'matplotlib', 'tqdm', 'h5py', 'dask', 'distributed') "
+                       "if m in sys.modules))")
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"
 
