@@ -10,6 +10,7 @@ Every test is bounded in time (``_time_limit``); the whole file takes well under
 import doctest
 import importlib
 import io
+import json
 import os
 import signal
 import sys
@@ -34,6 +35,7 @@ distributed = pytest.importorskip("distributed")
 
 import fastnn.dask as fd  # noqa: E402
 from fastnn.dask import parallel as dp  # noqa: E402
+from fastnn.nn import trainer  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -330,7 +332,88 @@ def test_read_hdf5_streams_the_course_layout(tmp_path, client):
         fd.read_hdf5(path, "train_set_x", chunks=0)
 
 
-# ------------------------------------------------------------------ data-parallel steps
+# ------------------------------------------------------------------ data-parallel training
+
+
+def _write_set(path, prefix, x, y):
+    with h5py.File(path, "w") as f:
+        f[f"{prefix}_set_x"] = x
+        f[f"{prefix}_set_y"] = y
+        f["list_classes"] = np.array([b"non-cat", b"cat"])
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """8x8 RGB images: 'cats' are bright in the top-left corner. 12 train, 6 test."""
+    rng = np.random.default_rng(0)
+
+    def make(m):
+        y = np.arange(m) % 2
+        x = rng.integers(0, 120, size=(m, 8, 8, 3))
+        x[y == 1, :4, :4, :] += 120
+        return x.astype(np.uint8), y.astype(np.int64)
+
+    d = tmp_path / "data"
+    d.mkdir()
+    _write_set(d / "train_catvnoncat.h5", "train", *make(12))
+    _write_set(d / "test_catvnoncat.h5", "test", *make(6))
+    return d
+
+
+def _params(path):
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files if k.startswith(("param/", "opt/"))}
+
+
+def _log(out):
+    return json.loads((Path(out) / "log.json").read_text())
+
+
+def _assert_same_run(got_dir, ref_dir, dtype, exact=False):
+    a, b = _params(got_dir / "params.npz"), _params(ref_dir / "params.npz")
+    assert a.keys() == b.keys() and a
+    for k in b:
+        if exact or b[k].dtype.kind == "i":
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+        else:
+            assert_close(a[k], b[k], dtype, k)
+    ca, cb = _log(got_dir)["log"]["cost"], _log(ref_dir)["log"]["cost"]
+    assert len(ca) == len(cb)
+    assert_close(np.array(ca, dtype), np.array(cb, dtype), dtype, "costs")
+
+
+@pytest.mark.parametrize("model, dtype", [("cnn", "float64"), ("cnn", "float32"), ("dnn", "float64"), ("dnn", "float32")])
+def test_data_parallel_training_equals_one_process(tmp_path, tiny, client, model, dtype):
+    """Same seed and batches (5, 5, 2 per epoch: shards of 3+2 and 1+1): the parameters, the
+    optimiser state and the costs within the dtype's tolerance; the checkpoint as always."""
+    common = {"data": tiny, "model": model, "dtype": dtype, "epochs": 3, "batch_size": 5, "lr": 0.01, "quiet": True,
+              "stream": io.StringIO()}
+    ref = trainer.train(tmp_path / "one", **common)
+    par = dp.DataParallel(client)
+    got = trainer.train(tmp_path / "two", parallel=par, **common)
+    assert par.shards == 2 and len(par.timings) == 9 and [t["shards"] for t in par.timings[:3]] == [2, 2, 2]
+    _assert_same_run(tmp_path / "two", tmp_path / "one", np.dtype(dtype))
+    assert got.meta["parallel"] == "dask " + par.description + ", 2 shards" and "parallel" not in ref.meta
+    assert (tmp_path / "two" / "checkpoint.npz").is_file()
+    assert got.summary["test_accuracy"] == ref.summary["test_accuracy"]
+
+
+def test_shards_add_up_to_the_batch():
+    """The worker's function on two shards, added, gives the batch's cost and gradients."""
+    config = trainer.CnnRun.new_config((8, 8, 3), {"model": "cnn", "dtype": "float64", "batch_size": 5, "lr": 0.01,
+                                                   "seed": 2})
+    run = trainer.CnnRun(config)
+    X = _rng(10).random((5, 8, 8, 3))
+    Y = np.array([[0.0], [1.0], [1.0], [0.0], [1.0]])
+    cost, correct, grads = run.gradients(X, Y, 5)
+    state = run.shard_state()
+    parts = [trainer.shard_gradients(state, X[lo:hi], Y[lo:hi], 5) for lo, hi in ((0, 3), (3, 5))]
+    assert_close(np.array(parts[0][0] + parts[1][0]), np.array(cost), np.float64, "cost")
+    assert parts[0][1] + parts[1][1] == correct
+    for k in grads:
+        assert_close(fd.tree_sum([p[2][k] for p in parts]), grads[k], np.float64, k)
+    with pytest.raises(ValueError, match="m must be an int >= the output's 3 rows"):
+        run.loss(np.zeros((3, 1)), np.zeros(3), m=2)
 
 
 def test_a_lost_step_is_sent_again_whole(client, monkeypatch):
@@ -357,6 +440,90 @@ def test_a_lost_step_is_sent_again_whole(client, monkeypatch):
 
 def _sum_shard(state, X, Y, m):
     return float(X.sum()), float(len(Y)), {"x": X.sum(axis=0)}
+
+
+def test_resume_a_data_parallel_run_here(tmp_path, tiny, client):
+    common = {"data": tiny, "model": "cnn", "batch_size": 5, "lr": 0.01, "quiet": True, "stream": io.StringIO()}
+    trainer.train(tmp_path / "straight", epochs=3, **common)
+    trainer.train(tmp_path / "split", epochs=2, parallel=dp.DataParallel(client), **common)
+    trainer.train(tmp_path / "split", epochs=3, resume=True, **common)
+    _assert_same_run(tmp_path / "split", tmp_path / "straight", np.dtype("float64"))
+
+
+def _killing(marker):
+    """shard_gradients, except that the first time it runs shard 1 of a step after ``marker``
+    was armed, its worker process dies (SIGKILL) in the middle of the task."""
+    def fn(state, X, Y, m):
+        if os.path.exists(marker) and not os.path.exists(marker + ".done") and X.shape[0] == 1:
+            open(marker + ".done", "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return trainer.shard_gradients(state, X, Y, m)
+    return fn
+
+
+@pytest.mark.limit(120)
+def test_a_worker_killed_mid_epoch_loses_nothing(tmp_path, tiny):
+    """One of the two LocalCluster workers dies during a shard of epoch 2's last step: Dask
+    reruns the shard, the epoch completes, and the run equals the undisturbed one bit for bit
+    (same shards, same thread counts), checkpoints included."""
+    marker = str(tmp_path / "kill")
+    common = {"data": tiny, "model": "cnn", "epochs": 3, "batch_size": 5, "lr": 0.01, "quiet": True,
+              "stream": io.StringIO()}
+
+    def arm(epoch, batch, n):
+        if (epoch, batch) == (1, 2):  # in epoch 2, before its last batch (shards of 1 and 1 examples)
+            open(marker, "w").close()
+
+    with fd.local_cluster(2) as cluster, distributed.Client(cluster, set_as_default=False) as c:
+        par = dp.DataParallel(c)
+        fn = _killing(marker)
+        original = par.gradients
+        par.gradients = lambda _fn, *a, **k: original(fn, *a, **k)
+        pids = set(c.run(os.getpid).values())
+        trainer.train(tmp_path / "killed", parallel=par, on_batch=arm, **common)
+        assert os.path.exists(marker + ".done")  # a worker did die
+        c.wait_for_workers(2, timeout=30)
+        assert set(c.run(os.getpid).values()) != pids  # the nanny started a new one
+        trainer.train(tmp_path / "calm", parallel=dp.DataParallel(c), **common)
+    _assert_same_run(tmp_path / "killed", tmp_path / "calm", np.dtype("float64"), exact=True)
+    ckpt = json.loads(str(np.load(tmp_path / "killed" / "checkpoint.npz")["meta"]))
+    assert len(ckpt["log"]["cost"]) == 3
+
+
+@pytest.mark.limit(90)
+def test_fastnn_train_dask_local_from_the_command_line(tmp_path, tiny, capsys):
+    from fastnn import cli
+
+    assert cli.main(["train", "--quiet", "--data", str(tiny), "--model", "cnn", "--epochs", "2", "--batch-size", "6",
+                     "--dask", "local:2", "--out", str(tmp_path / "d")]) == 0
+    out, err = capsys.readouterr()
+    assert "data-parallel on dask local:2 (2 worker processes), 2 shards" in err and "test accuracy:" in out
+    assert cli.main(["train", "--quiet", "--data", str(tiny), "--model", "cnn", "--epochs", "2", "--batch-size", "6",
+                     "--out", str(tmp_path / "h")]) == 0
+    _assert_same_run(tmp_path / "d", tmp_path / "h", np.dtype("float64"))
+
+
+def test_bad_dask_options_are_usage_errors(tmp_path, tiny, capsys):
+    from fastnn import cli
+
+    for bad, says in (("local:0", "local:N needs a number of worker processes N >= 1, got 'local:0'"),
+                      ("somewhere", "must be local:N (N worker processes on this machine) or a scheduler address")):
+        assert cli.main(["train", "--data", str(tiny), "--dask", bad, "--out", str(tmp_path)]) == 2
+        assert f"--dask {says}" in capsys.readouterr().err
+    assert cli.main(["train", "--dask", "local:2", "--out", str(tmp_path), "--predict", str(tiny / "test_catvnoncat.h5")]) == 2
+    assert "--dask trains on a cluster; --predict classifies here" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.npz"))
+    assert dp.parse_address("tcp://10.0.0.1:8786") == ("scheduler", "tcp://10.0.0.1:8786")
+    assert dp.parse_address("local") == ("local", dp.usable_cores())
+    assert dp.shard_bounds(5, 2) == [(0, 3), (3, 5)] and dp.shard_bounds(1, 2) == [(0, 1)]
+
+
+def test_an_unreachable_scheduler_is_a_clear_error(tmp_path, tiny, capsys):
+    from fastnn import cli
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        rc = cli.main(["train", "--data", str(tiny), "--dask", "tcp://127.0.0.1:9", "--out", str(tmp_path)])
+    assert rc == 2 and "cannot start or reach the cluster 'tcp://127.0.0.1:9'" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------- docs

@@ -28,3 +28,6 @@ def test_without_dask_the_error_names_the_extra():
                   "try:\n    import fastnn.dask\nexcept ImportError as e:\n    print(e)\n")
     assert res.returncode == 0, res.stderr
     assert "pip install 'fastnn[dask]'" in res.stdout
+    res = _python("import sys\nsys.modules['dask'] = None\nfrom fastnn import cli\n"
+                  "sys.exit(cli.main(['train', '--dask', 'local:2', '--data', 'nowhere']))")
+    assert res.returncode == 2 and "--dask needs Dask: pip install 'fastnn[dask]'" in res.stderr, res.stderr
