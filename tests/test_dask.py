@@ -27,6 +27,7 @@ import fastnn
 from fastnn.testing.tolerance import assert_close
 
 REPO = Path(__file__).resolve().parents[1]
+_TRIM_BEFORE = os.environ.get("MALLOC_TRIM_THRESHOLD_")  # before any nanny wrote its own into the environment
 
 
 dask = pytest.importorskip("dask", reason="Dask is not installed: pip install 'fastnn[dask]' (the test extra has it)")
@@ -56,6 +57,16 @@ def _time_limit(request):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _driver_environment():
+    """Dask's nannies write their workers' settings (OMP_NUM_THREADS=1, ...) into this process's
+    environment before spawning them: put it back for the tests after these."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="module")
@@ -298,6 +309,9 @@ def test_threads_per_task_share_the_cores(client):
     with fd.task_threads(1) as n:
         assert n == 1 and config.num_threads() == 1
     assert config.num_threads() == budget
+    # and no MALLOC_TRIM_THRESHOLD_ of Dask's in the workers (it halved the kernels' speed there)
+    trim = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+    assert set(trim.values()) == {_TRIM_BEFORE}
 
 
 # ------------------------------------------------------------------------------- HDF5

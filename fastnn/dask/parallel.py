@@ -37,6 +37,8 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+import dask
+
 try:
     import distributed
     from distributed import Client, LocalCluster
@@ -98,7 +100,12 @@ def local_cluster(n_workers: int, *, threads_per_worker: int = 1, **kwargs) -> L
     options = {"n_workers": n_workers, "threads_per_worker": threads_per_worker, "processes": True,
                "host": "127.0.0.1", "dashboard_address": "127.0.0.1:0", "scheduler_kwargs": scheduler_kwargs,
                "env": env, **kwargs}
-    return LocalCluster(**options)
+    # Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536, which turns off glibc's
+    # adaptive mmap threshold: every array over 128 KiB is then fresh pages, and a cnn shard's
+    # forward and backward took 2.3x as long (docs/bench/2026-12-06-dask.md). Left unset here.
+    spawn_env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), "MALLOC_TRIM_THRESHOLD_": None}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}):
+        return LocalCluster(**options)
 
 
 def _shard_task(fn: Callable, state, X, Y, m: int, backend: Optional[str], threads: Optional[int]):
