@@ -346,6 +346,30 @@ def test_read_hdf5_streams_the_course_layout(tmp_path, client):
         fd.read_hdf5(path, "train_set_x", chunks=0)
 
 
+def _stream(tmp_path, size, chunks):
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        measure = importlib.import_module("measure_dask")
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    return measure.outofcore(size, chunks, str(tmp_path / f"x{size}.h5"))
+
+
+@pytest.mark.limit(90)
+def test_out_of_core_memory_is_set_by_the_chunk_size_not_the_file(tmp_path):
+    """conv -> relu -> pool -> conv -> relu -> mean over an HDF5 file in 1 MiB chunks, in a fresh
+    process: the resident memory it adds is a few chunks, the same for a file 3x larger; the
+    control, the whole file as one chunk, adds more than the file (so the measure can fail)."""
+    small, large = _stream(tmp_path, "32MiB", "1MiB"), _stream(tmp_path, "96MiB", "1MiB")
+    control = _stream(tmp_path, "32MiB", "32MiB")
+    for r in (small, large):
+        assert r["chunk_bytes"] <= 2**20 and r["chunks"] >= 32
+        assert r["added"] < 40 * r["chunk_bytes"], r  # measured: about 16 chunks on 2 threads
+    assert large["added"] < 0.25 * large["file_bytes"], large
+    assert large["added"] < small["added"] + 12 * 2**20, (small, large)  # not growing with the file
+    assert control["chunks"] == 1 and control["added"] > control["file_bytes"], control
+
+
 # ------------------------------------------------------------------ data-parallel training
 
 
