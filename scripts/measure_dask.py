@@ -3,7 +3,7 @@
     python scripts/measure_dask.py outofcore --size 4GiB --chunks 32MiB --file /tmp/fastnn-4g.h5
     python scripts/measure_dask.py outofcore --size 64MiB --chunks 64MiB    # one chunk: the control
     python scripts/measure_dask.py overhead --rounds 7                      # local:2, the course's cnn
-    python scripts/measure_dask.py model --per-example-ms 1.2 --overhead-ms 20
+    python scripts/measure_dask.py model --per-example-ms 0.9 --overhead-ms 20 --per-task-ms 4
 
 ``outofcore`` writes a synthetic float32 image file (N x 64 x 64 x 3, seeded normal values; kept
 if ``--file`` names it and it has the size already), then in a fresh process streams it through
@@ -204,6 +204,11 @@ def _course_or_random(m: int, seed: int = 0):
         return rng.random((m, *IMAGE)), (rng.random(m) > 0.5).astype(np.float64), "random 64x64x3 images"
 
 
+def _zero_gradients(state, X, Y, m):
+    """A shard's result with no compute: zero gradients of the parameters' shapes."""
+    return 0.0, 0.0, {k: np.zeros_like(v) for k, v in state["params"].items()}
+
+
 def _pickled(obj) -> int:
     import pickle
 
@@ -249,6 +254,16 @@ def overhead(rounds: int = 7, batch: int = 16, workers: int = 2, dtype: str = "f
             client.gather([client.submit(int, k, pure=False) for k in range(workers)])
             noop.append(time.perf_counter() - t0)
         steps = list(dp.timings)
+        # the overhead alone, by shard count: shards that compute nothing but send back zero gradients
+        import cloudpickle
+
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])  # (workers cannot import this script)
+        empty = {}
+        for shards in (1, 2, 4, 8, 16):
+            par = DataParallel(client, shards)
+            for _ in range(rounds + 2):
+                par.gradients(_zero_gradients, state, X, Y, axis=0)
+            empty[shards] = [t["step_s"] for t in par.timings[2:]]
     grads = here.gradients(X, Y, batch)[2]
     out = {"source": source, "batch": batch, "workers": workers, "dtype": dtype, "rounds": rounds,
            "local_step_s": t_local, "dask_step_s": [s["step_s"] for s in steps],
@@ -256,7 +271,8 @@ def overhead(rounds: int = 7, batch: int = 16, workers: int = 2, dtype: str = "f
            "gather_s": [s["gather_s"] for s in steps], "shard_compute_s": [max(s["shard_s"]) for s in steps],
            "noop_roundtrip_s": noop, "state_bytes": _pickled(state), "shard_bytes": _pickled(shard_X) + _pickled(shard_Y),
            "local_shard_1thread_s": t_shard, "threads_here": _threads_here(),
-           "grad_bytes": _pickled(grads), "params": int(sum(v.size for v in state["params"].values()))}
+           "grad_bytes": _pickled(grads), "params": int(sum(v.size for v in state["params"].values())),
+           "empty_step_s": {str(k): v for k, v in empty.items()}}
     return out
 
 
@@ -284,6 +300,9 @@ def print_overhead(r: dict) -> None:
     print(f"    step - slowest shard:  {_med(over)}  (the per-step overhead)")
     print(f"  no-op task round trip:   {_med(r['noop_roundtrip_s'])}")
     print(f"  bytes: parameters {r['state_bytes']}, one shard {r['shard_bytes']}, one shard's gradients {r['grad_bytes']}")
+    print(f"  steps of shards that compute nothing (scatter, tasks, zero gradients back, the sum), by shard count:")
+    for k, v in r["empty_step_s"].items():
+        print(f"    {k:>2} shards: {_med(v)}")
 
 
 # ------------------------------------------------------------------------------ model
@@ -291,23 +310,24 @@ def print_overhead(r: dict) -> None:
 
 def model_table(per_example_s: float, overhead_s: float, per_task_s: float, param_bytes: float, example_bytes: float,
                 link_bytes_s: float = 10e9 / 8, workers=(2, 8, 32)) -> list:
-    """Smallest batch b for which N workers beat one: b c > b c / N + o(N) + bytes(N, b) / link, where
-    o(N) = overhead + N per_task (the scheduler's work grows with the tasks) and the driver's link
-    carries N parameter copies out, N gradient copies in and the batch's examples out."""
+    """When N workers beat one process, for a batch of b examples per step.
+
+    One process: T1 = b c. N workers: T_N = b c / N + F(N) + b x / L, where F(N) = o + N t (the
+    step's fixed cost: Dask's overhead o and t per shard task) + (P + N G) / L (the parameters go
+    out once, the scheduler and workers copy them on; N gradient sets of G = P bytes come back),
+    and the examples' x bytes each leave the driver over its link of L bytes/s. Returns, per N,
+    the batch from which T_N < T1 (break-even) and from which T_N <= 2 T1 / N (half the ideal
+    speed-up), infinite where the driver's link cannot feed the workers."""
     rows = []
+    c, x, L = per_example_s, example_bytes, link_bytes_s
     for n in workers:
-        fixed = overhead_s + n * per_task_s + 2 * n * param_bytes / link_bytes_s
-        gain = per_example_s * (1 - 1 / n) - example_bytes / link_bytes_s
-        b = fixed / gain if gain > 0 else float("inf")
-        rows.append({"workers": n, "fixed_s": fixed, "gain_per_example_s": gain, "min_batch": b,
-                     "speedup_at_4x": _speedup(4 * b, n, per_example_s, fixed, example_bytes, link_bytes_s)})
+        fixed = overhead_s + n * per_task_s + (param_bytes + n * param_bytes) / L
+        even = c * (1 - 1 / n) - x / L
+        half = c / n - x / L
+        rows.append({"workers": n, "fixed_s": fixed,  # (a batch has at least one example per shard)
+                     "breakeven_batch": max(n, fixed / even) if even > 0 else float("inf"),
+                     "half_batch": max(n, fixed / half) if half > 0 else float("inf")})
     return rows
-
-
-def _speedup(b, n, c, fixed, x, link):
-    if not np.isfinite(b):
-        return float("nan")
-    return (b * c) / (b * c / n + fixed + b * x / link)
 
 
 def main(argv=None) -> int:
@@ -327,10 +347,10 @@ def main(argv=None) -> int:
     v.add_argument("--json", action="store_true")
     m = sub.add_parser("model")
     m.add_argument("--per-example-ms", type=float, required=True, help="forward+backward compute per example")
-    m.add_argument("--overhead-ms", type=float, required=True, help="per-step overhead at 2 workers")
-    m.add_argument("--per-task-ms", type=float, default=0.0, help="extra overhead per shard task")
-    m.add_argument("--param-bytes", type=float, default=8 * 8481)
-    m.add_argument("--example-bytes", type=float, default=8 * 64 * 64 * 3)
+    m.add_argument("--overhead-ms", type=float, required=True, help="per-step overhead, the part that does not grow with the shards")
+    m.add_argument("--per-task-ms", type=float, default=0.0, help="overhead per shard task")
+    m.add_argument("--param-bytes", type=float, default=8 * 8081, help="bytes of parameters (and of gradients): the cnn float64")
+    m.add_argument("--example-bytes", type=float, default=8 * 64 * 64 * 3, help="bytes per example leaving the driver (0: the workers read their shards)")
     m.add_argument("--gbit", type=float, default=10.0)
     args = ap.parse_args(argv)
     if args.what == "outofcore":
@@ -348,10 +368,12 @@ def main(argv=None) -> int:
     else:
         rows = model_table(args.per_example_ms / 1e3, args.overhead_ms / 1e3, args.per_task_ms / 1e3, args.param_bytes,
                            args.example_bytes, args.gbit * 1e9 / 8)
+        print(f"c = {args.per_example_ms} ms/example, o = {args.overhead_ms} ms/step + {args.per_task_ms} ms/shard, "
+              f"P = G = {args.param_bytes:.0f} B, x = {args.example_bytes:.0f} B/example, {args.gbit:g} Gbit/s")
         for r in rows:
-            print(f"{r['workers']:>3} workers: fixed {1e3 * r['fixed_s']:.2f} ms/step, gain {1e6 * r['gain_per_example_s']:.1f} "
-                  f"us/example -> pays off from a batch of {r['min_batch']:.0f}; at 4x that batch: "
-                  f"{r['speedup_at_4x']:.2f}x one worker")
+            print(f"{r['workers']:>3} workers: fixed {1e3 * r['fixed_s']:.1f} ms/step; faster than one process from a "
+                  f"batch of {r['breakeven_batch']:.0f}; half the ideal speed-up ({r['workers'] / 2:g}x) from "
+                  f"{r['half_batch']:.0f}")
     return 0
 
 
