@@ -95,15 +95,14 @@ def _batch_only(x: da.Array, axis: int, name: str) -> da.Array:
 
 
 def _like(x, ref: da.Array, axis: int, name: str) -> da.Array:
-    """``x`` (NumPy or Dask, the shape of ``ref`` along ``axis``) as a Dask array with ``ref``'s
-    batch chunks and one chunk along every other axis."""
-    if _is_dask(x):
-        x = _batch_only(x, axis, name)
-    else:
-        x = da.from_array(np.asarray(x), chunks=tuple(-1 if i != axis else ref.chunks[axis][0] for i in range(np.ndim(x))))
-    if x.shape[axis] == ref.shape[axis] and x.chunks[axis] != ref.chunks[axis]:
-        x = x.rechunk({axis: ref.chunks[axis]})
-    return x
+    """``x`` (NumPy or Dask) as a Dask array with one chunk along every axis but ``axis``, and
+    there ``ref``'s chunks where the lengths agree (else the check that follows reports it)."""
+    same = np.shape(x)[axis:axis + 1] == ref.shape[axis:axis + 1]
+    if not _is_dask(x):
+        x = np.asarray(x)
+        return da.from_array(x, chunks=tuple(ref.chunks[axis] if i == axis and same else -1 for i in range(x.ndim)))
+    x = _batch_only(x, axis, name)
+    return x.rechunk({axis: ref.chunks[axis]}) if same and x.chunks[axis] != ref.chunks[axis] else x
 
 
 def _delayed_param(x: np.ndarray):
@@ -338,8 +337,22 @@ def pool_forward(A_prev, hparameters, mode: str = "max", *, backend: Optional[st
                  threads: Optional[int] = None) -> Tuple[Any, tuple]:
     """:func:`fastnn.pool_forward` on a batch chunked along its examples.
 
-    Returns ``(A, (A_prev, hparameters))``: ``A`` lazy with ``A_prev``'s batch chunks
-    (NumPy in, :func:`fastnn.pool_forward`'s result out).
+    Parameters
+    ----------
+    A_prev : dask.array.Array or array_like, shape (m, n_H_prev, n_W_prev, n_C)
+        The batch, NHWC, chunked along axis 0 (other chunking is rechunked, with a
+        :class:`RechunkWarning`). A NumPy array goes to :func:`fastnn.pool_forward` as it is.
+    hparameters, mode, backend
+        As for :func:`fastnn.pool_forward`.
+    threads : int, optional
+        fastnn's threads per chunk (None: the task's share of the cores).
+
+    Returns
+    -------
+    A : dask.array.Array, shape (m, n_H, n_W, n_C)
+        Lazy, with ``A_prev``'s batch chunks.
+    cache : tuple
+        ``(A_prev, hparameters)`` (``A_prev`` as rechunked), for :func:`pool_backward`.
 
     Examples
     --------
@@ -365,7 +378,24 @@ def pool_forward(A_prev, hparameters, mode: str = "max", *, backend: Optional[st
 
 def pool_backward(dA, cache, mode: str = "max", *, ties: str = "all", backend: Optional[str] = None,
                   threads: Optional[int] = None):
-    """:func:`fastnn.pool_backward` chunk by chunk: ``dA_prev`` lazy, with the cache's ``A_prev`` chunks.
+    """:func:`fastnn.pool_backward` chunk by chunk.
+
+    Parameters
+    ----------
+    dA : dask.array.Array or array_like, shape (m, n_H, n_W, n_C)
+        The gradient of the pooling's output; rechunked to the cache's batch chunks.
+    cache : tuple
+        ``(A_prev, hparameters)`` from :func:`pool_forward` (NumPy ``dA`` and ``A_prev``: this is
+        :func:`fastnn.pool_backward`).
+    mode, ties, backend
+        As for :func:`fastnn.pool_backward`.
+    threads : int, optional
+        fastnn's threads per chunk (None: the task's share of the cores).
+
+    Returns
+    -------
+    dA_prev : dask.array.Array
+        Lazy, with ``A_prev``'s chunks.
 
     Examples
     --------
@@ -431,7 +461,23 @@ def _activation_backward(op: str, fn, dA, cache, backend, threads):
 
 
 def relu(Z, *, backend: Optional[str] = None, threads: Optional[int] = None):
-    """:func:`fastnn.relu` chunk by chunk (any chunks: elementwise). Returns ``(A, Z)``, ``A`` lazy with Z's chunks.
+    """:func:`fastnn.relu` chunk by chunk.
+
+    Parameters
+    ----------
+    Z : dask.array.Array or array_like
+        Any shape and chunks (elementwise: no rechunking). NumPy goes to :func:`fastnn.relu`.
+    backend : str, optional
+        As for :func:`fastnn.relu`.
+    threads : int, optional
+        fastnn's threads per chunk (None: the task's share of the cores).
+
+    Returns
+    -------
+    A : dask.array.Array
+        Lazy, with Z's chunks.
+    cache : dask.array.Array
+        ``Z``, for :func:`relu_backward`.
 
     Examples
     --------
@@ -445,7 +491,23 @@ def relu(Z, *, backend: Optional[str] = None, threads: Optional[int] = None):
 
 
 def relu_backward(dA, cache, *, backend: Optional[str] = None, threads: Optional[int] = None):
-    """:func:`fastnn.relu_backward` chunk by chunk: ``dZ`` lazy, with the cached Z's chunks.
+    """:func:`fastnn.relu_backward` chunk by chunk.
+
+    Parameters
+    ----------
+    dA : dask.array.Array or array_like
+        The gradient of the activation, Z's shape (realigned to Z's chunks).
+    cache : dask.array.Array or array_like
+        ``Z``, from :func:`relu`.
+    backend : str, optional
+        As for :func:`fastnn.relu_backward`.
+    threads : int, optional
+        fastnn's threads per chunk (None: the task's share of the cores).
+
+    Returns
+    -------
+    dZ : dask.array.Array
+        Lazy, with Z's chunks.
 
     Examples
     --------
@@ -459,12 +521,30 @@ def relu_backward(dA, cache, *, backend: Optional[str] = None, threads: Optional
 
 
 def sigmoid(Z, *, backend: Optional[str] = None, threads: Optional[int] = None):
-    """:func:`fastnn.sigmoid` chunk by chunk (any chunks). Returns ``(A, Z)``."""
+    """:func:`fastnn.sigmoid` chunk by chunk (any chunks: elementwise); as :func:`relu`, returns ``(A, Z)``.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> from fastnn.dask import sigmoid
+    >>> A, cache = sigmoid(da.zeros(4, chunks=2))
+    >>> A.compute().tolist()
+    [0.5, 0.5, 0.5, 0.5]
+    """
     return _activation("sigmoid", _act.sigmoid, Z, backend, threads)
 
 
 def sigmoid_backward(dA, cache, *, backend: Optional[str] = None, threads: Optional[int] = None):
-    """:func:`fastnn.sigmoid_backward` chunk by chunk: ``dZ`` lazy, with the cached Z's chunks."""
+    """:func:`fastnn.sigmoid_backward` chunk by chunk; as :func:`relu_backward`, ``dZ`` lazy with Z's chunks.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> from fastnn.dask import sigmoid, sigmoid_backward
+    >>> A, cache = sigmoid(da.zeros(4, chunks=2))
+    >>> sigmoid_backward(da.ones(4, chunks=2), cache).compute().tolist()
+    [0.25, 0.25, 0.25, 0.25]
+    """
     return _activation_backward("sigmoid_backward", _act.sigmoid_backward, dA, cache, backend, threads)
 
 
@@ -474,8 +554,20 @@ def sigmoid_backward(dA, cache, *, backend: Optional[str] = None, threads: Optio
 def linear_forward(A, W, b):
     """:func:`fastnn.linear_forward` on columns chunked along the examples (axis 1).
 
-    ``A`` (n_prev, m) split along axis 0 is rechunked, with a :class:`RechunkWarning`. Returns
-    ``(Z, (A, W, b))``, ``Z`` lazy (n, m) with A's column chunks. (NumPy's matmul, as fastnn's.)
+    Parameters
+    ----------
+    A : dask.array.Array or array_like, shape (n_prev, m)
+        One column per example, chunked along axis 1 (split along axis 0: rechunked, with a
+        :class:`RechunkWarning`). NumPy goes to :func:`fastnn.linear_forward`.
+    W, b
+        As for :func:`fastnn.linear_forward`.
+
+    Returns
+    -------
+    Z : dask.array.Array, shape (n, m)
+        Lazy, with A's column chunks (NumPy's matmul per chunk, as fastnn's).
+    cache : tuple
+        ``(A, W, b)`` (``A`` as rechunked), for :func:`linear_backward`.
 
     Examples
     --------
@@ -496,9 +588,23 @@ def linear_forward(A, W, b):
 
 
 def linear_backward(dZ, cache):
-    """:func:`fastnn.linear_backward` over column chunks: ``dA_prev`` lazy with the cache's
-    chunks; ``dW``, ``db`` lazy, one chunk each: the chunks' ``dZ A_prev.T`` and ``sum(dZ)``
-    added in a fixed pairwise tree, divided once by m (the averages over the batch, as fastnn's).
+    """:func:`fastnn.linear_backward` over column chunks.
+
+    Parameters
+    ----------
+    dZ : dask.array.Array or array_like, shape (n, m)
+        The gradient of Z; rechunked to the cache's column chunks.
+    cache : tuple
+        ``(A_prev, W, b)`` from :func:`linear_forward` (NumPy ``dZ`` and ``A_prev``: this is
+        :func:`fastnn.linear_backward`).
+
+    Returns
+    -------
+    dA_prev : dask.array.Array, shape (n_prev, m)
+        Lazy, with the cache's column chunks.
+    dW, db : dask.array.Array
+        Lazy, one chunk each: the chunks' ``dZ A_prev.T`` and ``sum(dZ)`` added in a fixed pairwise
+        tree, divided once by m (the averages over the whole batch, as fastnn's).
 
     Examples
     --------
