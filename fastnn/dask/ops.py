@@ -260,8 +260,7 @@ def conv_forward(A_prev, W, b, hparameters, *, backend: Optional[str] = None,
     A_prev = _batch_only(A_prev, 0, "A_prev")
     Z = da.map_blocks(
         _conv_forward_chunk, A_prev, _delayed_param(W), _delayed_param(b), _Call(hparameters, backend=backend, threads=threads),
-        chunks=(A_prev.chunks[0], (p.Ho,), (p.Wo,), (p.K,)), dtype=p.dtype, meta=np.empty((0, 0, 0, 0), p.dtype),
-        token="fastnn-conv_forward")
+        chunks=(A_prev.chunks[0], (p.Ho,), (p.Wo,), (p.K,)), dtype=p.dtype, meta=np.empty((0, 0, 0, 0), p.dtype))
     return Z, (A_prev, W, b, hparameters)
 
 
@@ -371,8 +370,7 @@ def pool_forward(A_prev, hparameters, mode: str = "max", *, backend: Optional[st
     A_prev = _batch_only(A_prev, 0, "A_prev")
     A = da.map_blocks(
         _pool_forward_chunk, A_prev, _Call(hparameters, mode=mode, backend=backend, threads=threads),
-        chunks=(A_prev.chunks[0], (p.Ho,), (p.Wo,), (p.C,)), dtype=p.dtype, meta=np.empty((0, 0, 0, 0), p.dtype),
-        token="fastnn-pool_forward")
+        chunks=(A_prev.chunks[0], (p.Ho,), (p.Wo,), (p.C,)), dtype=p.dtype, meta=np.empty((0, 0, 0, 0), p.dtype))
     return A, (A_prev, hparameters)
 
 
@@ -422,7 +420,7 @@ def pool_backward(dA, cache, mode: str = "max", *, ties: str = "all", backend: O
     dA = _like(dA, A_prev, 0, "dA")
     return da.map_blocks(
         _pool_backward_chunk, dA, A_prev, _Call(hparameters, mode=mode, ties=ties, backend=backend, threads=threads),
-        chunks=A_prev.chunks, dtype=dt, meta=np.empty((0, 0, 0, 0), dt), token="fastnn-pool_backward")
+        chunks=A_prev.chunks, dtype=dt, meta=np.empty((0, 0, 0, 0), dt))
 
 
 # ------------------------------------------------------------------------ activations
@@ -436,7 +434,7 @@ def _activation(op: str, fn, Z, backend, threads):
     dt = P.compute_dtype(_standin(Z, "Z"))
     _check_backend(op, backend)
     A = da.map_blocks(_activation_chunk, fn, Z, _Call(backend=backend, threads=threads), dtype=dt,
-                      meta=np.empty((0,) * Z.ndim, dt), token=f"fastnn-{op}")
+                      meta=np.empty((0,) * Z.ndim, dt))
     return A, Z
 
 
@@ -457,7 +455,7 @@ def _activation_backward(op: str, fn, dA, cache, backend, threads):
     elif dA.chunks != Z.chunks:
         dA = dA.rechunk(Z.chunks)
     return da.map_blocks(_activation_backward_chunk, fn, dA, Z, _Call(backend=backend, threads=threads), dtype=dt,
-                         meta=np.empty((0,) * Z.ndim, dt), token=f"fastnn-{op}")
+                         meta=np.empty((0,) * Z.ndim, dt))
 
 
 def relu(Z, *, backend: Optional[str] = None, threads: Optional[int] = None):
@@ -583,7 +581,7 @@ def linear_forward(A, W, b):
     dt = _dnn._linear_dtype(_standin(A, "A"), W, b)
     A = _batch_only(A, 1, "A")
     Z = da.map_blocks(_linear_forward_chunk, A, _delayed_param(W), _delayed_param(b),
-                      chunks=((W.shape[0],), A.chunks[1]), dtype=dt, meta=np.empty((0, 0), dt), token="fastnn-linear_forward")
+                      chunks=((W.shape[0],), A.chunks[1]), dtype=dt, meta=np.empty((0, 0), dt))
     return Z, (A, W, b)
 
 
