@@ -50,7 +50,7 @@ def add_arguments(parser) -> None:
     a("--print-every", type=int, default=None, metavar="N", help="one log line every N epochs (dnn 100: iterations "
       "0, 100, ... as the course prints them; cnn 1)")
     a("--dask", metavar="CLUSTER", default=None, help="train data-parallel on Dask: local:N (N worker processes on "
-      "this machine) or a running scheduler's address tcp://host:port; each batch is cut into one shard per worker "
+      "this machine) or a running scheduler's address tcp://host:port; each batch is cut into one shard per worker thread "
       "(needs pip install 'fastnn[dask]')")
     a("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     a("--predict", metavar="IMAGE_OR_H5", help="classify an image (64x64 RGB) or an .h5 of images "

@@ -147,7 +147,8 @@ class DataParallel:
     client : distributed.Client
         The cluster to run on.
     shards : int, optional
-        Pieces each batch is cut into (default: the cluster's workers now). Fixed for the run:
+        Pieces each batch is cut into (default: the threads of the cluster's workers now, so each
+        runs one shard task at a time, on its share of the cores). Fixed for the run:
         the result depends on it, not on the workers that come and go.
     backend : str, optional
         The fastnn backend the workers use (default ``"auto"``).
@@ -163,7 +164,7 @@ class DataParallel:
                  threads: Optional[int] = None, retries: int = 2, description: Optional[str] = None) -> None:
         _check_threads(threads)
         if shards is None:
-            shards = max(1, len(client.nthreads()))
+            shards = max(1, sum(client.nthreads().values()))
         if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
             raise ValueError(f"shards must be a positive int, got {shards!r}")
         self.client, self.shards, self.threads, self.retries = client, shards, threads, int(retries)
