@@ -436,6 +436,20 @@ def test_data_parallel_training_equals_one_process(tmp_path, tiny, client, model
     assert got.summary["test_accuracy"] == ref.summary["test_accuracy"]
 
 
+def test_train_on_a_running_scheduler_by_its_address(tmp_path, tiny, client):
+    """``dask="tcp://host:port"``: the run connects to the scheduler, trains on its workers, and
+    leaves the cluster running."""
+    common = {"data": tiny, "model": "dnn", "epochs": 2, "batch_size": 6, "lr": 0.05, "quiet": True}
+    address = client.scheduler.address
+    stream = io.StringIO()
+    got = trainer.train(tmp_path / "remote", dask=address, stream=stream, **common)
+    assert f"data-parallel on dask {address}, 2 shards" in stream.getvalue()
+    assert got.meta["parallel"] == f"dask {address}, 2 shards"
+    trainer.train(tmp_path / "here", stream=io.StringIO(), **common)
+    _assert_same_run(tmp_path / "remote", tmp_path / "here", np.dtype("float64"))
+    assert client.submit(int, 3).result() == 3 and len(client.nthreads()) == 2  # still there
+
+
 def test_shards_add_up_to_the_batch():
     """The worker's function on two shards, added, gives the batch's cost and gradients."""
     config = trainer.CnnRun.new_config((8, 8, 3), {"model": "cnn", "dtype": "float64", "batch_size": 5, "lr": 0.01,
