@@ -134,6 +134,14 @@ def _threads_scope(threads: Optional[int]):
     return use_num_threads(threads)
 
 
+def _forward_shape(forward: Callable, A_s: np.ndarray, *args, **kwargs) -> Tuple[tuple, np.dtype]:
+    """The shape and dtype of ``forward``'s output for the batch ``A_s`` (a stand-in its checks
+    passed): fastnn's own forward on none of its examples, whatever layout and options the
+    hparameters ask for; the batch axis is the first."""
+    out = forward(A_s[:0], *args, **kwargs)[0]
+    return (A_s.shape[0],) + out.shape[1:], out.dtype
+
+
 def _check_backend(op: str, backend: Optional[str]) -> None:
     resolve(op, backend)  # an unknown name raises fastnn's BackendError here, not in a task
 
@@ -255,12 +263,13 @@ def conv_forward(A_prev, W, b, hparameters, *, backend: Optional[str] = None,
             return _conv.conv_forward(A_prev, W, b, hparameters, backend=backend)
     _check_threads(threads)
     W, b = _param(W, "W"), _param(b, "b")
-    p = P.conv_params(_standin(A_prev, "A_prev"), W, b, hparameters)
-    _check_backend("conv_forward", backend)
+    A_s = _standin(A_prev, "A_prev")
+    P.conv_params(A_s, W, b, hparameters)
+    shape, dt = _forward_shape(_conv.conv_forward, A_s, W, b, hparameters, backend=backend)
     A_prev = _batch_only(A_prev, 0, "A_prev")
     Z = da.map_blocks(
         _conv_forward_chunk, A_prev, _delayed_param(W), _delayed_param(b), _Call(hparameters, backend=backend, threads=threads),
-        chunks=(A_prev.chunks[0], (p.Ho,), (p.Wo,), (p.K,)), dtype=p.dtype, meta=np.empty((0, 0, 0, 0), p.dtype))
+        chunks=(A_prev.chunks[0],) + tuple((n,) for n in shape[1:]), dtype=dt, meta=np.empty((0,) * len(shape), dt))
     return Z, (A_prev, W, b, hparameters)
 
 
@@ -312,11 +321,12 @@ def conv_backward(dZ, cache, *, backend: Optional[str] = None, input_grad: bool 
     if not _is_dask(A_prev):
         A_prev = _like(A_prev, dZ, 0, "cache's A_prev")
     A_prev = _batch_only(A_prev, 0, "cache's A_prev")
-    dZ_s = _standin(dZ, "dZ")
-    p = P.conv_params(_standin(A_prev, "cache's A_prev"), W, b, hparameters)
-    if dZ_s.shape != (p.m, p.Ho, p.Wo, p.K):
-        raise ValueError(f"dZ must have the shape of the forward output {(p.m, p.Ho, p.Wo, p.K)}, got {dZ_s.shape}")
-    dt = P.compute_dtype(_standin(A_prev, "cache's A_prev"), W, b, dZ_s)
+    dZ_s, A_s = _standin(dZ, "dZ"), _standin(A_prev, "cache's A_prev")
+    P.conv_params(A_s, W, b, hparameters)
+    shape = _forward_shape(_conv.conv_forward, A_s, W, b, hparameters)[0]
+    if dZ_s.shape != shape:
+        raise ValueError(f"dZ must have the shape of the forward output {shape}, got {dZ_s.shape}")
+    dt = P.compute_dtype(A_s, W, b, dZ_s)
     _check_backend("conv_backward", backend)
     dZ = _like(dZ, A_prev, 0, "dZ")
     call = _Call(hparameters, backend=backend, threads=threads, input_grad=input_grad)
@@ -365,12 +375,13 @@ def pool_forward(A_prev, hparameters, mode: str = "max", *, backend: Optional[st
         with _threads_scope(threads):
             return _conv.pool_forward(A_prev, hparameters, mode, backend=backend)
     _check_threads(threads)
-    p = P.pool_params(_standin(A_prev, "A_prev"), hparameters, mode)
-    _check_backend("pool_forward", backend)
+    A_s = _standin(A_prev, "A_prev")
+    P.pool_params(A_s, hparameters, mode)
+    shape, dt = _forward_shape(_conv.pool_forward, A_s, hparameters, mode, backend=backend)
     A_prev = _batch_only(A_prev, 0, "A_prev")
     A = da.map_blocks(
         _pool_forward_chunk, A_prev, _Call(hparameters, mode=mode, backend=backend, threads=threads),
-        chunks=(A_prev.chunks[0], (p.Ho,), (p.Wo,), (p.C,)), dtype=p.dtype, meta=np.empty((0, 0, 0, 0), p.dtype))
+        chunks=(A_prev.chunks[0],) + tuple((n,) for n in shape[1:]), dtype=dt, meta=np.empty((0,) * len(shape), dt))
     return A, (A_prev, hparameters)
 
 
@@ -412,9 +423,10 @@ def pool_backward(dA, cache, mode: str = "max", *, ties: str = "all", backend: O
         A_prev = _like(A_prev, dA, 0, "cache's A_prev")
     A_prev = _batch_only(A_prev, 0, "cache's A_prev")
     A_s, dA_s = _standin(A_prev, "cache's A_prev"), _standin(dA, "dA")
-    p = P.pool_params(A_s, hparameters, mode, ties)
-    if dA_s.shape != (p.m, p.Ho, p.Wo, p.C):
-        raise ValueError(f"dA must have the shape of the forward output {(p.m, p.Ho, p.Wo, p.C)}, got {dA_s.shape}")
+    P.pool_params(A_s, hparameters, mode, ties)
+    shape = _forward_shape(_conv.pool_forward, A_s, hparameters, mode)[0]
+    if dA_s.shape != shape:
+        raise ValueError(f"dA must have the shape of the forward output {shape}, got {dA_s.shape}")
     dt = P.compute_dtype(A_s, dA_s)
     _check_backend("pool_backward", backend)
     dA = _like(dA, A_prev, 0, "dA")
