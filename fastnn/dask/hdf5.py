@@ -11,7 +11,7 @@ data set (``docs/bench/2026-12-06-dask.md`` has the measured peaks).
 from __future__ import annotations
 
 import os
-from typing import Optional, Union
+from typing import Union
 
 import dask.array as da
 import numpy as np
