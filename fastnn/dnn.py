@@ -160,6 +160,18 @@ def _labels_like(Y: np.ndarray, AL: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------- forward
 
 
+def _linear_dtype(A_: np.ndarray, W_: np.ndarray, b_: np.ndarray) -> np.dtype:
+    """Check the shapes of a linear layer's A (n_prev, m), W (n, n_prev) and b (n, 1);
+    return the computed dtype (also what :mod:`fastnn.dask` checks a lazy A with)."""
+    if A_.ndim != 2 or W_.ndim != 2:
+        raise ValueError(f"A and W must be 2-D, got A {A_.shape} and W {W_.shape}")
+    if W_.shape[1] != A_.shape[0]:
+        raise ValueError(f"W's columns must match A's rows: W {W_.shape}, A {A_.shape}")
+    if b_.shape not in ((W_.shape[0], 1), (W_.shape[0],)):
+        raise ValueError(f"b must have shape ({W_.shape[0]}, 1), got {b_.shape}")
+    return P.compute_dtype(A_, W_, b_)
+
+
 def linear_forward(A, W, b) -> Tuple[np.ndarray, tuple]:
     """A layer's linear part, ``Z = W A + b``.
 
@@ -192,13 +204,7 @@ def linear_forward(A, W, b) -> Tuple[np.ndarray, tuple]:
     A_ = P.as_array(A, "A")
     W_ = P.as_array(W, "W")
     b_ = P.as_array(b, "b")
-    if A_.ndim != 2 or W_.ndim != 2:
-        raise ValueError(f"A and W must be 2-D, got A {A_.shape} and W {W_.shape}")
-    if W_.shape[1] != A_.shape[0]:
-        raise ValueError(f"W's columns must match A's rows: W {W_.shape}, A {A_.shape}")
-    if b_.shape not in ((W_.shape[0], 1), (W_.shape[0],)):
-        raise ValueError(f"b must have shape ({W_.shape[0]}, 1), got {b_.shape}")
-    dt = P.compute_dtype(A_, W_, b_)
+    dt = _linear_dtype(A_, W_, b_)
     Z = np.dot(W_.astype(dt, copy=False), A_.astype(dt, copy=False))
     Z += b_.reshape(-1, 1).astype(dt, copy=False)
     return Z, (A, W, b)
@@ -369,23 +375,38 @@ def linear_backward(dZ, cache) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     >>> dW.round(8), db.round(8)
     (array([[-0.10076895,  1.40685096,  1.64992505]]), array([[0.50629448]]))
     """
+    A_prev, W, b = _linear_cache(cache)
+    dZ = P.as_array(dZ, "dZ")
+    dt = _linear_backward_dtype(dZ, A_prev, W, b)
+    m = A_prev.shape[1]
+    dA_prev, dW_sum, db_sum = _linear_backward_sums(dZ, A_prev, W, dt)
+    # The averages over the m examples; a batch of none (m = 0) has zero gradients, not 0/0.
+    return dA_prev, dW_sum / max(m, 1), (db_sum / max(m, 1)).reshape(b.shape)
+
+
+def _linear_cache(cache) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not isinstance(cache, (tuple, list)) or len(cache) != 3:
         raise ValueError("cache must be the linear cache (A_prev, W, b)")
-    A_prev, W, b = (P.as_array(x, n) for x, n in zip(cache, ("cache's A_prev", "cache's W", "cache's b")))
-    dZ = P.as_array(dZ, "dZ")
+    return tuple(P.as_array(x, n) for x, n in zip(cache, ("cache's A_prev", "cache's W", "cache's b")))
+
+
+def _linear_backward_dtype(dZ: np.ndarray, A_prev: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.dtype:
+    """Check a linear backward's dZ against its cache's shapes; return the computed dtype."""
     if A_prev.ndim != 2 or W.ndim != 2:
         raise ValueError(f"the linear cache must hold 2-D A_prev and W, got A_prev {A_prev.shape} and W {W.shape}")
     expected = (W.shape[0], A_prev.shape[1])
     if dZ.shape != expected:
         raise ValueError(f"dZ must have shape {expected} (W rows, examples), got {dZ.shape}")
-    dt = P.compute_dtype(A_prev, W, b, dZ)
+    return P.compute_dtype(A_prev, W, b, dZ)
+
+
+def _linear_backward_sums(dZ: np.ndarray, A_prev: np.ndarray, W: np.ndarray, dt: np.dtype):
+    """``(dA_prev, dZ A_prev.T, dZ summed over the examples)`` in dtype ``dt``: the backward
+    before the division by m (a sum over a batch's column chunks adds up, :mod:`fastnn.dask`)."""
     dZ = dZ.astype(dt, copy=False)
-    m = A_prev.shape[1]
-    # The averages over the m examples; a batch of none (m = 0) has zero gradients, not 0/0.
-    dW = np.dot(dZ, A_prev.astype(dt, copy=False).T) / max(m, 1)
-    db = (np.sum(dZ, axis=1, keepdims=True) / max(m, 1)).reshape(b.shape)
-    dA_prev = np.dot(W.astype(dt, copy=False).T, dZ)
-    return dA_prev, dW, db
+    dW_sum = np.dot(dZ, A_prev.astype(dt, copy=False).T)
+    db_sum = np.sum(dZ, axis=1, keepdims=True)
+    return np.dot(W.astype(dt, copy=False).T, dZ), dW_sum, db_sum
 
 
 def linear_activation_backward(dA, cache, activation: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:

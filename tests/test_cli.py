@@ -126,13 +126,18 @@ def test_info_shows_an_unknown_fastnn_backend():
 
 def test_info_reads_versions_without_importing_them():
     res = _python(code="import sys\nfrom fastnn.cli import info\nd = info.collect()\n"
-                       "print(d['numpy'], d['h5py'], 'torch' in sys.modules, 'h5py' in sys.modules)")
+                       "print(d['numpy'], d['h5py'], d['dask'], 'torch' in sys.modules, 'h5py' in sys.modules, "
+                       "'dask' in sys.modules)")
     assert res.returncode == 0, res.stderr
-    numpy_version, h5py_version, torch_imported, h5py_imported = res.stdout.split()
-    assert numpy_version == np.__version__ and (torch_imported, h5py_imported) == ("False", "False")
+    numpy_version, h5py_version, dask_version, torch_imported, h5py_imported, dask_imported = res.stdout.split()
+    assert numpy_version == np.__version__ and (torch_imported, h5py_imported, dask_imported) == ("False",) * 3
     from importlib import metadata
 
-    assert h5py_version == metadata.version("h5py")
+    try:
+        expected_dask = metadata.version("dask")
+    except metadata.PackageNotFoundError:
+        expected_dask = "None"  # (the extra is not installed)
+    assert h5py_version == metadata.version("h5py") and dask_version == expected_dask
 
 
 def test_installed_version():
@@ -144,7 +149,8 @@ def test_installed_version():
 
 def test_import_fastnn_stays_light():
     res = _python(code="import sys, fastnn, fastnn.cli\n"
-                       "print(sorted(m for m in ('torch', 'matplotlib', 'tqdm', 'h5py') if m in sys.modules))")
+                       "print(sorted(m for m in ('torch', 'matplotlib', 'tqdm', 'h5py', 'dask', 'distributed') "
+                       "if m in sys.modules))")
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"
 

@@ -287,6 +287,45 @@ def test_num_threads_setting_in_subprocess():
     assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True).returncode != 0
 
 
+def test_use_num_threads_sets_the_count_for_this_thread_only(monkeypatch):
+    """``use_num_threads(n)`` wins over the process-wide settings in its block and its thread only,
+    and a kernel call there is cut into n chunks (what fastnn.dask's tasks rely on)."""
+    from fastnn.backends.numba import config as c
+
+    monkeypatch.setattr(c.numba.config, "NUMBA_NUM_THREADS", 4)
+    old = c.override_num_threads(3)
+    try:
+        seen, chunks = {}, []
+        gate = threading.Barrier(2)
+
+        def other():
+            gate.wait()  # while the main thread is inside its block
+            seen["other"] = c.num_threads()
+            gate.wait()
+
+        t = threading.Thread(target=other)
+        t.start()
+        with c.use_num_threads(2) as n:
+            gate.wait()
+            gate.wait()
+            seen["inside"], seen["yielded"], seen["backend"] = c.num_threads(), n, nb._num_threads()
+            monkeypatch.setattr(nb, "run_chunks", lambda kernel, args, k: chunks.append(k))
+            nb._threaded(None)
+            with c.use_num_threads(9):  # capped at NUMBA_NUM_THREADS, and nested blocks restore
+                seen["capped"] = c.num_threads()
+            seen["restored"] = c.num_threads()
+        t.join()
+        seen["after"] = c.num_threads()
+    finally:
+        c.override_num_threads(old)
+    assert seen == {"other": 3, "inside": 2, "yielded": 2, "backend": 2, "capped": 4, "restored": 2, "after": 3}
+    assert chunks == [2]
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="thread count must be a positive integer"):
+            with c.use_num_threads(bad):
+                pass
+
+
 def test_numba_set_num_threads_is_followed_in_subprocess():
     """Without FASTNN_NUM_THREADS the count is Numba's for the calling thread: its default
     (NUMBA_NUM_THREADS) without starting Numba's threading layer, numba.set_num_threads once

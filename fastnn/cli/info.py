@@ -74,6 +74,7 @@ def collect() -> dict:
         ]
     except ImportError:
         info["blas"] = "threadpoolctl not installed"
+    info["dask"] = installed_version("dask")  # the fastnn[dask] extra (fastnn.dask, train --dask); not imported
     info["torch"] = installed_version("torch")  # read from its metadata: importing torch takes seconds
     torch = sys.modules.get("torch")
     if torch is not None:  # its thread count only where something imported it already
@@ -122,6 +123,7 @@ def run(args) -> int:
     print(f"fastnn {info['fastnn']}  (python {info['python']}, {info['platform']}, {info['cpu_count']} CPUs)")
     for k in ("numpy", "numba", "h5py", "torch"):
         print(f"  {k:<8} {info.get(k) or 'not installed'}")
+    print(f"  dask     {info['dask'] or 'not installed'} (fastnn.dask, `fastnn train --dask`: pip install 'fastnn[dask]')")
     if "numba_threads" in info:
         print(f"  numba backend threads: {info['numba_threads']} (FASTNN_NUM_THREADS or Numba's setting)")
     cache = info["cache"]

@@ -10,6 +10,8 @@ Written to ``--out``: ``params.npz`` (the trained model), ``checkpoint.npz`` (mo
 state and log after the last finished epoch: what ``--resume`` continues from, also written
 when Ctrl-C interrupts), ``log.json`` and ``cost.png`` (if matplotlib is installed).
 ``--predict FILE`` classifies an image or an .h5 with the model saved in ``--out``.
+``--dask local:N`` or ``--dask tcp://host:port`` trains data-parallel on a Dask cluster
+(:mod:`fastnn.dask.parallel`; the optional extra ``fastnn[dask]``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ def add_arguments(parser) -> None:
       "(dnn 100, cnn 1; also at the end and on Ctrl-C)")
     a("--print-every", type=int, default=None, metavar="N", help="one log line every N epochs (dnn 100: iterations "
       "0, 100, ... as the course prints them; cnn 1)")
+    a("--dask", metavar="CLUSTER", default=None, help="train data-parallel on Dask: local:N (N worker processes on "
+      "this machine) or a running scheduler's address tcp://host:port; each batch is cut into one shard per worker thread "
+      "(needs pip install 'fastnn[dask]')")
     a("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     a("--predict", metavar="IMAGE_OR_H5", help="classify an image (64x64 RGB) or an .h5 of images "
       "(course keys *_set_x, optional *_set_y) with the model saved in --out, instead of training")
@@ -60,7 +65,7 @@ def _train(args, on_batch) -> int:
     from ..nn import trainer
 
     result = trainer.train(args.out, data=args.data, resume=args.resume, backend=args.backend, quiet=args.quiet,
-                           on_batch=on_batch, **{k: getattr(args, k) for k in SETTINGS})
+                           on_batch=on_batch, dask=args.dask, **{k: getattr(args, k) for k in SETTINGS})
     s = result.summary
     print(f"train accuracy: {_percent(s['train_accuracy'], result.n_train)}")
     print(f"test accuracy:  {_percent(s['test_accuracy'], result.n_test)}")
@@ -95,6 +100,8 @@ def run(args, *, on_batch: Optional[Callable[[int, int, int], None]] = None) -> 
 
     try:
         if args.predict:
+            if args.dask is not None:
+                raise SettingError("dask", "trains on a cluster; --predict classifies here: leave --dask out")
             return _predict(args)
         return _train(args, on_batch)
     except TrainingInterrupted as exc:

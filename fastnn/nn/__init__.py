@@ -25,7 +25,7 @@ from .losses import BinaryCrossEntropy, SoftmaxCrossEntropy
 from .model import FORMAT, ModelMismatchError, Sequential, read_npz, write_npz
 from .optim import OPTIMIZERS, SGD, Adam
 from .progress import Progress
-from .training import accuracy, make_cnn, minibatches, predict_proba, run_epoch, train_epoch
+from .training import accuracy, batch_gradients, make_cnn, minibatches, predict_proba, run_epoch, train_epoch
 from . import trainer
 
 __all__ = [
@@ -33,6 +33,6 @@ __all__ = [
     "BinaryCrossEntropy", "SoftmaxCrossEntropy",
     "Sequential", "ModelMismatchError", "read_npz", "write_npz", "FORMAT",
     "SGD", "Adam", "OPTIMIZERS",
-    "minibatches", "run_epoch", "train_epoch", "predict_proba", "accuracy", "make_cnn",
+    "minibatches", "run_epoch", "batch_gradients", "train_epoch", "predict_proba", "accuracy", "make_cnn",
     "Progress", "trainer",
 ]

@@ -1,5 +1,8 @@
 """Losses: ``cost, dout = loss(out, y)`` gives the batch-mean cost (a Python float) and its
-gradient with respect to the network's output, in the output's dtype.
+gradient with respect to the network's output, in the output's dtype. ``loss(out, y, m=M)``
+takes the mean over M examples instead of out's rows: ``out`` is then a shard of a batch of M
+(data-parallel training, :mod:`fastnn.dask`), and the shards' costs and gradients add up to
+the batch's.
 
 * :class:`BinaryCrossEntropy` for one output unit: on logits (default; stable for any
   logit, ``max(z, 0) - z y + log(1 + exp(-|z|))``) or on probabilities (clipped to
@@ -10,13 +13,22 @@ gradient with respect to the network's output, in the output's dtype.
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
 from .. import activations as _act
 
 __all__ = ["BinaryCrossEntropy", "SoftmaxCrossEntropy", "binary_labels"]
+
+
+def _mean_over(m: Optional[int], rows: int) -> int:
+    """The example count a loss divides by: ``m`` (a batch of which the rows are a shard), else the rows."""
+    if m is None:
+        return rows
+    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < max(rows, 1):
+        raise ValueError(f"m must be an int >= the output's {rows} rows (the batch the rows are part of), got {m!r}")
+    return int(m)
 
 
 def binary_labels(y, m: int, dtype) -> np.ndarray:
@@ -40,11 +52,11 @@ class BinaryCrossEntropy:
         """P(class 1) from the network's output."""
         return _act.sigmoid(out)[0] if self.from_logits else out
 
-    def __call__(self, out: np.ndarray, y) -> Tuple[float, np.ndarray]:
+    def __call__(self, out: np.ndarray, y, m: Optional[int] = None) -> Tuple[float, np.ndarray]:
         if out.ndim != 2 or out.shape[1] != 1:
             raise ValueError(f"BinaryCrossEntropy needs an (m, 1) output, got {out.shape}")
-        m = out.shape[0]
-        y = binary_labels(y, m, out.dtype)
+        y = binary_labels(y, out.shape[0], out.dtype)
+        m = _mean_over(m, out.shape[0])
         if self.from_logits:
             z = out
             losses = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
@@ -68,21 +80,22 @@ class SoftmaxCrossEntropy:
         e = np.exp(out - out.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
 
-    def __call__(self, out: np.ndarray, y) -> Tuple[float, np.ndarray]:
+    def __call__(self, out: np.ndarray, y, m: Optional[int] = None) -> Tuple[float, np.ndarray]:
         if out.ndim != 2:
             raise ValueError(f"SoftmaxCrossEntropy needs (m, K) logits, got {out.shape}")
-        m, K = out.shape
+        rows, K = out.shape
         y = np.asarray(y)
-        if y.shape == (m, K):
+        if y.shape == (rows, K):
             onehot = y.astype(out.dtype, copy=False)
-        elif y.size == m and y.dtype.kind in "iu":
-            labels = y.reshape(m)
+        elif y.size == rows and y.dtype.kind in "iu":
+            labels = y.reshape(rows)
             if labels.min() < 0 or labels.max() >= K:
                 raise ValueError(f"labels must be in [0, {K}), got values from {labels.min()} to {labels.max()}")
-            onehot = np.zeros((m, K), dtype=out.dtype)
-            onehot[np.arange(m), labels] = 1
+            onehot = np.zeros((rows, K), dtype=out.dtype)
+            onehot[np.arange(rows), labels] = 1
         else:
-            raise ValueError(f"labels must be integers of shape ({m},) or one-hot ({m}, {K}), got {y.dtype} {y.shape}")
+            raise ValueError(f"labels must be integers of shape ({rows},) or one-hot ({rows}, {K}), got {y.dtype} {y.shape}")
+        m = _mean_over(m, rows)
         shifted = out - out.max(axis=1, keepdims=True)
         log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         cost = -float(np.sum(onehot * log_probs)) / m

@@ -147,6 +147,24 @@ class Sequential:
         """``{"param/<i>/<name>": array}`` (the arrays themselves, not copies)."""
         return {f"param/{i}/{n}": p for i, layer in enumerate(self.layers) for n, p in layer.params.items()}
 
+    def grad_arrays(self) -> Dict[str, np.ndarray]:
+        """``{"param/<i>/<name>": gradient}`` after :meth:`backward` (the keys of :meth:`param_arrays`)."""
+        return {f"param/{i}/{n}": layer.grads[n] for i, layer in enumerate(self.layers) for n in layer.params}
+
+    def load_grads(self, grads: Dict[str, np.ndarray]) -> None:
+        """Set every layer's gradients from ``grads`` (keys and shapes of :meth:`param_arrays`):
+        gradients computed elsewhere (the shards of a batch on a Dask cluster), for the optimiser."""
+        params = self.param_arrays()
+        if set(grads) != set(params):
+            raise ValueError(f"grads must have the keys of param_arrays(): missing {sorted(set(params) - set(grads))}, "
+                             f"unexpected {sorted(set(grads) - set(params))}")
+        for key, p in params.items():
+            g = grads[key]
+            if g.shape != p.shape or g.dtype != p.dtype:
+                raise ValueError(f"grads[{key!r}] is {g.dtype}{g.shape}, the parameter is {p.dtype}{p.shape}")
+        for i, layer in enumerate(self.layers):
+            layer.grads = {n: grads[f"param/{i}/{n}"] for n in layer.params}
+
     def save(self, path: PathLike, extra: Optional[Dict[str, np.ndarray]] = None) -> None:
         """Write spec + parameters (+ ``extra`` arrays) to one ``.npz`` (atomically, see :func:`write_npz`)."""
         write_npz(path, {"spec": np.array(json.dumps(self.spec())), **self.param_arrays(), **(extra or {})})

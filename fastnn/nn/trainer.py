@@ -45,6 +45,7 @@ import json
 import math
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +60,7 @@ from .training import run_epoch
 
 __all__ = [
     "DEFAULTS", "FIXED_ON_RESUME", "TrainingError", "SettingError", "TrainingInterrupted",
-    "DnnRun", "CnnRun", "RUNS", "settings_for", "default_out", "save_checkpoint", "load_checkpoint", "plot_costs",
+    "DnnRun", "CnnRun", "RUNS", "shard_gradients", "settings_for", "default_out", "save_checkpoint", "load_checkpoint", "plot_costs",
     "Session", "new_session", "resume_session", "fit", "evaluate", "write_results", "TrainResult", "train",
     "load_trained", "Prediction", "predict",
 ]
@@ -128,18 +129,46 @@ class DnnRun:
     def input_shape_ok(self, shape) -> bool:
         return int(np.prod(shape)) == self.dims[0]
 
-    def train_epoch(self, X, Y, epoch: int, on_batch=None) -> Tuple[float, float]:
-        from ..dnn import gradient_descent_step
+    def train_epoch(self, X, Y, epoch: int, on_batch=None, parallel=None) -> Tuple[float, float]:
+        from ..dnn import gradient_descent_step, update_parameters
 
         m = X.shape[1]
 
         def step(idx):
             Xb, Yb = (X, Y) if len(idx) == m else (X[:, idx], Y[:, idx])  # the full batch: no copy
-            self.params, cost, AL = gradient_descent_step(Xb, Yb, self.params, self.config["lr"])
-            return float(cost), float(np.sum((AL > 0.5) == (Yb > 0.5)))
+            if parallel is None:
+                self.params, cost, AL = gradient_descent_step(Xb, Yb, self.params, self.config["lr"])
+                return float(cost), float(np.sum((AL > 0.5) == (Yb > 0.5)))
+            cost, correct, grads = parallel.gradients(shard_gradients, self.shard_state(), Xb, Yb, axis=self.batch_axis)
+            self.params = update_parameters(self.params, grads, self.config["lr"])
+            return cost, correct
 
         return run_epoch(m, step, batch_size=self.config["batch_size"], seed=self.config["seed"], epoch=epoch,
                          on_batch=on_batch)
+
+    # -- data-parallel training: what a worker runs on a shard of a batch (shard_gradients) --
+    batch_axis = 1  # the examples are columns
+
+    def shard_state(self) -> dict:
+        """What a worker needs to compute gradients: the config and the parameters."""
+        return {"config": self.config, "params": dict(self.params)}
+
+    def load_shard_params(self, params: Dict[str, np.ndarray]) -> None:
+        self.params = dict(params)
+
+    def gradients(self, X, Y, m: int) -> Tuple[float, float, Dict[str, np.ndarray]]:
+        """(cost, correct, grads) of the examples (X, Y), a shard of a batch of ``m``: the cost and
+        the gradients ``dW{l}``, ``db{l}`` of :func:`fastnn.dnn.gradient_descent_step` on the
+        shard, weighted by its share of the batch (``X.shape[1] / m``), so the shards' add up to
+        the batch's."""
+        from ..dnn import L_model_backward, L_model_forward, compute_cost
+
+        AL, caches = L_model_forward(X, self.params)
+        cost = compute_cost(AL, Y)
+        grads = L_model_backward(AL, Y, caches)
+        w = X.shape[1] / m
+        grads = {k: (g if w == 1 else g * w) for k, g in grads.items() if k.startswith(("dW", "db"))}
+        return float(cost) * w, float(np.sum((AL > 0.5) == (Y > 0.5))), grads
 
     def proba(self, X) -> np.ndarray:
         from ..dnn import L_model_forward
@@ -188,11 +217,36 @@ class CnnRun:
     def input_shape_ok(self, shape) -> bool:
         return tuple(shape) == tuple(self.config["input_shape"])
 
-    def train_epoch(self, X, Y, epoch: int, on_batch=None) -> Tuple[float, float]:
+    def train_epoch(self, X, Y, epoch: int, on_batch=None, parallel=None) -> Tuple[float, float]:
         from .training import train_epoch
 
+        gradients = None
+        if parallel is not None:
+            def gradients(Xb, Yb):
+                return parallel.gradients(shard_gradients, self.shard_state(), Xb, Yb, axis=self.batch_axis)
+
         return train_epoch(self.model, self.loss, self.optimizer, X, Y.reshape(-1, 1), batch_size=self.config["batch_size"],
-                           seed=self.config["seed"], epoch=epoch, on_batch=on_batch)
+                           seed=self.config["seed"], epoch=epoch, on_batch=on_batch, gradients=gradients)
+
+    # -- data-parallel training: what a worker runs on a shard of a batch (shard_gradients) --
+    batch_axis = 0
+
+    def shard_state(self) -> dict:
+        """What a worker needs to compute gradients: the config and the parameters (copies:
+        the optimiser updates the model's arrays in place)."""
+        return {"config": self.config, "params": {k: v.copy() for k, v in self.model.param_arrays().items()}}
+
+    def load_shard_params(self, params: Dict[str, np.ndarray]) -> None:
+        for key, p in self.model.param_arrays().items():
+            p[...] = params[key]
+
+    def gradients(self, X, Y, m: int) -> Tuple[float, float, Dict[str, np.ndarray]]:
+        """(cost, correct, grads) of the examples (X, Y), a shard of a batch of ``m``
+        (:func:`fastnn.nn.batch_gradients`: the mean loss over the whole batch)."""
+        from .training import batch_gradients
+
+        cost, correct = batch_gradients(self.model, self.loss, X, Y, m)
+        return cost, correct, dict(self.model.grad_arrays())
 
     def proba(self, X) -> np.ndarray:
         from .training import predict_proba
@@ -215,6 +269,26 @@ class CnnRun:
 
 
 RUNS = {"dnn": DnnRun, "cnn": CnnRun}
+
+_shard_runs = threading.local()  # per worker thread: the run last built for shard_gradients
+
+
+def shard_gradients(state: dict, X: np.ndarray, Y: np.ndarray, m: int) -> Tuple[float, float, Dict[str, np.ndarray]]:
+    """One shard's part of a batch's training step, where the shard is (a Dask worker): the
+    model of ``state["config"]`` with ``state["params"]`` (from the run's ``shard_state()``),
+    forward and backward on the examples (X, Y) of a batch of ``m``. Returns (cost, correct,
+    grads), each the shard's share: added over the shards (in a fixed order, by the driver)
+    they are the batch's mean cost, its correct count and its gradients, which the run's own
+    step then applies. The model is built once per thread and config."""
+    config = state["config"]
+    key = json.dumps(config, sort_keys=True)
+    if getattr(_shard_runs, "key", None) != key:
+        cls = RUNS[config["model"]]
+        _shard_runs.run = cls(config, params={}) if cls is DnnRun else cls(config)
+        _shard_runs.key = key
+    run = _shard_runs.run
+    run.load_shard_params(state["params"])
+    return run.gradients(X, Y, m)
 
 
 # --------------------------------------------------------------------------- settings
@@ -345,6 +419,9 @@ class Session:
     log: dict  # per finished epoch: "epochs", "cost", "train_accuracy", "seconds"
     backend: str = ""
     start: int = 0  # epochs finished before this call (a resumed run's checkpoint)
+    #: Where the gradients are computed when not here: a :class:`fastnn.dask.DataParallel`
+    #: (``train(dask=...)``), whose ``gradients(fn, state, X, Y, axis=)`` each step calls.
+    parallel: Optional[object] = None
 
     @property
     def config(self) -> dict:
@@ -355,7 +432,10 @@ class Session:
         return self.out / CHECKPOINT
 
     def meta(self) -> dict:
-        return {"config": self.config, "classes": self.classes, "log": self.log, "backend": self.backend}
+        meta = {"config": self.config, "classes": self.classes, "log": self.log, "backend": self.backend}
+        if self.parallel is not None:
+            meta["parallel"] = self.parallel.describe()
+        return meta
 
     @property
     def per_iteration(self) -> bool:
@@ -432,7 +512,8 @@ def resume_session(out: PathLike, data=None, **given) -> Session:
 def _header(session: Session) -> str:
     cfg = session.config
     unit = "iterations" if session.per_iteration else "epochs"
-    return (f"fastnn train: {cfg['model']} on {session.train_y.size} images, {cfg['dtype']}, backend {session.backend}, "
+    where = f", data-parallel on {session.parallel.describe()}" if session.parallel is not None else ""
+    return (f"fastnn train: {cfg['model']} on {session.train_y.size} images, {cfg['dtype']}, backend {session.backend}{where}, "
             f"{unit} {session.start}..{session.settings['epochs']}, batch {cfg['batch_size'] or 'full'}, "
             f"lr {cfg['lr']}, seed {cfg['seed']} -> {session.out}")
 
@@ -474,7 +555,7 @@ def _train_one_epoch(session: Session, epoch: int, progress: Progress,
             on_batch(epoch, done, n)
 
     t0 = time.perf_counter()
-    cost, acc = session.run.train_epoch(session.train_x, session.train_y, epoch, batch_done)
+    cost, acc = session.run.train_epoch(session.train_x, session.train_y, epoch, batch_done, parallel=session.parallel)
     secs = time.perf_counter() - t0
     for k, v in (("epochs", epoch), ("cost", cost), ("train_accuracy", acc), ("seconds", secs)):
         session.log[k].append(v)
@@ -564,25 +645,43 @@ def train(out: Optional[PathLike] = None, *, data=None, model: Optional[str] = N
           lr: Optional[float] = None,
           seed: Optional[int] = None, checkpoint_every: Optional[int] = None, print_every: Optional[int] = None,
           resume: bool = False, backend: Optional[str] = None, quiet: bool = False, stream=None,
-          on_batch: Optional[Callable[[int, int, int], None]] = None) -> TrainResult:
+          on_batch: Optional[Callable[[int, int, int], None]] = None, dask: Optional[str] = None,
+          parallel=None) -> TrainResult:
     """One run of ``fastnn train`` (see the module docstring). None means the default (on
     resume: the checkpoint's value). ``iterations`` is ``epochs`` for full-batch training
     (:func:`settings_for`). ``out`` defaults to ``runs/<model>``; ``backend`` to the
     one in force; ``quiet`` drops the bar and the per-epoch lines (the header and notes stay).
+
+    ``dask``: train data-parallel on a Dask cluster, ``"local:N"`` (N worker processes here)
+    or a scheduler's address (``"tcp://host:port"``); ``parallel``: an open
+    :class:`fastnn.dask.DataParallel` instead (the caller's cluster). Each batch is cut into
+    shards whose gradients the workers compute; the same epochs, checkpoints and log.
+
     Raises :class:`SettingError`/:class:`TrainingError` for a bad request,
     :class:`fastnn.data.DataError` for missing data, :class:`TrainingInterrupted` on Ctrl-C."""
-    from .. import use_backend
+    from .. import get_backend, use_backend
 
     stream = stream if stream is not None else sys.stderr
     out = Path(out) if out is not None else default_out(model)
     settings = {"model": model, "dtype": dtype, "epochs": epochs, "iterations": iterations, "batch_size": batch_size,
                 "lr": lr, "seed": seed, "checkpoint_every": checkpoint_every, "print_every": print_every}
-    with use_backend(backend) if backend is not None else contextlib.nullcontext():
+    if dask is not None and parallel is not None:
+        raise SettingError("dask", "and parallel= both say where to train: give one of them")
+    dp = _dask_parallel(dask) if dask is not None else None  # a bad address fails before the data loads
+    with contextlib.ExitStack() as stack:
+        if backend is not None:
+            stack.enter_context(use_backend(backend))
         if resume:
             session = resume_session(out, data, **settings)
             print(f"resuming from {session.checkpoint} after epoch {session.start}", file=stream)
         else:
             session = new_session(out, data, **settings)
+        if dp is not None:
+            try:
+                parallel = stack.enter_context(dp.connect(dask, backend=get_backend()))
+            except (OSError, TimeoutError) as exc:
+                raise TrainingError(f"dask: cannot start or reach the cluster {dask!r}: {exc}") from None
+        session.parallel = parallel
         out.mkdir(parents=True, exist_ok=True)
         print(_header(session), file=stream)
         progress = Progress(max(session.settings["epochs"], 1), stream=stream, enabled=not quiet,
@@ -592,6 +691,22 @@ def train(out: Optional[PathLike] = None, *, data=None, model: Optional[str] = N
     meta = write_results(session, snapshot, summary, stream)
     return TrainResult(out, meta, session.train_y.size, session.test_y.size, len(session.timed_seconds()),
                        session.per_iteration)
+
+
+def _dask_parallel(address):
+    """:mod:`fastnn.dask.parallel`, once ``address`` is checked (``train(dask=address)``); its
+    problems (no Dask, a bad address) as setting errors."""
+    if not isinstance(address, str):
+        raise SettingError("dask", f"must be local:N or a scheduler address such as tcp://host:port, got {address!r}")
+    try:
+        from ..dask import parallel as dp
+    except ImportError as exc:
+        raise SettingError("dask", f"needs Dask: pip install 'fastnn[dask]' ({exc})") from None
+    try:
+        dp.parse_address(address)
+    except ValueError as exc:
+        raise SettingError("dask", str(exc)) from None
+    return dp
 
 
 # ----------------------------------------------------------------------------- predict

@@ -3,6 +3,8 @@
 :func:`run_epoch` is the one epoch loop (batches, example-weighted cost and accuracy, the
 per-batch hook); :func:`train_epoch` runs it for a :class:`Sequential`, and the course's dense
 network in :mod:`fastnn.nn.trainer` runs it with :func:`fastnn.dnn.gradient_descent_step`.
+:func:`batch_gradients` is one step's forward and backward, on a whole batch here or on a shard
+of it on a Dask worker (data-parallel training: the same loop, the gradients computed there).
 
 Shuffling is seeded per epoch: epoch ``e`` of a run with seed ``s`` uses
 ``np.random.default_rng([s, e])``, so a run resumed at epoch ``e`` sees exactly the
@@ -11,14 +13,14 @@ batches an uninterrupted run would.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
 from .model import Sequential
 
-__all__ = ["minibatches", "run_epoch", "train_epoch", "predict_proba", "accuracy", "make_cnn"]
+__all__ = ["minibatches", "run_epoch", "batch_gradients", "train_epoch", "predict_proba", "accuracy", "make_cnn"]
 
 
 def minibatches(m: int, batch_size: Optional[int], seed: int, epoch: int) -> Iterator[np.ndarray]:
@@ -51,18 +53,38 @@ def run_epoch(m: int, step: Callable[[np.ndarray], Tuple[float, float]], *, batc
     return total_cost / m, total_correct / m
 
 
+def batch_gradients(model: Sequential, loss, X: np.ndarray, Y: np.ndarray, m: Optional[int] = None
+                    ) -> Tuple[float, float]:
+    """Forward and backward through ``model`` on the examples (X, Y), filling every layer's
+    ``grads``: those of the mean loss over ``m`` examples (default: these), of which (X, Y)
+    may be a shard. Returns (the cost, how many of the examples it got right), the cost a
+    mean over ``m`` too, so the shards' costs and gradients add up to the batch's. What one
+    training step computes, here or on a Dask worker (:func:`fastnn.nn.trainer.shard_gradients`)."""
+    out = model.forward(X, train=True)
+    cost, dout = loss(out, Y) if m is None else loss(out, Y, m=m)
+    correct = accuracy(loss.probabilities(out), Y) * len(X)
+    model.backward(dout, input_grad=False)  # (the images need no gradient)
+    return cost, correct
+
+
 def train_epoch(model: Sequential, loss, optimizer, X: np.ndarray, Y: np.ndarray, *, batch_size: Optional[int],
-                seed: int, epoch: int, on_batch: Optional[Callable[[int, int, float], None]] = None
+                seed: int, epoch: int, on_batch: Optional[Callable[[int, int, float], None]] = None,
+                gradients: Optional[Callable[[np.ndarray, np.ndarray], Tuple[float, float, Dict[str, np.ndarray]]]] = None
                 ) -> Tuple[float, float]:
-    """One pass over (X, Y), one optimiser step per batch (see :func:`run_epoch`). Returns (cost, accuracy)."""
+    """One pass over (X, Y), one optimiser step per batch (see :func:`run_epoch`). Returns (cost, accuracy).
+
+    ``gradients(Xb, Yb) -> (cost, correct, grads)``, if given, computes each batch's mean cost,
+    how many it got right and its gradients (``{"param/<i>/<name>": array}``) elsewhere (a Dask
+    cluster: :class:`fastnn.dask.DataParallel`); else :func:`batch_gradients` runs here."""
     m = X.shape[0]
     Y = np.asarray(Y).reshape(m, -1)
 
     def step(idx):
-        out = model.forward(X[idx], train=True)
-        cost, dout = loss(out, Y[idx])
-        correct = accuracy(loss.probabilities(out), Y[idx]) * len(idx)
-        model.backward(dout, input_grad=False)  # (the images need no gradient)
+        if gradients is None:
+            cost, correct = batch_gradients(model, loss, X[idx], Y[idx])
+        else:
+            cost, correct, grads = gradients(X[idx], Y[idx])
+            model.load_grads(grads)
         optimizer.step(model)
         return cost, correct
 

@@ -13,7 +13,8 @@ Settings (environment variables, read once at import):
     running (so ``numba.set_num_threads`` applies), else ``NUMBA_NUM_THREADS`` (the number
     of cores unless set); fastnn never starts Numba's threading layer itself. Capped at
     ``NUMBA_NUM_THREADS`` (so is :func:`override_num_threads`, which ``fastnn bench --threads``
-    uses). The kernels never call BLAS, so they do not multiply with BLAS
+    uses, and :func:`use_num_threads`, which sets it for one thread or asyncio task: what
+    :mod:`fastnn.dask` does in each task, so that workers x threads fit the cores). The kernels never call BLAS, so they do not multiply with BLAS
     threads; run BLAS-heavy code and fastnn kernels one after the other, not nested, to
     avoid oversubscription. OpenBLAS's idle workers spin for about 2^28 cycles after a
     multi-threaded GEMM and slow a fastnn kernel started meanwhile;
@@ -32,12 +33,15 @@ to run for a fixed thread count.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
+from typing import Iterator, Optional
 
 import numba
 from numba.np.ufunc import parallel as _numba_parallel
 
-__all__ = ["num_threads", "override_num_threads", "SERIAL_WORK", "THREADED_WORK", "THREADED_CONV_WORK"]
+__all__ = ["num_threads", "override_num_threads", "use_num_threads", "SERIAL_WORK", "THREADED_WORK", "THREADED_CONV_WORK"]
 
 #: Multiply-adds below which a convolution runs the plain serial kernels (no tiles, quick to
 #: compile).
@@ -65,6 +69,13 @@ def _numba_threads() -> int:
 
 
 _override = None
+# The count set for this thread or asyncio task by use_num_threads (None: the settings above).
+_context: contextvars.ContextVar[Optional[int]] = contextvars.ContextVar("fastnn_num_threads", default=None)
+
+
+def _check_count(n) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"thread count must be a positive integer, got {n!r}")
 
 
 def override_num_threads(n):
@@ -72,14 +83,32 @@ def override_num_threads(n):
     the previous override. For tools such as ``fastnn bench --threads`` that must set the
     count for a run and restore it, without starting Numba's threading layer."""
     global _override
-    if n is not None and (not isinstance(n, int) or n < 1):
-        raise ValueError(f"thread count must be a positive integer, got {n!r}")
+    if n is not None:
+        _check_count(n)
     old, _override = _override, n
     return old
 
 
+@contextlib.contextmanager
+def use_num_threads(n: int) -> Iterator[int]:
+    """Within the block, this thread's (or asyncio task's) kernel calls use ``n`` threads
+    (capped at ``NUMBA_NUM_THREADS``), whatever the process-wide setting; other threads keep
+    theirs. Yields the count in force. For a caller that runs kernels on several threads at
+    once and shares the cores out among them (:mod:`fastnn.dask`'s tasks)."""
+    _check_count(n)
+    token = _context.set(n)
+    try:
+        yield num_threads()
+    finally:
+        _context.reset(token)
+
+
 def num_threads() -> int:
-    """Threads (chunks) for a kernel call (``FASTNN_NUM_THREADS`` or Numba's setting)."""
+    """Threads (chunks) for a kernel call (:func:`use_num_threads` in this thread, else
+    :func:`override_num_threads`, ``FASTNN_NUM_THREADS`` or Numba's setting)."""
+    ctx = _context.get()
+    if ctx is not None:
+        return min(ctx, numba.config.NUMBA_NUM_THREADS)
     if _override is not None:
         return min(_override, numba.config.NUMBA_NUM_THREADS)
     if _ENV_THREADS:
