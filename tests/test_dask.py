@@ -121,6 +121,36 @@ def test_conv_forward_and_backward_equal_fastnn(dtype):
     assert_close(dW.compute(), refs[1], dtype, "dW without dA_prev")
 
 
+@pytest.mark.parametrize("name", ["nchw_grouped_dilated_same", "depthwise_multiplier_s2", "uneven_pad"])
+def test_conv_options_beyond_the_course_equal_fastnn(name):
+    """Dilation, groups, "same"/uneven pads and NCHW arrays (the batch axis is 0 in both layouts)."""
+    from fastnn.testing.cases import CONV_CASES
+
+    case = CONV_CASES[name]
+    A, W, b, hp, dZ = case.make(np.float64, seed=3)
+    A, dZ = np.concatenate([A] * 3), np.concatenate([dZ] * 3)  # a batch of several chunks
+    Z_ref, cache_ref = fastnn.conv_forward(A, W, b, hp)
+    Z, cache = fd.conv_forward(_chunked(A, 2), W, b, hp)
+    assert_close(Z.compute(), Z_ref, np.float64, "Z")
+    for got, ref, n in zip(dask.compute(*fd.conv_backward(_chunked(dZ, 2), cache)), fastnn.conv_backward(dZ, cache_ref),
+                           ("dA_prev", "dW", "db")):
+        assert_close(got, ref, np.float64, n)
+
+
+@pytest.mark.parametrize("name", ["nchw_ceil_ties", "ceil_exclude_pad", "same"])
+def test_pool_options_beyond_the_course_equal_fastnn(name):
+    from fastnn.testing.cases import POOL_CASES
+
+    A, hp, dA = POOL_CASES[name].make(np.float64, seed=4)
+    A, dA = np.concatenate([A] * 3), np.concatenate([dA] * 3)
+    for mode in ("max", "average"):
+        ref, cache_ref = fastnn.pool_forward(A, hp, mode)
+        out, cache = fd.pool_forward(_chunked(A, 2), hp, mode)
+        assert_close(out.compute(), ref, np.float64, "A")
+        assert_close(fd.pool_backward(_chunked(dA, 2), cache, mode).compute(),
+                     fastnn.pool_backward(dA, cache_ref, mode), np.float64, "dA_prev")
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=ids)
 @pytest.mark.parametrize("mode, ties", [("max", "all"), ("max", "first"), ("average", "all")])
 def test_pool_forward_and_backward_equal_fastnn(dtype, mode, ties):
