@@ -457,3 +457,24 @@ def test_a_kernel_whose_dW_changes_without_dA_prev_is_caught(wrong):
     bad = _failures(name, ops=["conv_backward"], kinds=["matrix"], quick=True)
     assert bad and all("dW with input_grad=False" in m and "dropping dA_prev may not change dW" in m
                        for m in bad.values())
+
+
+def _strict_json(text):
+    def no_constant(name):
+        raise ValueError(f"not strict JSON: {name}")
+    return json.loads(text, parse_constant=no_constant)
+
+
+def test_an_error_against_zero_reads_inf_in_the_report_and_the_json(wrong, tmp_path, capsys):
+    """An output that should be 0 has an infinite relative error: "inf", not nan_to_num's 1.8e+308,
+    and strict JSON ("inf" as a string, never a bare Infinity)."""
+    from fastnn import cli
+
+    name = wrong("wrong_plus_one", "relu", lambda x, out: np.add(np.maximum(x, 0), 1, out=out))
+    out = tmp_path / "r.json"
+    assert cli.main(["check", name, "--ops", "relu", "--kinds", "matrix", "--json", str(out)]) == 1
+    text = capsys.readouterr().out
+    assert "max rel err inf;" in text and "e+308" not in text, text
+    doc = _strict_json(out.read_text())
+    failed = [r for r in doc["results"] if not r["passed"]]
+    assert failed and all(r["max_rel"] == "inf" and r["max_abs"] == pytest.approx(1.0) for r in failed), failed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import math
 import os
 import sys
 
@@ -48,6 +49,15 @@ def _load_function(spec: str):
     if not callable(obj):
         raise ValueError(f"--function: {spec} is not callable")
     return obj, attr.split(".")[-1]
+
+
+def _number(x):
+    """An error for the JSON report: a float, or "inf", "-inf", "nan" where it is not finite
+    (strict JSON has no Infinity or NaN), None where there is none."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else "nan" if math.isnan(x) else "inf" if x > 0 else "-inf"
 
 
 def _split(text):
@@ -108,8 +118,8 @@ def run(args) -> int:
     for c in selected:
         p = c.run()
         results.append({"id": c.id, "kind": c.kind, "op": c.op, "passed": p is None,
-                        "message": p and p.message, "max_abs": p and p.max_abs, "max_rel": p and p.max_rel,
-                        "where": p and p.where})
+                        "message": p and p.message, "max_abs": _number(p and p.max_abs),
+                        "max_rel": _number(p and p.max_rel), "where": p and p.where})
         if p is not None:
             failed += 1
             print(f"FAIL {c.id}: {p.message}")
@@ -122,5 +132,5 @@ def run(args) -> int:
         doc = {"schema": "fastnn-check/1", "subject": title, "quick": args.quick, "checks": len(selected),
                "failed": failed, "results": results}
         with open(args.json, "w") as fh:
-            json.dump(doc, fh, indent=1)
+            json.dump(doc, fh, indent=1, allow_nan=False)  # strict JSON: no bare Infinity or NaN
     return 1 if failed else 0

@@ -202,8 +202,10 @@ def compare(got, expected, dtype, what: str, strict_dtype: bool = True,
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         err = np.abs(a.astype(np.float64) - e.astype(np.float64))
         rel = err / np.abs(e.astype(np.float64))
-    err = np.where(bad, np.nan_to_num(err, nan=np.inf), 0.0)
-    rel = np.where(bad, np.nan_to_num(rel, nan=np.inf), 0.0)
+    # NaN (a NaN or Inf against a number) and Inf (an error against an expected 0) both read "inf":
+    # nan_to_num alone would turn inf into the largest float, 1.8e+308
+    err = np.where(bad, np.nan_to_num(err, nan=np.inf, posinf=np.inf), 0.0)
+    rel = np.where(bad, np.nan_to_num(rel, nan=np.inf, posinf=np.inf), 0.0)
     first = tuple(np.argwhere(bad)[0])
     worst = np.unravel_index(int(np.argmax(err)), err.shape)
     msg = (f"{what}{_fmt_index(first)} differs: expected {_v(e[first])}, got {_v(a[first])} "
