@@ -478,3 +478,40 @@ def test_an_error_against_zero_reads_inf_in_the_report_and_the_json(wrong, tmp_p
     doc = _strict_json(out.read_text())
     failed = [r for r in doc["results"] if not r["passed"]]
     assert failed and all(r["max_rel"] == "inf" and r["max_abs"] == pytest.approx(1.0) for r in failed), failed
+
+
+def test_a_workspace_shared_between_threads_is_caught(wrong):
+    """A conv_forward that pads into one buffer per shape, shared by every call: right alone
+    (the matrix passes), wrong when threads with inputs of their own fill it at once."""
+    import time
+
+    ref = _dispatch.kernel_of("conv_forward", REF)
+    buffers = {}
+
+    def racy(p, A, W, b, Z):
+        buf = buffers.setdefault((p.m, p.Hp, p.Wp, p.C, p.dtype), np.zeros((p.m, p.Hp, p.Wp, p.C), p.dtype))
+        buf[:, p.ph:p.ph + p.H, p.pw:p.pw + p.W, :] = A
+        time.sleep(1e-4)  # work that releases the GIL, as a nogil kernel or a BLAS call does
+        ref(p._replace(H=p.Hp, W=p.Wp, ph=0, pw=0), buf, W, b, Z)
+
+    name = wrong("racy_workspace", "conv_forward", racy)
+    bad = _failures(name, ops=["conv_forward"], kinds=["matrix", "threads"], quick=True)
+    assert set(bad) == {"threads/conv_forward/float32", "threads/conv_forward/float64"}, bad
+    assert "(concurrent vs serial)" in bad["threads/conv_forward/float64"]
+    assert "concurrent calls must equal serial ones bit for bit" in bad["threads/conv_forward/float64"]
+
+
+def test_a_kernel_that_modifies_its_inputs_fails_the_mutation_checks_only(wrong):
+    """Every call gets fresh inputs: a conv_backward that scales dZ after using it (its outputs
+    right) fails the mutation checks, not the matrix's input_grad=False rerun or the threads'."""
+    ref = _dispatch.kernel_of("conv_backward", REF)
+
+    def mutating(p, A, W, dZ, dA_prev, dW, db):
+        ref(p, A, W, dZ, dA_prev, dW, db)
+        dZ *= 2
+
+    name = wrong("modifies_dZ", "conv_backward", mutating)
+    bad = _failures(name, ops=["conv_backward"], kinds=["matrix", "threads", "mutation", "nan"], quick=True)
+    # (not noncontig/float64: the wrapper passes the kernel a contiguous copy of a non-contiguous dZ)
+    assert set(bad) == {"mutation/conv_backward/float32", "mutation/conv_backward/float64"}, bad
+    assert "modified its input dZ" in bad["mutation/conv_backward/float64"]

@@ -335,11 +335,11 @@ def _matrix_conv(s: Subject, case, dtype, op):
             if not (cache[0] is A and cache[1] is W and cache[2] is b and cache[3] is hp):
                 p = Problem("cache must be (A_prev, W, b, hparameters), the arguments as passed")
         else:
-            grads = s.conv_backward(dZ, (A, W, b, hp))
-            p = _first(*(compare(g, r, dtype, n, s.strict_dtype)
-                         for n, g, r in zip(("dA_prev", "dW", "db"), grads, grads_ref)))
+            grads = s.conv_backward(*_copy_args((dZ, (A, W, b, hp))))  # fresh inputs for each call: a
+            p = _first(*(compare(g, r, dtype, n, s.strict_dtype)        # kernel that modifies them fails
+                         for n, g, r in zip(("dA_prev", "dW", "db"), grads, grads_ref)))  # the mutation check
             if p is None and s.is_backend:  # without the input gradient: None, and the same dW, db bits
-                none, dW, db = s.conv_backward(dZ, (A, W, b, hp), input_grad=False)
+                none, dW, db = s.conv_backward(*_copy_args((dZ, (A, W, b, hp))), input_grad=False)
                 p = (Problem(f"with input_grad=False dA_prev must be None, got {type(none).__name__}")
                      if none is not None else
                      _first(*(_bitwise(g, r, f"{n} with input_grad=False", ("with dA_prev", "without"),
@@ -558,20 +558,19 @@ def _bad_input(s, call):
     return fn
 
 
-def _calls(op, dtype, noncontig=False):
-    """The inputs and the call of ``op`` for the mutation and thread checks."""
-    case = CONV_CASES["noncontig" if noncontig else "odd_sizes"]
-    A, W, b, hp, dZ = case.make(dtype, seed=3)
-    PA, php, PdA = POOL_CASES["noncontig" if noncontig else "overlap_p3s2"].make(dtype, seed=3)
+def _calls(op, dtype, noncontig=False, seed=3):
+    """The inputs and the call of ``op`` for the mutation and thread checks, drawn from ``seed``."""
+    if op in ("pool_forward", "pool_backward"):
+        PA, php, PdA = POOL_CASES["noncontig" if noncontig else "overlap_p3s2"].make(dtype, seed=seed)
+        if op == "pool_forward":
+            return {"A_prev": PA}, php, lambda f: (f.pool_forward(PA, php, "max"), f.pool_forward(PA, php, "average"))
+        return {"A_prev": PA, "dA": PdA}, php, lambda f: (f.pool_backward(PdA, (PA, php), "max"),
+                                                          f.pool_backward(PdA, (PA, php), "average"))
+    A, W, b, hp, dZ = CONV_CASES["noncontig" if noncontig else "odd_sizes"].make(dtype, seed=seed)
     if op == "conv_forward":
         return {"A_prev": A, "W": W, "b": b}, hp, lambda f: f.conv_forward(A, W, b, hp)
     if op == "conv_backward":
         return {"A_prev": A, "W": W, "b": b, "dZ": dZ}, hp, lambda f: f.conv_backward(dZ, (A, W, b, hp))
-    if op == "pool_forward":
-        return {"A_prev": PA}, php, lambda f: (f.pool_forward(PA, php, "max"), f.pool_forward(PA, php, "average"))
-    if op == "pool_backward":
-        return {"A_prev": PA, "dA": PdA}, php, lambda f: (f.pool_backward(PdA, (PA, php), "max"),
-                                                          f.pool_backward(PdA, (PA, php), "average"))
     if op == "zero_pad":
         return {"X": A}, {}, lambda f: f.zero_pad(A, 2)
     X = dZ.reshape(dZ.shape[0], -1)
@@ -669,11 +668,20 @@ def _nonfinite(got, ref, what, exact):
     return None
 
 
-def _threads(s, op, dtype, n_threads=4, rounds=2, calls=None):
-    """Concurrent calls equal serial ones bit for bit; ``calls``: zero-argument callables returning
-    a list of arrays (default: ``n_threads`` of ``op``'s :func:`_calls`)."""
+#: Rounds of the thread check: each thread repeats its call this many times while the others run theirs.
+THREAD_ROUNDS = 12
+
+
+def _threads(s, op, dtype, n_threads=4, rounds=THREAD_ROUNDS, calls=None):
+    """Concurrent calls equal serial ones bit for bit. Thread ``k`` has inputs of its own (seed
+    ``3 + k``, one shape for all: a kernel that shares a workspace between calls of a shape mixes
+    them up), drawn afresh for every call (a kernel that modifies its inputs fails the mutation
+    check, not this one), and repeats its call ``rounds`` times, each result compared with its
+    own serial one. ``calls``: zero-argument callables returning a list of arrays, each making
+    fresh inputs (default: ``n_threads`` of ``op``'s :func:`_calls`)."""
     def fn():
-        fns = calls or [(lambda c: lambda: _as_tuple(c(s)))(_calls(op, dtype)[2]) for _ in range(n_threads)]
+        fns = calls or [(lambda seed: lambda: _as_tuple(_calls(op, dtype, seed=seed)[2](s)))(3 + k)
+                        for k in range(n_threads)]
         n = len(fns)
         serial = [c() for c in fns]
         results: List[list] = [[] for _ in range(n)]
@@ -698,7 +706,7 @@ def _threads(s, op, dtype, n_threads=4, rounds=2, calls=None):
         for k in range(n):
             for got in results[k]:
                 for i, (g, e) in enumerate(zip(got, serial[k])):
-                    p = _bitwise(g, e, f"output {i} (concurrent vs serial)")
+                    p = _bitwise(g, e, f"output {i} of thread {k} (concurrent vs serial)")
                     if p:
                         return p
         return None
@@ -1206,7 +1214,7 @@ def checks(subject, *, ops: Optional[Sequence[str]] = None, dtypes: Optional[Seq
                 add("matrix", op, n, _matrix_activation(s, dt, op))
         for op in kernel_ops:
             add("mutation", op, n, _mutation(s, op, dt, False))
-            add("threads", op, n, _threads(s, op, dt, rounds=1 if quick else 2))
+            add("threads", op, n, _threads(s, op, dt))
     if f64:
         for op in kernel_ops:
             add("mutation", op, "noncontig/float64", _mutation(s, op, np.float64, True))
