@@ -515,3 +515,20 @@ def test_a_kernel_that_modifies_its_inputs_fails_the_mutation_checks_only(wrong)
     # (not noncontig/float64: the wrapper passes the kernel a contiguous copy of a non-contiguous dZ)
     assert set(bad) == {"mutation/conv_backward/float32", "mutation/conv_backward/float64"}, bad
     assert "modified its input dZ" in bad["mutation/conv_backward/float64"]
+
+
+@pytest.mark.parametrize("op, lossy, said", [
+    ("zero_pad", lambda ref: lambda p, X, out: (ref(p, X, out), np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)),
+     "X_pad[0, 4, 4, 0] should be nan"),
+    ("relu_backward", lambda ref: lambda dA, Z, out: (ref(np.nan_to_num(dA, nan=0.0, posinf=0.0, neginf=0.0), Z, out)),
+     "dZ[0, 3] should be nan"),
+    ("sigmoid_backward", lambda ref: lambda dA, Z, out: (ref(np.nan_to_num(dA, nan=0.0, posinf=1.0, neginf=-1.0), Z, out)),
+     "dZ[0, 0] should be nan"),
+])
+def test_a_lost_nan_or_inf_in_pad_and_activation_gradients_is_caught(wrong, op, lossy, said):
+    """zero_pad and the activations' backward (NaN, +Inf, -Inf in dA at every kind of Z) are checked
+    too: kernels that zero them pass every other check (the matrix has no NaN in X or dA)."""
+    name = wrong(f"lossy_{op}", op, lossy(_dispatch.kernel_of(op, REF)))
+    bad = _failures(name, ops=[op], kinds=["matrix", "nan"])
+    assert list(bad) == [f"nan/{op}/propagation"], bad
+    assert said in bad[f"nan/{op}/propagation"] and "(NaN and Inf propagate)" in bad[f"nan/{op}/propagation"]

@@ -600,6 +600,8 @@ def _mutation(s, op, dtype, noncontig):
 
 
 def _nan(s, op):
+    """NaN, +Inf and -Inf in the inputs (the data, and the incoming gradient of a backward) come
+    out where the ground truth puts them."""
     def fn():
         A, W, b = _conv_args()
         A[0, 2, 2, 0] = np.nan
@@ -620,6 +622,13 @@ def _nan(s, op):
             if op in ("relu", "sigmoid"):
                 x = np.array([np.nan, -1.0, 2.0, np.inf, -np.inf])
                 return _nonfinite(getattr(s, op)(x)[0], s.ref[op](x)[0], "A", exact=False)
+            if op in ("relu_backward", "sigmoid_backward"):  # every dA value at every Z value
+                Z = np.tile([-2.0, -0.0, 0.0, 3.0, np.nan, np.inf, -np.inf], (4, 1))
+                dA = np.repeat(np.array([[np.nan], [np.inf], [-np.inf], [1.5]]), Z.shape[1], axis=1)
+                return _nonfinite(getattr(s, op)(dA, Z), s.ref[op](dA, Z), "dZ", exact=op == "relu_backward")
+            if op == "zero_pad":
+                A[1, 4, 0, 2] = -np.inf
+                return _nonfinite(s.zero_pad(A, 2), s.ref["zero_pad"](A, 2), "X_pad", exact=True)
             rng = np.random.RandomState(7)
             if op == "pool_backward":
                 Ap = rng.randn(2, 7, 7, 9)
@@ -646,6 +655,7 @@ def _nan(s, op):
                 dZ = rng.randn(*Z.shape)
                 dZ[0, 1, 1, 2] = np.inf
                 dZ[1, 0, 0, 0] = np.nan
+                dZ[1, 1, 0, 3] = -np.inf
                 return _first(*(_nonfinite(g, r, n, exact=False) for n, g, r in
                                 zip(("dA_prev", "dW", "db"), s.conv_backward(dZ, cache), s.ref["conv_backward"](dZ, cache))))
         return None
@@ -1226,7 +1236,8 @@ def checks(subject, *, ops: Optional[Sequence[str]] = None, dtypes: Optional[Seq
                 for mode in ("max", "average"):
                     add("gradients", "pool_backward", f"{name}/{mode}", _gradient_pool(s, name, mode))
         add("ties", "pool_backward", "rules", _ties(s))
-        for op in ("conv_forward", "conv_backward", "pool_forward", "pool_backward", "relu", "sigmoid"):
+        for op in ("zero_pad", "conv_forward", "conv_backward", "pool_forward", "pool_backward",
+                   "relu", "sigmoid", "relu_backward", "sigmoid_backward"):
             add("nan", op, "propagation", _nan(s, op))
         if s.is_backend:
             for op, label, call in _bad_inputs():
