@@ -532,3 +532,16 @@ def test_a_lost_nan_or_inf_in_pad_and_activation_gradients_is_caught(wrong, op, 
     bad = _failures(name, ops=[op], kinds=["matrix", "nan"])
     assert list(bad) == [f"nan/{op}/propagation"], bad
     assert said in bad[f"nan/{op}/propagation"] and "(NaN and Inf propagate)" in bad[f"nan/{op}/propagation"]
+
+
+def test_activation_gradients_are_checked_against_central_differences(wrong):
+    """relu_backward and sigmoid_backward have a numerical-gradient check of their own."""
+    def sigmoid_backward(dA, Z, out):  # s instead of s * (1 - s)
+        out[...] = dA / (1 + np.exp(-Z))
+
+    name = wrong("wrong_sigmoid_grad", "sigmoid_backward", sigmoid_backward)
+    bad = _failures(name, ops=["relu_backward", "sigmoid_backward"], kinds=["gradients"])
+    assert list(bad) == ["gradients/sigmoid_backward/central_differences"], bad
+    assert "dZ (vs central differences)" in bad["gradients/sigmoid_backward/central_differences"]
+    ids = [c.id for c in conformance.checks(REF, kinds=["gradients"], ops=["relu_backward", "sigmoid_backward"])]
+    assert ids == ["gradients/relu_backward/central_differences", "gradients/sigmoid_backward/central_differences"]

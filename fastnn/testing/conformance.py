@@ -496,6 +496,24 @@ def _gradient_pool(s, name, mode):
     return fn
 
 
+def _gradient_activation(s, op):
+    """relu_backward, sigmoid_backward against central differences of the forward (relu's Z kept
+    away from its kink at 0)."""
+    def fn():
+        rng = np.random.RandomState(8)
+        Z = rng.uniform(0.1, 3.0, (3, 5)) * rng.choice([-1.0, 1.0], (3, 5))
+        dA = rng.standard_normal(Z.shape)
+        forward = getattr(s, op[:-len("_backward")])
+
+        def loss():
+            return float(np.sum(forward(Z)[0] * dA))
+
+        got = getattr(s, op)(dA.copy(), Z.copy())
+        return compare(got, _numerical_grad(loss, Z), np.float64, "dZ (vs central differences)",
+                       s.strict_dtype, rtol=1e-6, atol=1e-7)
+    return fn
+
+
 def _ties(s):
     def fn():
         A = np.array([[1.0, 3.0, 3.0], [0.0, 3.0, 2.0], [3.0, 1.0, 1.0]]).reshape(1, 3, 3, 1)
@@ -1235,6 +1253,8 @@ def checks(subject, *, ops: Optional[Sequence[str]] = None, dtypes: Optional[Seq
             if s.is_backend or _course_ok(POOL_CASES[name]):
                 for mode in ("max", "average"):
                     add("gradients", "pool_backward", f"{name}/{mode}", _gradient_pool(s, name, mode))
+        for op in ("relu_backward", "sigmoid_backward"):
+            add("gradients", op, "central_differences", _gradient_activation(s, op))
         add("ties", "pool_backward", "rules", _ties(s))
         for op in ("zero_pad", "conv_forward", "conv_backward", "pool_forward", "pool_backward",
                    "relu", "sigmoid", "relu_backward", "sigmoid_backward"):
