@@ -182,26 +182,80 @@ def _student_pool(mistake):
         A = np.zeros((m, n_H, n_W, C))
         step = 1 if mistake == "stride" else stride
         use = {"max": "average", "average": "max"}[mode] if mistake == "mode" else mode
+        size = f - 1 if mistake == "window" else f  # a mistake no diagnosis knows
         for h in range(n_H):
             for w in range(n_W):
-                window = A_prev[:, h * step:h * step + f, w * step:w * step + f, :]
+                window = A_prev[:, h * step:h * step + size, w * step:w * step + size, :]
                 A[:, h, w, :] = window.max(axis=(1, 2)) if use == "max" else window.mean(axis=(1, 2))
         return A, (A_prev, hparameters)
     return pool_forward
 
 
+def _student_conv_backward(mistake):
+    """The course's conv_backward loop (un-padding that also works for pad 0)."""
+    def conv_backward(dZ, cache):
+        A_prev, W, b, hparameters = cache
+        m, n_H_prev, n_W_prev, n_C_prev = A_prev.shape
+        f, f, n_C_prev, n_C = W.shape
+        stride, pad = hparameters["stride"], hparameters["pad"]
+        m, n_H, n_W, n_C = dZ.shape
+        step = 1 if mistake == "stride" else stride
+        dW, db = np.zeros(W.shape), np.zeros((1, 1, 1, n_C))
+        A_prev_pad = np.pad(A_prev, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+        dA_prev_pad = np.zeros(A_prev_pad.shape)
+        for i in range(m):
+            for h in range(n_H):
+                for w in range(n_W):
+                    vs, hs = h * step, w * step
+                    a_slice = A_prev_pad[i, vs:vs + f, hs:hs + f, :]
+                    for c in range(n_C):
+                        dA_prev_pad[i, vs:vs + f, hs:hs + f, :] += W[:, :, :, c] * dZ[i, h, w, c]
+                        dW[:, :, :, c] += a_slice * dZ[i, h, w, c] * (1.001 if mistake == "odd" else 1)
+                        db[:, :, :, c] += dZ[i, h, w, c]
+        return dA_prev_pad[:, pad:pad + n_H_prev, pad:pad + n_W_prev, :], dW, db
+    return conv_backward
+
+
+def _student_pool_backward(mistake):
+    def pool_backward(dA, cache, mode="max"):
+        A_prev, hparameters = cache
+        f, stride = hparameters["f"], hparameters["stride"]
+        step = 1 if mistake == "stride" else stride
+        m, n_H, n_W, n_C = dA.shape
+        dA_prev = np.zeros(A_prev.shape)
+        for i in range(m):
+            for h in range(n_H):
+                for w in range(n_W):
+                    vs, hs = h * step, w * step
+                    for c in range(n_C):
+                        if mode == "max":
+                            a_slice = A_prev[i, vs:vs + f, hs:hs + f, c]
+                            dA_prev[i, vs:vs + f, hs:hs + f, c] += (a_slice == np.max(a_slice)) * dA[i, h, w, c]
+                        else:
+                            dA_prev[i, vs:vs + f, hs:hs + f, c] += dA[i, h, w, c] / (f * f)
+        return dA_prev
+    return pool_backward
+
+
 @pytest.mark.parametrize("op, make, mistake, said", [
     ("conv_forward", _student_conv, "no_b", "your Z equals the convolution without b"),
-    ("conv_forward", _student_conv, "odd", "this case has stride 3: check the stride in your slice"),
+    ("conv_forward", _student_conv, "odd", "this case has stride 3 and pad 0"),
     ("pool_forward", _student_pool, "mode", "your output is average pooling: for mode='max'"),
     ("pool_forward", _student_pool, "stride", "your output equals a stride-1 pooling: check the stride in your slice"),
+    ("pool_forward", _student_pool, "window", "this case has f 3 and stride 2"),
+    ("conv_backward", _student_conv_backward, "stride", "your gradients equal a stride-1 backward: check the stride"),
+    ("conv_backward", _student_conv_backward, "odd", "this case has stride 3 and pad 0"),
+    ("pool_backward", _student_pool_backward, "stride", "your gradients equal a stride-1 backward: check the stride"),
 ])
 def test_a_wrong_conv_or_pool_is_diagnosed(op, make, mistake, said):
     s = conformance.function_subject(make(mistake), op)
     bad = {c.id: p.message for c, p in conformance.run(s, kinds=["matrix"], quick=True) if p is not None}
     assert bad and any(said in m for m in bad.values()), bad
-    if mistake == "odd":  # no diagnosis claims what it did not find
-        assert not any("your Z equals" in m for m in bad.values())
+    if mistake in ("odd", "window"):  # no diagnosis claims what it did not find: no stride hint
+        assert not any("your Z equals" in m or "your gradients equal" in m or "check the stride" in m
+                       for m in bad.values()), bad
+    else:  # the stride hint only where the stride is the mistake
+        assert all("check the stride" not in m for m in bad.values()) or mistake == "stride", bad
     right = conformance.function_subject(make(None), op)
     assert all(p is None for _, p in conformance.run(right, kinds=["matrix"], quick=True))
 

@@ -237,16 +237,55 @@ def _ref(key, compute):
 
 
 def _hint(s: Subject, op: str, case) -> str:
-    """A student's next step, from what the failing case has that simpler ones do not."""
-    if s.is_backend:
+    """What the failing case has, stated neutrally (its stride and pad, or window and stride): a
+    hint to look at them names none as the mistake; :func:`_diagnose` does when it finds one."""
+    if s.is_backend or not hasattr(case, "stride"):
         return ""
-    hints = []
-    if getattr(case, "stride", 1) not in (1, (1, 1)):
-        hints.append(f"this case has stride {case.stride}: check the stride in your slice "
-                     "(vert_start = h * stride, horiz_start = w * stride)")
-    if getattr(case, "pad", 0) not in (0, (0, 0)):
-        hints.append(f"it has pad {case.pad}: check that you pad A_prev (zero_pad) and un-pad dA_prev")
-    return "; " + "; ".join(hints) if hints else ""
+    if op.startswith("pool"):
+        return f"; this case has f {case.f} and stride {case.stride}"
+    return f"; this case has stride {case.stride} and pad {case.pad}"
+
+
+_STRIDE_HINT = "check the stride in your slice (vert_start = h * stride, horiz_start = w * stride)"
+
+
+def _stride1_backward(s: Subject, op: str, args):
+    """The ground truth's backward as a student's loop gives it with the stride left out (window
+    ``(h, w)`` at ``(h, w)`` instead of ``(h * stride, w * stride)``): the stride-1 backward of
+    the padded input's top-left corner that those windows cover, put back in place."""
+    if op == "conv_backward":
+        dZ, (A, W, b, hp) = args
+        pad, f = hp["pad"], W.shape[0]
+    else:
+        dZ, (A, hp), mode = args[:3]
+        pad, f = 0, hp["f"]
+    A_pad = np.pad(A, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    h, w = dZ.shape[1] + f - 1, dZ.shape[2] + f - 1
+    corner = A_pad[:, :h, :w, :]
+    if op == "conv_backward":
+        d_corner, dW, db = s.ref["conv_backward"](dZ, (corner, W, b, {"stride": 1, "pad": 0}))
+    else:
+        d_corner = s.ref["pool_backward"](dZ, (corner, {"stride": 1, "f": f}), mode)
+    d_pad = np.zeros(A_pad.shape, d_corner.dtype)
+    d_pad[:, :h, :w, :] = d_corner
+    dA = d_pad[:, pad:pad + A.shape[1], pad:pad + A.shape[2], :]
+    return (dA, dW, db) if op == "conv_backward" else (dA,)
+
+
+def _diagnose_backward(s: Subject, op: str, args, got, want, dtype) -> str:
+    """The stride hint for a backward whose every wrong output equals :func:`_stride1_backward`'s."""
+    hp = args[1][-1]
+    if s.is_backend or hp.get("stride", 1) == 1:
+        return ""
+    try:
+        alt = _stride1_backward(s, op, args)
+    except Exception:  # noqa: BLE001  (the mistake does not apply to these shapes)
+        return ""
+    got = got if op == "conv_backward" else (got,)
+    wrong = [(g, a) for g, a, w in zip(got, alt, want) if not _same(g, w, dtype)]
+    if wrong and all(_same(g, a, dtype) for g, a in wrong):
+        return f"; your gradients equal a stride-1 backward: {_STRIDE_HINT}"
+    return ""
 
 
 def _matches(got, alt, dtype) -> bool:
@@ -272,8 +311,7 @@ def _diagnose(s: Subject, op: str, args, got, dtype) -> str:
     if op == "conv_forward":
         A, W, b, hp = args
         stride, pad = hp["stride"], hp["pad"]
-        tries = [({"stride": 1, "pad": pad}, b, "your Z equals a stride-1 convolution: check the stride in your "
-                  "slice (vert_start = h * stride, horiz_start = w * stride)"),
+        tries = [({"stride": 1, "pad": pad}, b, f"your Z equals a stride-1 convolution: {_STRIDE_HINT}"),
                  ({"stride": stride, "pad": 0}, b, "your Z equals the convolution without padding: pad A_prev "
                   "(A_prev_pad = zero_pad(A_prev, pad)) and slice A_prev_pad"),
                  ({"stride": stride, "pad": pad}, np.zeros_like(b), "your Z equals the convolution without b: "
@@ -295,8 +333,7 @@ def _diagnose(s: Subject, op: str, args, got, dtype) -> str:
         other = {"max": "average", "average": "max"}[mode]
         tries = [(hp, other, f"your output is {other} pooling: for mode={mode!r} take the window's "
                              f"{'np.max' if mode == 'max' else 'np.mean'}"),
-                 ({**hp, "stride": 1}, mode, "your output equals a stride-1 pooling: check the stride in your "
-                                             "slice (vert_start = h * stride, horiz_start = w * stride)"),
+                 ({**hp, "stride": 1}, mode, f"your output equals a stride-1 pooling: {_STRIDE_HINT}"),
                  ({**hp, "f": hp["stride"], "stride": hp["f"]}, mode, "your output equals the pooling with f and "
                                                                       "stride swapped: f = hparameters['f']")]
         for hp2, mode2, text in tries:
@@ -338,15 +375,17 @@ def _matrix_conv(s: Subject, case, dtype, op):
             grads = s.conv_backward(*_copy_args((dZ, (A, W, b, hp))))  # fresh inputs for each call: a
             p = _first(*(compare(g, r, dtype, n, s.strict_dtype)        # kernel that modifies them fails
                          for n, g, r in zip(("dA_prev", "dW", "db"), grads, grads_ref)))  # the mutation check
-            if p is None and s.is_backend:  # without the input gradient: None, and the same dW, db bits
+            if p is not None:
+                p.message += (_diagnose_backward(s, op, (dZ, (A, W, b, hp)), grads, grads_ref, dtype)
+                              or _hint(s, op, case))
+                return p
+            if s.is_backend:  # without the input gradient: None, and the same dW, db bits
                 none, dW, db = s.conv_backward(*_copy_args((dZ, (A, W, b, hp))), input_grad=False)
                 p = (Problem(f"with input_grad=False dA_prev must be None, got {type(none).__name__}")
                      if none is not None else
                      _first(*(_bitwise(g, r, f"{n} with input_grad=False", ("with dA_prev", "without"),
                                        "dropping dA_prev may not change dW or db")
                               for n, g, r in (("dW", dW, grads[1]), ("db", db, grads[2])))))
-        if p is not None:
-            p.message += _hint(s, op, case)
         return p
     return fn
 
@@ -366,9 +405,10 @@ def _matrix_pool(s: Subject, case, dtype, op, mode, ties):
             if not (cache[0] is A and cache[1] is hp):
                 p = Problem("cache must be (A_prev, hparameters), the arguments as passed")
         else:
-            p = compare(s.pool_backward(dA, (A, hp), mode, ties), g_ref, dtype, "dA_prev", s.strict_dtype)
-        if p is not None:
-            p.message += _hint(s, op, case)
+            got = s.pool_backward(dA, (A, hp), mode, ties)
+            p = compare(got, g_ref, dtype, "dA_prev", s.strict_dtype)
+            if p is not None:
+                p.message += _diagnose_backward(s, op, (dA, (A, hp), mode), got, (g_ref,), dtype) or _hint(s, op, case)
         return p
     return fn
 
