@@ -599,3 +599,21 @@ def test_activation_gradients_are_checked_against_central_differences(wrong):
     assert "dZ (vs central differences)" in bad["gradients/sigmoid_backward/central_differences"]
     ids = [c.id for c in conformance.checks(REF, kinds=["gradients"], ops=["relu_backward", "sigmoid_backward"])]
     assert ids == ["gradients/relu_backward/central_differences", "gradients/sigmoid_backward/central_differences"]
+
+
+def test_a_student_function_that_raises_is_located(tmp_path, capsys, monkeypatch):
+    """The report names the student's line (file:line, function, source) and the call's inputs."""
+    from fastnn import cli
+
+    src = STUDENT.replace("STEP(stride)", "stride").replace(  # Z one row too tall: the last row's slice is short
+        "n_H = int((n_H_prev - f + 2 * pad) / stride) + 1", "n_H = int((n_H_prev - f + 2 * pad) / stride) + 2")
+    (tmp_path / "student_nb.py").write_text(src)
+    line = src.splitlines().index("                    Z[i, h, w, c] = np.sum(a * W[:, :, :, c]) + float(b[0, 0, 0, c])") + 1
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["check", "--function", "student_nb.py:conv_forward", "--kinds", "matrix", "--quick"]) == 1
+    text = capsys.readouterr().out
+    assert ("FAIL matrix/conv_forward/odd_sizes/float64: raised ValueError: operands could not be broadcast "
+            "together") in text, text
+    assert (f"; at student_nb.py:{line} in conv_forward: Z[i, h, w, c] = np.sum(a * W[:, :, :, c]) + "
+            "float(b[0, 0, 0, c]); inputs: A_prev (2, 7, 5, 3) float64, W (3, 3, 3, 5) float64, "
+            "b (1, 1, 1, 5) float64, hparameters {'stride': 1, 'pad': 1}") in text, text

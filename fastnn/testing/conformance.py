@@ -22,7 +22,10 @@ which mistake it equals where one is recognised ("your Z equals np.dot(W, A) wit
 from __future__ import annotations
 
 import dataclasses
+import os
+import sysconfig
 import threading
+import traceback
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -73,7 +76,7 @@ class Check:
         try:
             return self.fn()
         except Exception as exc:  # noqa: BLE001  (the subject raised: that is the finding)
-            return Problem(f"raised {type(exc).__name__}: {exc}")
+            return Problem(f"raised {_raised(exc)}")
 
     def assert_passes(self) -> None:
         problem = self.run()
@@ -85,7 +88,8 @@ class Subject:
     """What is checked: course-signature callables per op (``fns``), the rest from the ground truth."""
 
     def __init__(self, name: str, fns: Dict[str, Callable], is_backend: bool):
-        self.name, self.fns, self.is_backend = name, fns, is_backend
+        self.name, self.is_backend = name, is_backend
+        self.fns = {op: _noting_inputs(op, fn) for op, fn in fns.items()}
         self.ref = {**_wrapped(_dispatch.ground_truth_backend()), **_dense_refs()}
         self.strict_dtype = is_backend
 
@@ -99,6 +103,78 @@ class Subject:
         if op in ALL_OPS:
             return self.__dict__["ref"][op]
         raise AttributeError(op)
+
+
+#: The course's argument names of each function, for the inputs of a call that raised.
+_ARGNAMES = {"zero_pad": ("X", "pad"), "conv_forward": ("A_prev", "W", "b", "hparameters"),
+             "conv_backward": ("dZ", "cache"), "pool_forward": ("A_prev", "hparameters", "mode"),
+             "pool_backward": ("dA", "cache", "mode", "ties"), "relu": ("Z",), "sigmoid": ("Z",),
+             "relu_backward": ("dA", "cache"), "sigmoid_backward": ("dA", "cache")}
+
+
+def _noting_inputs(op: str, fn: Callable) -> Callable:
+    """``fn``, whose exceptions (re-raised unchanged) carry the op and the arguments of the call
+    that raised, for :func:`_raised`."""
+    def call(*args, **kw):
+        try:
+            return fn(*args, **kw)
+        except Exception as exc:
+            if not hasattr(exc, "_fastnn_inputs"):
+                try:
+                    exc._fastnn_inputs = (op, args, kw)
+                except AttributeError:  # pragma: no cover  (an exception type without a __dict__)
+                    pass
+            raise
+    return call
+
+
+def _describe(x, depth=0) -> str:
+    """An argument as its shape: ``(2, 7, 5, 3) float64``; tuples and dicts item by item."""
+    if isinstance(x, np.ndarray):
+        return f"{x.shape} {x.dtype}"
+    if isinstance(x, (tuple, list)) and depth < 3:
+        return "(" + ", ".join(_describe(v, depth + 1) for v in x) + ("," if len(x) == 1 else "") + ")"
+    if isinstance(x, dict) and depth < 3 and any(isinstance(v, np.ndarray) for v in x.values()):
+        return "{" + ", ".join(f"{k!r}: {_describe(v, depth + 1)}" for k, v in x.items()) + "}"
+    text = repr(x)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _theirs(filename: str) -> bool:
+    """A frame of the code under check: not Python's, NumPy's or fastnn's own (its backends'
+    kernels excepted)."""
+    path = os.path.abspath(filename)
+    if path.startswith(_BACKENDS_DIR):
+        return True
+    return not (path.startswith(_NUMPY_DIR) or path.startswith(_FASTNN_DIR) or
+                (path.startswith(_STDLIB_DIR) and "-packages" not in path))
+
+
+_FASTNN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_BACKENDS_DIR = os.path.join(_FASTNN_DIR, "backends") + os.sep
+_NUMPY_DIR = os.path.dirname(os.path.abspath(np.__file__)) + os.sep
+_STDLIB_DIR = os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep
+
+
+def _raised(exc: BaseException) -> str:
+    """``Type: message``, where in the code under check it was raised (its innermost frame of
+    that code: file:line, the function and the source line), and the inputs of the call."""
+    text = f"{type(exc).__name__}: {exc}"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if _theirs(f.filename)]
+    if frames:
+        f = frames[-1]
+        name = f.filename
+        if os.path.isabs(name) and name.startswith(os.getcwd() + os.sep):
+            name = os.path.relpath(name)
+        text += f"; at {name}:{f.lineno} in {f.name}" + (f": {f.line.strip()}" if f.line else "")
+    noted = getattr(exc, "_fastnn_inputs", None)
+    if noted is not None:
+        op, args, kw = noted
+        names = list(_ARGNAMES.get(op) or _DENSE_ARGNAMES.get(op) or ())
+        names += [f"argument {i + 1}" for i in range(len(names), len(args))]
+        text += "; inputs: " + ", ".join([f"{n} {_describe(a)}" for n, a in zip(names, args)] +
+                                         [f"{k}={_describe(v)}" for k, v in kw.items()])
+    return text
 
 
 def _wrapped(backend: str) -> Dict[str, Callable]:
@@ -770,7 +846,7 @@ def _threads(s, op, dtype, n_threads=4, rounds=THREAD_ROUNDS, calls=None):
         for t in ts:
             t.join(120)
         if errors:
-            return Problem(f"a concurrent call raised {type(errors[0]).__name__}: {errors[0]}")
+            return Problem(f"a concurrent call raised {_raised(errors[0])}")
         for k in range(n):
             for got in results[k]:
                 for i, (g, e) in enumerate(zip(got, serial[k])):
