@@ -617,3 +617,76 @@ def test_a_student_function_that_raises_is_located(tmp_path, capsys, monkeypatch
     assert (f"; at student_nb.py:{line} in conv_forward: Z[i, h, w, c] = np.sum(a * W[:, :, :, c]) + "
             "float(b[0, 0, 0, c]); inputs: A_prev (2, 7, 5, 3) float64, W (3, 3, 3, 5) float64, "
             "b (1, 1, 1, 5) float64, hparameters {'stride': 1, 'pad': 1}") in text, text
+
+
+# ------------------------------------------------------------------ notebooks, conformance.report
+
+
+def _notebook(path, student_src):
+    """A course notebook: markdown, magics, an import of a helper module it does not have here,
+    the student's functions, a cell that trains (never to be run) and a cell that does not parse."""
+    def code(src):
+        return {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                "source": src.splitlines(True)}
+    cells = [{"cell_type": "markdown", "metadata": {}, "source": ["# Convolution model\n"]},
+             code("import numpy as np\n%matplotlib inline\n!ls\nnp.random.seed(1)\nSCALE = 1.0\n"),
+             code("from public_tests_not_here import *\n"),
+             code(student_src),
+             code("raise RuntimeError('a cell that trains: --function must not run it')\n"),
+             code("def broken(:\n    pass\n")]
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    return path
+
+
+@pytest.mark.parametrize("mistake", [None, "stride", "raises"])
+def test_function_check_of_a_notebook(tmp_path, capsys, monkeypatch, mistake):
+    from fastnn import cli
+
+    src = STUDENT.replace("STEP(stride)", "1" if mistake == "stride" else "stride")
+    if mistake == "raises":
+        src = src.replace("n_H = int((n_H_prev - f + 2 * pad) / stride) + 1", "n_H = int((n_H_prev - f + 2 * pad) / stride) + 2")
+    _notebook(tmp_path / "nb.ipynb", src)
+    monkeypatch.chdir(tmp_path)
+    rc = cli.main(["check", "--function", "nb.ipynb:conv_forward", "--quick", "--kinds", "golden,matrix"])
+    out, err = capsys.readouterr()
+    assert out.startswith("fastnn check nb.ipynb:conv_forward as conv_forward: "), out + err
+    if mistake is None:
+        assert rc == 0 and "passed: all" in out, out
+    elif mistake == "stride":
+        assert rc == 1 and "your Z equals a stride-1 convolution: check the stride in your slice" in out
+    else:
+        line = src.splitlines().index("                    Z[i, h, w, c] = np.sum(a * W[:, :, :, c]) + float(b[0, 0, 0, c])") + 1
+        assert rc == 1 and f"; at nb.ipynb[cell 4]:{line} in conv_forward: Z[i, h, w, c] = np.sum(" in out, out
+
+
+def test_a_notebook_without_the_function_says_what_it_has(tmp_path, capsys):
+    from fastnn import cli
+
+    nb = _notebook(tmp_path / "nb.ipynb", STUDENT.replace("STEP(stride)", "stride"))
+    assert cli.main(["check", "--function", f"{nb}:pool_forward"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot load {nb}:pool_forward: {nb} defines no 'pool_forward'; its functions: conv_forward, zero_pad" in err
+    assert "cell 3, line 1: ModuleNotFoundError: No module named 'public_tests_not_here'" in err
+    assert "cell 6 does not parse (SyntaxError" in err
+    (tmp_path / "not_a.ipynb").write_text("{ not json")
+    assert cli.main(["check", "--function", f"{tmp_path / 'not_a.ipynb'}:conv_forward"]) == 2
+    assert "as a Jupyter notebook: JSONDecodeError" in capsys.readouterr().err
+
+
+def test_report_in_a_notebook_prints_what_the_command_prints(capsys):
+    import io
+
+    buf = io.StringIO()
+    good = conformance.report(_student_conv(None), kinds=["matrix"], quick=True, file=buf)
+    lines = buf.getvalue().splitlines()
+    n = len(good.results)
+    assert good.passed and n > 2 and lines == [f"fastnn check conv_forward: {n} checks (quick)", f"passed: all {n} checks"]
+    assert repr(good) == f"<fastnn check conv_forward: {n} of {n} checks passed>"
+    bad = conformance.report(_student_conv("no_b"), kinds=["matrix"], quick=True)  # to stdout
+    out = capsys.readouterr().out.splitlines()
+    fails = [line for line in out if line.startswith("FAIL matrix/conv_forward/")]
+    assert not bad.passed and len(fails) == bad.failed > 0 and out[-1] == f"FAILED: {bad.failed} of {n} checks"
+    assert all("your Z equals the convolution without b" in line for line in fails)
+    assert bad.as_json()["failed"] == bad.failed
+    with pytest.raises(ValueError, match="'my_conv' is not a course function; pass as_= one of"):
+        conformance.report(lambda A_prev, W, b, hparameters: None, "my_conv")

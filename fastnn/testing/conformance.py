@@ -35,8 +35,8 @@ from . import course
 from .cases import CONV_CASES, DTYPES, POOL_CASES
 from .tolerance import tolerance
 
-__all__ = ["Check", "Problem", "Subject", "backend_subject", "variant_candidates", "function_subject", "checks", "run",
-           "make_test", "FUNCTIONS", "KINDS", "DENSE", "ALL_OPS"]
+__all__ = ["Check", "Problem", "Subject", "Report", "backend_subject", "variant_candidates", "function_subject",
+           "checks", "run", "report", "make_test", "FUNCTIONS", "KINDS", "DENSE", "ALL_OPS"]
 
 KINDS = ("golden", "matrix", "gradients", "bad_input", "mutation", "nan", "ties", "threads")
 #: The dense functions of the course's L-layer network: no kernels of their own, checked as
@@ -159,7 +159,7 @@ _STDLIB_DIR = os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep
 def _raised(exc: BaseException) -> str:
     """``Type: message``, where in the code under check it was raised (its innermost frame of
     that code: file:line, the function and the source line), and the inputs of the call."""
-    text = f"{type(exc).__name__}: {exc}"
+    text = f"{type(exc).__name__}: {str(exc).strip()}"
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if _theirs(f.filename)]
     if frames:
         f = frames[-1]
@@ -1393,6 +1393,109 @@ def checks(subject, *, ops: Optional[Sequence[str]] = None, dtypes: Optional[Seq
 def run(subject, **select) -> List[tuple]:
     """Run :func:`checks` and return ``[(check, problem or None), ...]``."""
     return [(c, c.run()) for c in checks(subject, **select)]
+
+
+def _number(x):
+    """An error for the JSON report: a float, or "inf", "-inf", "nan" where it is not finite
+    (strict JSON has no Infinity or NaN), None where there is none."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if np.isfinite(x) else "nan" if np.isnan(x) else "inf" if x > 0 else "-inf"
+
+
+@dataclasses.dataclass
+class Report:
+    """What :func:`report` ran: ``results`` is ``[(check, problem or None), ...]``."""
+    title: str
+    quick: bool
+    results: List[tuple]
+
+    @property
+    def failed(self) -> int:
+        return sum(p is not None for _, p in self.results)
+
+    @property
+    def passed(self) -> bool:
+        return self.failed == 0
+
+    def as_json(self) -> dict:
+        """The report as JSON (schema ``fastnn-check/1``; strict: write it with ``allow_nan=False``)."""
+        return {"schema": "fastnn-check/1", "subject": self.title, "quick": self.quick,
+                "checks": len(self.results), "failed": self.failed,
+                "results": [{"id": c.id, "kind": c.kind, "op": c.op, "passed": p is None,
+                             "message": p and p.message, "max_abs": _number(p and p.max_abs),
+                             "max_rel": _number(p and p.max_rel), "where": p and p.where}
+                            for c, p in self.results]}
+
+    def __repr__(self) -> str:
+        return f"<fastnn check {self.title}: {len(self.results) - self.failed} of {len(self.results)} checks passed>"
+
+
+def report(subject, as_: Optional[str] = None, *, ops: Optional[Sequence[str]] = None,
+           dtypes: Optional[Sequence] = None, kinds: Optional[Sequence[str]] = None, quick: bool = False,
+           file=None) -> Report:
+    """Run the checks of ``subject`` and print the report ``fastnn check`` prints: one line per
+    failing check, as it fails, then the count. In a notebook, after defining ``conv_forward``::
+
+        from fastnn.testing import conformance
+        conformance.report(conv_forward)
+
+    Parameters
+    ----------
+    subject : str, callable or Subject
+        A registered backend (or ``"backend:variant"``); a function with the course's signature,
+        the course function its name says (``as_`` to name another); or a :class:`Subject`.
+    as_ : str, optional
+        Which course function (:data:`FUNCTIONS`) a function is.
+    ops, dtypes, kinds, quick
+        The selection, as for :func:`checks`.
+    file : text stream, optional
+        Where to print (default ``sys.stdout``).
+
+    Returns
+    -------
+    Report
+        ``.passed``, ``.failed``, ``.results``, ``.as_json()``.
+
+    Raises
+    ------
+    ValueError
+        A function that is no course function without ``as_``, or a selection that matches no checks.
+    """
+    import sys
+
+    file = sys.stdout if file is None else file
+    if isinstance(subject, str):
+        s, title = backend_subject(subject), f"backend {subject}"
+    elif isinstance(subject, Subject):
+        s = subject
+        title = f"backend {s.name}" if s.is_backend else " as ".join(dict.fromkeys((s.name, *s.fns)))
+    elif callable(subject):
+        name = as_ or getattr(subject, "__name__", "")
+        if name not in FUNCTIONS:
+            raise ValueError(f"{name!r} is not a course function; pass as_= one of {', '.join(FUNCTIONS)}")
+        s = function_subject(subject, name, getattr(subject, "__name__", name))
+        title = " as ".join(dict.fromkeys((s.name, name)))
+    else:
+        raise TypeError(f"subject must be a backend name, a function or a Subject, got {type(subject).__name__}")
+    selected = checks(s, ops=ops, dtypes=dtypes, kinds=kinds, quick=quick)
+    if not selected:
+        raise ValueError(f"the selection matches no checks of {title} (ops {', '.join(ops) if ops else 'all'}, "
+                         f"dtypes {', '.join(np.dtype(d).name for d in dtypes) if dtypes else 'default'}, "
+                         f"kinds {', '.join(kinds) if kinds else 'all'}); its ops are "
+                         f"{', '.join(op for op in ALL_OPS if s.has(op))}")
+    print(f"fastnn check {title}: {len(selected)} checks{' (quick)' if quick else ''}", file=file, flush=True)
+    results = []
+    for c in selected:
+        p = c.run()
+        results.append((c, p))
+        if p is not None:
+            print(f"FAIL {c.id}: {p.message}", file=file, flush=True)
+    out = Report(title, quick, results)
+    print(f"FAILED: {out.failed} of {len(results)} checks" if out.failed else f"passed: all {len(results)} checks",
+          file=file, flush=True)
+    return out
 
 
 def make_test(backends, **select):
