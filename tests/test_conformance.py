@@ -690,3 +690,16 @@ def test_report_in_a_notebook_prints_what_the_command_prints(capsys):
     assert bad.as_json()["failed"] == bad.failed
     with pytest.raises(ValueError, match="'my_conv' is not a course function; pass as_= one of"):
         conformance.report(lambda A_prev, W, b, hparameters: None, "my_conv")
+
+
+# ------------------------------------------------------------------ fastnn check --json
+
+
+def test_check_json_path_is_checked_before_running(tmp_path, capsys):
+    from fastnn import cli
+
+    target = tmp_path / "no_such_dir" / "r.json"
+    assert cli.main(["check", REF, "--kinds", "ties", "--json", str(target)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and f"--json {target}: its directory {target.parent} does not exist" in err
+    assert "nothing was checked" in err and "Traceback" not in err

@@ -136,6 +136,7 @@ def run(args) -> int:
 
     from .. import _dispatch
     from ..testing import conformance
+    from .bench import check_output_path
 
     def usage(msg):
         print(f"fastnn check: error: {msg}", file=sys.stderr)
@@ -156,6 +157,10 @@ def run(args) -> int:
             raise TypeError
     except TypeError:
         return usage(f"unknown dtype in --dtypes {args.dtypes!r}; dtypes are float32, float64")
+    if args.json:  # before the run: a report that cannot be written is known now, not after it
+        why = check_output_path(args.json)
+        if why:
+            return usage(f"--json {args.json}: {why} (checked before running, so nothing was checked)")
     if args.function:
         try:
             fn, attr = _load_function(args.function)
@@ -178,6 +183,12 @@ def run(args) -> int:
     except ValueError as exc:  # a selection that matches no checks (the subject was checked above)
         return usage(str(exc))
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(result.as_json(), fh, indent=1, allow_nan=False)  # strict JSON: no bare Infinity or NaN
+        text = json.dumps(result.as_json(), indent=1, allow_nan=False)  # strict JSON: no bare Infinity or NaN
+        try:
+            with open(args.json, "w") as fh:
+                fh.write(text + "\n")
+        except OSError as exc:
+            print(f"fastnn check: error: --json {args.json} could not be written ({exc.strerror or exc})",
+                  file=sys.stderr)
+            return 2
     return 1 if result.failed else 0
