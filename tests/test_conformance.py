@@ -692,7 +692,7 @@ def test_report_in_a_notebook_prints_what_the_command_prints(capsys):
         conformance.report(lambda A_prev, W, b, hparameters: None, "my_conv")
 
 
-# ------------------------------------------------------------------ fastnn check --json
+# ------------------------------------------------------------------ fastnn check --json, --import
 
 
 def test_check_json_path_is_checked_before_running(tmp_path, capsys):
@@ -703,3 +703,32 @@ def test_check_json_path_is_checked_before_running(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert out == "" and f"--json {target}: its directory {target.parent} does not exist" in err
     assert "nothing was checked" in err and "Traceback" not in err
+
+
+WRONG_MODULE = '''
+import numpy as np
+import fastnn
+from fastnn import _dispatch
+
+REF = _dispatch.ground_truth_backend()
+fastnn.register_backend("imported_dropsnan", priority=-100)
+for op in _dispatch.OPS:
+    fastnn.register(op, "imported_dropsnan")(_dispatch.kernel_of(op, REF))
+fastnn.register("relu", "imported_dropsnan")(lambda x, out: np.fmax(x, 0, out=out))  # NaN dropped
+'''
+
+
+def test_check_imports_a_module_that_registers_the_backend(tmp_path, capsys):
+    from fastnn import cli
+
+    (tmp_path / "mine_backend.py").write_text(WRONG_MODULE)
+    assert cli.main(["check", "imported_dropsnan", "--ops", "relu"]) == 2
+    assert "unknown backend 'imported_dropsnan'" in capsys.readouterr().err
+    try:
+        rc = cli.main(["check", "--import", str(tmp_path / "mine_backend.py"), "imported_dropsnan", "--ops", "relu"])
+        out = capsys.readouterr().out
+        assert rc == 1 and "FAIL nan/relu/propagation: A[0] should be nan (NaN and Inf propagate), got 0.0" in out, out
+    finally:
+        fastnn.unregister_backend("imported_dropsnan")
+    assert cli.main(["check", "--import", "no_such_module_for_fastnn_check", REF]) == 2
+    assert "--import no_such_module_for_fastnn_check: ModuleNotFoundError" in capsys.readouterr().err

@@ -17,6 +17,9 @@ HELP = "run the conformance suite on a backend (fastnn check NAME) or a function
 def add_arguments(parser) -> None:
     parser.add_argument("backend", nargs="?", help="a registered backend, or one of its variants "
                         "(backend:variant; fastnn info lists them)")
+    parser.add_argument("--import", dest="import_", metavar="MODULE", action="append", default=[],
+                        help="import this module (a name on the path, or a .py file) first: one that registers "
+                             "the backend to check (repeatable)")
     parser.add_argument("--function", metavar="MODULE:ATTR",
                         help="check one function with the course's signature, e.g. mynotebook:conv_forward "
                              "(MODULE may be a path to a .py file or a Jupyter notebook, .ipynb)")
@@ -144,6 +147,8 @@ def run(args) -> int:
 
     if bool(args.backend) == bool(args.function):
         return usage("give a BACKEND or --function MODULE:ATTR (one of them)")
+    if args.import_ and args.function:
+        return usage("--import is for a BACKEND that a module registers; --function loads its own module")
     ops, kinds = _split(args.ops), _split(args.kinds)
     for op in ops or ():
         if op not in conformance.ALL_OPS:
@@ -172,11 +177,17 @@ def run(args) -> int:
             return usage(f"{as_!r} is not a course function; pass --as one of {', '.join(conformance.FUNCTIONS)}")
         subject = conformance.function_subject(fn, as_, args.function)
     else:
+        for mod_name in args.import_:
+            try:
+                _import(mod_name)
+            except Exception as exc:  # noqa: BLE001  (the module's own error)
+                return usage(f"--import {mod_name}: {type(exc).__name__}: {exc}")
         try:
             conformance.backend_subject(args.backend)  # a backend, or a variant "backend:variant"
         except _dispatch.BackendError:
             return usage(f"unknown backend {args.backend!r}; available: {', '.join(_dispatch.available_backends())}; "
-                         f"variants: {', '.join(conformance.variant_candidates()) or 'none'}")
+                         f"variants: {', '.join(conformance.variant_candidates()) or 'none'}"
+                         + ("" if args.import_ else "; --import MODULE imports a module that registers one"))
         subject = args.backend
     try:
         result = conformance.report(subject, ops=ops, dtypes=dtypes, kinds=kinds, quick=args.quick)
