@@ -732,3 +732,31 @@ def test_check_imports_a_module_that_registers_the_backend(tmp_path, capsys):
         fastnn.unregister_backend("imported_dropsnan")
     assert cli.main(["check", "--import", "no_such_module_for_fastnn_check", REF]) == 2
     assert "--import no_such_module_for_fastnn_check: ModuleNotFoundError" in capsys.readouterr().err
+
+
+def test_a_failing_plugin_leaves_the_default_backend_planner_and_recorder_as_they_were(monkeypatch):
+    """A plugin that chose its backend as the default (and a planner, a recorder), then failed:
+    its backend is removed and so is its choice, or every later call would raise."""
+    from fastnn import _plugins
+
+    class EP:
+        name, value, dist = "chooser", "chooser_plugin", None
+
+        def load(self):
+            fastnn.register_backend("chooser_made", priority=-100)
+            fastnn.register("relu", "chooser_made")(_dispatch.kernel_of("relu", REF))
+            fastnn.set_backend("chooser_made")
+            _dispatch.set_planner(lambda op, p: "chooser_made")
+            _dispatch.set_recorder(lambda op, p: None)
+            raise RuntimeError("boom")
+
+    monkeypatch.setattr(_plugins, "PLUGINS", {})
+    before = (_dispatch._global_choice, _dispatch._planner, _dispatch._recorder)
+    for attr, value in zip(("_global_choice", "_planner", "_recorder"), before):
+        monkeypatch.setattr(_dispatch, attr, value)  # restored after the test, whatever it finds
+    _plugins._load_one(EP())
+    assert _plugins.PLUGINS["chooser"]["error"] == "RuntimeError: boom"
+    assert "chooser_made" not in fastnn.available_backends()
+    assert (_dispatch._global_choice, _dispatch._planner, _dispatch._recorder) == before
+    assert fastnn.get_backend() != "chooser_made"
+    np.testing.assert_array_equal(fastnn.relu(np.array([-1.0, 2.0]))[0], [0.0, 2.0])
