@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import types
-from typing import Dict
+from typing import Dict, List, Optional
 
 from . import _dispatch
 
@@ -31,6 +31,14 @@ def disabled() -> bool:
 def plugin_backends() -> Dict[str, str]:
     """backend name -> the plugin (entry point name) that registered it."""
     return {b: name for name, info in PLUGINS.items() for b in info["backends"]}
+
+
+def builtin_backends(op: Optional[str] = None) -> List[str]:
+    """The registered backends that no plugin registered (fastnn's own, and any registered in
+    this process), highest priority first: what fastnn's own tests check, so that an installed
+    plugin's bugs do not fail them (``fastnn check`` and the pytest plugin check a plugin)."""
+    plugins = plugin_backends()
+    return [b for b in _dispatch.available_backends(op) if b not in plugins]
 
 
 def _state():

@@ -436,7 +436,7 @@ def _course_ok(case) -> bool:
 def _matrix_conv(s: Subject, case, dtype, op):
     def fn():
         A, W, b, hp, dZ = case.make(dtype, seed=1)
-        key = ("conv", case.name, np.dtype(dtype).name)
+        key = ("conv", case, np.dtype(dtype).name)  # the case itself: a caller's may reuse a name
         Z_ref, grads_ref = _ref(key, lambda: (s.ref["conv_forward"](A, W, b, hp)[0],
                                               s.ref["conv_backward"](dZ, (A, W, b, hp))))
         if op == "conv_forward":
@@ -469,7 +469,7 @@ def _matrix_conv(s: Subject, case, dtype, op):
 def _matrix_pool(s: Subject, case, dtype, op, mode, ties):
     def fn():
         A, hp, dA = case.make(dtype, seed=2)
-        key = ("pool", case.name, np.dtype(dtype).name, mode, ties)
+        key = ("pool", case, np.dtype(dtype).name, mode, ties)
         out_ref, g_ref = _ref(key, lambda: (s.ref["pool_forward"](A, hp, mode)[0],
                                             s.ref["pool_backward"](dA, (A, hp), mode, ties)))
         if op == "pool_forward":
@@ -1301,7 +1301,8 @@ def _threads_dense(s: Subject, op, dtype):
 
 
 def checks(subject, *, ops: Optional[Sequence[str]] = None, dtypes: Optional[Sequence] = None,
-           kinds: Optional[Sequence[str]] = None, quick: bool = False) -> List[Check]:
+           kinds: Optional[Sequence[str]] = None, quick: bool = False,
+           conv_cases: Optional[Sequence] = None, pool_cases: Optional[Sequence] = None) -> List[Check]:
     """The checks for ``subject`` (a backend name or a :class:`Subject`).
 
     Parameters
@@ -1316,6 +1317,9 @@ def checks(subject, *, ops: Optional[Sequence[str]] = None, dtypes: Optional[Seq
         Only these kinds (:data:`KINDS`).
     quick : bool, optional
         A few named cases per op instead of all.
+    conv_cases, pool_cases : sequence of ConvCase / PoolCase, optional
+        The matrix checks on these cases (:mod:`fastnn.testing.cases`' classes, e.g. a backend's
+        own shapes) instead of the named ones.
 
     Returns
     -------
@@ -1334,8 +1338,10 @@ def checks(subject, *, ops: Optional[Sequence[str]] = None, dtypes: Optional[Seq
         if kind in want_kinds and op in want_ops:
             out.append(Check(f"{kind}/{op}/{ident}", kind, op, fn))
 
-    conv = [c for c in CONV_CASES.values() if (not quick or c.name in QUICK_CONV) and (s.is_backend or _course_ok(c))]
-    pool = [c for c in POOL_CASES.values() if (not quick or c.name in QUICK_POOL) and (s.is_backend or _course_ok(c))]
+    conv = [c for c in (CONV_CASES.values() if conv_cases is None else conv_cases)
+            if (not quick or conv_cases is not None or c.name in QUICK_CONV) and (s.is_backend or _course_ok(c))]
+    pool = [c for c in (POOL_CASES.values() if pool_cases is None else pool_cases)
+            if (not quick or pool_cases is not None or c.name in QUICK_POOL) and (s.is_backend or _course_ok(c))]
     f64 = np.dtype(np.float64) in dts
     for op in ("zero_pad", "conv_forward", "conv_backward", "pool_forward", "pool_backward"):
         if f64:
@@ -1356,6 +1362,9 @@ def checks(subject, *, ops: Optional[Sequence[str]] = None, dtypes: Optional[Seq
                 add("matrix", "zero_pad", f"pad={pad}/{n}", _matrix_zero_pad(s, dt, pad))
             for op in ("relu", "sigmoid", "relu_backward", "sigmoid_backward"):
                 add("matrix", op, n, _matrix_activation(s, dt, op))
+        else:  # the ground truth against itself but for conv_backward's input_grad=False: no dA_prev, same dW, db
+            for c in conv:
+                add("matrix", "conv_backward", f"{c.name}/{n}", _matrix_conv(s, c, dt, "conv_backward"))
         for op in kernel_ops:
             add("mutation", op, n, _mutation(s, op, dt, False))
             add("threads", op, n, _threads(s, op, dt))
