@@ -760,3 +760,19 @@ def test_a_failing_plugin_leaves_the_default_backend_planner_and_recorder_as_the
     assert (_dispatch._global_choice, _dispatch._planner, _dispatch._recorder) == before
     assert fastnn.get_backend() != "chooser_made"
     np.testing.assert_array_equal(fastnn.relu(np.array([-1.0, 2.0]))[0], [0.0, 2.0])
+
+
+def test_builtin_backends_leave_the_plugins_out(monkeypatch):
+    """What fastnn's own tests check (tests/test_matrix.py, test_validation.py, ...): not an installed
+    plugin's backend, whose bugs are for `fastnn check` to report, not for fastnn's tests to fail on."""
+    from fastnn import _plugins
+
+    monkeypatch.setattr(_plugins, "PLUGINS", {"p": {"value": "p_mod", "distribution": None,
+                                                   "backends": ["from_a_plugin"], "error": None}})
+    fastnn.register_backend("from_a_plugin", priority=100)
+    try:
+        assert fastnn.available_backends()[0] == "from_a_plugin"
+        assert "from_a_plugin" not in _plugins.builtin_backends() and REF in _plugins.builtin_backends()
+        assert _plugins.builtin_backends() == [b for b in fastnn.available_backends() if b != "from_a_plugin"]
+    finally:
+        fastnn.unregister_backend("from_a_plugin")
