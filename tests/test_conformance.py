@@ -776,3 +776,16 @@ def test_builtin_backends_leave_the_plugins_out(monkeypatch):
         assert _plugins.builtin_backends() == [b for b in fastnn.available_backends() if b != "from_a_plugin"]
     finally:
         fastnn.unregister_backend("from_a_plugin")
+
+
+def test_the_readme_gives_each_params_type_its_own_fields():
+    """README's kernel table: the fields of each params type a kernel gets, as fastnn/_params.py has
+    them (it listed their union: PadParams has no fh, K, Ho), and the signatures as fastnn.OPS."""
+    import re
+
+    from fastnn import _params
+
+    assert fastnn.OPS is _dispatch.OPS and "OPS" in fastnn.__all__
+    readme = (ROOT / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+Params)` \| [^|]+ \| `([^`]+)` \|$", readme, re.M))
+    assert rows == {name: ", ".join(getattr(_params, name)._fields) for name in ("PadParams", "ConvParams", "PoolParams")}
