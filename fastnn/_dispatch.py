@@ -62,6 +62,7 @@ __all__ = [
     "unregister_backend",
     "kernel_of",
     "candidates",
+    "handles",
     "variants",
     "set_planner",
     "set_recorder",
@@ -215,16 +216,30 @@ def variants(op: str, backend: str) -> List[str]:
     return list(_variants[op].get(backend, {}))
 
 
+def handles(kernel: Callable, p) -> bool:
+    """Whether ``kernel`` computes a call with params ``p`` itself. Every kernel computes the
+    course's calls (``p.core``: one group, no dilation, symmetric padding, average over the
+    whole window); a kernel gets others (groups, dilation, uneven padding, ceil_mode, other
+    divisors of an average) only where its ``handles(p)`` attribute says so, and
+    :mod:`fastnn._lower` breaks the rest into course calls."""
+    if p is None or p.core:
+        return True
+    h = getattr(kernel, "handles", None)
+    return h is not None and bool(h(p))
+
+
 def candidates(op: str, p=None) -> List[str]:
     """What ``auto`` may run for ``op``: each backend having it (highest priority first), each
     followed by its variants that apply to the call's params ``p`` (all of them when ``p``
-    is None)."""
+    is None); for params beyond the course's, only the kernels that handle them (:func:`handles`)."""
     out = []
     for name in available_backends(op):
-        out.append(name)
+        if handles(_kernels[op][name], p):
+            out.append(name)
         for v, applies in _variants[op].get(name, {}).items():
-            if p is None or applies(p):
-                out.append(name + SEP + v)
+            cand = name + SEP + v
+            if p is None or (applies(p) and handles(_candidates[op][cand], p)):
+                out.append(cand)
     return out
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import numbers
 from collections.abc import Mapping
-from typing import Any, NamedTuple, Tuple
+from typing import Any, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -28,6 +28,15 @@ __all__ = [
     "pool_params",
     "pad_params",
     "conv_out_size",
+    "same_pads",
+    "conv_layout",
+    "conv_hparameters",
+    "conv_shapes",
+    "core_conv",
+    "core_pool",
+    "pool_divisors",
+    "pool_hparameters",
+    "LAYOUTS",
     "check_same_shape",
     "normalise_mode",
     "POOL_MODES",
@@ -56,6 +65,8 @@ class PadParams(NamedTuple):
     Wp: int
     dtype: np.dtype
 
+    core = True  # (every kernel computes a padding: see ConvParams.core)
+
 
 class ConvParams(NamedTuple):
     m: int  # batch
@@ -67,18 +78,34 @@ class ConvParams(NamedTuple):
     K: int  # output channels
     sh: int  # stride (vertical)
     sw: int  # stride (horizontal)
-    ph: int  # zero padding (top and bottom)
-    pw: int  # zero padding (left and right)
-    Hp: int  # padded height
-    Wp: int  # padded width
+    ph: int  # zero padding on top (and at the bottom: ``pb``)
+    pw: int  # zero padding on the left (and on the right: ``pr``)
+    Hp: int  # padded height, ph + H + pb
+    Wp: int  # padded width, pw + W + pr
     Ho: int  # output height
     Wo: int  # output width
     dtype: np.dtype
+    pb: int = 0  # zero padding at the bottom (== ph but for "same" and explicit pairs)
+    pr: int = 0  # zero padding on the right (== pw but for "same" and explicit pairs)
+    dh: int = 1  # dilation (vertical): tap kh reads padded row ho*sh + kh*dh
+    dw: int = 1  # dilation (horizontal)
+    G: int = 1  # groups: W is (fh, fw, C // G, K); output channel k reads group k // (K // G)
+
+    @property
+    def core(self) -> bool:
+        """The course's convolution: one group, no dilation, the same padding on both sides. A
+        kernel gets other params only where it declares it handles them (:mod:`fastnn._lower`)."""
+        return self.G == 1 and self.dh == 1 and self.dw == 1 and self.pb == self.ph and self.pr == self.pw
+
+    @property
+    def Cg(self) -> int:
+        """Input channels per group (W.shape[2])."""
+        return self.C // self.G
 
     @property
     def flops(self) -> int:
         """Multiply-adds x 2 of the forward pass."""
-        return 2 * self.m * self.Ho * self.Wo * self.K * self.fh * self.fw * self.C
+        return 2 * self.m * self.Ho * self.Wo * self.K * self.fh * self.fw * (self.C // self.G)
 
 
 class PoolParams(NamedTuple):
@@ -90,15 +117,34 @@ class PoolParams(NamedTuple):
     fw: int
     sh: int
     sw: int
-    ph: int  # padding: -inf for max, zeros for average (counted in the divisor)
-    pw: int
-    Hp: int
-    Wp: int
+    ph: int  # padding on top: -inf for max, zeros for average
+    pw: int  # padding on the left
+    Hp: int  # ph + H + pb
+    Wp: int  # pw + W + pr
     Ho: int
     Wo: int
     mode: str  # "max" or "average"
     ties: str  # "all" or "first" (max backward only)
     dtype: np.dtype
+    pb: int = 0  # padding at the bottom
+    pr: int = 0  # padding on the right
+    #: What an average divides a window's sum by (max: always "area"): "area", fh*fw for every
+    #: window (pads count; what every kernel computes); "padded", PyTorch's count_include_pad=True
+    #: where ceil_mode lets the last windows run past the padding (the part inside the padded
+    #: input); "valid", count_include_pad=False (the input elements in the window).
+    divisor: str = "area"
+
+    @property
+    def overhang(self) -> bool:
+        """Whether the last windows reach past the padded input (ceil_mode)."""
+        return (self.Ho - 1) * self.sh + self.fh > self.Hp or (self.Wo - 1) * self.sw + self.fw > self.Wp
+
+    @property
+    def core(self) -> bool:
+        """The course's pooling (and today's pads): the same padding on both sides, every
+        window inside the padded input, an average over fh*fw. A kernel gets other params only
+        where it declares it handles them (:mod:`fastnn._lower`)."""
+        return self.pb == self.ph and self.pr == self.pw and self.divisor == "area" and not self.overhang
 
 
 # ---------------------------------------------------------------------------- arrays
@@ -222,24 +268,112 @@ def _hparams(hparameters: Any, required: Tuple[str, ...], optional: Tuple[str, .
     return hparameters  # type: ignore[return-value]
 
 
-def conv_out_size(size: int, f: int, pad: int, stride: int) -> int:
-    """The course's ``floor((n + 2 pad - f) / stride) + 1``."""
-    return (size + 2 * pad - f) // stride + 1
+#: The array layouts: "NHWC" (the course's, what the kernels compute in) and "NCHW"
+#: (channels first, PyTorch's; W then is (n_C, n_C_prev // groups, f_h, f_w)).
+LAYOUTS = ("NHWC", "NCHW")
+_PAD_FORMS = "an int, an (h, w) pair, ((top, bottom), (left, right)), 'valid' or 'same'"
 
 
-def _window_geometry(A_prev, fh, fw, sh, sw, ph, pw, what: str) -> Tuple[int, int, int, int]:
-    """(Hp, Wp, Ho, Wo) of sliding a (fh, fw) window over the padded A_prev; checks it fits."""
-    m, H, W, C = A_prev.shape
+def conv_out_size(size: int, f: int, pad: int, stride: int, dilation: int = 1,
+                  pad_after: Optional[int] = None, ceil_mode: bool = False) -> int:
+    """The output size of a window of ``f`` taps ``dilation`` apart sliding at ``stride`` over
+    ``size`` padded by ``pad`` in front and ``pad_after`` (default ``pad``) behind.
+
+    The course's ``floor((n + 2 pad - f) / stride) + 1``, with PyTorch's dilation and
+    ``ceil_mode`` (rounding up, but the last window must start inside the input or the front
+    padding). The one output-size function: params, layers, cases and benchmarks use it.
+    """
+    if pad_after is None:
+        pad_after = pad
+    span = size + pad + pad_after - (f - 1) * dilation - 1
+    if not ceil_mode:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    if (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+def same_pads(size: int, f: int, stride: int, dilation: int = 1) -> Tuple[int, int]:
+    """TensorFlow's "same" padding (front, behind) of one dimension: the output has
+    ``ceil(size / stride)`` elements, the total padding is ``max((out - 1) * stride + (f - 1) *
+    dilation + 1 - size, 0)``, and an odd one goes behind (bottom, right)."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + (f - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def _pads(value: Any, what: str):
+    """(top, bottom, left, right) of a padding given in any of ``_PAD_FORMS``; ``"same"`` comes
+    back as is (it needs the sizes: :func:`same_pads`)."""
+    if type(value) is int and value >= 0:  # the common case, kept fast
+        return value, value, value, value
+    if isinstance(value, str):
+        if value == "valid":
+            return 0, 0, 0, 0
+        if value == "same":
+            return value
+        raise ValueError(f"{what} must be {_PAD_FORMS}, got {value!r}")
+    if isinstance(value, np.ndarray) and value.shape == (2, 2):
+        value = value.tolist()
+    if (isinstance(value, (tuple, list)) and len(value) == 2
+            and all(isinstance(v, (tuple, list, np.ndarray)) for v in value)):
+        t, b = _pair(value[0], f"{what}[0] (top, bottom)", 0)
+        left, right = _pair(value[1], f"{what}[1] (left, right)", 0)
+        return t, b, left, right
+    try:
+        h, w = _pair(value, what, 0)
+    except TypeError:
+        raise TypeError(f"{what} must be {_PAD_FORMS}, got {value!r}") from None
+    return h, h, w, w
+
+
+def _pad_text(t: int, b: int, left: int, right: int) -> str:
+    return f"({t}, {left})" if (t, left) == (b, right) else f"(({t}, {b}), ({left}, {right}))"
+
+
+def _layout(hp: Mapping) -> str:
+    layout = hp.get("layout", "NHWC")
+    if layout not in LAYOUTS:
+        raise ValueError(f"hparameters['layout'] must be one of {list(LAYOUTS)}, got {layout!r}")
+    return layout
+
+
+def _flag(value: Any, what: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{what} must be True or False, got {value!r} ({type(value).__name__})")
+    return bool(value)
+
+
+def _groups(value: Any) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"hparameters['groups'] must be a positive int, got {value!r} ({type(value).__name__})")
+    if value < 1:
+        raise ValueError(f"hparameters['groups'] must be a positive int (>= 1), got {value!r}")
+    return int(value)
+
+
+def _window_geometry(shape, H, W, fh, fw, sh, sw, pads, what: str, dh: int = 1, dw: int = 1,
+                     ceil_mode: bool = False) -> Tuple[int, int, int, int]:
+    """(Hp, Wp, Ho, Wo) of sliding a (fh, fw) window (taps dilation apart) over the padded
+    input; checks it fits. ``shape`` is A_prev's, for the messages."""
+    t, b, left, right = pads
+    Hp, Wp = H + t + b, W + left + right
+    eh, ew = (fh - 1) * dh + 1, (fw - 1) * dw + 1
+    if eh > Hp or ew > Wp:
+        dilated = f" dilated to ({eh}, {ew})" if (eh, ew) != (fh, fw) else ""
+        raise ValueError(
+            f"the {what} ({fh}, {fw}){dilated} is larger than the padded input ({Hp}, {Wp}) "
+            f"(A_prev {shape}, pad {_pad_text(*pads)})"
+        )
+    return (Hp, Wp, conv_out_size(H, fh, t, sh, dh, b, ceil_mode),
+            conv_out_size(W, fw, left, sw, dw, right, ceil_mode))
+
+
+def _check_pixels(shape, H: int, W: int, C: int) -> None:
     if H < 1 or W < 1 or C < 1:  # m = 0 (an empty batch) is fine: the outputs are empty too
         raise ValueError(f"A_prev must have at least one pixel and channel (m = 0 examples is allowed), "
-                         f"got shape {A_prev.shape}")
-    Hp, Wp = H + 2 * ph, W + 2 * pw
-    if fh > Hp or fw > Wp:
-        raise ValueError(
-            f"the {what} ({fh}, {fw}) is larger than the padded input ({Hp}, {Wp}) "
-            f"(A_prev {A_prev.shape}, pad ({ph}, {pw}))"
-        )
-    return Hp, Wp, conv_out_size(H, fh, ph, sh), conv_out_size(W, fw, pw, sw)
+                         f"got shape {shape}")
 
 
 # --------------------------------------------------------------------------- builders
@@ -253,25 +387,79 @@ def pad_params(X: np.ndarray, pad: Any) -> PadParams:
 
 
 def conv_params(A_prev: np.ndarray, W: np.ndarray, b: np.ndarray, hparameters: Any) -> ConvParams:
-    """Check a convolution's arguments and compute its output shape."""
-    _check_ndim(A_prev, 4, "A_prev", "(m, n_H_prev, n_W_prev, n_C_prev)")
-    _check_ndim(W, 4, "W", "(f_h, f_w, n_C_prev, n_C)")
-    m, H, Wd, C = A_prev.shape
-    fh, fw, Cw, K = W.shape
-    if Cw != C:
+    """Check a convolution's arguments and compute its output shape.
+
+    The params describe the call in NHWC terms whatever ``hparameters["layout"]`` is (the
+    wrapper hands NCHW arrays to the kernels as NHWC copies: :func:`conv_layout`).
+    """
+    hp = _hparams(hparameters, ("stride", "pad"), ("dilation", "groups", "layout"), "conv")
+    if "layout" in hp and _layout(hp) == "NCHW":
+        _check_ndim(A_prev, 4, "A_prev", "NCHW (m, n_C_prev, n_H_prev, n_W_prev)")
+        _check_ndim(W, 4, "W", "NCHW (n_C, n_C_prev // groups, f_h, f_w)")
+        m, C, H, Wd = A_prev.shape
+        K, Cw, fh, fw = W.shape
+        b_shapes, b_text = ((K,), (1, K, 1, 1)), f"({K},) (or (1, {K}, 1, 1))"
+        w_axis, a_axis = 1, 1
+    else:
+        _check_ndim(A_prev, 4, "A_prev", "(m, n_H_prev, n_W_prev, n_C_prev)")
+        _check_ndim(W, 4, "W", "(f_h, f_w, n_C_prev, n_C)")
+        m, H, Wd, C = A_prev.shape
+        fh, fw, Cw, K = W.shape
+        b_shapes, b_text = ((1, 1, 1, K), (K,)), f"(1, 1, 1, {K}) (or ({K},))"
+        w_axis, a_axis = 2, 3
+    G = 1 if "groups" not in hp else _groups(hp["groups"])
+    if G == 1:
+        if Cw != C:
+            raise ValueError(
+                f"W's input channels must match A_prev's: W.shape[{w_axis}] = {Cw}, A_prev.shape[{a_axis}] = {C} "
+                f"(W {W.shape}, A_prev {A_prev.shape})"
+            )
+    elif C % G or K % G:
+        raise ValueError(f"hparameters['groups'] = {G} must divide the input channels ({C}) and the output "
+                         f"channels ({K}) (A_prev {A_prev.shape}, W {W.shape})")
+    elif Cw * G != C:
         raise ValueError(
-            f"W's input channels must match A_prev's: W.shape[2] = {Cw}, A_prev.shape[3] = {C} "
-            f"(W {W.shape}, A_prev {A_prev.shape})"
+            f"W's input channels must be A_prev's divided by the groups: W.shape[{w_axis}] = {Cw}, expected "
+            f"{C} // {G} = {C // G} (W {W.shape}, A_prev {A_prev.shape})"
         )
     if fh < 1 or fw < 1 or K < 1:
-        raise ValueError(f"W must have non-empty (f_h, f_w, ., n_C), got shape {W.shape}")
-    if b.shape != (1, 1, 1, K) and b.shape != (K,):
-        raise ValueError(f"b must have shape (1, 1, 1, {K}) (or ({K},)), got {b.shape}")
-    hp = _hparams(hparameters, ("stride", "pad"), (), "conv")
+        raise ValueError(f"W must have non-empty filters and output channels, got shape {W.shape}")
+    if b.shape not in b_shapes:
+        raise ValueError(f"b must have shape {b_text}, got {b.shape}")
+    _check_pixels(A_prev.shape, H, Wd, C)
     sh, sw = _pair(hp["stride"], "hparameters['stride']", 1)
-    ph, pw = _pair(hp["pad"], "hparameters['pad']", 0)
-    Hp, Wp, Ho, Wo = _window_geometry(A_prev, fh, fw, sh, sw, ph, pw, "filter")
-    return ConvParams(m, H, Wd, C, fh, fw, K, sh, sw, ph, pw, Hp, Wp, Ho, Wo, compute_dtype(A_prev, W, b))
+    dh, dw = (1, 1) if "dilation" not in hp else _pair(hp["dilation"], "hparameters['dilation']", 1)
+    pads = _pads(hp["pad"], "hparameters['pad']")
+    if pads == "same":
+        pads = same_pads(H, fh, sh, dh) + same_pads(Wd, fw, sw, dw)
+    Hp, Wp, Ho, Wo = _window_geometry(A_prev.shape, H, Wd, fh, fw, sh, sw, pads, "filter", dh, dw)
+    return ConvParams(m, H, Wd, C, fh, fw, K, sh, sw, pads[0], pads[2], Hp, Wp, Ho, Wo,
+                      compute_dtype(A_prev, W, b), pads[1], pads[3], dh, dw, G)
+
+
+def conv_layout(hparameters: Mapping) -> str:
+    """``"NHWC"`` or ``"NCHW"``: the layout of checked hparameters (after :func:`conv_params`
+    or :func:`pool_params` accepted them)."""
+    return hparameters.get("layout", "NHWC")
+
+
+def conv_hparameters(p: ConvParams) -> dict:
+    """NHWC hparameters that :func:`conv_params` turns back into ``p`` (for arrays of p's shapes)."""
+    return {"stride": (p.sh, p.sw), "pad": ((p.ph, p.pb), (p.pw, p.pr)), "dilation": (p.dh, p.dw), "groups": p.G}
+
+
+def conv_shapes(p: ConvParams) -> Tuple[tuple, tuple, tuple]:
+    """The NHWC shapes of (A_prev, W, Z) of a call with params ``p``."""
+    return (p.m, p.H, p.W, p.C), (p.fh, p.fw, p.C // p.G, p.K), (p.m, p.Ho, p.Wo, p.K)
+
+
+def core_conv(m: int, H: int, W: int, C: int, fh: int, fw: int, K: int, sh: int, sw: int, ph: int, pw: int,
+              dtype) -> ConvParams:
+    """The params of a course convolution (one group, no dilation, symmetric padding) from
+    numbers already checked: what :mod:`fastnn._lower` breaks other convolutions into."""
+    Ho, Wo = conv_out_size(H, fh, ph, sh), conv_out_size(W, fw, pw, sw)
+    return ConvParams(m, H, W, C, fh, fw, K, sh, sw, ph, pw, H + 2 * ph, W + 2 * pw, Ho, Wo, np.dtype(dtype),
+                      ph, pw, 1, 1, 1)
 
 
 def normalise_mode(mode: Any) -> str:
@@ -281,19 +469,67 @@ def normalise_mode(mode: Any) -> str:
 
 
 def pool_params(A_prev: np.ndarray, hparameters: Any, mode: Any, ties: Any = "all") -> PoolParams:
-    """Check a pooling call's arguments and compute its output shape."""
+    """Check a pooling call's arguments and compute its output shape (in NHWC terms, as
+    :func:`conv_params`)."""
     mode = normalise_mode(mode)
     if ties not in TIE_RULES:
         raise ValueError(f"ties must be one of {list(TIE_RULES)}, got {ties!r}")
-    _check_ndim(A_prev, 4, "A_prev", "(m, n_H_prev, n_W_prev, n_C_prev)")
-    m, H, W, C = A_prev.shape
-    hp = _hparams(hparameters, ("f", "stride"), ("pad",), "pool")
+    hp = _hparams(hparameters, ("f", "stride"), ("pad", "ceil_mode", "count_include_pad", "layout"), "pool")
+    if "layout" in hp and _layout(hp) == "NCHW":
+        _check_ndim(A_prev, 4, "A_prev", "NCHW (m, n_C_prev, n_H_prev, n_W_prev)")
+        m, C, H, W = A_prev.shape
+    else:
+        _check_ndim(A_prev, 4, "A_prev", "(m, n_H_prev, n_W_prev, n_C_prev)")
+        m, H, W, C = A_prev.shape
+    _check_pixels(A_prev.shape, H, W, C)
     fh, fw = _pair(hp["f"], "hparameters['f']", 1)
     sh, sw = _pair(hp["stride"], "hparameters['stride']", 1)
-    ph, pw = _pair(hp.get("pad", 0), "hparameters['pad']", 0)
-    if ph > fh // 2 or pw > fw // 2:
+    pads = _pads(hp.get("pad", 0), "hparameters['pad']")
+    if pads == "same":
+        pads = same_pads(H, fh, sh) + same_pads(W, fw, sw)
+    if max(pads[:2]) > fh // 2 or max(pads[2:]) > fw // 2:
         raise ValueError(
-            f"pooling pad must be at most half the window: pad ({ph}, {pw}) with f ({fh}, {fw})"
+            f"pooling pad must be at most half the window: pad {_pad_text(*pads)} with f ({fh}, {fw})"
         )
-    Hp, Wp, Ho, Wo = _window_geometry(A_prev, fh, fw, sh, sw, ph, pw, "pooling window")
-    return PoolParams(m, H, W, C, fh, fw, sh, sw, ph, pw, Hp, Wp, Ho, Wo, mode, ties, compute_dtype(A_prev))
+    ceil_mode = "ceil_mode" in hp and _flag(hp["ceil_mode"], "hparameters['ceil_mode']")
+    # (average pooling's option: max pooling, given the same dict, ignores it, as it does "pad"'s zeros)
+    include = "count_include_pad" not in hp or _flag(hp["count_include_pad"], "hparameters['count_include_pad']")
+    Hp, Wp, Ho, Wo = _window_geometry(A_prev.shape, H, W, fh, fw, sh, sw, pads, "pooling window",
+                                      ceil_mode=ceil_mode)
+    p = PoolParams(m, H, W, C, fh, fw, sh, sw, pads[0], pads[2], Hp, Wp, Ho, Wo, mode, ties, compute_dtype(A_prev),
+                   pads[1], pads[3])
+    if mode == "average" and (p.overhang or (not include and any(pads))):
+        p = p._replace(divisor="padded" if include else "valid")
+    return p
+
+
+def core_pool(m: int, H: int, W: int, C: int, fh: int, fw: int, sh: int, sw: int, mode: str, ties: str,
+              dtype) -> PoolParams:
+    """The params of an unpadded pooling from numbers already checked (what :mod:`fastnn._lower`
+    runs on an input it padded itself)."""
+    return PoolParams(m, H, W, C, fh, fw, sh, sw, 0, 0, H, W, conv_out_size(H, fh, 0, sh), conv_out_size(W, fw, 0, sw),
+                      mode, ties, np.dtype(dtype), 0, 0)
+
+
+def pool_divisors(p: PoolParams) -> Tuple[np.ndarray, np.ndarray]:
+    """(rows, cols): an average's window (ho, wo) divides its sum by ``rows[ho] * cols[wo]``
+    (int64 arrays; see ``PoolParams.divisor``)."""
+    def axis(n, f, s, front, behind, n_out):
+        start = np.arange(n_out, dtype=np.int64) * s - front
+        if p.divisor == "area":
+            return np.full(n_out, f, dtype=np.int64)
+        if p.divisor == "padded":
+            return np.minimum(start + f, n + behind) - start
+        return np.minimum(start + f, n) - np.maximum(start, 0)
+
+    return axis(p.H, p.fh, p.sh, p.ph, p.pb, p.Ho), axis(p.W, p.fw, p.sw, p.pw, p.pr, p.Wo)
+
+
+def pool_hparameters(p: PoolParams) -> dict:
+    """NHWC hparameters that :func:`pool_params` turns back into ``p`` (with its mode and ties)."""
+    hp = {"f": (p.fh, p.fw), "stride": (p.sh, p.sw), "pad": ((p.ph, p.pb), (p.pw, p.pr))}
+    if (p.Ho, p.Wo) != (conv_out_size(p.H, p.fh, p.ph, p.sh, 1, p.pb), conv_out_size(p.W, p.fw, p.pw, p.sw, 1, p.pr)):
+        hp["ceil_mode"] = True
+    if p.divisor == "valid":
+        hp["count_include_pad"] = False
+    return hp

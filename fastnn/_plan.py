@@ -305,11 +305,11 @@ def _inputs(op: str, p, seed: int = 0) -> tuple:
     def arr(*shape):
         return rng.standard_normal(shape).astype(dt)
 
-    if op == "conv_forward":
-        return (arr(p.m, p.H, p.W, p.C), arr(p.fh, p.fw, p.C, p.K), arr(p.K)), (np.empty((p.m, p.Ho, p.Wo, p.K), dt),)
-    if op == "conv_backward":
-        return ((arr(p.m, p.H, p.W, p.C), arr(p.fh, p.fw, p.C, p.K), arr(p.m, p.Ho, p.Wo, p.K)),
-                (np.empty((p.m, p.H, p.W, p.C), dt), np.empty((p.fh, p.fw, p.C, p.K), dt), np.empty(p.K, dt)))
+    if op in ("conv_forward", "conv_backward"):
+        a, w, z = P.conv_shapes(p)
+        if op == "conv_forward":
+            return (arr(*a), arr(*w), arr(p.K)), (np.empty(z, dt),)
+        return (arr(*a), arr(*w), arr(*z)), (np.empty(a, dt), np.empty(w, dt), np.empty(p.K, dt))
     if op == "pool_forward":
         return (arr(p.m, p.H, p.W, p.C),), (np.empty((p.m, p.Ho, p.Wo, p.C), dt),)
     if op == "pool_backward":
@@ -318,18 +318,22 @@ def _inputs(op: str, p, seed: int = 0) -> tuple:
 
 
 def _reduced(p):
-    """``p`` for one image and at most 3 x 9 output pixels (all channels, the same window: every
-    tile of up to 8 pixels a variant runs still fits a row where it fits the full shape)."""
-    def dim(n, f, s, pad, n_out):  # n_out outputs need f + (n_out - 1) s input rows with the padding
-        return max(1, min(n, f + (n_out - 1) * s - 2 * pad))
+    """``p`` for one image and at most 3 x 9 output pixels (all channels, the same window and
+    options: every tile of up to 8 pixels a variant runs still fits a row where it fits the full
+    shape)."""
+    conv = isinstance(p, P.ConvParams)
+    dh, dw = (p.dh, p.dw) if conv else (1, 1)
 
-    H, W = dim(p.H, p.fh, p.sh, p.ph, 3), dim(p.W, p.fw, p.sw, p.pw, 9)
+    def dim(n, f, s, pads, n_out):  # n_out outputs need f + (n_out - 1) s input rows with the padding
+        return max(1, min(n, f + (n_out - 1) * s - pads))
+
+    H = dim(p.H, (p.fh - 1) * dh + 1, p.sh, p.ph + p.pb, 3)
+    W = dim(p.W, (p.fw - 1) * dw + 1, p.sw, p.pw + p.pr, 9)
     shape = (1, H, W, p.C)
-    if isinstance(p, P.ConvParams):
-        return P.conv_params(_zeros(shape, p.dtype), _zeros((p.fh, p.fw, p.C, p.K), p.dtype),
-                             _zeros((1, 1, 1, p.K), p.dtype), {"stride": (p.sh, p.sw), "pad": (p.ph, p.pw)})
-    return P.pool_params(_zeros(shape, p.dtype), {"f": (p.fh, p.fw), "stride": (p.sh, p.sw), "pad": (p.ph, p.pw)},
-                         p.mode, p.ties)
+    if conv:
+        return P.conv_params(_zeros(shape, p.dtype), _zeros(P.conv_shapes(p)[1], p.dtype), _zeros((p.K,), p.dtype),
+                             P.conv_hparameters(p))
+    return P.pool_params(_zeros(shape, p.dtype), P.pool_hparameters(p), p.mode, p.ties)
 
 
 def _check(op: str, p, name: str) -> Optional[str]:
@@ -676,12 +680,24 @@ def params_from_dict(op: str, d: dict):
         raise ValueError(f"op {op!r} is not tunable; tunable ops: {', '.join(TUNABLE_OPS)}")
     dt = np.dtype(d["dtype"])
     A = _zeros((d["m"], d["H"], d["W"], d["C"]), dt)
-    hp = {"stride": (d["sh"], d["sw"]), "pad": (d["ph"], d["pw"])}
+    pads = ((d["ph"], d.get("pb", d["ph"])), (d["pw"], d.get("pr", d["pw"])))
+    hp = {"stride": (d["sh"], d["sw"]), "pad": pads}
     if op.startswith("conv"):
-        p = P.conv_params(A, _zeros((d["fh"], d["fw"], d["C"], d["K"]), dt), _zeros((1, 1, 1, d["K"]), dt), hp)
+        G = d.get("G", 1)
+        hp.update(dilation=(d.get("dh", 1), d.get("dw", 1)), groups=G)
+        p = P.conv_params(A, _zeros((d["fh"], d["fw"], d["C"] // G if G else 0, d["K"]), dt),
+                          _zeros((1, 1, 1, d["K"]), dt), hp)
     else:
-        p = P.pool_params(A, dict(hp, f=(d["fh"], d["fw"])), d["mode"], d["ties"])
-    if params_dict(p) != dict(d):
+        hp["f"] = (d["fh"], d["fw"])
+        floor_hw = tuple(P.conv_out_size(n, f, a, s, 1, b) for n, f, s, (a, b) in
+                         ((d["H"], d["fh"], d["sh"], pads[0]), (d["W"], d["fw"], d["sw"], pads[1])))
+        if (d["Ho"], d["Wo"]) != floor_hw:
+            hp["ceil_mode"] = True
+        if d.get("divisor") == "valid":
+            hp["count_include_pad"] = False
+        p = P.pool_params(A, hp, d["mode"], d["ties"])
+    full = params_dict(p)
+    if set(d) - set(full) or any(full[k] != d[k] for k in d):
         raise ValueError(f"recorded params {d} do not match what fastnn derives for them")
     return p
 

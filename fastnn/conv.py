@@ -12,6 +12,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
+from . import _lower
 from . import _params as P
 from ._dispatch import resolve
 
@@ -39,6 +40,25 @@ def _empty_batch(op: str, backend: Optional[str]):
     The one place that handles an empty batch, so that no backend has to."""
     resolve(op, backend)
     return _no_kernel
+
+
+# NCHW arrays (``hparameters["layout"] == "NCHW"``) reach the kernels as NHWC copies, and the
+# results go back as NCHW copies: the kernels compute in one layout.
+
+
+def _nhwc(X: np.ndarray, dt) -> np.ndarray:
+    """(m, C, H, W) -> C-contiguous (m, H, W, C) of dtype dt."""
+    return np.ascontiguousarray(X.transpose(0, 2, 3, 1), dtype=dt)
+
+
+def _nchw(X: np.ndarray) -> np.ndarray:
+    """(m, H, W, C) -> C-contiguous (m, C, H, W)."""
+    return np.ascontiguousarray(X.transpose(0, 3, 1, 2))
+
+
+def _hwck(W: np.ndarray, dt) -> np.ndarray:
+    """PyTorch's (K, C_g, fh, fw) -> C-contiguous (fh, fw, C_g, K)."""
+    return np.ascontiguousarray(W.transpose(2, 3, 1, 0), dtype=dt)
 
 
 def zero_pad(X, pad, *, backend: Optional[str] = None) -> np.ndarray:
@@ -175,10 +195,17 @@ def conv_forward(A_prev, W, b, hparameters, *, backend: Optional[str] = None) ->
     p = P.conv_params(A_prev, W, b, hparameters)
     dt = p.dtype
     Z = _empty((p.m, p.Ho, p.Wo, p.K), dtype=dt)
-    kernel = resolve("conv_forward", backend, p) if p.m else _empty_batch("conv_forward", backend)
-    kernel(
-        p, P.as_kernel_input(A_prev, dt), P.as_kernel_input(W, dt), P.as_kernel_input(b, dt).reshape(p.K), Z
-    )
+    bk = P.as_kernel_input(b, dt).reshape(p.K)
+    if P.conv_layout(hparameters) == "NCHW":
+        if p.m:
+            _lower.conv_forward(p, backend, _nhwc(A_prev, dt), _hwck(W, dt), bk, Z)
+        else:
+            _empty_batch("conv_forward", backend)
+        return _nchw(Z), (A_prev, W, b, hparameters)
+    if p.m:
+        _lower.conv_forward(p, backend, P.as_kernel_input(A_prev, dt), P.as_kernel_input(W, dt), bk, Z)
+    else:
+        _empty_batch("conv_forward", backend)
     return Z, (A_prev, W, b, hparameters)
 
 
@@ -236,33 +263,31 @@ def conv_backward(dZ, cache, *, backend: Optional[str] = None,
     b = P.as_array(b, "cache's b")
     dZ = P.as_array(dZ, "dZ")
     p = P.conv_params(A_prev, W, b, hparameters)
-    if dZ.shape != (p.m, p.Ho, p.Wo, p.K):
-        raise ValueError(
-            f"dZ must have the shape of the forward output {(p.m, p.Ho, p.Wo, p.K)}, got {dZ.shape}"
-        )
+    nchw = P.conv_layout(hparameters) == "NCHW"
+    z_shape = (p.m, p.K, p.Ho, p.Wo) if nchw else (p.m, p.Ho, p.Wo, p.K)
+    if dZ.shape != z_shape:
+        raise ValueError(f"dZ must have the shape of the forward output {z_shape}, got {dZ.shape}")
     dt = P.compute_dtype(A_prev, W, b, dZ)
     if dt != p.dtype:
         p = p._replace(dtype=dt)
     if not isinstance(input_grad, bool):
         raise TypeError(f"input_grad must be True or False, got {type(input_grad).__name__}")
-    dA_prev = _empty(A_prev.shape, dtype=dt) if input_grad else None
-    dW = _empty(W.shape, dtype=dt)
+    a_shape, w_shape, _ = P.conv_shapes(p)
+    dA_prev = _empty(a_shape, dtype=dt) if input_grad else None
+    dW = _empty(w_shape, dtype=dt)
     db = _empty(b.shape, dtype=dt)
-    if p.m:
-        kernel = resolve("conv_backward", backend, p)
-    else:  # no examples: dA_prev is empty, and the sums over them, dW and db, are zero
-        kernel = _empty_batch("conv_backward", backend)
+    if not p.m:  # no examples: dA_prev is empty, and the sums over them, dW and db, are zero
+        _empty_batch("conv_backward", backend)
         dW.fill(0)
         db.fill(0)
-    if dA_prev is None and not getattr(kernel, "input_grad_optional", False):
-        # (a kernel that may not know it can skip dA_prev gets one to fill, dropped)
-        kernel(p, P.as_kernel_input(A_prev, dt), P.as_kernel_input(W, dt), P.as_kernel_input(dZ, dt),
-               _empty(A_prev.shape, dtype=dt), dW, db.reshape(p.K))
-        return None, dW, db
-    kernel(
-        p, P.as_kernel_input(A_prev, dt), P.as_kernel_input(W, dt), P.as_kernel_input(dZ, dt),
-        dA_prev, dW, db.reshape(p.K),
-    )
+    elif nchw:
+        _lower.conv_backward(p, backend, _nhwc(A_prev, dt), _hwck(W, dt), _nhwc(dZ, dt), dA_prev, dW,
+                             db.reshape(p.K))
+    else:
+        _lower.conv_backward(p, backend, P.as_kernel_input(A_prev, dt), P.as_kernel_input(W, dt),
+                             P.as_kernel_input(dZ, dt), dA_prev, dW, db.reshape(p.K))
+    if nchw:
+        return (None if dA_prev is None else _nchw(dA_prev)), np.ascontiguousarray(dW.transpose(3, 2, 0, 1)), db
     return dA_prev, dW, db
 
 
@@ -307,9 +332,12 @@ def pool_forward(A_prev, hparameters, mode: str = "max", *, backend: Optional[st
     A_prev = P.as_array(A_prev, "A_prev")
     p = P.pool_params(A_prev, hparameters, mode)
     A = _empty((p.m, p.Ho, p.Wo, p.C), dtype=p.dtype)
-    kernel = resolve("pool_forward", backend, p) if p.m else _empty_batch("pool_forward", backend)
-    kernel(p, P.as_kernel_input(A_prev, p.dtype), A)
-    return A, (A_prev, hparameters)
+    nchw = P.conv_layout(hparameters) == "NCHW"
+    if not p.m:
+        _empty_batch("pool_forward", backend)
+    else:
+        _lower.pool_forward(p, backend, _nhwc(A_prev, p.dtype) if nchw else P.as_kernel_input(A_prev, p.dtype), A)
+    return (_nchw(A) if nchw else A), (A_prev, hparameters)
 
 
 def pool_backward(dA, cache, mode: str = "max", *, ties: str = "all", backend: Optional[str] = None) -> np.ndarray:
@@ -353,17 +381,21 @@ def pool_backward(dA, cache, mode: str = "max", *, ties: str = "all", backend: O
     A_prev = P.as_array(A_prev, "cache's A_prev")
     dA = P.as_array(dA, "dA")
     p = P.pool_params(A_prev, hparameters, mode, ties)
-    if dA.shape != (p.m, p.Ho, p.Wo, p.C):
-        raise ValueError(
-            f"dA must have the shape of the forward output {(p.m, p.Ho, p.Wo, p.C)}, got {dA.shape}"
-        )
+    nchw = P.conv_layout(hparameters) == "NCHW"
+    out_shape = (p.m, p.C, p.Ho, p.Wo) if nchw else (p.m, p.Ho, p.Wo, p.C)
+    if dA.shape != out_shape:
+        raise ValueError(f"dA must have the shape of the forward output {out_shape}, got {dA.shape}")
     dt = P.compute_dtype(A_prev, dA)
     if dt != p.dtype:
         p = p._replace(dtype=dt)
-    dA_prev = _empty(A_prev.shape, dtype=dt)
-    kernel = resolve("pool_backward", backend, p) if p.m else _empty_batch("pool_backward", backend)
-    kernel(p, P.as_kernel_input(A_prev, dt), P.as_kernel_input(dA, dt), dA_prev)
-    return dA_prev
+    dA_prev = _empty((p.m, p.H, p.W, p.C), dtype=dt)
+    if not p.m:
+        _empty_batch("pool_backward", backend)
+    elif nchw:
+        _lower.pool_backward(p, backend, _nhwc(A_prev, dt), _nhwc(dA, dt), dA_prev)
+    else:
+        _lower.pool_backward(p, backend, P.as_kernel_input(A_prev, dt), P.as_kernel_input(dA, dt), dA_prev)
+    return _nchw(dA_prev) if nchw else dA_prev
 
 
 def create_mask_from_window(x) -> np.ndarray:

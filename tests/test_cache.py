@@ -53,7 +53,7 @@ def test_kernels_cache_in_fastnn_cache_dir_not_in_package(tmp_path):
     assert any("im2col_px_" in f for f in cached) and any("columns." in f for f in cached), cached
     generated = sorted(os.listdir(tmp_path / "kernels"))
     assert {re.sub(r"_[0-9a-f]{20}\.py$", "", f) for f in generated if f.endswith(".py")} == {
-        "numba_conv", "numba_pool", "im2col_px"}
+        "numba_conv", "numba_pool", "numba_depthwise", "im2col_px"}
 
 
 def test_numba_cache_dir_is_respected(tmp_path):

@@ -14,8 +14,9 @@ from fastnn.testing.tolerance import assert_close, mismatch, tolerance
 
 PACKAGE = pathlib.Path(fastnn.__file__).parent
 REPO = PACKAGE.parent
-#: ``(n + 2 p - f) // s + 1`` spelt out (whatever the names), or with the padding left out.
-OUT_SIZE = re.compile(r"\(\s*\w+\s*(\+\s*2\s*\*\s*\w+\s*)?-\s*\w+\s*\)\s*//\s*\w+\s*\+\s*1\b")
+#: ``(n + 2 p - f) // s + 1`` spelt out (whatever the names), or with the padding left out, or
+#: its span named first (``span // s + 1``).
+OUT_SIZE = re.compile(r"(\(\s*\w+\s*(\+\s*2\s*\*\s*\w+\s*)?-\s*\w+\s*\)|\b\w+)\s*//\s*\w+\s*\+\s*1\b")
 
 
 def _sources():

@@ -218,6 +218,30 @@ def test_reduced_shapes_keep_the_window_and_channels():
         assert q.Ho == min(p.Ho, 3) and q.Wo == min(p.Wo, 9), (q.Ho, q.Wo)
 
 
+def test_options_beyond_the_course_survive_reduction_and_recording():
+    """Groups, dilation, uneven pads, ceil_mode and divisors stay in the reduced shape a candidate is
+    checked on and in a recorded call read back."""
+    from fastnn.testing.cases import CONV_CASES, POOL_CASES
+
+    for case in CONV_CASES.values():
+        p = case.params
+        q = _plan._reduced(p)
+        assert (q.G, q.dh, q.dw, q.ph, q.pb, q.pw, q.pr, q.K, q.C) == (p.G, p.dh, p.dw, p.ph, p.pb, p.pw, p.pr, p.K, p.C)
+        for op in ("conv_forward", "conv_backward"):
+            assert _plan.params_from_dict(op, _plan.params_dict(p)) == p
+    for case in POOL_CASES.values():
+        shape = (case.m, case.C, case.H, case.W) if case.layout == "NCHW" else (case.m, case.H, case.W, case.C)
+        for mode in ("max", "average"):
+            p = P.pool_params(np.zeros(shape), case.hparameters, mode)
+            assert _plan.params_from_dict("pool_forward", _plan.params_dict(p)) == p
+            q = _plan._reduced(p)
+            assert (q.ph, q.pb, q.pw, q.pr, q.C, q.fh, q.fw) == (p.ph, p.pb, p.pw, p.pr, p.C, p.fh, p.fw)
+    old = {k: v for k, v in _plan.params_dict(CONV_CASES["course"].params).items() if k not in ("pb", "pr", "dh", "dw", "G")}
+    assert _plan.params_from_dict("conv_forward", old) == CONV_CASES["course"].params  # a record from before the options
+    with pytest.raises(ValueError, match="do not match"):
+        _plan.params_from_dict("conv_forward", {**old, "pb": 3})
+
+
 def test_cli_tune_show_clear_and_errors(planner, capsys):
     assert main(["tune", "--shapes", "seed", "--ops", "conv_forward", "--dtypes", "float64", "--budget", "0.05"]) == 0
     out = capsys.readouterr().out

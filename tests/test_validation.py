@@ -61,6 +61,81 @@ def test_conv_backward_errors():
         fastnn.conv_backward(Z.astype(complex), cache)
 
 
+@pytest.mark.parametrize(
+    "args, exc, pattern",
+    [
+        # groups that do not divide the channels, or W not of the grouped shape
+        (((2, 5, 5, 6), (3, 3, 2, 4), {"groups": 4}), ValueError,
+         r"hparameters\['groups'\] = 4 must divide the input channels \(6\) and the output channels \(4\)"),
+        (((2, 5, 5, 6), (3, 3, 2, 4), {"groups": 2}), ValueError,
+         r"W.shape\[2\] = 2, expected 6 // 2 = 3"),
+        (((2, 5, 5, 6), (3, 3, 1, 6), {"groups": 0}), ValueError, r"hparameters\['groups'\] must be a positive int \(>= 1\), got 0"),
+        (((2, 5, 5, 6), (3, 3, 3, 6), {"groups": 2.0}), TypeError, r"hparameters\['groups'\] must be a positive int, got 2.0"),
+        (((2, 5, 5, 6), (3, 3, 3, 6), {"groups": True}), TypeError, r"hparameters\['groups'\]"),
+        # dilation < 1, and a window larger than the padded input once dilated
+        (((2, 5, 5, 3), (3, 3, 3, 4), {"dilation": 0}), ValueError, r"hparameters\['dilation'\] must be positive \(>= 1\)"),
+        (((2, 5, 5, 3), (3, 3, 3, 4), {"dilation": (1, 4)}), ValueError,
+         r"filter \(3, 3\) dilated to \(3, 9\) is larger than the padded input \(7, 7\)"),
+        # paddings: unknown strings, negative or malformed pairs
+        (((2, 5, 5, 3), (3, 3, 3, 4), {"pad": "full"}), ValueError,
+         r"hparameters\['pad'\] must be an int, an \(h, w\) pair, \(\(top, bottom\), \(left, right\)\), 'valid' or 'same', got 'full'"),
+        (((2, 5, 5, 3), (3, 3, 3, 4), {"pad": ((1, -1), (0, 0))}), ValueError, r"pad'\]\[0\] \(top, bottom\) must be non-negative"),
+        (((2, 5, 5, 3), (3, 3, 3, 4), {"pad": ((1, 2, 3), (0, 0))}), ValueError, r"pad'\]\[0\] \(top, bottom\) must be an int or an \(h, w\) pair"),
+        (((2, 5, 5, 3), (3, 3, 3, 4), {"pad": None}), TypeError, r"hparameters\['pad'\] must be an int, an \(h, w\) pair"),
+        # layouts: unknown, and W (or b) not of the layout's shape
+        (((2, 5, 5, 3), (3, 3, 3, 4), {"layout": "nhwc"}), ValueError, r"hparameters\['layout'\] must be one of \['NHWC', 'NCHW'\], got 'nhwc'"),
+        (((2, 3, 5, 5), (4, 2, 3, 3), {"layout": "NCHW"}), ValueError, r"W.shape\[1\] = 2, A_prev.shape\[1\] = 3"),
+    ],
+)
+def test_conv_option_errors(args, exc, pattern):
+    """The options beyond the course get the same kind of error: the argument, what was expected, what came."""
+    a_shape, w_shape, extra = args
+    hp = {"stride": 1, "pad": 1, **extra}
+    K = w_shape[0] if hp.get("layout") == "NCHW" else w_shape[3]
+    with pytest.raises(exc, match=pattern):
+        fastnn.conv_forward(np.zeros(a_shape), np.zeros(w_shape), np.zeros(K), hp)
+
+
+@pytest.mark.parametrize(
+    "hp, pattern",
+    [
+        ({"f": 2, "stride": 2, "ceil_mode": 1}, r"hparameters\['ceil_mode'\] must be True or False, got 1"),
+        ({"f": 2, "stride": 2, "count_include_pad": "no"}, r"hparameters\['count_include_pad'\] must be True or False"),
+        ({"f": 3, "stride": 2, "pad": ((1, 2), (0, 0))}, r"pooling pad must be at most half the window: pad \(\(1, 2\), \(0, 0\)\)"),
+        ({"f": 2, "stride": 2, "layout": "CHW"}, r"hparameters\['layout'\] must be one of"),
+        ({"f": 2, "stride": 2, "pad": "half"}, r"hparameters\['pad'\] must be an int, an \(h, w\) pair"),
+    ],
+)
+def test_pool_option_errors(hp, pattern):
+    with pytest.raises((ValueError, TypeError), match=pattern):
+        fastnn.pool_forward(np.zeros((2, 5, 5, 3)), hp, "average")
+
+
+def test_nchw_shape_errors_speak_nchw():
+    A, W, b = np.zeros((2, 3, 6, 6)), np.zeros((4, 3, 3, 3)), np.zeros(4)
+    hp = {"stride": 1, "pad": 1, "layout": "NCHW"}
+    Z, cache = fastnn.conv_forward(A, W, b, hp)
+    assert Z.shape == (2, 4, 6, 6)
+    with pytest.raises(ValueError, match=r"dZ must have the shape of the forward output \(2, 4, 6, 6\), got \(2, 6, 6, 4\)"):
+        fastnn.conv_backward(np.zeros((2, 6, 6, 4)), cache)
+    with pytest.raises(ValueError, match=r"b must have shape \(4,\) \(or \(1, 4, 1, 1\)\), got \(1, 1, 1, 4\)"):
+        fastnn.conv_forward(A, W, np.zeros((1, 1, 1, 4)), hp)
+    out, pcache = fastnn.pool_forward(A, {"f": 2, "stride": 2, "layout": "NCHW"})
+    assert out.shape == (2, 3, 3, 3)
+    with pytest.raises(ValueError, match=r"dA must have the shape of the forward output \(2, 3, 3, 3\), got \(3, 3, 3\)"):
+        fastnn.pool_backward(out[0], pcache)
+
+
+def test_max_pooling_ignores_count_include_pad():
+    """One hparameters dict serves both modes, as the course's notebook passes it."""
+    A = np.random.RandomState(1).randn(2, 5, 5, 3)
+    hp = {"f": 3, "stride": 2, "pad": 1, "count_include_pad": False}
+    np.testing.assert_array_equal(fastnn.pool_forward(A, hp, "max")[0],
+                                  fastnn.pool_forward(A, {"f": 3, "stride": 2, "pad": 1}, "max")[0])
+    assert not np.array_equal(fastnn.pool_forward(A, hp, "average")[0],
+                              fastnn.pool_forward(A, {"f": 3, "stride": 2, "pad": 1}, "average")[0])
+
+
 # ------------------------------------------------------------------- pool errors
 
 
@@ -195,10 +270,10 @@ def test_float32_path_has_no_float64_buffers(monkeypatch):
 
         return wrapped
 
+    import fastnn._lower
     import fastnn.activations
-    import fastnn.conv
 
-    monkeypatch.setattr(fastnn.conv, "resolve", spy)
+    monkeypatch.setattr(fastnn._lower, "resolve", spy)
     monkeypatch.setattr(fastnn.activations, "resolve", spy)
     A, W, b = (x.astype(np.float32) for x in conv_args())
     Z, cache = fastnn.conv_forward(A, W, b, HP)

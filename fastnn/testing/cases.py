@@ -2,7 +2,9 @@
 
 ``CONV_CASES`` and ``POOL_CASES`` are small edge cases (fast enough for the reference
 backend) covering odd sizes, stride > f, pad > f, batch 1, one channel, non-square
-windows and strides, non-contiguous inputs and max-pool ties. ``BENCH_CONV_SHAPES`` and
+windows and strides, non-contiguous inputs and max-pool ties, and every option beyond the
+course's: dilation, groups (depthwise too), "same"/"valid"/uneven padding, NCHW arrays,
+pooling's ceil_mode and count_include_pad, alone and combined. ``BENCH_CONV_SHAPES`` and
 ``BENCH_POOL_SHAPES`` are the benchmark table (NHWC). Every ``make`` is deterministic in
 its ``seed``.
 """
@@ -14,7 +16,7 @@ from typing import Dict, Tuple, Union
 
 import numpy as np
 
-from .._params import _pair, conv_out_size
+from .._params import _pair, conv_params, pool_params
 from .tolerance import TOLERANCES  # noqa: F401  (the rule lives in fastnn.testing.tolerance)
 
 __all__ = [
@@ -44,9 +46,13 @@ def _noncontig(x: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
     return view
 
 
-def _out_hw(case) -> Tuple[int, int]:
-    (fh, fw), (sh, sw), (ph, pw) = _pair(case.f), _pair(case.stride), _pair(case.pad)
-    return conv_out_size(case.H, fh, ph, sh), conv_out_size(case.W, fw, pw, sw)
+def _zeros(shape, dtype=np.float64):
+    return np.broadcast_to(np.zeros((), dtype), shape)  # (no allocation: for params only)
+
+
+def _nchw(x: np.ndarray) -> np.ndarray:
+    """An NHWC array's values as an (m, C, H, W) C-contiguous array."""
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,32 +65,59 @@ class ConvCase:
     f: IntOrPair
     K: int
     stride: IntOrPair
-    pad: IntOrPair
+    pad: Union[IntOrPair, str, Tuple[Tuple[int, int], Tuple[int, int]]]
     noncontig: bool = False
+    dilation: IntOrPair = 1
+    groups: int = 1
+    layout: str = "NHWC"
 
     @property
     def hparameters(self) -> dict:
-        return {"stride": self.stride, "pad": self.pad}
+        hp = {"stride": self.stride, "pad": self.pad}
+        for key, default in (("dilation", 1), ("groups", 1), ("layout", "NHWC")):
+            if getattr(self, key) != default:
+                hp[key] = getattr(self, key)
+        return hp
+
+    @property
+    def course(self) -> bool:
+        """A call the course's own conv_forward takes: int f, stride and pad, nothing else."""
+        return (all(type(v) is int for v in (self.f, self.stride, self.pad))
+                and list(self.hparameters) == ["stride", "pad"])
+
+    @property
+    def params(self):
+        """The checked params of the call (NHWC terms, as the kernels see it)."""
+        fh, fw = _pair(self.f)
+        G = self.groups
+        if self.layout == "NCHW":
+            shapes = (self.m, self.C, self.H, self.W), (self.K, self.C // G, fh, fw)
+        else:
+            shapes = (self.m, self.H, self.W, self.C), (fh, fw, self.C // G, self.K)
+        return conv_params(_zeros(shapes[0]), _zeros(shapes[1]), _zeros((self.K,)), self.hparameters)
 
     @property
     def out_hw(self) -> Tuple[int, int]:
-        return _out_hw(self)
+        p = self.params
+        return p.Ho, p.Wo
 
     @property
     def flops(self) -> int:
-        fh, fw = _pair(self.f)
-        Ho, Wo = self.out_hw
-        return 2 * self.m * Ho * Wo * self.K * fh * fw * self.C
+        return self.params.flops
 
     def make(self, dtype=np.float64, seed: int = 0):
-        """(A_prev, W, b, hparameters, dZ) drawn from ``RandomState(seed)``."""
+        """(A_prev, W, b, hparameters, dZ) drawn from ``RandomState(seed)`` (NCHW arrays for an
+        NCHW case: the same values as its NHWC twin's, transposed)."""
         rng = np.random.RandomState(seed)
         fh, fw = _pair(self.f)
+        Cg = self.C // self.groups
         A = rng.standard_normal((self.m, self.H, self.W, self.C)).astype(dtype)
-        W = (rng.standard_normal((fh, fw, self.C, self.K)) / np.sqrt(fh * fw * self.C)).astype(dtype)
+        W = (rng.standard_normal((fh, fw, Cg, self.K)) / np.sqrt(fh * fw * Cg)).astype(dtype)
         b = rng.standard_normal((1, 1, 1, self.K)).astype(dtype)
         Ho, Wo = self.out_hw
         dZ = rng.standard_normal((self.m, Ho, Wo, self.K)).astype(dtype)
+        if self.layout == "NCHW":
+            A, dZ, W, b = _nchw(A), _nchw(dZ), np.ascontiguousarray(W.transpose(3, 2, 0, 1)), b.reshape(self.K)
         if self.noncontig:
             A, W, dZ = _noncontig(A, rng), _noncontig(W, rng), _noncontig(dZ, rng)
         return A, W, b, self.hparameters, dZ
@@ -99,23 +132,36 @@ class PoolCase:
     C: int
     f: IntOrPair
     stride: IntOrPair
-    pad: IntOrPair = 0
+    pad: Union[IntOrPair, str, Tuple[Tuple[int, int], Tuple[int, int]]] = 0
     noncontig: bool = False
     ties: bool = False  # draw small integers so that windows hold equal maxima
+    ceil_mode: bool = False
+    count_include_pad: bool = True  # (average pooling's; max pooling ignores it)
+    layout: str = "NHWC"
 
     @property
     def hparameters(self) -> dict:
         hp = {"f": self.f, "stride": self.stride}
         if self.pad != 0:
             hp["pad"] = self.pad
+        for key, default in (("ceil_mode", False), ("count_include_pad", True), ("layout", "NHWC")):
+            if getattr(self, key) != default:
+                hp[key] = getattr(self, key)
         return hp
 
     @property
+    def course(self) -> bool:
+        """A call the course's own pool_forward takes: int f and stride, no padding, nothing else."""
+        return type(self.f) is int and type(self.stride) is int and list(self.hparameters) == ["f", "stride"]
+
+    @property
     def out_hw(self) -> Tuple[int, int]:
-        return _out_hw(self)
+        shape = (self.m, self.C, self.H, self.W) if self.layout == "NCHW" else (self.m, self.H, self.W, self.C)
+        p = pool_params(_zeros(shape), self.hparameters, "average")
+        return p.Ho, p.Wo
 
     def make(self, dtype=np.float64, seed: int = 0):
-        """(A_prev, hparameters, dA) drawn from ``RandomState(seed)``."""
+        """(A_prev, hparameters, dA) drawn from ``RandomState(seed)`` (NCHW for an NCHW case)."""
         rng = np.random.RandomState(seed)
         shape = (self.m, self.H, self.W, self.C)
         if self.ties:
@@ -124,6 +170,8 @@ class PoolCase:
             A = rng.standard_normal(shape).astype(dtype)
         Ho, Wo = self.out_hw
         dA = rng.standard_normal((self.m, Ho, Wo, self.C)).astype(dtype)
+        if self.layout == "NCHW":
+            A, dA = _nchw(A), _nchw(dA)
         if self.noncontig:
             A, dA = _noncontig(A, rng), _noncontig(dA, rng)
         return A, self.hparameters, dA
@@ -145,6 +193,28 @@ CONV_CASES: Dict[str, ConvCase] = {c.name: c for c in [
     # enough channels and pixels for the numba backend's tiled kernels and all their variants
     ConvCase("many_channels", 2, 9, 12, 40, 3, 64, 1, 1),
     ConvCase("many_channels_s2", 2, 11, 19, 36, 3, 40, 2, 0),
+    # beyond the course: dilation (alone, strided, coprime with the stride), groups and
+    # depthwise (with a channel multiplier), TensorFlow's "same" (even and odd totals, strided),
+    # "valid", uneven explicit padding, NCHW arrays, and combinations of them
+    ConvCase("dilated", 2, 9, 9, 3, 3, 4, 1, 2, dilation=2),
+    ConvCase("dilated_nonsquare_strided", 2, 9, 8, 2, (3, 2), 3, (2, 1), (1, 2), dilation=(2, 3)),
+    ConvCase("dilation3_stride2", 1, 11, 10, 2, 3, 3, 2, 1, dilation=3),
+    ConvCase("groups2", 2, 7, 6, 4, 3, 6, 1, 1, groups=2),
+    ConvCase("depthwise", 2, 8, 7, 6, 3, 6, 1, 1, groups=6),
+    ConvCase("depthwise_multiplier_s2", 2, 7, 6, 3, 3, 6, 2, "same", groups=3),
+    ConvCase("same_even_f", 2, 7, 6, 3, 2, 4, 1, "same"),
+    ConvCase("same_strided", 2, 8, 9, 3, 3, 5, 2, "same"),
+    ConvCase("same_dilated", 2, 7, 8, 3, 3, 4, 1, "same", dilation=2),
+    ConvCase("valid", 2, 6, 7, 3, 3, 4, 1, "valid"),
+    ConvCase("uneven_pad", 2, 6, 5, 3, 3, 4, 1, ((0, 2), (1, 0))),
+    ConvCase("nchw", 2, 7, 6, 3, 3, 5, 1, 1, layout="NCHW"),
+    ConvCase("nchw_grouped_dilated_same", 1, 9, 8, 4, 3, 6, 2, "same", dilation=2, groups=2, layout="NCHW"),
+    ConvCase("groups_dilated_uneven", 1, 8, 7, 3, (2, 3), 6, (1, 2), ((2, 1), (0, 3)), dilation=(3, 2), groups=3),
+    # enough channels for the numba backend's tiled and vectorised kernels
+    ConvCase("many_channels_dilated", 2, 12, 14, 40, 3, 48, 1, 2, dilation=2),
+    ConvCase("many_channels_depthwise", 2, 10, 11, 40, 3, 40, 1, 1, groups=40),
+    ConvCase("many_channels_depthwise_s2", 2, 13, 12, 36, 5, 72, 2, "same", dilation=2, groups=36),
+    ConvCase("many_channels_groups4", 2, 9, 10, 32, 3, 48, 1, 1, groups=4),
 ]}
 
 POOL_CASES: Dict[str, PoolCase] = {c.name: c for c in [
@@ -166,6 +236,18 @@ POOL_CASES: Dict[str, PoolCase] = {c.name: c for c in [
     PoolCase("many_channels_ties", 2, 9, 9, 40, 3, 2, ties=True),
     # big enough for the numba backend to thread it (THREADED_WORK)
     PoolCase("large", 4, 48, 48, 64, 3, 2),
+    # beyond the course: ceil_mode (windows past the padding), count_include_pad=False,
+    # "same" and uneven padding, NCHW, and combinations
+    PoolCase("ceil", 2, 8, 9, 3, 3, 2, ceil_mode=True),
+    PoolCase("ceil_padded", 2, 8, 7, 3, 3, 2, pad=1, ceil_mode=True),
+    PoolCase("exclude_pad", 2, 7, 7, 2, 3, 2, pad=1, count_include_pad=False),
+    PoolCase("ceil_exclude_pad", 2, 9, 8, 3, (3, 2), (2, 3), pad=1, ceil_mode=True, count_include_pad=False),
+    PoolCase("same", 2, 7, 8, 3, 2, 2, pad="same"),
+    PoolCase("same_s1", 2, 6, 5, 3, 3, 1, pad="same", count_include_pad=False),
+    PoolCase("uneven_pad", 2, 7, 6, 3, 3, 2, pad=((0, 1), (1, 0))),
+    PoolCase("nchw", 2, 7, 8, 3, 3, 2, pad=1, layout="NCHW"),
+    PoolCase("nchw_ceil_ties", 2, 8, 8, 4, 2, 2, ceil_mode=True, ties=True, layout="NCHW"),
+    PoolCase("many_channels_ceil", 2, 10, 11, 40, 3, 2, pad=1, ceil_mode=True, count_include_pad=False),
 ]}
 
 #: The benchmark table (NHWC): N, H, W, C_in, f, C_out, stride, pad.

@@ -49,10 +49,14 @@ ALL_OPS = tuple(_dispatch.OPS) + DENSE
 #: The course functions ``--function`` accepts, and the op (kernel) each one checks.
 FUNCTIONS = ("zero_pad", "conv_forward", "conv_backward", "pool_forward", "pool_backward",
              "relu", "sigmoid", "relu_backward", "sigmoid_backward") + DENSE
-QUICK_CONV = ("course", "odd_sizes", "stride_gt_f", "nonsquare", "noncontig")
-QUICK_POOL = ("course", "overlap_p3s2", "padded", "ties", "noncontig")
-CONV_GRAD = ("course", "odd_sizes", "stride_gt_f", "pad_gt_f", "nonsquare", "strided_nonsquare_pad", "channel1")
-POOL_GRAD = ("course_backward", "overlap_p3s2", "nonsquare", "stride_gt_f", "padded", "nontiling")
+QUICK_CONV = ("course", "odd_sizes", "stride_gt_f", "nonsquare", "noncontig", "groups_dilated_uneven",
+              "nchw_grouped_dilated_same")
+QUICK_POOL = ("course", "overlap_p3s2", "padded", "ties", "noncontig", "ceil_exclude_pad", "nchw")
+CONV_GRAD = ("course", "odd_sizes", "stride_gt_f", "pad_gt_f", "nonsquare", "strided_nonsquare_pad", "channel1",
+             "dilated_nonsquare_strided", "dilation3_stride2", "depthwise_multiplier_s2", "same_even_f",
+             "uneven_pad", "nchw_grouped_dilated_same", "groups_dilated_uneven")
+POOL_GRAD = ("course_backward", "overlap_p3s2", "nonsquare", "stride_gt_f", "padded", "nontiling",
+             "ceil_padded", "ceil_exclude_pad", "same", "uneven_pad", "nchw")
 
 
 @dataclasses.dataclass
@@ -425,9 +429,9 @@ def _diagnose(s: Subject, op: str, args, got, dtype) -> str:
 
 
 def _course_ok(case) -> bool:
-    """Cases a course-style function can take: int stride and pad, square window, no pool padding."""
-    return all(isinstance(getattr(case, k, 0), int) for k in ("f", "stride", "pad")) and not (
-        hasattr(case, "ties") and case.pad != 0)
+    """Cases a course-style function can take: int stride and pad, square window, no pool
+    padding, none of the options beyond the course (``case.course``)."""
+    return case.course
 
 
 # --------------------------------------------------------------------------------- checks

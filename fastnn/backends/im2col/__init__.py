@@ -286,6 +286,9 @@ def _with_bias_row(Wm, b, ar):
 
 @register("conv_forward", NAME)
 def conv_forward(p, A_prev, W, b, Z):
+    if not p.core:
+        _depthwise_forward(p, A_prev, W, b, Z)
+        return
     Kd = p.fh * p.fw * p.C
     Wm = W.reshape(Kd, p.K)
     if _is_pointwise(p):  # no columns to build, no workspace
@@ -309,6 +312,9 @@ def conv_forward(p, A_prev, W, b, Z):
 def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
     # (No column of ones here: db as the last row of cols^T @ dZ measured no faster, the
     # strided dcols of the next GEMM and col2im costing more than the pass over dZ.)
+    if not p.core:
+        _depthwise_backward(p, A_prev, W, dZ, dA_prev, dW, db)
+        return
     Kd = p.fh * p.fw * p.C
     Wm = W.reshape(Kd, p.K)
     dW2 = dW.reshape(Kd, p.K)
@@ -340,6 +346,85 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db):
 
 
 conv_backward.input_grad_optional = True  # dA_prev None: skipped (see _dispatch.OPS)
+
+
+# Depthwise convolution (groups = C_in; a channel multiplier M = K / C_in runs on the input with
+# each channel repeated M times): no GEMM to feed either, but the same columns, viewed as
+# (rows, fh*fw, K) as pooling's are: Z = sum over taps of cols[:, t] * W[t] + b; dW[t] sums
+# cols[:, t] * dZ over the rows; dcols = dZ * W[t], scattered back by col2im. Dilation and
+# uneven pads reach it as fastnn._lower's phases and padded inputs.
+
+
+def _depthwise_handles(p) -> bool:
+    return p.G == p.C and p.G > 1 and p.dh == 1 and p.dw == 1 and p.pb == p.ph and p.pr == p.pw
+
+
+def _depthwise_geometry(p, A_prev):
+    """The input with each channel repeated M times (or itself), and params for its columns."""
+    M = p.K // p.C
+    X = A_prev if M == 1 else np.repeat(A_prev, M, axis=3)
+    return X, p._replace(C=p.K, G=1)
+
+
+def _depthwise_cost(q, backward: bool):
+    it, area = q.dtype.itemsize, q.fh * q.fw
+    pad = _padded_copy(q)
+
+    def cost(nb, ho, wo, R, Cw):
+        rows = nb * ho * wo
+        n = region_bytes((rows, area, q.K), it) + (region_bytes((area, q.K), it) if backward else 0)
+        if pad:
+            n += region_bytes((nb, R, Cw, q.K), it)
+        return n
+
+    return cost
+
+
+def _depthwise_forward(p, A_prev, W, b, Z):
+    X, q = _depthwise_geometry(p, A_prev)
+    Wd = W.reshape(q.fh * q.fw, q.K)
+    ar = arena()
+    boxes, _ = plan(q, _depthwise_cost(q, False), _pool_budget())
+    for box in boxes:
+        ar.reserve(box.nbytes)
+        cols = ar.take((box.rows, q.fh * q.fw, q.K), q.dtype)
+        _columns(q, X, box, 0, cols, ar)
+        out = _out_rows(Z, box, q.K)
+        np.einsum("rtc,tc->rc", cols, Wd, out=out)
+        out += b
+
+
+def _depthwise_backward(p, A_prev, W, dZ, dA_prev, dW, db):
+    X, q = _depthwise_geometry(p, A_prev)
+    area = q.fh * q.fw
+    Wd = W.reshape(area, q.K)
+    dW2 = dW.reshape(area, q.K)
+    _sum_rows(dZ.reshape(-1, q.K), db)
+    M = p.K // p.C
+    dX = None if dA_prev is None else (dA_prev if M == 1 else np.empty(X.shape, dtype=p.dtype))
+    ar = arena()
+    boxes, full = plan(q, _depthwise_cost(q, True), _pool_budget())
+    if not full and dX is not None:
+        dX.fill(0)
+    for k, box in enumerate(boxes):
+        ar.reserve(box.nbytes)
+        cols = ar.take((box.rows, area, q.K), q.dtype)
+        spare = _columns(q, X, box, 0, cols, ar)
+        dZc = _out_rows(dZ, box, q.K)
+        if k == 0:
+            np.einsum("rtc,rc->tc", cols, dZc, out=dW2)
+        else:
+            part = ar.take((area, q.K), q.dtype)
+            np.einsum("rtc,rc->tc", cols, dZc, out=part)
+            dW2 += part
+        if dX is not None:
+            dcols = np.multiply(dZc[:, None, :], Wd[None], out=cols)  # the columns are spent
+            _add_columns(q, dcols, dX, box, full, ar, spare)
+    if dX is not None and M > 1:  # each input channel's gradient sums its M output channels' (in order)
+        np.sum(dX.reshape(p.m, p.H, p.W, p.C, M), axis=4, out=dA_prev)
+
+
+conv_forward.handles = conv_backward.handles = _depthwise_handles  # (the rest: fastnn._lower)
 
 
 #: Pooling has no GEMM to feed: its chunks are kept small enough that the columns are

@@ -69,9 +69,10 @@ from . import templates, tiles
 from .threads import run_chunks
 
 #: The generated kernels (:mod:`.templates`), found through their tables: ``_CONV.FWD[P, T]``,
-#: ``_CONV.DW[J, T]``, ``_CONV.DA[C, L]``, ``_POOL.POOL[kind, NB]``.
+#: ``_CONV.DW[J, T]``, ``_CONV.DA[C, L]``, ``_POOL.POOL[kind, NB]``, ``_DW.DW[kind, NB]``.
 _CONV = templates.load("conv")
 _POOL = templates.load("pool")
+_DW = templates.load("depthwise")
 
 NAME = "numba"
 register_backend(
@@ -212,9 +213,65 @@ def _fwd_kernel_call(X, Wm, bias, Z, sh, sw, tile=None):
               _pack_channels(bias, T), Z, sh, sw, Cin)
 
 
+# ------------------------------------------------------- depthwise convolution
+# groups = C_in (a channel multiplier M = K / C_in too), any stride, dilation and padding, even
+# or not: the depthwise kernels (templates.dw_*) read the unpadded input, clipping each pixel's
+# taps to it, with NB channels' sums in registers (NB: the pooling blocks' rule, tiles.pool_block).
+
+
+def _is_depthwise(p) -> bool:
+    return p.G == p.C and p.G > 1
+
+
+def _depthwise_input(p, A_prev):
+    """The input with each channel repeated M = K / C times (a channel multiplier), so that
+    output channel k reads input channel k of it; A_prev itself when M = 1."""
+    M = p.K // p.C
+    return A_prev if M == 1 else np.repeat(A_prev, M, axis=3)
+
+
+def _depthwise_forward(p, A_prev, W, b, Z):
+    _run(_DW.DW["fwd", tiles.pool_block(p.K)], _conv_work(p), _depthwise_input(p, A_prev),
+         W.reshape(p.fh, p.fw, p.K), b, Z, p.sh, p.sw, p.ph, p.pw, p.dh, p.dw)
+
+
+def _depthwise_backward(p, A_prev, W, dZ, dA_prev, dW, db):
+    X = _depthwise_input(p, A_prev)
+    work = _conv_work(p)
+    mode = _MODE.get()
+    nch = 1 if mode == SERIAL or (mode is None and work < _THREADED_WORK) else max(1, min(_num_threads(), p.m * p.Ho))
+    part = np.empty((nch, p.fh, p.fw, p.K), dtype=p.dtype)
+    pdb = np.empty((nch, p.K), dtype=p.dtype)
+    NB = tiles.pool_block(p.K)
+    zero = p.dtype.type(0)
+    run_chunks(_DW.DW["dW", NB], (X, dZ, part, pdb, p.sh, p.sw, p.ph, p.pw, p.dh, p.dw, zero), nch)  # a chunk per partial
+    if nch == 1:
+        dW.reshape(p.fh, p.fw, p.K)[:] = part[0]
+        db[:] = pdb[0]
+    else:
+        kernels.sum_parts(part.reshape(nch, -1), dW.reshape(-1), 0, 1)
+        kernels.sum_parts(pdb, db, 0, 1)
+    if dA_prev is None:  # (no input gradient wanted)
+        return
+    M = p.K // p.C
+    dX = dA_prev if M == 1 else np.empty(X.shape, dtype=p.dtype)
+    _run(_DW.DW["dA", NB], work, dZ, W.reshape(p.fh, p.fw, p.K), dX, p.sh, p.sw, p.ph, p.pw, p.dh, p.dw, zero)
+    if M > 1:  # each input channel's gradient sums its M output channels' (in order)
+        np.sum(dX.reshape(p.m, p.H, p.W, p.C, M), axis=4, out=dA_prev)
+
+
+def _handles(p) -> bool:
+    """The numba backend's own kernels for calls beyond the course's: depthwise convolutions
+    (any stride, dilation and padding); the rest is composed of course calls (fastnn._lower)."""
+    return _is_depthwise(p)
+
+
 @register("conv_forward", NAME)
 def conv_forward(p, A_prev, W, b, Z, tile=None):
     """``tile``: a forward tile variant (P, T), run on the tiled path whatever the work."""
+    if not p.core:
+        _depthwise_forward(p, A_prev, W, b, Z)
+        return
     if tile is None and _is_small(p):
         _fwd_small(A_prev, W, b, Z, p.sh, p.sw, p.ph, p.pw)
         return
@@ -225,12 +282,16 @@ def conv_forward(p, A_prev, W, b, Z, tile=None):
                      tile)
 
 
+conv_forward.handles = _handles
 _fwd_small = kernels.conv_fwd_small
 
 
 @register("conv_backward", NAME)
 def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t=None):
     """``dw_t``: a dW channel-tile variant T, run on the tiled path whatever the work."""
+    if not p.core:
+        _depthwise_backward(p, A_prev, W, dZ, dA_prev, dW, db)
+        return
     # The padded input, widened to a whole number of strides so that dW can view each row
     # as (Wp/sw, sw*C) pieces.
     ew = (-p.Wp) % p.sw
@@ -277,6 +338,7 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t=None):
 
 
 conv_backward.input_grad_optional = True  # dA_prev None: skipped (see _dispatch.OPS)
+conv_backward.handles = _handles
 
 
 def _dA_phases(n, n_out, f, s, pad):
@@ -395,6 +457,14 @@ def pool_forward(p, A_prev, A, nb=None):
               p.dtype.type(0), nb=nb)
 
 
+def _pool_handles(p) -> bool:
+    """The pooling kernels clip every window to the input, so uneven pads and ceil_mode's
+    windows past the padding need nothing more; an average's divisors other than the whole
+    window's are fastnn._lower's (a rescale)."""
+    return p.divisor == "area"
+
+
+pool_forward.handles = _pool_handles
 _EMPTY_IDX = np.zeros((1, 1, 1, 1), dtype=np.int32)
 _AVG_GATHER = _POOL.POOL["avg_bwd_gather", tiles.GATHER_REG_NB]
 
@@ -437,6 +507,9 @@ def pool_backward(p, A_prev, dA, dA_prev, nb=None):
     # gather: it runs at about the speed of copying X).
     _run(kernels.pool_bwd, work, Idx, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, mode, area,
          p.dtype.type(0))
+
+
+pool_backward.handles = _pool_handles
 
 
 # ---------------------------------------------------------------------- variants

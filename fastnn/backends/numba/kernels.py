@@ -296,3 +296,4 @@ def pool_bwd(Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero, chunk, nchun
                     else:
                         for c in range(C):
                             g[c] += d[c] / area
+

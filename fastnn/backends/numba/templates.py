@@ -553,6 +553,125 @@ POOL_KERNELS = (("pool_max", pool_max), ("pool_avg", pool_avg), ("pool_argmax", 
                 ("pool_max_bwd_gather", pool_max_bwd_gather))
 
 
+# ---------------------------------------------------------- depthwise convolution
+# groups = C (one filter per channel, W as (fh, fw, C)), read straight from the unpadded input:
+# each output pixel's taps are clipped to the input, so the zero padding costs nothing and
+# needs no padded copy. Taps are dh, dw apart (dilation). NB channels' sums are kept in
+# registers over all of a pixel's taps (the last block shifted back to end at C).
+
+#: The taps kh of output row ho inside the input: [kh0, kh1) (h0 + kh*dh in [0, H)).
+_DW_ROW = ["h0 = ho * sh - ph", "kh0 = max(0, (dh - 1 - h0) // dh)", "kh1 = min(fh, (H - 1 - h0) // dh + 1)"]
+_DW_COL = ["w0 = wo * sw - pw", "kw0 = max(0, (dw - 1 - w0) // dw)", "kw1 = min(fw, (W - 1 - w0) // dw + 1)"]
+
+
+def dw_fwd(name: str, NB: int) -> List[str]:
+    taps = ["for kh in range(kh0, kh1):", "    xr = Xi[h0 + kh * dh]", "    wr = Wd[kh]",
+            "    for kw in range(kw0, kw1):", "        x = xr[w0 + kw * dw]", "        wv = wr[kw]",
+            *_ind(_rep(NB, "a{k} += x[c0 + {k}] * wv[c0 + {k}]"), 8)]
+    return [
+        "@kernel(fastmath=FASTMATH_CONV)",
+        f"def {name}(X, Wd, b, Z, sh, sw, ph, pw, dh, dw):",
+        '    """Depthwise: Z[i, ho, wo, c] = b[c] + the sum over the taps (kh, kw) inside X of',
+        "    X[i, ho*sh + kh*dh - ph, wo*sw + kw*dw - pw, c] * Wd[kh, kw, c] (in kh, kw order).",
+        f'    Channel blocks of {NB} (needs C >= {NB})."""',
+        "    m, H, W, C = X.shape",
+        "    _, Ho, Wo, _ = Z.shape",
+        "    fh, fw, _ = Wd.shape",
+        f"    nb = (C + {NB - 1}) // {NB}",
+        "    for t in range(m * Ho):",
+        "        i = t // Ho",
+        "        ho = t - i * Ho",
+        *_ind(_DW_ROW, 8),
+        "        Xi = X[i]",
+        "        zrow = Z[i, ho]",
+        "        for wo in range(Wo):",
+        *_ind(_DW_COL, 12),
+        "            z = zrow[wo]",
+        "            for cb in range(nb):",
+        f"                c0 = {_shifted('cb', NB, 'C')}",
+        *_ind(_rep(NB, "a{k} = b[c0 + {k}]") + taps + _rep(NB, "z[c0 + {k}] = a{k}"), 16),
+    ]
+
+
+def dw_dA(name: str, NB: int) -> List[str]:
+    taps = ["for kh in range(fh):", "    q = h + ph - kh * dh", "    if q < 0:", "        break",
+            "    ho = q // sh", "    if ho * sh != q or ho >= Ho:", "        continue",
+            "    zr = dZ[i, ho]", "    wr = Wd[kh]",
+            "    for kw in range(fw):", "        r = w + pw - kw * dw", "        if r < 0:", "            break",
+            "        wo = r // sw", "        if wo * sw != r or wo >= Wo:", "            continue",
+            "        d = zr[wo]", "        wv = wr[kw]", *_ind(_rep(NB, "a{k} += d[c0 + {k}] * wv[c0 + {k}]"), 8)]
+    return [
+        "@kernel(fastmath=FASTMATH_CONV)",
+        f"def {name}(dZ, Wd, dX, sh, sw, ph, pw, dh, dw, zero):",
+        '    """The input gradient of the depthwise forward, gathered: dX[i, h, w, c] sums dZ[i, ho, wo, c]',
+        "    * Wd[kh, kw, c] over the taps with h + ph = ho*sh + kh*dh and w + pw = wo*sw + kw*dw (kh,",
+        f'    kw order): chunks of input rows write disjoint outputs. Channel blocks of {NB}."""',
+        "    m, H, W, C = dX.shape",
+        "    _, Ho, Wo, _ = dZ.shape",
+        "    fh, fw, _ = Wd.shape",
+        f"    nb = (C + {NB - 1}) // {NB}",
+        "    for t in range(m * H):",
+        "        i = t // H",
+        "        h = t - i * H",
+        "        grow = dX[i, h]",
+        "        for w in range(W):",
+        "            g = grow[w]",
+        "            for cb in range(nb):",
+        f"                c0 = {_shifted('cb', NB, 'C')}",
+        *_ind(_rep(NB, "a{k} = zero") + taps + _rep(NB, "g[c0 + {k}] = a{k}"), 16),
+    ]
+
+
+def dw_dW(name: str, NB: int) -> List[str]:
+    """Per output row and tap, the sum over the row's pixels stays in registers (NB channels);
+    the last, shifted block adds only the channels the blocks before did not."""
+    over_wo = ["for wo in range(wa, wb):", "    x = xr[wo * sw + xo]", "    d = zr[wo]",
+               *_ind(_rep(NB, "a{k} += x[c0 + {k}] * d[c0 + {k}]"), 4)]
+    add = [line for k in range(NB) for line in (f"if c0 + {k} >= cs:", f"    pk[c0 + {k}] += a{k}")]
+    return [
+        "@kernel(fastmath=FASTMATH_CONV)",
+        f"def {name}(X, dZ, part, pdb, sh, sw, ph, pw, dh, dw, zero):",
+        '    """This chunk\'s partial sums of the depthwise forward\'s weight and bias gradients over its',
+        "    output rows (i, ho): part[chunk, kh, kw, c] and pdb[chunk, c] (the caller adds the chunks",
+        f'    in order). Channel blocks of {NB}."""',
+        "    m, H, W, C = X.shape",
+        "    _, Ho, Wo, _ = dZ.shape",
+        "    _, fh, fw, _ = part.shape",
+        f"    nb = (C + {NB - 1}) // {NB}",
+        "    acc = part[chunk]",
+        "    dbp = pdb[chunk]",
+        "    for kh in range(fh):",
+        "        for kw in range(fw):",
+        "            for c in range(C):",
+        "                acc[kh, kw, c] = zero",
+        "    for c in range(C):",
+        "        dbp[c] = zero",
+        "    for t in range(m * Ho):",
+        "        i = t // Ho",
+        "        ho = t - i * Ho",
+        *_ind(_DW_ROW, 8),
+        "        zr = dZ[i, ho]",
+        "        for wo in range(Wo):",
+        "            dv = zr[wo]",
+        "            for c in range(C):",
+        "                dbp[c] += dv[c]",
+        "        for kh in range(kh0, kh1):",
+        "            xr = X[i, h0 + kh * dh]",
+        "            for kw in range(fw):",
+        "                xo = kw * dw - pw",
+        "                wa = max(0, (sw - 1 - xo) // sw)  # the pixels whose tap kw is inside X",
+        "                wb = min(Wo, (W - 1 - xo) // sw + 1)",
+        "                pk = acc[kh, kw]",
+        "                for cb in range(nb):",
+        f"                    cs = cb * {NB}",
+        f"                    c0 = {_shifted('cb', NB, 'C')}",
+        *_ind(_rep(NB, "a{k} = zero") + over_wo + add, 20),
+    ]
+
+
+DW_KERNELS = (("dw_fwd", dw_fwd), ("dw_dA", dw_dA), ("dw_dW", dw_dW))
+
+
 # ------------------------------------------------------------------ the modules
 
 _HEAD = ["import numpy as np", "", "from fastnn._jit import FASTMATH_CONV, kernel", ""]
@@ -603,7 +722,20 @@ def pool_source() -> str:
     return "\n".join(out) + "\n"
 
 
-SOURCES = {"conv": conv_source, "pool": pool_source}
+def depthwise_source() -> str:
+    """The depthwise kernels (forward, dA_prev, dW) for every block width of ``POOL_NB``."""
+    out = list(_HEAD)
+    entries = []
+    for NB in POOL_NB:
+        for base, gen in DW_KERNELS:
+            name = f"{base}_b{NB}"
+            entries.append(((base[len("dw_"):], NB), name))
+            out += ["", "", *chunked(gen(name, NB))]
+    out += _table("DW", "(kind, NB channels) -> depthwise kernel", entries)
+    return "\n".join(out) + "\n"
+
+
+SOURCES = {"conv": conv_source, "pool": pool_source, "depthwise": depthwise_source}
 
 
 def load(family: str):
