@@ -8,10 +8,14 @@ backend's own pytest suite runs it in one line::
 
 Kinds of check: ``golden`` (the values the course prints), ``matrix`` (every named case of
 :mod:`fastnn.testing.cases` x dtype x op against the ground truth, at the one tolerance rule of
-:mod:`fastnn.testing.tolerance`), ``gradients`` (backward against central differences of the
-forward), ``bad_input`` (the wrapper's errors reach the user unchanged), ``mutation`` (inputs
-are never modified), ``nan`` (NaN and Inf propagate as in the ground truth), ``ties`` (the
-max-pool tie rules), ``threads`` (concurrent calls equal serial ones bit for bit).
+:mod:`fastnn.testing.tolerance`), ``gradients`` (every backward against central differences of
+its forward), ``bad_input`` (the wrapper's errors reach the user unchanged), ``mutation`` (inputs
+are never modified), ``nan`` (NaN, +Inf and -Inf in the data and the incoming gradient propagate
+as in the ground truth), ``ties`` (the max-pool tie rules), ``threads`` (concurrent calls, each
+thread with inputs of its own, equal serial ones bit for bit).
+
+:func:`report` runs a selection and prints what ``fastnn check`` prints (in a notebook:
+``conformance.report(conv_forward)``); a check whose subject raised says where and with what inputs.
 
 The dense functions of the course's L-layer network (:data:`DENSE`: ``linear_forward`` ...
 ``update_parameters``) have no kernels; ``--function`` checks a student's against fastnn's on
@@ -164,6 +168,14 @@ def _raised(exc: BaseException) -> str:
     """``Type: message``, where in the code under check it was raised (its innermost frame of
     that code: file:line, the function and the source line), and the inputs of the call."""
     text = f"{type(exc).__name__}: {str(exc).strip()}"
+    try:
+        return text + _raised_where(exc)
+    except Exception:  # noqa: BLE001  (an argument whose repr raises: the message alone)
+        return text
+
+
+def _raised_where(exc: BaseException) -> str:
+    text = ""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if _theirs(f.filename)]
     if frames:
         f = frames[-1]
