@@ -9,6 +9,7 @@ from . import backends as _backends  # noqa: F401  (registers the kernels)
 from . import _plan
 from ._dispatch import (
     AUTO,
+    OPS,
     BackendError,
     available_backends,
     backend_info,
@@ -63,7 +64,7 @@ from . import _plugins  # noqa: E402  (last: a plugin may `import fastnn` and fi
 _plugins.load_plugins()
 
 __all__ = [
-    "AUTO", "BackendError", "register_backend", "register", "unregister_backend", "available_backends", "backend_info", "get_backend", "set_backend", "use_backend",
+    "AUTO", "OPS", "BackendError", "register_backend", "register", "unregister_backend", "available_backends", "backend_info", "get_backend", "set_backend", "use_backend",
     "tune", "set_autotune", "record", "recorded",
     "relu", "relu_backward", "sigmoid", "sigmoid_backward",
     "conv_backward", "conv_forward", "conv_single_step", "create_mask_from_window", "distribute_value",

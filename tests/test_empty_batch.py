@@ -13,9 +13,10 @@ import pytest
 
 import fastnn
 from fastnn import _dispatch
+from fastnn._plugins import builtin_backends
 from fastnn.testing.cases import DTYPES
 
-BACKENDS = fastnn.available_backends()
+BACKENDS = builtin_backends()
 DT_IDS = [np.dtype(d).name for d in DTYPES]
 CONV_HP = [{"stride": 1, "pad": 1}, {"stride": (2, 1), "pad": (0, 2)}]
 POOL_HP = [{"f": 2, "stride": 2}, {"f": 3, "stride": 1, "pad": 1}]

@@ -7,8 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastnn
+from fastnn._plugins import builtin_backends
 
-BACKENDS = fastnn.available_backends()
+BACKENDS = builtin_backends()
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

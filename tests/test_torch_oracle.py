@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 import fastnn
+from fastnn._plugins import builtin_backends
 from fastnn.testing.cases import CONV_CASES, POOL_CASES
 
 torch = pytest.importorskip("torch", reason="PyTorch not installed: pip install torch==2.13.0")
 F = torch.nn.functional
 
-BACKENDS = fastnn.available_backends()
+BACKENDS = builtin_backends()
 
 
 def to_nchw(x):

@@ -5,8 +5,9 @@ import pytest
 
 import fastnn
 from fastnn._dispatch import ground_truth_backend
+from fastnn._plugins import builtin_backends
 
-BACKENDS = fastnn.available_backends()
+BACKENDS = builtin_backends()
 REF = ground_truth_backend()
 HP = {"stride": 1, "pad": 1}
 

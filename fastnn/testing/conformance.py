@@ -8,10 +8,14 @@ backend's own pytest suite runs it in one line::
 
 Kinds of check: ``golden`` (the values the course prints), ``matrix`` (every named case of
 :mod:`fastnn.testing.cases` x dtype x op against the ground truth, at the one tolerance rule of
-:mod:`fastnn.testing.tolerance`), ``gradients`` (backward against central differences of the
-forward), ``bad_input`` (the wrapper's errors reach the user unchanged), ``mutation`` (inputs
-are never modified), ``nan`` (NaN and Inf propagate as in the ground truth), ``ties`` (the
-max-pool tie rules), ``threads`` (concurrent calls equal serial ones bit for bit).
+:mod:`fastnn.testing.tolerance`), ``gradients`` (every backward against central differences of
+its forward), ``bad_input`` (the wrapper's errors reach the user unchanged), ``mutation`` (inputs
+are never modified), ``nan`` (NaN, +Inf and -Inf in the data and the incoming gradient propagate
+as in the ground truth), ``ties`` (the max-pool tie rules), ``threads`` (concurrent calls, each
+thread with inputs of its own, equal serial ones bit for bit).
+
+:func:`report` runs a selection and prints what ``fastnn check`` prints (in a notebook:
+``conformance.report(conv_forward)``); a check whose subject raised says where and with what inputs.
 
 The dense functions of the course's L-layer network (:data:`DENSE`: ``linear_forward`` ...
 ``update_parameters``) have no kernels; ``--function`` checks a student's against fastnn's on
@@ -22,7 +26,10 @@ which mistake it equals where one is recognised ("your Z equals np.dot(W, A) wit
 from __future__ import annotations
 
 import dataclasses
+import os
+import sysconfig
 import threading
+import traceback
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -32,8 +39,8 @@ from . import course
 from .cases import CONV_CASES, DTYPES, POOL_CASES
 from .tolerance import tolerance
 
-__all__ = ["Check", "Problem", "Subject", "backend_subject", "variant_candidates", "function_subject", "checks", "run",
-           "make_test", "FUNCTIONS", "KINDS", "DENSE", "ALL_OPS"]
+__all__ = ["Check", "Problem", "Subject", "Report", "backend_subject", "variant_candidates", "function_subject",
+           "checks", "run", "report", "make_test", "FUNCTIONS", "KINDS", "DENSE", "ALL_OPS"]
 
 KINDS = ("golden", "matrix", "gradients", "bad_input", "mutation", "nan", "ties", "threads")
 #: The dense functions of the course's L-layer network: no kernels of their own, checked as
@@ -77,7 +84,7 @@ class Check:
         try:
             return self.fn()
         except Exception as exc:  # noqa: BLE001  (the subject raised: that is the finding)
-            return Problem(f"raised {type(exc).__name__}: {exc}")
+            return Problem(f"raised {_raised(exc)}")
 
     def assert_passes(self) -> None:
         problem = self.run()
@@ -89,7 +96,8 @@ class Subject:
     """What is checked: course-signature callables per op (``fns``), the rest from the ground truth."""
 
     def __init__(self, name: str, fns: Dict[str, Callable], is_backend: bool):
-        self.name, self.fns, self.is_backend = name, fns, is_backend
+        self.name, self.is_backend = name, is_backend
+        self.fns = {op: _noting_inputs(op, fn) for op, fn in fns.items()}
         self.ref = {**_wrapped(_dispatch.ground_truth_backend()), **_dense_refs()}
         self.strict_dtype = is_backend
 
@@ -103,6 +111,86 @@ class Subject:
         if op in ALL_OPS:
             return self.__dict__["ref"][op]
         raise AttributeError(op)
+
+
+#: The course's argument names of each function, for the inputs of a call that raised.
+_ARGNAMES = {"zero_pad": ("X", "pad"), "conv_forward": ("A_prev", "W", "b", "hparameters"),
+             "conv_backward": ("dZ", "cache"), "pool_forward": ("A_prev", "hparameters", "mode"),
+             "pool_backward": ("dA", "cache", "mode", "ties"), "relu": ("Z",), "sigmoid": ("Z",),
+             "relu_backward": ("dA", "cache"), "sigmoid_backward": ("dA", "cache")}
+
+
+def _noting_inputs(op: str, fn: Callable) -> Callable:
+    """``fn``, whose exceptions (re-raised unchanged) carry the op and the arguments of the call
+    that raised, for :func:`_raised`."""
+    def call(*args, **kw):
+        try:
+            return fn(*args, **kw)
+        except Exception as exc:
+            if not hasattr(exc, "_fastnn_inputs"):
+                try:
+                    exc._fastnn_inputs = (op, args, kw)
+                except AttributeError:  # pragma: no cover  (an exception type without a __dict__)
+                    pass
+            raise
+    return call
+
+
+def _describe(x, depth=0) -> str:
+    """An argument as its shape: ``(2, 7, 5, 3) float64``; tuples and dicts item by item."""
+    if isinstance(x, np.ndarray):
+        return f"{x.shape} {x.dtype}"
+    if isinstance(x, (tuple, list)) and depth < 3:
+        return "(" + ", ".join(_describe(v, depth + 1) for v in x) + ("," if len(x) == 1 else "") + ")"
+    if isinstance(x, dict) and depth < 3 and any(isinstance(v, np.ndarray) for v in x.values()):
+        return "{" + ", ".join(f"{k!r}: {_describe(v, depth + 1)}" for k, v in x.items()) + "}"
+    text = repr(x)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _theirs(filename: str) -> bool:
+    """A frame of the code under check: not Python's, NumPy's or fastnn's own (its backends'
+    kernels excepted)."""
+    path = os.path.abspath(filename)
+    if path.startswith(_BACKENDS_DIR):
+        return True
+    return not (path.startswith(_NUMPY_DIR) or path.startswith(_FASTNN_DIR) or
+                (path.startswith(_STDLIB_DIR) and "-packages" not in path))
+
+
+_FASTNN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_BACKENDS_DIR = os.path.join(_FASTNN_DIR, "backends") + os.sep
+_NUMPY_DIR = os.path.dirname(os.path.abspath(np.__file__)) + os.sep
+_STDLIB_DIR = os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep
+
+
+def _raised(exc: BaseException) -> str:
+    """``Type: message``, where in the code under check it was raised (its innermost frame of
+    that code: file:line, the function and the source line), and the inputs of the call."""
+    text = f"{type(exc).__name__}: {str(exc).strip()}"
+    try:
+        return text + _raised_where(exc)
+    except Exception:  # noqa: BLE001  (an argument whose repr raises: the message alone)
+        return text
+
+
+def _raised_where(exc: BaseException) -> str:
+    text = ""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if _theirs(f.filename)]
+    if frames:
+        f = frames[-1]
+        name = f.filename
+        if os.path.isabs(name) and name.startswith(os.getcwd() + os.sep):
+            name = os.path.relpath(name)
+        text += f"; at {name}:{f.lineno} in {f.name}" + (f": {f.line.strip()}" if f.line else "")
+    noted = getattr(exc, "_fastnn_inputs", None)
+    if noted is not None:
+        op, args, kw = noted
+        names = list(_ARGNAMES.get(op) or _DENSE_ARGNAMES.get(op) or ())
+        names += [f"argument {i + 1}" for i in range(len(names), len(args))]
+        text += "; inputs: " + ", ".join([f"{n} {_describe(a)}" for n, a in zip(names, args)] +
+                                         [f"{k}={_describe(v)}" for k, v in kw.items()])
+    return text
 
 
 def _wrapped(backend: str) -> Dict[str, Callable]:
@@ -206,8 +294,10 @@ def compare(got, expected, dtype, what: str, strict_dtype: bool = True,
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         err = np.abs(a.astype(np.float64) - e.astype(np.float64))
         rel = err / np.abs(e.astype(np.float64))
-    err = np.where(bad, np.nan_to_num(err, nan=np.inf), 0.0)
-    rel = np.where(bad, np.nan_to_num(rel, nan=np.inf), 0.0)
+    # NaN (a NaN or Inf against a number) and Inf (an error against an expected 0) both read "inf":
+    # nan_to_num alone would turn inf into the largest float, 1.8e+308
+    err = np.where(bad, np.nan_to_num(err, nan=np.inf, posinf=np.inf), 0.0)
+    rel = np.where(bad, np.nan_to_num(rel, nan=np.inf, posinf=np.inf), 0.0)
     first = tuple(np.argwhere(bad)[0])
     worst = np.unravel_index(int(np.argmax(err)), err.shape)
     msg = (f"{what}{_fmt_index(first)} differs: expected {_v(e[first])}, got {_v(a[first])} "
@@ -239,16 +329,55 @@ def _ref(key, compute):
 
 
 def _hint(s: Subject, op: str, case) -> str:
-    """A student's next step, from what the failing case has that simpler ones do not."""
-    if s.is_backend:
+    """What the failing case has, stated neutrally (its stride and pad, or window and stride): a
+    hint to look at them names none as the mistake; :func:`_diagnose` does when it finds one."""
+    if s.is_backend or not hasattr(case, "stride"):
         return ""
-    hints = []
-    if getattr(case, "stride", 1) not in (1, (1, 1)):
-        hints.append(f"this case has stride {case.stride}: check the stride in your slice "
-                     "(vert_start = h * stride, horiz_start = w * stride)")
-    if getattr(case, "pad", 0) not in (0, (0, 0)):
-        hints.append(f"it has pad {case.pad}: check that you pad A_prev (zero_pad) and un-pad dA_prev")
-    return "; " + "; ".join(hints) if hints else ""
+    if op.startswith("pool"):
+        return f"; this case has f {case.f} and stride {case.stride}"
+    return f"; this case has stride {case.stride} and pad {case.pad}"
+
+
+_STRIDE_HINT = "check the stride in your slice (vert_start = h * stride, horiz_start = w * stride)"
+
+
+def _stride1_backward(s: Subject, op: str, args):
+    """The ground truth's backward as a student's loop gives it with the stride left out (window
+    ``(h, w)`` at ``(h, w)`` instead of ``(h * stride, w * stride)``): the stride-1 backward of
+    the padded input's top-left corner that those windows cover, put back in place."""
+    if op == "conv_backward":
+        dZ, (A, W, b, hp) = args
+        pad, f = hp["pad"], W.shape[0]
+    else:
+        dZ, (A, hp), mode = args[:3]
+        pad, f = 0, hp["f"]
+    A_pad = np.pad(A, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    h, w = dZ.shape[1] + f - 1, dZ.shape[2] + f - 1
+    corner = A_pad[:, :h, :w, :]
+    if op == "conv_backward":
+        d_corner, dW, db = s.ref["conv_backward"](dZ, (corner, W, b, {"stride": 1, "pad": 0}))
+    else:
+        d_corner = s.ref["pool_backward"](dZ, (corner, {"stride": 1, "f": f}), mode)
+    d_pad = np.zeros(A_pad.shape, d_corner.dtype)
+    d_pad[:, :h, :w, :] = d_corner
+    dA = d_pad[:, pad:pad + A.shape[1], pad:pad + A.shape[2], :]
+    return (dA, dW, db) if op == "conv_backward" else (dA,)
+
+
+def _diagnose_backward(s: Subject, op: str, args, got, want, dtype) -> str:
+    """The stride hint for a backward whose every wrong output equals :func:`_stride1_backward`'s."""
+    hp = args[1][-1]
+    if s.is_backend or hp.get("stride", 1) == 1:
+        return ""
+    try:
+        alt = _stride1_backward(s, op, args)
+    except Exception:  # noqa: BLE001  (the mistake does not apply to these shapes)
+        return ""
+    got = got if op == "conv_backward" else (got,)
+    wrong = [(g, a) for g, a, w in zip(got, alt, want) if not _same(g, w, dtype)]
+    if wrong and all(_same(g, a, dtype) for g, a in wrong):
+        return f"; your gradients equal a stride-1 backward: {_STRIDE_HINT}"
+    return ""
 
 
 def _matches(got, alt, dtype) -> bool:
@@ -274,8 +403,7 @@ def _diagnose(s: Subject, op: str, args, got, dtype) -> str:
     if op == "conv_forward":
         A, W, b, hp = args
         stride, pad = hp["stride"], hp["pad"]
-        tries = [({"stride": 1, "pad": pad}, b, "your Z equals a stride-1 convolution: check the stride in your "
-                  "slice (vert_start = h * stride, horiz_start = w * stride)"),
+        tries = [({"stride": 1, "pad": pad}, b, f"your Z equals a stride-1 convolution: {_STRIDE_HINT}"),
                  ({"stride": stride, "pad": 0}, b, "your Z equals the convolution without padding: pad A_prev "
                   "(A_prev_pad = zero_pad(A_prev, pad)) and slice A_prev_pad"),
                  ({"stride": stride, "pad": pad}, np.zeros_like(b), "your Z equals the convolution without b: "
@@ -297,8 +425,7 @@ def _diagnose(s: Subject, op: str, args, got, dtype) -> str:
         other = {"max": "average", "average": "max"}[mode]
         tries = [(hp, other, f"your output is {other} pooling: for mode={mode!r} take the window's "
                              f"{'np.max' if mode == 'max' else 'np.mean'}"),
-                 ({**hp, "stride": 1}, mode, "your output equals a stride-1 pooling: check the stride in your "
-                                             "slice (vert_start = h * stride, horiz_start = w * stride)"),
+                 ({**hp, "stride": 1}, mode, f"your output equals a stride-1 pooling: {_STRIDE_HINT}"),
                  ({**hp, "f": hp["stride"], "stride": hp["f"]}, mode, "your output equals the pooling with f and "
                                                                       "stride swapped: f = hparameters['f']")]
         for hp2, mode2, text in tries:
@@ -325,7 +452,7 @@ def _course_ok(case) -> bool:
 def _matrix_conv(s: Subject, case, dtype, op):
     def fn():
         A, W, b, hp, dZ = case.make(dtype, seed=1)
-        key = ("conv", case.name, np.dtype(dtype).name)
+        key = ("conv", case, np.dtype(dtype).name)  # the case itself: a caller's may reuse a name
         Z_ref, grads_ref = _ref(key, lambda: (s.ref["conv_forward"](A, W, b, hp)[0],
                                               s.ref["conv_backward"](dZ, (A, W, b, hp))))
         if op == "conv_forward":
@@ -337,18 +464,20 @@ def _matrix_conv(s: Subject, case, dtype, op):
             if not (cache[0] is A and cache[1] is W and cache[2] is b and cache[3] is hp):
                 p = Problem("cache must be (A_prev, W, b, hparameters), the arguments as passed")
         else:
-            grads = s.conv_backward(dZ, (A, W, b, hp))
-            p = _first(*(compare(g, r, dtype, n, s.strict_dtype)
-                         for n, g, r in zip(("dA_prev", "dW", "db"), grads, grads_ref)))
-            if p is None and s.is_backend:  # without the input gradient: None, and the same dW, db bits
-                none, dW, db = s.conv_backward(dZ, (A, W, b, hp), input_grad=False)
+            grads = s.conv_backward(*_copy_args((dZ, (A, W, b, hp))))  # fresh inputs for each call: a
+            p = _first(*(compare(g, r, dtype, n, s.strict_dtype)        # kernel that modifies them fails
+                         for n, g, r in zip(("dA_prev", "dW", "db"), grads, grads_ref)))  # the mutation check
+            if p is not None:
+                p.message += (_diagnose_backward(s, op, (dZ, (A, W, b, hp)), grads, grads_ref, dtype)
+                              or _hint(s, op, case))
+                return p
+            if s.is_backend:  # without the input gradient: None, and the same dW, db bits
+                none, dW, db = s.conv_backward(*_copy_args((dZ, (A, W, b, hp))), input_grad=False)
                 p = (Problem(f"with input_grad=False dA_prev must be None, got {type(none).__name__}")
                      if none is not None else
                      _first(*(_bitwise(g, r, f"{n} with input_grad=False", ("with dA_prev", "without"),
                                        "dropping dA_prev may not change dW or db")
                               for n, g, r in (("dW", dW, grads[1]), ("db", db, grads[2])))))
-        if p is not None:
-            p.message += _hint(s, op, case)
         return p
     return fn
 
@@ -356,7 +485,7 @@ def _matrix_conv(s: Subject, case, dtype, op):
 def _matrix_pool(s: Subject, case, dtype, op, mode, ties):
     def fn():
         A, hp, dA = case.make(dtype, seed=2)
-        key = ("pool", case.name, np.dtype(dtype).name, mode, ties)
+        key = ("pool", case, np.dtype(dtype).name, mode, ties)
         out_ref, g_ref = _ref(key, lambda: (s.ref["pool_forward"](A, hp, mode)[0],
                                             s.ref["pool_backward"](dA, (A, hp), mode, ties)))
         if op == "pool_forward":
@@ -368,9 +497,10 @@ def _matrix_pool(s: Subject, case, dtype, op, mode, ties):
             if not (cache[0] is A and cache[1] is hp):
                 p = Problem("cache must be (A_prev, hparameters), the arguments as passed")
         else:
-            p = compare(s.pool_backward(dA, (A, hp), mode, ties), g_ref, dtype, "dA_prev", s.strict_dtype)
-        if p is not None:
-            p.message += _hint(s, op, case)
+            got = s.pool_backward(dA, (A, hp), mode, ties)
+            p = compare(got, g_ref, dtype, "dA_prev", s.strict_dtype)
+            if p is not None:
+                p.message += _diagnose_backward(s, op, (dA, (A, hp), mode), got, (g_ref,), dtype) or _hint(s, op, case)
         return p
     return fn
 
@@ -498,6 +628,24 @@ def _gradient_pool(s, name, mode):
     return fn
 
 
+def _gradient_activation(s, op):
+    """relu_backward, sigmoid_backward against central differences of the forward (relu's Z kept
+    away from its kink at 0)."""
+    def fn():
+        rng = np.random.RandomState(8)
+        Z = rng.uniform(0.1, 3.0, (3, 5)) * rng.choice([-1.0, 1.0], (3, 5))
+        dA = rng.standard_normal(Z.shape)
+        forward = getattr(s, op[:-len("_backward")])
+
+        def loss():
+            return float(np.sum(forward(Z)[0] * dA))
+
+        got = getattr(s, op)(dA.copy(), Z.copy())
+        return compare(got, _numerical_grad(loss, Z), np.float64, "dZ (vs central differences)",
+                       s.strict_dtype, rtol=1e-6, atol=1e-7)
+    return fn
+
+
 def _ties(s):
     def fn():
         A = np.array([[1.0, 3.0, 3.0], [0.0, 3.0, 2.0], [3.0, 1.0, 1.0]]).reshape(1, 3, 3, 1)
@@ -560,20 +708,19 @@ def _bad_input(s, call):
     return fn
 
 
-def _calls(op, dtype, noncontig=False):
-    """The inputs and the call of ``op`` for the mutation and thread checks."""
-    case = CONV_CASES["noncontig" if noncontig else "odd_sizes"]
-    A, W, b, hp, dZ = case.make(dtype, seed=3)
-    PA, php, PdA = POOL_CASES["noncontig" if noncontig else "overlap_p3s2"].make(dtype, seed=3)
+def _calls(op, dtype, noncontig=False, seed=3):
+    """The inputs and the call of ``op`` for the mutation and thread checks, drawn from ``seed``."""
+    if op in ("pool_forward", "pool_backward"):
+        PA, php, PdA = POOL_CASES["noncontig" if noncontig else "overlap_p3s2"].make(dtype, seed=seed)
+        if op == "pool_forward":
+            return {"A_prev": PA}, php, lambda f: (f.pool_forward(PA, php, "max"), f.pool_forward(PA, php, "average"))
+        return {"A_prev": PA, "dA": PdA}, php, lambda f: (f.pool_backward(PdA, (PA, php), "max"),
+                                                          f.pool_backward(PdA, (PA, php), "average"))
+    A, W, b, hp, dZ = CONV_CASES["noncontig" if noncontig else "odd_sizes"].make(dtype, seed=seed)
     if op == "conv_forward":
         return {"A_prev": A, "W": W, "b": b}, hp, lambda f: f.conv_forward(A, W, b, hp)
     if op == "conv_backward":
         return {"A_prev": A, "W": W, "b": b, "dZ": dZ}, hp, lambda f: f.conv_backward(dZ, (A, W, b, hp))
-    if op == "pool_forward":
-        return {"A_prev": PA}, php, lambda f: (f.pool_forward(PA, php, "max"), f.pool_forward(PA, php, "average"))
-    if op == "pool_backward":
-        return {"A_prev": PA, "dA": PdA}, php, lambda f: (f.pool_backward(PdA, (PA, php), "max"),
-                                                          f.pool_backward(PdA, (PA, php), "average"))
     if op == "zero_pad":
         return {"X": A}, {}, lambda f: f.zero_pad(A, 2)
     X = dZ.reshape(dZ.shape[0], -1)
@@ -603,6 +750,8 @@ def _mutation(s, op, dtype, noncontig):
 
 
 def _nan(s, op):
+    """NaN, +Inf and -Inf in the inputs (the data, and the incoming gradient of a backward) come
+    out where the ground truth puts them."""
     def fn():
         A, W, b = _conv_args()
         A[0, 2, 2, 0] = np.nan
@@ -623,6 +772,13 @@ def _nan(s, op):
             if op in ("relu", "sigmoid"):
                 x = np.array([np.nan, -1.0, 2.0, np.inf, -np.inf])
                 return _nonfinite(getattr(s, op)(x)[0], s.ref[op](x)[0], "A", exact=False)
+            if op in ("relu_backward", "sigmoid_backward"):  # every dA value at every Z value
+                Z = np.tile([-2.0, -0.0, 0.0, 3.0, np.nan, np.inf, -np.inf], (4, 1))
+                dA = np.repeat(np.array([[np.nan], [np.inf], [-np.inf], [1.5]]), Z.shape[1], axis=1)
+                return _nonfinite(getattr(s, op)(dA, Z), s.ref[op](dA, Z), "dZ", exact=op == "relu_backward")
+            if op == "zero_pad":
+                A[1, 4, 0, 2] = -np.inf
+                return _nonfinite(s.zero_pad(A, 2), s.ref["zero_pad"](A, 2), "X_pad", exact=True)
             rng = np.random.RandomState(7)
             if op == "pool_backward":
                 Ap = rng.randn(2, 7, 7, 9)
@@ -649,6 +805,7 @@ def _nan(s, op):
                 dZ = rng.randn(*Z.shape)
                 dZ[0, 1, 1, 2] = np.inf
                 dZ[1, 0, 0, 0] = np.nan
+                dZ[1, 1, 0, 3] = -np.inf
                 return _first(*(_nonfinite(g, r, n, exact=False) for n, g, r in
                                 zip(("dA_prev", "dW", "db"), s.conv_backward(dZ, cache), s.ref["conv_backward"](dZ, cache))))
         return None
@@ -671,11 +828,20 @@ def _nonfinite(got, ref, what, exact):
     return None
 
 
-def _threads(s, op, dtype, n_threads=4, rounds=2, calls=None):
-    """Concurrent calls equal serial ones bit for bit; ``calls``: zero-argument callables returning
-    a list of arrays (default: ``n_threads`` of ``op``'s :func:`_calls`)."""
+#: Rounds of the thread check: each thread repeats its call this many times while the others run theirs.
+THREAD_ROUNDS = 12
+
+
+def _threads(s, op, dtype, n_threads=4, rounds=THREAD_ROUNDS, calls=None):
+    """Concurrent calls equal serial ones bit for bit. Thread ``k`` has inputs of its own (seed
+    ``3 + k``, one shape for all: a kernel that shares a workspace between calls of a shape mixes
+    them up), drawn afresh for every call (a kernel that modifies its inputs fails the mutation
+    check, not this one), and repeats its call ``rounds`` times, each result compared with its
+    own serial one. ``calls``: zero-argument callables returning a list of arrays, each making
+    fresh inputs (default: ``n_threads`` of ``op``'s :func:`_calls`)."""
     def fn():
-        fns = calls or [(lambda c: lambda: _as_tuple(c(s)))(_calls(op, dtype)[2]) for _ in range(n_threads)]
+        fns = calls or [(lambda seed: lambda: _as_tuple(_calls(op, dtype, seed=seed)[2](s)))(3 + k)
+                        for k in range(n_threads)]
         n = len(fns)
         serial = [c() for c in fns]
         results: List[list] = [[] for _ in range(n)]
@@ -696,11 +862,11 @@ def _threads(s, op, dtype, n_threads=4, rounds=2, calls=None):
         for t in ts:
             t.join(120)
         if errors:
-            return Problem(f"a concurrent call raised {type(errors[0]).__name__}: {errors[0]}")
+            return Problem(f"a concurrent call raised {_raised(errors[0])}")
         for k in range(n):
             for got in results[k]:
                 for i, (g, e) in enumerate(zip(got, serial[k])):
-                    p = _bitwise(g, e, f"output {i} (concurrent vs serial)")
+                    p = _bitwise(g, e, f"output {i} of thread {k} (concurrent vs serial)")
                     if p:
                         return p
         return None
@@ -1151,7 +1317,8 @@ def _threads_dense(s: Subject, op, dtype):
 
 
 def checks(subject, *, ops: Optional[Sequence[str]] = None, dtypes: Optional[Sequence] = None,
-           kinds: Optional[Sequence[str]] = None, quick: bool = False) -> List[Check]:
+           kinds: Optional[Sequence[str]] = None, quick: bool = False,
+           conv_cases: Optional[Sequence] = None, pool_cases: Optional[Sequence] = None) -> List[Check]:
     """The checks for ``subject`` (a backend name or a :class:`Subject`).
 
     Parameters
@@ -1166,6 +1333,9 @@ def checks(subject, *, ops: Optional[Sequence[str]] = None, dtypes: Optional[Seq
         Only these kinds (:data:`KINDS`).
     quick : bool, optional
         A few named cases per op instead of all.
+    conv_cases, pool_cases : sequence of ConvCase / PoolCase, optional
+        The matrix checks on these cases (:mod:`fastnn.testing.cases`' classes, e.g. a backend's
+        own shapes) instead of the named ones.
 
     Returns
     -------
@@ -1184,8 +1354,10 @@ def checks(subject, *, ops: Optional[Sequence[str]] = None, dtypes: Optional[Seq
         if kind in want_kinds and op in want_ops:
             out.append(Check(f"{kind}/{op}/{ident}", kind, op, fn))
 
-    conv = [c for c in CONV_CASES.values() if (not quick or c.name in QUICK_CONV) and (s.is_backend or _course_ok(c))]
-    pool = [c for c in POOL_CASES.values() if (not quick or c.name in QUICK_POOL) and (s.is_backend or _course_ok(c))]
+    conv = [c for c in (CONV_CASES.values() if conv_cases is None else conv_cases)
+            if (not quick or conv_cases is not None or c.name in QUICK_CONV) and (s.is_backend or _course_ok(c))]
+    pool = [c for c in (POOL_CASES.values() if pool_cases is None else pool_cases)
+            if (not quick or pool_cases is not None or c.name in QUICK_POOL) and (s.is_backend or _course_ok(c))]
     f64 = np.dtype(np.float64) in dts
     for op in ("zero_pad", "conv_forward", "conv_backward", "pool_forward", "pool_backward"):
         if f64:
@@ -1206,9 +1378,12 @@ def checks(subject, *, ops: Optional[Sequence[str]] = None, dtypes: Optional[Seq
                 add("matrix", "zero_pad", f"pad={pad}/{n}", _matrix_zero_pad(s, dt, pad))
             for op in ("relu", "sigmoid", "relu_backward", "sigmoid_backward"):
                 add("matrix", op, n, _matrix_activation(s, dt, op))
+        else:  # the ground truth against itself but for conv_backward's input_grad=False: no dA_prev, same dW, db
+            for c in conv:
+                add("matrix", "conv_backward", f"{c.name}/{n}", _matrix_conv(s, c, dt, "conv_backward"))
         for op in kernel_ops:
             add("mutation", op, n, _mutation(s, op, dt, False))
-            add("threads", op, n, _threads(s, op, dt, rounds=1 if quick else 2))
+            add("threads", op, n, _threads(s, op, dt))
     if f64:
         for op in kernel_ops:
             add("mutation", op, "noncontig/float64", _mutation(s, op, np.float64, True))
@@ -1219,8 +1394,11 @@ def checks(subject, *, ops: Optional[Sequence[str]] = None, dtypes: Optional[Seq
             if s.is_backend or _course_ok(POOL_CASES[name]):
                 for mode in ("max", "average"):
                     add("gradients", "pool_backward", f"{name}/{mode}", _gradient_pool(s, name, mode))
+        for op in ("relu_backward", "sigmoid_backward"):
+            add("gradients", op, "central_differences", _gradient_activation(s, op))
         add("ties", "pool_backward", "rules", _ties(s))
-        for op in ("conv_forward", "conv_backward", "pool_forward", "pool_backward", "relu", "sigmoid"):
+        for op in ("zero_pad", "conv_forward", "conv_backward", "pool_forward", "pool_backward",
+                   "relu", "sigmoid", "relu_backward", "sigmoid_backward"):
             add("nan", op, "propagation", _nan(s, op))
         if s.is_backend:
             for op, label, call in _bad_inputs():
@@ -1240,6 +1418,109 @@ def checks(subject, *, ops: Optional[Sequence[str]] = None, dtypes: Optional[Seq
 def run(subject, **select) -> List[tuple]:
     """Run :func:`checks` and return ``[(check, problem or None), ...]``."""
     return [(c, c.run()) for c in checks(subject, **select)]
+
+
+def _number(x):
+    """An error for the JSON report: a float, or "inf", "-inf", "nan" where it is not finite
+    (strict JSON has no Infinity or NaN), None where there is none."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if np.isfinite(x) else "nan" if np.isnan(x) else "inf" if x > 0 else "-inf"
+
+
+@dataclasses.dataclass
+class Report:
+    """What :func:`report` ran: ``results`` is ``[(check, problem or None), ...]``."""
+    title: str
+    quick: bool
+    results: List[tuple]
+
+    @property
+    def failed(self) -> int:
+        return sum(p is not None for _, p in self.results)
+
+    @property
+    def passed(self) -> bool:
+        return self.failed == 0
+
+    def as_json(self) -> dict:
+        """The report as JSON (schema ``fastnn-check/1``; strict: write it with ``allow_nan=False``)."""
+        return {"schema": "fastnn-check/1", "subject": self.title, "quick": self.quick,
+                "checks": len(self.results), "failed": self.failed,
+                "results": [{"id": c.id, "kind": c.kind, "op": c.op, "passed": p is None,
+                             "message": p and p.message, "max_abs": _number(p and p.max_abs),
+                             "max_rel": _number(p and p.max_rel), "where": p and p.where}
+                            for c, p in self.results]}
+
+    def __repr__(self) -> str:
+        return f"<fastnn check {self.title}: {len(self.results) - self.failed} of {len(self.results)} checks passed>"
+
+
+def report(subject, as_: Optional[str] = None, *, ops: Optional[Sequence[str]] = None,
+           dtypes: Optional[Sequence] = None, kinds: Optional[Sequence[str]] = None, quick: bool = False,
+           file=None) -> Report:
+    """Run the checks of ``subject`` and print the report ``fastnn check`` prints: one line per
+    failing check, as it fails, then the count. In a notebook, after defining ``conv_forward``::
+
+        from fastnn.testing import conformance
+        conformance.report(conv_forward)
+
+    Parameters
+    ----------
+    subject : str, callable or Subject
+        A registered backend (or ``"backend:variant"``); a function with the course's signature,
+        the course function its name says (``as_`` to name another); or a :class:`Subject`.
+    as_ : str, optional
+        Which course function (:data:`FUNCTIONS`) a function is.
+    ops, dtypes, kinds, quick
+        The selection, as for :func:`checks`.
+    file : text stream, optional
+        Where to print (default ``sys.stdout``).
+
+    Returns
+    -------
+    Report
+        ``.passed``, ``.failed``, ``.results``, ``.as_json()``.
+
+    Raises
+    ------
+    ValueError
+        A function that is no course function without ``as_``, or a selection that matches no checks.
+    """
+    import sys
+
+    file = sys.stdout if file is None else file
+    if isinstance(subject, str):
+        s, title = backend_subject(subject), f"backend {subject}"
+    elif isinstance(subject, Subject):
+        s = subject
+        title = f"backend {s.name}" if s.is_backend else " as ".join(dict.fromkeys((s.name, *s.fns)))
+    elif callable(subject):
+        name = as_ or getattr(subject, "__name__", "")
+        if name not in FUNCTIONS:
+            raise ValueError(f"{name!r} is not a course function; pass as_= one of {', '.join(FUNCTIONS)}")
+        s = function_subject(subject, name, getattr(subject, "__name__", name))
+        title = " as ".join(dict.fromkeys((s.name, name)))
+    else:
+        raise TypeError(f"subject must be a backend name, a function or a Subject, got {type(subject).__name__}")
+    selected = checks(s, ops=ops, dtypes=dtypes, kinds=kinds, quick=quick)
+    if not selected:
+        raise ValueError(f"the selection matches no checks of {title} (ops {', '.join(ops) if ops else 'all'}, "
+                         f"dtypes {', '.join(np.dtype(d).name for d in dtypes) if dtypes else 'default'}, "
+                         f"kinds {', '.join(kinds) if kinds else 'all'}); its ops are "
+                         f"{', '.join(op for op in ALL_OPS if s.has(op))}")
+    print(f"fastnn check {title}: {len(selected)} checks{' (quick)' if quick else ''}", file=file, flush=True)
+    results = []
+    for c in selected:
+        p = c.run()
+        results.append((c, p))
+        if p is not None:
+            print(f"FAIL {c.id}: {p.message}", file=file, flush=True)
+    out = Report(title, quick, results)
+    print(f"FAILED: {out.failed} of {len(results)} checks" if out.failed else f"passed: all {len(results)} checks",
+          file=file, flush=True)
+    return out
 
 
 def make_test(backends, **select):

@@ -2,7 +2,7 @@
 
 Installed, it is found through its entry point (group ``fastnn.backends``); ``fastnn info`` lists
 it and ``fastnn check example`` runs the conformance suite on it. Each kernel has the signature
-of ``fastnn._dispatch.OPS``, receives checked C-contiguous arrays of ``p.dtype`` and fills the
+of ``fastnn.OPS``, receives checked C-contiguous arrays of ``p.dtype`` and fills the
 outputs fastnn allocated, without touching its inputs.
 """
 
