@@ -70,19 +70,24 @@ def _fastnn(case, dtype):
 
 
 def _apart(case, dtype):
-    """The groups of a grouped layer as separate fastnn calls on sliced arrays (NHWC)."""
+    """The groups of a grouped layer as separate fastnn calls, as a user would run them: each
+    group's channels sliced out of the NHWC arrays (copies), the outputs concatenated."""
     A, W, b, hp, dZ = case.make(dtype, seed=0)
     G, Cg, Kg = case.groups, case.C // case.groups, case.K // case.groups
     hp1 = {"stride": case.stride, "pad": case.pad}
-    parts = [(np.ascontiguousarray(A[..., g * Cg:(g + 1) * Cg]), np.ascontiguousarray(W[..., g * Kg:(g + 1) * Kg]),
-              b[..., g * Kg:(g + 1) * Kg], np.ascontiguousarray(dZ[..., g * Kg:(g + 1) * Kg])) for g in range(G)]
+    cs = [slice(g * Cg, (g + 1) * Cg) for g in range(G)]
+    ks = [slice(g * Kg, (g + 1) * Kg) for g in range(G)]
 
     def fwd():
-        return np.concatenate([fastnn.conv_forward(a, w, bb, hp1)[0] for a, w, bb, _ in parts], axis=3)
+        outs = [fastnn.conv_forward(np.ascontiguousarray(A[..., c]), np.ascontiguousarray(W[..., k]), b[..., k], hp1)
+                for c, k in zip(cs, ks)]
+        return np.concatenate([z for z, _ in outs], axis=3), outs
 
     def both():
-        outs = [fastnn.conv_forward(a, w, bb, hp1) for a, w, bb, _ in parts]
-        np.concatenate([fastnn.conv_backward(d, c)[0] for (_, _, _, d), (_, c) in zip(parts, outs)], axis=3)
+        _, outs = fwd()
+        grads = [fastnn.conv_backward(np.ascontiguousarray(dZ[..., k]), cache) for k, (_, cache) in zip(ks, outs)]
+        return (np.concatenate([g[0] for g in grads], axis=3), np.concatenate([g[1] for g in grads], axis=3),
+                np.concatenate([g[2] for g in grads], axis=3))
 
     return {"fwd": fwd, "fwd+bwd": both}
 

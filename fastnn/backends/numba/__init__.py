@@ -164,11 +164,11 @@ def zero_pad(p, X, out):
 
 
 def _padded_input(p, A_prev, extra_w=0):
-    """The input zero-padded by (ph, pw), with ``extra_w`` more zero columns behind (no copy
-    when there is nothing to pad)."""
-    if p.ph == 0 and p.pw == 0 and extra_w == 0:
+    """The input zero-padded by (ph, pb) rows and (pw, pr) columns, with ``extra_w`` more zero
+    columns behind (no copy when there is nothing to pad)."""
+    if p.ph == p.pb == p.pw == p.pr == 0 and extra_w == 0:
         return A_prev
-    return _padded(A_prev, p.ph, p.pw, 0.0, 0, extra_w)
+    return _padded(A_prev, p.ph, p.pw, 0.0, p.pb - p.ph, p.pr - p.pw + extra_w)
 
 
 def _is_small(p):
@@ -260,23 +260,102 @@ def _depthwise_backward(p, A_prev, W, dZ, dA_prev, dW, db):
         np.sum(dX.reshape(p.m, p.H, p.W, p.C, M), axis=4, out=dA_prev)
 
 
+# ------------------------------------------- grouped and dilated convolution
+# One padded input for all groups; per group, the forward tile kernel's grouped/dilated build
+# (templates.conv_fwd_gd: a window row as fw runs of C_g channels, dilation*C apart) writes the
+# group's output channels in place, and the dW kernels read the group's window columns through
+# their (ja, jb) tables. dA_prev at stride 1 is the flipped, transposed filters' correlation with
+# dZ padded by (f - 1) * dilation - pad (the same kernel); at stride > 1 (no dilation) each
+# group runs the course path's per-phase dA_prev.
+
+
+def _is_general(p) -> bool:
+    return p.G > 1 or p.dh > 1 or p.dw > 1
+
+
+def _general_forward(p, A_prev, W, b, Z):
+    Xr = _padded_input(p, A_prev).reshape(p.m, p.Hp, p.Wp * p.C)
+    Cg, Kg = p.C // p.G, p.K // p.G
+    P, T = tiles.fwd_tile(p.dtype, Kg, p.Wo)
+    for g in range(p.G):
+        ks = slice(g * Kg, (g + 1) * Kg)
+        Wm = W[..., ks].reshape(p.fh, p.fw * Cg, Kg)
+        _threaded(_CONV.FWD_GD[P, T], Xr, _pack_channels(Wm, T), _pack_channels(b[ks], T), Z, p.sh, p.sw, p.C,
+                  p.dh, p.dw * p.C, g * Cg, Cg, g * Kg, Kg)
+
+
+def _general_backward(p, A_prev, W, dZ, dA_prev, dW, db):
+    ew = (-p.Wp) % p.sw
+    Xs = _padded_input(p, A_prev, ew).reshape(p.m, p.Hp, (p.Wp + ew) // p.sw, p.sw * p.C)
+    Cg, Kg = p.C // p.G, p.K // p.G
+    L = p.fw * Cg
+    J, T = tiles.dw_tile(p.dtype, Kg, L)
+    Kp, Lp = -(-Kg // T) * T, -(-L // J) * J
+    nch = max(1, min(_num_threads(), p.m * p.Ho))
+    kw, c = np.divmod(np.minimum(np.arange(Lp), L - 1), Cg)  # a window row's column j = kw*Cg + c
+    part = np.empty((nch, p.fh, Lp, Kp), dtype=p.dtype)
+    pdb = np.empty((nch, Kp), dtype=p.dtype)
+    for g in range(p.G):
+        ks = slice(g * Kg, (g + 1) * Kg)
+        ja, jb = np.divmod(kw * (p.dw * p.C) + g * Cg + c, p.sw * p.C)
+        dZg = np.pad(dZ[..., ks], ((0, 0), (0, 0), (0, 0), (0, Kp - Kg)))
+        run_chunks(_CONV.DW[J, T], (Xs, dZg, part, pdb, p.sh, ja, jb, tiles.dw_rows(p.Wo), p.dh), nch)
+        if nch == 1:
+            sums, dbs = part[0], pdb[0]
+        else:
+            sums, dbs = np.empty(part.shape[1:], dtype=p.dtype), np.empty(Kp, dtype=p.dtype)
+            _run(kernels.sum_parts, sums.size, part.reshape(nch, -1), sums.reshape(-1))
+            kernels.sum_parts(pdb, dbs, 0, 1)
+        dW[..., ks] = sums[:, :L, :Kg].reshape(p.fh, p.fw, Cg, Kg)
+        db[ks] = dbs[:Kg]
+    if dA_prev is None:
+        return
+    if p.sh > 1 or p.sw > 1:  # (no dilation: _backward_handles)
+        q = p._replace(C=Cg, K=Kg, G=1)
+        dAg = np.empty((p.m, p.H, p.W, Cg), dtype=p.dtype)
+        for g in range(p.G):
+            cs, ks = slice(g * Cg, (g + 1) * Cg), slice(g * Kg, (g + 1) * Kg)
+            _dA_prev(q, np.ascontiguousarray(W[..., ks]), np.ascontiguousarray(dZ[..., ks]), dAg)
+            dA_prev[..., cs] = dAg
+        return
+    th, tw = (p.fh - 1) * p.dh - p.ph, (p.fw - 1) * p.dw - p.pw
+    Gz = _phase_input(dZ, th, p.H + (p.fh - 1) * p.dh - th - p.Ho, tw, p.W + (p.fw - 1) * p.dw - tw - p.Wo)
+    Gr = Gz.reshape(p.m, Gz.shape[1], Gz.shape[2] * p.K)
+    P, T = tiles.fwd_tile(p.dtype, Cg, p.W)
+    zeros = _pack_channels(np.zeros(Cg, dtype=p.dtype), T)
+    for g in range(p.G):
+        ks = slice(g * Kg, (g + 1) * Kg)
+        V = W[::-1, ::-1, :, ks].transpose(0, 1, 3, 2).reshape(p.fh, p.fw * Kg, Cg)
+        _threaded(_CONV.FWD_GD[P, T], Gr, _pack_channels(V, T), zeros, dA_prev, 1, 1, p.K, p.dh, p.dw * p.K,
+                  g * Kg, Kg, g * Cg, Cg)
+
+
 def _handles(p) -> bool:
-    """The numba backend's own kernels for calls beyond the course's: depthwise convolutions
-    (any stride, dilation and padding); the rest is composed of course calls (fastnn._lower)."""
-    return _is_depthwise(p)
+    """The numba backend computes every convolution itself in the forward: depthwise ones (any
+    stride, dilation and padding), grouped and dilated ones, uneven padding."""
+    return True
+
+
+def _backward_handles(p) -> bool:
+    """... and in the backward all but a dilated convolution at stride > 1 (not depthwise),
+    which fastnn._lower runs as course calls."""
+    return _is_depthwise(p) or p.dh == p.dw == 1 or p.sh == p.sw == 1
 
 
 @register("conv_forward", NAME)
 def conv_forward(p, A_prev, W, b, Z, tile=None):
     """``tile``: a forward tile variant (P, T), run on the tiled path whatever the work."""
-    if not p.core:
+    if _is_depthwise(p):
         _depthwise_forward(p, A_prev, W, b, Z)
         return
-    if tile is None and _is_small(p):
+    if tile is None and _is_small(p) and not _is_general(p):
         _fwd_small(A_prev, W, b, Z, p.sh, p.sw, p.ph, p.pw)
         return
     if _conv_serial_by_rule(p):
         _in_mode(SERIAL, conv_forward, p, A_prev, W, b, Z, tile)
+        return
+    if _is_general(p):
+        _general_forward(p, A_prev, W, b, Z)
         return
     _fwd_kernel_call(_padded_input(p, A_prev), W.reshape(p.fh, p.fw * p.C, p.K), b.reshape(p.K), Z, p.sh, p.sw,
                      tile)
@@ -289,8 +368,14 @@ _fwd_small = kernels.conv_fwd_small
 @register("conv_backward", NAME)
 def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t=None):
     """``dw_t``: a dW channel-tile variant T, run on the tiled path whatever the work."""
-    if not p.core:
+    if _is_depthwise(p):
         _depthwise_backward(p, A_prev, W, dZ, dA_prev, dW, db)
+        return
+    if _is_general(p):
+        if _conv_serial_by_rule(p):
+            _in_mode(SERIAL, _general_backward, p, A_prev, W, dZ, dA_prev, dW, db)
+        else:
+            _general_backward(p, A_prev, W, dZ, dA_prev, dW, db)
         return
     # The padded input, widened to a whole number of strides so that dW can view each row
     # as (Wp/sw, sw*C) pieces.
@@ -323,7 +408,7 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t=None):
     part = np.empty((nch, p.fh, Lp, Kp), dtype=p.dtype)
     pdb = np.empty((nch, Kp), dtype=p.dtype)
     ja, jb = np.divmod(np.minimum(np.arange(Lp), L - 1), p.sw * p.C)
-    run_chunks(_CONV.DW[J, T], (Xs, dZk, part, pdb, p.sh, ja, jb, tiles.dw_rows(p.Wo)), nch)  # a chunk per partial
+    run_chunks(_CONV.DW[J, T], (Xs, dZk, part, pdb, p.sh, ja, jb, tiles.dw_rows(p.Wo), 1), nch)  # a chunk per partial
     if nch == 1:
         sums, dbs = part[0], pdb[0]
     else:
@@ -338,7 +423,7 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t=None):
 
 
 conv_backward.input_grad_optional = True  # dA_prev None: skipped (see _dispatch.OPS)
-conv_backward.handles = _handles
+conv_backward.handles = _backward_handles
 
 
 def _dA_phases(n, n_out, f, s, pad):

@@ -113,6 +113,62 @@ def conv_fwd(name: str, P: int, T: int) -> List[str]:
     return L
 
 
+def conv_fwd_gd(name: str, P: int, T: int) -> List[str]:
+    """``conv_fwd``'s tile for one group of a grouped and/or dilated convolution: a window row
+    is fw runs of Cg channels, dwC = dilation*C apart, starting goff channels into each input
+    pixel (the group's first channel), its rows dh apart. Z is the group's output channels (a
+    contiguous Z's K channels from zoff (a non-contiguous view of them would cost the SLP
+    vectoriser its contiguous stores: 12x slower). For Cg = C, goff = 0 and no dilation it sums
+    in conv_fwd's order (the same bits)."""
+    L = [
+        "@kernel(fastmath=FASTMATH_CONV)",
+        f"def {name}(Xr, Wp, bp, Z, sh, sw, C, dh, dwC, goff, Cg, zoff, K):",
+        '    """Z[i, ho, wo, zoff + k0 + k] = bp[kb, k] + sum over (kh, kw, c) of',
+        "    Xr[i, ho*sh + kh*dh, wo*sw*C + kw*dwC + goff + c] * Wp[kb, kh, kw*Cg + c, k] with k0 =",
+        f"    min(kb*{T}, K-{T}) (W packed in blocks of {T} output channels). Needs K >= {T}, Wo >= {P}.",
+        '    """',
+        "    m, Ho, Wo, _ = Z.shape",
+        "    nkb, fh, Lr, _ = Wp.shape",
+        "    fw = Lr // Cg",
+        f"    nwb = (Wo + {P - 1}) // {P}",
+        "    xs = sw * C",
+        "    for t in range(m * Ho):",
+        "        i = t // Ho",
+        "        ho = t - i * Ho",
+        "        r0 = ho * sh",
+        "        zrow = Z[i, ho]",
+        "        for kb in range(nkb):",
+        f"            k0 = min(kb * {T}, K - {T})",
+        "            bb = bp[kb]",
+        "            for wb in range(nwb):",
+        f"                wo = min(wb * {P}, Wo - {P})",
+    ]
+    I = " " * 16
+    for p in range(P):
+        for k in range(T):
+            L.append(I + f"a{p}_{k} = bb[{k}]")
+    L += [I + "xb = wo * xs + goff", I + "for kh in range(fh):", I + "    xrow = Xr[i, r0 + kh * dh]",
+          I + "    wt = Wp[kb, kh]"]
+    for p in range(P):
+        L.append(I + f"    xr{p} = xrow[xb + {p} * xs:]")
+    L += [I + "    for kw in range(fw):", I + "        wk = wt[kw * Cg:]"]
+    for p in range(P):
+        L.append(I + f"        xk{p} = xr{p}[kw * dwC:]")
+    L.append(I + "        for c in range(Cg):")
+    for k in range(T):
+        L.append(I + f"            w{k} = wk[c, {k}]")
+    for p in range(P):
+        L.append(I + f"            x{p} = xk{p}[c]")
+    for p in range(P):
+        for k in range(T):
+            L.append(I + f"            a{p}_{k} += x{p} * w{k}")
+    for p in range(P):
+        L.append(I + f"zp = zrow[wo + {p}, zoff + k0:]")
+        for k in range(T):
+            L.append(I + f"zp[{k}] = a{p}_{k}")
+    return L
+
+
 # ------------------------------------ conv dA_prev gather (few input channels)
 
 
@@ -269,7 +325,7 @@ def _dW_tile(J: int, T: int) -> List[str]:
     # streams the whole (fh, Lr, K) partial through the cache). The sums run over the rows and
     # pixels in the same order either way: the same bits whatever the pass length.
     L += ["for t in range(t0, t1):", "    i = t // Ho", "    ho = t - i * Ho", "    zr = dZ[i, ho]",
-          "    xrow = Xs[i, ho * sh + kh]"]
+          "    xrow = Xs[i, ho * sh + kh * dh]"]
     # Input column j of output pixel wo is xrow[wo + ja[j], jb[j]] with (ja, jb) =
     # divmod(j, sw*C) precomputed (no division per tile): the row offset goes into a slice
     # and the column is loop-invariant, so the inner loop's indices are wo plus hoisted
@@ -298,13 +354,14 @@ def _dW_kblock(J: int, T: int) -> List[str]:
 def conv_dW(name: str, J: int, T: int) -> List[str]:
     L = [
         "@kernel(fastmath=FASTMATH_CONV)",
-        f"def {name}(Xs, dZ, part, pdb, sh, ja, jb, gr):",
+        f"def {name}(Xs, dZ, part, pdb, sh, ja, jb, gr, dh):",
         '    """Per-chunk partial dW and db: chunk c sums rows [c*R//n, (c+1)*R//n) of the',
         "    R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,), in passes of gr rows",
         "    (a tile's sums in registers over a pass). Deterministic for a fixed chunk count",
         "    whichever build runs it and whatever gr. Xs is the padded input with",
-        "    each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K);",
-        f"    (ja[j], jb[j]) = divmod(j, sw*C) for j < fw*C. K (of dZ and part) is a multiple of {T}",
+        "    each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K); a",
+        "    window's rows are dh apart, and its column j (j < fw*C, or fw*Cg of a group's) is the",
+        f"    element (ja[j], jb[j]) of a pixel's pieces. K (of dZ and part) is a multiple of {T}",
         f"    and Lr (of part, ja, jb) one of {J}: the wrapper pads them (ja, jb with copies of",
         "    their last entry) and drops the padded rows and channels.",
         '    """',
@@ -708,7 +765,12 @@ def conv_source() -> str:
     for C, P in tiles.all_da_px_tiles():
         px.append(((C, P), f"conv_dA_px_c{C}p{P}"))
         out += ["", "", *chunked(conv_dA_px(px[-1][1], C, P))]
+    gd = []
+    for P, T in tiles.all_fwd_tiles():
+        gd.append(((P, T), f"conv_fwd_gd_p{P}t{T}"))
+        out += ["", "", *chunked(conv_fwd_gd(gd[-1][1], P, T))]
     out += _table("FWD", "(P pixels, T channels) -> forward tile kernel", fwd)
+    out += _table("FWD_GD", "(P pixels, T channels) -> grouped/dilated forward tile kernel", gd)
     out += _table("DW", "(J input columns, T channels) -> dW tile kernel", dw)
     out += _table("DA", "(C input channels, L lanes) -> few-channel dA_prev kernel", da)
     out += _table("DA_PX", "(C input channels, P pixels) -> few-channel stride-1 dA_prev kernel", px)
