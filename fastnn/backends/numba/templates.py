@@ -628,35 +628,74 @@ POOL_KERNELS = (("pool_max", pool_max), ("pool_avg", pool_avg), ("pool_argmax", 
 
 #: The taps kh of output row ho inside the input: [kh0, kh1) (h0 + kh*dh in [0, H)).
 _DW_ROW = ["h0 = ho * sh - ph", "kh0 = max(0, (dh - 1 - h0) // dh)", "kh1 = min(fh, (H - 1 - h0) // dh + 1)"]
-_DW_COL = ["w0 = wo * sw - pw", "kw0 = max(0, (dw - 1 - w0) // dw)", "kw1 = min(fw, (W - 1 - w0) // dw + 1)"]
+#: ... and the taps kw of each output column, tabled once per call: [kwa[wo], kwb[wo]) (no
+#: division per pixel).
+_DW_COLS = ["kwa = np.empty(Wo, dtype=np.int64)", "kwb = np.empty(Wo, dtype=np.int64)", "for wo in range(Wo):",
+            "    w0 = wo * sw - pw", "    kwa[wo] = max(0, (dw - 1 - w0) // dw)",
+            "    kwb[wo] = min(fw, (W - 1 - w0) // dw + 1)"]
+_DW_COL = ["w0 = wo * sw - pw", "kw0 = kwa[wo]", "kw1 = kwb[wo]"]
+
+
+def _dw_pixels(NB: int) -> int:
+    """Output pixels per block of the depthwise forward's interior path (P x NB sums in registers)."""
+    return max(1, min(4, 64 // NB))
 
 
 def dw_fwd(name: str, NB: int) -> List[str]:
-    taps = ["for kh in range(kh0, kh1):", "    xr = Xi[h0 + kh * dh]", "    wr = Wd[kh]",
-            "    for kw in range(kw0, kw1):", "        x = xr[w0 + kw * dw]", "        wv = wr[kw]",
+    """Per output row: the pixels whose taps all lie inside the input in blocks of P (the last
+    shifted back: no tail), each filter value loaded once for the block's P pixels; the rest
+    (the borders, or a row with fewer than P such pixels) one pixel at a time over its clipped
+    taps. Both sum a pixel's taps in (kh, kw) order: the same bits whichever runs it."""
+    P = _dw_pixels(NB)
+    # (max(.., 0): the row and column are inside X, which LLVM cannot see: no wraparound code)
+    taps = ["for kh in range(kh0, kh1):", "    xr = Xi[max(h0 + kh * dh, 0)]", "    wr = Wd[kh]",
+            "    for kw in range(kw0, kw1):", "        x = xr[max(w0 + kw * dw, 0)]", "        wv = wr[kw]",
             *_ind(_rep(NB, "a{k} += x[c0 + {k}] * wv[c0 + {k}]"), 8)]
+    single = [*_DW_COL, "z = zrow[wo]", "for cb in range(nb):", f"    c0 = {_shifted('cb', NB, 'C')}",
+              *_ind(_rep(NB, "a{k} = b[c0 + {k}]") + taps + _rep(NB, "z[c0 + {k}] = a{k}"), 4)]
+    acc = [f"a{p}_{k} = bk{k}" for p in range(P) for k in range(NB)]
+    btaps = ["for kh in range(kh0, kh1):", "    xr = Xi[max(h0 + kh * dh, 0)]", "    wr = Wd[kh]",
+             "    for kw in range(fw):", "        wv = wr[kw]", "        xo = max(w0 + kw * dw, 0)",
+             *[f"        x{p} = xr[xo + {p} * sw]" for p in range(P)],
+             *_ind(_rep(NB, "u{k} = wv[c0 + {k}]"), 8),
+             *[f"        a{p}_{k} += x{p}[c0 + {k}] * u{k}" for p in range(P) for k in range(NB)]]
+    store = [line for p in range(P) for line in [f"zp = zrow[wo + {p}]"] + [f"zp[c0 + {k}] = a{p}_{k}"
+                                                                            for k in range(NB)]]
+    block = ["w0 = wo * sw - pw", "for cb in range(nb):", f"    c0 = {_shifted('cb', NB, 'C')}",
+             *_ind(_rep(NB, "bk{k} = b[c0 + {k}]") + acc + btaps + store, 4)]
     return [
         "@kernel(fastmath=FASTMATH_CONV)",
         f"def {name}(X, Wd, b, Z, sh, sw, ph, pw, dh, dw):",
         '    """Depthwise: Z[i, ho, wo, c] = b[c] + the sum over the taps (kh, kw) inside X of',
         "    X[i, ho*sh + kh*dh - ph, wo*sw + kw*dw - pw, c] * Wd[kh, kw, c] (in kh, kw order).",
-        f'    Channel blocks of {NB} (needs C >= {NB})."""',
+        f'    Channel blocks of {NB} (needs C >= {NB}); blocks of {P} pixels where all their taps are inside."""',
         "    m, H, W, C = X.shape",
         "    _, Ho, Wo, _ = Z.shape",
         "    fh, fw, _ = Wd.shape",
         f"    nb = (C + {NB - 1}) // {NB}",
+        *_ind(_DW_COLS, 4),
+        "    wlo = 0  # the pixels [wlo, whi) have every tap inside the input's width",
+        "    while wlo < Wo and kwa[wlo] > 0:",
+        "        wlo += 1",
+        "    whi = wlo",
+        "    while whi < Wo and kwb[whi] == fw:",
+        "        whi += 1",
+        f"    nwb = (whi - wlo + {P - 1}) // {P} if whi - wlo >= {P} else 0",
+        f"    done_lo = wlo if nwb else 0  # the pixels the blocks leave to the single path: [0, done_lo), [done_hi, Wo)",
+        "    done_hi = whi if nwb else 0",
         "    for t in range(m * Ho):",
         "        i = t // Ho",
         "        ho = t - i * Ho",
         *_ind(_DW_ROW, 8),
         "        Xi = X[i]",
         "        zrow = Z[i, ho]",
-        "        for wo in range(Wo):",
-        *_ind(_DW_COL, 12),
-        "            z = zrow[wo]",
-        "            for cb in range(nb):",
-        f"                c0 = {_shifted('cb', NB, 'C')}",
-        *_ind(_rep(NB, "a{k} = b[c0 + {k}]") + taps + _rep(NB, "z[c0 + {k}] = a{k}"), 16),
+        "        for wb in range(nwb):",
+        f"            wo = max(min(wlo + wb * {P}, whi - {P}), 0)",
+        *_ind(block, 12),
+        "        for wo in range(done_lo):",
+        *_ind(single, 12),
+        "        for wo in range(max(done_hi, done_lo), Wo):",
+        *_ind(single, 12),
     ]
 
 
@@ -723,7 +762,7 @@ def dw_dW(name: str, NB: int) -> List[str]:
         "            for c in range(C):",
         "                dbp[c] += dv[c]",
         "        for kh in range(kh0, kh1):",
-        "            xr = X[i, h0 + kh * dh]",
+        "            xr = X[i, max(h0 + kh * dh, 0)]",
         "            for kw in range(fw):",
         "                xo = kw * dw - pw",
         "                wa = max(0, (sw - 1 - xo) // sw)  # the pixels whose tap kw is inside X",
