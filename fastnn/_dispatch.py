@@ -65,7 +65,9 @@ __all__ = [
     "handles",
     "variants",
     "set_planner",
+    "get_planner",
     "set_recorder",
+    "get_recorder",
     "pin_candidates",
     "env_problem",
 ]
@@ -199,6 +201,16 @@ def set_planner(planner: Optional[Callable]) -> None:
     """Install the planner ``auto`` asks (:mod:`fastnn._plan` does), or None."""
     global _planner
     _planner = planner
+
+
+def get_planner() -> Optional[Callable]:
+    """The planner ``auto`` asks now (None: the default rule alone)."""
+    return _planner
+
+
+def get_recorder() -> Optional[Callable]:
+    """The call recorder installed now, or None."""
+    return _recorder
 
 
 def kernel_of(op: str, backend: str) -> Callable:

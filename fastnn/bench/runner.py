@@ -410,7 +410,7 @@ def _auto_runs(chosen: Dict[str, str]):
     """``auto`` runs each op on ``chosen[op]`` meanwhile (a backend, or a planner's candidate such
     as a backend's variant): how ``auto`` is checked on the reduced shape with the kernels it
     picked for the full one (the reduced shape's own key may have another plan, or none)."""
-    saved = _dispatch._planner
+    saved = _dispatch.get_planner()
     _dispatch.set_planner(lambda op, p: chosen.get(op))
     try:
         yield
