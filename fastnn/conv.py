@@ -12,7 +12,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from . import _lower
+from . import _layout, _lower
 from . import _params as P
 from ._dispatch import resolve
 
@@ -43,22 +43,8 @@ def _empty_batch(op: str, backend: Optional[str]):
 
 
 # NCHW arrays (``hparameters["layout"] == "NCHW"``) reach the kernels as NHWC copies, and the
-# results go back as NCHW copies: the kernels compute in one layout.
-
-
-def _nhwc(X: np.ndarray, dt) -> np.ndarray:
-    """(m, C, H, W) -> C-contiguous (m, H, W, C) of dtype dt."""
-    return np.ascontiguousarray(X.transpose(0, 2, 3, 1), dtype=dt)
-
-
-def _nchw(X: np.ndarray) -> np.ndarray:
-    """(m, H, W, C) -> C-contiguous (m, C, H, W)."""
-    return np.ascontiguousarray(X.transpose(0, 3, 1, 2))
-
-
-def _hwck(W: np.ndarray, dt) -> np.ndarray:
-    """PyTorch's (K, C_g, fh, fw) -> C-contiguous (fh, fw, C_g, K)."""
-    return np.ascontiguousarray(W.transpose(2, 3, 1, 0), dtype=dt)
+# results go back as NCHW copies: the kernels compute in one layout (fastnn._layout).
+_nhwc, _nchw, _hwck = _layout.to_nhwc, _layout.to_nchw, _layout.hwck
 
 
 def zero_pad(X, pad, *, backend: Optional[str] = None) -> np.ndarray:
@@ -215,10 +201,15 @@ def conv_forward(A_prev, W, b, hparameters, *, backend: Optional[str] = None) ->
     Z = _empty((p.m, p.Ho, p.Wo, p.K), dtype=dt)
     bk = P.as_kernel_input(b, dt).reshape(p.K)
     if P.conv_layout(hparameters) == "NCHW":
-        if p.m:
-            _lower.conv_forward(p, backend, _nhwc(A_prev, dt), _hwck(W, dt), bk, Z)
-        else:
+        if not p.m:
             _empty_batch("conv_forward", backend)
+        elif p.ph or p.pb or p.pw or p.pr:
+            # transposed into a padded buffer: a padding kernel's own copy of the input is this one
+            q = p._replace(H=p.Hp, W=p.Wp, ph=0, pb=0, pw=0, pr=0)
+            _lower.conv_forward(q, backend, _layout.to_nhwc_padded(A_prev, dt, p.ph, p.pb, p.pw, p.pr),
+                                _hwck(W, dt), bk, Z)
+        else:
+            _lower.conv_forward(p, backend, _nhwc(A_prev, dt), _hwck(W, dt), bk, Z)
         return _nchw(Z), (A_prev, W, b, hparameters)
     if p.m:
         _lower.conv_forward(p, backend, P.as_kernel_input(A_prev, dt), P.as_kernel_input(W, dt), bk, Z)
