@@ -80,6 +80,11 @@ DW_J_ONE_VECTOR = (9, 6, 4)
 #: and lanes per dtype.
 DA_KVEC_P = {1: 8, 2: 4, 3: 3, 4: 3}
 DA_KVEC_L = {F64: 4, F32: 8}
+if AVX512:
+    # one zmm register of lanes, and more pixels (16, 16, 18, 16 accumulators): 1.3-1.7x the
+    # AVX2 tables' at 512 bits on the table's stem7x7 and cat_c1 (float64) dA_prev
+    DA_KVEC_P = {1: 16, 2: 8, 3: 6, 4: 4}
+    DA_KVEC_L = {F64: 8, F32: 16}
 
 #: dA_prev for C_in <= 4 at stride 1, vectorised over pixels: the pixel block by C_in per
 #: dtype (P x C accumulators in 8-12 AVX2 registers; ``templates.conv_dA_px``). float32 only:
@@ -93,6 +98,8 @@ DA_PX_P = {F32: {1: 64, 2: 48, 3: 32, 4: 24}}
 #: operations per block, and more lanes side by side hide its latency (64 spilled registers
 #: in float64). The first with NB <= C runs; the last block is shifted back to end at C.
 POOL_NB = (32, 16, 8, 1)
+if AVX512:  # (64 float32 lanes are 4 zmm registers: max-pooling p3s2 1.2-1.3x a block of 32)
+    POOL_NB = (64, 32, 16, 8, 1)
 #: The backward gathers keep each input pixel's gradient sums in registers, NB channels at a
 #: time, for NB >= this (narrower blocks lost to whole-channel-row loops, which run the
 #: window loop once per block).
