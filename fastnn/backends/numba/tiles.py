@@ -129,11 +129,11 @@ def fwd_tile(dtype, K: int, Wo: int):
     return next(t for t in tiles if t[1] <= K and t[0] <= Wo and (t is not wide or K % t[1] == 0))
 
 
-#: AVX-512: the dW rows J a tile of T = 4 or 2 vectors takes (the one that pads fw*C least,
-#: the wider on a tie, as ``DW_J_ONE_VECTOR``): 6 x 4 vectors (24 accumulators) or 4 x 4; 9, 8
-#: or 6 x 2 (8 x 2 vectors ran as fast as 9 x 2 and 1.0-1.3x 6 x 2 on the table's dW). A wider T
-#: (a variant's: float32's 64 channels in float64) takes J = 24 / vectors.
-DW_J_BY_VECTORS = {4: (6, 4), 2: (9, 8, 6)}
+#: AVX-512: the dW rows J a tile of T = 4 or 2 vectors takes, with each one's speed relative to
+#: the best: the fewest padded fw*C columns per unit of speed (the wider on a tie). 6 x 4 vectors
+#: (24 accumulators) ran 1.0-1.2x 4 x 4 on the table's dW; 9 x 2 as fast as 8 x 2, 1.0-1.1x 6 x 2.
+#: A wider T (a variant's: float32's 64 channels in float64) takes J = 24 / vectors.
+DW_J_BY_VECTORS = {4: {6: 1.0, 4: 0.93}, 2: {9: 1.0, 8: 1.0, 6: 0.93}}
 
 
 #: AVX-512: each dW channel tile's speed relative to the widest, by T in vectors (wider: 0.5;
@@ -149,8 +149,8 @@ def dw_tile(dtype, K: int, L: int, T=None):
     """The dW kernel's tile (J, T) for K output channels and L = fw*C input columns: T the
     first of ``BWD_T`` <= K (AVX-512: the one with the fewest channels, K zero-padded to a
     multiple of T, per unit of its speed ``DW_EFF``), or ``T`` as given (a variant); J from
-    ``DW_J``, or for a one-vector T from ``DW_J_ONE_VECTOR`` (AVX-512, T of 2 or 4 vectors:
-    ``DW_J_BY_VECTORS``), the fewest padded columns (then the widest)."""
+    ``DW_J``, or for a one-vector T from ``DW_J_ONE_VECTOR``, the fewest padded columns (then
+    the widest; AVX-512, T of 2 or 4 vectors: from ``DW_J_BY_VECTORS``, per unit of speed)."""
     dtype = np.dtype(dtype)
     lanes = LANES[dtype]
     if T is None:
@@ -159,12 +159,12 @@ def dw_tile(dtype, K: int, L: int, T=None):
         else:
             T = next(t for t in BWD_T[dtype] if t <= K)
     if T == lanes:
-        rows = DW_J_ONE_VECTOR
+        rows = {j: 1.0 for j in DW_J_ONE_VECTOR}
     elif AVX512 and T > lanes:
-        rows = DW_J_BY_VECTORS.get(T // lanes, (max(1, 24 * lanes // T),))
+        rows = DW_J_BY_VECTORS.get(T // lanes, {max(1, 24 * lanes // T): 1.0})
     else:
         return DW_J[dtype], T
-    return min(rows, key=lambda j: (-(-L // j) * j, -j)), T
+    return min(rows, key=lambda j: (-(-L // j) * j / rows[j], -j)), T
 
 
 #: The dW kernels keep a tile's sums in registers over passes of at least this many output
