@@ -26,9 +26,22 @@ What :func:`kernel` adds to ``numba.njit``, for fastnn's kernels only:
   global: ``numba.config.SLP_VECTORIZE`` reads 1 *during* a fastnn compilation, so a thread
   that reads it then, without taking the compiler lock, sees 1. ``FASTNN_NUMBA_SLP=0`` leaves
   it alone (fastnn stays correct, slower).
+* **Vector width** (``FASTNN_NUMBA_VECTOR_WIDTH``: ``auto``, the default, ``512`` or ``256``;
+  :data:`VECTOR_WIDTH`): on a CPU with AVX-512 (in the features Numba compiles for: the
+  host's, or ``NUMBA_CPU_FEATURES``), LLVM's tuning for Intel's AVX-512 CPUs prefers 256-bit
+  vectors, so fastnn's kernels would use half the width and half the registers they have.
+  There each function lowered for a fastnn kernel gets the LLVM function attribute
+  ``"prefer-vector-width"="512"`` (``auto``; ``256`` sets ``"256"``) before it is optimised:
+  the vectorisers and the code generator then use the 32 zmm registers, and the tile tables
+  (:mod:`fastnn.backends.numba.tiles`) are those sized for them. Only fastnn's code: the
+  attribute is set by fastnn's compiler pipeline (:class:`VectorWidthCompiler`), in the
+  code library of the kernel being compiled, never on Numba's shared helpers or the user's
+  functions, and Numba's settings are not touched. Without AVX-512 (AVX2 hosts) nothing
+  is set and :data:`VECTOR_WIDTH` is 256.
 * **Cache key**: Numba keys a cached kernel on its signature, the CPU, its bytecode and its
   source file, not on compile options; fastnn's compiled kernels are therefore kept apart
-  per Numba version, SLP setting and option set (``<cache>/numba/<tag>/``, :data:`CACHE_TAG`).
+  per Numba version, SLP setting, vector width (where one is set) and option set
+  (``<cache>/numba/<tag>/``, :data:`CACHE_TAG`).
   If fastnn's directory cannot be written, they go to a private temporary directory, never
   beside the package's source (Numba's in-tree fallback).
 
@@ -52,13 +65,16 @@ from typing import Iterable
 
 import numba
 from numba.core import caching as _caching
+from numba.core import codegen as _codegen
+from numba.core import compiler as _compiler
 from numba.core.compiler_lock import global_compiler_lock
 from numba.core.registry import CPUDispatcher
 
 from . import _cache
 from ._files import atomic_write
 
-__all__ = ["NJIT", "FASTMATH_CONV", "SLP_VECTORIZE", "CACHE_TAG", "kernel", "inline", "load_generated"]
+__all__ = ["NJIT", "FASTMATH_CONV", "SLP_VECTORIZE", "VECTOR_WIDTH", "CACHE_TAG", "kernel", "inline",
+           "load_generated"]
 
 
 def _env_flag(name: str, default: bool) -> bool:
@@ -71,6 +87,35 @@ def _env_flag(name: str, default: bool) -> bool:
 #: Whether fastnn's kernels compile with LLVM's SLP vectoriser (see the module docstring).
 SLP_VECTORIZE = _env_flag("FASTNN_NUMBA_SLP", True)
 
+
+def _compile_features() -> str:
+    """The CPU features Numba's JIT compiles for (as its codegen picks them: ``NUMBA_CPU_FEATURES``
+    where set, else the host's, less AVX where ``NUMBA_ENABLE_AVX=0``)."""
+    if numba.config.CPU_FEATURES is not None:
+        return numba.config.CPU_FEATURES
+    return _codegen.get_host_cpu_features()
+
+
+def has_avx512(features=None) -> bool:
+    """Whether the features Numba compiles for (or ``features``, LLVM's ``+a,-b`` form) have AVX-512F."""
+    return "+avx512f" in (_compile_features() if features is None else features).split(",")
+
+
+def _vector_width(setting: str, avx512: bool):
+    """(the width the tiles are sized for, the ``prefer-vector-width`` attribute or None)."""
+    v = setting.strip().lower()
+    if v not in ("", "auto", "256", "512"):
+        raise ValueError(f"FASTNN_NUMBA_VECTOR_WIDTH must be auto, 256 or 512, got {setting!r}")
+    if not avx512:
+        return 256, None  # (AVX2 and older: LLVM's choice, as always)
+    width = 256 if v == "256" else 512
+    return width, str(width)
+
+
+#: The vector width fastnn's kernels are compiled and tiled for: 512 on a CPU with AVX-512
+#: (unless ``FASTNN_NUMBA_VECTOR_WIDTH=256``), else 256 (see the module docstring).
+VECTOR_WIDTH, _PREFER_WIDTH = _vector_width(os.environ.get("FASTNN_NUMBA_VECTOR_WIDTH", "auto"), has_avx512())
+
 #: Fast-math flags for the convolution kernels: ``contract`` lets LLVM fuse multiply-adds
 #: (FMA). No ``reassoc`` (it makes the loop vectoriser turn reductions into slow gathers
 #: and changes summation order) and no ``nnan``/``ninf`` (NaN and inf propagate as in NumPy).
@@ -82,8 +127,8 @@ NJIT = dict(cache=True, nogil=True)
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 #: The compiled-kernel cache's subdirectory: what Numba's cache key leaves out.
-CACHE_TAG = "numba{}-slp{}-{}".format(
-    numba.__version__, int(SLP_VECTORIZE),
+CACHE_TAG = "numba{}-slp{}{}-{}".format(
+    numba.__version__, int(SLP_VECTORIZE), "" if _PREFER_WIDTH is None else f"-pvw{_PREFER_WIDTH}",
     hashlib.sha256(repr((sorted(NJIT.items()), sorted(FASTMATH_CONV))).encode()).hexdigest()[:8])
 
 # ------------------------------------------------------------------- cache locator
@@ -158,12 +203,42 @@ def _install_locator() -> None:
 # -------------------------------------------------------------------- decorators
 
 
+class _VectorWidthLibrary(_codegen.JITCodeLibrary):
+    """A code library whose own functions (those lowered into it, not the linked-in helpers
+    of other libraries) prefer ``_PREFER_WIDTH``-bit vectors, set before any optimisation."""
+
+    def add_ir_module(self, ir_module):
+        attr = f'"prefer-vector-width"="{_PREFER_WIDTH}"'
+        for fn in ir_module.functions:
+            if fn.blocks:  # a definition
+                # (llvmlite's attribute set takes only enum attributes by name; a string
+                # attribute is printed as it is)
+                set.add(fn.attributes, attr)
+        super().add_ir_module(ir_module)
+
+
+class VectorWidthCompiler(_compiler.Compiler):
+    """Numba's standard pipeline, lowering into a :class:`_VectorWidthLibrary`."""
+
+    def _compile_core(self):
+        if self.state.library is None:
+            library = _VectorWidthLibrary(self.state.targetctx.codegen(), self.state.func_id.func_qualname)
+            library.enable_object_caching()  # (as Numba's lowering pass does for its own)
+            self.state.library = library
+        return super()._compile_core()
+
+
 class SlpDispatcher(CPUDispatcher):
-    """A Numba dispatcher that compiles with the SLP vectoriser on, restoring Numba's setting
-    after (every compilation, a cache load included, goes through :meth:`compile`)."""
+    """A Numba dispatcher that compiles with the SLP vectoriser on (``FASTNN_NUMBA_SLP``),
+    restoring Numba's setting after (every compilation, a cache load included, goes through
+    :meth:`compile`), and where a vector width is set through :class:`VectorWidthCompiler`."""
 
     def compile(self, sig):
         with global_compiler_lock:
+            if _PREFER_WIDTH is not None:  # (set here: a dispatcher rebuilt from a pickle has the default)
+                self._compiler.pipeline_class = VectorWidthCompiler
+            if not SLP_VECTORIZE:
+                return super().compile(sig)
             numba.core.config.reload_config()  # what Numba's pipeline does first: no reset later
             old = numba.config.SLP_VECTORIZE
             numba.config.SLP_VECTORIZE = 1
@@ -175,13 +250,14 @@ class SlpDispatcher(CPUDispatcher):
 
 def kernel(fn=None, **options):
     """``numba.njit`` with fastnn's options ``NJIT`` (and ``options``, e.g. ``fastmath``), cached
-    in fastnn's cache directory, compiled with the SLP vectoriser (see the module docstring).
+    in fastnn's cache directory, compiled with the SLP vectoriser and the vector width (see the
+    module docstring).
     Use as ``@kernel`` or ``@kernel(fastmath=FASTMATH_CONV)``."""
     if fn is None:
         return lambda f: kernel(f, **options)
     _install_locator()
     dispatcher = numba.njit(**{**NJIT, **options})(fn)
-    if SLP_VECTORIZE:
+    if SLP_VECTORIZE or _PREFER_WIDTH is not None:
         dispatcher.__class__ = SlpDispatcher
     return dispatcher
 

@@ -82,7 +82,9 @@ def test_every_backward_tile_variant_matches_reference(force_parallel, monkeypat
     from 2 (the few-channel gather with K >= lanes) to 19, widths 9 and 3."""
     picked = []
     _record(monkeypatch, nb._CONV.DW, picked)
-    for C, K, (stride, pad) in itertools.product((2, 5, 9, 19), (3, 5, 11, 21), ((1, 1), (2, 1), (2, 3))):
+    # (AVX-512's tables have channel tiles of 2 and 4 zmm registers too: K = 40 and 120 reach them)
+    ks = (3, 5, 11, 21) + ((40, 120) if tiles.AVX512 else ())
+    for C, K, (stride, pad) in itertools.product((2, 5, 9, 19), ks, ((1, 1), (2, 1), (2, 3))):
         # width 9, or 3: fewer pixels per stride phase than the dA pixel tile
         case = ConvCase(f"C{C}_K{K}_s{stride}_p{pad}", 2, 7, 9 if C != 5 else 3, C, 3, K, stride, pad)
         A, W, b, hp, dZ = case.make(dtype, seed=4)
@@ -93,7 +95,12 @@ def test_every_backward_tile_variant_matches_reference(force_parallel, monkeypat
             _close(g, g_ref, dtype, f"{case.name} {name}")
     assert {T for _, T in picked} == set(tiles.BWD_T[np.dtype(dtype)])
     lanes = tiles.LANES[np.dtype(dtype)]
-    assert {J for J, T in picked if T != lanes} == {tiles.DW_J[np.dtype(dtype)]}
+    assert {J for J, T in picked if T < lanes} == {tiles.DW_J[np.dtype(dtype)]}
+    if tiles.AVX512:  # tiles of 2 and 4 vectors, their rows by fw*C (tiles.DW_J_BY_VECTORS)
+        wide = {(J, T // lanes) for J, T in picked if T > lanes}
+        assert {v for _, v in wide} == {2, 4} and all(J in tiles.DW_J_BY_VECTORS[v] for J, v in wide), wide
+    else:
+        assert {J for J, T in picked if T != lanes} == {tiles.DW_J[np.dtype(dtype)]}
     # fw*C = 6, 15, 27, 57: the one-vector tile's rows J = 6 and 9 (and 4 where K allows)
     assert {J for J, T in picked if T == lanes} >= {6, 9}
 

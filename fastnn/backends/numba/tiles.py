@@ -3,14 +3,26 @@ templates generate one kernel per entry) and which one a call runs.
 
 Each kernel is compiled on first use, so a call compiles only the tile it runs. The choices
 were measured on the benchmark shapes; the figures are in ``docs/bench/backend-notes.md``.
+
+Two sets of tables, by the vector width the kernels are compiled for (:data:`WIDTH`,
+``fastnn._jit.VECTOR_WIDTH``): 256 (AVX2: 16 ymm registers; every CPU without AVX-512) and
+512 (AVX-512: 32 zmm registers, twice the lanes; ``docs/bench/2026-12-06-avx512.md``). A table's
+AVX-512 version follows its AVX2 one; where none does, both are the same.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..._jit import VECTOR_WIDTH
+
 F64 = np.dtype(np.float64)
 F32 = np.dtype(np.float32)
+
+#: The vector width the tables are sized for (bits): 512 where fastnn's kernels compile for
+#: AVX-512's zmm registers, else 256.
+WIDTH = VECTOR_WIDTH
+AVX512 = WIDTH == 512
 
 #: Forward tile shapes (P output pixels, T output channels) per dtype, best first. The
 #: widest tile holds P*T accumulators in 12 AVX2 registers (3 pixels x 4 vectors), the next
@@ -19,10 +31,30 @@ FWD_TILES = {
     F64: ((3, 16), (4, 8), (8, 4), (4, 4), (1, 8), (1, 4), (4, 1), (1, 1)),
     F32: ((3, 32), (4, 16), (8, 8), (4, 8), (8, 4), (4, 4), (1, 16), (1, 8), (1, 4), (4, 1), (1, 1)),
 }
+#: AVX-512: the same shapes in vectors of twice the lanes, and more of them (32 registers): 6
+#: pixels x 4 vectors (24 accumulators, 4 weight vectors, the pixels' broadcasts: about 32), 4
+#: x 4, 8 x 2 and 8 x 1, 3 pixels (for 3 to 5 columns) and 1 x 4 vectors; then the narrow
+#: ones for fewer channels than one vector. Which one runs: :func:`fwd_tile` (the least work
+#: per unit of speed, ``FWD_EFF``).
+if AVX512:
+    FWD_TILES = {
+        F64: ((6, 32), (4, 32), (3, 32), (1, 32), (8, 16), (3, 16), (8, 8), (4, 8), (8, 4), (4, 4), (1, 8), (1, 4),
+              (4, 1), (1, 1)),
+        F32: ((6, 64), (4, 64), (3, 64), (1, 64), (8, 32), (3, 32), (8, 16), (4, 16), (8, 8), (4, 8), (8, 4), (4, 4),
+              (1, 16), (1, 8), (1, 4), (4, 1), (1, 1)),
+    }
+#: AVX-512: each forward tile's speed relative to the widest (GFLOP/s on shapes it fits without
+#: recomputed pixels or channels), by tile in vectors (P, T / lanes).
+FWD_EFF = {(6, 4): 1.0, (4, 4): 0.9, (3, 4): 0.75, (1, 4): 0.3, (8, 2): 0.95, (3, 2): 0.7, (8, 1): 0.75, (4, 1): 0.6}
 
 #: The forward tiles declared as variants for the planner to time against the rule's choice
 #: (the widest few of ``FWD_TILES``: the narrower ones were never faster where these fit).
 FWD_VARIANTS = {dt: tiles[:4] for dt, tiles in FWD_TILES.items()}
+if AVX512:
+    # (4 vectors by 6 pixels, 4, 3; 2 by 8; 1 by 8. Every variant must apply to a named case of
+    # fastnn.testing.cases, i.e. differ from the rule's tile on one: float32's 6 x 4 vectors is the
+    # rule's on the only one with 64 channels, so it is not declared)
+    FWD_VARIANTS = {F64: ((6, 32), (4, 32), (8, 16), (8, 8)), F32: ((4, 64), (3, 64), (8, 32), (8, 16))}
 
 #: dW tile rows per dtype: J input columns x T output channels (J*T accumulators fill 8
 #: AVX2 registers at the widest T).
@@ -31,6 +63,12 @@ DW_J = {F64: 4, F32: 4}
 BWD_T = {F64: (8, 4, 1), F32: (16, 8, 4, 1)}
 #: Lanes of one AVX2 vector per dtype.
 LANES = {F64: 4, F32: 8}
+if AVX512:
+    #: AVX-512: J = 8 for tiles narrower than one zmm register; for wider ones J from
+    #: ``DW_J_BY_VECTORS`` by T in vectors (a tile of one vector: ``DW_J_ONE_VECTOR``).
+    DW_J = {F64: 8, F32: 8}
+    BWD_T = {F64: (32, 16, 8, 4, 1), F32: (64, 32, 16, 8, 4, 1)}
+    LANES = {F64: 8, F32: 16}
 #: With a channel tile of one vector (T = ``LANES``), J = 4 columns leave the FMA units
 #: idle over their latency (4 accumulators): such a tile takes J from these, the one that
 #: pads fw*C least (the wider on a tie). Measured on 3x3 windows, float32 T = 8 (4 and
@@ -42,6 +80,11 @@ DW_J_ONE_VECTOR = (9, 6, 4)
 #: and lanes per dtype.
 DA_KVEC_P = {1: 8, 2: 4, 3: 3, 4: 3}
 DA_KVEC_L = {F64: 4, F32: 8}
+if AVX512:
+    # one zmm register of lanes, and more pixels (16, 16, 18, 16 accumulators): 1.3-1.7x the
+    # AVX2 tables' at 512 bits on the table's stem7x7 and cat_c1 (float64) dA_prev
+    DA_KVEC_P = {1: 16, 2: 8, 3: 6, 4: 4}
+    DA_KVEC_L = {F64: 8, F32: 16}
 
 #: dA_prev for C_in <= 4 at stride 1, vectorised over pixels: the pixel block by C_in per
 #: dtype (P x C accumulators in 8-12 AVX2 registers; ``templates.conv_dA_px``). float32 only:
@@ -55,6 +98,8 @@ DA_PX_P = {F32: {1: 64, 2: 48, 3: 32, 4: 24}}
 #: operations per block, and more lanes side by side hide its latency (64 spilled registers
 #: in float64). The first with NB <= C runs; the last block is shifted back to end at C.
 POOL_NB = (32, 16, 8, 1)
+if AVX512:  # (64 float32 lanes are 4 zmm registers: max-pooling p3s2 1.2-1.3x a block of 32)
+    POOL_NB = (64, 32, 16, 8, 1)
 #: The backward gathers keep each input pixel's gradient sums in registers, NB channels at a
 #: time, for NB >= this (narrower blocks lost to whole-channel-row loops, which run the
 #: window loop once per block).
@@ -66,25 +111,60 @@ def fits(tile, K: int, Wo: int) -> bool:
 
 
 def fwd_tile(dtype, K: int, Wo: int):
-    """The forward tile (P pixels, T channels) for K output channels and Wo output columns:
-    the first of ``FWD_TILES`` that fits (T <= K, P <= Wo), the widest (first) one only
+    """The forward tile (P pixels, T channels) for K output channels and Wo output columns.
+    AVX2: the first of ``FWD_TILES`` that fits (T <= K, P <= Wo), the widest (first) one only
     where T divides K (its shifted last channel block would recompute up to T - 1
-    channels); (1, 1) always fits."""
+    channels); (1, 1) always fits. AVX-512: of the tiles of ``FWD_EFF`` that fit, the one
+    with the least work (pixels and channels computed, the shifted last blocks' recomputed
+    ones included) per unit of its speed (the earlier on a tie); where none fits (fewer
+    channels than one vector, or columns than its pixels), the first of ``FWD_TILES`` that fits."""
     tiles = FWD_TILES[dtype]
+    if AVX512:
+        lanes = LANES[np.dtype(dtype)]
+        rated = [t for t in tiles if fits(t, K, Wo) and (t[0], t[1] / lanes) in FWD_EFF]
+        if rated:
+            return min(rated, key=lambda t: -(-Wo // t[0]) * t[0] * -(-K // t[1]) * t[1] / FWD_EFF[t[0], t[1] / lanes])
+        return next(t for t in tiles if fits(t, K, Wo))
     wide = tiles[0]
     return next(t for t in tiles if t[1] <= K and t[0] <= Wo and (t is not wide or K % t[1] == 0))
 
 
+#: AVX-512: the dW rows J a tile of T = 4 or 2 vectors takes, with each one's speed relative to
+#: the best: the fewest padded fw*C columns per unit of speed (the wider on a tie). 6 x 4 vectors
+#: (24 accumulators) ran 1.0-1.2x 4 x 4 on the table's dW; 9 x 2 as fast as 8 x 2, 1.0-1.1x 6 x 2.
+#: A wider T (a variant's: float32's 64 channels in float64) takes J = 24 / vectors.
+DW_J_BY_VECTORS = {4: {6: 1.0, 4: 0.93}, 2: {9: 1.0, 8: 1.0, 6: 0.93}}
+
+
+#: AVX-512: each dW channel tile's speed relative to the widest, by T in vectors (wider: 0.5;
+#: narrower than one vector: one vector's times the share of its lanes used).
+DW_EFF = {4: 1.0, 2: 0.85, 1: 0.55}
+
+
+def _dw_eff(v: float) -> float:
+    return DW_EFF.get(v, 0.5) if v >= 1 else DW_EFF[1] * v
+
+
 def dw_tile(dtype, K: int, L: int, T=None):
     """The dW kernel's tile (J, T) for K output channels and L = fw*C input columns: T the
-    first of ``BWD_T`` <= K (or ``T`` as given: a variant); J from ``DW_J``, or for a
-    one-vector T from ``DW_J_ONE_VECTOR``, the fewest padded columns (then the widest)."""
+    first of ``BWD_T`` <= K (AVX-512: the one with the fewest channels, K zero-padded to a
+    multiple of T, per unit of its speed ``DW_EFF``), or ``T`` as given (a variant); J from
+    ``DW_J``, or for a one-vector T from ``DW_J_ONE_VECTOR``, the fewest padded columns (then
+    the widest; AVX-512, T of 2 or 4 vectors: from ``DW_J_BY_VECTORS``, per unit of speed)."""
     dtype = np.dtype(dtype)
+    lanes = LANES[dtype]
     if T is None:
-        T = next(t for t in BWD_T[dtype] if t <= K)
-    if T != LANES[dtype]:
+        if AVX512:
+            T = min((t for t in BWD_T[dtype] if t <= K), key=lambda t: -(-K // t) * t / _dw_eff(t / lanes))
+        else:
+            T = next(t for t in BWD_T[dtype] if t <= K)
+    if T == lanes:
+        rows = {j: 1.0 for j in DW_J_ONE_VECTOR}
+    elif AVX512 and T > lanes:
+        rows = DW_J_BY_VECTORS.get(T // lanes, {max(1, 24 * lanes // T): 1.0})
+    else:
         return DW_J[dtype], T
-    return min(DW_J_ONE_VECTOR, key=lambda j: (-(-L // j) * j, -j)), T
+    return min(rows, key=lambda j: (-(-L // j) * j / rows[j], -j)), T
 
 
 #: The dW kernels keep a tile's sums in registers over passes of at least this many output
@@ -110,10 +190,13 @@ def all_fwd_tiles():
 
 
 def all_dw_tiles():
-    """Every dW tile of any dtype: ``DW_J`` rows for every width of ``BWD_T`` (a variant
-    may run any width in either dtype) and the one-vector tiles' rows."""
-    rows = {(DW_J[dt], T) for dt in DW_J for T in {t for ts in BWD_T.values() for t in ts}}
+    """Every dW tile of any dtype: the rows :func:`dw_tile` gives every width of ``BWD_T`` (a
+    variant may run any width in either dtype) and the one-vector (AVX-512: 2 and 4 vector) tiles' rows."""
+    widths = {t for ts in BWD_T.values() for t in ts}
+    rows = {dw_tile(dt, T, 1, T) for dt in DW_J for T in widths}
     rows |= {(J, LANES[dt]) for dt in LANES for J in DW_J_ONE_VECTOR}
+    if AVX512:
+        rows |= {(J, v * LANES[dt]) for dt in LANES for v, js in DW_J_BY_VECTORS.items() for J in js}
     return sorted(rows, reverse=True)
 
 
