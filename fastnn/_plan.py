@@ -597,6 +597,10 @@ def tune(calls: Optional[Iterable[Tuple[str, object]]] = None, *, ops: Iterable[
         raise ValueError(f"ops must be among {', '.join(TUNABLE_OPS)}, got {bad[0]!r}")
     todo = list(calls) if calls is not None else _table_params(tuple(np.dtype(d) for d in dtypes), ops,
                                                               set(shapes) if shapes else None)
+    unique = {}  # one timing per key: calls that run the same kernel key (an NCHW layer and its
+    for op, p in todo:  # NHWC twin, a lowered call) would be tuned twice, the later run overwriting
+        unique.setdefault(key_of(op, p), (op, p))
+    todo = list(unique.values())
     found = {}
     for i, (op, p) in enumerate(todo):
         entry = tune_key(op, p, budget_s=budget_s)

@@ -348,3 +348,12 @@ def test_pick_keeps_the_default_unless_the_fastest_wins_by_the_margin():
     assert _plan._pick({"numba": 2.0, "im2col": 0.5}, {"im2col": [0.5] * 3}, d) == ("im2col", None)
     # the default itself fastest
     assert _plan._pick({"numba": 0.5, "im2col": 0.6}, clear, d) == ("numba", None)
+
+
+def test_tune_times_each_key_once(planner, monkeypatch):
+    """The table's NCHW layer runs the same kernel key as its NHWC twin: timed once, not twice
+    (a second, noisier timing of the same key would overwrite the first)."""
+    tuned = []
+    monkeypatch.setattr(planner, "tune_key", lambda op, q, **kw: tuned.append(_plan.key_of(op, q)) or _entry("numba"))
+    found = fastnn.tune(ops=["conv_forward"], dtypes=["float32"], shapes=["res_3x3", "res_3x3_nchw"], budget_s=0.01)
+    assert len(tuned) == len(set(tuned)) == len(found) >= 1
