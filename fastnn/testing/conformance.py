@@ -751,7 +751,9 @@ def _mutation(s, op, dtype, noncontig):
 
 def _nan(s, op):
     """NaN, +Inf and -Inf in the inputs (the data, and the incoming gradient of a backward) come
-    out where the ground truth puts them."""
+    out where the ground truth puts them. Where the result is a selection (max pooling, relu,
+    zero_pad) the finite values must be the ground truth's too; arithmetic (a convolution, an
+    average: a backend may multiply by 1 / area) is held to the tolerance rule by the value checks."""
     def fn():
         A, W, b = _conv_args()
         A[0, 2, 2, 0] = np.nan
@@ -765,7 +767,7 @@ def _nan(s, op):
                 for mode in ("max", "average"):
                     hp = {"f": 2, "stride": 1}
                     p = _nonfinite(s.pool_forward(A, hp, mode)[0], s.ref["pool_forward"](A, hp, mode)[0],
-                                   f"A ({mode})", exact=True)
+                                   f"A ({mode})", exact=mode == "max")
                     if p:
                         return p
                 return None
@@ -794,7 +796,7 @@ def _nan(s, op):
                         for ties in (("all", "first") if s.is_backend else ("all",)):
                             p = _nonfinite(s.pool_backward(dA, cache, mode, ties),
                                            s.ref["pool_backward"](dA, cache, mode, ties),
-                                           f"dA_prev ({mode}, ties={ties}, {hp})", exact=True)
+                                           f"dA_prev ({mode}, ties={ties}, {hp})", exact=mode == "max")
                             if p:
                                 return p
                 return None

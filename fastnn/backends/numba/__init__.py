@@ -45,8 +45,10 @@ work) or in chunks of its outer loop on fastnn's threads (:mod:`.threads`).
   positions directly; with overlapping ones it is a gather (each input element sums the
   windows covering it) from the window maxima (ties "all": computed row by row as the
   gather first needs them, in the same pass over the input, and summed in registers when
-  NB = 32), argmax positions (ties "first") or dA / area (average; summed in registers when
-  C >= 32); the 32-wide max-pool backward gather is the slowest kernel to compile.
+  NB = 32), argmax positions (ties "first") or dA * (1 / area) (average; summed in registers
+  when C >= 32; an average multiplies by the reciprocal the wrapper rounds once, forward and
+  backward: a division per output vector cost as much as a 3x3 window's adds); the 32-wide
+  max-pool backward gather is the slowest kernel to compile.
 
 Extra memory: the padded input, padded dZ (one per stride phase, with each phase's dA_prev
 for stride > 1), the packed W and the dW partials (one per chunk, as many as threads);
@@ -538,8 +540,8 @@ def pool_forward(p, A_prev, A, nb=None):
     if p.mode == "max":
         _pool("max", p, work, A_prev, A, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, p.dtype.type(-np.inf), nb=nb)
     else:
-        _pool("avg", p, work, A_prev, A, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, p.dtype.type(p.fh * p.fw),
-              p.dtype.type(0), nb=nb)
+        inv = p.dtype.type(1) / p.dtype.type(p.fh * p.fw)  # (rounded in the kernels' dtype)
+        _pool("avg", p, work, A_prev, A, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, inv, p.dtype.type(0), nb=nb)
 
 
 def _pool_handles(p) -> bool:
@@ -558,7 +560,7 @@ _AVG_GATHER = _POOL.POOL["avg_bwd_gather", tiles.GATHER_REG_NB]
 def pool_backward(p, A_prev, dA, dA_prev, nb=None):
     """``nb``: a channel-block variant (for the kernels that come in blocks)."""
     work = _pool_work(p)
-    area = p.dtype.type(p.fh * p.fw)
+    inv = p.dtype.type(1) / p.dtype.type(p.fh * p.fw)  # (an average's 1 / area, rounded in the dtype)
     ninf = p.dtype.type(-np.inf)
     if p.sh >= p.fh and p.sw >= p.fw:
         # Non-overlapping windows: one pass, each window writes its own positions.
@@ -566,7 +568,7 @@ def pool_backward(p, A_prev, dA, dA_prev, nb=None):
                 or (p.Wo - 1) * p.sw + p.fw - p.pw < p.W):
             dA_prev.fill(0)  # some positions lie in no window
         if p.mode == "average":
-            _run(kernels.pool_avg_bwd_direct, work, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, area)
+            _run(kernels.pool_avg_bwd_direct, work, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, inv)
         else:
             _pool("max_bwd_direct" if p.ties == "all" else "first_bwd_direct", p, work, A_prev, dA,
                   dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, ninf, p.dtype.type(0), nb=nb)
@@ -580,7 +582,7 @@ def pool_backward(p, A_prev, dA, dA_prev, nb=None):
     Idx = _EMPTY_IDX
     if p.mode == "average":
         if p.C >= tiles.GATHER_REG_NB:  # the same sums in registers
-            _run(_AVG_GATHER, work, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, area, p.dtype.type(0))
+            _run(_AVG_GATHER, work, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, inv, p.dtype.type(0))
             return
         mode = 2
     else:
@@ -590,7 +592,7 @@ def pool_backward(p, A_prev, dA, dA_prev, nb=None):
     # Ties "first", and average with C < GATHER_REG_NB: the gather streams whole channel
     # rows (the loop vectoriser's job; register blocks measured no faster for the argmax
     # gather: it runs at about the speed of copying X).
-    _run(kernels.pool_bwd, work, Idx, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, mode, area,
+    _run(kernels.pool_bwd, work, Idx, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, mode, inv,
          p.dtype.type(0))
 
 

@@ -91,10 +91,10 @@ def sum_parts(part, out, chunk, nchunks):
 
 
 @kernel
-def pool_avg_bwd_direct(dA, dX, fh, fw, sh, sw, ph, pw, area, chunk, nchunks):
+def pool_avg_bwd_direct(dA, dX, fh, fw, sh, sw, ph, pw, inv, chunk, nchunks):
     """Average-pooling backward for non-overlapping windows (sh >= fh and sw >= fw): each
-    window writes dA / area to its positions clipped to the input (the caller zeroes dX
-    first where no window reaches)."""
+    window writes dA * inv (inv = 1 / area, rounded by the caller) to its positions clipped
+    to the input (the caller zeroes dX first where no window reaches)."""
     m, H, W, C = dX.shape
     _, Ho, Wo, _ = dA.shape
     nloop = m * Ho
@@ -112,7 +112,7 @@ def pool_avg_bwd_direct(dA, dX, fh, fw, sh, sw, ph, pw, area, chunk, nchunks):
                 for w in range(max(w0, 0), min(w0 + fw, W)):
                     g = gr[w]
                     for c in range(C):
-                        g[c] = d[c] / area
+                        g[c] = d[c] * inv
 
 
 @kernel
@@ -256,12 +256,13 @@ def sigmoid_backward(dA, Z, out, one, chunk, nchunks):
 
 
 @kernel
-def pool_bwd(Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero, chunk, nchunks):
+def pool_bwd(Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, inv, zero, chunk, nchunks):
     """Gather form of pooling backward: each input element sums the windows covering it
     in (ho, wo) order, so no two threads write one element.
 
     mode 1: max, ties "first" (Idx = argmax positions); 2: average (each window gives
-    dA / area). (Max with ties "all" has its own kernel, ``pool_max_bwd_gather``; average
+    dA * inv, inv = 1 / area rounded by the caller: a multiply, not a division per term).
+    (Max with ties "all" has its own kernel, ``pool_max_bwd_gather``; average
     with C >= GATHER_REG_NB has ``pool_avg_bwd_gather``.)"""
     m, H, W, C = dX.shape
     _, Ho, Wo, _ = dA.shape
@@ -295,5 +296,5 @@ def pool_bwd(Idx, dA, dX, fh, fw, sh, sw, ph, pw, mode, area, zero, chunk, nchun
                             g[c] += d[c] if ix[c] == pos else d[c] * zero
                     else:
                         for c in range(C):
-                            g[c] += d[c] / area
+                            g[c] += d[c] * inv
 

@@ -460,12 +460,14 @@ def pool_max(name: str, NB: int) -> List[str]:
 
 
 def pool_avg(name: str, NB: int) -> List[str]:
-    L = _pool_head(name, "X, Out, fh, fw, sh, sw, ph, pw, area, zero",
-                   "Average pooling (pads count as zeros: the clipped window's sum / area).",
+    L = _pool_head(name, "X, Out, fh, fw, sh, sw, ph, pw, inv, zero",
+                   "Average pooling (pads count as zeros): the clipped window's sum times inv = 1 / area,\n"
+                   "    the caller's rounded reciprocal (within about an ulp of sum / area; a vector division\n"
+                   "    per output block cost as much as the window's adds).",
                    NB, "Out")
     return L + _over_windows(NB, ["orow = Out[i, ho]"], ["o = orow[wo]"],
                              _rep(NB, "s{k} = zero") + _window_loop(_rep(NB, "s{k} += xr[w, c0 + {k}]"))
-                             + _rep(NB, "o[c0 + {k}] = s{k} / area"))
+                             + _rep(NB, "o[c0 + {k}] = s{k} * inv"))
 
 
 def pool_argmax(name: str, NB: int) -> List[str]:
@@ -575,11 +577,11 @@ def _gather_row() -> List[str]:
 
 def _gather_reg(NB: int, avg: bool = False) -> List[str]:
     """``_gather_row``'s sums (or with ``avg`` ``kernels.pool_bwd``'s average-pooling sums of
-    dA / area), in the same order, in registers: NB channels at a time (shifted last
+    dA times inv = 1 / area), in the same order, in registers: NB channels at a time (shifted last
     block), each written once."""
     if avg:
         setup, per_window = [], []
-        term = "d[c0 + {k}] / area"
+        term = "d[c0 + {k}] * inv"
     else:
         setup, per_window = ["x{k} = x[c0 + {k}]"], ["    mrow = ring[ho % nr]"]
         term = "d[c0 + {k}] if x{k} == mx[c0 + {k}] else d[c0 + {k}] * zero"
@@ -596,14 +598,14 @@ def _gather_reg(NB: int, avg: bool = False) -> List[str]:
 
 def pool_avg_bwd_gather(name: str, NB: int) -> List[str]:
     """Average-pooling backward for overlapping windows, the gather of ``kernels.pool_bwd`` (mode 2:
-    each input element sums dA / area of the windows covering it, in (ho, wo) order) with
+    each input element sums dA * inv of the windows covering it, in (ho, wo) order) with
     the sums in registers, NB channels at a time: the same bits, faster than the
     whole-channel-row loops. Built for NB = ``GATHER_REG_NB`` only
     (narrower channels run ``kernels.pool_bwd``)."""
     return [
         "@kernel",
-        f"def {name}(dA, dX, fh, fw, sh, sw, ph, pw, area, zero):",
-        '    """Average-pooling backward, overlapping windows: each input element sums dA / area of',
+        f"def {name}(dA, dX, fh, fw, sh, sw, ph, pw, inv, zero):",
+        '    """Average-pooling backward, overlapping windows: each input element sums dA * inv (inv = 1 / area) of',
         f'    the windows covering it, in registers, channel blocks of {NB} (needs C >= {NB})."""',
         "    m, H, W, C = dX.shape",
         "    _, Ho, Wo, _ = dA.shape",
