@@ -11,6 +11,8 @@ convolutions fastnn's share of the GEMM rate (NumPy matmul of a 1024 square, sam
     python scripts/measure_torch.py --set heldout --rounds 5 --autotune
     python scripts/measure_torch.py --set cnn --rounds 5       # fastnn train --model cnn's layers
 
+The last lines count the rows that meet issue 19's bars (:func:`bars`) and list those that miss.
+
 ``--autotune`` turns on ``fastnn.set_autotune(True)``: a layer's key is tuned on first sight
 (in the untimed warm-up), as a user with ``FASTNN_AUTOTUNE=1`` would run it. The held-out
 layers were never used to tune anything.
@@ -165,6 +167,25 @@ def _rows(which):
                        {"fwd": ("pool_forward", p, None), "fwd+bwd": ("pool_backward", p, None)}, layout)
 
 
+def bars(p, dtype, what: str, ratio: float, gemm_pct) -> list:
+    """Issue 19's bars for one row as (label, value, bar) triples (issue 22's >= 1.0x for a
+    depthwise convolution, a memory-bound op with no GEMM share): float64 convolution forward
+    >= 1.5x (pointwise, one GEMM, >= 1.0x), forward+backward >= 1.2x; float32 forward >= 0.95x
+    (3 input channels or fewer: >= 0.9x) and >= 85% of the GEMM rate where C_in >= 32,
+    forward+backward >= 1.0x; pooling >= 1.0x."""
+    if isinstance(p, P.PoolParams) or p.G == p.C > 1:
+        return [("ratio", ratio, 1.0)]
+    if np.dtype(dtype) == np.float64:
+        pointwise = p.fh == p.fw == p.sh == p.sw == 1 and p.ph == p.pw == 0
+        return [("ratio", ratio, (1.0 if pointwise else 1.5) if what == "fwd" else 1.2)]
+    if what != "fwd":
+        return [("ratio", ratio, 1.0)]
+    out = [("ratio", ratio, 0.9 if p.C <= 3 else 0.95)]
+    if p.C >= 32 and gemm_pct is not None:
+        out.append(("% of GEMM", gemm_pct, 85.0))
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--set", choices=("table", "heldout", "cnn"), default="table")
@@ -182,7 +203,7 @@ def main(argv=None) -> int:
     peak = {np.dtype(d): _gemm_rate(d) for d in (np.float32, np.float64)}
     print(f"GEMM peak (1024^2 matmul): float32 {peak[np.dtype(np.float32)] / 1e9:.1f}, "
           f"float64 {peak[np.dtype(np.float64)] / 1e9:.1f} GFLOP/s; torch {torch.__version__}, {args.threads} threads")
-    summary = []
+    summary, checked = [], []
     for name, dtype, ours, theirs, keys, layout in _rows(args.set):
         for what in ours:
             ratios, ts = [], []
@@ -196,10 +217,18 @@ def main(argv=None) -> int:
             share = (f" {100 * flops / statistics.median(ts) / peak[np.dtype(dtype)]:5.1f}% of GEMM"
                      if flops else "")
             summary.append(med)
+            gemm_pct = 100 * flops / statistics.median(ts) / peak[np.dtype(dtype)] if flops else None
+            for label, value, bar in bars(p, dtype, what, med, gemm_pct):
+                checked.append((f"{name} {np.dtype(dtype).name} {what} {label}", value, bar))
             print(f"{name:<22} {np.dtype(dtype).name:<8} {what:<8} auto={_dispatch.resolve_name(op, None, p):<7} "
                   f"torch/fastnn {med:.3f} [{min(ratios):.3f}, {max(ratios):.3f}]{share}  (torch {layout})", flush=True)
     print(f"{len(summary)} rows: median {statistics.median(summary):.3f}, from {min(summary):.3f} to "
           f"{max(summary):.3f}; rows below 1.0: {sum(r < 1.0 for r in summary)}")
+    missed = [(what, v, bar) for what, v, bar in checked if v < bar]
+    print(f"bars (issue 19's; a depthwise row: issue 22's >= 1.0x): {len(checked) - len(missed)} of {len(checked)} met"
+          + ("; missed:" if missed else ""))
+    for what, v, bar in missed:
+        print(f"  {what} {v:.3f} < {bar:g}")
     return 0
 
 
