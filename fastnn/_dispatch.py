@@ -240,6 +240,17 @@ def handles(kernel: Callable, p) -> bool:
     return h is not None and bool(h(p))
 
 
+def channels_first(kernel: Callable, p) -> bool:
+    """Whether a ``conv_forward`` kernel reads and writes a call's channels-first arrays itself
+    (``"layout": "NCHW"``): its ``channels_first(p)`` attribute says so for ``p`` (which it also
+    :func:`handles`). Such a kernel is passed the C-contiguous (m, C, H, W) input and the
+    (m, K, Ho, Wo) output it fills as their NHWC-shaped views (``.transpose(0, 2, 3, 1)``: the
+    op's one signature; the views' strides tell it); any other kernel gets C-contiguous NHWC
+    copies, transposed by the wrapper."""
+    cf = getattr(kernel, "channels_first", None)
+    return cf is not None and handles(kernel, p) and bool(cf(p))
+
+
 def candidates(op: str, p=None) -> List[str]:
     """What ``auto`` may run for ``op``: each backend having it (highest priority first), each
     followed by its variants that apply to the call's params ``p`` (all of them when ``p``

@@ -1,11 +1,13 @@
-"""NCHW <-> NHWC copies for the wrappers' ``"layout": "NCHW"`` (the kernels compute in NHWC).
+"""NCHW <-> NHWC copies for the wrappers' ``"layout": "NCHW"`` where the kernel that runs a call
+computes in NHWC (the numba backend's tiled convolution reads and writes NCHW itself:
+:func:`fastnn._dispatch.channels_first`).
 
-A transposing copy runs at a third to a fifth of a plain copy's speed in NumPy's one thread
-(its inner loop strides through one of the two arrays), and for a small-channel convolution it
-is a good share of the call, so the images are split between fastnn's worker threads: NumPy
-releases the GIL in its copy loops, so the halves run side by side. Arrays under
-``THREADED_BYTES`` are copied in the calling thread (the hand-off to the workers costs tens
-of microseconds).
+The copies are the numba backend's transposing kernels (``kernels.nchw_to_nhwc``, which pads in
+the same pass, and ``kernels.nhwc_to_nchw``): a row of the output at a time from a
+cache-resident row of the input, at about a plain copy's speed; NumPy's copy of a transposed
+view strides through one of the two arrays (NHWC to NCHW at a third of a copy's speed). The
+images are split between fastnn's worker threads; arrays under ``THREADED_BYTES`` are copied
+in the calling thread (the hand-off to the workers costs tens of microseconds).
 """
 
 from __future__ import annotations
@@ -20,53 +22,37 @@ __all__ = ["to_nhwc", "to_nhwc_padded", "to_nchw", "hwck"]
 THREADED_BYTES = 1 << 20
 
 
-def _copy_images(dst, src, chunk, nchunks):
-    m = dst.shape[0]
-    a, b = chunk * m // nchunks, (chunk + 1) * m // nchunks
-    if b > a:
-        np.copyto(dst[a:b], src[a:b])
+def _kernels():
+    from .backends.numba import kernels  # (compiled on first use: not at import)
+
+    return kernels
 
 
-def _transposed(X: np.ndarray, axes, dtype) -> np.ndarray:
-    src = X.transpose(axes)
-    out = np.empty(src.shape, dtype=dtype)
-    n = num_threads() if out.nbytes >= THREADED_BYTES else 1
-    run_chunks(_copy_images, (out, src), max(1, min(n, out.shape[0])))
-    return out
+def _chunks(out: np.ndarray) -> int:
+    return num_threads() if out.nbytes >= THREADED_BYTES else 1
 
 
 def to_nhwc(X: np.ndarray, dtype) -> np.ndarray:
     """(m, C, H, W) -> C-contiguous (m, H, W, C) of ``dtype``."""
-    return _transposed(X, (0, 2, 3, 1), dtype)
-
-
-def _copy_padded(dst, src, top, left, chunk, nchunks):
-    m, Hp, Wp, _ = dst.shape
-    _, H, W, _ = src.shape
-    a, b = chunk * m // nchunks, (chunk + 1) * m // nchunks
-    if b > a:
-        d = dst[a:b]
-        d[:, :top] = 0
-        d[:, top + H:] = 0
-        d[:, top:top + H, :left] = 0
-        d[:, top:top + H, left + W:] = 0
-        np.copyto(d[:, top:top + H, left:left + W], src[a:b])
+    return to_nhwc_padded(X, dtype, 0, 0, 0, 0)
 
 
 def to_nhwc_padded(X: np.ndarray, dtype, top: int, bottom: int, left: int, right: int) -> np.ndarray:
     """(m, C, H, W) -> C-contiguous (m, top + H + bottom, left + W + right, C) of ``dtype``, zeros
     around: the padded input a kernel would copy again, made in the same pass as the transpose."""
-    src = X.transpose(0, 2, 3, 1)
-    m, H, W, C = src.shape
+    m, C, H, W = X.shape
+    src = np.ascontiguousarray(X, dtype=dtype)
     out = np.empty((m, top + H + bottom, left + W + right, C), dtype=dtype)
-    n = num_threads() if out.nbytes >= THREADED_BYTES else 1
-    run_chunks(_copy_padded, (out, src, top, left), max(1, min(n, m)))
+    run_chunks(_kernels().nchw_to_nhwc, (src, out, top, left), _chunks(out))
     return out
 
 
 def to_nchw(X: np.ndarray) -> np.ndarray:
-    """(m, H, W, C) -> C-contiguous (m, C, H, W)."""
-    return _transposed(X, (0, 3, 1, 2), X.dtype)
+    """C-contiguous (m, H, W, C) -> C-contiguous (m, C, H, W)."""
+    m, H, W, C = X.shape
+    out = np.empty((m, C, H, W), dtype=X.dtype)
+    run_chunks(_kernels().nhwc_to_nchw, (np.ascontiguousarray(X), out), _chunks(out))
+    return out
 
 
 def hwck(W: np.ndarray, dtype) -> np.ndarray:

@@ -35,10 +35,10 @@ import numpy as np
 from . import _params as P
 from ._dispatch import handles, resolve
 
-__all__ = ["conv_forward", "conv_backward", "pool_forward", "pool_backward"]
+__all__ = ["conv_forward", "conv_backward", "pool_forward", "pool_backward", "call_backward"]
 
 
-def _call_backward(kernel, p, A, W, dZ, dA, dW, db) -> None:
+def call_backward(kernel, p, A, W, dZ, dA, dW, db) -> None:
     """A conv_backward kernel; one that cannot skip dA_prev gets one to fill, dropped."""
     if dA is None and not getattr(kernel, "input_grad_optional", False):
         dA = np.empty(A.shape, dtype=p.dtype)
@@ -79,7 +79,7 @@ def conv_backward(p: P.ConvParams, backend: Optional[str], A, W, dZ, dA, dW, db)
     """``dA`` (None: not wanted), ``dW``, ``db`` (K,) of a convolution for any checked ``p``."""
     kernel = resolve("conv_backward", backend, p)
     if handles(kernel, p):
-        _call_backward(kernel, p, A, W, dZ, dA, dW, db)
+        call_backward(kernel, p, A, W, dZ, dA, dW, db)
     elif p.G > 1:
         _backward_groups(p, backend, A, W, dZ, dA, dW, db)
     else:

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _layout, _lower
 from . import _params as P
-from ._dispatch import resolve
+from ._dispatch import channels_first, resolve
 
 __all__ = [
     "zero_pad",
@@ -198,8 +198,14 @@ def conv_forward(A_prev, W, b, hparameters, *, backend: Optional[str] = None) ->
     b = P.as_array(b, "b")
     p = P.conv_params(A_prev, W, b, hparameters)
     dt = p.dtype
-    Z = _empty((p.m, p.Ho, p.Wo, p.K), dtype=dt)
     bk = P.as_kernel_input(b, dt).reshape(p.K)
+    if P.conv_layout(hparameters) == "NCHW" and p.m:
+        kernel = resolve("conv_forward", backend, p)
+        if channels_first(kernel, p):  # the kernel reads and writes NCHW itself (through views)
+            Z = _empty((p.m, p.K, p.Ho, p.Wo), dtype=dt)
+            kernel(p, P.as_kernel_input(A_prev, dt).transpose(0, 2, 3, 1), _hwck(W, dt), bk, Z.transpose(0, 2, 3, 1))
+            return Z, (A_prev, W, b, hparameters)
+    Z = _empty((p.m, p.Ho, p.Wo, p.K), dtype=dt)
     if P.conv_layout(hparameters) == "NCHW":
         if not p.m:
             _empty_batch("conv_forward", backend)
@@ -292,6 +298,13 @@ def conv_backward(dZ, cache, *, backend: Optional[str] = None,
         dW.fill(0)
         db.fill(0)
     elif nchw:
+        kernel = resolve("conv_backward", backend, p)
+        if channels_first(kernel, p):  # the kernel reads and writes NCHW itself (through views)
+            dA_prev = _empty((p.m, p.C, p.H, p.W), dtype=dt) if input_grad else None
+            _lower.call_backward(kernel, p, P.as_kernel_input(A_prev, dt).transpose(0, 2, 3, 1), _hwck(W, dt),
+                                 P.as_kernel_input(dZ, dt).transpose(0, 2, 3, 1),
+                                 None if dA_prev is None else dA_prev.transpose(0, 2, 3, 1), dW, db.reshape(p.K))
+            return dA_prev, np.ascontiguousarray(dW.transpose(3, 2, 0, 1)), db
         _lower.conv_backward(p, backend, _nhwc(A_prev, dt), _hwck(W, dt), _nhwc(dZ, dt), dA_prev, dW,
                              db.reshape(p.K))
     else:

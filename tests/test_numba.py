@@ -1,6 +1,7 @@
 """The numba backend beyond the equivalence matrix: its tiled (parallel) paths on every edge
 case, thread safety, determinism, NaN handling, dtypes, settings, generated source."""
 
+import dataclasses
 import itertools
 import os
 import subprocess
@@ -53,6 +54,69 @@ def test_tiled_conv_kernels_match_reference_on_all_cases(force_parallel, dtype):
         for name, g, g_ref in zip(("dA_prev", "dW", "db"), fastnn.conv_backward(dZ, cache, backend="numba"),
                                   fastnn.conv_backward(dZ, cache_ref, backend=REF)):
             _close(g, g_ref, dtype, f"{case.name} {name}")
+
+
+_NCHW_TILED = [
+    ConvCase("nchw_tiles_and_tails", 2, 9, 11, 21, (3, 2), 37, (2, 3), (1, 2), layout="NCHW"),
+    ConvCase("nchw_uneven_same", 1, 13, 12, 9, 3, 19, 2, "same", layout="NCHW"),
+    ConvCase("nchw_uneven_pairs", 3, 10, 7, 16, (2, 3), 33, 1, ((2, 0), (0, 3)), layout="NCHW"),
+    ConvCase("nchw_one_column", 2, 6, 3, 8, 3, 12, 1, 0, layout="NCHW"),
+    ConvCase("nchw_pointwise", 2, 5, 9, 24, 1, 70, 1, 0, layout="NCHW"),
+    ConvCase("nchw_few_channels_stem", 1, 15, 14, 3, 7, 16, 2, 3, layout="NCHW"),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("threads", [1, 3])
+def test_nchw_forward_reads_and_writes_channels_first_itself(monkeypatch, dtype, threads):
+    """On the tiled path an NCHW forward runs ``templates.conv_fwd_nchw`` (the input's transpose
+    and padding and the output's transpose fused into the kernel): the wrapper makes no
+    transposed copy, the result has the very bits of the NHWC call on the same values, comes
+    back C-contiguous NCHW in the input's dtype, and the input is left as it was."""
+    import fastnn.conv as conv_mod
+    monkeypatch.setattr(nb, "_SERIAL_WORK", 0)
+    monkeypatch.setattr(nb, "_num_threads", lambda: threads)
+    log = []
+    _record(monkeypatch, nb._CONV.FWD_NCHW, log)
+
+    def no_copy(*a, **k):
+        raise AssertionError("the wrapper transposed an NCHW array for a kernel that reads NCHW itself")
+    for name in ("_nhwc", "_nchw"):
+        monkeypatch.setattr(conv_mod, name, no_copy)
+    monkeypatch.setattr(conv_mod._layout, "to_nhwc_padded", no_copy)
+    for case in _NCHW_TILED:
+        A, W, b, hp, _ = case.make(dtype, seed=3)
+        A0 = A.copy()
+        before = len(log)
+        Z, cache = fastnn.conv_forward(A, W, b, hp, backend="numba")
+        assert len(log) == before + threads, case.name  # (a call per chunk)
+        assert np.array_equal(A, A0) and cache[0] is A
+        assert Z.dtype == np.dtype(dtype) and Z.flags.c_contiguous and Z.shape == (case.m, case.K) + case.out_hw
+        twin = dataclasses.replace(case, layout="NHWC")
+        At, Wt, bt, hpt, _ = twin.make(dtype, seed=3)
+        Zt, _ = fastnn.conv_forward(At, Wt, bt, hpt, backend="numba")
+        assert np.array_equal(Z, Zt.transpose(0, 3, 1, 2)), case.name
+
+
+def test_nchw_forward_without_a_channels_first_kernel_gets_copies(monkeypatch):
+    """A kernel that does not declare ``channels_first`` (a plugin's, the reference) is given
+    C-contiguous NHWC arrays, as ever."""
+    from fastnn import _dispatch
+    seen = []
+    ref = _dispatch.kernel_of("conv_forward", REF)
+
+    def plain(p, A, W, b, Z):
+        seen.append((A.flags.c_contiguous, Z.flags.c_contiguous, A.shape, Z.shape))
+        ref(p, A, W, b, Z)
+    monkeypatch.setitem(_dispatch._kernels["conv_forward"], REF, plain)
+    monkeypatch.setitem(_dispatch._candidates["conv_forward"], REF, plain)
+    case = CONV_CASES["many_channels_nchw"]
+    A, W, b, hp, _ = case.make(np.float64)
+    Z, _ = fastnn.conv_forward(A, W, b, hp, backend=REF)
+    assert seen and all(a and z for a, z, _, _ in seen)
+    assert seen[0][2] == (case.m, case.H + 2, case.W + 2, case.C)  # (padded while transposed)
+    Zn, _ = fastnn.conv_forward(A, W, b, hp, backend="numba")
+    _close(Z, Zn, np.float64, "reference vs numba NCHW")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)

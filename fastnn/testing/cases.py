@@ -209,6 +209,10 @@ CONV_CASES: Dict[str, ConvCase] = {c.name: c for c in [
     ConvCase("uneven_pad", 2, 6, 5, 3, 3, 4, 1, ((0, 2), (1, 0))),
     ConvCase("nchw", 2, 7, 6, 3, 3, 5, 1, 1, layout="NCHW"),
     ConvCase("nchw_grouped_dilated_same", 1, 9, 8, 4, 3, 6, 2, "same", dilation=2, groups=2, layout="NCHW"),
+    # channels-first with enough channels for the numba backend's tiled kernels (which read and
+    # write NCHW themselves), strided with uneven padding too
+    ConvCase("many_channels_nchw", 2, 9, 12, 40, 3, 64, 1, 1, layout="NCHW"),
+    ConvCase("many_channels_nchw_s2_uneven", 2, 11, 19, 36, 3, 40, 2, ((0, 2), (1, 0)), layout="NCHW"),
     ConvCase("groups_dilated_uneven", 1, 8, 7, 3, (2, 3), 6, (1, 2), ((2, 1), (0, 3)), dilation=(3, 2), groups=3),
     # enough channels for the numba backend's tiled and vectorised kernels
     ConvCase("many_channels_dilated", 2, 12, 14, 40, 3, 48, 1, 2, dilation=2),

@@ -12,6 +12,13 @@ work) or in chunks of its outer loop on fastnn's threads (:mod:`.threads`).
   every hot index is a loop variable on a view sliced outside the loop, so Numba's
   negative-index wraparound code stays out of the inner loop. (P, T) is chosen per call
   from ``FWD_TILES`` (one compiled kernel per tile shape, compiled on first use).
+* Channels-first calls (``"layout": "NCHW"``; the wrapper passes NHWC-shaped views of the NCHW
+  arrays where ``conv_forward.channels_first(p)`` says so: the tiled path): the forward tile
+  kernel's NCHW build (``templates.conv_fwd_nchw``) transposes each image it reaches into a
+  per-chunk padded buffer and stores each output row transposed from a row buffer, both
+  cache-resident (the same arithmetic: the same bits as the NHWC call); the backward copies the
+  input (padded) and dZ to NHWC for dW with ``kernels.nchw_to_nhwc`` and, at stride 1, computes
+  dA_prev with the NCHW forward build straight into the NCHW array.
 * dW / db: the same tile over (kw*C_in) x C_out, one partial per chunk of output rows
   (chunk count = thread count), summed in chunk order: deterministic for a fixed thread
   count. C_out is zero-padded to a multiple of the tile's T and kw*C_in to one of J, so
@@ -147,6 +154,19 @@ def _pad_copy(X, out, ph, pw, value):
     m, H, W, C = X.shape
     _run(kernels.pad_copy, out.size, X.reshape(m, H, W * C), out.reshape(out.shape[0], out.shape[1], -1),
          ph, pw * C, value)
+
+
+def _copy_part(dst, src, chunk, nchunks):
+    m = dst.shape[0]
+    a, b = chunk * m // nchunks, (chunk + 1) * m // nchunks
+    if b > a:
+        np.copyto(dst[a:b], src[a:b])
+
+
+def _copy(src, dst):
+    """dst[...] = src for arrays of any strides (a transposing copy: NumPy's copy loop
+    releases the GIL, so the images are split between fastnn's threads)."""
+    _run(_copy_part, 4 * dst.size, dst, src)
 
 
 def _padded(X, ph, pw, value=0.0, extra_h=0, extra_w=0):
@@ -347,6 +367,15 @@ def _backward_handles(p) -> bool:
 @register("conv_forward", NAME)
 def conv_forward(p, A_prev, W, b, Z, tile=None):
     """``tile``: a forward tile variant (P, T), run on the tiled path whatever the work."""
+    if not Z.flags.c_contiguous:  # channels-first views (where _channels_first(p) said so)
+        Zn = Z.transpose(0, 3, 1, 2)
+        if Zn.flags.c_contiguous and _channels_first(p, tile):
+            _nchw_forward(p, np.ascontiguousarray(A_prev.transpose(0, 3, 1, 2)), W, b, Zn, tile)
+        else:  # (any other strided output: computed apart, then copied in)
+            out = np.empty(Z.shape, dtype=Z.dtype)
+            conv_forward(p, A_prev, W, b, out, tile)
+            _copy(out, Z)
+        return
     if _is_depthwise(p):
         _depthwise_forward(p, A_prev, W, b, Z)
         return
@@ -364,12 +393,43 @@ def conv_forward(p, A_prev, W, b, Z, tile=None):
 
 
 conv_forward.handles = _handles
+
+
+def _channels_first(p, tile=None) -> bool:
+    """The tiled path (not depthwise, grouped, dilated or, with no tile variant, small) reads and
+    writes NCHW arrays itself (``templates.conv_fwd_nchw``)."""
+    return not (_is_depthwise(p) or _is_general(p) or (tile is None and _is_small(p)))
+
+
+def _nchw_forward(p, Xn, W, b, Zn, tile):
+    """The tiled forward on C-contiguous Xn (m, C, H, W) into Zn (m, K, Ho, Wo): the input's
+    transpose (and padding) and the output's are fused into the kernel, per image and per
+    output row in cache-resident buffers (a transposing pass over each whole array would add
+    two memory passes to the call)."""
+    if _conv_serial_by_rule(p):
+        _in_mode(SERIAL, _nchw_forward, p, Xn, W, b, Zn, tile)
+        return
+    P, T = tile if tile is not None and tiles.fits(tile, p.K, p.Wo) else tiles.fwd_tile(p.dtype, p.K, p.Wo)
+    _threaded(_CONV.FWD_NCHW[P, T], Xn, _pack_channels(W.reshape(p.fh, p.fw * p.C, p.K), T),
+              _pack_channels(b.reshape(p.K), T), Zn, p.sh, p.sw, p.ph, p.pw, p.Hp, p.Wp)
+
+
+conv_forward.channels_first = _channels_first
 _fwd_small = kernels.conv_fwd_small
 
 
 @register("conv_backward", NAME)
 def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t=None):
     """``dw_t``: a dW channel-tile variant T, run on the tiled path whatever the work."""
+    if not (A_prev.flags.c_contiguous and dZ.flags.c_contiguous and (dA_prev is None or dA_prev.flags.c_contiguous)):
+        if _channels_first(p, dw_t):  # channels-first views (where _channels_first(p) said so)
+            _nchw_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t)
+        else:  # (any other strided arrays: copied, dA_prev computed apart and copied in)
+            dA = None if dA_prev is None else np.empty(dA_prev.shape, dtype=p.dtype)
+            conv_backward(p, np.ascontiguousarray(A_prev), W, np.ascontiguousarray(dZ), dA, dW, db, dw_t)
+            if dA is not None:
+                _copy(dA, dA_prev)
+        return
     if _is_depthwise(p):
         _depthwise_backward(p, A_prev, W, dZ, dA_prev, dW, db)
         return
@@ -397,6 +457,15 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t=None):
         kernels.conv_bwd_plain(Xp.reshape(p.m, p.Hp, -1), Zr, WT, dZ, dA_prev, dW.reshape(p.fh, L, p.K), db,
                          p.sh, p.sw, p.ph, p.pw, plh, plw)
         return
+    _dW_tiled(p, Xs, dZ, dW, db, dw_t)
+    del Xp, Xs
+    if dA_prev is not None:  # (None: the caller wants no input gradient)
+        _dA_prev(p, W, dZ, dA_prev)
+
+
+def _dW_tiled(p, Xs, dZ, dW, db, dw_t):
+    """dW and db by the dW tile kernel from the padded input Xs (m, Hp, (Wp + ew) / sw, sw * C)."""
+    L = p.fw * p.C
     # dW and db: one partial per chunk of output rows (chunk count = thread count), summed
     # in chunk order: deterministic for a fixed thread count.
     # The dW kernel's tile is J input columns x T channels: K is zero-padded to a multiple
@@ -419,13 +488,62 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t=None):
         kernels.sum_parts(pdb, dbs, 0, 1)
     dW.reshape(p.fh, L, p.K)[:] = sums[:, :L, :p.K]
     db[:] = dbs[:p.K]
-    del Xp, Xs, dZk, part, sums
-    if dA_prev is not None:  # (None: the caller wants no input gradient)
-        _dA_prev(p, W, dZ, dA_prev)
 
 
 conv_backward.input_grad_optional = True  # dA_prev None: skipped (see _dispatch.OPS)
 conv_backward.handles = _backward_handles
+conv_backward.channels_first = _channels_first
+
+
+def _nchw_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t):
+    """The backward on channels-first arrays, seen through NHWC-shaped views (any strides, in
+    fact): dW needs the input and dZ in NHWC, so they are copied so (the input straight into
+    its padded buffer, the copy the NHWC path makes anyway); dA_prev at stride 1 is the
+    channels-first forward kernel's correlation of dZ (its padding fused in) written straight
+    into the NCHW dA_prev; any other dA_prev is computed in NHWC and copied in."""
+    if _conv_serial_by_rule(p):
+        _in_mode(SERIAL, _nchw_backward, p, A_prev, W, dZ, dA_prev, dW, db, dw_t)
+        return
+    ew = (-p.Wp) % p.sw
+    Xp = np.empty((p.m, p.Hp, p.Wp + ew, p.C), dtype=p.dtype)
+    _run(kernels.nchw_to_nhwc, 4 * Xp.size, _nchw_base(A_prev), Xp, p.ph, p.pw)
+    dZc = np.empty(dZ.shape, dtype=p.dtype)
+    _run(kernels.nchw_to_nhwc, 4 * dZc.size, _nchw_base(dZ), dZc, 0, 0)
+    _dW_tiled(p, Xp.reshape(p.m, p.Hp, (p.Wp + ew) // p.sw, p.sw * p.C), dZc, dW, db, dw_t)
+    del Xp
+    if dA_prev is None:
+        return
+    if not dA_prev.flags.c_contiguous and _dA_nchw_applies(p, dA_prev, dZ):
+        th, tw = p.fh - 1 - p.ph, p.fw - 1 - p.pw
+        V = W[::-1, ::-1].transpose(0, 1, 3, 2).reshape(p.fh, p.fw * p.K, p.C)
+        Pq, T = tiles.fwd_tile(p.dtype, p.C, p.W)
+        _threaded(_CONV.FWD_NCHW[Pq, T], dZ.transpose(0, 3, 1, 2), _pack_channels(V, T),
+                  _pack_channels(np.zeros(p.C, dtype=p.dtype), T), dA_prev.transpose(0, 3, 1, 2), 1, 1, th, tw,
+                  p.H + p.fh - 1, p.W + p.fw - 1)
+    elif dA_prev.flags.c_contiguous:
+        _dA_prev(p, W, dZc, dA_prev)
+    else:
+        out = np.empty(dA_prev.shape, dtype=p.dtype)
+        _dA_prev(p, W, dZc, out)
+        if dA_prev.transpose(0, 3, 1, 2).flags.c_contiguous:
+            _run(kernels.nhwc_to_nchw, 4 * out.size, out, dA_prev.transpose(0, 3, 1, 2))
+        else:
+            _copy(out, dA_prev)
+
+
+def _nchw_base(X):
+    """The C-contiguous (m, C, H, W) array an NHWC-shaped view shows (a copy where it is none)."""
+    return np.ascontiguousarray(X.transpose(0, 3, 1, 2))
+
+
+def _dA_nchw_applies(p, dA_prev, dZ) -> bool:
+    """dA_prev by the channels-first forward kernel: stride 1, dZ padded (never cropped) by the
+    filter size less the padding, where the per-phase forward kernel would run (not the
+    few-channel kernels), on C-contiguous NCHW dZ and dA_prev."""
+    lanes = tiles.DA_KVEC_L[p.dtype]
+    return (p.sh == 1 and p.sw == 1 and max(p.ph, p.pb) < p.fh and max(p.pw, p.pr) < p.fw
+            and not _dA_px_applies(p) and not (p.C <= 4 and p.K >= lanes)
+            and dZ.transpose(0, 3, 1, 2).flags.c_contiguous and dA_prev.transpose(0, 3, 1, 2).flags.c_contiguous)
 
 
 def _dA_phases(n, n_out, f, s, pad):
@@ -623,11 +741,14 @@ def _pool_variant_applies(backward, nb, p):
 
 def _declare_variants():
     for tile in sorted({t for ts in tiles.FWD_VARIANTS.values() for t in ts}):
+        variant = functools.partial(conv_forward, tile=tile)
+        variant.channels_first = functools.partial(_channels_first, tile=tile)
         register("conv_forward", NAME, variant="p%dt%d" % tile, applies=functools.partial(_fwd_variant_applies, tile))(
-            functools.partial(conv_forward, tile=tile))
+            variant)
     for t in sorted({t for ts in tiles.BWD_T.values() for t in ts if t > 1}):
         variant = functools.partial(conv_backward, dw_t=t)
         variant.input_grad_optional = True
+        variant.channels_first = functools.partial(_channels_first, tile=t)
         register("conv_backward", NAME, variant="dwt%d" % t, applies=functools.partial(_dw_variant_applies, t))(
             variant)
     # (the rule takes the widest block that fits, so only narrower ones are alternatives; a
@@ -655,8 +776,9 @@ def _declare_thread_variants():
             ("pool_backward", pool_backward, _pool_work, _THREADED_WORK)):
         for mode in (SERIAL, THREADED):
             variant = functools.partial(_in_mode, mode, fn)
-            if hasattr(fn, "input_grad_optional"):
-                variant.input_grad_optional = fn.input_grad_optional
+            for attr in ("input_grad_optional", "channels_first"):
+                if hasattr(fn, attr):
+                    setattr(variant, attr, getattr(fn, attr))
             register(op, NAME, variant=mode, applies=functools.partial(_mode_applies, mode, work, threshold))(
                 variant)
 

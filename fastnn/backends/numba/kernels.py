@@ -18,6 +18,55 @@ from ..._jit import kernel
 
 
 @kernel
+def nchw_to_nhwc(X, out, top, left, chunk, nchunks):
+    """out (m, Hp, Wp, C) = X (m, C, H, W) transposed, zero-padded by (top, left) in front and
+    as far as out reaches behind; a row of out per iteration, written in order, its pixels'
+    channels read from X's C rows (cache-resident for the row)."""
+    m, C, H, W = X.shape
+    _, Hp, Wp, _ = out.shape
+    nloop = m * Hp
+    for t in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
+        i = t // Hp
+        r = t - i * Hp
+        o = out[i, r]
+        h = r - top
+        if h < 0 or h >= H:
+            for w in range(Wp):
+                for c in range(C):
+                    o[w, c] = 0
+            continue
+        for w in range(left):
+            for c in range(C):
+                o[w, c] = 0
+        for w in range(left + W, Wp):
+            for c in range(C):
+                o[w, c] = 0
+        x = X[i]
+        for w in range(W):
+            ow = o[left + w]
+            for c in range(C):
+                ow[c] = x[c, h, w]
+
+
+@kernel
+def nhwc_to_nchw(X, out, chunk, nchunks):
+    """out (m, C, H, W) = X (m, H, W, C) transposed; per row of X (cache-resident), each
+    channel's W values written in order (NumPy's copy of the transposed view strides through
+    out instead: a third of this speed)."""
+    m, H, W, C = X.shape
+    nloop = m * H
+    for t in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
+        i = t // H
+        h = t - i * H
+        x = X[i, h]
+        o = out[i]
+        for c in range(C):
+            oc = o[c, h]
+            for w in range(W):
+                oc[w] = x[w, c]
+
+
+@kernel
 def pad_copy(X, out, ph, pwc, value, chunk, nchunks):
     """out = X padded by ph rows and pwc = pw*C row elements with ``value``, on rows of
     pixels x channels: X (m, H, W*C), out (m, Hp, Wp*C); out may be bigger behind (extra

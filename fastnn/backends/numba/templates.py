@@ -64,27 +64,11 @@ def chunked(lines: List[str]) -> List[str]:
 
 # ------------------------------------------------------------------ conv forward
 
-def conv_fwd(name: str, P: int, T: int) -> List[str]:
-    """One register tile, no tails: the last pixel block and the last channel block are
-    shifted back to end at Wo and K (overlapping the block before, whose values are
-    recomputed with the same arithmetic, hence the same bits). Every hot index is a loop
-    variable plus a constant on a view sliced outside the loop, so Numba emits no
-    negative-index wraparound code in the inner loop."""
+def _fwd_blocks(P: int, T: int, xrow: str) -> List[str]:
+    """The forward tile's loops over one output row's channel and pixel blocks (inside the
+    loop over rows, ``zrow`` the row's (Wo, K) output): ``xrow`` is the input row of filter
+    row kh (an expression of kh)."""
     L = [
-        "@kernel(fastmath=FASTMATH_CONV)",
-        f"def {name}(Xr, Wp, bp, Z, sh, sw, C):",
-        f'    """Z[i, ho, wo, k0 + k] = bp[kb, k] + sum over (kh, j) of Xr[i, ho*sh + kh, wo*sw*C + j] * Wp[kb, kh, j, k]',
-        f"    with k0 = min(kb*{T}, K-{T}): Wp holds W's output channels in blocks of {T} (see",
-        f'    ``_pack_channels``). Needs K >= {T} and Wo >= {P}."""',
-        "    m, Ho, Wo, K = Z.shape",
-        "    nkb, fh, Lr, _ = Wp.shape",
-        f"    nwb = (Wo + {P - 1}) // {P}",
-        "    xs = sw * C",
-        "    for t in range(m * Ho):",
-        "        i = t // Ho",
-        "        ho = t - i * Ho",
-        "        r0 = ho * sh",
-        "        zrow = Z[i, ho]",
         "        for kb in range(nkb):",
         f"            k0 = min(kb * {T}, K - {T})",
         "            bb = bp[kb]",
@@ -95,7 +79,7 @@ def conv_fwd(name: str, P: int, T: int) -> List[str]:
     for p in range(P):
         for k in range(T):
             L.append(I + f"a{p}_{k} = bb[{k}]")
-    L += [I + "xb = wo * xs", I + "for kh in range(fh):", I + "    xrow = Xr[i, r0 + kh]", I + "    wt = Wp[kb, kh]"]
+    L += [I + "xb = wo * xs", I + "for kh in range(fh):", I + f"    xrow = {xrow}", I + "    wt = Wp[kb, kh]"]
     for p in range(P):
         L.append(I + f"    xr{p} = xrow[xb + {p} * xs:]")
     L.append(I + "    for j in range(Lr):")
@@ -111,6 +95,71 @@ def conv_fwd(name: str, P: int, T: int) -> List[str]:
         for k in range(T):
             L.append(I + f"zp[{k}] = a{p}_{k}")
     return L
+
+
+def conv_fwd(name: str, P: int, T: int) -> List[str]:
+    """One register tile, no tails: the last pixel block and the last channel block are
+    shifted back to end at Wo and K (overlapping the block before, whose values are
+    recomputed with the same arithmetic, hence the same bits). Every hot index is a loop
+    variable plus a constant on a view sliced outside the loop, so Numba emits no
+    negative-index wraparound code in the inner loop."""
+    return [
+        "@kernel(fastmath=FASTMATH_CONV)",
+        f"def {name}(Xr, Wp, bp, Z, sh, sw, C):",
+        f'    """Z[i, ho, wo, k0 + k] = bp[kb, k] + sum over (kh, j) of Xr[i, ho*sh + kh, wo*sw*C + j] * Wp[kb, kh, j, k]',
+        f"    with k0 = min(kb*{T}, K-{T}): Wp holds W's output channels in blocks of {T} (see",
+        f'    ``_pack_channels``). Needs K >= {T} and Wo >= {P}."""',
+        "    m, Ho, Wo, K = Z.shape",
+        "    nkb, fh, Lr, _ = Wp.shape",
+        f"    nwb = (Wo + {P - 1}) // {P}",
+        "    xs = sw * C",
+        "    for t in range(m * Ho):",
+        "        i = t // Ho",
+        "        ho = t - i * Ho",
+        "        r0 = ho * sh",
+        "        zrow = Z[i, ho]",
+        *_fwd_blocks(P, T, "Xr[i, r0 + kh]"),
+    ]
+
+
+def conv_fwd_nchw(name: str, P: int, T: int) -> List[str]:
+    """``conv_fwd``'s tile on channels-first arrays, the layout changes fused in: each image
+    the chunk reaches is transposed into a per-chunk padded NHWC buffer (zero borders, made
+    once), and each output row is computed into a (Wo, K) row buffer, both cache-resident,
+    then stored transposed into Zn's K rows. The tile's arithmetic is conv_fwd's (same bits);
+    what it saves is the two passes over memory of transposing the whole input and output."""
+    return [
+        "@kernel(fastmath=FASTMATH_CONV)",
+        f"def {name}(Xn, Wp, bp, Zn, sh, sw, ph, pw, Hp, Wq):",
+        "    \"\"\"Zn[i, k, ho, wo] = conv_fwd's Z[i, ho, wo, k] for the input Xn (m, C, H, W) padded by",
+        "    (ph, pw) in front to (Hp, Wq) (zeros). Needs K >= %d and Wo >= %d.\"\"\"" % (T, P),
+        "    m, C, H, W = Xn.shape",
+        "    _, K, Ho, Wo = Zn.shape",
+        "    nkb, fh, Lr, _ = Wp.shape",
+        f"    nwb = (Wo + {P - 1}) // {P}",
+        "    xs = sw * C",
+        "    Xb = np.zeros((Hp, Wq * C), Xn.dtype)",
+        "    zrow = np.empty((Wo, K), Zn.dtype)",
+        "    last = -1",
+        "    for t in range(m * Ho):",
+        "        i = t // Ho",
+        "        ho = t - i * Ho",
+        "        if i != last:",
+        "            last = i",
+        "            Xi = Xn[i]",
+        "            for h in range(H):",
+        "                xh = Xb[ph + h]",
+        "                for w in range(W):",
+        "                    xw = xh[(pw + w) * C:]",
+        "                    for c in range(C):",
+        "                        xw[c] = Xi[c, h, w]",
+        "        r0 = ho * sh",
+        *_fwd_blocks(P, T, "Xb[r0 + kh]"),
+        "        for k in range(K):",
+        "            zk = Zn[i, k, ho]",
+        "            for wo in range(Wo):",
+        "                zk[wo] = zrow[wo, k]",
+    ]
 
 
 def conv_fwd_gd(name: str, P: int, T: int) -> List[str]:
@@ -806,11 +855,16 @@ def conv_source() -> str:
     for C, P in tiles.all_da_px_tiles():
         px.append(((C, P), f"conv_dA_px_c{C}p{P}"))
         out += ["", "", *chunked(conv_dA_px(px[-1][1], C, P))]
+    nchw = []
+    for P, T in tiles.all_fwd_tiles():
+        nchw.append(((P, T), f"conv_fwd_nchw_p{P}t{T}"))
+        out += ["", "", *chunked(conv_fwd_nchw(nchw[-1][1], P, T))]
     gd = []
     for P, T in tiles.all_fwd_tiles():
         gd.append(((P, T), f"conv_fwd_gd_p{P}t{T}"))
         out += ["", "", *chunked(conv_fwd_gd(gd[-1][1], P, T))]
     out += _table("FWD", "(P pixels, T channels) -> forward tile kernel", fwd)
+    out += _table("FWD_NCHW", "(P pixels, T channels) -> channels-first forward tile kernel", nchw)
     out += _table("FWD_GD", "(P pixels, T channels) -> grouped/dilated forward tile kernel", gd)
     out += _table("DW", "(J input columns, T channels) -> dW tile kernel", dw)
     out += _table("DA", "(C input channels, L lanes) -> few-channel dA_prev kernel", da)
