@@ -64,9 +64,10 @@ def _contig(a: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------ convolution
 
 
-def conv_forward(p: P.ConvParams, backend: Optional[str], A, W, b, Z) -> None:
-    """``Z = conv(A, W) + b`` for any checked ``p`` (arrays C-contiguous NHWC of ``p.dtype``, b (K,))."""
-    kernel = resolve("conv_forward", backend, p)
+def conv_forward(p: P.ConvParams, backend: Optional[str], A, W, b, Z, kernel=None) -> None:
+    """``Z = conv(A, W) + b`` for any checked ``p`` (arrays C-contiguous NHWC of ``p.dtype``, b (K,));
+    ``kernel``: the one :func:`resolve` gave for ``p`` already, if any."""
+    kernel = kernel or resolve("conv_forward", backend, p)
     if handles(kernel, p):
         kernel(p, A, W, b, Z)
     elif p.G > 1:
@@ -75,9 +76,10 @@ def conv_forward(p: P.ConvParams, backend: Optional[str], A, W, b, Z) -> None:
         _forward_padded(p, backend, A, W, b, Z)
 
 
-def conv_backward(p: P.ConvParams, backend: Optional[str], A, W, dZ, dA, dW, db) -> None:
-    """``dA`` (None: not wanted), ``dW``, ``db`` (K,) of a convolution for any checked ``p``."""
-    kernel = resolve("conv_backward", backend, p)
+def conv_backward(p: P.ConvParams, backend: Optional[str], A, W, dZ, dA, dW, db, kernel=None) -> None:
+    """``dA`` (None: not wanted), ``dW``, ``db`` (K,) of a convolution for any checked ``p``
+    (``kernel``: as for :func:`conv_forward`)."""
+    kernel = kernel or resolve("conv_backward", backend, p)
     if handles(kernel, p):
         call_backward(kernel, p, A, W, dZ, dA, dW, db)
     elif p.G > 1:

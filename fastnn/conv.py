@@ -199,24 +199,26 @@ def conv_forward(A_prev, W, b, hparameters, *, backend: Optional[str] = None) ->
     p = P.conv_params(A_prev, W, b, hparameters)
     dt = p.dtype
     bk = P.as_kernel_input(b, dt).reshape(p.K)
-    if P.conv_layout(hparameters) == "NCHW" and p.m:
+    if P.conv_layout(hparameters) == "NCHW":
+        if not p.m:
+            _empty_batch("conv_forward", backend)
+            return _empty((0, p.K, p.Ho, p.Wo), dtype=dt), (A_prev, W, b, hparameters)
         kernel = resolve("conv_forward", backend, p)
         if channels_first(kernel, p):  # the kernel reads and writes NCHW itself (through views)
             Z = _empty((p.m, p.K, p.Ho, p.Wo), dtype=dt)
             kernel(p, P.as_kernel_input(A_prev, dt).transpose(0, 2, 3, 1), _hwck(W, dt), bk, Z.transpose(0, 2, 3, 1))
             return Z, (A_prev, W, b, hparameters)
-    Z = _empty((p.m, p.Ho, p.Wo, p.K), dtype=dt)
-    if P.conv_layout(hparameters) == "NCHW":
-        if not p.m:
-            _empty_batch("conv_forward", backend)
-        elif p.ph or p.pb or p.pw or p.pr:
+        Z = _empty((p.m, p.Ho, p.Wo, p.K), dtype=dt)
+        if p.ph or p.pb or p.pw or p.pr:
             # transposed into a padded buffer: a padding kernel's own copy of the input is this one
+            # (the unpadded call is dispatched as a call of its own)
             q = p._replace(H=p.Hp, W=p.Wp, ph=0, pb=0, pw=0, pr=0)
             _lower.conv_forward(q, backend, _layout.to_nhwc_padded(A_prev, dt, p.ph, p.pb, p.pw, p.pr),
                                 _hwck(W, dt), bk, Z)
         else:
-            _lower.conv_forward(p, backend, _nhwc(A_prev, dt), _hwck(W, dt), bk, Z)
+            _lower.conv_forward(p, backend, _nhwc(A_prev, dt), _hwck(W, dt), bk, Z, kernel)
         return _nchw(Z), (A_prev, W, b, hparameters)
+    Z = _empty((p.m, p.Ho, p.Wo, p.K), dtype=dt)
     if p.m:
         _lower.conv_forward(p, backend, P.as_kernel_input(A_prev, dt), P.as_kernel_input(W, dt), bk, Z)
     else:
@@ -306,7 +308,7 @@ def conv_backward(dZ, cache, *, backend: Optional[str] = None,
                                  None if dA_prev is None else dA_prev.transpose(0, 2, 3, 1), dW, db.reshape(p.K))
             return dA_prev, np.ascontiguousarray(dW.transpose(3, 2, 0, 1)), db
         _lower.conv_backward(p, backend, _nhwc(A_prev, dt), _hwck(W, dt), _nhwc(dZ, dt), dA_prev, dW,
-                             db.reshape(p.K))
+                             db.reshape(p.K), kernel)
     else:
         _lower.conv_backward(p, backend, P.as_kernel_input(A_prev, dt), P.as_kernel_input(W, dt),
                              P.as_kernel_input(dZ, dt), dA_prev, dW, db.reshape(p.K))

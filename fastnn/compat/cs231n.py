@@ -4,7 +4,7 @@
 CS231n's arrays are channels-first: ``x`` (N, C, H, W), ``w`` (F, C, HH, WW), ``b`` (F,),
 ``conv_param = {"stride": s, "pad": p}``, ``pool_param = {"pool_height": ph, "pool_width": pw,
 "stride": s}``. Each function checks its arguments in those terms, then runs fastnn's dispatched
-kernels (``auto``, or the backend in force) on channels-last copies, so its results equal
+kernels (``auto``, or the backend in force) with ``"layout": "NCHW"``, so its results equal
 CS231n's naive loops (float64: to 1e-12, the tolerance rule; float32 stays float32). Its
 Cython extension (``im2col_cython``), whose setup uses distutils (removed in Python 3.12),
 is not needed.
@@ -16,8 +16,8 @@ the backward functions also take the naive functions' caches ``(x, w, b, conv_pa
 position equal to the window's maximum, as CS231n's naive and reshape versions route it
 (fastnn's ``ties="all"``, the deep-learning course's rule too).
 
-Layout here is a transpose on the way in and out (a copy each way); fastnn's own kernels
-are NHWC.
+Layout: the numba backend's tiled convolution reads and writes NCHW itself; any other kernel
+gets channels-last copies, transposed by fastnn's wrappers on the way in and out.
 """
 
 from __future__ import annotations
@@ -55,14 +55,6 @@ def _param(params: Any, what: str, keys: Tuple[str, ...]) -> dict:
     return params
 
 
-def _nhwc(x: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-
-
-def _nchw(a: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(a.transpose(0, 3, 1, 2))
-
-
 # -------------------------------------------------------------------- convolution
 
 
@@ -96,10 +88,9 @@ def conv_forward_fast(x, w, b, conv_param):
         raise ValueError(f"w must have shape (F, C, HH, WW) with C = x's {x.shape[1]} channels, got {w.shape}")
     if b.shape != (w.shape[0],):
         raise ValueError(f"b must have shape (F,) = ({w.shape[0]},), got {b.shape}")
-    hp = {"stride": conv_param["stride"], "pad": conv_param["pad"]}
-    Z, inner = _conv.conv_forward(_nhwc(x), np.ascontiguousarray(w.transpose(2, 3, 1, 0)),
-                                  b.reshape(1, 1, 1, -1), hp)
-    return _nchw(Z), (x, w, b, conv_param, inner)
+    hp = {"stride": conv_param["stride"], "pad": conv_param["pad"], "layout": "NCHW"}
+    out, inner = _conv.conv_forward(x, w, b, hp)
+    return out, (x, w, b, conv_param, inner)
 
 
 def conv_backward_fast(dout, cache):
@@ -124,8 +115,8 @@ def conv_backward_fast(dout, cache):
         cache = conv_forward_fast(*cache)[1]
     inner = cache[4]
     dout = _array(dout, "dout", 4, "(N, F, H', W')")
-    dA, dW, db = _conv.conv_backward(_nhwc(dout), inner)
-    return _nchw(dA), np.ascontiguousarray(dW.transpose(3, 2, 0, 1)), db.reshape(-1)
+    dx, dw, db = _conv.conv_backward(dout, inner)
+    return dx, dw, db.reshape(-1)
 
 
 # ------------------------------------------------------------------------ pooling
@@ -150,9 +141,9 @@ def max_pool_forward_fast(x, pool_param):
     """
     x = _array(x, "x", 4, "(N, C, H, W)")
     _param(pool_param, "pool_param", ("pool_height", "pool_width", "stride"))
-    hp = {"f": (pool_param["pool_height"], pool_param["pool_width"]), "stride": pool_param["stride"]}
-    A, inner = _conv.pool_forward(_nhwc(x), hp, mode="max")
-    return _nchw(A), (x, pool_param, inner)
+    hp = {"f": (pool_param["pool_height"], pool_param["pool_width"]), "stride": pool_param["stride"], "layout": "NCHW"}
+    out, inner = _conv.pool_forward(x, hp, mode="max")
+    return out, (x, pool_param, inner)
 
 
 def max_pool_backward_fast(dout, cache):
@@ -175,7 +166,7 @@ def max_pool_backward_fast(dout, cache):
     if len(cache) == 2:
         cache = max_pool_forward_fast(*cache)[1]
     dout = _array(dout, "dout", 4, "(N, C, H', W')")
-    return _nchw(_conv.pool_backward(_nhwc(dout), cache[2], mode="max"))
+    return _conv.pool_backward(dout, cache[2], mode="max")
 
 
 # ---------------------------------------------------------------------- activations
