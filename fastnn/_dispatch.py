@@ -58,6 +58,7 @@ __all__ = [
     "get_backend",
     "use_backend",
     "resolve",
+    "channels_first",
     "resolve_name",
     "unregister_backend",
     "kernel_of",
@@ -74,7 +75,8 @@ __all__ = [
 
 #: The kernel ops every backend may implement, with the signature its kernels share.
 #: ``p`` is the frozen params object built by :mod:`fastnn._params`; all arrays are
-#: C-contiguous, of dtype ``p.dtype``; outputs are allocated by the wrapper
+#: C-contiguous, of dtype ``p.dtype`` (except for a convolution kernel that declares
+#: ``channels_first``: see :func:`channels_first`); outputs are allocated by the wrapper
 #: (uninitialised, ``np.empty``) and every element must be written by the kernel.
 OPS: Dict[str, str] = {
     "zero_pad": "(p: PadParams, X, out) -> None",
@@ -241,12 +243,13 @@ def handles(kernel: Callable, p) -> bool:
 
 
 def channels_first(kernel: Callable, p) -> bool:
-    """Whether a ``conv_forward`` kernel reads and writes a call's channels-first arrays itself
-    (``"layout": "NCHW"``): its ``channels_first(p)`` attribute says so for ``p`` (which it also
-    :func:`handles`). Such a kernel is passed the C-contiguous (m, C, H, W) input and the
-    (m, K, Ho, Wo) output it fills as their NHWC-shaped views (``.transpose(0, 2, 3, 1)``: the
-    op's one signature; the views' strides tell it); any other kernel gets C-contiguous NHWC
-    copies, transposed by the wrapper."""
+    """Whether a ``conv_forward`` or ``conv_backward`` kernel reads and writes a call's
+    channels-first arrays itself (``"layout": "NCHW"``): its ``channels_first(p)`` attribute
+    says so for ``p`` (which it also :func:`handles`). Such a kernel is passed the C-contiguous
+    NCHW arrays (A_prev and Z; A_prev, dZ and dA_prev) as their NHWC-shaped views
+    (``.transpose(0, 2, 3, 1)``: the op's one signature; the views' strides tell it), W, b, dW
+    and db as for any call; any other kernel gets C-contiguous NHWC copies, transposed by the
+    wrapper."""
     cf = getattr(kernel, "channels_first", None)
     return cf is not None and handles(kernel, p) and bool(cf(p))
 
@@ -351,7 +354,9 @@ def register(op: str, backend: str, variant: Optional[str] = None,
     A kernel has the signature :data:`OPS` gives for its op, e.g. ``conv_forward(p, A_prev, W,
     b, Z)``. It may assume what the public wrapper guarantees: arguments already checked,
     ``p`` the frozen params of :mod:`fastnn._params` (shapes, strides, pads, ``p.dtype``),
-    every array C-contiguous of dtype ``p.dtype``, ``b`` and ``db`` of shape ``(K,)``, and a
+    every array C-contiguous of dtype ``p.dtype`` (a convolution kernel with a ``channels_first``
+    attribute may also get NHWC-shaped views of NCHW arrays: :func:`channels_first`),
+    ``b`` and ``db`` of shape ``(K,)``, and a
     batch of at least one example. It fills every element of the outputs the wrapper
     allocated (uninitialised), returns None, and never modifies its inputs.
 

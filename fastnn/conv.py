@@ -42,8 +42,9 @@ def _empty_batch(op: str, backend: Optional[str]):
     return _no_kernel
 
 
-# NCHW arrays (``hparameters["layout"] == "NCHW"``) reach the kernels as NHWC copies, and the
-# results go back as NCHW copies: the kernels compute in one layout (fastnn._layout).
+# NCHW arrays (``hparameters["layout"] == "NCHW"``): a kernel that declares ``channels_first``
+# gets NHWC-shaped views of them (fastnn._dispatch.channels_first); any other reaches them as NHWC
+# copies, and its results go back as NCHW copies (fastnn._layout).
 _nhwc, _nchw, _hwck = _layout.to_nhwc, _layout.to_nchw, _layout.hwck
 
 
@@ -292,10 +293,11 @@ def conv_backward(dZ, cache, *, backend: Optional[str] = None,
     if not isinstance(input_grad, bool):
         raise TypeError(f"input_grad must be True or False, got {type(input_grad).__name__}")
     a_shape, w_shape, _ = P.conv_shapes(p)
-    dA_prev = _empty(a_shape, dtype=dt) if input_grad else None
+    dA_prev = None  # (allocated below, in the layout the kernel fills)
     dW = _empty(w_shape, dtype=dt)
     db = _empty(b.shape, dtype=dt)
     if not p.m:  # no examples: dA_prev is empty, and the sums over them, dW and db, are zero
+        dA_prev = _empty(a_shape, dtype=dt) if input_grad else None
         _empty_batch("conv_backward", backend)
         dW.fill(0)
         db.fill(0)
@@ -307,9 +309,11 @@ def conv_backward(dZ, cache, *, backend: Optional[str] = None,
                                  P.as_kernel_input(dZ, dt).transpose(0, 2, 3, 1),
                                  None if dA_prev is None else dA_prev.transpose(0, 2, 3, 1), dW, db.reshape(p.K))
             return dA_prev, np.ascontiguousarray(dW.transpose(3, 2, 0, 1)), db
+        dA_prev = _empty(a_shape, dtype=dt) if input_grad else None
         _lower.conv_backward(p, backend, _nhwc(A_prev, dt), _hwck(W, dt), _nhwc(dZ, dt), dA_prev, dW,
                              db.reshape(p.K), kernel)
     else:
+        dA_prev = _empty(a_shape, dtype=dt) if input_grad else None
         _lower.conv_backward(p, backend, P.as_kernel_input(A_prev, dt), P.as_kernel_input(W, dt),
                              P.as_kernel_input(dZ, dt), dA_prev, dW, db.reshape(p.K))
     if nchw:

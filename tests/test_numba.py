@@ -98,6 +98,59 @@ def test_nchw_forward_reads_and_writes_channels_first_itself(monkeypatch, dtype,
         assert np.array_equal(Z, Zt.transpose(0, 3, 1, 2)), case.name
 
 
+_NCHW_BACKWARD = _NCHW_TILED + [
+    ConvCase("nchw_s1_uneven", 2, 9, 11, 12, 3, 20, 1, ((0, 2), (1, 0)), layout="NCHW"),
+    ConvCase("nchw_s1_same_even_f", 2, 8, 10, 12, 4, 20, 1, "same", layout="NCHW"),
+    ConvCase("nchw_pad_past_filter", 2, 7, 8, 12, 3, 20, 1, ((3, 1), (0, 4)), layout="NCHW"),
+    ConvCase("nchw_one_output_channel", 2, 9, 9, 12, 3, 1, 1, 1, layout="NCHW"),
+    ConvCase("nchw_one_input_channel", 2, 9, 9, 1, 3, 24, 1, 1, layout="NCHW"),
+    ConvCase("nchw_one_pixel", 3, 1, 1, 12, 1, 20, 1, 0, layout="NCHW"),
+    ConvCase("nchw_few_channels_s1", 2, 10, 40, 3, 3, 16, 1, 1, layout="NCHW"),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("threads", [1, 3])
+def test_nchw_backward_equals_nhwc_bit_for_bit(monkeypatch, dtype, threads):
+    """An NCHW backward (through the NCHW views where the tiled path runs, through copies
+    elsewhere: few channels, pads past the filter, one channel or pixel) gives the very bits of
+    the NHWC call on the same values, with and without the input gradient, inputs untouched."""
+    monkeypatch.setattr(nb, "_SERIAL_WORK", 0)
+    monkeypatch.setattr(nb, "_num_threads", lambda: threads)
+    for case in _NCHW_BACKWARD:
+        A, W, b, hp, dZ = case.make(dtype, seed=4)
+        saved = [a.copy() for a in (A, W, b, dZ)]
+        _, cache = fastnn.conv_forward(A, W, b, hp, backend="numba")
+        dA, dW, db = fastnn.conv_backward(dZ, cache, backend="numba")
+        none, dW2, db2 = fastnn.conv_backward(dZ, cache, backend="numba", input_grad=False)
+        assert all(np.array_equal(x, y) for x, y in zip(saved, (A, W, b, dZ))), case.name
+        twin = dataclasses.replace(case, layout="NHWC")
+        At, Wt, bt, hpt, dZt = twin.make(dtype, seed=4)
+        _, cache_t = fastnn.conv_forward(At, Wt, bt, hpt, backend="numba")
+        dAt, dWt, dbt = fastnn.conv_backward(dZt, cache_t, backend="numba")
+        assert dA.dtype == np.dtype(dtype) and dA.flags.c_contiguous and dA.shape == A.shape, case.name
+        assert np.array_equal(dA, dAt.transpose(0, 3, 1, 2)), case.name
+        for got in (dW, dW2):
+            assert np.array_equal(got, dWt.transpose(3, 2, 0, 1)), case.name
+        for got in (db, db2):
+            assert np.array_equal(got.reshape(-1), dbt.reshape(-1)), case.name
+        assert none is None
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_few_channel_dA_with_right_or_bottom_pad_past_the_filter(dtype):
+    """The few-channel pixel-vectorised dA_prev (C_in <= 4, stride 1) wrote each dZ row whole
+    into a planar row W + fw - 1 wide: a right pad of fw or more wrote past it. Such calls take
+    the per-phase path now; their dA_prev equals the reference's."""
+    for pad in (((1, 1), (0, 3)), ((0, 4), (1, 1)), ((2, 3), (0, 5))):
+        case = ConvCase("few_channels_pad_past", 2, 6, 40, 3, 3, 16, 1, pad)
+        A, W, b, hp, dZ = case.make(dtype, seed=6)
+        grads = fastnn.conv_backward(dZ, fastnn.conv_forward(A, W, b, hp, backend="numba")[1], backend="numba")
+        refs = fastnn.conv_backward(dZ, fastnn.conv_forward(A, W, b, hp, backend=REF)[1], backend=REF)
+        for name, g, r in zip(("dA_prev", "dW", "db"), grads, refs):
+            _close(g, r, dtype, f"{pad} {name}")
+
+
 def test_nchw_forward_without_a_channels_first_kernel_gets_copies(monkeypatch):
     """A kernel that does not declare ``channels_first`` (a plugin's, the reference) is given
     C-contiguous NHWC arrays, as ever."""

@@ -15,10 +15,11 @@ work) or in chunks of its outer loop on fastnn's threads (:mod:`.threads`).
 * Channels-first calls (``"layout": "NCHW"``; the wrapper passes NHWC-shaped views of the NCHW
   arrays where ``conv_forward.channels_first(p)`` says so: the tiled path): the forward tile
   kernel's NCHW build (``templates.conv_fwd_nchw``) transposes each image it reaches into a
-  per-chunk padded buffer and stores each output row transposed from a row buffer, both
-  cache-resident (the same arithmetic: the same bits as the NHWC call); the backward copies the
-  input (padded) and dZ to NHWC for dW with ``kernels.nchw_to_nhwc`` and, at stride 1, computes
-  dA_prev with the NCHW forward build straight into the NCHW array.
+  per-chunk padded buffer (in cache for images up to a few hundred KB) and stores each output
+  row transposed from a row buffer (the same arithmetic: the same bits as the NHWC call); the
+  backward copies the input (padded) and dZ to NHWC for dW with ``kernels.nchw_to_nhwc`` and, at
+  stride 1 with pads below the filter, computes dA_prev with the NCHW forward build straight into
+  the NCHW array.
 * dW / db: the same tile over (kw*C_in) x C_out, one partial per chunk of output rows
   (chunk count = thread count), summed in chunk order: deterministic for a fixed thread
   count. C_out is zero-padded to a multiple of the tile's T and kw*C_in to one of J, so
@@ -58,8 +59,9 @@ work) or in chunks of its outer loop on fastnn's threads (:mod:`.threads`).
   max-pool backward gather is the slowest kernel to compile.
 
 Extra memory: the padded input, padded dZ (one per stride phase, with each phase's dA_prev
-for stride > 1), the packed W and the dW partials (one per chunk, as many as threads);
-never an im2col-sized buffer.
+for stride > 1), the packed W and the dW partials (one per chunk, as many as threads); on
+channels-first calls, per chunk one padded image and one output row (the NCHW forward build),
+and the backward's NHWC copies of the input (padded) and dZ; never an im2col-sized buffer.
 
 Threads and thread safety: see :mod:`.config` (``FASTNN_NUM_THREADS``) and :mod:`.threads`.
 """
@@ -498,7 +500,7 @@ conv_backward.channels_first = _channels_first
 def _nchw_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t):
     """The backward on channels-first arrays, seen through NHWC-shaped views (any strides, in
     fact): dW needs the input and dZ in NHWC, so they are copied so (the input straight into
-    its padded buffer, the copy the NHWC path makes anyway); dA_prev at stride 1 is the
+    its padded buffer, the copy the NHWC path makes anyway where there is padding); dA_prev at stride 1 is the
     channels-first forward kernel's correlation of dZ (its padding fused in) written straight
     into the NCHW dA_prev; any other dA_prev is computed in NHWC and copied in."""
     if _conv_serial_by_rule(p):
@@ -585,10 +587,11 @@ def _phase_input(dZ, top, bottom, left, right):
 
 
 def _dA_px_applies(p) -> bool:
-    """The pixel-vectorised few-channel dA_prev: C_in <= 4, stride 1, pads below the filter
-    (dZ is then padded, never cropped) and at least one pixel block per row."""
-    return (p.C <= 4 and p.dtype in tiles.DA_PX_P and p.sh == 1 and p.sw == 1 and p.ph < p.fh
-            and p.pw < p.fw and p.W >= tiles.DA_PX_P[p.dtype][p.C])
+    """The pixel-vectorised few-channel dA_prev: C_in <= 4, stride 1, pads below the filter on
+    every side (dZ is then padded, never cropped: ``kernels.planar_pad`` writes each dZ row whole
+    into a row of W + fw - 1 columns) and at least one pixel block per row."""
+    return (p.C <= 4 and p.dtype in tiles.DA_PX_P and p.sh == 1 and p.sw == 1 and max(p.ph, p.pb) < p.fh
+            and max(p.pw, p.pr) < p.fw and p.W >= tiles.DA_PX_P[p.dtype][p.C])
 
 
 def _dA_prev(p, W, dZ, dA_prev):

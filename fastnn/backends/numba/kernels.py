@@ -20,8 +20,8 @@ from ..._jit import kernel
 @kernel
 def nchw_to_nhwc(X, out, top, left, chunk, nchunks):
     """out (m, Hp, Wp, C) = X (m, C, H, W) transposed, zero-padded by (top, left) in front and
-    as far as out reaches behind; a row of out per iteration, written in order, its pixels'
-    channels read from X's C rows (cache-resident for the row)."""
+    as far as out reaches behind (needs left + W <= Wp; rows past Hp are not copied); a row of
+    out per iteration, written in order, its pixels' channels read from X's C rows."""
     m, C, H, W = X.shape
     _, Hp, Wp, _ = out.shape
     nloop = m * Hp
@@ -98,7 +98,8 @@ def pad_copy(X, out, ph, pwc, value, chunk, nchunks):
 def planar_pad(X, out, th, tw, zero, chunk, nchunks):
     """out[i, y, k, x] = X[i, y - th, x - tw, k], zero where that is outside X: X (m, H, W, K)
     padded by (th, tw) in front (and behind as far as out reaches) and made planar, channels
-    before columns. A row of X is one small (W, K) block, transposed in cache."""
+    before columns (needs tw + W <= Wq; rows past Hq are not copied). A row of X is one small
+    (W, K) block, transposed in cache."""
     m, H, W, K = X.shape
     _, Hq, _, Wq = out.shape
     nloop = m * Hq
