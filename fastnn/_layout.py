@@ -56,5 +56,8 @@ def to_nchw(X: np.ndarray) -> np.ndarray:
 
 
 def hwck(W: np.ndarray, dtype) -> np.ndarray:
-    """PyTorch's filters (K, C_g, fh, fw) -> C-contiguous (fh, fw, C_g, K)."""
-    return np.ascontiguousarray(W.transpose(2, 3, 1, 0), dtype=dtype)
+    """PyTorch's filters (K, C_g, fh, fw) -> C-contiguous (fh, fw, C_g, K) of ``dtype``."""
+    K, Cg, fh, fw = W.shape
+    out = np.empty((fh, fw, Cg, K), dtype=dtype)
+    run_chunks(_kernels().kchw_to_hwck, (np.ascontiguousarray(W, dtype=dtype), out), _chunks(out))
+    return out
