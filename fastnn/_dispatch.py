@@ -247,9 +247,10 @@ def channels_first(kernel: Callable, p) -> bool:
     channels-first arrays itself (``"layout": "NCHW"``): its ``channels_first(p)`` attribute
     says so for ``p`` (which it also :func:`handles`). Such a kernel is passed the C-contiguous
     NCHW arrays (A_prev and Z; A_prev, dZ and dA_prev) as their NHWC-shaped views
-    (``.transpose(0, 2, 3, 1)``: the op's one signature; the views' strides tell it), W, b, dW
-    and db as for any call; any other kernel gets C-contiguous NHWC copies, transposed by the
-    wrapper."""
+    (``.transpose(0, 2, 3, 1)``: the op's one signature; the views' strides tell it) and
+    PyTorch's (K, C_g, fh, fw) filters as their HWCK-shaped view (``.transpose(2, 3, 1, 0)``);
+    b, dW and db as for any call (dW C-contiguous HWCK); any other kernel gets C-contiguous NHWC
+    copies, transposed by the wrapper."""
     cf = getattr(kernel, "channels_first", None)
     return cf is not None and handles(kernel, p) and bool(cf(p))
 

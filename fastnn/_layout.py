@@ -17,7 +17,7 @@ import numpy as np
 from .backends.numba.config import num_threads
 from .backends.numba.threads import run_chunks
 
-__all__ = ["to_nhwc", "to_nhwc_padded", "to_nchw", "hwck"]
+__all__ = ["to_nhwc", "to_nhwc_padded", "to_nchw", "hwck", "kchw"]
 
 THREADED_BYTES = 1 << 20
 
@@ -60,4 +60,12 @@ def hwck(W: np.ndarray, dtype) -> np.ndarray:
     K, Cg, fh, fw = W.shape
     out = np.empty((fh, fw, Cg, K), dtype=dtype)
     run_chunks(_kernels().kchw_to_hwck, (np.ascontiguousarray(W, dtype=dtype), out), _chunks(out))
+    return out
+
+
+def kchw(W: np.ndarray) -> np.ndarray:
+    """C-contiguous (fh, fw, C_g, K) -> C-contiguous (K, C_g, fh, fw) (dW back to PyTorch's layout)."""
+    fh, fw, Cg, K = W.shape
+    out = np.empty((K, Cg, fh, fw), dtype=W.dtype)
+    run_chunks(_kernels().hwck_to_kchw, (np.ascontiguousarray(W), out), _chunks(out))
     return out

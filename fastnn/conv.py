@@ -207,7 +207,8 @@ def conv_forward(A_prev, W, b, hparameters, *, backend: Optional[str] = None) ->
         kernel = resolve("conv_forward", backend, p)
         if channels_first(kernel, p):  # the kernel reads and writes NCHW itself (through views)
             Z = _empty((p.m, p.K, p.Ho, p.Wo), dtype=dt)
-            kernel(p, P.as_kernel_input(A_prev, dt).transpose(0, 2, 3, 1), _hwck(W, dt), bk, Z.transpose(0, 2, 3, 1))
+            kernel(p, P.as_kernel_input(A_prev, dt).transpose(0, 2, 3, 1), P.as_kernel_input(W, dt).transpose(2, 3, 1, 0),
+                   bk, Z.transpose(0, 2, 3, 1))
             return Z, (A_prev, W, b, hparameters)
         Z = _empty((p.m, p.Ho, p.Wo, p.K), dtype=dt)
         if p.ph or p.pb or p.pw or p.pr:
@@ -305,10 +306,11 @@ def conv_backward(dZ, cache, *, backend: Optional[str] = None,
         kernel = resolve("conv_backward", backend, p)
         if channels_first(kernel, p):  # the kernel reads and writes NCHW itself (through views)
             dA_prev = _empty((p.m, p.C, p.H, p.W), dtype=dt) if input_grad else None
-            _lower.call_backward(kernel, p, P.as_kernel_input(A_prev, dt).transpose(0, 2, 3, 1), _hwck(W, dt),
+            _lower.call_backward(kernel, p, P.as_kernel_input(A_prev, dt).transpose(0, 2, 3, 1),
+                                 P.as_kernel_input(W, dt).transpose(2, 3, 1, 0),
                                  P.as_kernel_input(dZ, dt).transpose(0, 2, 3, 1),
                                  None if dA_prev is None else dA_prev.transpose(0, 2, 3, 1), dW, db.reshape(p.K))
-            return dA_prev, np.ascontiguousarray(dW.transpose(3, 2, 0, 1)), db
+            return dA_prev, _layout.kchw(dW), db
         dA_prev = _empty(a_shape, dtype=dt) if input_grad else None
         _lower.conv_backward(p, backend, _nhwc(A_prev, dt), _hwck(W, dt), _nhwc(dZ, dt), dA_prev, dW,
                              db.reshape(p.K), kernel)
@@ -317,7 +319,7 @@ def conv_backward(dZ, cache, *, backend: Optional[str] = None,
         _lower.conv_backward(p, backend, P.as_kernel_input(A_prev, dt), P.as_kernel_input(W, dt),
                              P.as_kernel_input(dZ, dt), dA_prev, dW, db.reshape(p.K))
     if nchw:
-        return (None if dA_prev is None else _nchw(dA_prev)), np.ascontiguousarray(dW.transpose(3, 2, 0, 1)), db
+        return (None if dA_prev is None else _nchw(dA_prev)), _layout.kchw(dW), db
     return dA_prev, dW, db
 
 

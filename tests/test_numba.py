@@ -151,6 +151,35 @@ def test_few_channel_dA_with_right_or_bottom_pad_past_the_filter(dtype):
             _close(g, r, dtype, f"{pad} {name}")
 
 
+@pytest.mark.parametrize("name", ["many_channels", "many_channels_s2", "course", "depthwise"])
+def test_numba_kernels_called_with_any_strides_fill_their_outputs(monkeypatch, name):
+    """The numba conv kernels called directly with arrays of other strides than the wrapper's
+    (sliced inputs and filters, outputs inside bigger arrays) compute on C-contiguous copies and
+    fill the outputs in place: the same bits as C-contiguous arrays."""
+    from fastnn import _dispatch
+    from fastnn._params import conv_params
+    monkeypatch.setattr(nb, "_SERIAL_WORK", 0)
+    fwd, bwd = _dispatch.kernel_of("conv_forward", "numba"), _dispatch.kernel_of("conv_backward", "numba")
+    A, W, b, hp, dZ = CONV_CASES[name].make(np.float64, seed=2)
+    p = conv_params(A, W, b, hp)
+    bk = b.reshape(-1).copy()
+
+    def strided(a):
+        big = np.zeros(a.shape[:-1] + (2 * a.shape[-1],))
+        big[..., ::2] = a
+        return big[..., ::2]
+    Z = np.empty((p.m, p.Ho, p.Wo, p.K))
+    fwd(p, A, W, bk, Z)
+    Zs = strided(np.full(Z.shape, np.nan))
+    fwd(p, strided(A), strided(W), bk, Zs)
+    assert np.array_equal(Zs, Z)
+    dA, dW, db = np.empty(A.shape), np.empty(W.shape), np.empty(p.K)
+    bwd(p, A, W, dZ, dA, dW, db)
+    dAs, dWs, dbs = strided(np.full(A.shape, np.nan)), np.empty(W.shape), np.empty(p.K)
+    bwd(p, strided(A), strided(W), strided(dZ), dAs, dWs, dbs)
+    assert np.array_equal(dAs, dA) and np.array_equal(dWs, dW) and np.array_equal(dbs, db)
+
+
 def test_nchw_forward_without_a_channels_first_kernel_gets_copies(monkeypatch):
     """A kernel that does not declare ``channels_first`` (a plugin's, the reference) is given
     C-contiguous NHWC arrays, as ever."""

@@ -369,14 +369,15 @@ def _backward_handles(p) -> bool:
 @register("conv_forward", NAME)
 def conv_forward(p, A_prev, W, b, Z, tile=None):
     """``tile``: a forward tile variant (P, T), run on the tiled path whatever the work."""
-    if not Z.flags.c_contiguous:  # channels-first views (where _channels_first(p) said so)
-        Zn = Z.transpose(0, 3, 1, 2)
+    if not (Z.flags.c_contiguous and A_prev.flags.c_contiguous and W.flags.c_contiguous):
+        Zn = Z.transpose(0, 3, 1, 2)  # (C-contiguous for channels-first views: _channels_first)
         if Zn.flags.c_contiguous and _channels_first(p, tile):
-            _nchw_forward(p, np.ascontiguousarray(A_prev.transpose(0, 3, 1, 2)), W, b, Zn, tile)
-        else:  # (any other strided output: computed apart, then copied in)
-            out = np.empty(Z.shape, dtype=Z.dtype)
-            conv_forward(p, A_prev, W, b, out, tile)
-            _copy(out, Z)
+            _nchw_forward(p, _nchw_base(A_prev), W, b, Zn, tile)
+        else:  # (any other strides: computed on C-contiguous copies, then copied in)
+            out = Z if Z.flags.c_contiguous else np.empty(Z.shape, dtype=Z.dtype)
+            conv_forward(p, np.ascontiguousarray(A_prev), _hwck(W), b, out, tile)
+            if out is not Z:
+                _copy(out, Z)
         return
     if _is_depthwise(p):
         _depthwise_forward(p, A_prev, W, b, Z)
@@ -412,8 +413,29 @@ def _nchw_forward(p, Xn, W, b, Zn, tile):
         _in_mode(SERIAL, _nchw_forward, p, Xn, W, b, Zn, tile)
         return
     P, T = tile if tile is not None and tiles.fits(tile, p.K, p.Wo) else tiles.fwd_tile(p.dtype, p.K, p.Wo)
-    _threaded(_CONV.FWD_NCHW[P, T], Xn, _pack_channels(W.reshape(p.fh, p.fw * p.C, p.K), T),
-              _pack_channels(b.reshape(p.K), T), Zn, p.sh, p.sw, p.ph, p.pw, p.Hp, p.Wp)
+    _threaded(_CONV.FWD_NCHW[P, T], Xn, _packed_filters(p, W, T), _pack_channels(b.reshape(p.K), T), Zn,
+              p.sh, p.sw, p.ph, p.pw, p.Hp, p.Wp)
+
+
+def _packed_filters(p, W, T):
+    """``_pack_channels`` of the (fh, fw * C, K) filters, from HWCK W or, where W is the HWCK-shaped
+    view of PyTorch's (K, C, fh, fw) filters (a channels-first call), straight from those."""
+    Wk = W.transpose(3, 2, 0, 1)
+    if W.flags.c_contiguous or not Wk.flags.c_contiguous:
+        return _pack_channels(np.ascontiguousarray(W).reshape(p.fh, p.fw * p.C, p.K), T)
+    out = np.empty((-(-p.K // T), p.fh, p.fw * p.C, T), dtype=W.dtype)
+    _run(kernels.pack_kchw, 4 * out.size, Wk, out)
+    return out
+
+
+def _hwck(W):
+    """W (fh, fw, C, K) C-contiguous: W itself, or from the HWCK-shaped view of PyTorch's filters."""
+    if W.flags.c_contiguous:
+        return W
+    Wk = np.ascontiguousarray(W.transpose(3, 2, 0, 1))
+    out = np.empty(W.shape, dtype=W.dtype)
+    _run(kernels.kchw_to_hwck, 4 * out.size, Wk, out)
+    return out
 
 
 conv_forward.channels_first = _channels_first
@@ -423,13 +445,14 @@ _fwd_small = kernels.conv_fwd_small
 @register("conv_backward", NAME)
 def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t=None):
     """``dw_t``: a dW channel-tile variant T, run on the tiled path whatever the work."""
-    if not (A_prev.flags.c_contiguous and dZ.flags.c_contiguous and (dA_prev is None or dA_prev.flags.c_contiguous)):
+    if not (A_prev.flags.c_contiguous and W.flags.c_contiguous and dZ.flags.c_contiguous
+            and (dA_prev is None or dA_prev.flags.c_contiguous)):
         if _channels_first(p, dw_t):  # channels-first views (where _channels_first(p) said so)
             _nchw_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t)
         else:  # (any other strided arrays: copied, dA_prev computed apart and copied in)
-            dA = None if dA_prev is None else np.empty(dA_prev.shape, dtype=p.dtype)
-            conv_backward(p, np.ascontiguousarray(A_prev), W, np.ascontiguousarray(dZ), dA, dW, db, dw_t)
-            if dA is not None:
+            dA = dA_prev if dA_prev is None or dA_prev.flags.c_contiguous else np.empty(dA_prev.shape, dtype=p.dtype)
+            conv_backward(p, np.ascontiguousarray(A_prev), _hwck(W), np.ascontiguousarray(dZ), dA, dW, db, dw_t)
+            if dA is not dA_prev:
                 _copy(dA, dA_prev)
         return
     if _is_depthwise(p):
@@ -506,6 +529,7 @@ def _nchw_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t):
     if _conv_serial_by_rule(p):
         _in_mode(SERIAL, _nchw_backward, p, A_prev, W, dZ, dA_prev, dW, db, dw_t)
         return
+    W = _hwck(W)
     ew = (-p.Wp) % p.sw
     Xp = np.empty((p.m, p.Hp, p.Wp + ew, p.C), dtype=p.dtype)
     _run(kernels.nchw_to_nhwc, 4 * Xp.size, _nchw_base(A_prev), Xp, p.ph, p.pw)

@@ -64,6 +64,38 @@ def kchw_to_hwck(W, out, chunk, nchunks):
 
 
 @kernel
+def hwck_to_kchw(W, out, chunk, nchunks):
+    """out (K, Cg, fh, fw) = W (fh, fw, Cg, K) (``kchw_to_hwck``'s inverse, for dW): per input
+    channel c, each of the fh x fw rows W[kh, kw, c] spread over the K filters."""
+    fh, fw, Cg, K = W.shape
+    for c in range(chunk * Cg // nchunks, (chunk + 1) * Cg // nchunks):
+        for kh in range(fh):
+            for kw in range(fw):
+                w = W[kh, kw, c]
+                for k in range(K):
+                    out[k, c, kh, kw] = w[k]
+
+
+@kernel
+def pack_kchw(W, out, chunk, nchunks):
+    """out (nkb, fh, fw * Cg, T) = PyTorch's filters W (K, Cg, fh, fw) in blocks of T output
+    channels, k0 = min(kb * T, K - T) (needs K >= T): out[kb, kh, kw * Cg + c, k] = W[k0 + k, c,
+    kh, kw], what ``_pack_channels`` makes of the (fh, fw * Cg, K) filters, in one pass."""
+    K, Cg, fh, fw = W.shape
+    nkb, _, _, T = out.shape
+    nloop = nkb * Cg
+    for t in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
+        kb = t // Cg
+        c = t - kb * Cg
+        k0 = min(kb * T, K - T)
+        for kh in range(fh):
+            for kw in range(fw):
+                o = out[kb, kh, kw * Cg + c]
+                for k in range(T):
+                    o[k] = W[k0 + k, c, kh, kw]
+
+
+@kernel
 def nhwc_to_nchw(X, out, chunk, nchunks):
     """out (m, C, H, W) = X (m, H, W, C) transposed; per row of X (cache-resident), each
     channel's W values written in order (NumPy's copy of the transposed view strides through
