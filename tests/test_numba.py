@@ -558,3 +558,86 @@ def test_few_channel_stride1_dA_over_pixels_matches_reference(force_parallel, mo
             one.setattr(nb, "_num_threads", lambda: 1)
             np.testing.assert_array_equal(fastnn.conv_backward(dZ, cache, backend="numba")[0], dA3)
     assert {C for C, _ in picked} == set(tiles.DA_PX_P[np.dtype(dtype)])
+
+
+def _dw_row_variants(dtype):
+    """(filter width, column stride, NB) for the row-kernel test: in float32 every geometry, the
+    channel blocks taken in turn (each block at least twice; every variant compiles a kernel of
+    several seconds), in float64 the 3x3 ones at every block."""
+    from fastnn.backends.numba.templates import DW_ROW_GEOMETRY
+    if np.dtype(dtype) == np.float64:
+        return [(3, S, NB) for S in (1, 2) for NB in tiles.DW_ROW_NB]
+    return [(FW, S, tiles.DW_ROW_NB[i % len(tiles.DW_ROW_NB)]) for i, (FW, S) in enumerate(DW_ROW_GEOMETRY)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_depthwise_row_kernels_equal_the_generic_ones_bit_for_bit(dtype):
+    """The row-sliding depthwise forward and dW (templates.dw_fwd_row, dw_dW_row) against the
+    generic builds they stand in for, called directly: filter widths and column strides,
+    channel blocks, pads 0 to past the filter, rows narrower than a pixel block, dilated rows,
+    shifted last channel blocks, 1 and 3 chunks; outputs pre-filled with NaN (a lost write fails)."""
+    from fastnn.backends.numba.templates import DW_ROW_DW_WIDTHS
+    rng = np.random.default_rng(11)
+    dt = np.dtype(dtype)
+    variants = _dw_row_variants(dtype)
+    for FW, S, NB in variants:
+        for C, H, W, pad, dh in ((NB, 7, 9 + FW, FW // 2, 1), (NB + 5, 5, FW + 1, FW, 2), (2 * NB + 3, 4, 3, 1, 1)):
+            fh = 3
+            Ho, Wo = H + 2 * pad - dh * (fh - 1), (W + 2 * pad - FW) // S + 1
+            if Ho < 1 or Wo < 1:
+                continue
+            A = rng.standard_normal((2, H, W, C)).astype(dt)
+            Wd = rng.standard_normal((fh, FW, C)).astype(dt)
+            b = rng.standard_normal(C).astype(dt)
+            dZ = rng.standard_normal((2, Ho, Wo, C)).astype(dt)
+            args = (1, S, pad, pad, dh, 1)
+            Z0, Z1 = np.full((2, 2, Ho, Wo, C), np.nan, dtype=dt)
+            nb._DW.DW["fwd", tiles.pool_block(C)](A, Wd, b, Z0, *args, 0, 1)
+            for n in (1, 3):
+                Z1[...] = np.nan
+                for c in range(n):
+                    nb._DW.DW["fwd_row", NB, FW, S](A, Wd, b, Z1, *args, c, n)
+                np.testing.assert_array_equal(Z1, Z0, err_msg=f"fwd {FW} {S} {NB} {C}")
+            if FW not in DW_ROW_DW_WIDTHS:
+                continue
+            for n in (1, 3):
+                parts = np.full((2, n, fh, FW, C), np.nan, dtype=dt)
+                pdb = np.full((2, n, C), np.nan, dtype=dt)
+                for c in range(n):
+                    nb._DW.DW["dW", tiles.pool_block(C)](A, dZ, parts[0], pdb[0], *args, dt.type(0), c, n)
+                    nb._DW.DW["dW_row", NB, FW](A, dZ, parts[1], pdb[1], *args, dt.type(0), c, n)
+                np.testing.assert_array_equal(parts[1], parts[0], err_msg=f"dW {FW} {S} {NB} {C}")
+                np.testing.assert_array_equal(pdb[1], pdb[0])
+    assert {NB for _, _, NB in variants} == set(tiles.DW_ROW_NB)
+    assert any(FW in DW_ROW_DW_WIDTHS for FW, _, _ in variants)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_depthwise_backward_paths_match_reference(force_parallel, monkeypatch, dtype):
+    """Depthwise dA_prev at stride 1 (the forward kernel on dZ with the filters flipped), at
+    strides 2 and 3 (one forward call per stride phase; a phase no tap reaches, stride > f, is
+    zeroed), dilated (the gather kernel), with a channel multiplier, pads 0 to past the filter,
+    non-square filters, channels under a row block; dA_prev, dW, db against the reference, and
+    dA_prev's bits the same in one chunk as in three."""
+    used = []
+    _record(monkeypatch, nb._DW.DW, used)
+    cases = [ConvCase("s1_f3_p1", 2, 9, 10, 40, 3, 40, 1, 1, groups=40),
+             ConvCase("s1_f5_p3", 1, 7, 8, 16, 5, 16, 1, 3, groups=16),
+             ConvCase("s1_f3x5_p0x2_M2", 2, 6, 9, 12, (3, 5), 24, 1, (0, 2), groups=12),
+             ConvCase("s2_f3_p1", 2, 9, 11, 33, 3, 33, 2, 1, groups=33),
+             ConvCase("s3_f2_p0", 1, 10, 8, 9, 2, 9, 3, 0, groups=9),
+             ConvCase("s2_f4x3_p3", 1, 9, 9, 20, (4, 3), 20, 2, 3, groups=20),
+             ConvCase("s2_d2_f3", 2, 11, 12, 18, 3, 18, 2, 2, dilation=2, groups=18),
+             ConvCase("s1_d2_f3_C5", 1, 8, 9, 5, 3, 5, 1, 2, dilation=2, groups=5)]
+    for case in cases:
+        A, W, b, hp, dZ = case.make(dtype, seed=12)
+        _, cache = fastnn.conv_forward(A, W, b, hp, backend="numba")
+        _, cache_ref = fastnn.conv_forward(A, W, b, hp, backend=REF)
+        grads = fastnn.conv_backward(dZ, cache, backend="numba")
+        for name, g, g_ref in zip(("dA_prev", "dW", "db"), grads, fastnn.conv_backward(dZ, cache_ref, backend=REF)):
+            _close(g, g_ref, dtype, f"{case.name} {name}")
+        with monkeypatch.context() as one:  # (dW and db sum one partial per chunk: bits per chunk count)
+            one.setattr(nb, "_num_threads", lambda: 1)
+            np.testing.assert_array_equal(fastnn.conv_backward(dZ, cache, backend="numba")[0], grads[0])
+    kinds = {key[0] for key in used}
+    assert {"fwd_row", "dW_row", "fwd", "dW", "dA"} <= kinds, kinds

@@ -179,6 +179,16 @@ def dw_rows(Wo: int) -> int:
     return max(1, -(-DW_PASS_PIXELS // Wo))
 
 
+#: The channel blocks of the row-sliding depthwise forward (templates.dw_fwd_row): P x NB sums in
+#: registers, 8 zmm at NB = 32 float32 (on AVX2, 16 ymm registers in all, half that).
+DW_ROW_NB = (32, 16, 8) if AVX512 else (16, 8)
+
+
+def dw_row_block(C: int):
+    """The row-sliding depthwise forward's channel block for C channels, or None (C < 8)."""
+    return next((n for n in DW_ROW_NB if n <= C), None)
+
+
 def pool_block(C: int) -> int:
     """The pooling channel block for C channels: the first of ``POOL_NB`` <= C."""
     return next(n for n in POOL_NB if n <= C)
