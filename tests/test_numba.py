@@ -615,18 +615,23 @@ def test_depthwise_row_kernels_equal_the_generic_ones_bit_for_bit(dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_depthwise_backward_paths_match_reference(force_parallel, monkeypatch, dtype):
     """Depthwise dA_prev at stride 1 (the forward kernel on dZ with the filters flipped), at
-    strides 2 and 3 (one forward call per stride phase; a phase no tap reaches, stride > f, is
-    zeroed), dilated (the gather kernel), with a channel multiplier, pads 0 to past the filter,
+    strides 2 and 3 (one forward call per stride phase, written in place, or for phases more
+    than 3 taps wide and under 8 channels into a buffer then scattered; a phase no tap reaches,
+    stride > f, is zeroed), dilated (the gather kernel), with a channel multiplier, pads 0 to past the filter,
     non-square filters, channels under a row block; dA_prev, dW, db against the reference, and
     dA_prev's bits the same in one chunk as in three."""
     used = []
     _record(monkeypatch, nb._DW.DW, used)
+    real_scatter = nb.kernels.phase_scatter
+    monkeypatch.setattr(nb.kernels, "phase_scatter", lambda *a: (used.append(("scatter",)), real_scatter(*a))[1])
     cases = [ConvCase("s1_f3_p1", 2, 9, 10, 40, 3, 40, 1, 1, groups=40),
              ConvCase("s1_f5_p3", 1, 7, 8, 16, 5, 16, 1, 3, groups=16),
              ConvCase("s1_f3x5_p0x2_M2", 2, 6, 9, 12, (3, 5), 24, 1, (0, 2), groups=12),
              ConvCase("s2_f3_p1", 2, 9, 11, 33, 3, 33, 2, 1, groups=33),
              ConvCase("s3_f2_p0", 1, 10, 8, 9, 2, 9, 3, 0, groups=9),
              ConvCase("s2_f4x3_p3", 1, 9, 9, 20, (4, 3), 20, 2, 3, groups=20),
+             ConvCase("s2_f7_p3", 1, 12, 13, 16, 7, 16, 2, 3, groups=16),
+             ConvCase("s2_f3_C5", 2, 9, 9, 5, 3, 5, 2, 1, groups=5),
              ConvCase("s2_d2_f3", 2, 11, 12, 18, 3, 18, 2, 2, dilation=2, groups=18),
              ConvCase("s1_d2_f3_C5", 1, 8, 9, 5, 3, 5, 1, 2, dilation=2, groups=5)]
     for case in cases:
@@ -640,4 +645,4 @@ def test_depthwise_backward_paths_match_reference(force_parallel, monkeypatch, d
             one.setattr(nb, "_num_threads", lambda: 1)
             np.testing.assert_array_equal(fastnn.conv_backward(dZ, cache, backend="numba")[0], grads[0])
     kinds = {key[0] for key in used}
-    assert {"fwd_row", "dW_row", "fwd", "dW", "dA"} <= kinds, kinds
+    assert {"fwd_row", "fwd_phase", "scatter", "dW_row", "fwd", "dW", "dA"} <= kinds, kinds

@@ -297,16 +297,23 @@ def _depthwise_backward(p, A_prev, W, dZ, dA_prev, dW, db):
              np.zeros(p.K, dtype=p.dtype), dX, 1, 1, (p.fh - 1) * p.dh - p.ph, (p.fw - 1) * p.dw - p.pw, p.dh, p.dw)
     elif p.dh == p.dw == 1:  # per stride phase, the phase's taps' correlation (as _dA_prev does)
         zeros = np.zeros(p.K, dtype=p.dtype)
+        NBr = tiles.dw_row_block(p.K)
+        scratch = None
         for rh, h0, nh, nah, th, _ in _dA_phases(p.H, p.Ho, p.fh, p.sh, p.ph):
             for rw, w0, nw, naw, tw, _ in _dA_phases(p.W, p.Wo, p.fw, p.sw, p.pw):
-                view = dX[:, h0::p.sh, w0::p.sw]
                 if nah == 0 or naw == 0:  # no tap reaches these pixels (stride > f)
-                    view[...] = 0
+                    dX[:, h0::p.sh, w0::p.sw] = 0
                     continue
-                out = np.empty((p.m, nh, nw, p.K), dtype=p.dtype)
-                _run(_dw_forward_kernel(p.K, naw, 1, 1), work, dZ, np.ascontiguousarray(Wd[rh::p.sh, rw::p.sw][::-1, ::-1]),
-                     zeros, out, 1, 1, th, tw, 1, 1)
-                view[...] = out
+                V = np.ascontiguousarray(Wd[rh::p.sh, rw::p.sw][::-1, ::-1])
+                if ("fwd_phase", NBr, naw) in _DW.DW:  # written in place
+                    _run(_DW.DW["fwd_phase", NBr, naw], work, dZ, V, zeros, dX, nh, nw, h0, p.sh, w0, p.sw,
+                         1, 1, th, tw, 1, 1)
+                    continue
+                if scratch is None:  # (one buffer for all phases)
+                    scratch = np.empty(p.m * -(-p.H // p.sh) * -(-p.W // p.sw) * p.K, dtype=p.dtype)
+                out = scratch[:p.m * nh * nw * p.K].reshape(p.m, nh, nw, p.K)
+                _run(_dw_forward_kernel(p.K, naw, 1, 1), work, dZ, V, zeros, out, 1, 1, th, tw, 1, 1)
+                _run(kernels.phase_scatter, work, out, dX, h0, p.sh, w0, p.sw)
     else:
         _run(_DW.DW["dA", NB], work, dZ, Wd, dX, p.sh, p.sw, p.ph, p.pw, p.dh, p.dw, zero)
     if M > 1:  # each input channel's gradient sums its M output channels' (in order)

@@ -114,6 +114,24 @@ def nhwc_to_nchw(X, out, chunk, nchunks):
 
 
 @kernel
+def phase_scatter(src, out, h0, sh, w0, sw, chunk, nchunks):
+    """out[i, h0 + a*sh, w0 + b*sw] = src[i, a, b] (a stride phase of out; whole channel rows,
+    contiguous both sides). NumPy's copy into the strided view ran on one thread."""
+    m, nh, nw, C = src.shape
+    nloop = m * nh
+    for t in range(chunk * nloop // nchunks, (chunk + 1) * nloop // nchunks):
+        i = t // nh
+        a = t - i * nh
+        s = src[i, a]
+        o = out[i, h0 + a * sh]
+        for b in range(nw):
+            sb = s[b]
+            ob = o[w0 + b * sw]
+            for c in range(C):
+                ob[c] = sb[c]
+
+
+@kernel
 def pad_copy(X, out, ph, pwc, value, chunk, nchunks):
     """out = X padded by ph rows and pwc = pw*C row elements with ``value``, on rows of
     pixels x channels: X (m, H, W*C), out (m, Hp, Wp*C); out may be bigger behind (extra

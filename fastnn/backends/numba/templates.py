@@ -789,6 +789,24 @@ def dw_fwd_row(name: str, NB: int, FW: int, S: int) -> List[str]:
             + lines[doc:at + 2] + _ind(block, 12) + lines[end:])
 
 
+#: The filter widths with a ``dw_fwd_phase`` (the stride phases' taps of 3x3 to 5x5 filters at stride 2).
+DW_PHASE_WIDTHS = (1, 2, 3)
+
+
+def dw_fwd_phase(name: str, NB: int, FW: int) -> List[str]:
+    """``dw_fwd_row`` (stride 1) writing its (Ho, Wo) outputs into one stride phase of a larger
+    array: output pixel (ho, wo) at Z[i, zh + ho*zsh, zw + wo*zsw] (a strided depthwise dA_prev's
+    phases, each written in place, without a phase buffer and a copy)."""
+    lines = dw_fwd_row(name, NB, FW, 1)
+    sub = {"        zrow = Z[i, ho]": "        zrow = Z[i, max(zh + ho * zsh, 0)]",
+           "    _, Ho, Wo, _ = Z.shape": "    # (Ho, Wo: the phase's size, arguments)"}
+    out = [sub.get(line, line) for line in lines]
+    out[1] = out[1].replace("(X, Wd, b, Z, sh, sw, ph, pw, dh, dw)", "(X, Wd, b, Z, Ho, Wo, zh, zsh, zw, zsw, sh, sw, ph, pw, dh, dw)")
+    out[2] = f'    """dw_fwd_row (fw = {FW}, sw = 1) into the stride phase Z[:, zh::zsh, zw::zsw] of Z."""'
+    return [re.sub(r"zp = zrow\[wo \+ (\d+)\]", r"zp = zrow[max(zw + zsw * (wo + \1), 0)]", line)
+            .replace("z = zrow[wo]", "z = zrow[max(zw + zsw * wo, 0)]") for line in out]
+
+
 def dw_dA(name: str, NB: int) -> List[str]:
     taps = ["for kh in range(fh):", "    q = h + ph - kh * dh", "    if q < 0:", "        break",
             "    ho = q // sh", "    if ho * sh != q or ho >= Ho:", "        continue",
@@ -823,7 +841,9 @@ def dw_dW(name: str, NB: int) -> List[str]:
     the last, shifted block adds only the channels the blocks before did not."""
     over_wo = ["for wo in range(wa, wb):", "    x = xr[wo * sw + xo]", "    d = zr[wo]",
                *_ind(_rep(NB, "a{k} += x[c0 + {k}] * d[c0 + {k}]"), 4)]
-    add = [line for k in range(NB) for line in (f"if c0 + {k} >= cs:", f"    pk[c0 + {k}] += a{k}")]
+    add = ["if c0 == cs:  # (a whole block adds its sums as vectors; the shifted last one per channel)",
+           *_rep(NB, "    pk[c0 + {k}] += a{k}"), "else:",
+           *[line for k in range(NB) for line in (f"    if c0 + {k} >= cs:", f"        pk[c0 + {k}] += a{k}")]]
     return [
         "@kernel(fastmath=FASTMATH_CONV)",
         f"def {name}(X, dZ, part, pdb, sh, sw, ph, pw, dh, dw, zero):",
@@ -882,9 +902,12 @@ def dw_dW_row(name: str, NB: int, FW: int) -> List[str]:
     body += over("wlo", "whi", list(range(FW)), False)
     for kw in range(FW):
         body += over(f"max(whi, wa{kw})", f"wb{kw}", [kw], True)
-    for kw in range(FW):
-        body += [f"pk = acc[kh, {kw}]"] + [line for k in range(NB)
-                                          for line in (f"if c0 + {k} >= cs:", f"    pk[c0 + {k}] += a{kw}_{k}")]
+    # (a whole block adds its sums as vectors; only the shifted last one tests each channel)
+    body += ["if c0 == cs:"] + [line for kw in range(FW) for line in
+                                [f"    pk = acc[kh, {kw}]", *_rep(NB, f"    pk[c0 + {{k}}] += a{kw}_{{k}}")]]
+    body += ["else:"] + [line for kw in range(FW) for line in
+                         [f"    pk = acc[kh, {kw}]"] + [line for k in range(NB) for line in
+                                                          (f"    if c0 + {k} >= cs:", f"        pk[c0 + {k}] += a{kw}_{k}")]]
     head = [line for kw in range(FW) for line in
             (f"    wa{kw} = max(0, (sw - 1 - ({kw} - pw)) // sw)  # the pixels whose tap {kw} is inside X: [wa, wb)",
              f"    wb{kw} = min(Wo, (W - 1 - ({kw} - pw)) // sw + 1)")]
@@ -980,6 +1003,10 @@ def depthwise_source() -> str:
             name = f"dw_fwd_row_b{NB}_f{FW}_s{S}"
             entries.append((("fwd_row", NB, FW, S), name))
             out += ["", "", *chunked(dw_fwd_row(name, NB, FW, S))]
+        for FW in DW_PHASE_WIDTHS:
+            name = f"dw_fwd_phase_b{NB}_f{FW}"
+            entries.append((("fwd_phase", NB, FW), name))
+            out += ["", "", *chunked(dw_fwd_phase(name, NB, FW))]
         for FW in DW_ROW_DW_WIDTHS:
             name = f"dw_dW_row_b{NB}_f{FW}"
             entries.append((("dW_row", NB, FW), name))
