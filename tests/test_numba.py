@@ -562,12 +562,13 @@ def test_few_channel_stride1_dA_over_pixels_matches_reference(force_parallel, mo
 
 def _dw_row_variants(dtype):
     """(filter width, column stride, NB) for the row-kernel test: in float32 every geometry, the
-    channel blocks taken in turn (each block at least twice; every variant compiles a kernel of
-    several seconds), in float64 the 3x3 ones at every block."""
+    channel blocks taken in turn (every variant compiles a kernel of several seconds), in
+    float64 the 3x3 one at every block."""
     from fastnn.backends.numba.templates import DW_ROW_GEOMETRY
+    blocks = sorted({tiles.dw_row_block(C, dtype) for C in range(8, 129)}, reverse=True)
     if np.dtype(dtype) == np.float64:
-        return [(3, S, NB) for S in (1, 2) for NB in tiles.DW_ROW_NB]
-    return [(FW, S, tiles.DW_ROW_NB[i % len(tiles.DW_ROW_NB)]) for i, (FW, S) in enumerate(DW_ROW_GEOMETRY)]
+        return [(3, 1, NB) for NB in blocks]
+    return [(FW, S, blocks[i % len(blocks)]) for i, (FW, S) in enumerate(DW_ROW_GEOMETRY)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
@@ -608,7 +609,7 @@ def test_depthwise_row_kernels_equal_the_generic_ones_bit_for_bit(dtype):
                     nb._DW.DW["dW_row", NB, FW](A, dZ, parts[1], pdb[1], *args, dt.type(0), c, n)
                 np.testing.assert_array_equal(parts[1], parts[0], err_msg=f"dW {FW} {S} {NB} {C}")
                 np.testing.assert_array_equal(pdb[1], pdb[0])
-    assert {NB for _, _, NB in variants} == set(tiles.DW_ROW_NB)
+    assert {NB for _, _, NB in variants} == {tiles.dw_row_block(C, dtype) for C in range(8, 129)}
     assert any(FW in DW_ROW_DW_WIDTHS for FW, _, _ in variants)
 
 
@@ -626,6 +627,7 @@ def test_depthwise_backward_paths_match_reference(force_parallel, monkeypatch, d
     monkeypatch.setattr(nb.kernels, "phase_scatter", lambda *a: (used.append(("scatter",)), real_scatter(*a))[1])
     cases = [ConvCase("s1_f3_p1", 2, 9, 10, 40, 3, 40, 1, 1, groups=40),
              ConvCase("s1_f5_p3", 1, 7, 8, 16, 5, 16, 1, 3, groups=16),
+             ConvCase("s1_f3_p3", 1, 6, 7, 16, 3, 16, 1, 3, groups=16),
              ConvCase("s1_f3x5_p0x2_M2", 2, 6, 9, 12, (3, 5), 24, 1, (0, 2), groups=12),
              ConvCase("s2_f3_p1", 2, 9, 11, 33, 3, 33, 2, 1, groups=33),
              ConvCase("s3_f2_p0", 1, 10, 8, 9, 2, 9, 3, 0, groups=9),

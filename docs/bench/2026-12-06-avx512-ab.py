@@ -18,7 +18,7 @@ with ``OPENBLAS_NUM_THREADS=--threads``.
 ``--ops``: fwd, fwd+bwd, and bwd (conv_backward alone; its torch ratio is against torch's
 forward+backward, so read only its before/after). ``--set``: table (the built-in table's convolutions), heldout (scripts/measure_torch.py's held-out
 layers, never tuned on), pool (the table's and the held-out pooling shapes), nchw (the table's
-res_3x3_nchw and scripts/measure_general.py's channels-first layers).
+res_3x3_nchw and scripts/measure_general.py's channels-first layers), depthwise (its depthwise layers).
 """
 
 from __future__ import annotations
@@ -60,6 +60,9 @@ def rows(which):
     if which == "nchw":
         import measure_general as MG
         return [("conv", BENCH_CONV_SHAPES["res_3x3_nchw"])] + [("conv", c) for c, _ in MG.NCHW]
+    if which == "depthwise":
+        import measure_general as MG
+        return [("conv", c) for c in MG.DEPTHWISE]
     return ([("pool", c) for n, c in BENCH_POOL_SHAPES.items() if n != "seed"]
             + [("pool", c) for c in MT.HELDOUT_POOL])
 
@@ -163,7 +166,7 @@ def main(argv=None) -> int:
     ap.add_argument("--before-env", nargs="*", default=[], metavar="VAR=VALUE")
     ap.add_argument("--after-env", nargs="*", default=[], metavar="VAR=VALUE")
     ap.add_argument("--cache", default=None, help="parent of the two FASTNN_CACHE_DIRs (default: a new temporary one)")
-    ap.add_argument("--set", choices=("table", "heldout", "pool", "nchw"), default="table")
+    ap.add_argument("--set", choices=("table", "heldout", "pool", "nchw", "depthwise"), default="table")
     ap.add_argument("--only", default="", help="comma-separated row names")
     ap.add_argument("--dtypes", default="float32,float64")
     ap.add_argument("--ops", default="fwd,fwd+bwd")

@@ -254,17 +254,17 @@ def _depthwise_input(p, A_prev):
     return A_prev if M == 1 else np.repeat(A_prev, M, axis=3)
 
 
-def _dw_forward_kernel(K, fw, sw, dw):
+def _dw_forward_kernel(K, dtype, fw, sw, dw):
     """The depthwise forward for K channels: the row-sliding build where one exists for the
     filter width and column stride (no column dilation), else the generic one (the same bits)."""
-    NB = tiles.dw_row_block(K)
+    NB = tiles.dw_row_block(K, dtype)
     if dw == 1 and NB is not None and ("fwd_row", NB, fw, sw) in _DW.DW:
         return _DW.DW["fwd_row", NB, fw, sw]
     return _DW.DW["fwd", tiles.pool_block(K)]
 
 
 def _depthwise_forward(p, A_prev, W, b, Z):
-    _run(_dw_forward_kernel(p.K, p.fw, p.sw, p.dw), _conv_work(p), _depthwise_input(p, A_prev),
+    _run(_dw_forward_kernel(p.K, p.dtype, p.fw, p.sw, p.dw), _conv_work(p), _depthwise_input(p, A_prev),
          W.reshape(p.fh, p.fw, p.K), b, Z, p.sh, p.sw, p.ph, p.pw, p.dh, p.dw)
 
 
@@ -277,7 +277,7 @@ def _depthwise_backward(p, A_prev, W, dZ, dA_prev, dW, db):
     pdb = np.empty((nch, p.K), dtype=p.dtype)
     NB = tiles.pool_block(p.K)
     zero = p.dtype.type(0)
-    NBr = tiles.dw_row_block(p.K)
+    NBr = tiles.dw_row_block(p.K, p.dtype)
     dW_kernel = _DW.DW.get(("dW_row", NBr, p.fw)) if p.dw == 1 else None
     run_chunks(dW_kernel or _DW.DW["dW", NB], (X, dZ, part, pdb, p.sh, p.sw, p.ph, p.pw, p.dh, p.dw, zero),
                nch)  # a chunk per partial
@@ -293,11 +293,11 @@ def _depthwise_backward(p, A_prev, W, dZ, dA_prev, dW, db):
     dX = dA_prev if M == 1 else np.empty(X.shape, dtype=p.dtype)
     Wd = W.reshape(p.fh, p.fw, p.K)
     if p.sh == p.sw == 1:  # the correlation of dZ with the flipped filters: the forward kernel
-        _run(_dw_forward_kernel(p.K, p.fw, 1, p.dw), work, dZ, np.ascontiguousarray(Wd[::-1, ::-1]),
+        _run(_dw_forward_kernel(p.K, p.dtype, p.fw, 1, p.dw), work, dZ, np.ascontiguousarray(Wd[::-1, ::-1]),
              np.zeros(p.K, dtype=p.dtype), dX, 1, 1, (p.fh - 1) * p.dh - p.ph, (p.fw - 1) * p.dw - p.pw, p.dh, p.dw)
     elif p.dh == p.dw == 1:  # per stride phase, the phase's taps' correlation (as _dA_prev does)
         zeros = np.zeros(p.K, dtype=p.dtype)
-        NBr = tiles.dw_row_block(p.K)
+        NBr = tiles.dw_row_block(p.K, p.dtype)
         scratch = None
         for rh, h0, nh, nah, th, _ in _dA_phases(p.H, p.Ho, p.fh, p.sh, p.ph):
             for rw, w0, nw, naw, tw, _ in _dA_phases(p.W, p.Wo, p.fw, p.sw, p.pw):
@@ -312,7 +312,7 @@ def _depthwise_backward(p, A_prev, W, dZ, dA_prev, dW, db):
                 if scratch is None:  # (one buffer for all phases)
                     scratch = np.empty(p.m * -(-p.H // p.sh) * -(-p.W // p.sw) * p.K, dtype=p.dtype)
                 out = scratch[:p.m * nh * nw * p.K].reshape(p.m, nh, nw, p.K)
-                _run(_dw_forward_kernel(p.K, naw, 1, 1), work, dZ, V, zeros, out, 1, 1, th, tw, 1, 1)
+                _run(_dw_forward_kernel(p.K, p.dtype, naw, 1, 1), work, dZ, V, zeros, out, 1, 1, th, tw, 1, 1)
                 _run(kernels.phase_scatter, work, out, dX, h0, p.sh, w0, p.sw)
     else:
         _run(_DW.DW["dA", NB], work, dZ, Wd, dX, p.sh, p.sw, p.ph, p.pw, p.dh, p.dw, zero)

@@ -757,7 +757,7 @@ def dw_fwd(name: str, NB: int, P: int = 0) -> List[str]:
 
 
 #: The (filter width, column stride) pairs with a row-sliding depthwise forward (``dw_fwd_row``).
-DW_ROW_GEOMETRY = ((1, 1), (2, 1), (3, 1), (3, 2), (5, 1), (7, 1))
+DW_ROW_GEOMETRY = ((1, 1), (2, 1), (3, 1), (5, 1), (7, 1))
 #: The filter widths with a depthwise dW of their own (``dw_dW_row``).
 DW_ROW_DW_WIDTHS = (3, 5, 7)
 #: Output pixels per block of ``dw_fwd_row``.

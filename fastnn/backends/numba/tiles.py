@@ -179,14 +179,17 @@ def dw_rows(Wo: int) -> int:
     return max(1, -(-DW_PASS_PIXELS // Wo))
 
 
-#: The channel blocks of the row-sliding depthwise forward (templates.dw_fwd_row): P x NB sums in
-#: registers, 8 zmm at NB = 32 float32 (on AVX2, 16 ymm registers in all, half that).
+#: The channel blocks of the row-sliding depthwise kernels (templates.dw_fwd_row, dw_dW_row): P x NB
+#: sums in registers, at most two vector registers of channels (128 bytes with AVX-512: NB = 32
+#: float32, 16 float64; 64 with AVX2), which leaves registers for the filter row's taps.
 DW_ROW_NB = (32, 16, 8) if AVX512 else (16, 8)
+_DW_ROW_BYTES = 128 if AVX512 else 64
 
 
-def dw_row_block(C: int):
-    """The row-sliding depthwise forward's channel block for C channels, or None (C < 8)."""
-    return next((n for n in DW_ROW_NB if n <= C), None)
+def dw_row_block(C: int, dtype):
+    """The row-sliding depthwise kernels' channel block for C channels of ``dtype``, or None (C < 8)."""
+    widest = _DW_ROW_BYTES // np.dtype(dtype).itemsize
+    return next((n for n in DW_ROW_NB if n <= min(C, widest)), None)
 
 
 def pool_block(C: int) -> int:
