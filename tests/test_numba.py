@@ -574,8 +574,8 @@ def _dw_row_variants(dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_depthwise_row_kernels_equal_the_generic_ones_bit_for_bit(dtype):
     """The row-sliding depthwise forward and dW (templates.dw_fwd_row, dw_dW_row) against the
-    generic builds they stand in for, called directly: filter widths and column strides,
-    channel blocks, pads 0 to past the filter, rows narrower than a pixel block, dilated rows,
+    generic builds they stand in for, called directly: the forward's filter widths (column
+    stride 1), dW's widths at column strides 1 and 2, channel blocks, pads 0 to past the filter, rows narrower than a pixel block, dilated rows,
     shifted last channel blocks, 1 and 3 chunks; outputs pre-filled with NaN (a lost write fails)."""
     from fastnn.backends.numba.templates import DW_ROW_DW_WIDTHS
     rng = np.random.default_rng(11)
@@ -590,7 +590,6 @@ def test_depthwise_row_kernels_equal_the_generic_ones_bit_for_bit(dtype):
             A = rng.standard_normal((2, H, W, C)).astype(dt)
             Wd = rng.standard_normal((fh, FW, C)).astype(dt)
             b = rng.standard_normal(C).astype(dt)
-            dZ = rng.standard_normal((2, Ho, Wo, C)).astype(dt)
             args = (1, S, pad, pad, dh, 1)
             Z0, Z1 = np.full((2, 2, Ho, Wo, C), np.nan, dtype=dt)
             nb._DW.DW["fwd", tiles.pool_block(C)](A, Wd, b, Z0, *args, 0, 1)
@@ -601,14 +600,20 @@ def test_depthwise_row_kernels_equal_the_generic_ones_bit_for_bit(dtype):
                 np.testing.assert_array_equal(Z1, Z0, err_msg=f"fwd {FW} {S} {NB} {C}")
             if FW not in DW_ROW_DW_WIDTHS:
                 continue
-            for n in (1, 3):
-                parts = np.full((2, n, fh, FW, C), np.nan, dtype=dt)
-                pdb = np.full((2, n, C), np.nan, dtype=dt)
-                for c in range(n):
-                    nb._DW.DW["dW", tiles.pool_block(C)](A, dZ, parts[0], pdb[0], *args, dt.type(0), c, n)
-                    nb._DW.DW["dW_row", NB, FW](A, dZ, parts[1], pdb[1], *args, dt.type(0), c, n)
-                np.testing.assert_array_equal(parts[1], parts[0], err_msg=f"dW {FW} {S} {NB} {C}")
-                np.testing.assert_array_equal(pdb[1], pdb[0])
+            for sw in (1, 2):  # (dW's row kernel serves any column stride)
+                Wo = (W + 2 * pad - FW) // sw + 1
+                if Wo < 1:
+                    continue
+                dZ = rng.standard_normal((2, Ho, Wo, C)).astype(dt)
+                args = (1, sw, pad, pad, dh, 1)
+                for n in (1, 3):
+                    parts = np.full((2, n, fh, FW, C), np.nan, dtype=dt)
+                    pdb = np.full((2, n, C), np.nan, dtype=dt)
+                    for c in range(n):
+                        nb._DW.DW["dW", tiles.pool_block(C)](A, dZ, parts[0], pdb[0], *args, dt.type(0), c, n)
+                        nb._DW.DW["dW_row", NB, FW](A, dZ, parts[1], pdb[1], *args, dt.type(0), c, n)
+                    np.testing.assert_array_equal(parts[1], parts[0], err_msg=f"dW {FW} {sw} {NB} {C}")
+                    np.testing.assert_array_equal(pdb[1], pdb[0])
     assert {NB for _, _, NB in variants} == {tiles.dw_row_block(C, dtype) for C in range(8, 129)}
     assert any(FW in DW_ROW_DW_WIDTHS for FW, _, _ in variants)
 
@@ -617,10 +622,11 @@ def test_depthwise_row_kernels_equal_the_generic_ones_bit_for_bit(dtype):
 def test_depthwise_backward_paths_match_reference(force_parallel, monkeypatch, dtype):
     """Depthwise dA_prev at stride 1 (the forward kernel on dZ with the filters flipped), at
     strides 2 and 3 (one forward call per stride phase, written in place, or for phases more
-    than 3 taps wide and under 8 channels into a buffer then scattered; a phase no tap reaches,
+    than 3 taps wide or under 8 channels into a buffer then scattered; a phase no tap reaches,
     stride > f, is zeroed), dilated (the gather kernel), with a channel multiplier, pads 0 to past the filter,
     non-square filters, channels under a row block; dA_prev, dW, db against the reference, and
     dA_prev's bits the same in one chunk as in three."""
+    monkeypatch.setattr(nb, "_THREADED_WORK", 0)  # (every call in 3 chunks, however small)
     used = []
     _record(monkeypatch, nb._DW.DW, used)
     real_scatter = nb.kernels.phase_scatter

@@ -240,7 +240,10 @@ def _fwd_kernel_call(X, Wm, bias, Z, sh, sw, tile=None):
 # ------------------------------------------------------- depthwise convolution
 # groups = C_in (a channel multiplier M = K / C_in too), any stride, dilation and padding, even
 # or not: the depthwise kernels (templates.dw_*) read the unpadded input, clipping each pixel's
-# taps to it, with NB channels' sums in registers (NB: the pooling blocks' rule, tiles.pool_block).
+# taps to it, with NB channels' sums in registers (NB: tiles.dw_row_block for the row-sliding
+# builds, else the pooling blocks' rule, tiles.pool_block). dA_prev is the forward kernel's
+# correlation of dZ with the flipped filters (per stride phase at stride > 1), except for dilation
+# with stride > 1 (templates.dw_dA's gather).
 
 
 def _is_depthwise(p) -> bool:

@@ -767,8 +767,8 @@ DW_ROW_PIXELS = 4
 def dw_fwd_row(name: str, NB: int, FW: int, S: int) -> List[str]:
     """``dw_fwd`` for filters FW wide at column stride S without column dilation, unrolled over the
     block's input columns: within each filter row the FW weights stay in registers and each of the
-    (P - 1) * S + FW input columns a block of P pixels reads is loaded once for every (pixel, tap)
-    it serves (the generic block reloads a column per tap: 1.3-1.5x slower on MobileNet's 3x3
+    (P - 1) * S + FW input columns a block of P pixels reads is loaded once and used for every
+    (pixel, tap) it serves (the generic block reloads a column per tap: 1.3-1.5x slower on MobileNet's 3x3
     layers, docs/bench/2026-12-06-depthwise.md). Each pixel still sums its taps in (kh, kw) order,
     as ``dw_fwd`` does: the same bits."""
     P = DW_ROW_PIXELS
