@@ -203,22 +203,56 @@ def test_nchw_forward_without_a_channels_first_kernel_gets_copies(monkeypatch):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_every_forward_tile_variant_matches_reference(force_parallel, dtype):
-    """Each (P, T) forward tile is reached by some (K, Wo), including the shifted last
-    pixel and channel blocks (T not dividing K, P not dividing Wo)."""
+    """Each (P, T) forward tile is reached by some (K, Ho*Wo), including the shifted last
+    pixel and channel blocks (T not dividing K, P not dividing Ho*Wo), in one output row and
+    in five (pixel blocks spanning rows)."""
     reached = set()
     for K in (1, 3, 4, 5, 7, 8, 9, 12, 15, 16, 19, 24, 32, 37, 48, 64):
-        for Wo in (1, 2, 3, 4, 5, 7, 8, 9, 13):
-            tile = tiles.fwd_tile(np.dtype(dtype), K, Wo)
-            if tile in reached:
+        for Ho, Wo in itertools.product((1, 5), (1, 2, 3, 4, 5, 7, 8, 9, 13)):
+            tile = tiles.fwd_tile(np.dtype(dtype), K, Ho * Wo)
+            if (tile, Ho > 1) in reached:
                 continue
-            reached.add(tile)
-            # 3x3 filter, stride 1, pad 1: Wo = W.
-            case = ConvCase(f"tile{tile}_K{K}_Wo{Wo}", 2, 5, Wo, 6, 3, K, 1, 1)
+            reached.add((tile, Ho > 1))
+            # 3x3 filter, stride 1, pad 1: Ho = H, Wo = W.
+            case = ConvCase(f"tile{tile}_K{K}_{Ho}x{Wo}", 2, Ho, Wo, 6, 3, K, 1, 1)
             A, W, b, hp, _ = case.make(dtype, seed=9)
             Z, _ = fastnn.conv_forward(A, W, b, hp, backend="numba")
-            assert Z.shape == (2, 5, Wo, K)
+            assert Z.shape == (2, Ho, Wo, K)
             _close(Z, fastnn.conv_forward(A, W, b, hp, backend=REF)[0], dtype, case.name)
-    assert reached == set(tiles.FWD_TILES[np.dtype(dtype)])
+    assert {t for t, _ in reached} == set(tiles.FWD_TILES[np.dtype(dtype)])
+    assert len({t for t, rows in reached if rows and t[0] > 1}) >= 3  # (every tile: the test below)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_forward_pixel_blocks_span_rows_with_the_same_bits(dtype):
+    """The NHWC forward kernel's pixel blocks run over each image's Ho*Wo pixels (a block may
+    span output rows; the last one shifted back): every tile, called directly, gives the same
+    bits whatever its groups of blocks (R) and chunks, and equals the reference; strides 1 and
+    (2, 3), widths that no P divides, one-row and one-column outputs; outputs pre-filled with NaN."""
+    from fastnn._params import conv_params
+    rng = np.random.default_rng(17)
+    dt = np.dtype(dtype)
+    for P, T in tiles.FWD_TILES[dt]:
+        for H, Wd, s in ((7, 11, (1, 1)), (9, 14, (2, 3)), (3, 1, (1, 1)), (1, 3 * P + 2, (1, 1))):
+            C, K, f = 5, T + 3, 3
+            case = ConvCase("flat", 2, H, Wd, C, f, K, s, 1)
+            A, W, b, hp, _ = case.make(dtype, seed=int(rng.integers(100)))
+            p = conv_params(A, W, b, hp)
+            if not tiles.fits((P, T), K, p.Ho * p.Wo):
+                continue
+            Xp = nb._padded_input(p, A)
+            args = (Xp.reshape(p.m, p.Hp, -1), nb._pack_channels(W.reshape(f, f * C, K), T),
+                    nb._pack_channels(b.reshape(K), T))
+            first = None
+            for R, n in ((1, 1), (2, 3), (5, 2), (64, 1)):
+                Z = np.full((p.m, p.Ho * p.Wo, K), np.nan, dtype=dt)
+                for c in range(n):
+                    nb._CONV.FWD[P, T](*args, Z, p.Wo, p.sh, p.sw, C, R, c, n)
+                if first is None:
+                    first = Z
+                    ref = fastnn.conv_forward(A, W, b, hp, backend=REF)[0]
+                    _close(Z.reshape(ref.shape), ref, dtype, f"tile {(P, T)} {H}x{Wd} s{s}")
+                assert np.array_equal(Z, first), ((P, T), H, Wd, s, R, n)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
@@ -272,10 +306,10 @@ def test_stride1_dA_runs_the_forward_kernel_and_matches_reference(force_parallel
         shapes.clear()
         grads = fastnn.conv_backward(dZ, cache, backend="numba")
         assert A.shape in shapes, case.name
-        widths.add(tiles.fwd_tile(np.dtype(dtype), case.C, case.W))
+        widths.add((tiles.fwd_tile(np.dtype(dtype), case.C, case.H * case.W), case.H * case.W))
         for name, g, g_ref in zip(("dA_prev", "dW", "db"), grads, fastnn.conv_backward(dZ, cache_ref, backend=REF)):
             _close(g, g_ref, dtype, f"{case.name} {name}")
-    assert len({T for _, T in widths}) >= 3 and any(P == 1 for P, _ in widths)
+    assert len({T for (_, T), _ in widths}) >= 3 and any(npx % P for (P, _), npx in widths)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)

@@ -231,10 +231,12 @@ def _fwd_kernel_call(X, Wm, bias, Z, sh, sw, tile=None):
     with Wm (fh, fw*Cin, K) at strides (sh, sw), in ``tile`` (P, T) where it fits, else in
     the tile :func:`.tiles.fwd_tile` picks."""
     m, Hx, Wx, Cin = X.shape
-    K = Z.shape[3]
-    P, T = tile if tile is not None and tiles.fits(tile, K, Z.shape[2]) else tiles.fwd_tile(X.dtype, K, Z.shape[2])
+    _, Ho, Wo, K = Z.shape
+    npx = Ho * Wo
+    P, T = tile if tile is not None and tiles.fits(tile, K, npx) else tiles.fwd_tile(X.dtype, K, npx)
     _threaded(_CONV.FWD[P, T], X.reshape(m, Hx, Wx * Cin), _pack_channels(Wm, T),
-              _pack_channels(bias, T), Z, sh, sw, Cin)
+              _pack_channels(bias, T), Z.reshape(m, npx, K), Wo, sh, sw, Cin,
+              tiles.fwd_group(P, m, npx, _num_threads()))
 
 
 # ------------------------------------------------------- depthwise convolution
@@ -790,8 +792,11 @@ pool_backward.handles = _pool_handles
 
 
 def _fwd_variant_applies(tile, p):
-    return (tile in tiles.FWD_VARIANTS[p.dtype] and not _is_small(p) and tiles.fits(tile, p.K, p.Wo)
-            and tile != tiles.fwd_tile(p.dtype, p.K, p.Wo))
+    # (in the NHWC kernel's terms, blocks over an image's Ho*Wo pixels: the params carry no
+    # layout; a channels-first call runs a tile only where it fits a row, else the rule's)
+    npx = p.Ho * p.Wo
+    return (tile in tiles.FWD_VARIANTS[p.dtype] and not _is_small(p) and tiles.fits(tile, p.K, npx)
+            and tile != tiles.fwd_tile(p.dtype, p.K, npx))
 
 
 def _dw_variant_applies(t, p):

@@ -98,28 +98,61 @@ def _fwd_blocks(P: int, T: int, xrow: str) -> List[str]:
 
 
 def conv_fwd(name: str, P: int, T: int) -> List[str]:
-    """One register tile, no tails: the last pixel block and the last channel block are
-    shifted back to end at Wo and K (overlapping the block before, whose values are
-    recomputed with the same arithmetic, hence the same bits). Every hot index is a loop
-    variable plus a constant on a view sliced outside the loop, so Numba emits no
-    negative-index wraparound code in the inner loop."""
-    return [
+    """One register tile over the output's pixels taken in a row-major run of each image
+    (Z viewed as (m, Ho*Wo, K)): a block of P pixels may span output rows, each pixel reading
+    its own input row, so the blocks waste nothing at a row's end (a 14-wide row in blocks
+    of 6 computed 18 pixels for 14). No tails: the last pixel block of an image and the last
+    channel block are shifted back to end at Ho*Wo and K (overlapping the block before, whose
+    values are recomputed with the same arithmetic, hence the same bits). The outer loop runs
+    over groups of R pixel blocks (the chunks' unit); within a group each channel block's
+    filter panel serves all R blocks. A pixel's sum is the same whatever P, R or chunk
+    (the same taps in the same order). Every hot index is a loop variable plus a constant on
+    a view sliced outside the loop, so Numba emits no negative-index wraparound code in the
+    inner loop."""
+    L = [
         "@kernel(fastmath=FASTMATH_CONV)",
-        f"def {name}(Xr, Wp, bp, Z, sh, sw, C):",
-        f'    """Z[i, ho, wo, k0 + k] = bp[kb, k] + sum over (kh, j) of Xr[i, ho*sh + kh, wo*sw*C + j] * Wp[kb, kh, j, k]',
+        f"def {name}(Xr, Wp, bp, Z, Wo, sh, sw, C, R):",
+        f'    """Z[i, ho*Wo + wo, k0 + k] = bp[kb, k] + sum over (kh, j) of Xr[i, ho*sh + kh, wo*sw*C + j] * Wp[kb, kh, j, k]',
         f"    with k0 = min(kb*{T}, K-{T}): Wp holds W's output channels in blocks of {T} (see",
-        f'    ``_pack_channels``). Needs K >= {T} and Wo >= {P}."""',
-        "    m, Ho, Wo, K = Z.shape",
+        f'    ``_pack_channels``). Needs K >= {T} and Ho*Wo >= {P}; R >= 1 pixel blocks a group."""',
+        "    m, npx, K = Z.shape",
         "    nkb, fh, Lr, _ = Wp.shape",
-        f"    nwb = (Wo + {P - 1}) // {P}",
+        f"    nqb = (npx + {P - 1}) // {P}",
+        "    ngb = (nqb + R - 1) // R",
         "    xs = sw * C",
-        "    for t in range(m * Ho):",
-        "        i = t // Ho",
-        "        ho = t - i * Ho",
-        "        r0 = ho * sh",
-        "        zrow = Z[i, ho]",
-        *_fwd_blocks(P, T, "Xr[i, r0 + kh]"),
+        "    for t in range(m * ngb):",
+        "        i = t // ngb",
+        "        g = t - i * ngb",
+        "        zi = Z[i]",
+        "        xi = Xr[i]",
+        "        for kb in range(nkb):",
+        f"            k0 = min(kb * {T}, K - {T})",
+        "            bb = bp[kb]",
+        "            for qb in range(g * R, min(g * R + R, nqb)):",
+        f"                q0 = {_shifted('qb', P, 'npx')}",
     ]
+    I = " " * 16
+    for p in range(P):
+        L += [I + f"h{p} = (q0 + {p}) // Wo", I + f"r{p} = h{p} * sh", I + f"c{p} = (q0 + {p} - h{p} * Wo) * xs"]
+    for p in range(P):
+        for k in range(T):
+            L.append(I + f"a{p}_{k} = bb[{k}]")
+    L += [I + "for kh in range(fh):", I + "    wt = Wp[kb, kh]"]
+    for p in range(P):
+        L.append(I + f"    xr{p} = xi[r{p} + kh, c{p}:]")
+    L.append(I + "    for j in range(Lr):")
+    for k in range(T):
+        L.append(I + f"        w{k} = wt[j, {k}]")
+    for p in range(P):
+        L.append(I + f"        x{p} = xr{p}[j]")
+    for p in range(P):
+        for k in range(T):
+            L.append(I + f"        a{p}_{k} += x{p} * w{k}")
+    for p in range(P):
+        L.append(I + f"zp = zi[q0 + {p}, k0:]")
+        for k in range(T):
+            L.append(I + f"zp[{k}] = a{p}_{k}")
+    return L
 
 
 def conv_fwd_nchw(name: str, P: int, T: int) -> List[str]:

@@ -106,12 +106,34 @@ if AVX512:  # (64 float32 lanes are 4 zmm registers: max-pooling p3s2 1.2-1.3x a
 GATHER_REG_NB = 32
 
 def fits(tile, K: int, Wo: int) -> bool:
-    """Whether a forward tile (P, T) can run for K output channels and Wo output columns."""
+    """Whether a forward tile (P, T) can run for K output channels and Wo output pixels (the
+    pixels its blocks run over: an image's Ho*Wo for the NHWC forward, a row's Wo for the
+    channels-first and grouped builds)."""
     return tile[1] <= K and tile[0] <= Wo
 
 
+#: The NHWC forward kernel's outer loop runs over groups of pixel blocks of about this many
+#: output pixels (each channel block's filter panel serves the whole group before the next
+#: panel is read): 1.1-1.2x groups of one output row's width on 14x14 and 28x28 layers
+#: (float32, 2 threads, in-process rounds), within the noise of 64.
+FWD_GROUP_PIXELS = 128
+
+
+def fwd_group(P: int, m: int, npx: int, nthreads: int) -> int:
+    """Pixel blocks of P per group of the NHWC forward kernel for m images of npx output pixels:
+    about ``FWD_GROUP_PIXELS`` pixels, halved while there would be fewer than 4 groups per
+    thread (so that a small call still splits evenly across the threads). The bits do not
+    depend on it."""
+    nqb = -(-npx // P)
+    R = max(1, -(-FWD_GROUP_PIXELS // P))
+    while R > 1 and m * -(-nqb // R) < 4 * nthreads:
+        R = -(-R // 2)
+    return R
+
+
 def fwd_tile(dtype, K: int, Wo: int):
-    """The forward tile (P pixels, T channels) for K output channels and Wo output columns.
+    """The forward tile (P pixels, T channels) for K output channels and Wo output pixels (see
+    :func:`fits`).
     AVX2: the first of ``FWD_TILES`` that fits (T <= K, P <= Wo), the widest (first) one only
     where T divides K (its shifted last channel block would recompute up to T - 1
     channels); (1, 1) always fits. AVX-512: of the tiles of ``FWD_EFF`` that fit, the one
