@@ -227,8 +227,9 @@ def test_every_forward_tile_variant_matches_reference(force_parallel, dtype):
 def test_forward_pixel_blocks_span_rows_with_the_same_bits(dtype):
     """The NHWC forward kernel's pixel blocks run over each image's Ho*Wo pixels (a block may
     span output rows; the last one shifted back): every tile, called directly, gives the same
-    bits whatever its groups of blocks (R) and chunks, and equals the reference; strides 1 and
-    (2, 3), widths that no P divides, one-row and one-column outputs; outputs pre-filled with NaN."""
+    bits whatever its groups of blocks (R) and chunks, and equals the reference; the row kernel
+    (blocks within output rows) the same bits again; strides 1 and (2, 3), widths that no P
+    divides, one-row and one-column outputs; outputs pre-filled with NaN."""
     from fastnn._params import conv_params
     rng = np.random.default_rng(17)
     dt = np.dtype(dtype)
@@ -253,6 +254,12 @@ def test_forward_pixel_blocks_span_rows_with_the_same_bits(dtype):
                     ref = fastnn.conv_forward(A, W, b, hp, backend=REF)[0]
                     _close(Z.reshape(ref.shape), ref, dtype, f"tile {(P, T)} {H}x{Wd} s{s}")
                 assert np.array_equal(Z, first), ((P, T), H, Wd, s, R, n)
+            if P <= p.Wo:  # the row kernel (where P divides Wo, the one that runs): the same bits
+                for n in (1, 3):
+                    Z = np.full((p.m, p.Ho, p.Wo, K), np.nan, dtype=dt)
+                    for c in range(n):
+                        nb._CONV.FWD_ROWS[P, T](*args, Z, p.sh, p.sw, C, c, n)
+                    assert np.array_equal(Z.reshape(first.shape), first), ("rows", (P, T), H, Wd, s, n)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
