@@ -348,8 +348,8 @@ def first_calls(dtype):
 
 def tile_rows(dtype, shapes, rounds=20):
     """The forward kernel alone, once per big tile of ``FWD_TILES`` (at least half the widest's
-    accumulators) that fits the shape (T <= K, P <= Wo, ignoring the widest tile's T-divides-K
-    rule; the picked tile is timed too), on the forward and on the stride-1
+    accumulators) that fits the shape (T <= K, P <= Ho*Wo; the picked tile is timed too), as the
+    wrapper runs it (``_fwd_kernel_call``: the row kernel where P divides Wo, else the pixel-run one), on the forward and on the stride-1
     dA_prev phase of each shape (dZ correlated with W flipped), interleaved call by call in one
     process, the order alternating per round; every tile's output is checked bit-equal to the
     picked tile's (each output sums the same terms in the same order). Prints median ms per tile
@@ -373,17 +373,15 @@ def tile_rows(dtype, shapes, rounds=20):
             Ko = Wt.shape[3]
             Ho, Wo = conv_out_size(H, fh, ph_, sh_), conv_out_size(Wd, fw, pw_, sw_)
             Xp = nb._padded(X, ph_, pw_) if (ph_ or pw_) else X
-            Xr, Wm = Xp.reshape(m, Xp.shape[1], -1), Wt.reshape(fh, fw * Cx, Ko)
+            Wm = Wt.reshape(fh, fw * Cx, Ko)
             calls, outs = {}, {}
-            picked = tiles.fwd_tile(np.dtype(dtype), Ko, Wo)
+            picked = tiles.fwd_tile(np.dtype(dtype), Ko, Ho * Wo)
             widest = tiles.FWD_TILES[np.dtype(dtype)][0]
             for P, T in tiles.FWD_TILES[np.dtype(dtype)]:
-                if (P, T) != picked and (T > Ko or P > Wo or 2 * P * T < widest[0] * widest[1]):
+                if (P, T) != picked and (T > Ko or P > Ho * Wo or 2 * P * T < widest[0] * widest[1]):
                     continue
                 Z = np.empty((m, Ho, Wo, Ko), dtype)
-                kern = nb._CONV.FWD[P, T]
-                args = (Xr, nb._pack_channels(Wm, T), nb._pack_channels(bias, T), Z, sh_, sw_, Cx)
-                calls[(P, T)] = (lambda kern=kern, args=args: nb._threaded(kern, *args))
+                calls[(P, T)] = (lambda Z=Z, tile=(P, T): nb._fwd_kernel_call(Xp, Wm, bias, Z, sh_, sw_, tile))
                 calls[(P, T)]()
                 outs[(P, T)] = Z
             ts = {k: [] for k in calls}

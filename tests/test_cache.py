@@ -67,12 +67,12 @@ def test_numba_cache_dir_is_respected(tmp_path):
 
 
 def test_second_process_loads_compiled_kernels_from_cache(tmp_path):
-    code = WORKLOAD + "import fastnn.backends.numba as nb; print(sum(len(d.overloads) for d in nb._CONV.FWD.values()))"
+    code = WORKLOAD + "import fastnn.backends.numba as nb; print(sum(len(d.overloads) for d in [*nb._CONV.FWD.values(), *nb._CONV.FWD_ROWS.values()]))"
     first = _run(code, {"FASTNN_CACHE_DIR": str(tmp_path)})
     assert first.returncode == 0, first.stderr
     files = {f: os.path.getmtime(tmp_path / "numba" / f) for f in _numba_files(tmp_path / "numba")}
     kernels = {f: os.path.getmtime(tmp_path / "kernels" / f) for f in os.listdir(tmp_path / "kernels")}
-    second = _run(code.replace("print(", "print(sum(d.stats.cache_hits.total() for d in nb._CONV.FWD.values()), "),
+    second = _run(code.replace("print(", "print(sum(d.stats.cache_hits.total() for d in [*nb._CONV.FWD.values(), *nb._CONV.FWD_ROWS.values()]), "),
                   {"FASTNN_CACHE_DIR": str(tmp_path)})
     assert second.returncode == 0, second.stderr
     hits, used = map(int, second.stdout.split())

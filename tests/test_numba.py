@@ -293,6 +293,44 @@ def test_every_backward_tile_variant_matches_reference(force_parallel, monkeypat
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_dW_kernel_passes_span_rows_with_the_same_bits(dtype):
+    """The dW tile kernels sum each pass's pixels as one run across its output rows (a table of
+    each pixel's input offset): every tile, called directly, gives the same bits whatever the
+    pass length (1 row, 3, all), and for a fixed chunk count its partials sum to the reference's
+    dW and db; strides 1 and (2, 3), dilated rows, widths below the tile's columns."""
+    from fastnn._params import conv_params
+    dt = np.dtype(dtype)
+    for J, T in tiles.all_dw_tiles():
+        for H, Wd, s, d in ((7, 9, (1, 1), 1), (9, 11, (2, 3), 1), (8, 5, (1, 1), 2)):
+            C, K, f = 3, T + (T > 1), 3
+            case = ConvCase("passes", 2, H, Wd, C, f, K, s, 1, dilation=d)
+            A, W, b, hp, dZ = case.make(dtype, seed=J + T)
+            p = conv_params(A, W, b, hp)
+            ew = (-p.Wp) % p.sw
+            Xs = nb._padded_input(p, A, ew).reshape(p.m, p.Hp, (p.Wp + ew) // p.sw, p.sw * p.C)
+            L = f * C
+            Kp, Lp = -(-K // T) * T, -(-L // J) * J
+            dZk = np.ascontiguousarray(np.pad(dZ, ((0, 0), (0, 0), (0, 0), (0, Kp - K))))
+            kw, c = np.divmod(np.minimum(np.arange(Lp), L - 1), C)
+            ja, jb = np.divmod(kw * (p.dw * C) + c, p.sw * C)
+            _, cache = fastnn.conv_forward(A, W, b, hp, backend=REF)
+            _, dW_ref, db_ref = fastnn.conv_backward(dZ, cache, backend=REF)
+            for nch in (1, 3):
+                first = None
+                for gr in (1, 3, p.m * p.Ho):
+                    part = np.full((nch, f, Lp, Kp), np.nan, dtype=dt)
+                    pdb = np.full((nch, Kp), np.nan, dtype=dt)
+                    for chunk in range(nch):
+                        nb._CONV.DW[J, T](Xs.reshape(-1), dZk.reshape(-1, Kp), part, pdb, p.Ho, p.Wo, p.Hp,
+                                          Xs.shape[2], Xs.shape[3], p.sh, ja, jb, gr, p.dh, chunk, nch)
+                    if first is None:
+                        first = (part, pdb)
+                        _close(part.sum(0)[:, :L, :K].reshape(W.shape), dW_ref, dtype, f"dW {(J, T)} {H}x{Wd} s{s} d{d}")
+                        _close(pdb.sum(0)[:K], db_ref.reshape(-1), dtype, f"db {(J, T)}")
+                    assert np.array_equal(part, first[0]) and np.array_equal(pdb, first[1]), ((J, T), H, Wd, s, d, gr, nch)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_stride1_dA_runs_the_forward_kernel_and_matches_reference(force_parallel, monkeypatch, dtype):
     """For stride 1, dA_prev is the forward tile kernel on dZ padded by f-1-pad (cropped for
     pad >= f) with W flipped: non-square filters, unequal pads (0, f-1 and f included), 1x1,

@@ -367,7 +367,7 @@ def _general_backward(p, A_prev, W, dZ, dA_prev, dW, db):
         ks = slice(g * Kg, (g + 1) * Kg)
         ja, jb = np.divmod(kw * (p.dw * p.C) + g * Cg + c, p.sw * p.C)
         dZg = np.pad(dZ[..., ks], ((0, 0), (0, 0), (0, 0), (0, Kp - Kg)))
-        run_chunks(_CONV.DW[J, T], (Xs, dZg, part, pdb, p.sh, ja, jb, tiles.dw_rows(p.Wo), p.dh), nch)
+        _dW_chunks(J, T, p, Xs, dZg, part, pdb, ja, jb, p.dh)
         if nch == 1:
             sums, dbs = part[0], pdb[0]
         else:
@@ -532,6 +532,14 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t=None):
         _dA_prev(p, W, dZ, dA_prev)
 
 
+def _dW_chunks(J, T, p, Xs, dZk, part, pdb, ja, jb, dh):
+    """The dW tile kernel (J, T), a chunk per partial of ``part``: Xs the padded input in stride
+    pieces (m, Hp, Wp/sw, sw*C), dZk dZ (m, Ho, Wo, Kp), both C-contiguous."""
+    m, Hp, Wps, piece = Xs.shape
+    run_chunks(_CONV.DW[J, T], (Xs.reshape(-1), dZk.reshape(-1, dZk.shape[3]), part, pdb,
+                                p.Ho, p.Wo, Hp, Wps, piece, p.sh, ja, jb, tiles.dw_rows(p.Wo), dh), part.shape[0])
+
+
 def _dW_tiled(p, Xs, dZ, dW, db, dw_t):
     """dW and db by the dW tile kernel from the padded input Xs (m, Hp, (Wp + ew) / sw, sw * C)."""
     L = p.fw * p.C
@@ -548,7 +556,7 @@ def _dW_tiled(p, Xs, dZ, dW, db, dw_t):
     part = np.empty((nch, p.fh, Lp, Kp), dtype=p.dtype)
     pdb = np.empty((nch, Kp), dtype=p.dtype)
     ja, jb = np.divmod(np.minimum(np.arange(Lp), L - 1), p.sw * p.C)
-    run_chunks(_CONV.DW[J, T], (Xs, dZk, part, pdb, p.sh, ja, jb, tiles.dw_rows(p.Wo), 1), nch)  # a chunk per partial
+    _dW_chunks(J, T, p, Xs, dZk, part, pdb, ja, jb, 1)
     if nch == 1:
         sums, dbs = part[0], pdb[0]
     else:

@@ -435,27 +435,27 @@ def _dW_tile(J: int, T: int) -> List[str]:
         L.append(f"pq{q} = pk[j0 + {q}, k0:]")
         for k in range(T):
             L.append(f"a{q}_{k} = pq{q}[{k}]")
-    # The tile's sums stay in registers over the rows [t0, t1) of the pass, not one row: where
-    # Wo is small, storing and reloading the partials after every row dominated (each pass
-    # streams the whole (fh, Lr, K) partial through the cache). The sums run over the rows and
-    # pixels in the same order either way: the same bits whatever the pass length.
-    L += ["for t in range(t0, t1):", "    i = t // Ho", "    ho = t - i * Ho", "    zr = dZ[i, ho]",
-          "    xrow = Xs[i, ho * sh + kh * dh]"]
-    # Input column j of output pixel wo is xrow[wo + ja[j], jb[j]] with (ja, jb) =
-    # divmod(j, sw*C) precomputed (no division per tile): the row offset goes into a slice
-    # and the column is loop-invariant, so the inner loop's indices are wo plus hoisted
-    # constants (no per-iteration wraparound code).
+    # The tile's sums stay in registers over the pass's pixels, taken as one run across its
+    # output rows: with one loop per row of Wo = 14 pixels (resnet's 14 x 14 layers), each row's
+    # setup (its input row's views, a division) cost a third of the row's multiply-adds, and
+    # storing the partials after every row streamed the whole (fh, Lr, K) partial through the
+    # cache per row. The sums run over the rows and pixels in the same order either way: the
+    # same bits whatever the pass length.
+    # Input column j of the pass's pixel p is Xl[xo[p] + (kro + ja[j]) * piece + jb[j]] with
+    # (ja, jb) = divmod(j, sw*C) precomputed (no division per tile) and xo[p] the offset of the
+    # pixel's first piece of its input row (a table made once per pass, unsigned: Numba emits
+    # no negative-index wraparound code for it; with a signed table, that code and a multiply
+    # per column made the inner loop's scalar work outweigh its multiply-adds).
     for q in range(J):
-        L.append(f"    xq{q} = xrow[ja[j0 + {q}]:]")
-        L.append(f"    bq{q} = jb[j0 + {q}]")
-    L += ["    for wo in range(Wo):"]
+        L.append(f"xq{q} = Xl[(kro + ja[j0 + {q}]) * piece + jb[j0 + {q}]:]")
+    L += ["for p in range(npx):", "    o = xo[p]"]
     for k in range(T):
-        L.append(f"        d{k} = zr[wo, k0 + {k}]")
+        L.append(f"    d{k} = zp[p, k0 + {k}]")
     for q in range(J):
-        L.append(f"        x{q} = xq{q}[wo, bq{q}]")
+        L.append(f"    x{q} = xq{q}[o]")
     for q in range(J):
         for k in range(T):
-            L.append(f"        a{q}_{k} += x{q} * d{k}")
+            L.append(f"    a{q}_{k} += x{q} * d{k}")
     for q in range(J):
         for k in range(T):
             L.append(f"pq{q}[{k}] = a{q}_{k}")
@@ -469,20 +469,20 @@ def _dW_kblock(J: int, T: int) -> List[str]:
 def conv_dW(name: str, J: int, T: int) -> List[str]:
     L = [
         "@kernel(fastmath=FASTMATH_CONV)",
-        f"def {name}(Xs, dZ, part, pdb, sh, ja, jb, gr, dh):",
+        f"def {name}(Xl, dZf, part, pdb, Ho, Wo, Hp, Wps, piece, sh, ja, jb, gr, dh):",
         '    """Per-chunk partial dW and db: chunk c sums rows [c*R//n, (c+1)*R//n) of the',
         "    R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,), in passes of gr rows",
         "    (a tile's sums in registers over a pass). Deterministic for a fixed chunk count",
-        "    whichever build runs it and whatever gr. Xs is the padded input with",
-        "    each row cut into pieces of one stride, (m, Hp, Wp/sw, sw*C); dZ is (m, Ho, Wo, K); a",
-        "    window's rows are dh apart, and its column j (j < fw*C, or fw*Cg of a group's) is the",
-        f"    element (ja[j], jb[j]) of a pixel's pieces. K (of dZ and part) is a multiple of {T}",
-        f"    and Lr (of part, ja, jb) one of {J}: the wrapper pads them (ja, jb with copies of",
-        "    their last entry) and drops the padded rows and channels.",
+        "    whichever build runs it and whatever gr. Xl is the padded input with each row cut",
+        "    into pieces of one stride, (m, Hp, Wps = Wp/sw, piece = sw*C), flattened; dZf is dZ",
+        "    (m, Ho, Wo, K) as (m*Ho*Wo, K); a window's rows are dh apart, and its column j (j < fw*C,",
+        "    or fw*Cg of a group's) is the element (ja[j], jb[j]) of a pixel's pieces. K (of dZ and",
+        f"    part) is a multiple of {T} and Lr (of part, ja, jb) one of {J}: the wrapper pads them",
+        "    (ja, jb with copies of their last entry) and drops the padded rows and channels.",
         '    """',
         "    nch, fh, Lr, K = part.shape",
-        "    m, Ho, Wo, _ = dZ.shape",
-        "    R = m * Ho",
+        "    R = dZf.shape[0] // Wo",
+        "    xo = np.empty(gr * Wo, np.uint64)",
         "    for c in range(nch):",
         "        pc = part[c]",
         "        db = pdb[c]",
@@ -494,17 +494,23 @@ def conv_dW(name: str, J: int, T: int) -> List[str]:
         "            db[k] = 0",
         "        lo = c * R // nch",
         "        hi = (c + 1) * R // nch",
-        "        for t in range(lo, hi):",
-        "            i = t // Ho",
-        "            ho = t - i * Ho",
-        "            zr = dZ[i, ho]",
-        "            for wo in range(Wo):",
-        "                for k in range(K):",
-        "                    db[k] += zr[wo, k]",
+        "        for q in range(lo * Wo, hi * Wo):",
+        "            for k in range(K):",
+        "                db[k] += dZf[q, k]",
         "        for t0 in range(lo, hi, gr):",
         "            t1 = min(t0 + gr, hi)",
+        "            npx = 0",
+        "            for t in range(t0, t1):",
+        "                i = t // Ho",
+        "                ho = t - i * Ho",
+        "                base = (i * Hp + ho * sh) * Wps",
+        "                for wo in range(Wo):",
+        "                    xo[npx] = (base + wo) * piece",
+        "                    npx += 1",
+        "            zp = dZf[t0 * Wo:]",
         "            for kh in range(fh):",
         "                pk = pc[kh]",
+        "                kro = kh * dh * Wps",
     ]
     L += _ind(["k0 = 0", "while k0 < K:"] + _ind(_dW_kblock(J, T) + [f"k0 += {T}"], 4), 16)
     return L
