@@ -205,7 +205,7 @@ def test_nchw_forward_without_a_channels_first_kernel_gets_copies(monkeypatch):
 def test_every_forward_tile_variant_matches_reference(force_parallel, dtype):
     """Each (P, T) forward tile is reached by some (K, Ho*Wo), including the shifted last
     pixel and channel blocks (T not dividing K, P not dividing Ho*Wo), in one output row and
-    in five (pixel blocks spanning rows)."""
+    in five (pixel blocks spanning rows where P does not divide Wo)."""
     reached = set()
     for K in (1, 3, 4, 5, 7, 8, 9, 12, 15, 16, 19, 24, 32, 37, 48, 64):
         for Ho, Wo in itertools.product((1, 5), (1, 2, 3, 4, 5, 7, 8, 9, 13)):
@@ -213,8 +213,9 @@ def test_every_forward_tile_variant_matches_reference(force_parallel, dtype):
             if (tile, Ho > 1) in reached:
                 continue
             reached.add((tile, Ho > 1))
-            # 3x3 filter, stride 1, pad 1: Ho = H, Wo = W.
-            case = ConvCase(f"tile{tile}_K{K}_{Ho}x{Wo}", 2, Ho, Wo, 6, 3, K, 1, 1)
+            # 3x3 filter, stride 1, pad 1: Ho = H, Wo = W; five rows with fw*C = 66 (the pixel-run
+            # kernel where P does not divide Wo: tiles.fwd_rows), one row with fw*C = 18
+            case = ConvCase(f"tile{tile}_K{K}_{Ho}x{Wo}", 2, Ho, Wo, 22 if Ho > 1 else 6, 3, K, 1, 1)
             A, W, b, hp, _ = case.make(dtype, seed=9)
             Z, _ = fastnn.conv_forward(A, W, b, hp, backend="numba")
             assert Z.shape == (2, Ho, Wo, K)

@@ -235,7 +235,7 @@ def _fwd_kernel_call(X, Wm, bias, Z, sh, sw, tile=None):
     npx = Ho * Wo
     P, T = tile if tile is not None and tiles.fits(tile, K, npx) else tiles.fwd_tile(X.dtype, K, npx)
     Xr, Wp, bp = X.reshape(m, Hx, Wx * Cin), _pack_channels(Wm, T), _pack_channels(bias, T)
-    if Wo % P == 0:  # (blocks within rows: the row kernel, less per-block work; the same bits)
+    if tiles.fwd_rows(P, Wo, Wm.shape[1]):  # (blocks within rows: less work a block; the same bits)
         _threaded(_CONV.FWD_ROWS[P, T], Xr, Wp, bp, Z, sh, sw, Cin)
     else:  # (blocks over the image's pixels, spanning rows: none computed twice at a row's end)
         _threaded(_CONV.FWD[P, T], Xr, Wp, bp, Z.reshape(m, npx, K), Wo, sh, sw, Cin,

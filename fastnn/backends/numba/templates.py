@@ -101,8 +101,8 @@ def conv_fwd(name: str, P: int, T: int) -> List[str]:
     """One register tile over the output's pixels taken in a row-major run of each image
     (Z viewed as (m, Ho*Wo, K)): a block of P pixels may span output rows, each pixel reading
     its own input row, so the blocks waste nothing at a row's end (a 14-wide row in blocks
-    of 6 computed 18 pixels for 14). It runs where P does not divide Wo (elsewhere
-    :func:`conv_fwd_rows`, the same bits). No tails: the last pixel block of an image and the last
+    of 6 computed 18 pixels for 14). It runs where P does not divide Wo and a filter row is
+    long enough (``tiles.fwd_rows``; elsewhere :func:`conv_fwd_rows`, the same bits). No tails: the last pixel block of an image and the last
     channel block are shifted back to end at Ho*Wo and K (overlapping the block before, whose
     values are recomputed with the same arithmetic, hence the same bits). The outer loop runs
     over groups of R pixel blocks (the chunks' unit); within a group each channel block's
@@ -161,10 +161,10 @@ def conv_fwd(name: str, P: int, T: int) -> List[str]:
 
 
 def conv_fwd_rows(name: str, P: int, T: int) -> List[str]:
-    """The forward tile over each output row's pixels (the channels-first build's loops): where P
-    divides Wo it has the pixel blocks of :func:`conv_fwd` and its bits, and ran 1.5x faster
-    than it on a 3-channel input (fw*C = 9 multiply-adds a filter row; per block, each pixel's own
-    row and column cost more than its sums). No tails: the last pixel block and the last channel block are
+    """The forward tile over each output row's pixels (the channels-first build's loops): the bits
+    of :func:`conv_fwd`, and where P divides Wo its pixel blocks too; it ran 1.5x faster than
+    :func:`conv_fwd` on a 3-channel input (fw*C = 9 multiply-adds a filter row, against the
+    per-block work of the pixel runs). No tails: the last pixel block and the last channel block are
     shifted back to end at Wo and K (overlapping the block before, whose values are
     recomputed with the same arithmetic, hence the same bits). Every hot index is a loop
     variable plus a constant on a view sliced outside the loop, so Numba emits no

@@ -119,6 +119,22 @@ def fits(tile, K: int, Wo: int) -> bool:
 FWD_GROUP_PIXELS = 128
 
 
+#: The NHWC forward runs its pixel-run kernel (blocks spanning output rows) only where a filter
+#: row has at least this many multiply-adds a pixel (fw*C); below, the row kernel, whatever the
+#: width: with 3 input channels the per-block work of the pixel runs outweighed the pixels they
+#: save (cat_c1, fw*C = 9: 1.5x slower; a 7x7 stride-2 layer on 29-wide rows, fw*C = 21, 0.79x
+#: in float64 for 3% fewer pixels).
+FWD_RUN_MIN_COLUMNS = 64
+
+
+def fwd_rows(P: int, Wo: int, columns: int) -> bool:
+    """Whether the NHWC forward with P-pixel blocks runs its row kernel (blocks within output
+    rows) rather than the pixel-run one, for Wo output columns and ``columns`` = fw*C: where P
+    divides Wo (nothing to save) or the filter rows are short (``FWD_RUN_MIN_COLUMNS``), and a
+    row holds a block (the tile was fitted to Ho*Wo pixels: the row kernel needs P <= Wo)."""
+    return P <= Wo and (Wo % P == 0 or columns < FWD_RUN_MIN_COLUMNS)
+
+
 def fwd_group(P: int, m: int, npx: int, nthreads: int) -> int:
     """Pixel blocks of P per group of the NHWC forward kernel for m images of npx output pixels:
     about ``FWD_GROUP_PIXELS`` pixels, halved while there would be fewer than 4 groups per
