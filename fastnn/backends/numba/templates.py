@@ -64,6 +64,27 @@ def chunked(lines: List[str]) -> List[str]:
 
 # ------------------------------------------------------------------ conv forward
 
+def _tile_init(P: int, T: int, ind: str) -> List[str]:
+    """A forward tile's sums a{p}_{k} set to the channel block's biases ``bb``."""
+    return [ind + f"a{p}_{k} = bb[{k}]" for p in range(P) for k in range(T)]
+
+
+def _tile_sums(P: int, T: int, ind: str, w: str, x: str) -> List[str]:
+    """One step of a forward tile's inner loop: T weights ``w`` (a format of k), P inputs ``x``
+    (a format of p), and the P*T multiply-adds."""
+    return ([ind + f"w{k} = " + w.format(k=k) for k in range(T)] + [ind + f"x{p} = " + x.format(p=p) for p in range(P)]
+            + [ind + f"a{p}_{k} += x{p} * w{k}" for p in range(P) for k in range(T)])
+
+
+def _tile_store(P: int, T: int, ind: str, z: str) -> List[str]:
+    """A forward tile's sums stored: pixel p's T channels into ``z`` (a format of p: a view)."""
+    L = []
+    for p in range(P):
+        L.append(ind + "zp = " + z.format(p=p))
+        L += [ind + f"zp[{k}] = a{p}_{k}" for k in range(T)]
+    return L
+
+
 def _fwd_blocks(P: int, T: int, xrow: str) -> List[str]:
     """The forward tile's loops over one output row's channel and pixel blocks (inside the
     loop over rows, ``zrow`` the row's (Wo, K) output): ``xrow`` is the input row of filter
@@ -76,25 +97,13 @@ def _fwd_blocks(P: int, T: int, xrow: str) -> List[str]:
         f"                wo = min(wb * {P}, Wo - {P})",
     ]
     I = " " * 16
-    for p in range(P):
-        for k in range(T):
-            L.append(I + f"a{p}_{k} = bb[{k}]")
+    L += _tile_init(P, T, I)
     L += [I + "xb = wo * xs", I + "for kh in range(fh):", I + f"    xrow = {xrow}", I + "    wt = Wp[kb, kh]"]
     for p in range(P):
         L.append(I + f"    xr{p} = xrow[xb + {p} * xs:]")
     L.append(I + "    for j in range(Lr):")
-    for k in range(T):
-        L.append(I + f"        w{k} = wt[j, {k}]")
-    for p in range(P):
-        L.append(I + f"        x{p} = xr{p}[j]")
-    for p in range(P):
-        for k in range(T):
-            L.append(I + f"        a{p}_{k} += x{p} * w{k}")
-    for p in range(P):
-        L.append(I + f"zp = zrow[wo + {p}, k0:]")
-        for k in range(T):
-            L.append(I + f"zp[{k}] = a{p}_{k}")
-    return L
+    L += _tile_sums(P, T, I + " " * 8, "wt[j, {k}]", "xr{p}[j]")
+    return L + _tile_store(P, T, I, "zrow[wo + {p}, k0:]")
 
 
 def conv_fwd(name: str, P: int, T: int) -> List[str]:
@@ -102,14 +111,14 @@ def conv_fwd(name: str, P: int, T: int) -> List[str]:
     (Z viewed as (m, Ho*Wo, K)): a block of P pixels may span output rows, each pixel reading
     its own input row, so the blocks waste nothing at a row's end (a 14-wide row in blocks
     of 6 computed 18 pixels for 14). It runs where P does not divide Wo and a filter row is
-    long enough (``tiles.fwd_rows``; elsewhere :func:`conv_fwd_rows`, the same bits). No tails: the last pixel block of an image and the last
-    channel block are shifted back to end at Ho*Wo and K (overlapping the block before, whose
-    values are recomputed with the same arithmetic, hence the same bits). The outer loop runs
-    over groups of R pixel blocks (the chunks' unit); within a group each channel block's
-    filter panel serves all R blocks. A pixel's sum is the same whatever P, R or chunk
-    (the same taps in the same order). Every hot index is a loop variable plus a constant on
-    a view sliced outside the loop, so Numba emits no negative-index wraparound code in the
-    inner loop."""
+    long enough (``tiles.fwd_rows``; elsewhere :func:`conv_fwd_rows`, the same bits).
+    No tails: the last pixel block of an image and the last channel block are shifted back
+    to end at Ho*Wo and K (overlapping the block before, whose values are recomputed with the
+    same arithmetic, hence the same bits). The outer loop runs over groups of R pixel blocks
+    (the chunks' unit); within a group each channel block's filter panel serves all R
+    blocks. A pixel's sum is the same whatever P, R or chunk (the same taps in the same
+    order). Every hot index is a loop variable plus a constant on a view sliced outside the
+    loop, so Numba emits no negative-index wraparound code in the inner loop."""
     L = [
         "@kernel(fastmath=FASTMATH_CONV)",
         f"def {name}(Xr, Wp, bp, Z, Wo, sh, sw, C, R):",
@@ -139,33 +148,21 @@ def conv_fwd(name: str, P: int, T: int) -> List[str]:
         if p:
             L += [I + "wq += 1", I + "if wq == Wo:", I + "    wq = 0", I + "    hq += 1"]
         L += [I + f"r{p} = hq * sh", I + f"c{p} = wq * xs"]
-    for p in range(P):
-        for k in range(T):
-            L.append(I + f"a{p}_{k} = bb[{k}]")
+    L += _tile_init(P, T, I)
     L += [I + "for kh in range(fh):", I + "    wt = Wp[kb, kh]"]
     for p in range(P):
         L.append(I + f"    xr{p} = xi[r{p} + kh, c{p}:]")
     L.append(I + "    for j in range(Lr):")
-    for k in range(T):
-        L.append(I + f"        w{k} = wt[j, {k}]")
-    for p in range(P):
-        L.append(I + f"        x{p} = xr{p}[j]")
-    for p in range(P):
-        for k in range(T):
-            L.append(I + f"        a{p}_{k} += x{p} * w{k}")
-    for p in range(P):
-        L.append(I + f"zp = zi[q0 + {p}, k0:]")
-        for k in range(T):
-            L.append(I + f"zp[{k}] = a{p}_{k}")
-    return L
+    L += _tile_sums(P, T, I + " " * 8, "wt[j, {k}]", "xr{p}[j]")
+    return L + _tile_store(P, T, I, "zi[q0 + {p}, k0:]")
 
 
 def conv_fwd_rows(name: str, P: int, T: int) -> List[str]:
-    """The forward tile over each output row's pixels (the channels-first build's loops): the bits
-    of :func:`conv_fwd`, and where P divides Wo its pixel blocks too; it ran 1.5x faster than
-    :func:`conv_fwd` on a 3-channel input (fw*C = 9 multiply-adds a filter row, against the
-    per-block work of the pixel runs). No tails: the last pixel block and the last channel block are
-    shifted back to end at Wo and K (overlapping the block before, whose values are
+    """The forward tile over each output row's pixels (the channels-first build's loops): the
+    bits of :func:`conv_fwd`, and where P divides Wo its pixel blocks too; it ran 1.5x faster
+    than :func:`conv_fwd` on a 3-channel input (fw*C = 9 multiply-adds a filter row, against
+    the per-block work of the pixel runs). Needs P <= Wo. No tails: the last pixel block and
+    the last channel block are shifted back to end at Wo and K (overlapping the block before, whose values are
     recomputed with the same arithmetic, hence the same bits). Every hot index is a loop
     variable plus a constant on a view sliced outside the loop, so Numba emits no
     negative-index wraparound code in the inner loop."""
@@ -259,9 +256,7 @@ def conv_fwd_gd(name: str, P: int, T: int) -> List[str]:
         f"                wo = min(wb * {P}, Wo - {P})",
     ]
     I = " " * 16
-    for p in range(P):
-        for k in range(T):
-            L.append(I + f"a{p}_{k} = bb[{k}]")
+    L += _tile_init(P, T, I)
     L += [I + "xb = wo * xs + goff", I + "for kh in range(fh):", I + "    xrow = Xr[i, r0 + kh * dh]",
           I + "    wt = Wp[kb, kh]"]
     for p in range(P):
@@ -270,18 +265,8 @@ def conv_fwd_gd(name: str, P: int, T: int) -> List[str]:
     for p in range(P):
         L.append(I + f"        xk{p} = xr{p}[kw * dwC:]")
     L.append(I + "        for c in range(Cg):")
-    for k in range(T):
-        L.append(I + f"            w{k} = wk[c, {k}]")
-    for p in range(P):
-        L.append(I + f"            x{p} = xk{p}[c]")
-    for p in range(P):
-        for k in range(T):
-            L.append(I + f"            a{p}_{k} += x{p} * w{k}")
-    for p in range(P):
-        L.append(I + f"zp = zrow[wo + {p}, zoff + k0:]")
-        for k in range(T):
-            L.append(I + f"zp[{k}] = a{p}_{k}")
-    return L
+    L += _tile_sums(P, T, I + " " * 12, "wk[c, {k}]", "xk{p}[c]")
+    return L + _tile_store(P, T, I, "zrow[wo + {p}, zoff + k0:]")
 
 
 # ------------------------------------ conv dA_prev gather (few input channels)
