@@ -348,8 +348,8 @@ def first_calls(dtype):
 
 def tile_rows(dtype, shapes, rounds=20):
     """The forward kernel alone, once per big tile of ``FWD_TILES`` (at least half the widest's
-    accumulators) that fits the shape (T <= K, P <= Ho*Wo; the picked tile is timed too), as the
-    wrapper runs it (``_fwd_kernel_call``: the row kernel where P divides Wo, else the pixel-run one), on the forward and on the stride-1
+    accumulators) that fits the shape (``tiles.fwd_plan``; the picked tile is timed too), as the
+    wrapper runs it (``_fwd_kernel_call``: the row kernel or the pixel-run one, by ``fwd_plan``), on the forward and on the stride-1
     dA_prev phase of each shape (dZ correlated with W flipped), interleaved call by call in one
     process, the order alternating per round; every tile's output is checked bit-equal to the
     picked tile's (each output sums the same terms in the same order). Prints median ms per tile
@@ -375,10 +375,11 @@ def tile_rows(dtype, shapes, rounds=20):
             Xp = nb._padded(X, ph_, pw_) if (ph_ or pw_) else X
             Wm = Wt.reshape(fh, fw * Cx, Ko)
             calls, outs = {}, {}
-            picked = tiles.fwd_tile(np.dtype(dtype), Ko, Ho * Wo)
+            picked = tiles.fwd_plan(np.dtype(dtype), Ko, Ho, Wo, fw * Cx)[:2]
             widest = tiles.FWD_TILES[np.dtype(dtype)][0]
             for P, T in tiles.FWD_TILES[np.dtype(dtype)]:
-                if (P, T) != picked and (T > Ko or P > Ho * Wo or 2 * P * T < widest[0] * widest[1]):
+                if (P, T) != picked and (tiles.fwd_plan(np.dtype(dtype), Ko, Ho, Wo, fw * Cx, (P, T))[:2] != (P, T)
+                                        or 2 * P * T < widest[0] * widest[1]):
                     continue
                 Z = np.empty((m, Ho, Wo, Ko), dtype)
                 calls[(P, T)] = (lambda Z=Z, tile=(P, T): nb._fwd_kernel_call(Xp, Wm, bias, Z, sh_, sw_, tile))

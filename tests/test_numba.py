@@ -214,7 +214,7 @@ def test_every_forward_tile_variant_matches_reference(force_parallel, dtype):
                 continue
             reached.add((tile, Ho > 1))
             # 3x3 filter, stride 1, pad 1: Ho = H, Wo = W; five rows with fw*C = 66 (the pixel-run
-            # kernel where P does not divide Wo: tiles.fwd_rows), one row with fw*C = 18
+            # kernel where P does not divide Wo: tiles.fwd_plan), one row with fw*C = 18
             case = ConvCase(f"tile{tile}_K{K}_{Ho}x{Wo}", 2, Ho, Wo, 22 if Ho > 1 else 6, 3, K, 1, 1)
             A, W, b, hp, _ = case.make(dtype, seed=9)
             Z, _ = fastnn.conv_forward(A, W, b, hp, backend="numba")

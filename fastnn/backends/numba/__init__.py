@@ -79,7 +79,7 @@ from . import kernels
 from . import templates, tiles
 from .threads import run_chunks
 
-#: The generated kernels (:mod:`.templates`), found through their tables: ``_CONV.FWD[P, T]``,
+#: The generated kernels (:mod:`.templates`), found through their tables: ``_CONV.FWD[P, T]``, ``_CONV.FWD_ROWS[P, T]``,
 #: ``_CONV.DW[J, T]``, ``_CONV.DA[C, L]``, ``_POOL.POOL[kind, NB]``, ``_DW.DW[kind, NB]``.
 _CONV = templates.load("conv")
 _POOL = templates.load("pool")
@@ -232,14 +232,13 @@ def _fwd_kernel_call(X, Wm, bias, Z, sh, sw, tile=None):
     the tile :func:`.tiles.fwd_tile` picks."""
     m, Hx, Wx, Cin = X.shape
     _, Ho, Wo, K = Z.shape
-    npx = Ho * Wo
-    P, T = tile if tile is not None and tiles.fits(tile, K, npx) else tiles.fwd_tile(X.dtype, K, npx)
+    P, T, rows = tiles.fwd_plan(X.dtype, K, Ho, Wo, Wm.shape[1], tile)
     Xr, Wp, bp = X.reshape(m, Hx, Wx * Cin), _pack_channels(Wm, T), _pack_channels(bias, T)
-    if tiles.fwd_rows(P, Wo, Wm.shape[1]):  # (blocks within rows: less work a block; the same bits)
+    if rows:  # (blocks within rows: less work a block; the same bits)
         _threaded(_CONV.FWD_ROWS[P, T], Xr, Wp, bp, Z, sh, sw, Cin)
     else:  # (blocks over the image's pixels, spanning rows: none computed twice at a row's end)
-        _threaded(_CONV.FWD[P, T], Xr, Wp, bp, Z.reshape(m, npx, K), Wo, sh, sw, Cin,
-                  tiles.fwd_group(P, m, npx, _num_threads()))
+        _threaded(_CONV.FWD[P, T], Xr, Wp, bp, Z.reshape(m, Ho * Wo, K), Wo, sh, sw, Cin,
+                  tiles.fwd_group(P, m, Ho * Wo, _num_threads()))
 
 
 # ------------------------------------------------------- depthwise convolution
@@ -803,11 +802,12 @@ pool_backward.handles = _pool_handles
 
 
 def _fwd_variant_applies(tile, p):
-    # (in the NHWC kernel's terms, blocks over an image's Ho*Wo pixels: the params carry no
-    # layout; a channels-first call runs a tile only where it fits a row, else the rule's)
-    npx = p.Ho * p.Wo
-    return (tile in tiles.FWD_VARIANTS[p.dtype] and not _is_small(p) and tiles.fits(tile, p.K, npx)
-            and tile != tiles.fwd_tile(p.dtype, p.K, npx))
+    # (in the NHWC kernel's terms, tiles.fwd_plan: the params carry no layout; a channels-first
+    # call runs a tile only where it fits a row, else the rule's)
+    if tile not in tiles.FWD_VARIANTS[p.dtype] or _is_small(p):
+        return False
+    args = (p.dtype, p.K, p.Ho, p.Wo, p.fw * p.C)
+    return tiles.fwd_plan(*args, tile)[:2] == tile != tiles.fwd_plan(*args)[:2]
 
 
 def _dw_variant_applies(t, p):

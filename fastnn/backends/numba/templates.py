@@ -111,7 +111,7 @@ def conv_fwd(name: str, P: int, T: int) -> List[str]:
     (Z viewed as (m, Ho*Wo, K)): a block of P pixels may span output rows, each pixel reading
     its own input row, so the blocks waste nothing at a row's end (a 14-wide row in blocks
     of 6 computed 18 pixels for 14). It runs where P does not divide Wo and a filter row is
-    long enough (``tiles.fwd_rows``; elsewhere :func:`conv_fwd_rows`, the same bits).
+    long enough (``tiles.fwd_plan``; elsewhere :func:`conv_fwd_rows`, the same bits).
     No tails: the last pixel block of an image and the last channel block are shifted back
     to end at Ho*Wo and K (overlapping the block before, whose values are recomputed with the
     same arithmetic, hence the same bits). The outer loop runs over groups of R pixel blocks

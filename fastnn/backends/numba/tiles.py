@@ -127,12 +127,18 @@ FWD_GROUP_PIXELS = 128
 FWD_RUN_MIN_COLUMNS = 64
 
 
-def fwd_rows(P: int, Wo: int, columns: int) -> bool:
-    """Whether the NHWC forward with P-pixel blocks runs its row kernel (blocks within output
-    rows) rather than the pixel-run one, for Wo output columns and ``columns`` = fw*C: where P
-    divides Wo (nothing to save) or the filter rows are short (``FWD_RUN_MIN_COLUMNS``), and a
-    row holds a block (the tile was fitted to Ho*Wo pixels: the row kernel needs P <= Wo)."""
-    return P <= Wo and (Wo % P == 0 or columns < FWD_RUN_MIN_COLUMNS)
+def fwd_plan(dtype, K: int, Ho: int, Wo: int, columns: int, tile=None):
+    """The NHWC forward's tile and kernel: ``(P, T, rows)``, ``rows`` True for the row kernel
+    (blocks within output rows) and False for the pixel-run one, for K output channels, Ho x Wo
+    output pixels and ``columns`` = fw*C. Short filter rows (``FWD_RUN_MIN_COLUMNS``): the row
+    kernel, with the tile fitted to a row (Wo). Else the tile fitted to the image's Ho*Wo
+    pixels, on the row kernel where P divides Wo (nothing to save), else the pixel runs.
+    ``tile`` (a variant's) replaces the rule's where it fits."""
+    if columns < FWD_RUN_MIN_COLUMNS:
+        P, T = tile if tile is not None and fits(tile, K, Wo) else fwd_tile(dtype, K, Wo)
+        return P, T, True
+    P, T = tile if tile is not None and fits(tile, K, Ho * Wo) else fwd_tile(dtype, K, Ho * Wo)
+    return P, T, Wo % P == 0
 
 
 def fwd_group(P: int, m: int, npx: int, nthreads: int) -> int:
