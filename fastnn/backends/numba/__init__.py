@@ -79,8 +79,9 @@ from . import kernels
 from . import templates, tiles
 from .threads import run_chunks
 
-#: The generated kernels (:mod:`.templates`), found through their tables: ``_CONV.FWD[P, T]``, ``_CONV.FWD_ROWS[P, T]``,
-#: ``_CONV.DW[J, T]``, ``_CONV.DA[C, L]``, ``_POOL.POOL[kind, NB]``, ``_DW.DW[kind, NB]``.
+#: The generated kernels (:mod:`.templates`), found through their tables: ``_CONV.FWD[P, T]``,
+#: ``_CONV.FWD_ROWS[P, T]``, ``_CONV.DW[J, T]``, ``_CONV.DA[C, L]``, ``_POOL.POOL[kind, NB]``,
+#: ``_DW.DW[kind, NB]``.
 _CONV = templates.load("conv")
 _POOL = templates.load("pool")
 _DW = templates.load("depthwise")
@@ -229,7 +230,7 @@ def _gather_dZ(p, dZ, kpad=0):
 def _fwd_kernel_call(X, Wm, bias, Z, sh, sw, tile=None):
     """The forward tile kernel: Z = bias + the correlation of the padded input X (m, Hp, Wp, Cin)
     with Wm (fh, fw*Cin, K) at strides (sh, sw), in ``tile`` (P, T) where it fits, else in
-    the tile :func:`.tiles.fwd_tile` picks."""
+    the tile the rule picks; on the row kernel or the pixel-run one (:func:`.tiles.fwd_plan`)."""
     m, Hx, Wx, Cin = X.shape
     _, Ho, Wo, K = Z.shape
     P, T, rows = tiles.fwd_plan(X.dtype, K, Ho, Wo, Wm.shape[1], tile)
