@@ -426,6 +426,11 @@ def _dW_tile(J: int, T: int) -> List[str]:
     # storing the partials after every row streamed the whole (fh, Lr, K) partial through the
     # cache per row. The sums run over the rows and pixels in the same order either way: the
     # same bits whatever the pass length.
+    # The tile reads the pass's dZ for channels [k0, k0 + T) from zk (npx, T), contiguous. With
+    # K > T that is a copy made once per pass: read in place, dZ's rows are K apart, and where
+    # K * itemsize is 1 KiB or more (K = 256 float32, 128 float64) a pass's 64+ rows share a
+    # few L1 sets and evict each other (one thread, dW alone: 1.2-1.3x with the copy on such
+    # layers, about 1.0 on the others; docs/bench/2026-12-07-dw-pack-chunks.md).
     # Input column j of the pass's pixel p is Xl[xo[p] + (kro + ja[j]) * piece + jb[j]] with
     # (ja, jb) = divmod(j, sw*C) precomputed (no division per tile) and xo[p] the offset of the
     # pixel's first piece of its input row (a table made once per pass, unsigned: Numba emits
@@ -435,7 +440,7 @@ def _dW_tile(J: int, T: int) -> List[str]:
         L.append(f"xq{q} = Xl[(kro + ja[j0 + {q}]) * piece + jb[j0 + {q}]:]")
     L += ["for p in range(npx):", "    o = xo[p]"]
     for k in range(T):
-        L.append(f"    d{k} = zp[p, k0 + {k}]")
+        L.append(f"    d{k} = zk[p, {k}]")
     for q in range(J):
         L.append(f"    x{q} = xq{q}[o]")
     for q in range(J):
@@ -468,6 +473,7 @@ def conv_dW(name: str, J: int, T: int) -> List[str]:
         "    nch, fh, Lr, K = part.shape",
         "    R = dZf.shape[0] // Wo",
         "    xo = np.empty(gr * Wo, np.uint64)",
+        f"    zb = np.empty((K // {T} if K > {T} else 0, gr * Wo, {T}), dZf.dtype)",
         "    for c in range(nch):",
         "        pc = part[c]",
         "        db = pdb[c]",
@@ -493,11 +499,19 @@ def conv_dW(name: str, J: int, T: int) -> List[str]:
         "                    xo[npx] = (base + wo) * piece",
         "                    npx += 1",
         "            zp = dZf[t0 * Wo:]",
+        f"            if K > {T}:  # (the pass's dZ, copied into blocks of T channels: zb[k0 // T])",
+        f"                for kb in range(K // {T}):",
+        "                    zbk = zb[kb]",
+        "                    for q in range(npx):",
+        "                        zq = zp[q]",
+        f"                        for u in range({T}):",
+        f"                            zbk[q, u] = zq[kb * {T} + u]",
         "            for kh in range(fh):",
         "                pk = pc[kh]",
         "                kro = kh * dh * Wps",
     ]
-    L += _ind(["k0 = 0", "while k0 < K:"] + _ind(_dW_kblock(J, T) + [f"k0 += {T}"], 4), 16)
+    L += _ind(["k0 = 0", "while k0 < K:", f"    zk = zb[k0 // {T}] if K > {T} else zp"]
+              + _ind(_dW_kblock(J, T) + [f"k0 += {T}"], 4), 16)
     return L
 
 
