@@ -525,7 +525,7 @@ def test_num_threads_setting_in_subprocess():
 
 def test_use_num_threads_sets_the_count_for_this_thread_only(monkeypatch):
     """``use_num_threads(n)`` wins over the process-wide settings in its block and its thread only,
-    and a kernel call there is cut into n chunks (what fastnn.dask's tasks rely on)."""
+    and a kernel call there runs on n threads, a small one in n chunks (what fastnn.dask's tasks rely on)."""
     from fastnn.backends.numba import config as c
 
     monkeypatch.setattr(c.numba.config, "NUMBA_NUM_THREADS", 4)
@@ -545,7 +545,7 @@ def test_use_num_threads_sets_the_count_for_this_thread_only(monkeypatch):
             gate.wait()
             gate.wait()
             seen["inside"], seen["yielded"], seen["backend"] = c.num_threads(), n, nb._num_threads()
-            monkeypatch.setattr(nb, "run_chunks", lambda kernel, args, k: chunks.append(k))
+            monkeypatch.setattr(nb, "run_chunks", lambda kernel, args, k, nthreads=None: chunks.append((k, nthreads)))
             nb._threaded(None)
             with c.use_num_threads(9):  # capped at NUMBA_NUM_THREADS, and nested blocks restore
                 seen["capped"] = c.num_threads()
@@ -555,7 +555,7 @@ def test_use_num_threads_sets_the_count_for_this_thread_only(monkeypatch):
     finally:
         c.override_num_threads(old)
     assert seen == {"other": 3, "inside": 2, "yielded": 2, "backend": 2, "capped": 4, "restored": 2, "after": 3}
-    assert chunks == [2]
+    assert chunks == [(2, 2)]  # (work 0: one chunk a thread)
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ValueError, match="thread count must be a positive integer"):
             with c.use_num_threads(bad):

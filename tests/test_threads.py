@@ -165,3 +165,66 @@ def test_a_call_from_a_worker_runs_inline():
     t.join(20)
     assert not t.is_alive(), "nested call deadlocked"
     assert sorted(c for c, _, _ in seen) == [0, 1]
+
+
+# ------------------------------------------------- chunks taken in turn (nthreads < nchunks)
+
+
+@pytest.mark.parametrize("n, nthreads", [(2, 1), (5, 2), (16, 2), (7, 3)])
+def test_chunks_taken_in_turn_run_once_each_on_at_most_nthreads(n, nthreads):
+    seen, lock = [], threading.Lock()
+    _threads.run_chunks(_record, (seen, lock), n, nthreads)
+    assert sorted(c for c, _, _ in seen) == list(range(n))
+    assert {k for _, k, _ in seen} == {n}
+    names = {t for _, _, t in seen}
+    assert len(names) <= nthreads
+    caller = threading.current_thread().name
+    assert all(t == caller or t.startswith("fastnn-worker-") for t in names)
+
+
+def _slow_in_caller(caller, seen, lock, chunk, nchunks):
+    name = threading.current_thread().name
+    with lock:
+        seen.append((chunk, name))
+    if name == caller:
+        time.sleep(1.0)
+
+
+def test_a_slow_thread_takes_fewer_chunks():
+    """The calling thread is held up in its first chunk: the worker takes the rest in turn
+    (with one fixed share per thread, the caller would have run half of them)."""
+    seen, lock = [], threading.Lock()
+    caller = threading.current_thread().name
+    _threads.run_chunks(_slow_in_caller, (caller, seen, lock), 8, 2)
+    assert sorted(c for c, _ in seen) == list(range(8))
+    assert sum(t == caller for _, t in seen) <= 2
+
+
+@pytest.mark.parametrize("bad", [0, 5])
+def test_a_chunk_error_taken_in_turn_reaches_the_caller(bad):
+    with pytest.raises(RuntimeError, match=f"chunk {bad} failed"):
+        _threads.run_chunks(_fail_on, (bad,), 8, 2)
+    seen, lock = [], threading.Lock()  # the workers survive
+    _threads.run_chunks(_record, (seen, lock), 6, 2)
+    assert sorted(c for c, _, _ in seen) == list(range(6))
+
+
+def test_chunks_taken_in_turn_let_go_of_the_arguments():
+    x = np.empty(10)
+    ref = weakref.ref(x)
+    _threads.run_chunks(_noop, (x,), 6, 2)
+    del x
+    gc.collect()
+    assert ref() is None
+
+
+def test_chunk_count_rule():
+    """A multiple of the threads, at most CHUNKS_PER_THREAD each, no chunk below
+    CHUNK_WORK_FACTOR times the threshold where the work allows; one on one thread."""
+    from fastnn.backends.numba import config as cfg
+    step = cfg.CHUNK_WORK_FACTOR * 1000
+    assert cfg.chunk_count(0, 2, 1000) == 2
+    assert cfg.chunk_count(step * 2 * 3, 2, 1000) == 6
+    assert cfg.chunk_count(step * 2 * 3 + step, 2, 1000) == 6
+    assert cfg.chunk_count(10 ** 12, 2, 1000) == 2 * cfg.CHUNKS_PER_THREAD
+    assert cfg.chunk_count(10 ** 12, 1, 1000) == 1

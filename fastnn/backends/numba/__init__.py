@@ -29,7 +29,9 @@ work) or in chunks of its outer loop on fastnn's threads (:mod:`.threads`).
 * Threads: a kernel runs in chunks on fastnn's threads only from ``THREADED_WORK`` elements
   (``THREADED_CONV_WORK`` multiply-adds for a convolution): below, the hand-off to the
   workers costs more than it saves (:mod:`.config`). The planner may choose otherwise per
-  call (the "serial" and "threaded" variants).
+  call (the "serial" and "threaded" variants). A large call's kernel runs in up to
+  ``CHUNKS_PER_THREAD`` chunks a thread, which the threads take in turn (not dW, whose chunks
+  are its partials).
 * dA_prev, per stride phase (the input pixels whose padded index is r mod the stride): a
   stride-1 correlation of dZ, zero-padded (or cropped), with the phase's taps W[r::s]
   flipped in (kh, kw) and transposed to (C_out, C_in). That is the forward kernel itself
@@ -117,12 +119,16 @@ def _run(kernel, work, *args):
     if mode == SERIAL or (mode is None and work < _THREADED_WORK):
         kernel(*args, 0, 1)
     else:
-        _threaded(kernel, *args)
+        nt = _num_threads()
+        run_chunks(kernel, args, cfg.chunk_count(work, nt, _THREADED_WORK), nt)
 
 
-def _threaded(kernel, *args):
-    """One chunk per thread (one in all in a serial call)."""
-    run_chunks(kernel, args, _num_threads())
+def _threaded(kernel, *args, work=0):
+    """The kernel's chunks on fastnn's threads (one in all in a serial call): one per thread,
+    or for ``work`` multiply-adds up to ``CHUNKS_PER_THREAD`` a thread, taken in turn
+    (:func:`.config.chunk_count`; the chunks write disjoint outputs: the same bits)."""
+    nt = _num_threads()
+    run_chunks(kernel, args, cfg.chunk_count(work, nt, _THREADED_CONV_WORK), nt)
 
 
 def _conv_work(p):
@@ -235,11 +241,12 @@ def _fwd_kernel_call(X, Wm, bias, Z, sh, sw, tile=None):
     _, Ho, Wo, K = Z.shape
     P, T, rows = tiles.fwd_plan(X.dtype, K, Ho, Wo, Wm.shape[1], tile)
     Xr, Wp, bp = X.reshape(m, Hx, Wx * Cin), _pack_channels(Wm, T), _pack_channels(bias, T)
+    work = Z.size * Wm.shape[0] * Wm.shape[1]
     if rows:  # (blocks within rows: less work a block; the same bits)
-        _threaded(_CONV.FWD_ROWS[P, T], Xr, Wp, bp, Z, sh, sw, Cin)
+        _threaded(_CONV.FWD_ROWS[P, T], Xr, Wp, bp, Z, sh, sw, Cin, work=work)
     else:  # (blocks over the image's pixels, spanning rows: none computed twice at a row's end)
         _threaded(_CONV.FWD[P, T], Xr, Wp, bp, Z.reshape(m, Ho * Wo, K), Wo, sh, sw, Cin,
-                  tiles.fwd_group(P, m, Ho * Wo, _num_threads()))
+                  tiles.fwd_group(P, m, Ho * Wo, _num_threads()), work=work)
 
 
 # ------------------------------------------------------- depthwise convolution
@@ -349,7 +356,7 @@ def _general_forward(p, A_prev, W, b, Z):
         ks = slice(g * Kg, (g + 1) * Kg)
         Wm = W[..., ks].reshape(p.fh, p.fw * Cg, Kg)
         _threaded(_CONV.FWD_GD[P, T], Xr, _pack_channels(Wm, T), _pack_channels(b[ks], T), Z, p.sh, p.sw, p.C,
-                  p.dh, p.dw * p.C, g * Cg, Cg, g * Kg, Kg)
+                  p.dh, p.dw * p.C, g * Cg, Cg, g * Kg, Kg, work=_conv_work(p) // p.G)
 
 
 def _general_backward(p, A_prev, W, dZ, dA_prev, dW, db):
@@ -395,7 +402,7 @@ def _general_backward(p, A_prev, W, dZ, dA_prev, dW, db):
         ks = slice(g * Kg, (g + 1) * Kg)
         V = W[::-1, ::-1, :, ks].transpose(0, 1, 3, 2).reshape(p.fh, p.fw * Kg, Cg)
         _threaded(_CONV.FWD_GD[P, T], Gr, _pack_channels(V, T), zeros, dA_prev, 1, 1, p.K, p.dh, p.dw * p.K,
-                  g * Kg, Kg, g * Cg, Cg)
+                  g * Kg, Kg, g * Cg, Cg, work=_conv_work(p) // p.G)
 
 
 def _handles(p) -> bool:
@@ -458,7 +465,7 @@ def _nchw_forward(p, Xn, W, b, Zn, tile):
         return
     P, T = tile if tile is not None and tiles.fits(tile, p.K, p.Wo) else tiles.fwd_tile(p.dtype, p.K, p.Wo)
     _threaded(_CONV.FWD_NCHW[P, T], Xn, _packed_filters(p, W, T), _pack_channels(b.reshape(p.K), T), Zn,
-              p.sh, p.sw, p.ph, p.pw, p.Hp, p.Wp)
+              p.sh, p.sw, p.ph, p.pw, p.Hp, p.Wp, work=_conv_work(p))
 
 
 def _packed_filters(p, W, T):
@@ -597,7 +604,7 @@ def _nchw_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t):
         Pq, T = tiles.fwd_tile(p.dtype, p.C, p.W)
         _threaded(_CONV.FWD_NCHW[Pq, T], dZ.transpose(0, 3, 1, 2), _pack_channels(V, T),
                   _pack_channels(np.zeros(p.C, dtype=p.dtype), T), dA_prev.transpose(0, 3, 1, 2), 1, 1, th, tw,
-                  p.H + p.fh - 1, p.W + p.fw - 1)
+                  p.H + p.fh - 1, p.W + p.fw - 1, work=_conv_work(p))
     elif dA_prev.flags.c_contiguous:
         _dA_prev(p, W, dZc, dA_prev)
     else:
@@ -680,7 +687,7 @@ def _dA_prev(p, W, dZ, dA_prev):
         Zt = np.empty((p.m, p.H + p.fh - 1, p.K, p.W + p.fw - 1), dtype=p.dtype)
         _run(kernels.planar_pad, Zt.size, dZ, Zt, th, tw, p.dtype.type(0))
         Wf = np.ascontiguousarray(W[::-1, ::-1].transpose(0, 1, 3, 2))
-        _threaded(_CONV.DA_PX[p.C, P], Zt, Wf, dA_prev, p.dtype.type(0))
+        _threaded(_CONV.DA_PX[p.C, P], Zt, Wf, dA_prev, p.dtype.type(0), work=_conv_work(p))
         return
     lanes = tiles.DA_KVEC_L[p.dtype]
     if p.C <= 4 and p.K >= lanes:
@@ -691,7 +698,8 @@ def _dA_prev(p, W, dZ, dA_prev):
         Wk = np.pad(W, ((0, 0), (0, 0), (0, 0), (0, kpad))) if kpad else W
         nkl = (p.K + kpad) // lanes
         _threaded(_CONV.DA[p.C, lanes], dZp.reshape(dZp.shape[:3] + (nkl, lanes)),
-                  Wk.reshape(p.fh, p.fw, p.C, nkl, lanes), dA_prev, p.sh, p.sw, p.ph, p.pw, plh, plw, p.dtype.type(0))
+                  Wk.reshape(p.fh, p.fw, p.C, nkl, lanes), dA_prev, p.sh, p.sw, p.ph, p.pw, plh, plw, p.dtype.type(0),
+                  work=_conv_work(p))
         return
     # Per stride phase (the input pixels hp = q*s + r of one r), dA_prev is a stride-1
     # correlation of dZ, zero-padded (or cropped), with the phase's taps W[r::s] flipped in

@@ -27,8 +27,9 @@ as serial calls; their chunks share fastnn's worker threads (:mod:`fastnn.backen
 
 Determinism: every kernel's summation order depends on the shape and the thread count
 only (dW/db are summed per chunk of rows, chunk count = thread count, then over chunks
-in order; the other kernels' chunks write disjoint outputs), so results are identical run
-to run for a fixed thread count.
+in order; the other kernels' chunks write disjoint outputs, so neither their count nor which
+thread takes which changes a bit), so results are identical run to run for a fixed thread
+count.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ from typing import Iterator, Optional
 import numba
 from numba.np.ufunc import parallel as _numba_parallel
 
-__all__ = ["num_threads", "override_num_threads", "use_num_threads", "SERIAL_WORK", "THREADED_WORK", "THREADED_CONV_WORK"]
+__all__ = ["num_threads", "override_num_threads", "use_num_threads", "chunk_count", "SERIAL_WORK", "THREADED_WORK",
+           "THREADED_CONV_WORK", "CHUNKS_PER_THREAD", "CHUNK_WORK_FACTOR"]
 
 #: Multiply-adds below which a convolution runs the plain serial kernels (no tiles, quick to
 #: compile).
@@ -57,6 +59,26 @@ THREADED_WORK = 1 << 19
 #: runs in the calling thread (serial won at 0.3M, threads at 7M, break-even 2-4M there).
 #: The planner's "serial" and "threaded" variants override either rule per call.
 THREADED_CONV_WORK = 1 << 21
+#: A threaded call splits its kernel's outer loop into up to this many chunks per thread,
+#: which the threads take in turn (:func:`fastnn.backends.numba.threads.run_chunks`): on a
+#: shared machine a core may run slower for a while, and one fixed share per thread left the
+#: other thread idle at the end (float32 forward 1.02-1.23x faster in turn, 2 threads,
+#: docs/bench/2026-12-07-dw-pack-chunks.md).
+CHUNKS_PER_THREAD = 8
+#: ... each chunk at least this many times the call's threading threshold (``THREADED_WORK``
+#: or ``THREADED_CONV_WORK``): a chunk's hand-off costs a few microseconds.
+CHUNK_WORK_FACTOR = 4
+
+
+def chunk_count(work: int, nthreads: int, threshold: int) -> int:
+    """Chunks for a threaded call of ``work`` (multiply-adds, or the memory-bound kernels'
+    units) on ``nthreads`` threads: a multiple of nthreads, at most ``CHUNKS_PER_THREAD``
+    per thread, each at least ``CHUNK_WORK_FACTOR * threshold`` where the work allows; one
+    on one thread."""
+    if nthreads <= 1:
+        return 1
+    per = work // (CHUNK_WORK_FACTOR * max(threshold, 1) * nthreads)
+    return nthreads * max(1, min(CHUNKS_PER_THREAD, per))
 
 _ENV_THREADS = os.environ.get("FASTNN_NUM_THREADS", "").strip()
 

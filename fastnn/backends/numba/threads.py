@@ -16,6 +16,11 @@ every kernel, slowing a BLAS GEMM started right after. The price is the hand-off
 times ``prange``'s per call (figures in ``docs/bench/backend-notes.md``), which is why small
 problems run in the calling thread (``SERIAL_WORK`` in :mod:`fastnn.backends.numba.config`).
 
+A call may also split its loop into more chunks than threads (``nthreads`` below
+``nchunks``): the threads then take the chunks in turn, so that a thread whose core runs slow
+for a while (a shared machine) takes fewer; the numba backend's wrappers do so for large calls
+(:func:`fastnn.backends.numba.config.chunk_count`).
+
 Calls from several Python threads at once share the workers: each call queues its chunks
 and runs its own chunk 0, and a worker never waits on anything but the queue (a call made
 on a worker thread, say from a ``__del__`` there, runs all its chunks inline), so calls
@@ -99,10 +104,21 @@ def _wait_all(locks: List[threading.Lock]) -> Optional[BaseException]:
     return pending
 
 
-def run_chunks(kernel: Callable[..., Any], args: tuple, nchunks: int) -> None:
+def run_chunks(kernel: Callable[..., Any], args: tuple, nchunks: int, nthreads: Optional[int] = None) -> None:
     """``kernel(*args, c, nchunks)`` for every chunk c < nchunks; chunks 1.. on worker
     threads, chunk 0 here. Returns when all are done; then re-raises the first exception
-    of a chunk (or an interruption of the wait)."""
+    of a chunk (or an interruption of the wait).
+
+    With ``nthreads`` below ``nchunks``, that many threads (this one and nthreads - 1
+    workers) take the chunks in turn, each the next one not yet taken as it finishes one:
+    on a shared machine one thread's core may run slower for a while (a chunk of the same
+    work took 6.4 to 11 ms in one thread or the other, call to call, on the 2-vCPU host),
+    and fixed shares would leave the other thread idle at the end. Which thread runs which
+    chunk then varies from call to call; a kernel whose chunks write disjoint outputs with
+    the same arithmetic (every ``chunked`` kernel) gives the same bits either way."""
+    if nthreads is not None and 1 <= nthreads < nchunks and not getattr(_local, "is_worker", False):
+        _run_in_turn(kernel, args, nchunks, nthreads)
+        return
     if nchunks <= 1 or getattr(_local, "is_worker", False):
         for c in range(max(nchunks, 1)):
             kernel(*args, c, max(nchunks, 1))
@@ -125,3 +141,25 @@ def run_chunks(kernel: Callable[..., Any], args: tuple, nchunks: int) -> None:
     if exc is not None:
         errors.clear()  # no reference cycle through this frame's locals
         raise exc
+
+
+def _run_in_turn(kernel: Callable[..., Any], args: tuple, nchunks: int, nthreads: int) -> None:
+    """``run_chunks`` with ``nthreads`` threads taking the ``nchunks`` chunks in turn. A chunk
+    that raises stops the others from taking more; its exception is raised (by run_chunks)."""
+    taken = iter(range(nchunks))
+    lock = threading.Lock()  # (next() on a shared iterator, made safe without the GIL too)
+    failed: List[bool] = []
+
+    def take_in_turn(_c: int, _n: int) -> None:
+        while not failed:
+            with lock:
+                c = next(taken, nchunks)
+            if c >= nchunks:
+                return
+            try:
+                kernel(*args, c, nchunks)
+            except BaseException:
+                failed.append(True)
+                raise
+
+    run_chunks(take_in_turn, (), nthreads)

@@ -1,0 +1,113 @@
+"""Chunks taken in turn against one fixed chunk per thread, in one process (numba backend).
+
+    python3 docs/bench/2026-12-07-chunks-ab.py [--rounds 9] [--dtype float32] [layer ...]
+    python3 docs/bench/2026-12-07-chunks-ab.py --chunk-times [layer ...]
+
+The first form times each layer's forward and forward+backward with ``CHUNKS_PER_THREAD`` 1
+(one chunk per thread: the old split) and 8 (the default), alternating the two in every round
+(the order flipped every other round), and prints the median of the per-round ratios
+fixed/in-turn (> 1: in turn faster) with its range. The second prints, for 12 forward calls
+of each layer on one chunk per thread, when each chunk started and ended (ms from the call's
+start): how unequal two equal shares of work run on the shared host. Threads: fastnn's
+setting (2 on the 2-vCPU host).
+"""
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+import fastnn
+from fastnn.backends import numba as nb
+from fastnn.backends.numba import config as cfg
+
+# (m, H, W, C, f, K, stride, pad): the table's and the held-out set's large layers
+LAYERS = {"res_3x3": (16, 28, 28, 128, 3, 128, 1, 1), "resnet14_256": (8, 14, 14, 256, 3, 256, 1, 1),
+          "alexnet_5x5": (4, 27, 27, 64, 5, 192, 1, 2), "vgg56_64": (4, 56, 56, 64, 3, 64, 1, 1),
+          "resnet_down": (8, 28, 28, 128, 3, 256, 2, 1), "mobilenet_pw": (8, 14, 14, 512, 1, 512, 1, 0),
+          "cifar": (64, 32, 32, 32, 3, 32, 1, 1), "stride2": (16, 28, 28, 64, 3, 128, 2, 1)}
+
+
+def _per_call(fn, n):
+    fn()
+    t = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t) / n
+
+
+def _arrays(name, dtype):
+    m, H, W, C, f, K, s, pad = LAYERS[name]
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((m, H, W, C)).astype(dtype)
+    Wt = rng.standard_normal((f, f, C, K)).astype(dtype)
+    b = rng.standard_normal((1, 1, 1, K)).astype(dtype)
+    return A, Wt, b, {"stride": s, "pad": pad}
+
+
+def ab(names, dtype, rounds):
+    for name in names:
+        A, W, b, hp = _arrays(name, dtype)
+        Z, _ = fastnn.conv_forward(A, W, b, hp, backend="numba")
+        dZ = np.random.default_rng(1).standard_normal(Z.shape).astype(dtype)
+        ops = {"fwd": lambda: fastnn.conv_forward(A, W, b, hp, backend="numba"),
+               "fwd+bwd": lambda: fastnn.conv_backward(dZ, fastnn.conv_forward(A, W, b, hp, backend="numba")[1],
+                                                       backend="numba")}
+        out = []
+        for op, fn in ops.items():
+            t = {1: [], 8: []}
+            for r in range(rounds):
+                for per in ((1, 8) if r % 2 == 0 else (8, 1)):
+                    cfg.CHUNKS_PER_THREAD = per
+                    t[per].append(_per_call(fn, 3))
+            ratio = [a / b for a, b in zip(t[1], t[8])]
+            out.append(f"{op} fixed/in-turn {statistics.median(ratio):.3f} [{min(ratio):.2f}, {max(ratio):.2f}]")
+        print(f"{name:14s} {np.dtype(dtype).name}  " + " | ".join(out), flush=True)
+
+
+def chunk_times(names, dtype):
+    cfg.CHUNKS_PER_THREAD = 1
+    run = nb.run_chunks
+    spans = []
+
+    def timed(kernel, args, n, nthreads=None):
+        if not getattr(kernel, "__name__", "").startswith("conv_fwd"):  # (the padding's copy)
+            return run(kernel, args, n, nthreads)
+        t00 = time.perf_counter()
+
+        def chunk(*a):
+            t0 = time.perf_counter()
+            kernel(*a)
+            spans.append((a[-2], t0 - t00, time.perf_counter() - t00))
+        run(chunk, args, n, nthreads)
+
+    nb.run_chunks = timed
+    try:
+        for name in names:
+            A, W, b, hp = _arrays(name, dtype)
+            for _ in range(3):
+                fastnn.conv_forward(A, W, b, hp, backend="numba")
+            for _ in range(12):
+                spans.clear()
+                fastnn.conv_forward(A, W, b, hp, backend="numba")
+                print(name, " ".join(f"chunk {c}: {a * 1e3:.2f}-{e * 1e3:.2f} ms" for c, a, e in sorted(spans)), flush=True)
+    finally:
+        nb.run_chunks = run
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("layers", nargs="*", default=list(LAYERS))
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--chunk-times", action="store_true")
+    a = ap.parse_args()
+    if a.chunk_times:
+        chunk_times(a.layers, np.dtype(a.dtype))
+    else:
+        ab(a.layers, np.dtype(a.dtype), a.rounds)
+
+
+if __name__ == "__main__":
+    main()
