@@ -591,8 +591,8 @@ def test_kernels_run_on_fastnn_threads_without_numba_threading_layer():
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_elementwise_kernels_match_reference_in_chunks(monkeypatch, dtype):
-    """relu, relu_backward, sigmoid and sigmoid_backward threaded in 3 uneven chunks (every
-    call, ``_THREADED_WORK`` 0), on NaN, +-0, +-inf and random signs: relu and its backward
+    """relu, relu_backward, sigmoid and sigmoid_backward threaded on 3 threads in 3 to 24
+    uneven chunks (every call, ``_THREADED_WORK`` 0), on NaN, +-0, +-inf and random signs: relu and its backward
     equal the reference exactly (NaN where it has NaN), the sigmoids within the tolerance rule."""
     monkeypatch.setattr(nb, "_THREADED_WORK", 0)
     monkeypatch.setattr(nb, "_num_threads", lambda: 3)
@@ -708,8 +708,8 @@ def test_depthwise_backward_paths_match_reference(force_parallel, monkeypatch, d
     than 3 taps wide or under 8 channels into a buffer then scattered; a phase no tap reaches,
     stride > f, is zeroed), dilated (the gather kernel), with a channel multiplier, pads 0 to past the filter,
     non-square filters, channels under a row block; dA_prev, dW, db against the reference, and
-    dA_prev's bits the same in one chunk as in three."""
-    monkeypatch.setattr(nb, "_THREADED_WORK", 0)  # (every call in 3 chunks, however small)
+    dA_prev's bits the same in one chunk as in several."""
+    monkeypatch.setattr(nb, "_THREADED_WORK", 0)  # (every call threaded, however small)
     used = []
     _record(monkeypatch, nb._DW.DW, used)
     real_scatter = nb.kernels.phase_scatter
@@ -737,3 +737,47 @@ def test_depthwise_backward_paths_match_reference(force_parallel, monkeypatch, d
             np.testing.assert_array_equal(fastnn.conv_backward(dZ, cache, backend="numba")[0], grads[0])
     kinds = {key[0] for key in used}
     assert {"fwd_row", "fwd_phase", "scatter", "dW_row", "fwd", "dW", "dA"} <= kinds, kinds
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_chunks_taken_in_turn_give_the_bits_of_fixed_shares(monkeypatch, dtype):
+    """Every call threaded (thresholds 0) on 3 threads: with ``CHUNKS_PER_THREAD`` as set, the
+    wrappers cut the kernels into more chunks than threads, taken in turn; with 1, one fixed
+    share per thread. Forward (row and pixel-run kernels), backward (stride 1 and 2, the
+    few-channel gathers), NCHW, grouped, depthwise and pooling give the same bits both ways."""
+    from fastnn.backends.numba import config as cfg
+    monkeypatch.setattr(nb, "_SERIAL_WORK", 0)
+    monkeypatch.setattr(nb, "_THREADED_WORK", 0)
+    monkeypatch.setattr(nb, "_THREADED_CONV_WORK", 0)
+    monkeypatch.setattr(nb, "_num_threads", lambda: 3)
+    calls = []
+    real = nb.run_chunks
+    monkeypatch.setattr(nb, "run_chunks", lambda k, a, n, t=None: (calls.append((n, t)), real(k, a, n, t))[1])
+    cases = [ConvCase("rows", 2, 9, 12, 8, 3, 19, 1, 1), ConvCase("pixels", 2, 9, 7, 24, 3, 37, 1, 1),
+             ConvCase("strided", 2, 11, 13, 9, 3, 21, 2, 1), ConvCase("few_channels", 2, 10, 11, 3, 3, 16, 1, 1),
+             ConvCase("few_channels_s2", 2, 11, 13, 3, 3, 16, 2, 1),
+             ConvCase("nchw", 2, 9, 10, 12, 3, 17, 1, 1, layout="NCHW"),
+             ConvCase("grouped", 2, 9, 10, 12, 3, 18, 1, 1, groups=2),
+             ConvCase("depthwise", 2, 9, 10, 40, 3, 40, 1, 1, groups=40),
+             ConvCase("depthwise_s2", 2, 11, 10, 40, 3, 40, 2, 1, groups=40)]
+
+    def run_all():
+        out = []
+        for case in cases:
+            A, W, b, hp, dZ = case.make(dtype, seed=21)
+            Z, cache = fastnn.conv_forward(A, W, b, hp, backend="numba")
+            out += [Z, *fastnn.conv_backward(dZ, cache, backend="numba")]
+        A = np.random.default_rng(22).standard_normal((2, 13, 11, 40)).astype(dtype)
+        for mode in ("max", "average"):
+            Y, cache = fastnn.pool_forward(A, {"f": 3, "stride": 2}, mode=mode, backend="numba")
+            out += [Y, fastnn.pool_backward(np.ones_like(Y), cache, mode=mode, backend="numba")]
+        return out
+
+    in_turn = run_all()
+    assert any(t is not None and n > t for n, t in calls), calls  # chunks taken in turn were run
+    monkeypatch.setattr(cfg, "CHUNKS_PER_THREAD", 1)
+    calls.clear()
+    fixed = run_all()
+    assert all(t is None or n <= t for n, t in calls)
+    for a, b in zip(in_turn, fixed):
+        assert a.dtype == np.dtype(dtype) and np.array_equal(a, b, equal_nan=True)

@@ -182,22 +182,25 @@ def test_chunks_taken_in_turn_run_once_each_on_at_most_nthreads(n, nthreads):
     assert all(t == caller or t.startswith("fastnn-worker-") for t in names)
 
 
-def _slow_in_caller(caller, seen, lock, chunk, nchunks):
+def _caller_held_up(caller, seen, lock, released, chunk, nchunks):
     name = threading.current_thread().name
     with lock:
         seen.append((chunk, name))
+        if sum(t != caller for _, t in seen) == nchunks - 1:
+            released.set()  # the worker has run every chunk but one
     if name == caller:
-        time.sleep(1.0)
+        released.wait(20)
 
 
 def test_a_slow_thread_takes_fewer_chunks():
-    """The calling thread is held up in its first chunk: the worker takes the rest in turn
-    (with one fixed share per thread, the caller would have run half of them)."""
-    seen, lock = [], threading.Lock()
+    """The calling thread is held up in its first chunk until the worker has run all the others:
+    the worker takes them in turn (with one fixed share per thread, the caller would run half)."""
+    seen, lock, released = [], threading.Lock(), threading.Event()
     caller = threading.current_thread().name
-    _threads.run_chunks(_slow_in_caller, (caller, seen, lock), 8, 2)
+    _threads.run_chunks(_caller_held_up, (caller, seen, lock, released), 8, 2)
+    assert released.is_set()
     assert sorted(c for c, _ in seen) == list(range(8))
-    assert sum(t == caller for _, t in seen) <= 2
+    assert sum(t == caller for _, t in seen) <= 1
 
 
 @pytest.mark.parametrize("bad", [0, 5])

@@ -13,7 +13,9 @@ setting (2 on the 2-vCPU host).
 """
 
 import argparse
+import os
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -21,12 +23,14 @@ import numpy as np
 import fastnn
 from fastnn.backends import numba as nb
 from fastnn.backends.numba import config as cfg
+from fastnn.testing.cases import BENCH_CONV_SHAPES
 
-# (m, H, W, C, f, K, stride, pad): the table's and the held-out set's large layers
-LAYERS = {"res_3x3": (16, 28, 28, 128, 3, 128, 1, 1), "resnet14_256": (8, 14, 14, 256, 3, 256, 1, 1),
-          "alexnet_5x5": (4, 27, 27, 64, 5, 192, 1, 2), "vgg56_64": (4, 56, 56, 64, 3, 64, 1, 1),
-          "resnet_down": (8, 28, 28, 128, 3, 256, 2, 1), "mobilenet_pw": (8, 14, 14, 512, 1, 512, 1, 0),
-          "cifar": (64, 32, 32, 32, 3, 32, 1, 1), "stride2": (16, 28, 28, 64, 3, 128, 2, 1)}
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+import measure_torch as MT  # noqa: E402  (the held-out layers)
+
+# the table's large convolutions and the held-out ones (NHWC cases)
+LAYERS = {c.name: c for c in list(BENCH_CONV_SHAPES.values()) + MT.HELDOUT_CONV
+          if c.groups == 1 and c.dilation == 1 and c.layout == "NHWC" and c.flops > 10 ** 8}
 
 
 def _per_call(fn, n):
@@ -38,12 +42,8 @@ def _per_call(fn, n):
 
 
 def _arrays(name, dtype):
-    m, H, W, C, f, K, s, pad = LAYERS[name]
-    rng = np.random.default_rng(0)
-    A = rng.standard_normal((m, H, W, C)).astype(dtype)
-    Wt = rng.standard_normal((f, f, C, K)).astype(dtype)
-    b = rng.standard_normal((1, 1, 1, K)).astype(dtype)
-    return A, Wt, b, {"stride": s, "pad": pad}
+    A, W, b, hp, _ = LAYERS[name].make(dtype, seed=0)
+    return A, W, b, hp
 
 
 def ab(names, dtype, rounds):

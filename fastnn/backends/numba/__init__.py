@@ -110,17 +110,18 @@ def _num_threads() -> int:
     return 1 if _MODE.get() == SERIAL else cfg.num_threads()
 
 
-def _run(kernel, work, *args):
+def _run(kernel, work, *args, chunk_work=None):
     """``kernel(*args, chunk, nchunks)`` over all its chunks: whole in the calling thread
-    when ``work`` is below ``THREADED_WORK`` (or in a serial call), else one chunk per
-    thread on fastnn's threads. The chunks split the kernel's outer loop, whose iterations
-    write disjoint outputs: the split never changes bits."""
+    when ``work`` is below ``THREADED_WORK`` (or in a serial call), else on fastnn's threads
+    in chunks taken in turn, as many as ``chunk_work`` (default ``work``) makes
+    (:func:`.config.chunk_count`). The chunks split the kernel's outer loop, whose
+    iterations write disjoint outputs: the split never changes bits."""
     mode = _MODE.get()
     if mode == SERIAL or (mode is None and work < _THREADED_WORK):
         kernel(*args, 0, 1)
     else:
         nt = _num_threads()
-        run_chunks(kernel, args, cfg.chunk_count(work, nt, _THREADED_WORK), nt)
+        run_chunks(kernel, args, cfg.chunk_count(work if chunk_work is None else chunk_work, nt, _THREADED_WORK), nt)
 
 
 def _threaded(kernel, *args, work=0):
@@ -278,9 +279,16 @@ def _dw_forward_kernel(K, dtype, fw, sw, dw):
     return _DW.DW["fwd", tiles.pool_block(K)]
 
 
+def _dw_work(p):
+    """A depthwise convolution's multiply-adds, from which its chunks are counted. (Whether it
+    runs threaded at all still compares ``_conv_work(p)``, C times more, with the threshold:
+    the rule its kernels were measured under.)"""
+    return p.m * p.Ho * p.Wo * p.K * p.fh * p.fw
+
+
 def _depthwise_forward(p, A_prev, W, b, Z):
     _run(_dw_forward_kernel(p.K, p.dtype, p.fw, p.sw, p.dw), _conv_work(p), _depthwise_input(p, A_prev),
-         W.reshape(p.fh, p.fw, p.K), b, Z, p.sh, p.sw, p.ph, p.pw, p.dh, p.dw)
+         W.reshape(p.fh, p.fw, p.K), b, Z, p.sh, p.sw, p.ph, p.pw, p.dh, p.dw, chunk_work=_dw_work(p))
 
 
 def _depthwise_backward(p, A_prev, W, dZ, dA_prev, dW, db):
@@ -309,7 +317,8 @@ def _depthwise_backward(p, A_prev, W, dZ, dA_prev, dW, db):
     Wd = W.reshape(p.fh, p.fw, p.K)
     if p.sh == p.sw == 1:  # the correlation of dZ with the flipped filters: the forward kernel
         _run(_dw_forward_kernel(p.K, p.dtype, p.fw, 1, p.dw), work, dZ, np.ascontiguousarray(Wd[::-1, ::-1]),
-             np.zeros(p.K, dtype=p.dtype), dX, 1, 1, (p.fh - 1) * p.dh - p.ph, (p.fw - 1) * p.dw - p.pw, p.dh, p.dw)
+             np.zeros(p.K, dtype=p.dtype), dX, 1, 1, (p.fh - 1) * p.dh - p.ph, (p.fw - 1) * p.dw - p.pw, p.dh, p.dw,
+             chunk_work=_dw_work(p))
     elif p.dh == p.dw == 1:  # per stride phase, the phase's taps' correlation (as _dA_prev does)
         zeros = np.zeros(p.K, dtype=p.dtype)
         NBr = tiles.dw_row_block(p.K, p.dtype)
@@ -322,15 +331,16 @@ def _depthwise_backward(p, A_prev, W, dZ, dA_prev, dW, db):
                 V = np.ascontiguousarray(Wd[rh::p.sh, rw::p.sw][::-1, ::-1])
                 if ("fwd_phase", NBr, naw) in _DW.DW:  # written in place
                     _run(_DW.DW["fwd_phase", NBr, naw], work, dZ, V, zeros, dX, nh, nw, h0, p.sh, w0, p.sw,
-                         1, 1, th, tw, 1, 1)
+                         1, 1, th, tw, 1, 1, chunk_work=p.m * nh * nw * p.K * nah * naw)
                     continue
                 if scratch is None:  # (one buffer for all phases)
                     scratch = np.empty(p.m * -(-p.H // p.sh) * -(-p.W // p.sw) * p.K, dtype=p.dtype)
                 out = scratch[:p.m * nh * nw * p.K].reshape(p.m, nh, nw, p.K)
-                _run(_dw_forward_kernel(p.K, p.dtype, naw, 1, 1), work, dZ, V, zeros, out, 1, 1, th, tw, 1, 1)
-                _run(kernels.phase_scatter, work, out, dX, h0, p.sh, w0, p.sw)
+                _run(_dw_forward_kernel(p.K, p.dtype, naw, 1, 1), work, dZ, V, zeros, out, 1, 1, th, tw, 1, 1,
+                     chunk_work=out.size * nah * naw)
+                _run(kernels.phase_scatter, work, out, dX, h0, p.sh, w0, p.sw, chunk_work=out.size)
     else:
-        _run(_DW.DW["dA", NB], work, dZ, Wd, dX, p.sh, p.sw, p.ph, p.pw, p.dh, p.dw, zero)
+        _run(_DW.DW["dA", NB], work, dZ, Wd, dX, p.sh, p.sw, p.ph, p.pw, p.dh, p.dw, zero, chunk_work=_dw_work(p))
     if M > 1:  # each input channel's gradient sums its M output channels' (in order)
         np.sum(dX.reshape(p.m, p.H, p.W, p.C, M), axis=4, out=dA_prev)
 
@@ -356,7 +366,7 @@ def _general_forward(p, A_prev, W, b, Z):
         ks = slice(g * Kg, (g + 1) * Kg)
         Wm = W[..., ks].reshape(p.fh, p.fw * Cg, Kg)
         _threaded(_CONV.FWD_GD[P, T], Xr, _pack_channels(Wm, T), _pack_channels(b[ks], T), Z, p.sh, p.sw, p.C,
-                  p.dh, p.dw * p.C, g * Cg, Cg, g * Kg, Kg, work=_conv_work(p) // p.G)
+                  p.dh, p.dw * p.C, g * Cg, Cg, g * Kg, Kg, work=_conv_work(p) // (p.G * p.G))
 
 
 def _general_backward(p, A_prev, W, dZ, dA_prev, dW, db):
@@ -402,7 +412,7 @@ def _general_backward(p, A_prev, W, dZ, dA_prev, dW, db):
         ks = slice(g * Kg, (g + 1) * Kg)
         V = W[::-1, ::-1, :, ks].transpose(0, 1, 3, 2).reshape(p.fh, p.fw * Kg, Cg)
         _threaded(_CONV.FWD_GD[P, T], Gr, _pack_channels(V, T), zeros, dA_prev, 1, 1, p.K, p.dh, p.dw * p.K,
-                  g * Kg, Kg, g * Cg, Cg, work=_conv_work(p) // p.G)
+                  g * Kg, Kg, g * Cg, Cg, work=_conv_work(p) // (p.G * p.G))
 
 
 def _handles(p) -> bool:
@@ -465,7 +475,7 @@ def _nchw_forward(p, Xn, W, b, Zn, tile):
         return
     P, T = tile if tile is not None and tiles.fits(tile, p.K, p.Wo) else tiles.fwd_tile(p.dtype, p.K, p.Wo)
     _threaded(_CONV.FWD_NCHW[P, T], Xn, _packed_filters(p, W, T), _pack_channels(b.reshape(p.K), T), Zn,
-              p.sh, p.sw, p.ph, p.pw, p.Hp, p.Wp, work=_conv_work(p))
+              p.sh, p.sw, p.ph, p.pw, p.Hp, p.Wp)  # (one chunk a thread: each chunk transposes its images whole)
 
 
 def _packed_filters(p, W, T):
@@ -604,7 +614,7 @@ def _nchw_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t):
         Pq, T = tiles.fwd_tile(p.dtype, p.C, p.W)
         _threaded(_CONV.FWD_NCHW[Pq, T], dZ.transpose(0, 3, 1, 2), _pack_channels(V, T),
                   _pack_channels(np.zeros(p.C, dtype=p.dtype), T), dA_prev.transpose(0, 3, 1, 2), 1, 1, th, tw,
-                  p.H + p.fh - 1, p.W + p.fw - 1, work=_conv_work(p))
+                  p.H + p.fh - 1, p.W + p.fw - 1)  # (one chunk a thread, as in _nchw_forward)
     elif dA_prev.flags.c_contiguous:
         _dA_prev(p, W, dZc, dA_prev)
     else:

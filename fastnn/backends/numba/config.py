@@ -62,7 +62,8 @@ THREADED_CONV_WORK = 1 << 21
 #: A threaded call splits its kernel's outer loop into up to this many chunks per thread,
 #: which the threads take in turn (:func:`fastnn.backends.numba.threads.run_chunks`): on a
 #: shared machine a core may run slower for a while, and one fixed share per thread left the
-#: other thread idle at the end (float32 forward 1.02-1.23x faster in turn, 2 threads,
+#: other thread idle at the end (the same share of a forward took 12-19 ms, call to call; in
+#: turn against fixed shares, 2 threads: 0.98-1.13x, median 1.02, over 16 float32 calls:
 #: docs/bench/2026-12-07-dw-pack-chunks.md).
 CHUNKS_PER_THREAD = 8
 #: ... each chunk at least this many times the call's threading threshold (``THREADED_WORK``

@@ -48,8 +48,8 @@ def chunked(lines: List[str]) -> List[str]:
     """Turn a generated kernel whose work is one top-level loop ``for t in range(n)`` (the
     last top-level loop; independent iterations) into ``kernel(<args>, chunk, nchunks)``,
     which runs iterations ``[chunk*n//nchunks, (chunk+1)*n//nchunks)`` of it. One compiled
-    function then serves a serial call ``(..., 0, 1)`` and fastnn's threads, each running
-    one chunk (:mod:`.threads`): same arithmetic and order either way, so the same bits.
+    function then serves a serial call ``(..., 0, 1)`` and fastnn's threads, which run its
+    chunks (:mod:`.threads`): same arithmetic and order whatever the chunks, so the same bits.
     (Numba's own ``prange`` would compile a parallel copy of every kernel through its
     parfor passes: more cold compile per kernel, docs/bench/backend-notes.md.)"""
     deco, defline = lines[0], lines[1]

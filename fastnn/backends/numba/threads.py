@@ -111,8 +111,8 @@ def run_chunks(kernel: Callable[..., Any], args: tuple, nchunks: int, nthreads: 
 
     With ``nthreads`` below ``nchunks``, that many threads (this one and nthreads - 1
     workers) take the chunks in turn, each the next one not yet taken as it finishes one:
-    on a shared machine one thread's core may run slower for a while (a chunk of the same
-    work took 6.4 to 11 ms in one thread or the other, call to call, on the 2-vCPU host),
+    on a shared machine one thread's core may run slower for a while (the same share of a
+    forward took 12 to 19 ms in one thread or the other, call to call, on the 2-vCPU host),
     and fixed shares would leave the other thread idle at the end. Which thread runs which
     chunk then varies from call to call; a kernel whose chunks write disjoint outputs with
     the same arithmetic (every ``chunked`` kernel) gives the same bits either way."""
@@ -151,15 +151,15 @@ def _run_in_turn(kernel: Callable[..., Any], args: tuple, nchunks: int, nthreads
     failed: List[bool] = []
 
     def take_in_turn(_c: int, _n: int) -> None:
-        while not failed:
-            with lock:
-                c = next(taken, nchunks)
-            if c >= nchunks:
-                return
-            try:
+        try:
+            while not failed:
+                with lock:
+                    c = next(taken, nchunks)
+                if c >= nchunks:
+                    return
                 kernel(*args, c, nchunks)
-            except BaseException:
-                failed.append(True)
-                raise
+        except BaseException:  # (a chunk's error or an interruption anywhere in the loop)
+            failed.append(True)
+            raise
 
     run_chunks(take_in_turn, (), nthreads)
