@@ -46,7 +46,7 @@ def _arrays(name, dtype):
     return A, W, b, hp
 
 
-def ab(names, dtype, rounds):
+def ab(names, dtype, rounds, per_in_turn=cfg.CHUNKS_PER_THREAD):
     for name in names:
         A, W, b, hp = _arrays(name, dtype)
         Z, _ = fastnn.conv_forward(A, W, b, hp, backend="numba")
@@ -56,12 +56,12 @@ def ab(names, dtype, rounds):
                                                        backend="numba")}
         out = []
         for op, fn in ops.items():
-            t = {1: [], 8: []}
+            t = {1: [], per_in_turn: []}
             for r in range(rounds):
-                for per in ((1, 8) if r % 2 == 0 else (8, 1)):
+                for per in ((1, per_in_turn) if r % 2 == 0 else (per_in_turn, 1)):
                     cfg.CHUNKS_PER_THREAD = per
                     t[per].append(_per_call(fn, 3))
-            ratio = [a / b for a, b in zip(t[1], t[8])]
+            ratio = [a / b for a, b in zip(t[1], t[per_in_turn])]
             out.append(f"{op} fixed/in-turn {statistics.median(ratio):.3f} [{min(ratio):.2f}, {max(ratio):.2f}]")
         print(f"{name:14s} {np.dtype(dtype).name}  " + " | ".join(out), flush=True)
 
@@ -102,11 +102,13 @@ def main():
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--chunk-times", action="store_true")
+    ap.add_argument("--per-thread", type=int, default=cfg.CHUNKS_PER_THREAD,
+                    help="CHUNKS_PER_THREAD of the in-turn side (default: the library's)")
     a = ap.parse_args()
     if a.chunk_times:
         chunk_times(a.layers, np.dtype(a.dtype))
     else:
-        ab(a.layers, np.dtype(a.dtype), a.rounds)
+        ab(a.layers, np.dtype(a.dtype), a.rounds, a.per_thread)
 
 
 if __name__ == "__main__":

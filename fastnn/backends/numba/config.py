@@ -62,9 +62,10 @@ THREADED_CONV_WORK = 1 << 21
 #: A threaded call splits its kernel's outer loop into up to this many chunks per thread,
 #: which the threads take in turn (:func:`fastnn.backends.numba.threads.run_chunks`): on a
 #: shared machine a core may run slower for a while, and one fixed share per thread left the
-#: other thread idle at the end (the same share of a forward took 12-19 ms, call to call; in
-#: turn against fixed shares, 2 threads: 0.98-1.13x, median 1.02, over 16 float32 calls:
-#: docs/bench/2026-12-07-dw-pack-chunks.md).
+#: other thread idle at the end (the same share of a forward took 12-19 ms, call to call). In
+#: turn against fixed shares, 2 threads, float32: up to 1.13x while the host was busy, 0.95-1.0x
+#: on most forwards while it was quiet (the extra chunks' hand-offs); about 1.0 overall
+#: (docs/bench/2026-12-07-dw-pack-chunks.md).
 CHUNKS_PER_THREAD = 8
 #: ... each chunk at least this many times the call's threading threshold (``THREADED_WORK``
 #: or ``THREADED_CONV_WORK``): a chunk's hand-off costs a few microseconds.
