@@ -429,8 +429,9 @@ def _dW_tile(J: int, T: int) -> List[str]:
     # The tile reads the pass's dZ for channels [k0, k0 + T) from zk (npx, T), contiguous. With
     # K > T that is a copy made once per pass: read in place, dZ's rows are K apart, and where
     # K * itemsize is 1 KiB or more (K = 256 float32, 128 float64) a pass's 64+ rows share a
-    # few L1 sets and evict each other (one thread, dW alone: 1.2-1.3x with the copy on such
-    # layers, about 1.0 on the others; docs/bench/2026-12-07-dw-pack-chunks.md).
+    # few L1 sets and evict each other (dW alone, 2 threads: 1.14-1.37x with the copy on
+    # resnet14_256, resnet_down and float64 mobilenet_pw, 0.95-1.16 on the others, no loss
+    # beyond the run's noise; docs/bench/2026-12-07-dw-pack-chunks.md).
     # Input column j of the pass's pixel p is Xl[xo[p] + (kro + ja[j]) * piece + jb[j]] with
     # (ja, jb) = divmod(j, sw*C) precomputed (no division per tile) and xo[p] the offset of the
     # pixel's first piece of its input row (a table made once per pass, unsigned: Numba emits
