@@ -120,16 +120,21 @@ def _run(kernel, work, *args, chunk_work=None):
     if mode == SERIAL or (mode is None and work < _THREADED_WORK):
         kernel(*args, 0, 1)
     else:
-        nt = _num_threads()
-        run_chunks(kernel, args, cfg.chunk_count(work if chunk_work is None else chunk_work, nt, _THREADED_WORK), nt)
+        _in_chunks(kernel, args, work if chunk_work is None else chunk_work, _THREADED_WORK)
 
 
 def _threaded(kernel, *args, work=0):
     """The kernel's chunks on fastnn's threads (one in all in a serial call): one per thread,
     or for ``work`` multiply-adds up to ``CHUNKS_PER_THREAD`` a thread, taken in turn
-    (:func:`.config.chunk_count`; the chunks write disjoint outputs: the same bits)."""
+    (the chunks write disjoint outputs: the same bits)."""
+    _in_chunks(kernel, args, work, _THREADED_CONV_WORK)
+
+
+def _in_chunks(kernel, args, work, threshold):
+    """The kernel on this call's threads, in the chunks :func:`.config.chunk_count` gives
+    ``work`` against ``threshold`` (the threading threshold of its kind of work)."""
     nt = _num_threads()
-    run_chunks(kernel, args, cfg.chunk_count(work, nt, _THREADED_CONV_WORK), nt)
+    run_chunks(kernel, args, cfg.chunk_count(work, nt, threshold), nt)
 
 
 def _conv_work(p):
