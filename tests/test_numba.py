@@ -246,10 +246,11 @@ def test_forward_pixel_blocks_span_rows_with_the_same_bits(dtype):
             args = (Xp.reshape(p.m, p.Hp, -1), nb._pack_channels(W.reshape(f, f * C, K), T),
                     nb._pack_channels(b.reshape(K), T))
             first = None
+            whole = (p.Ho, p.Wo, 0, p.Wo, 1)
             for R, n in ((1, 1), (2, 3), (5, 2), (64, 1)):
                 Z = np.full((p.m, p.Ho * p.Wo, K), np.nan, dtype=dt)
                 for c in range(n):
-                    nb._CONV.FWD[P, T](*args, Z, p.Wo, p.sh, p.sw, C, R, c, n)
+                    nb._CONV.FWD[P, T](*args, Z, *whole, p.sh, p.sw, C, R, c, n)
                 if first is None:
                     first = Z
                     ref = fastnn.conv_forward(A, W, b, hp, backend=REF)[0]
@@ -257,10 +258,23 @@ def test_forward_pixel_blocks_span_rows_with_the_same_bits(dtype):
                 assert np.array_equal(Z, first), ((P, T), H, Wd, s, R, n)
             if P <= p.Wo:  # the row kernel (where P divides Wo, the one that runs): the same bits
                 for n in (1, 3):
-                    Z = np.full((p.m, p.Ho, p.Wo, K), np.nan, dtype=dt)
+                    Z = np.full((p.m, p.Ho * p.Wo, K), np.nan, dtype=dt)
                     for c in range(n):
-                        nb._CONV.FWD_ROWS[P, T](*args, Z, p.sh, p.sw, C, c, n)
-                    assert np.array_equal(Z.reshape(first.shape), first), ("rows", (P, T), H, Wd, s, n)
+                        nb._CONV.FWD_ROWS[P, T](*args, Z, *whole, p.sh, p.sw, C, c, n)
+                    assert np.array_equal(Z, first), ("rows", (P, T), H, Wd, s, n)
+            # either kernel into a strided grid of a larger output (a stride phase of dA_prev):
+            # the same bits there, and nothing written outside it
+            for kern, extra in ((nb._CONV.FWD[P, T], (2,)), (nb._CONV.FWD_ROWS[P, T], ())):
+                if extra == () and P > p.Wo:
+                    continue
+                big = np.full((p.m, 2 * p.Ho + 1, 3 * p.Wo + 2, K), np.nan, dtype=dt)
+                grid = (p.Ho, p.Wo, 1 * big.shape[2] + 2, 2 * big.shape[2], 3)
+                for c in range(2):
+                    kern(*args, big.reshape(p.m, -1, K), *grid, p.sh, p.sw, C, *extra, c, 2)
+                assert np.array_equal(big[:, 1::2, 2::3][:, :p.Ho, :p.Wo].reshape(first.shape), first), ((P, T), H, Wd, s)
+                outside = np.ones(big.shape[:3], dtype=bool)
+                outside[:, 1::2, 2::3][:, :p.Ho, :p.Wo] = False
+                assert np.isnan(big[outside]).all(), ("wrote outside the grid", (P, T), H, Wd, s)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
@@ -341,7 +355,7 @@ def test_stride1_dA_runs_the_forward_kernel_and_matches_reference(force_parallel
     under the lane count, batch 1."""
     shapes = []
     real = nb._fwd_kernel_call
-    monkeypatch.setattr(nb, "_fwd_kernel_call", lambda *a: (shapes.append(a[3].shape), real(*a)))
+    monkeypatch.setattr(nb, "_fwd_kernel_call", lambda *a, **k: (shapes.append(a[3].shape), real(*a, **k)))
     cases = [ConvCase("f3_p1", 2, 7, 9, 5, 3, 7, 1, 1), ConvCase("f3x5_p0x2", 1, 8, 11, 9, (3, 5), 16, 1, (0, 2)),
              ConvCase("f1_p0", 2, 5, 6, 19, 1, 4, 1, 0), ConvCase("f2x3_p1x2", 2, 6, 13, 33, (2, 3), 17, 1, (1, 2)),
              ConvCase("f3_p2_C17", 1, 4, 5, 17, 3, 8, 1, 2), ConvCase("C3_K3", 2, 6, 7, 3, 3, 3, 1, 1),
@@ -368,7 +382,7 @@ def test_strided_dA_runs_the_forward_kernel_per_phase(force_parallel, monkeypatc
     non-square filters, pads 0 to beyond f (dZ cropped for some phases), odd sizes, batch 1."""
     calls = []
     real_fwd = nb._fwd_kernel_call
-    monkeypatch.setattr(nb, "_fwd_kernel_call", lambda *a: (calls.append(a[3].shape), real_fwd(*a)))
+    monkeypatch.setattr(nb, "_fwd_kernel_call", lambda *a, **k: (calls.append(a[3].shape), real_fwd(*a, **k)))
     cases = [ConvCase("s2_f3_p1", 2, 9, 11, 6, 3, 7, 2, 1), ConvCase("s3_f2_p0", 1, 10, 8, 9, 2, 5, 3, 0),
              ConvCase("s23_f3x5_p1x2", 2, 11, 13, 5, (3, 5), 8, (2, 3), (1, 2)),
              ConvCase("s2_f4_p3", 1, 9, 9, 12, 4, 17, 2, 3), ConvCase("s2_f3_p4", 2, 8, 8, 6, 3, 5, 2, 4)]

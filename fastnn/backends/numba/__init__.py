@@ -239,20 +239,24 @@ def _gather_dZ(p, dZ, kpad=0):
     return src, plh, plw
 
 
-def _fwd_kernel_call(X, Wm, bias, Z, sh, sw, tile=None):
+def _fwd_kernel_call(X, Wm, bias, Z, sh, sw, tile=None, at=None):
     """The forward tile kernel: Z = bias + the correlation of the padded input X (m, Hp, Wp, Cin)
     with Wm (fh, fw*Cin, K) at strides (sh, sw), in ``tile`` (P, T) where it fits, else in
-    the tile the rule picks; on the row kernel or the pixel-run one (:func:`.tiles.fwd_plan`)."""
+    the tile the rule picks; on the row kernel or the pixel-run one (:func:`.tiles.fwd_plan`).
+    Z (m, Hz, Wz, K) C-contiguous; ``at`` = (Ho, Wo, h0, hs, w0, ws): the output is the grid
+    Z[:, h0::hs, w0::ws] of Ho x Wo pixels, written in place (default: the whole of Z)."""
     m, Hx, Wx, Cin = X.shape
-    _, Ho, Wo, K = Z.shape
+    _, Hz, Wz, K = Z.shape
+    Ho, Wo, h0, hs, w0, ws = (Hz, Wz, 0, 1, 0, 1) if at is None else at
     P, T, rows = tiles.fwd_plan(X.dtype, K, Ho, Wo, Wm.shape[1], tile)
     Xr, Wp, bp = X.reshape(m, Hx, Wx * Cin), _pack_channels(Wm, T), _pack_channels(bias, T)
-    work = Z.size * Wm.shape[0] * Wm.shape[1]
+    out = (Z.reshape(m, Hz * Wz, K), Ho, Wo, h0 * Wz + w0, hs * Wz, ws)
+    work = m * Ho * Wo * K * Wm.shape[0] * Wm.shape[1]
     if rows:  # (blocks within rows: less work a block; the same bits)
-        _threaded(_CONV.FWD_ROWS[P, T], Xr, Wp, bp, Z, sh, sw, Cin, work=work)
+        _threaded(_CONV.FWD_ROWS[P, T], Xr, Wp, bp, *out, sh, sw, Cin, work=work)
     else:  # (blocks over the image's pixels, spanning rows: none computed twice at a row's end)
-        _threaded(_CONV.FWD[P, T], Xr, Wp, bp, Z.reshape(m, Ho * Wo, K), Wo, sh, sw, Cin,
-                  tiles.fwd_group(P, m, Ho * Wo, _num_threads()), work=work)
+        _threaded(_CONV.FWD[P, T], Xr, Wp, bp, *out, sh, sw, Cin, tiles.fwd_group(P, m, Ho * Wo, _num_threads()),
+                  work=work)
 
 
 # ------------------------------------------------------- depthwise convolution
@@ -719,8 +723,8 @@ def _dA_prev(p, W, dZ, dA_prev):
     # Per stride phase (the input pixels hp = q*s + r of one r), dA_prev is a stride-1
     # correlation of dZ, zero-padded (or cropped), with the phase's taps W[r::s] flipped in
     # (kh, kw) and transposed to (K, C): the forward tile kernel, at the forward's speed and
-    # with no kernel of its own to compile. Stride 1 is one phase, written in place.
-    single = p.sh == 1 and p.sw == 1
+    # with no kernel of its own to compile. Each phase is written in place, into its grid of
+    # dA_prev (stride 1: one phase, the whole of it).
     zeros = np.zeros(p.C, dtype=p.dtype)
     rows = _dA_phases(p.H, p.Ho, p.fh, p.sh, p.ph)
     cols = _dA_phases(p.W, p.Wo, p.fw, p.sw, p.pw)
@@ -730,18 +734,14 @@ def _dA_prev(p, W, dZ, dA_prev):
     inputs = {}
     for rh, h0, nh, nah, th, _ in rows:
         for rw, w0, nw, naw, tw, _ in cols:
-            view = dA_prev if single else dA_prev[:, h0::p.sh, w0::p.sw]
             if nah == 0 or naw == 0:  # no tap reaches these pixels (stride > f)
-                view[...] = 0
+                dA_prev[:, h0::p.sh, w0::p.sw] = 0
                 continue
             if (th, tw) not in inputs:
                 inputs[th, tw] = _phase_input(dZ, th, behind_h[th], tw, behind_w[tw])
             G = inputs[th, tw]
             V = W[rh::p.sh, rw::p.sw][::-1, ::-1].transpose(0, 1, 3, 2).reshape(nah, naw * p.K, p.C)
-            out = view if single else np.empty((p.m, nh, nw, p.C), dtype=p.dtype)
-            _fwd_kernel_call(G, V, zeros, out, 1, 1)
-            if not single:
-                view[...] = out
+            _fwd_kernel_call(G, V, zeros, dA_prev, 1, 1, at=(nh, nw, h0, p.sh, w0, p.sw))
 
 
 # ------------------------------------------------------------------------ pooling

@@ -85,10 +85,11 @@ def _tile_store(P: int, T: int, ind: str, z: str) -> List[str]:
     return L
 
 
-def _fwd_blocks(P: int, T: int, xrow: str) -> List[str]:
+def _fwd_blocks(P: int, T: int, xrow: str, zpix: str = "zrow[wo + {p}, k0:]") -> List[str]:
     """The forward tile's loops over one output row's channel and pixel blocks (inside the
-    loop over rows, ``zrow`` the row's (Wo, K) output): ``xrow`` is the input row of filter
-    row kh (an expression of kh)."""
+    loop over rows): ``xrow`` is the input row of filter row kh (an expression of kh), ``zpix``
+    where pixel wo + p's channels k0... are stored (a format of p; by default into ``zrow``,
+    the row's (Wo, K) output)."""
     L = [
         "        for kb in range(nkb):",
         f"            k0 = min(kb * {T}, K - {T})",
@@ -103,12 +104,14 @@ def _fwd_blocks(P: int, T: int, xrow: str) -> List[str]:
         L.append(I + f"    xr{p} = xrow[xb + {p} * xs:]")
     L.append(I + "    for j in range(Lr):")
     L += _tile_sums(P, T, I + " " * 8, "wt[j, {k}]", "xr{p}[j]")
-    return L + _tile_store(P, T, I, "zrow[wo + {p}, k0:]")
+    return L + _tile_store(P, T, I, zpix)
 
 
 def conv_fwd(name: str, P: int, T: int) -> List[str]:
-    """One register tile over the output's pixels taken in a row-major run of each image
-    (Z viewed as (m, Ho*Wo, K)): a block of P pixels may span output rows, each pixel reading
+    """One register tile over the output's Ho x Wo pixels taken in a row-major run of each
+    image. Z is the output viewed as (m, pixels, K), and pixel (ho, wo) is stored at
+    z0 + ho*zsh + wo*zsw: (0, Wo, 1) for a whole output, a strided grid in it for one stride
+    phase of dA_prev (written in place, no copy). A block of P pixels may span output rows, each pixel reading
     its own input row, so the blocks waste nothing at a row's end (a 14-wide row in blocks
     of 6 computed 18 pixels for 14). It runs where P does not divide Wo and a filter row is
     long enough (``tiles.fwd_plan``; elsewhere :func:`conv_fwd_rows`, the same bits).
@@ -121,12 +124,14 @@ def conv_fwd(name: str, P: int, T: int) -> List[str]:
     loop, so Numba emits no negative-index wraparound code in the inner loop."""
     L = [
         "@kernel(fastmath=FASTMATH_CONV)",
-        f"def {name}(Xr, Wp, bp, Z, Wo, sh, sw, C, R):",
-        f'    """Z[i, ho*Wo + wo, k0 + k] = bp[kb, k] + sum over (kh, j) of Xr[i, ho*sh + kh, wo*sw*C + j] * Wp[kb, kh, j, k]',
-        f"    with k0 = min(kb*{T}, K-{T}): Wp holds W's output channels in blocks of {T} (see",
-        f'    ``_pack_channels``). Needs K >= {T} and Ho*Wo >= {P}; R >= 1 pixel blocks a group."""',
-        "    m, npx, K = Z.shape",
+        f"def {name}(Xr, Wp, bp, Z, Ho, Wo, z0, zsh, zsw, sh, sw, C, R):",
+        f'    """Z[i, z0 + ho*zsh + wo*zsw, k0 + k] = bp[kb, k] + sum over (kh, j) of Xr[i, ho*sh + kh, wo*sw*C + j]',
+        f"    * Wp[kb, kh, j, k] for the Ho x Wo output pixels (ho, wo), with k0 = min(kb*{T}, K-{T}): Wp",
+        f"    holds W's output channels in blocks of {T} (see ``_pack_channels``). Needs K >= {T} and",
+        f'    Ho*Wo >= {P}; R >= 1 pixel blocks a group."""',
+        "    m, _, K = Z.shape",
         "    nkb, fh, Lr, _ = Wp.shape",
+        "    npx = Ho * Wo",
         f"    nqb = (npx + {P - 1}) // {P}",
         "    ngb = (nqb + R - 1) // R",
         "    xs = sw * C",
@@ -147,14 +152,14 @@ def conv_fwd(name: str, P: int, T: int) -> List[str]:
     for p in range(P):
         if p:
             L += [I + "wq += 1", I + "if wq == Wo:", I + "    wq = 0", I + "    hq += 1"]
-        L += [I + f"r{p} = hq * sh", I + f"c{p} = wq * xs"]
+        L += [I + f"r{p} = hq * sh", I + f"c{p} = wq * xs", I + f"zq{p} = z0 + hq * zsh + wq * zsw"]
     L += _tile_init(P, T, I)
     L += [I + "for kh in range(fh):", I + "    wt = Wp[kb, kh]"]
     for p in range(P):
         L.append(I + f"    xr{p} = xi[r{p} + kh, c{p}:]")
     L.append(I + "    for j in range(Lr):")
     L += _tile_sums(P, T, I + " " * 8, "wt[j, {k}]", "xr{p}[j]")
-    return L + _tile_store(P, T, I, "zi[q0 + {p}, k0:]")
+    return L + _tile_store(P, T, I, "zi[zq{p}, k0:]")
 
 
 def conv_fwd_rows(name: str, P: int, T: int) -> List[str]:
@@ -168,11 +173,10 @@ def conv_fwd_rows(name: str, P: int, T: int) -> List[str]:
     negative-index wraparound code in the inner loop."""
     return [
         "@kernel(fastmath=FASTMATH_CONV)",
-        f"def {name}(Xr, Wp, bp, Z, sh, sw, C):",
-        f'    """Z[i, ho, wo, k0 + k] = bp[kb, k] + sum over (kh, j) of Xr[i, ho*sh + kh, wo*sw*C + j] * Wp[kb, kh, j, k]',
-        f"    with k0 = min(kb*{T}, K-{T}): Wp holds W's output channels in blocks of {T} (see",
-        f'    ``_pack_channels``). Needs K >= {T} and Wo >= {P}."""',
-        "    m, Ho, Wo, K = Z.shape",
+        f"def {name}(Xr, Wp, bp, Z, Ho, Wo, z0, zsh, zsw, sh, sw, C):",
+        f'    """conv_fwd\'s Z[i, z0 + ho*zsh + wo*zsw, k0 + k] (the same sums) over each output row\'s',
+        f'    pixels. Needs K >= {T} and Wo >= {P}."""',
+        "    m, _, K = Z.shape",
         "    nkb, fh, Lr, _ = Wp.shape",
         f"    nwb = (Wo + {P - 1}) // {P}",
         "    xs = sw * C",
@@ -180,8 +184,8 @@ def conv_fwd_rows(name: str, P: int, T: int) -> List[str]:
         "        i = t // Ho",
         "        ho = t - i * Ho",
         "        r0 = ho * sh",
-        "        zrow = Z[i, ho]",
-        *_fwd_blocks(P, T, "Xr[i, r0 + kh]"),
+        "        zrow = Z[i, z0 + ho * zsh:]",
+        *_fwd_blocks(P, T, "Xr[i, r0 + kh]", "zrow[(wo + {p}) * zsw, k0:]"),
     ]
 
 
