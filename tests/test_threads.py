@@ -231,3 +231,95 @@ def test_chunk_count_rule():
     assert cfg.chunk_count(step * 2 * 3 + step, 2, 1000) == 6
     assert cfg.chunk_count(10 ** 12, 2, 1000) == 2 * cfg.CHUNKS_PER_THREAD
     assert cfg.chunk_count(10 ** 12, 1, 1000) == 1
+
+
+# ------------------------------------------------------------------ spin-waits (threads.py, spin.py)
+
+_spin = pytest.importorskip("fastnn.backends.numba.spin")
+needs_spin = pytest.mark.skipif(not _spin.AVAILABLE, reason="spin-waits run on x86-64 only")
+
+
+def _sleepy(delays, seen, lock, chunk, nchunks):
+    time.sleep(delays[chunk])
+    _record(seen, lock, chunk, nchunks)
+
+
+@pytest.mark.parametrize("spinning", [True, False], ids=["spinning", "blocking"])
+def test_chunks_run_once_whether_threads_poll_or_block(monkeypatch, spinning):
+    """Calls back to back (a worker still polling takes the next chunk), calls after a pause
+    longer than the poll (the worker blocked on the queue), chunks that outlast the caller's
+    poll (it falls back on the lock), in fixed shares and in turn: every chunk once."""
+    if spinning:
+        if _threads._spinning() is None:
+            pytest.skip("spin-waits are off here (FASTNN_SPIN_US=0 or not x86-64)")
+    else:
+        monkeypatch.setattr(_threads, "_spin", False)
+    for delays, pause in (((0, 0, 0), 0), ((0, 0.003, 0), 0), ((0, 0, 0), 0.003), ((0.003, 0, 0), 0)):
+        for _ in range(20):
+            seen, lock = [], threading.Lock()
+            _threads.run_chunks(_sleepy, (delays, seen, lock), 3)
+            assert sorted(c for c, _, _ in seen) == [0, 1, 2]
+            seen.clear()
+            _threads.run_chunks(_sleepy, ((0,) * 8, seen, lock), 8, 2)
+            assert sorted(c for c, _, _ in seen) == list(range(8))
+            time.sleep(pause)
+
+
+@needs_spin
+def test_a_polling_worker_takes_the_next_call_without_blocking(monkeypatch):
+    """Calls in quick succession find the worker still polling the bell (not blocked on the
+    queue): its poll reports the change."""
+    if _threads._spinning() is None:
+        pytest.skip("spin-waits are off here (FASTNN_SPIN_US=0)")
+    seen_changes = []
+    real = _spin.flag_changes
+
+    def flag_changes(*args):
+        changed = real(*args)
+        seen_changes.append(changed)
+        return changed
+
+    monkeypatch.setattr(_spin, "flag_changes", flag_changes)
+    seen, lock = [], threading.Lock()
+    for _ in range(50):
+        _threads.run_chunks(_record, (seen, lock), 2)
+    assert len(seen) == 100 and True in seen_changes
+
+
+@needs_spin
+def test_spin_kernels_report_a_change_or_give_up():
+    flags = np.zeros(4, dtype=np.int64)
+    rate = _spin.cycles_per_us()
+    assert rate > 1
+    assert not _spin.flag_changes(flags, 2, 0, int(200 * rate), 0)  # nothing changes: gives up
+    assert not _spin.flags_set(flags, 3, int(200 * rate), 0)
+    flags[2] = 7
+    assert _spin.flag_changes(flags, 2, 0, int(200 * rate), int(5 * rate))
+    assert not _spin.flag_changes(flags, 2, 7, int(200 * rate), 0)
+
+    def later():
+        time.sleep(0.01)
+        flags[0] = flags[1] = 1
+
+    t = threading.Thread(target=later)
+    t.start()
+    assert _spin.flags_set(flags, 2, int(5e6 * rate), 0)  # set by another thread meanwhile
+    t.join()
+    assert _spin.flags_set(flags, 2, 0, 0) and not _spin.flags_set(flags, 4, int(100 * rate), 0)
+
+
+@pytest.mark.parametrize("raw, expected", [("", 100), ("0", 0), (" 250 ", 250)])
+def test_spin_setting(monkeypatch, raw, expected):
+    from fastnn.backends.numba import config
+
+    monkeypatch.setenv("FASTNN_SPIN_US", raw)
+    assert config.spin_us() == expected == (config.SPIN_US_DEFAULT if not raw.strip() else int(raw))
+
+
+@pytest.mark.parametrize("raw", ["-1", "fast", "1.5"])
+def test_a_bad_spin_setting_is_named(monkeypatch, raw):
+    from fastnn.backends.numba import config
+
+    monkeypatch.setenv("FASTNN_SPIN_US", raw)
+    with pytest.raises(ValueError, match=f"FASTNN_SPIN_US must be a non-negative integer.*{raw!r}"):
+        config.spin_us()

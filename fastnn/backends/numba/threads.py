@@ -16,6 +16,13 @@ every kernel, slowing a BLAS GEMM started right after. The price is the hand-off
 times ``prange``'s per call (figures in ``docs/bench/backend-notes.md``), which is why small
 problems run in the calling thread (``SERIAL_WORK`` in :mod:`fastnn.backends.numba.config`).
 
+Hand-offs poll before they block (:mod:`.spin`, x86-64): an idle worker polls a bell that
+every queued job rings, for ``FASTNN_SPIN_US`` (default 100 us) after its last chunk, and a call
+polls for its chunks' completion flags as long before it waits on their locks; the polls run
+without the GIL. Waking a blocked thread took about 20 us on the 2-vCPU host, two or three
+times a call: a threaded call of a 12 us kernel took 70-95 us blocking, 30-40 polling
+(``config.SPIN_US_DEFAULT``).
+
 A call may also split its loop into more chunks than threads (``nthreads`` below
 ``nchunks``): the threads then take the chunks in turn, so that a thread whose core runs slow
 for a while (a shared machine) takes fewer; the numba backend's wrappers do so for large calls
@@ -37,18 +44,65 @@ import queue
 import threading
 from typing import Any, Callable, List, Optional
 
+import numpy as np
+
+from . import config as _cfg
+
 __all__ = ["run_chunks", "worker_count"]
 
 _jobs: "queue.SimpleQueue" = queue.SimpleQueue()
 _workers: List[threading.Thread] = []
 _grow_lock = threading.Lock()
 _local = threading.local()
+#: _bell[0] changes whenever a job is queued (after it is): what idle workers poll while they
+#: spin. Only a hint: a worker reads it, then looks in the queue, then polls for a change, so a
+#: job queued before the read is found in the queue and one queued after changes it (an
+#: increment lost between two callers still writes a value past the read).
+_bell = np.zeros(8, dtype=np.int64)
+_spin = None  # (the spin module, idle ticks, linger ticks) once set up; False: spinning off
+
+
+def _spinning():
+    """(the spin module, idle ticks, linger ticks), or None where spinning is off
+    (``FASTNN_SPIN_US=0``, or not x86-64): set up at the first threaded call."""
+    global _spin
+    if _spin is None:
+        from . import spin
+
+        idle_us = _cfg.spin_us()
+        if idle_us == 0 or not spin.AVAILABLE:
+            _spin = False
+        else:
+            rate = spin.cycles_per_us()
+            _spin = (spin, int(idle_us * rate), int(_cfg.SPIN_LINGER_US * rate))
+    return _spin or None
+
+
+def _next_job(spinning):
+    """The next queued job: taken at once, or after polling the bell for up to the idle spin
+    (without the GIL), else by blocking on the queue."""
+    while True:
+        try:
+            return _jobs.get_nowait()
+        except queue.Empty:
+            pass
+        if spinning is None:
+            return _jobs.get()
+        seen = int(_bell[0])
+        try:
+            return _jobs.get_nowait()
+        except queue.Empty:
+            pass
+        spin, idle, linger = spinning
+        if not spin.flag_changes(_bell, 0, seen, idle, linger):
+            return _jobs.get()
 
 
 def _work() -> None:
     _local.is_worker = True
+    spinning = _spinning()
     while True:
-        fn, args, slot, errors, done = _jobs.get()
+        fn, args, slot, errors, finished, done = _next_job(spinning)
         try:
             fn(*args)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
@@ -58,8 +112,9 @@ def _work() -> None:
             # the next job, a freed output's memory would not be reused by the caller's next
             # allocation (a cold buffer each call slowed pooling backward).
             del fn, args, errors
+            finished[slot - 1] = 1  # (what a spinning caller polls; then the lock it falls back on)
             done.release()
-            del done
+            del done, finished
 
 
 def _ensure_workers(n: int) -> None:
@@ -123,19 +178,25 @@ def run_chunks(kernel: Callable[..., Any], args: tuple, nchunks: int, nthreads: 
         for c in range(max(nchunks, 1)):
             kernel(*args, c, max(nchunks, 1))
         return
+    spinning = _spinning()
     _ensure_workers(nchunks - 1)
     errors: List[Optional[BaseException]] = [None] * nchunks
+    finished = np.zeros(nchunks - 1, dtype=np.int64)  # finished[c - 1]: chunk c is done
     locks: List[threading.Lock] = []
     try:
         for c in range(1, nchunks):
             done = threading.Lock()
             done.acquire()
-            _jobs.put((kernel, args + (c, nchunks), c, errors, done))
+            _jobs.put((kernel, args + (c, nchunks), c, errors, finished, done))
+            _bell[0] += 1
             locks.append(done)  # (after the put: a lock that was never queued is never waited on)
         kernel(*args, 0, nchunks)
     except BaseException as exc:  # noqa: BLE001 - raised once the queued chunks are done
         errors[0] = exc
     finally:
+        if spinning is not None and len(locks) == nchunks - 1:  # (poll first, without the GIL)
+            spin, idle, linger = spinning
+            spin.flags_set(finished, nchunks - 1, idle, linger)
         interrupted = _wait_all(locks)  # every queued chunk, even when ours failed
     exc = next((e for e in errors if e is not None), interrupted)
     if exc is not None:
