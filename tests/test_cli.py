@@ -124,6 +124,18 @@ def test_info_shows_an_unknown_fastnn_backend():
 # ------------------------------------------------------------------------------ fastnn info
 
 
+def test_info_shows_the_threads_poll_setting():
+    from fastnn.backends.numba import spin
+
+    res = _python("info", env_extra={"FASTNN_SPIN_US": "40"})
+    assert res.returncode == 0, res.stderr
+    expected = "poll 40 us before blocking" if spin.AVAILABLE else "poll 0 us before blocking"  # (x86-64 only)
+    assert f"{expected} (FASTNN_SPIN_US)" in res.stdout
+    res = _python("info", env_extra={"FASTNN_SPIN_US": "soon"})  # a bad value is named, not a crash
+    assert res.returncode == 0, res.stderr
+    assert "invalid: FASTNN_SPIN_US must be a non-negative integer (microseconds) up to 1000000, got 'soon'" in res.stdout
+
+
 def test_info_reads_versions_without_importing_them():
     res = _python(code="import sys\nfrom fastnn.cli import info\nd = info.collect()\n"
                        "print(d['numpy'], d['h5py'], d['dask'], 'torch' in sys.modules, 'h5py' in sys.modules, "

@@ -382,7 +382,8 @@ def test_strided_dA_runs_the_forward_kernel_per_phase(force_parallel, monkeypatc
     non-square filters, pads 0 to beyond f (dZ cropped for some phases), odd sizes, batch 1."""
     calls = []
     real_fwd = nb._fwd_kernel_call
-    monkeypatch.setattr(nb, "_fwd_kernel_call", lambda *a, **k: (calls.append(a[3].shape), real_fwd(*a, **k)))
+    monkeypatch.setattr(nb, "_fwd_kernel_call", lambda *a, **k: (calls.append((a[3].shape, k.get("at"))),
+                                                                  real_fwd(*a, **k)))
     cases = [ConvCase("s2_f3_p1", 2, 9, 11, 6, 3, 7, 2, 1), ConvCase("s3_f2_p0", 1, 10, 8, 9, 2, 5, 3, 0),
              ConvCase("s23_f3x5_p1x2", 2, 11, 13, 5, (3, 5), 8, (2, 3), (1, 2)),
              ConvCase("s2_f4_p3", 1, 9, 9, 12, 4, 17, 2, 3), ConvCase("s2_f3_p4", 2, 8, 8, 6, 3, 5, 2, 4)]
@@ -392,10 +393,17 @@ def test_strided_dA_runs_the_forward_kernel_per_phase(force_parallel, monkeypatc
         _, cache_ref = fastnn.conv_forward(A, W, b, hp, backend=REF)
         calls.clear()
         dA = fastnn.conv_backward(dZ, cache, backend="numba")[0]
-        phase_calls = [c for c in calls if c[3] == case.C]
+        phase_calls = [at for shape, at in calls if shape == A.shape]  # (each into dA_prev itself)
         (fh, fw), (sh, sw) = (np.broadcast_to(case.f, 2), np.broadcast_to(case.stride, 2))
         reached = sum(1 for r in range(sh) if r < fh) * sum(1 for r in range(sw) if r < fw)
         assert len(phase_calls) == reached, case.name
+        # each a grid of dA_prev at the strides, inside it, the grids disjoint
+        cover = np.zeros(A.shape[1:3], dtype=int)
+        for nh, nw, h0, hs, w0, ws in phase_calls:
+            assert (hs, ws) == (sh, sw) and h0 < sh and w0 < sw, (case.name, h0, w0)
+            assert h0 + (nh - 1) * hs < A.shape[1] and w0 + (nw - 1) * ws < A.shape[2], case.name
+            cover[h0::hs, w0::ws][:nh, :nw] += 1
+        assert cover.max() == 1, case.name
         _close(dA, fastnn.conv_backward(dZ, cache_ref, backend=REF)[0], dtype, case.name)
 
 

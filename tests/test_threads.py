@@ -251,7 +251,7 @@ def test_chunks_run_once_whether_threads_poll_or_block(monkeypatch, spinning):
     poll (it falls back on the lock), in fixed shares and in turn: every chunk once."""
     if spinning:
         if _threads._spinning() is None:
-            pytest.skip("spin-waits are off here (FASTNN_SPIN_US=0 or not x86-64)")
+            pytest.skip("polling is off here (FASTNN_SPIN_US=0, not x86-64, or fewer than 2 usable CPUs)")
     else:
         monkeypatch.setattr(_threads, "_spin", False)
     for delays, pause in (((0, 0, 0), 0), ((0, 0.003, 0), 0), ((0, 0, 0), 0.003), ((0.003, 0, 0), 0)):
@@ -270,7 +270,7 @@ def test_a_polling_worker_takes_the_next_call_without_blocking(monkeypatch):
     """Calls in quick succession find the worker still polling the bell (not blocked on the
     queue): its poll reports the change."""
     if _threads._spinning() is None:
-        pytest.skip("spin-waits are off here (FASTNN_SPIN_US=0)")
+        pytest.skip("polling is off here (FASTNN_SPIN_US=0, or fewer than 2 usable CPUs)")
     seen_changes = []
     real = _spin.flag_changes
 
@@ -284,6 +284,32 @@ def test_a_polling_worker_takes_the_next_call_without_blocking(monkeypatch):
     for _ in range(50):
         _threads.run_chunks(_record, (seen, lock), 2)
     assert len(seen) == 100 and True in seen_changes
+
+
+@needs_spin
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs signal.setitimer")
+def test_ctrl_c_while_the_caller_polls_still_waits_for_every_chunk(monkeypatch):
+    """An interruption that arrives while the caller polls for its chunks (here a 0.3 s poll)
+    is raised only once every chunk is done, as one while it blocks."""
+    if _threads._spinning() is None:
+        pytest.skip("polling is off here (FASTNN_SPIN_US=0, or fewer than 2 usable CPUs)")
+    spin_mod, _, linger = _threads._spinning()
+    monkeypatch.setattr(_threads, "_spin", (spin_mod, int(3e5 * _spin.cycles_per_us()), linger))
+    monkeypatch.setattr(_threads, "_cpus", [2])
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    flags = []
+    old = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1)  # arrives during the caller's poll
+        with pytest.raises(KeyboardInterrupt):
+            _threads.run_chunks(_sleep_chunk_1, (flags,), 2)  # (chunk 1 sleeps 0.4 s)
+        assert flags == ["chunk 1 done"]
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 @needs_spin
@@ -316,10 +342,10 @@ def test_spin_setting(monkeypatch, raw, expected):
     assert config.spin_us() == expected == (config.SPIN_US_DEFAULT if not raw.strip() else int(raw))
 
 
-@pytest.mark.parametrize("raw", ["-1", "fast", "1.5"])
+@pytest.mark.parametrize("raw", ["-1", "fast", "1.5", "1000001"])
 def test_a_bad_spin_setting_is_named(monkeypatch, raw):
     from fastnn.backends.numba import config
 
     monkeypatch.setenv("FASTNN_SPIN_US", raw)
-    with pytest.raises(ValueError, match=f"FASTNN_SPIN_US must be a non-negative integer.*{raw!r}"):
+    with pytest.raises(ValueError, match=f"FASTNN_SPIN_US must be a non-negative integer.*up to 1000000, got {raw!r}"):
         config.spin_us()

@@ -55,10 +55,16 @@ def collect() -> dict:
     try:
         import numba
 
-        from ..backends.numba.config import num_threads
+        from ..backends.numba import spin as _spin
+        from ..backends.numba.config import num_threads, spin_us
 
         info["numba"] = numba.__version__
         info["numba_threads"] = num_threads()  # fastnn's threads per numba kernel call
+        # how long its threads poll before they block (0: never; not on CPUs other than x86-64)
+        try:
+            info["numba_spin_us"] = spin_us() if _spin.AVAILABLE else (spin_us() and 0)  # (checked everywhere)
+        except ValueError as exc:  # (a bad FASTNN_SPIN_US: shown, as the first threaded call would raise it)
+            info["numba_spin_us"] = f"invalid: {exc}"
         from .._jit import SLP_VECTORIZE
 
         info["numba_slp"] = SLP_VECTORIZE
@@ -125,7 +131,10 @@ def run(args) -> int:
         print(f"  {k:<8} {info.get(k) or 'not installed'}")
     print(f"  dask     {info['dask'] or 'not installed'} (fastnn.dask, `fastnn train --dask`: pip install 'fastnn[dask]')")
     if "numba_threads" in info:
-        print(f"  numba backend threads: {info['numba_threads']} (FASTNN_NUM_THREADS or Numba's setting)")
+        spin = info["numba_spin_us"]
+        spin = f"poll {spin} us before blocking" if isinstance(spin, int) else spin
+        print(f"  numba backend threads: {info['numba_threads']} (FASTNN_NUM_THREADS or Numba's setting); "
+              f"{spin} (FASTNN_SPIN_US)")
     cache = info["cache"]
     print(f"  cache    {cache['dir']} ({_size(cache['bytes'])}; FASTNN_CACHE_DIR; `fastnn cache clear` empties it)")
     print(f"           compiled kernels in {cache['compiled_kernels']}")

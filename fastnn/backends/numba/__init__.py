@@ -36,8 +36,8 @@ work) or in chunks of its outer loop on fastnn's threads (:mod:`.threads`).
   stride-1 correlation of dZ, zero-padded (or cropped), with the phase's taps W[r::s]
   flipped in (kh, kw) and transposed to (C_out, C_in). That is the forward kernel itself
   ("full" correlation), at the forward's speed and with no kernel of its own to compile;
-  stride 1 is one phase written in place, stride > 1 writes each phase through a strided
-  view. For C_in <= 4 (and C_out at least one vector's lanes) a gather runs instead (each
+  stride 1 is one phase, the whole of dA_prev; stride > 1 writes each phase in place, into its
+  grid of dA_prev (the forward kernels take an output placement). For C_in <= 4 (and C_out at least one vector's lanes) a gather runs instead (each
   input pixel sums the windows covering it, pixels grouped by stride phase) with the sum
   over k in SIMD lanes (dZ and W zero-padded in k to whole lanes), since a forward tile
   over 3 output channels cannot fill a vector; in float32 at stride 1 (rows of at least one
@@ -60,8 +60,7 @@ work) or in chunks of its outer loop on fastnn's threads (:mod:`.threads`).
   backward: a division per output vector cost as much as a 3x3 window's adds); the 32-wide
   max-pool backward gather is the slowest kernel to compile.
 
-Extra memory: the padded input, padded dZ (one per stride phase, with each phase's dA_prev
-for stride > 1), the packed W and the dW partials (one per chunk, as many as threads); on
+Extra memory: the padded input, padded dZ (one per front padding the stride phases need), the packed W and the dW partials (one per chunk, as many as threads); on
 channels-first calls, per chunk one padded image and one output row (the NCHW forward build),
 and the backward's NHWC copies of the input (padded) and dZ; never an im2col-sized buffer.
 
@@ -247,6 +246,7 @@ def _fwd_kernel_call(X, Wm, bias, Z, sh, sw, tile=None, at=None):
     Z[:, h0::hs, w0::ws] of Ho x Wo pixels, written in place (default: the whole of Z)."""
     m, Hx, Wx, Cin = X.shape
     _, Hz, Wz, K = Z.shape
+    assert Z.flags.c_contiguous  # (else the reshape below would copy, and the kernel write the copy)
     Ho, Wo, h0, hs, w0, ws = (Hz, Wz, 0, 1, 0, 1) if at is None else at
     P, T, rows = tiles.fwd_plan(X.dtype, K, Ho, Wo, Wm.shape[1], tile)
     Xr, Wp, bp = X.reshape(m, Hx, Wx * Cin), _pack_channels(Wm, T), _pack_channels(bias, T)

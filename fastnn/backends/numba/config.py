@@ -85,11 +85,13 @@ def chunk_count(work: int, nthreads: int, threshold: int) -> int:
 #: Microseconds an idle worker polls for the next chunk before it blocks, and a threaded call
 #: polls for its chunks to finish before it blocks (``FASTNN_SPIN_US``; 0: never poll). On the
 #: 2-vCPU host, waking a blocked thread took about 20 us, two or three times a call (the
-#: worker, the GIL, the caller): a threaded call of a 12 us kernel took 70-95 us; polling, 35-45
+#: worker, the GIL, the caller): a threaded call of a 12 us kernel took 85-90 us; polling, about 42
 #: (docs/bench/2026-12-07-spin.md). The poll runs without the GIL, in :mod:`.spin`'s kernels,
 #: on x86-64 only. A worker polls after each chunk, so it holds its core busy up to this long
 #: after a call (OpenBLAS's idle threads: about 2^28 cycles).
 SPIN_US_DEFAULT = 100
+#: (at most a second)
+SPIN_US_MAX = 1_000_000
 #: ... and once the flag it polls has changed, polls this much longer (microseconds), so that
 #: the thread that set it can release the GIL before this one asks for it back.
 SPIN_LINGER_US = 5
@@ -104,8 +106,9 @@ def spin_us() -> int:
         n = int(raw)
     except ValueError:
         n = -1
-    if n < 0:
-        raise ValueError(f"FASTNN_SPIN_US must be a non-negative integer (microseconds), got {raw!r}")
+    if not 0 <= n <= SPIN_US_MAX:
+        raise ValueError(f"FASTNN_SPIN_US must be a non-negative integer (microseconds) up to {SPIN_US_MAX}, "
+                         f"got {raw!r}")
     return n
 
 

@@ -1,8 +1,8 @@
 """Bounded spin-waits for fastnn's threads (:mod:`.threads`), in ``nogil`` kernels.
 
 On the 2-vCPU machine fastnn is measured on, waking a thread that blocked (on a lock, a
-queue or the GIL) takes about 20 us: a chunk's hand-off cost two or three such wake-ups, 60-75
-us a threaded call over its kernels' own time. A thread that polls a flag instead, without
+queue or the GIL) takes about 20 us: a chunk's hand-off cost two or three such wake-ups, about 75
+us a threaded call over its kernels' own time (30 us polling: docs/bench/2026-12-07-spin.md). A thread that polls a flag instead, without
 the GIL, sees it change within a fraction of a microsecond. These kernels poll for a bounded
 time (in the CPU's time-stamp counter), then the caller falls back to blocking.
 
@@ -31,6 +31,9 @@ AVAILABLE = platform.machine().lower() in ("x86_64", "amd64")
 def _load_acquire(typingctx, arr, idx):
     """arr[idx] of an int64 array, read with an atomic acquire load (never hoisted out of a
     loop, and ordered before the reads that follow it)."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int64 and arr.ndim == 1
+            and isinstance(idx, types.Integer)):
+        return None  # (a typing error: flags are 1-D int64 arrays)
     sig = types.int64(arr, idx)
 
     def codegen(context, builder, sig, args):

@@ -20,7 +20,7 @@ Hand-offs poll before they block (:mod:`.spin`, x86-64): an idle worker polls a 
 every queued job rings, for ``FASTNN_SPIN_US`` (default 100 us) after its last chunk, and a call
 polls for its chunks' completion flags as long before it waits on their locks; the polls run
 without the GIL. Waking a blocked thread took about 20 us on the 2-vCPU host, two or three
-times a call: a threaded call of a 12 us kernel took 70-95 us blocking, 30-40 polling
+times a call: a threaded call of a 12 us kernel took 85-90 us blocking, about 42 polling
 (``config.SPIN_US_DEFAULT``).
 
 A call may also split its loop into more chunks than threads (``nthreads`` below
@@ -59,18 +59,31 @@ _local = threading.local()
 #: job queued before the read is found in the queue and one queued after changes it (an
 #: increment lost between two callers still writes a value past the read).
 _bell = np.zeros(8, dtype=np.int64)
-_spin = None  # (the spin module, idle ticks, linger ticks) once set up; False: spinning off
+_spin = None  # (the spin module, idle ticks, linger ticks) once set up; False: polling off
+_cpus = [1]  # usable CPUs, as counted when polling was set up
+_pollers = [0]  # workers polling the bell now
+_poll_lock = threading.Lock()
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # (no affinity on macOS and Windows)
+        return os.cpu_count() or 1
 
 
 def _spinning():
-    """(the spin module, idle ticks, linger ticks), or None where spinning is off
-    (``FASTNN_SPIN_US=0``, or not x86-64): set up at the first threaded call."""
+    """(the spin module, idle ticks, linger ticks), or None where polling is off
+    (``FASTNN_SPIN_US=0``, not x86-64, or a single usable CPU, where a poll would only keep the
+    thread it waits for off the core): set up at the first threaded call, which raises the
+    ``ValueError`` of a bad ``FASTNN_SPIN_US``."""
     global _spin
     if _spin is None:
         from . import spin
 
         idle_us = _cfg.spin_us()
-        if idle_us == 0 or not spin.AVAILABLE:
+        _cpus[0] = _usable_cpus()
+        if idle_us == 0 or not spin.AVAILABLE or _cpus[0] < 2:
             _spin = False
         else:
             rate = spin.cycles_per_us()
@@ -78,31 +91,42 @@ def _spinning():
     return _spin or None
 
 
-def _next_job(spinning):
+def _next_job():
     """The next queued job: taken at once, or after polling the bell for up to the idle spin
-    (without the GIL), else by blocking on the queue."""
+    (without the GIL), else by blocking on the queue. At most one worker fewer than the usable
+    CPUs polls at a time (the caller has the last one)."""
     while True:
         try:
             return _jobs.get_nowait()
         except queue.Empty:
             pass
+        spinning = _spin or None  # (set by the call that queued this worker's first job)
         if spinning is None:
             return _jobs.get()
-        seen = int(_bell[0])
+        with _poll_lock:
+            may_poll = _pollers[0] < _cpus[0] - 1
+            _pollers[0] += may_poll
+        if not may_poll:
+            return _jobs.get()
         try:
-            return _jobs.get_nowait()
-        except queue.Empty:
-            pass
-        spin, idle, linger = spinning
-        if not spin.flag_changes(_bell, 0, seen, idle, linger):
+            seen = int(_bell[0])
+            try:
+                return _jobs.get_nowait()
+            except queue.Empty:
+                pass
+            spin, idle, linger = spinning
+            changed = spin.flag_changes(_bell, 0, seen, idle, linger)
+        finally:
+            with _poll_lock:
+                _pollers[0] -= 1
+        if not changed:
             return _jobs.get()
 
 
 def _work() -> None:
     _local.is_worker = True
-    spinning = _spinning()
     while True:
-        fn, args, slot, errors, finished, done = _next_job(spinning)
+        fn, args, slot, errors, finished, done = _next_job()
         try:
             fn(*args)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
@@ -128,10 +152,13 @@ def _ensure_workers(n: int) -> None:
 
 
 def _after_fork_in_child() -> None:
-    # The child has only the forking thread: forget the parent's workers and queue.
-    global _jobs, _grow_lock
+    # The child has only the forking thread: forget the parent's workers and queue (and their
+    # polling count, and its lock, which one of them may have held).
+    global _jobs, _grow_lock, _poll_lock
     _jobs = queue.SimpleQueue()
     _grow_lock = threading.Lock()
+    _poll_lock = threading.Lock()
+    _pollers[0] = 0
     _workers.clear()
 
 
@@ -188,16 +215,21 @@ def run_chunks(kernel: Callable[..., Any], args: tuple, nchunks: int, nthreads: 
             done = threading.Lock()
             done.acquire()
             _jobs.put((kernel, args + (c, nchunks), c, errors, finished, done))
-            _bell[0] += 1
             locks.append(done)  # (after the put: a lock that was never queued is never waited on)
+            _bell[0] += 1
         kernel(*args, 0, nchunks)
     except BaseException as exc:  # noqa: BLE001 - raised once the queued chunks are done
         errors[0] = exc
     finally:
-        if spinning is not None and len(locks) == nchunks - 1:  # (poll first, without the GIL)
-            spin, idle, linger = spinning
-            spin.flags_set(finished, nchunks - 1, idle, linger)
-        interrupted = _wait_all(locks)  # every queued chunk, even when ours failed
+        interrupted = None
+        if spinning is not None and len(locks) == nchunks - 1 and nchunks <= _cpus[0]:
+            try:  # (poll first, without the GIL; an interruption meanwhile still waits below)
+                spin, idle, linger = spinning
+                spin.flags_set(finished, nchunks - 1, idle, linger)
+            except BaseException as exc:  # noqa: BLE001 - re-raised once every chunk is done
+                interrupted = exc
+        late = _wait_all(locks)  # every queued chunk, even when ours failed
+        interrupted = interrupted or late
     exc = next((e for e in errors if e is not None), interrupted)
     if exc is not None:
         errors.clear()  # no reference cycle through this frame's locals
