@@ -271,6 +271,9 @@ def test_a_polling_worker_takes_the_next_call_without_blocking(monkeypatch):
     queue): its poll reports the change."""
     if _threads._spinning() is None:
         pytest.skip("polling is off here (FASTNN_SPIN_US=0, or fewer than 2 usable CPUs)")
+    # (a poll of 0.5 s, not 100 us: on a loaded machine the next call may come later than that)
+    spin_mod, _, linger = _threads._spinning()
+    monkeypatch.setattr(_threads, "_spin", (spin_mod, int(5e5 * _spin.cycles_per_us()), linger))
     seen_changes = []
     real = _spin.flag_changes
 

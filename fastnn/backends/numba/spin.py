@@ -20,7 +20,7 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-from ..._jit import kernel
+from ..._jit import inline, kernel
 
 __all__ = ["AVAILABLE", "cycles_per_us", "flag_changes", "flags_set"]
 
@@ -78,19 +78,31 @@ def _tsc():
     return _cycles()
 
 
+@inline
+def _poll(flags, i, seen, t0, limit):
+    """Poll flags[i] while it equals ``seen``, until ``limit`` ticks after ``t0``: whether it changed."""
+    while _load_acquire(flags, i) == seen:
+        _pause()
+        if _cycles() - t0 > limit:
+            return False
+    return True
+
+
+@inline
+def _linger(ticks):
+    t1 = _cycles()
+    while _cycles() - t1 < ticks:
+        _pause()
+
+
 @kernel
 def flag_changes(flags, i, seen, limit, linger):
     """Poll flags[i] while it equals ``seen``, for at most ``limit`` counter ticks; once it
     changes, go on polling for ``linger`` ticks (so that the thread that changed it can release
     the GIL before this one asks for it back). Whether it changed."""
-    t0 = _cycles()
-    while _load_acquire(flags, i) == seen:
-        _pause()
-        if _cycles() - t0 > limit:
-            return False
-    t1 = _cycles()
-    while _cycles() - t1 < linger:
-        _pause()
+    if not _poll(flags, i, seen, _cycles(), limit):
+        return False
+    _linger(linger)
     return True
 
 
@@ -100,13 +112,9 @@ def flags_set(flags, n, limit, linger):
     wait ``linger`` ticks more (as :func:`flag_changes`). Whether they all were."""
     t0 = _cycles()
     for i in range(n):
-        while _load_acquire(flags, i) == 0:
-            _pause()
-            if _cycles() - t0 > limit:
-                return False
-    t1 = _cycles()
-    while _cycles() - t1 < linger:
-        _pause()
+        if not _poll(flags, i, 0, t0, limit):
+            return False
+    _linger(linger)
     return True
 
 
