@@ -22,6 +22,11 @@ Settings (environment variables, read once at import):
     shortens that (``scripts/measure_numba.py --only blas`` measures it; figures in
     ``docs/bench/backend-notes.md``).
 
+``FASTNN_SPIN_US``
+    Microseconds fastnn's threads poll before they block, after each chunk and while a call
+    waits for its chunks (default 100; 0: never; read at the first threaded call; see
+    ``SPIN_US_DEFAULT``).
+
 Thread safety: calls from several Python threads at once are safe and give the same bits
 as serial calls; their chunks share fastnn's worker threads (:mod:`fastnn.backends.numba.threads`).
 

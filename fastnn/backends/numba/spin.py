@@ -1,10 +1,11 @@
 """Bounded spin-waits for fastnn's threads (:mod:`.threads`), in ``nogil`` kernels.
 
 On the 2-vCPU machine fastnn is measured on, waking a thread that blocked (on a lock, a
-queue or the GIL) takes about 20 us: a chunk's hand-off cost two or three such wake-ups, about 75
-us a threaded call over its kernels' own time (30 us polling: docs/bench/2026-12-07-spin.md). A thread that polls a flag instead, without
-the GIL, sees it change within a fraction of a microsecond. These kernels poll for a bounded
-time (in the CPU's time-stamp counter), then the caller falls back to blocking.
+queue or the GIL) takes about 20 us: a chunk's hand-off cost two or three such wake-ups, about
+75 us a threaded call over its kernels' own time (30 us polling: docs/bench/2026-12-07-spin.md).
+A thread that polls a flag instead, without the GIL, sees it change within a fraction of a
+microsecond. These kernels poll for a bounded time (in the CPU's time-stamp counter), then the
+caller falls back to blocking.
 
 x86-64 only (``AVAILABLE``): ``llvm.readcyclecounter`` is the constant-rate ``rdtsc`` there;
 elsewhere it may read a counter that traps in user space, so no kernel here is ever called

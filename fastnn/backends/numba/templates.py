@@ -111,8 +111,8 @@ def conv_fwd(name: str, P: int, T: int) -> List[str]:
     """One register tile over the output's Ho x Wo pixels taken in a row-major run of each
     image. Z is the output viewed as (m, pixels, K), and pixel (ho, wo) is stored at
     z0 + ho*zsh + wo*zsw: (0, Wo, 1) for a whole output, a strided grid in it for one stride
-    phase of dA_prev (written in place, no copy). A block of P pixels may span output rows, each pixel reading
-    its own input row, so the blocks waste nothing at a row's end (a 14-wide row in blocks
+    phase of dA_prev (written in place, no copy). A block of P pixels may span output rows,
+    each pixel reading its own input row, so the blocks waste nothing at a row's end (a 14-wide row in blocks
     of 6 computed 18 pixels for 14). It runs where P does not divide Wo and a filter row is
     long enough (``tiles.fwd_plan``; elsewhere :func:`conv_fwd_rows`, the same bits).
     No tails: the last pixel block of an image and the last channel block are shifted back
