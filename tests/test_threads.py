@@ -271,7 +271,10 @@ def test_a_polling_worker_takes_the_next_call_without_blocking(monkeypatch):
     queue): its poll reports the change."""
     if _threads._spinning() is None:
         pytest.skip("polling is off here (FASTNN_SPIN_US=0, or fewer than 2 usable CPUs)")
-    # (a poll of 0.5 s, not 100 us: on a loaded machine the next call may come later than that)
+    # (compiled first: with a cold cache the workers' first poll would compile for longer than
+    # the 50 calls take; and a poll of 0.5 s, not 100 us: on a loaded machine the next call may
+    # come later than that)
+    assert _spin.flag_changes(np.zeros(1, dtype=np.int64), 0, 1, 0, 0)
     spin_mod, _, linger = _threads._spinning()
     monkeypatch.setattr(_threads, "_spin", (spin_mod, int(5e5 * _spin.cycles_per_us()), linger))
     seen_changes = []
@@ -284,9 +287,12 @@ def test_a_polling_worker_takes_the_next_call_without_blocking(monkeypatch):
 
     monkeypatch.setattr(_spin, "flag_changes", flag_changes)
     seen, lock = [], threading.Lock()
-    for _ in range(50):
-        _threads.run_chunks(_record, (seen, lock), 2)
-    assert len(seen) == 100 and True in seen_changes
+    for calls in range(1, 1001):  # (until one poll has seen a call come: the first few may go to
+        _threads.run_chunks(_record, (seen, lock), 2)  # workers that were blocked before the test)
+        if True in seen_changes:
+            break
+    assert len(seen) == 2 * calls and True in seen_changes, (calls, _threads._pollers, _threads._cpus,
+                                                             _threads.worker_count(), seen_changes[:5])
 
 
 @needs_spin
