@@ -131,6 +131,8 @@ def test_info_shows_the_threads_poll_setting():
     assert res.returncode == 0, res.stderr
     polls = spin.AVAILABLE and threads._usable_cpus() >= 2  # (x86-64, 2 usable CPUs or more)
     expected = "poll 40 us before blocking" if polls else "poll 0 us before blocking"
+    res_off = _python("info", env_extra={"FASTNN_SPIN_US": "0"})
+    assert "poll 0 us before blocking (FASTNN_SPIN_US)" in res_off.stdout
     assert f"{expected} (FASTNN_SPIN_US)" in res.stdout
     res = _python("info", env_extra={"FASTNN_SPIN_US": "soon"})  # a bad value is named, not a crash
     assert res.returncode == 0, res.stderr

@@ -358,3 +358,31 @@ def test_a_bad_spin_setting_is_named(monkeypatch, raw):
     monkeypatch.setenv("FASTNN_SPIN_US", raw)
     with pytest.raises(ValueError, match=f"FASTNN_SPIN_US must be a non-negative integer.*up to 1000000, got {raw!r}"):
         config.spin_us()
+
+
+def test_poll_us_is_the_rule_threaded_calls_follow(monkeypatch):
+    """``threads.poll_us`` (what ``fastnn info`` shows) and the threads' own set-up agree: the
+    setting where x86-64 with 2 usable CPUs or more, else 0; a bad setting raises either way."""
+    from fastnn.backends.numba import spin as _spin_mod
+    from fastnn.backends.numba import threads
+
+    saved = list(threads._cpus)  # (restored after: _spinning sets it and _spin)
+    monkeypatch.setattr(threads, "_spin", threads._spin)
+    monkeypatch.setenv("FASTNN_SPIN_US", "40")
+    try:
+        for available, cpus in ((True, 2), (True, 1), (False, 2)):
+            monkeypatch.setattr(_spin_mod, "AVAILABLE", available)
+            monkeypatch.setattr(threads, "_usable_cpus", lambda cpus=cpus: cpus)
+            threads._spin = None
+            on = available and cpus >= 2
+            assert threads.poll_us() == (40 if on else 0)
+            spinning = threads._spinning()
+            assert (spinning is not None) == on and threads._cpus[0] == cpus
+            if on:
+                assert spinning[0] is _spin_mod and spinning[1] == int(40 * _spin_mod.cycles_per_us())
+            monkeypatch.setenv("FASTNN_SPIN_US", "fast")
+            with pytest.raises(ValueError, match="FASTNN_SPIN_US"):
+                threads.poll_us()
+            monkeypatch.setenv("FASTNN_SPIN_US", "40")
+    finally:
+        threads._cpus[:] = saved

@@ -55,17 +55,15 @@ def collect() -> dict:
     try:
         import numba
 
-        from ..backends.numba import spin as _spin
-        from ..backends.numba.config import num_threads, spin_us
-        from ..backends.numba.threads import _usable_cpus
+        from ..backends.numba.config import num_threads
+        from ..backends.numba.threads import poll_us
 
         info["numba"] = numba.__version__
         info["numba_threads"] = num_threads()  # fastnn's threads per numba kernel call
         # how long its threads poll before they block (0: never; not on CPUs other than x86-64,
         # nor with a single usable CPU)
         try:
-            polls = _spin.AVAILABLE and _usable_cpus() >= 2
-            info["numba_spin_us"] = spin_us() if polls else (spin_us() and 0)  # (checked everywhere)
+            info["numba_spin_us"] = poll_us()
         except ValueError as exc:  # (a bad FASTNN_SPIN_US: shown, as the first threaded call would raise it)
             info["numba_spin_us"] = f"invalid: {exc}"
         from .._jit import SLP_VECTORIZE

@@ -48,7 +48,7 @@ import numpy as np
 
 from . import config as _cfg
 
-__all__ = ["run_chunks", "worker_count"]
+__all__ = ["run_chunks", "worker_count", "poll_us"]
 
 _jobs: "queue.SimpleQueue" = queue.SimpleQueue()
 _workers: List[threading.Thread] = []
@@ -72,18 +72,27 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def poll_us() -> int:
+    """Microseconds the threads poll before they block: ``FASTNN_SPIN_US`` (its ``ValueError``
+    where it is bad), or 0 where polling is off: not x86-64, or a single usable CPU, where a
+    poll would only keep the thread it waits for off the core."""
+    from . import spin
+
+    us = _cfg.spin_us()
+    return us if spin.AVAILABLE and _usable_cpus() >= 2 else 0
+
+
 def _spinning():
     """(the spin module, idle ticks, linger ticks), or None where polling is off
-    (``FASTNN_SPIN_US=0``, not x86-64, or a single usable CPU, where a poll would only keep the
-    thread it waits for off the core): set up at the first threaded call, which raises the
-    ``ValueError`` of a bad ``FASTNN_SPIN_US``."""
+    (:func:`poll_us` is 0): set up at the first threaded call, which raises the ``ValueError``
+    of a bad ``FASTNN_SPIN_US``."""
     global _spin
     if _spin is None:
         from . import spin
 
-        idle_us = _cfg.spin_us()
+        idle_us = poll_us()
         _cpus[0] = _usable_cpus()
-        if idle_us == 0 or not spin.AVAILABLE or _cpus[0] < 2:
+        if idle_us == 0:
             _spin = False
         else:
             rate = spin.cycles_per_us()
