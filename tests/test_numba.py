@@ -803,3 +803,43 @@ def test_chunks_taken_in_turn_give_the_bits_of_fixed_shares(monkeypatch, dtype):
     assert all(t is None or n <= t for n, t in calls)
     for a, b in zip(in_turn, fixed):
         assert a.dtype == np.dtype(dtype) and np.array_equal(a, b, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kernel_buffers_are_aligned(dtype, monkeypatch):
+    """The buffers the wrappers make for the kernels start on ``config.ALIGN`` bytes (the
+    packed filters' vector loads then never span two cache lines) and hold what NumPy's own
+    would: ``_aligned_empty`` of any shape, ``_pack_channels`` (T dividing K or not),
+    ``_pad_k`` and ``_padded``; and every packed filter a convolution's forward and backward
+    pass to a kernel is aligned."""
+    from fastnn.backends.numba import config
+
+    dt = np.dtype(dtype)
+    rng = np.random.default_rng(5)
+    for shape in ((), (0,), (1,), (3, 5), (7, 1, 13), (2, 3, 4, 65), 100_003):
+        a = nb._aligned_empty(shape, dt)
+        assert (a.size == 0 or a.ctypes.data % config.ALIGN == 0) and a.dtype == dt  # (no data: no start)
+        assert a.flags.c_contiguous and a.flags.writeable
+        assert a.shape == np.empty(shape).shape
+    M = rng.standard_normal((3, 10, 37)).astype(dt)[:, ::2]  # (a strided view, K = 37)
+    for T in (8, 16, 37):
+        k0 = np.minimum(np.arange(-(-37 // T)) * T, 37 - T)
+        expected = np.ascontiguousarray(np.moveaxis(M[..., k0[:, None] + np.arange(T)], -2, 0))
+        packed = nb._pack_channels(M, T)
+        assert packed.ctypes.data % config.ALIGN == 0 and packed.flags.c_contiguous
+        assert packed.dtype == dt and np.array_equal(packed, expected)
+    for kpad in (0, 3):
+        padded = nb._pad_k(M, kpad)
+        assert np.array_equal(padded, np.pad(M, ((0, 0), (0, 0), (0, kpad))))
+        assert padded is M if not kpad else padded.ctypes.data % config.ALIGN == 0
+    X = rng.standard_normal((2, 5, 6, 3)).astype(dt)
+    Xp = nb._padded(X, 1, 2, 0.0, 1, 0)
+    assert Xp.ctypes.data % config.ALIGN == 0 and np.array_equal(Xp, np.pad(X, ((0, 0), (1, 2), (2, 2), (0, 0))))
+    seen = []
+    real = nb._pack_channels
+    monkeypatch.setattr(nb, "_pack_channels", lambda M, T: (seen.append(r := real(M, T)), r)[1])
+    A, W, b, hp, dZ = ConvCase("aligned", 2, 9, 10, 24, 3, 40, 2, 1).make(dtype, seed=3)
+    Z, cache = fastnn.conv_forward(A, W, b, hp, backend="numba")
+    fastnn.conv_backward(dZ, cache, backend="numba")
+    assert len(seen) >= 4 and all(s.ctypes.data % config.ALIGN == 0 for s in seen)
+    _close(Z, fastnn.conv_forward(A, W, b, hp, backend=REF)[0], dtype, "aligned")

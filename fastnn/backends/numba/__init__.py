@@ -37,12 +37,13 @@ work) or in chunks of its outer loop on fastnn's threads (:mod:`.threads`).
   flipped in (kh, kw) and transposed to (C_out, C_in). That is the forward kernel itself
   ("full" correlation), at the forward's speed and with no kernel of its own to compile;
   stride 1 is one phase, the whole of dA_prev; stride > 1 writes each phase in place, into its
-  grid of dA_prev (the forward kernels take an output placement). For C_in <= 4 (and C_out at least one vector's lanes) a gather runs instead (each
-  input pixel sums the windows covering it, pixels grouped by stride phase) with the sum
-  over k in SIMD lanes (dZ and W zero-padded in k to whole lanes), since a forward tile
-  over 3 output channels cannot fill a vector; in float32 at stride 1 (rows of at least one
-  pixel block) a correlation of the planar padded dZ vectorised over output pixels instead
-  (``templates.conv_dA_px``: no sum of lanes per output value).
+  grid of dA_prev (the forward kernels take an output placement). For C_in <= 4 (and C_out
+  at least one vector's lanes) a gather runs instead (each input pixel sums the windows
+  covering it, pixels grouped by stride phase) with the sum over k in SIMD lanes (dZ and W
+  zero-padded in k to whole lanes), since a forward tile over 3 output channels cannot fill
+  a vector; in float32 at stride 1 (rows of at least one pixel block) a correlation of the
+  planar padded dZ vectorised over output pixels instead (``templates.conv_dA_px``: no sum
+  of lanes per output value).
 * dW kernels come in one build per tile (``BWD_T``: 8 or 16, 4, 1 channels, by J = 4 input
   columns, or 9, 6 or 4 for a one-vector channel tile, ``tiles.dw_tile``); a call
   compiles only the one it uses (the widest that fits). A cold first ``conv_backward``
@@ -60,9 +61,12 @@ work) or in chunks of its outer loop on fastnn's threads (:mod:`.threads`).
   backward: a division per output vector cost as much as a 3x3 window's adds); the 32-wide
   max-pool backward gather is the slowest kernel to compile.
 
-Extra memory: the padded input, padded dZ (one per front padding the stride phases need), the packed W and the dW partials (one per chunk, as many as threads); on
-channels-first calls, per chunk one padded image and one output row (the NCHW forward build),
-and the backward's NHWC copies of the input (padded) and dZ; never an im2col-sized buffer.
+Extra memory: the padded input, padded dZ (one per front padding the stride phases need), the
+packed W and the dW partials (one per chunk, as many as threads); on channels-first calls, per
+chunk one padded image and one output row (the NCHW forward build), and the backward's NHWC
+copies of the input (padded) and dZ; never an im2col-sized buffer. Every buffer the wrappers
+make for a kernel starts on a ``config.ALIGN``-byte boundary (``_aligned_empty``): the packed
+filters' vector loads never span two cache lines.
 
 Threads and thread safety: see :mod:`.config` (``FASTNN_NUM_THREADS``) and :mod:`.threads`.
 """
@@ -183,10 +187,38 @@ def _copy(src, dst):
     _run(_copy_part, 4 * dst.size, dst, src)
 
 
+def _aligned_empty(shape, dtype):
+    """``np.empty(shape, dtype)`` starting on a ``cfg.ALIGN``-byte boundary (NumPy's own start 16
+    bytes into a page or a malloc block): a vector load of the kernels' packed operands then
+    never spans two cache lines."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + cfg.ALIGN, dtype=np.uint8)
+    start = -raw.ctypes.data % cfg.ALIGN
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def _aligned_copy(a):
+    """A C-contiguous, aligned copy of ``a`` (:func:`_aligned_empty`)."""
+    out = _aligned_empty(a.shape, a.dtype)
+    out[...] = a
+    return out
+
+
+def _pad_k(a, kpad):
+    """``a`` (..., K) with ``kpad`` zero channels appended, aligned (``a`` itself when kpad is 0)."""
+    if not kpad:
+        return a
+    out = _aligned_empty(a.shape[:-1] + (a.shape[-1] + kpad,), a.dtype)
+    out[..., :a.shape[-1]] = a
+    out[..., a.shape[-1]:] = 0
+    return out
+
+
 def _padded(X, ph, pw, value=0.0, extra_h=0, extra_w=0):
-    """X padded by (ph, pw) in front and (ph + extra_h, pw + extra_w) behind."""
+    """X padded by (ph, pw) in front and (ph + extra_h, pw + extra_w) behind (aligned)."""
     m, H, W, C = X.shape
-    out = np.empty((m, H + 2 * ph + extra_h, W + 2 * pw + extra_w, C), dtype=X.dtype)
+    out = _aligned_empty((m, H + 2 * ph + extra_h, W + 2 * pw + extra_w, C), X.dtype)
     _pad_copy(X, out, ph, pw, X.dtype.type(value))
     return out
 
@@ -213,8 +245,9 @@ def _is_small(p):
 
 
 def _pack_channels(M, T):
-    """M (..., K) as (nkb, ..., T), C-contiguous: block kb holds channels k0 .. k0+T-1 with
-    k0 = min(kb*T, K-T) (the last block overlaps the one before when T does not divide K)."""
+    """M (..., K) as (nkb, ..., T), C-contiguous and aligned (:func:`_aligned_empty`): block kb
+    holds channels k0 .. k0+T-1 with k0 = min(kb*T, K-T) (the last block overlaps the one before
+    when T does not divide K)."""
     K = M.shape[-1]
     nkb = -(-K // T)
     if K % T == 0:
@@ -222,7 +255,10 @@ def _pack_channels(M, T):
     else:
         k0 = np.minimum(np.arange(nkb) * T, K - T)
         blocks = M[..., k0[:, None] + np.arange(T)]
-    return np.ascontiguousarray(np.moveaxis(blocks, -2, 0))
+    blocks = np.moveaxis(blocks, -2, 0)
+    out = _aligned_empty(blocks.shape, M.dtype)
+    out[...] = blocks
+    return out
 
 
 def _gather_dZ(p, dZ, kpad=0):
@@ -232,7 +268,7 @@ def _gather_dZ(p, dZ, kpad=0):
     plw = (p.fw - 1 + p.sw - 1) // p.sw
     phh = max(0, (p.Hp - 1) // p.sh - p.Ho + 1)
     phw = max(0, (p.Wp - 1) // p.sw - p.Wo + 1)
-    src = np.pad(dZ, ((0, 0), (0, 0), (0, 0), (0, kpad))) if kpad else dZ
+    src = _pad_k(dZ, kpad)
     if plh or plw or phh or phw:
         return _padded(src, plh, plw, 0.0, phh - plh, phw - plw), plh, plw
     return src, plh, plw
@@ -305,8 +341,8 @@ def _depthwise_backward(p, A_prev, W, dZ, dA_prev, dW, db):
     work = _conv_work(p)
     mode = _MODE.get()
     nch = 1 if mode == SERIAL or (mode is None and work < _THREADED_WORK) else max(1, min(_num_threads(), p.m * p.Ho))
-    part = np.empty((nch, p.fh, p.fw, p.K), dtype=p.dtype)
-    pdb = np.empty((nch, p.K), dtype=p.dtype)
+    part = _aligned_empty((nch, p.fh, p.fw, p.K), p.dtype)
+    pdb = _aligned_empty((nch, p.K), p.dtype)
     NB = tiles.pool_block(p.K)
     zero = p.dtype.type(0)
     NBr = tiles.dw_row_block(p.K, p.dtype)
@@ -322,10 +358,10 @@ def _depthwise_backward(p, A_prev, W, dZ, dA_prev, dW, db):
     if dA_prev is None:  # (no input gradient wanted)
         return
     M = p.K // p.C
-    dX = dA_prev if M == 1 else np.empty(X.shape, dtype=p.dtype)
+    dX = dA_prev if M == 1 else _aligned_empty(X.shape, p.dtype)
     Wd = W.reshape(p.fh, p.fw, p.K)
     if p.sh == p.sw == 1:  # the correlation of dZ with the flipped filters: the forward kernel
-        _run(_dw_forward_kernel(p.K, p.dtype, p.fw, 1, p.dw), work, dZ, np.ascontiguousarray(Wd[::-1, ::-1]),
+        _run(_dw_forward_kernel(p.K, p.dtype, p.fw, 1, p.dw), work, dZ, _aligned_copy(Wd[::-1, ::-1]),
              np.zeros(p.K, dtype=p.dtype), dX, 1, 1, (p.fh - 1) * p.dh - p.ph, (p.fw - 1) * p.dw - p.pw, p.dh, p.dw,
              chunk_work=_dw_work(p))
     elif p.dh == p.dw == 1:  # per stride phase, the phase's taps' correlation (as _dA_prev does)
@@ -337,13 +373,13 @@ def _depthwise_backward(p, A_prev, W, dZ, dA_prev, dW, db):
                 if nah == 0 or naw == 0:  # no tap reaches these pixels (stride > f)
                     dX[:, h0::p.sh, w0::p.sw] = 0
                     continue
-                V = np.ascontiguousarray(Wd[rh::p.sh, rw::p.sw][::-1, ::-1])
+                V = _aligned_copy(Wd[rh::p.sh, rw::p.sw][::-1, ::-1])
                 if ("fwd_phase", NBr, naw) in _DW.DW:  # written in place
                     _run(_DW.DW["fwd_phase", NBr, naw], work, dZ, V, zeros, dX, nh, nw, h0, p.sh, w0, p.sw,
                          1, 1, th, tw, 1, 1, chunk_work=p.m * nh * nw * p.K * nah * naw)
                     continue
                 if scratch is None:  # (one buffer for all phases)
-                    scratch = np.empty(p.m * -(-p.H // p.sh) * -(-p.W // p.sw) * p.K, dtype=p.dtype)
+                    scratch = _aligned_empty(p.m * -(-p.H // p.sh) * -(-p.W // p.sw) * p.K, p.dtype)
                 out = scratch[:p.m * nh * nw * p.K].reshape(p.m, nh, nw, p.K)
                 _run(_dw_forward_kernel(p.K, p.dtype, naw, 1, 1), work, dZ, V, zeros, out, 1, 1, th, tw, 1, 1,
                      chunk_work=out.size * nah * naw)
@@ -387,17 +423,17 @@ def _general_backward(p, A_prev, W, dZ, dA_prev, dW, db):
     Kp, Lp = -(-Kg // T) * T, -(-L // J) * J
     nch = max(1, min(_num_threads(), p.m * p.Ho))
     kw, c = np.divmod(np.minimum(np.arange(Lp), L - 1), Cg)  # a window row's column j = kw*Cg + c
-    part = np.empty((nch, p.fh, Lp, Kp), dtype=p.dtype)
-    pdb = np.empty((nch, Kp), dtype=p.dtype)
+    part = _aligned_empty((nch, p.fh, Lp, Kp), p.dtype)
+    pdb = _aligned_empty((nch, Kp), p.dtype)
     for g in range(p.G):
         ks = slice(g * Kg, (g + 1) * Kg)
         ja, jb = np.divmod(kw * (p.dw * p.C) + g * Cg + c, p.sw * p.C)
-        dZg = np.pad(dZ[..., ks], ((0, 0), (0, 0), (0, 0), (0, Kp - Kg)))
+        dZg = _pad_k(dZ[..., ks], Kp - Kg)
         _dW_chunks(J, T, p, Xs, dZg, part, pdb, ja, jb, p.dh)
         if nch == 1:
             sums, dbs = part[0], pdb[0]
         else:
-            sums, dbs = np.empty(part.shape[1:], dtype=p.dtype), np.empty(Kp, dtype=p.dtype)
+            sums, dbs = _aligned_empty(part.shape[1:], p.dtype), _aligned_empty(Kp, p.dtype)
             _run(kernels.sum_parts, sums.size, part.reshape(nch, -1), sums.reshape(-1))
             kernels.sum_parts(pdb, dbs, 0, 1)
         dW[..., ks] = sums[:, :L, :Kg].reshape(p.fh, p.fw, Cg, Kg)
@@ -406,10 +442,10 @@ def _general_backward(p, A_prev, W, dZ, dA_prev, dW, db):
         return
     if p.sh > 1 or p.sw > 1:  # (no dilation: _backward_handles)
         q = p._replace(C=Cg, K=Kg, G=1)
-        dAg = np.empty((p.m, p.H, p.W, Cg), dtype=p.dtype)
+        dAg = _aligned_empty((p.m, p.H, p.W, Cg), p.dtype)
         for g in range(p.G):
             cs, ks = slice(g * Cg, (g + 1) * Cg), slice(g * Kg, (g + 1) * Kg)
-            _dA_prev(q, np.ascontiguousarray(W[..., ks]), np.ascontiguousarray(dZ[..., ks]), dAg)
+            _dA_prev(q, _aligned_copy(W[..., ks]), _aligned_copy(dZ[..., ks]), dAg)
             dA_prev[..., cs] = dAg
         return
     th, tw = (p.fh - 1) * p.dh - p.ph, (p.fw - 1) * p.dw - p.pw
@@ -444,7 +480,7 @@ def conv_forward(p, A_prev, W, b, Z, tile=None):
         if Zn.flags.c_contiguous and _channels_first(p, tile):
             _nchw_forward(p, _nchw_base(A_prev), W, b, Zn, tile)
         else:  # (any other strides: computed on C-contiguous copies, then copied in)
-            out = Z if Z.flags.c_contiguous else np.empty(Z.shape, dtype=Z.dtype)
+            out = Z if Z.flags.c_contiguous else _aligned_empty(Z.shape, Z.dtype)
             conv_forward(p, np.ascontiguousarray(A_prev), _hwck(W), b, out, tile)
             if out is not Z:
                 _copy(out, Z)
@@ -493,7 +529,7 @@ def _packed_filters(p, W, T):
     Wk = W.transpose(3, 2, 0, 1)
     if W.flags.c_contiguous or not Wk.flags.c_contiguous:
         return _pack_channels(np.ascontiguousarray(W).reshape(p.fh, p.fw * p.C, p.K), T)
-    out = np.empty((-(-p.K // T), p.fh, p.fw * p.C, T), dtype=W.dtype)
+    out = _aligned_empty((-(-p.K // T), p.fh, p.fw * p.C, T), W.dtype)
     _run(kernels.pack_kchw, 4 * out.size, Wk, out)
     return out
 
@@ -503,7 +539,7 @@ def _hwck(W):
     if W.flags.c_contiguous:
         return W
     Wk = np.ascontiguousarray(W.transpose(3, 2, 0, 1))
-    out = np.empty(W.shape, dtype=W.dtype)
+    out = _aligned_empty(W.shape, W.dtype)
     _run(kernels.kchw_to_hwck, 4 * out.size, Wk, out)
     return out
 
@@ -520,7 +556,7 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t=None):
         if _channels_first(p, dw_t):  # channels-first views (where _channels_first(p) said so)
             _nchw_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t)
         else:  # (any other strided arrays: copied, dA_prev computed apart and copied in)
-            dA = dA_prev if dA_prev is None or dA_prev.flags.c_contiguous else np.empty(dA_prev.shape, dtype=p.dtype)
+            dA = dA_prev if dA_prev is None or dA_prev.flags.c_contiguous else _aligned_empty(dA_prev.shape, p.dtype)
             conv_backward(p, np.ascontiguousarray(A_prev), _hwck(W), np.ascontiguousarray(dZ), dA, dW, db, dw_t)
             if dA is not dA_prev:
                 _copy(dA, dA_prev)
@@ -545,9 +581,9 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t=None):
         return
     if dw_t is None and _is_small(p):
         if dA_prev is None:  # (no input gradient wanted: this kernel makes both, drop it)
-            dA_prev = np.empty(A_prev.shape, dtype=p.dtype)
+            dA_prev = _aligned_empty(A_prev.shape, p.dtype)
         dZp, plh, plw = _gather_dZ(p, dZ)
-        WT = np.ascontiguousarray(W.transpose(0, 1, 3, 2))
+        WT = _aligned_copy(W.transpose(0, 1, 3, 2))
         Zr = dZp.reshape(p.m, dZp.shape[1], dZp.shape[2] * p.K)
         kernels.conv_bwd_plain(Xp.reshape(p.m, p.Hp, -1), Zr, WT, dZ, dA_prev, dW.reshape(p.fh, L, p.K), db,
                          p.sh, p.sw, p.ph, p.pw, plh, plw)
@@ -576,17 +612,17 @@ def _dW_tiled(p, Xs, dZ, dW, db, dw_t):
     # the padded channels' and columns' partials are dropped.
     J, T = tiles.dw_tile(p.dtype, p.K, L, dw_t if dw_t is not None and dw_t <= p.K else None)
     Kp = -(-p.K // T) * T
-    dZk = np.pad(dZ, ((0, 0), (0, 0), (0, 0), (0, Kp - p.K))) if Kp != p.K else dZ
+    dZk = _pad_k(dZ, Kp - p.K)
     Lp = -(-L // J) * J
     nch = max(1, min(_num_threads(), p.m * p.Ho))
-    part = np.empty((nch, p.fh, Lp, Kp), dtype=p.dtype)
-    pdb = np.empty((nch, Kp), dtype=p.dtype)
+    part = _aligned_empty((nch, p.fh, Lp, Kp), p.dtype)
+    pdb = _aligned_empty((nch, Kp), p.dtype)
     ja, jb = np.divmod(np.minimum(np.arange(Lp), L - 1), p.sw * p.C)
     _dW_chunks(J, T, p, Xs, dZk, part, pdb, ja, jb, 1)
     if nch == 1:
         sums, dbs = part[0], pdb[0]
     else:
-        sums, dbs = np.empty(part.shape[1:], dtype=p.dtype), np.empty(Kp, dtype=p.dtype)
+        sums, dbs = _aligned_empty(part.shape[1:], p.dtype), _aligned_empty(Kp, p.dtype)
         _run(kernels.sum_parts, sums.size, part.reshape(nch, -1), sums.reshape(-1))
         kernels.sum_parts(pdb, dbs, 0, 1)
     dW.reshape(p.fh, L, p.K)[:] = sums[:, :L, :p.K]
@@ -609,9 +645,9 @@ def _nchw_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t):
         return
     W = _hwck(W)
     ew = (-p.Wp) % p.sw
-    Xp = np.empty((p.m, p.Hp, p.Wp + ew, p.C), dtype=p.dtype)
+    Xp = _aligned_empty((p.m, p.Hp, p.Wp + ew, p.C), p.dtype)
     _run(kernels.nchw_to_nhwc, 4 * Xp.size, _nchw_base(A_prev), Xp, p.ph, p.pw)
-    dZc = np.empty(dZ.shape, dtype=p.dtype)
+    dZc = _aligned_empty(dZ.shape, p.dtype)
     _run(kernels.nchw_to_nhwc, 4 * dZc.size, _nchw_base(dZ), dZc, 0, 0)
     _dW_tiled(p, Xp.reshape(p.m, p.Hp, (p.Wp + ew) // p.sw, p.sw * p.C), dZc, dW, db, dw_t)
     del Xp
@@ -627,7 +663,7 @@ def _nchw_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t):
     elif dA_prev.flags.c_contiguous:
         _dA_prev(p, W, dZc, dA_prev)
     else:
-        out = np.empty(dA_prev.shape, dtype=p.dtype)
+        out = _aligned_empty(dA_prev.shape, p.dtype)
         _dA_prev(p, W, dZc, out)
         if dA_prev.transpose(0, 3, 1, 2).flags.c_contiguous:
             _run(kernels.nhwc_to_nchw, 4 * out.size, out, dA_prev.transpose(0, 3, 1, 2))
@@ -703,9 +739,9 @@ def _dA_prev(p, W, dZ, dA_prev):
         # vectorised over output pixels (no sum of lanes per output value, as below).
         P = tiles.DA_PX_P[p.dtype][p.C]
         th, tw = p.fh - 1 - p.ph, p.fw - 1 - p.pw
-        Zt = np.empty((p.m, p.H + p.fh - 1, p.K, p.W + p.fw - 1), dtype=p.dtype)
+        Zt = _aligned_empty((p.m, p.H + p.fh - 1, p.K, p.W + p.fw - 1), p.dtype)
         _run(kernels.planar_pad, Zt.size, dZ, Zt, th, tw, p.dtype.type(0))
-        Wf = np.ascontiguousarray(W[::-1, ::-1].transpose(0, 1, 3, 2))
+        Wf = _aligned_copy(W[::-1, ::-1].transpose(0, 1, 3, 2))
         _threaded(_CONV.DA_PX[p.C, P], Zt, Wf, dA_prev, p.dtype.type(0), work=_conv_work(p))
         return
     lanes = tiles.DA_KVEC_L[p.dtype]
@@ -714,7 +750,7 @@ def _dA_prev(p, W, dZ, dA_prev):
         # in k to whole lanes.
         kpad = (-p.K) % lanes
         dZp, plh, plw = _gather_dZ(p, dZ, kpad)
-        Wk = np.pad(W, ((0, 0), (0, 0), (0, 0), (0, kpad))) if kpad else W
+        Wk = _pad_k(W, kpad)
         nkl = (p.K + kpad) // lanes
         _threaded(_CONV.DA[p.C, lanes], dZp.reshape(dZp.shape[:3] + (nkl, lanes)),
                   Wk.reshape(p.fh, p.fw, p.C, nkl, lanes), dA_prev, p.sh, p.sw, p.ph, p.pw, plh, plw, p.dtype.type(0),

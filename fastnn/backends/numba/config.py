@@ -53,6 +53,11 @@ __all__ = ["num_threads", "override_num_threads", "use_num_threads", "chunk_coun
 #: Multiply-adds below which a convolution runs the plain serial kernels (no tiles, quick to
 #: compile).
 SERIAL_WORK = 1 << 15
+#: Bytes on which the kernels' packed operands start (the packed filters, the dW partials, an
+#: aligned dZ): a cache line, one 512-bit vector. NumPy's arrays start 16 bytes into a page or a
+#: malloc block, so a filter panel's 64-byte loads each spanned two lines: the float32 forward
+#: tile ran 10-15% slower on one thread (docs/bench/2026-12-07-align.md).
+ALIGN = 64
 #: Handing chunks to the worker threads costs 25-45 us per call on the 2-vCPU machine these
 #: were measured on (a thread woken on an idle virtual CPU; 10-20 us on an earlier one), more
 #: than a memory-bound kernel of a few hundred thousand elements (pooling, padding,
