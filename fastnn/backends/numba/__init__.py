@@ -783,6 +783,11 @@ def _dA_prev(p, W, dZ, dA_prev):
 # ------------------------------------------------------------------------ pooling
 
 
+def _inv_area(p):
+    """An average's 1 / area, rounded once in the dtype: the forward and the backward multiply by it."""
+    return p.dtype.type(1) / p.dtype.type(p.fh * p.fw)
+
+
 def _pool(kind, p, work, *args, nb=None):
     """Run the pooling kernel ``kind`` in the channel block ``nb`` where it fits C, else in
     the widest that fits (``tiles.POOL_NB``)."""
@@ -796,8 +801,7 @@ def pool_forward(p, A_prev, A, nb=None):
     if p.mode == "max":
         _pool("max", p, work, A_prev, A, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, p.dtype.type(-np.inf), nb=nb)
     else:
-        inv = p.dtype.type(1) / p.dtype.type(p.fh * p.fw)  # (rounded in the kernels' dtype)
-        _pool("avg", p, work, A_prev, A, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, inv, p.dtype.type(0), nb=nb)
+        _pool("avg", p, work, A_prev, A, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, _inv_area(p), p.dtype.type(0), nb=nb)
 
 
 def _pool_handles(p) -> bool:
@@ -816,7 +820,7 @@ _AVG_GATHER = _POOL.POOL["avg_bwd_gather", tiles.GATHER_REG_NB]
 def pool_backward(p, A_prev, dA, dA_prev, nb=None):
     """``nb``: a channel-block variant (for the kernels that come in blocks)."""
     work = _pool_work(p)
-    inv = p.dtype.type(1) / p.dtype.type(p.fh * p.fw)  # (an average's 1 / area, rounded in the dtype)
+    inv = _inv_area(p)
     ninf = p.dtype.type(-np.inf)
     if p.sh >= p.fh and p.sw >= p.fw:
         # Non-overlapping windows: one pass, each window writes its own positions.
