@@ -41,7 +41,8 @@ def _load_acquire(typingctx, arr, idx):
         aryty = sig.args[0]
         ary = context.make_array(aryty)(context, builder, args[0])
         ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]])
-        return builder.load_atomic(ptr, ordering="acquire", align=8)
+        # (the loaded type given: an opaque pointer, as llvmlite will have, does not carry it)
+        return builder.load_atomic(ptr, ordering="acquire", align=8, typ=context.get_value_type(types.int64))
 
     return sig, codegen
 
