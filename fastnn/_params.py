@@ -90,6 +90,11 @@ class ConvParams(NamedTuple):
     dh: int = 1  # dilation (vertical): tap kh reads padded row ho*sh + kh*dh
     dw: int = 1  # dilation (horizontal)
     G: int = 1  # groups: W is (fh, fw, C // G, K); output channel k reads group k // (K // G)
+    #: The caller's arrays: "NHWC" (the course's) or "NCHW" (``hparameters["layout"]``). The
+    #: fields above describe the call in NHWC terms either way; the layout is part of the call's
+    #: key because it decides what a kernel costs (one that reads channels-first arrays itself,
+    #: or one given transposed copies: :func:`fastnn._dispatch.channels_first`).
+    layout: str = "NHWC"
 
     @property
     def core(self) -> bool:
@@ -389,11 +394,13 @@ def pad_params(X: np.ndarray, pad: Any) -> PadParams:
 def conv_params(A_prev: np.ndarray, W: np.ndarray, b: np.ndarray, hparameters: Any) -> ConvParams:
     """Check a convolution's arguments and compute its output shape.
 
-    The params describe the call in NHWC terms whatever ``hparameters["layout"]`` is (the
-    wrapper hands NCHW arrays to the kernels as NHWC copies: :func:`conv_layout`).
+    The params describe the call in NHWC terms whatever ``hparameters["layout"]`` is, which
+    they keep as ``layout`` (the wrapper hands NCHW arrays to a kernel as NHWC copies or, where
+    the kernel reads them itself, as NHWC-shaped views).
     """
     hp = _hparams(hparameters, ("stride", "pad"), ("dilation", "groups", "layout"), "conv")
-    if "layout" in hp and _layout(hp) == "NCHW":
+    layout = "NHWC" if "layout" not in hp else _layout(hp)
+    if layout == "NCHW":
         _check_ndim(A_prev, 4, "A_prev", "NCHW (m, n_C_prev, n_H_prev, n_W_prev)")
         _check_ndim(W, 4, "W", "NCHW (n_C, n_C_prev // groups, f_h, f_w)")
         m, C, H, Wd = A_prev.shape
@@ -434,7 +441,7 @@ def conv_params(A_prev: np.ndarray, W: np.ndarray, b: np.ndarray, hparameters: A
         pads = same_pads(H, fh, sh, dh) + same_pads(Wd, fw, sw, dw)
     Hp, Wp, Ho, Wo = _window_geometry(A_prev.shape, H, Wd, fh, fw, sh, sw, pads, "filter", dh, dw)
     return ConvParams(m, H, Wd, C, fh, fw, K, sh, sw, pads[0], pads[2], Hp, Wp, Ho, Wo,
-                      compute_dtype(A_prev, W, b), pads[1], pads[3], dh, dw, G)
+                      compute_dtype(A_prev, W, b), pads[1], pads[3], dh, dw, G, layout)
 
 
 def conv_layout(hparameters: Mapping) -> str:
@@ -444,7 +451,9 @@ def conv_layout(hparameters: Mapping) -> str:
 
 
 def conv_hparameters(p: ConvParams) -> dict:
-    """NHWC hparameters that :func:`conv_params` turns back into ``p`` (for arrays of p's shapes)."""
+    """NHWC hparameters that :func:`conv_params` turns back into ``p`` for NHWC arrays of p's
+    shapes (``p._replace(layout="NHWC")``: the layout is the caller's, not a hyper-parameter of
+    the arrays :func:`conv_shapes` describes)."""
     return {"stride": (p.sh, p.sw), "pad": ((p.ph, p.pb), (p.pw, p.pr)), "dilation": (p.dh, p.dw), "groups": p.G}
 
 

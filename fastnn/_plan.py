@@ -25,7 +25,10 @@ the user's arrays), and the median per backend decides, except that the default 
 choice is kept unless the fastest beat it by ``MARGIN`` in their paired rounds (noise on a
 shared host moves single medians by more than the few percent between close candidates). A backward op is timed in pairs with
 the forward ``auto`` runs for it (training runs them so), which counts what a backend costs the
-forward after it. What stays unmeasured: a BLAS-based choice's effect on *other* ops that follow
+forward after it. A channels-first convolution's key (``"layout": "NCHW"``) is checked and timed
+through the public functions with the candidate pinned (:func:`fastnn._dispatch.pin_candidates`):
+what it costs there includes the transposed copies the wrapper makes for a kernel that does not
+read NCHW arrays itself, which the kernel's own time would hide. What stays unmeasured: a BLAS-based choice's effect on *other* ops that follow
 it (a numba ReLU or pooling right after an im2col convolution), see ``docs/bench/backend-notes.md``.
 
 Plan files are written atomically (:mod:`fastnn._files`) under an advisory file lock: two
@@ -36,6 +39,7 @@ parse, has another schema or another machine's key is ignored with one warning.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import hashlib
 import json
@@ -83,8 +87,10 @@ except ImportError:  # pragma: no cover - numba is a dependency
 
 
 def key_of(op: str, p, threads: Optional[int] = None) -> str:
-    """The plan key of a call: ``op|dtype|field=value,...|t<threads>``."""
-    fields = ",".join(f"{k}={v}" for k, v in p._asdict().items() if k != "dtype")
+    """The plan key of a call: ``op|dtype|field=value,...|t<threads>`` (a convolution's layout
+    only where it is not the course's NHWC: the keys of NHWC calls read as before it counted)."""
+    fields = ",".join(f"{k}={v}" for k, v in p._asdict().items()
+                      if k != "dtype" and not (k == "layout" and v == "NHWC"))
     return f"{op}|{np.dtype(p.dtype).name}|{fields}|t{_threads() if threads is None else threads}"
 
 
@@ -317,6 +323,45 @@ def _inputs(op: str, p, seed: int = 0) -> tuple:
     raise ValueError(f"op {op!r} is not tunable; tunable ops: {', '.join(TUNABLE_OPS)}")
 
 
+def _nchw_inputs(p, seed: int = 0) -> tuple:
+    """Seeded channels-first (A_prev, W, b, dZ, hparameters) of an NCHW convolution's key."""
+    rng = np.random.default_rng(seed)
+    dt = np.dtype(p.dtype)
+
+    def arr(*shape):
+        return rng.standard_normal(shape).astype(dt)
+
+    hp = dict(P.conv_hparameters(p), layout="NCHW")
+    return arr(p.m, p.C, p.H, p.W), arr(p.K, p.C // p.G, p.fh, p.fw), arr(p.K), arr(p.m, p.K, p.Ho, p.Wo), hp
+
+
+def _wrapped_call(op: str, p, pins: Dict[str, str], ins: tuple) -> callable:
+    """A call of the public function for ``op`` on ``ins`` (:func:`_nchw_inputs`), with ``pins``
+    deciding the kernels; it returns the op's outputs."""
+    from . import conv
+
+    A, W, b, dZ, hp = ins
+
+    def call():
+        token = _tuning.set(True)  # (not recorded: :func:`record`)
+        try:
+            with _dispatch.pin_candidates(pins):
+                if op == "conv_forward":
+                    return conv.conv_forward(A, W, b, hp)[:1]
+                if "conv_forward" in pins:  # (timed in pairs, as a training step runs them)
+                    conv.conv_forward(A, W, b, hp)
+                return conv.conv_backward(dZ, (A, W, b, hp))
+        finally:
+            _tuning.reset(token)
+
+    return call
+
+
+def _through_wrappers(p) -> bool:
+    """Whether a key is checked and timed through the public functions (see the module docstring)."""
+    return getattr(p, "layout", "NHWC") != "NHWC"
+
+
 def _reduced(p):
     """``p`` for one image and at most 3 x 9 output pixels (all channels, the same window and
     options: every tile of up to 8 pixels a variant runs still fits a row where it fits the full
@@ -332,7 +377,7 @@ def _reduced(p):
     shape = (1, H, W, p.C)
     if conv:
         return P.conv_params(_zeros(shape, p.dtype), _zeros(P.conv_shapes(p)[1], p.dtype), _zeros((p.K,), p.dtype),
-                             P.conv_hparameters(p))
+                             P.conv_hparameters(p))._replace(layout=p.layout)
     return P.pool_params(_zeros(shape, p.dtype), P.pool_hparameters(p), p.mode, p.ties)
 
 
@@ -341,6 +386,18 @@ def _check(op: str, p, name: str) -> Optional[str]:
     from .testing.tolerance import mismatch
 
     q = _reduced(p)
+    if _through_wrappers(q):
+        ins = _nchw_inputs(q, seed=1)
+        ref_outs = _wrapped_call(op, q, {op: _dispatch.ground_truth_backend()}, ins)()
+        try:
+            outs = _wrapped_call(op, q, {op: name}, ins)()
+        except Exception as exc:  # noqa: BLE001 - as below
+            return f"raised {type(exc).__name__}: {exc}"
+        for o, r in zip(outs, ref_outs):
+            why = mismatch(o, r, q.dtype, f"{op} on {name} (NCHW arrays)")
+            if why:
+                return why
+        return None
     ins, outs = _inputs(op, q, seed=1)
     ref_outs = tuple(np.empty_like(o) for o in outs)
     _dispatch.kernel_of(op, _dispatch.ground_truth_backend())(q, *ins, *ref_outs)
@@ -469,6 +526,10 @@ def _forward_backend(op: str, p, threads) -> str:
 
 def _candidate_calls(op: str, p, candidates, threads) -> Dict[str, callable]:
     """One call per candidate on seeded inputs; a backward op with its forward first."""
+    if _through_wrappers(p):
+        ins = _nchw_inputs(p)
+        fwd = {} if op not in _FORWARD_OF else {_FORWARD_OF[op]: _forward_backend(op, p, threads)}
+        return {n: _wrapped_call(op, p, {**fwd, op: n}, ins) for n in candidates}
     ins, outs = _inputs(op, p)
     if op not in _FORWARD_OF:
         return {n: (lambda k=_dispatch.kernel_of(op, n): k(p, *ins, *outs)) for n in candidates}
@@ -597,8 +658,8 @@ def tune(calls: Optional[Iterable[Tuple[str, object]]] = None, *, ops: Iterable[
         raise ValueError(f"ops must be among {', '.join(TUNABLE_OPS)}, got {bad[0]!r}")
     todo = list(calls) if calls is not None else _table_params(tuple(np.dtype(d) for d in dtypes), ops,
                                                               set(shapes) if shapes else None)
-    unique = {}  # one timing per key: calls that run the same kernel key (an NCHW layer and its
-    for op, p in todo:  # NHWC twin, a lowered call) would be tuned twice, the later run overwriting
+    unique = {}  # one timing per key: calls of the same key (a layer and a lowered call that
+    for op, p in todo:  # is the same course call) would be tuned twice, the later run overwriting
         unique.setdefault(key_of(op, p), (op, p))
     todo = list(unique.values())
     found = {}
@@ -618,10 +679,11 @@ def tune(calls: Optional[Iterable[Tuple[str, object]]] = None, *, ops: Iterable[
 _SPEC_OPS = {"conv": ("conv_forward", "conv_backward"), "conv_forward": ("conv_forward",),
              "conv_backward": ("conv_backward",), "pool": ("pool_forward", "pool_backward"),
              "pool_forward": ("pool_forward",), "pool_backward": ("pool_backward",)}
-_SPEC_KEYS = {"conv": ("m", "h", "w", "c", "f", "k", "stride", "pad", "dtype"),
+_SPEC_KEYS = {"conv": ("m", "h", "w", "c", "f", "k", "stride", "pad", "dtype", "layout"),
               "pool": ("m", "h", "w", "c", "f", "stride", "pad", "mode", "ties", "dtype")}
 SPEC_HELP = ("conv,m=8,h=14,w=14,c=256,f=3,k=256,stride=1,pad=1,dtype=float32 or "
              "pool,m=8,h=14,w=14,c=96,f=2,stride=2,mode=max,dtype=float64 (f, stride, pad: N or NxM; "
+             "conv's layout: NHWC, the default, or NCHW; "
              "op: conv, conv_forward, conv_backward, pool, pool_forward, pool_backward)")
 
 
@@ -676,7 +738,11 @@ def parse_call(spec: str) -> List[Tuple[str, object]]:
         K = num("k")
         p = P.conv_params(A, _zeros((fh, fw, C, K), dt), _zeros((1, 1, 1, K), dt),
                           {"stride": num("stride", 1), "pad": num("pad", 0)})
-        return [(op, p) for op in ops]
+        layout = vals.get("layout", "NHWC").upper()
+        if layout not in P.LAYOUTS:
+            raise ValueError(f"in call spec {spec!r}: layout must be one of {', '.join(P.LAYOUTS)}, "
+                             f"got {vals['layout']!r}")
+        return [(op, p._replace(layout=layout)) for op in ops]
     hp = {"f": f, "stride": num("stride", 1)}
     if "pad" in vals:
         hp["pad"] = num("pad")
@@ -705,6 +771,10 @@ def params_from_dict(op: str, d: dict):
         hp.update(dilation=(d.get("dh", 1), d.get("dw", 1)), groups=G)
         p = P.conv_params(A, _zeros((d["fh"], d["fw"], d["C"] // G if G else 0, d["K"]), dt),
                           _zeros((1, 1, 1, d["K"]), dt), hp)
+        if "layout" in d:  # (a record from before the layout counted has NHWC calls only)
+            if d["layout"] not in P.LAYOUTS:
+                raise ValueError(f"recorded params {d}: layout must be one of {', '.join(P.LAYOUTS)}")
+            p = p._replace(layout=d["layout"])
     else:
         hp["f"] = (d["fh"], d["fw"])
         floor_hw = tuple(P.conv_out_size(n, f, a, s, 1, b) for n, f, s, (a, b) in
@@ -726,10 +796,12 @@ ENV_RECORD = "FASTNN_RECORD"
 RECORD_SCHEMA = "fastnn-record/1"
 _recording: Dict[Tuple[str, object], int] = {}  # (op, params) -> calls, while recording
 _record_depth = 0
+# True while this thread or task runs the tuner's calls of the public functions (not recorded)
+_tuning: contextvars.ContextVar[bool] = contextvars.ContextVar("fastnn_tuning", default=False)
 
 
 def _record_call(op: str, p) -> None:
-    if op in TUNABLE_OPS:
+    if op in TUNABLE_OPS and not _tuning.get():
         k = (op, p)
         _recording[k] = _recording.get(k, 0) + 1  # (a lost count under a thread race is harmless)
 

@@ -200,7 +200,7 @@ def conv_forward(A_prev, W, b, hparameters, *, backend: Optional[str] = None) ->
     p = P.conv_params(A_prev, W, b, hparameters)
     dt = p.dtype
     bk = P.as_kernel_input(b, dt).reshape(p.K)
-    if P.conv_layout(hparameters) == "NCHW":
+    if p.layout == "NCHW":
         if not p.m:
             _empty_batch("conv_forward", backend)
             return _empty((0, p.K, p.Ho, p.Wo), dtype=dt), (A_prev, W, b, hparameters)
@@ -213,10 +213,10 @@ def conv_forward(A_prev, W, b, hparameters, *, backend: Optional[str] = None) ->
         Z = _empty((p.m, p.Ho, p.Wo, p.K), dtype=dt)
         if p.ph or p.pb or p.pw or p.pr:
             # transposed into a padded buffer: a padding kernel's own copy of the input is this one
-            # (the unpadded call is dispatched as a call of its own)
-            q = p._replace(H=p.Hp, W=p.Wp, ph=0, pb=0, pw=0, pr=0)
+            # (the unpadded NHWC call runs on the kernel chosen for this call's key)
+            q = p._replace(H=p.Hp, W=p.Wp, ph=0, pb=0, pw=0, pr=0, layout="NHWC")
             _lower.conv_forward(q, backend, _layout.to_nhwc_padded(A_prev, dt, p.ph, p.pb, p.pw, p.pr),
-                                _hwck(W, dt), bk, Z)
+                                _hwck(W, dt), bk, Z, kernel)
         else:
             _lower.conv_forward(p, backend, _nhwc(A_prev, dt), _hwck(W, dt), bk, Z, kernel)
         return _nchw(Z), (A_prev, W, b, hparameters)
@@ -284,7 +284,7 @@ def conv_backward(dZ, cache, *, backend: Optional[str] = None,
     b = P.as_array(b, "cache's b")
     dZ = P.as_array(dZ, "dZ")
     p = P.conv_params(A_prev, W, b, hparameters)
-    nchw = P.conv_layout(hparameters) == "NCHW"
+    nchw = p.layout == "NCHW"
     z_shape = (p.m, p.K, p.Ho, p.Wo) if nchw else (p.m, p.Ho, p.Wo, p.K)
     if dZ.shape != z_shape:
         raise ValueError(f"dZ must have the shape of the forward output {z_shape}, got {dZ.shape}")

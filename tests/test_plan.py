@@ -272,11 +272,95 @@ def test_call_specs_parse_like_the_public_functions():
     [(op, r)] = _plan.parse_call("pool_backward,m=2,h=8,w=7,c=3,f=2x3,stride=2,mode=average,dtype=float32")
     A = np.zeros((2, 8, 7, 3), np.float32)
     assert op == "pool_backward" and r == P.pool_params(A, {"f": (2, 3), "stride": 2}, "average")
+    [(_, n)] = _plan.parse_call("conv_forward,m=2,h=9,w=9,c=5,f=3,k=7,stride=1,pad=1,dtype=float64,layout=nchw")
+    assert n == _conv()[-1]._replace(layout="NCHW") != p
     for bad, match in (("dense,m=1", "starts with"), ("conv,m=2,h=9", "lacks"), ("conv,m=2,h=9,w=9,c=5,f=3,k=7,q=1", "key=value"),
+                       ("conv,m=2,h=9,w=9,c=5,f=3,k=7,layout=CHWN", "layout must be one of"),
                        ("conv,m=2,h=9,w=9,c=5,f=x,k=7", "integer"), ("conv,m=2,h=9,w=9,c=5,f=3,k=7,dtype=int8", "float32"),
                        ("conv,m=2,h=4,w=4,c=5,f=9,k=7", "larger than")):
         with pytest.raises(ValueError, match=match):
             _plan.parse_call(bad)
+
+
+def _nchw_twin(A, W, b, hp):
+    """A call's channels-first arrays and hparameters."""
+    return (np.ascontiguousarray(A.transpose(0, 3, 1, 2)), np.ascontiguousarray(W.transpose(3, 2, 0, 1)), b.reshape(-1),
+            dict(hp, layout="NCHW"))
+
+
+@pytest.fixture
+def spy_backend():
+    """A low-priority backend running the ground truth's kernels on NHWC arrays, counting its
+    calls; ``cf_wrong=True``: it also claims to read channels-first arrays itself, and gets
+    them wrong (zeros), as a kernel with a broken NCHW path would."""
+    calls = []
+    ref = _dispatch.kernel_of("conv_forward", REF)
+
+    def make(cf_wrong=False):
+        _dispatch.register_backend("spy", priority=-50, description="test: the reference, counted")
+
+        @_dispatch.register("conv_forward", "spy")
+        def conv_forward(p, A_prev, W, b, Z):
+            calls.append(p)
+            if not (A_prev.flags.c_contiguous and Z.flags.c_contiguous):
+                Z.fill(0)
+            else:
+                ref(p, A_prev, W, b, Z)
+
+        if cf_wrong:
+            conv_forward.channels_first = lambda p: True
+        return calls
+
+    yield make
+    _dispatch.unregister_backend("spy")
+
+
+def test_a_channels_first_call_has_its_own_key_and_plan(planner, spy_backend):
+    """The layout is part of a convolution's key: a plan for an NCHW call does not route its NHWC
+    twin, nor the other way round, and the NCHW call's padded NHWC call runs the kernel chosen for
+    its key (not one chosen again for a key of its own)."""
+    calls = spy_backend()
+    A, W, b, hp, p = _conv(pad=1)
+    An, Wn, bn, hpn = _nchw_twin(A, W, b, hp)
+    pn = P.conv_params(An, Wn, bn, hpn)
+    assert pn == p._replace(layout="NCHW") and pn.layout == "NCHW" and p.layout == "NHWC"
+    assert planner.key_of("conv_forward", pn) != planner.key_of("conv_forward", p)
+    assert "layout" not in planner.key_of("conv_forward", p)  # (NHWC keys read as they always did)
+    assert planner.key_of("conv_forward", pn).endswith(",layout=NCHW|t%d" % _plan._threads())
+    default = _dispatch.available_backends("conv_forward")[0]
+    planner._save({planner.key_of("conv_forward", pn): _entry("spy")})
+    assert _dispatch.resolve_name("conv_forward", None, pn) == "spy"
+    assert _dispatch.resolve_name("conv_forward", None, p) == default
+    Zn, _ = fastnn.conv_forward(An, Wn, bn, hpn)
+    assert len(calls) == 1 and calls[0].layout == "NHWC" and calls[0].H == p.Hp  # the padded call, on spy
+    assert_close(Zn, fastnn.conv_forward(A, W, b, hp, backend=REF)[0].transpose(0, 3, 1, 2), A.dtype, "Z")
+    fastnn.conv_forward(A, W, b, hp)
+    assert len(calls) == 1  # the NHWC twin: the default rule
+    assert "spy" in planner.explain("conv_forward", pn) and "layout=NCHW" in planner.explain("conv_forward", pn)
+
+
+def test_an_nchw_key_is_checked_and_timed_through_the_public_functions(planner, spy_backend):
+    """A kernel right on NHWC arrays but wrong on the channels-first views the wrapper hands it is
+    accepted for the NHWC key and rejected for the NCHW one; the NCHW key's candidates are timed
+    with the wrapper's copies, and the tuner's own calls are not recorded."""
+    spy_backend(cf_wrong=True)
+    A, W, b, hp, p = _conv(pad=0)
+    pn = P.conv_params(*_nchw_twin(A, W, b, hp))
+    with fastnn.record() as recorded:
+        nhwc = planner.tune_key("conv_forward", p, budget_s=0.05)
+        nchw = planner.tune_key("conv_forward", pn, budget_s=0.05)
+    assert "spy" not in nhwc["rejected"] and "spy" in nhwc["times_s"]
+    assert "NCHW" in nchw["rejected"]["spy"] and "differ" in nchw["rejected"]["spy"]
+    assert "spy" not in nchw["times_s"] and nchw["backend"] != "spy"
+    assert set(nchw["times_s"]) == set(_dispatch.candidates("conv_forward", pn)) - {REF, "spy"}
+    assert not recorded  # (the tuner's calls of the public functions)
+    back = planner.tune_key("conv_backward", pn, budget_s=0.05)
+    assert back["timed_with"] == "conv_forward on " + nchw["backend"] and not back["rejected"]
+    assert planner.key_of("conv_backward", pn) in planner.plans()
+    with fastnn.record() as recorded:
+        fastnn.conv_forward(*_nchw_twin(A, W, b, hp))
+    assert [(op, q.layout) for op, q in recorded] == [("conv_forward", "NCHW")]
+    assert _plan.params_from_dict("conv_forward", _plan.params_dict(pn)) == pn
 
 
 def test_recording_collects_the_calls_a_program_ran_and_tune_takes_them(planner, tmp_path, monkeypatch):

@@ -866,8 +866,8 @@ pool_backward.handles = _pool_handles
 
 
 def _fwd_variant_applies(tile, p):
-    # (in the NHWC kernel's terms, tiles.fwd_plan: the params carry no layout; a channels-first
-    # call runs a tile only where it fits a row, else the rule's)
+    # (in the NHWC kernel's terms, tiles.fwd_plan, whatever p.layout: a channels-first call runs
+    # a tile only where it fits a row, else the rule's; the planner times it as called)
     if tile not in tiles.FWD_VARIANTS[p.dtype] or _is_small(p):
         return False
     args = (p.dtype, p.K, p.Ho, p.Wo, p.fw * p.C)
