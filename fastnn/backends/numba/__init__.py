@@ -75,6 +75,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import math
 
 import numpy as np
 
@@ -187,13 +188,18 @@ def _copy(src, dst):
     _run(_copy_part, 4 * dst.size, dst, src)
 
 
+_BYTES = np.dtype(np.uint8)
+
+
 def _aligned_empty(shape, dtype):
     """``np.empty(shape, dtype)`` starting on a ``cfg.ALIGN``-byte boundary (NumPy's own start 16
     bytes into a page or a malloc block): a vector load of the kernels' packed operands then
     never spans two cache lines."""
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    raw = np.empty(nbytes + cfg.ALIGN, dtype=np.uint8)
+    # (math.prod, not np.prod: this runs for every kernel buffer of every call, and np.prod's
+    # dispatch alone took half of its 6 us; a small call makes tens of these buffers)
+    nbytes = int(shape if isinstance(shape, (int, np.integer)) else math.prod(shape)) * dtype.itemsize
+    raw = np.empty(nbytes + cfg.ALIGN, dtype=_BYTES)
     start = -raw.ctypes.data % cfg.ALIGN
     return raw[start:start + nbytes].view(dtype).reshape(shape)
 
@@ -255,7 +261,8 @@ def _pack_channels(M, T):
     else:
         k0 = np.minimum(np.arange(nkb) * T, K - T)
         blocks = M[..., k0[:, None] + np.arange(T)]
-    blocks = np.moveaxis(blocks, -2, 0)
+    nd = blocks.ndim  # (the block axis, nd - 2, first: np.moveaxis's checks cost more than the copy)
+    blocks = blocks.transpose((nd - 2,) + tuple(range(nd - 2)) + (nd - 1,))
     out = _aligned_empty(blocks.shape, M.dtype)
     out[...] = blocks
     return out
