@@ -805,6 +805,51 @@ def test_chunks_taken_in_turn_give_the_bits_of_fixed_shares(monkeypatch, dtype):
         assert a.dtype == np.dtype(dtype) and np.array_equal(a, b, equal_nan=True)
 
 
+_STRIDED_CHECK = """
+import sys
+import numpy as np
+from numba.core import types
+import fastnn
+import fastnn.backends.numba as nb
+from fastnn.backends.numba import kernels
+from fastnn.testing.cases import CONV_CASES, POOL_CASES, ConvCase
+
+dtype = np.dtype(sys.argv[1])
+cases = list(CONV_CASES.values()) + [ConvCase("grouped_tile_wide", 2, 9, 10, 64, 3, 64, 1, 1, groups=2),
+                                     ConvCase("grouped_dilated", 1, 11, 12, 64, 3, 64, 1, 2, dilation=2, groups=2)]
+for case in cases:
+    A, W, b, hp, dZ = case.make(dtype, seed=2)
+    Z, cache = fastnn.conv_forward(A, W, b, hp, backend="numba")
+    fastnn.conv_backward(dZ, cache, backend="numba")
+for case in POOL_CASES.values():
+    A, hp, dA = case.make(dtype, seed=2)
+    for mode in ("max", "average"):
+        _, cache = fastnn.pool_forward(A, hp, mode, backend="numba")
+        fastnn.pool_backward(dA, cache, mode, backend="numba")
+for table in (nb._CONV, nb._POOL, nb._DW, kernels):
+    objs = list(vars(table).values())
+    objs += [v for d in objs if isinstance(d, dict) for v in d.values()]
+    for k in objs:
+        for sig in getattr(k, "signatures", ()):
+            if any(isinstance(t, types.Array) and t.layout != "C" for t in sig):
+                print(k.__name__, sig)
+"""
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kernels_run_only_on_contiguous_arrays(dtype):
+    """Every kernel the backend runs gets C-contiguous arrays (its one compiled layout): a
+    strided view compiles a second build whose loads do not vectorise (a group's dZ slice made
+    the grouped dW 2.4x slower than the groups run apart), and it would pass unnoticed, with the
+    same results. Every conv and pooling case runs, in a new process (the other tests call
+    kernels on views of their own), plus grouped cases whose channel slices are exactly one dW
+    tile wide (no padding copy): the case that reached the kernel strided."""
+    out = subprocess.run([sys.executable, "-c", _STRIDED_CHECK, np.dtype(dtype).name], capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "", "kernels compiled for strided arrays:\n" + out.stdout
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_kernel_buffers_are_aligned(dtype, monkeypatch):
     """The buffers the wrappers make for the kernels start on ``config.ALIGN`` bytes (the
