@@ -28,8 +28,9 @@ the forward ``auto`` runs for it (training runs them so), which counts what a ba
 forward after it. A channels-first convolution's key (``"layout": "NCHW"``) is checked and timed
 through the public functions with the candidate pinned (:func:`fastnn._dispatch.pin_candidates`):
 what it costs there includes the transposed copies the wrapper makes for a kernel that does not
-read NCHW arrays itself, which the kernel's own time would hide. What stays unmeasured: a BLAS-based choice's effect on *other* ops that follow
-it (a numba ReLU or pooling right after an im2col convolution), see ``docs/bench/backend-notes.md``.
+read NCHW arrays itself, which the kernel's own time would hide. What stays unmeasured: a
+BLAS-based choice's effect on *other* ops that follow it (a numba ReLU or pooling right after an
+im2col convolution), see ``docs/bench/backend-notes.md``.
 
 Plan files are written atomically (:mod:`fastnn._files`) under an advisory file lock: two
 processes tuning at once merge their keys and lose none. A file that cannot be read, does not
