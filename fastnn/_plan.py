@@ -264,6 +264,8 @@ def choose(op: str, p) -> Optional[str]:
     entry = _loaded().get(key_of(op, p, threads))
     if entry is None and _autotune:
         entry = tune_key(op, p, budget_s=AUTOTUNE_BUDGET_S, threads=threads)
+    if entry is None and _through_wrappers(p):  # (an NCHW key with no plan of its own: its NHWC
+        entry = _loaded().get(key_of(op, p._replace(layout="NHWC"), threads))  # twin's, as before)
     name = entry["backend"] if entry is not None else None
     if name is not None and name not in _dispatch.candidates(op, p):
         name = None  # a backend or variant that is gone, lost the op, or does not apply
@@ -363,19 +365,19 @@ def _through_wrappers(p) -> bool:
     return getattr(p, "layout", "NHWC") != "NHWC"
 
 
-def _reduced(p):
-    """``p`` for one image and at most 3 x 9 output pixels (all channels, the same window and
-    options: every tile of up to 8 pixels a variant runs still fits a row where it fits the full
-    shape)."""
+def _reduced(p, m: int = 1, rows: int = 3):
+    """``p`` for ``m`` images (at most p's) and at most ``rows`` x 9 output pixels (all
+    channels, the same window and options: every tile of up to 8 pixels a variant runs still
+    fits a row where it fits the full shape)."""
     conv = isinstance(p, P.ConvParams)
     dh, dw = (p.dh, p.dw) if conv else (1, 1)
 
     def dim(n, f, s, pads, n_out):  # n_out outputs need f + (n_out - 1) s input rows with the padding
         return max(1, min(n, f + (n_out - 1) * s - pads))
 
-    H = dim(p.H, (p.fh - 1) * dh + 1, p.sh, p.ph + p.pb, 3)
+    H = dim(p.H, (p.fh - 1) * dh + 1, p.sh, p.ph + p.pb, rows)
     W = dim(p.W, (p.fw - 1) * dw + 1, p.sw, p.pw + p.pr, 9)
-    shape = (1, H, W, p.C)
+    shape = (min(m, p.m), H, W, p.C)
     if conv:
         return P.conv_params(_zeros(shape, p.dtype), _zeros(P.conv_shapes(p)[1], p.dtype), _zeros((p.K,), p.dtype),
                              P.conv_hparameters(p))._replace(layout=p.layout)
@@ -388,6 +390,14 @@ def _check(op: str, p, name: str) -> Optional[str]:
 
     q = _reduced(p)
     if _through_wrappers(q):  # (the public functions on NCHW arrays: what such a key runs)
+        # Whether a kernel reads NCHW arrays itself may depend on the call's size (numba's
+        # small calls take copies): the reduced call grows, images first, then rows, until the
+        # candidate takes the path it takes on the full call.
+        kernel, grow = _dispatch.kernel_of(op, name), 1
+        want = _dispatch.channels_first(kernel, p)
+        while _dispatch.channels_first(kernel, q) != want and (q.m < p.m or q.Ho < p.Ho):
+            grow *= 2
+            q = _reduced(p, m=grow, rows=3 if grow <= p.m else 3 * grow // max(p.m, 1))
         nchw = _nchw_inputs(q, seed=1)
 
         def run(n):
@@ -738,7 +748,7 @@ def parse_call(spec: str) -> List[Tuple[str, object]]:
         K = num("k")
         p = P.conv_params(A, _zeros((fh, fw, C, K), dt), _zeros((1, 1, 1, K), dt),
                           {"stride": num("stride", 1), "pad": num("pad", 0)})
-        layout = vals.get("layout", "NHWC").upper()
+        layout = vals.get("layout", "NHWC")
         if layout not in P.LAYOUTS:
             raise ValueError(f"in call spec {spec!r}: layout must be one of {', '.join(P.LAYOUTS)}, "
                              f"got {vals['layout']!r}")
@@ -751,9 +761,12 @@ def parse_call(spec: str) -> List[Tuple[str, object]]:
 
 
 def params_dict(p) -> dict:
-    """``p`` as JSON-able fields (the dtype by name)."""
+    """``p`` as JSON-able fields (the dtype by name; a convolution's layout only where it is
+    NCHW, so that an NHWC call's record reads as before the layout counted)."""
     d = p._asdict()
     d["dtype"] = np.dtype(d["dtype"]).name
+    if d.get("layout") == "NHWC":
+        del d["layout"]
     return d
 
 
@@ -771,7 +784,7 @@ def params_from_dict(op: str, d: dict):
         hp.update(dilation=(d.get("dh", 1), d.get("dw", 1)), groups=G)
         p = P.conv_params(A, _zeros((d["fh"], d["fw"], d["C"] // G if G else 0, d["K"]), dt),
                           _zeros((1, 1, 1, d["K"]), dt), hp)
-        if "layout" in d:  # (a record from before the layout counted has NHWC calls only)
+        if "layout" in d:  # (absent: NHWC; a record from before the layout counted holds NCHW calls so too)
             if d["layout"] not in P.LAYOUTS:
                 raise ValueError(f"recorded params {d}: layout must be one of {', '.join(P.LAYOUTS)}")
             p = p._replace(layout=d["layout"])

@@ -845,7 +845,7 @@ def test_kernels_run_only_on_contiguous_arrays(dtype):
     kernels on views of their own), plus grouped cases whose channel slices are exactly one dW
     tile wide (no padding copy): the case that reached the kernel strided."""
     out = subprocess.run([sys.executable, "-c", _STRIDED_CHECK, np.dtype(dtype).name], capture_output=True,
-                         text=True, timeout=600)
+                         text=True, timeout=600, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert out.returncode == 0, out.stderr
     assert out.stdout == "", "kernels compiled for strided arrays:\n" + out.stdout
 

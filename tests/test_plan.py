@@ -272,10 +272,11 @@ def test_call_specs_parse_like_the_public_functions():
     [(op, r)] = _plan.parse_call("pool_backward,m=2,h=8,w=7,c=3,f=2x3,stride=2,mode=average,dtype=float32")
     A = np.zeros((2, 8, 7, 3), np.float32)
     assert op == "pool_backward" and r == P.pool_params(A, {"f": (2, 3), "stride": 2}, "average")
-    [(_, n)] = _plan.parse_call("conv_forward,m=2,h=9,w=9,c=5,f=3,k=7,stride=1,pad=1,dtype=float64,layout=nchw")
+    [(_, n)] = _plan.parse_call("conv_forward,m=2,h=9,w=9,c=5,f=3,k=7,stride=1,pad=1,dtype=float64,layout=NCHW")
     assert n == _conv()[-1]._replace(layout="NCHW") != p
     for bad, match in (("dense,m=1", "starts with"), ("conv,m=2,h=9", "lacks"), ("conv,m=2,h=9,w=9,c=5,f=3,k=7,q=1", "key=value"),
                        ("conv,m=2,h=9,w=9,c=5,f=3,k=7,layout=CHWN", "layout must be one of"),
+                       ("conv,m=2,h=9,w=9,c=5,f=3,k=7,layout=nchw", "layout must be one of"),
                        ("conv,m=2,h=9,w=9,c=5,f=x,k=7", "integer"), ("conv,m=2,h=9,w=9,c=5,f=3,k=7,dtype=int8", "float32"),
                        ("conv,m=2,h=4,w=4,c=5,f=9,k=7", "larger than")):
         with pytest.raises(ValueError, match=match):
@@ -297,6 +298,7 @@ def spy_backend():
     ref = _dispatch.kernel_of("conv_forward", REF)
 
     def make(cf_wrong=False):
+        """``cf_wrong``: False, True, or a predicate of p (claims NCHW only where it holds)."""
         _dispatch.register_backend("spy", priority=-50, description="test: the reference, counted")
 
         @_dispatch.register("conv_forward", "spy")
@@ -308,7 +310,7 @@ def spy_backend():
                 ref(p, A_prev, W, b, Z)
 
         if cf_wrong:
-            conv_forward.channels_first = lambda p: True
+            conv_forward.channels_first = cf_wrong if callable(cf_wrong) else (lambda p: True)
         return calls
 
     yield make
@@ -337,6 +339,11 @@ def test_a_channels_first_call_has_its_own_key_and_plan(planner, spy_backend):
     fastnn.conv_forward(A, W, b, hp)
     assert len(calls) == 1  # the NHWC twin: the default rule
     assert "spy" in planner.explain("conv_forward", pn) and "layout=NCHW" in planner.explain("conv_forward", pn)
+    # an NCHW key with no plan of its own follows its NHWC twin's (what it ran before the layout counted)
+    A, W, b, hp, q = _conv(H=11, pad=0)
+    qn = P.conv_params(*_nchw_twin(A, W, b, hp))
+    planner._save({planner.key_of("conv_forward", q): _entry("spy")})
+    assert _dispatch.resolve_name("conv_forward", None, qn) == "spy"
 
 
 def test_an_nchw_key_is_checked_and_timed_through_the_public_functions(planner, spy_backend):
@@ -346,8 +353,8 @@ def test_an_nchw_key_is_checked_and_timed_through_the_public_functions(planner, 
     spy_backend(cf_wrong=True)
     A, W, b, hp, p = _conv(pad=0)
     pn = P.conv_params(*_nchw_twin(A, W, b, hp))
+    nhwc = planner.tune_key("conv_forward", p, budget_s=0.05)
     with fastnn.record() as recorded:
-        nhwc = planner.tune_key("conv_forward", p, budget_s=0.05)
         nchw = planner.tune_key("conv_forward", pn, budget_s=0.05)
     assert "spy" not in nhwc["rejected"] and "spy" in nhwc["times_s"]
     assert "NCHW" in nchw["rejected"]["spy"] and "differ" in nchw["rejected"]["spy"]
@@ -361,6 +368,19 @@ def test_an_nchw_key_is_checked_and_timed_through_the_public_functions(planner, 
         fastnn.conv_forward(*_nchw_twin(A, W, b, hp))
     assert [(op, q.layout) for op, q in recorded] == [("conv_forward", "NCHW")]
     assert _plan.params_from_dict("conv_forward", _plan.params_dict(pn)) == pn
+
+
+def test_an_nchw_check_runs_the_path_the_full_call_takes(planner, spy_backend):
+    """A kernel that reads NCHW arrays itself only from some size on (numba's small calls take
+    copies) is checked on a reduced call grown until it takes that path: its broken NCHW path is
+    found though the one-image reduced call would have taken copies."""
+    spy_backend(cf_wrong=lambda p: p.m * p.Ho * p.Wo >= 40)
+    A, W, b, hp, _ = _conv(pad=0)
+    pn = P.conv_params(*_nchw_twin(A, W, b, hp))
+    q = _plan._reduced(pn)
+    assert q.m * q.Ho * q.Wo < 40 <= pn.m * pn.Ho * pn.Wo  # (the reduced call alone would take copies)
+    why = _plan._check("conv_forward", pn, "spy")
+    assert why is not None and "NCHW" in why and "differ" in why
 
 
 def test_recording_collects_the_calls_a_program_ran_and_tune_takes_them(planner, tmp_path, monkeypatch):

@@ -32,6 +32,8 @@ def _line(op, p, entry) -> str:
     import numpy as np
 
     shape = f"{p.m}x{p.H}x{p.W}x{p.C} f{p.fh}x{p.fw} s{p.sh}" + (f" K{p.K}" if hasattr(p, "K") else f" {p.mode}")
+    if getattr(p, "layout", "NHWC") != "NHWC":
+        shape += f" {p.layout}"
     if entry is None:
         return f"{op:<14} {np.dtype(p.dtype).name:<8} {shape:<34} no candidate passed the check"
     times = entry["times_s"]

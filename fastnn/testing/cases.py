@@ -87,7 +87,7 @@ class ConvCase:
 
     @property
     def params(self):
-        """The checked params of the call (NHWC terms, as the kernels see it)."""
+        """The checked params of the call (NHWC terms, as the kernels see it; ``layout`` the case's)."""
         fh, fw = _pair(self.f)
         G = self.groups
         if self.layout == "NCHW":
