@@ -389,7 +389,8 @@ def _check(op: str, p, name: str) -> Optional[str]:
     from .testing.tolerance import mismatch
 
     q = _reduced(p)
-    if _through_wrappers(q):  # (the public functions on NCHW arrays: what such a key runs)
+    wrapped = _through_wrappers(q)
+    if wrapped:  # (the public functions on NCHW arrays: what such a key runs)
         # Whether a kernel reads NCHW arrays itself may depend on the call's size (numba's
         # small calls take copies): the reduced call grows, images first, then rows, until the
         # candidate takes the path it takes on the full call.
@@ -416,7 +417,7 @@ def _check(op: str, p, name: str) -> Optional[str]:
     except Exception as exc:  # noqa: BLE001 - a candidate that fails is rejected, not fatal
         return f"raised {type(exc).__name__}: {exc}"
     for o, r in zip(outs, ref_outs):
-        why = mismatch(o, r, q.dtype, f"{op} on {name}" + (" (NCHW arrays)" if _through_wrappers(q) else ""))
+        why = mismatch(o, r, q.dtype, f"{op} on {name}" + (" (NCHW arrays)" if wrapped else ""))
         if why:
             return why
     return None
