@@ -3,11 +3,14 @@
 Same architecture (three conv3x3 pad 1 -> ReLU -> maxpool 2 blocks of 8, 16, 32 channels, Dense to
 one logit), same data (the cat set, or random images of its shape with --synthetic), same batch
 size, same dtype, Adam, binary cross-entropy on logits. PyTorch runs on the CPU with --threads
-threads in both layouts (NCHW and channels_last). Each epoch time is the median of --repeats
-epochs after one warm-up epoch (numba compiles there). The reference backend is timed on a
-few batches and extrapolated to a full epoch.
+threads in both layouts (NCHW and channels_last). After one warm-up epoch each (numba compiles
+there), fastnn and the two PyTorch models train one epoch each per round, in an order reversed
+every other round, for --repeats rounds; each ratio is the median over rounds of PyTorch's
+epoch time over fastnn's in the same round, with its range (a shared machine's speed moves
+from minute to minute; only the same round's times compare). The reference backend is timed
+on a few batches and extrapolated to a full epoch.
 
-    flock /tmp/fastnn-bench.lock python scripts/compare_torch_cnn.py --backend numba
+    flock /tmp/fastnn-bench.lock python scripts/compare_torch_cnn.py --repeats 7
     flock /tmp/fastnn-bench.lock python scripts/compare_torch_cnn.py --backend numba --dtype float32
 
 Ratio = PyTorch seconds / fastnn seconds (> 1: fastnn is faster). Needs ``pip install torch==2.13.0``.
@@ -56,33 +59,41 @@ def _data(args, dtype):
     return rng.random((209, 64, 64, 3)).astype(dtype), (rng.random((209, 1)) > 0.5).astype(dtype)
 
 
-def time_fastnn(backend, dtype, X, Y, args, max_batches=None):
-    """Median seconds per epoch (or, with max_batches, per-batch time x batches per epoch)."""
+def fastnn_epochs(backend, dtype, X, Y, args):
+    """A function that trains the fastnn model one epoch (epoch number e) on ``backend``."""
     import fastnn
     import fastnn.nn as nn
 
     with fastnn.use_backend(backend):
         model = nn.make_cnn(X.shape[1:], dtype=dtype, seed=0)
+    loss, opt = nn.BinaryCrossEntropy(), nn.Adam(lr=0.001)
+
+    def epoch(e):
+        with fastnn.use_backend(backend):
+            nn.train_epoch(model, loss, opt, X, Y, batch_size=args.batch_size, seed=0, epoch=e)
+
+    return epoch
+
+
+def reference_epoch(dtype, X, Y, args, batches):
+    """The reference backend's epoch, extrapolated from the median of ``batches`` batches."""
+    import fastnn
+    import fastnn.nn as nn
+
+    with fastnn.use_backend("reference"):
+        model = nn.make_cnn(X.shape[1:], dtype=dtype, seed=0)
         loss, opt = nn.BinaryCrossEntropy(), nn.Adam(lr=0.001)
-        if max_batches is not None:
-            n_batches = -(-X.shape[0] // args.batch_size)
-            times = []
-            for j in range(max_batches):
-                idx = slice(j * args.batch_size, (j + 1) * args.batch_size)
-                t0 = time.perf_counter()
-                nn.train_epoch(model, loss, opt, X[idx], Y[idx], batch_size=None, seed=0, epoch=0)
-                times.append(time.perf_counter() - t0)
-            return statistics.median(times) * n_batches, f"extrapolated from {max_batches} batches"
-        nn.train_epoch(model, loss, opt, X, Y, batch_size=args.batch_size, seed=0, epoch=0)  # warm-up / JIT
         times = []
-        for e in range(args.repeats):
+        for j in range(batches):
+            idx = slice(j * args.batch_size, (j + 1) * args.batch_size)
             t0 = time.perf_counter()
-            nn.train_epoch(model, loss, opt, X, Y, batch_size=args.batch_size, seed=0, epoch=e + 1)
+            nn.train_epoch(model, loss, opt, X[idx], Y[idx], batch_size=None, seed=0, epoch=0)
             times.append(time.perf_counter() - t0)
-        return statistics.median(times), f"median of {args.repeats} epochs"
+    return statistics.median(times) * -(-X.shape[0] // args.batch_size)
 
 
-def time_torch(dtype, X, Y, args, channels_last):
+def torch_epochs(dtype, X, Y, args, channels_last):
+    """A function that trains the same network in PyTorch one epoch (epoch number e)."""
     import torch
 
     torch.set_num_threads(args.threads)
@@ -112,22 +123,32 @@ def time_torch(dtype, X, Y, args, channels_last):
             loss.backward()
             opt.step()
 
-    epoch(0)
-    times = []
-    for e in range(args.repeats):
-        t0 = time.perf_counter()
-        epoch(e + 1)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return epoch
+
+
+def rounds(epochs, repeats):
+    """Seconds of one epoch of each of ``epochs`` (name -> function) per round, after one
+    warm-up epoch each (numba compiles there), in ``repeats`` rounds whose order is reversed
+    every other round: {name: [seconds per round]}."""
+    names = list(epochs)
+    for name in names:
+        epochs[name](0)
+    times = {name: [] for name in names}
+    for r in range(repeats):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            t0 = time.perf_counter()
+            epochs[name](r + 1)
+            times[name].append(time.perf_counter() - t0)
+    return times
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--backend", default="auto", help="fastnn backend to time (default auto)")
+    ap.add_argument("--backend", default="auto", help="fastnn backend to time (default auto: the planner's choice)")
     ap.add_argument("--dtype", choices=("float32", "float64", "both"), default="both")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2, help="PyTorch, BLAS and numba threads (default 2)")
-    ap.add_argument("--repeats", type=int, default=5, help="timed epochs (median), after one warm-up")
+    ap.add_argument("--repeats", type=int, default=5, help="rounds of one timed epoch each, after one warm-up")
     ap.add_argument("--reference-batches", type=int, default=2,
                     help="batches timed on the reference backend to extrapolate its epoch (0: skip it)")
     ap.add_argument("--data", default=None, help="cat data directory (default: fastnn's lookup)")
@@ -135,41 +156,49 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     _limit_threads(args.threads)
     import fastnn
-    from fastnn._dispatch import resolve_name
 
     try:
         import torch
     except ImportError:
         torch = None
         print("PyTorch is not installed (pip install torch==2.13.0): timing fastnn only", file=sys.stderr)
-    backend = resolve_name("conv_forward", None if args.backend == "auto" else args.backend)
+    backend = args.backend
     dtypes = ("float64", "float32") if args.dtype == "both" else (args.dtype,)
     print(f"fastnn {fastnn.__version__}, backend {backend}, batch {args.batch_size}, {args.threads} threads, "
-          f"torch {torch.__version__ if torch else 'absent'}, {os.cpu_count()} CPUs")
+          f"torch {torch.__version__ if torch else 'absent'}, {os.cpu_count()} CPUs, {args.repeats} rounds")
     rows = []
     for name in dtypes:
         dtype = np.dtype(name).type
         X, Y = _data(args, dtype)
-        fast, how = time_fastnn(backend, dtype, X, Y, args)
-        row = {"dtype": name, "fastnn": fast}
+        epochs = {"fastnn": fastnn_epochs(backend, dtype, X, Y, args)}
         if torch is not None:
-            row["torch_nchw"] = time_torch(dtype, X, Y, args, channels_last=False)
-            row["torch_cl"] = time_torch(dtype, X, Y, args, channels_last=True)
+            epochs["torch_nchw"] = torch_epochs(dtype, X, Y, args, channels_last=False)
+            epochs["torch_cl"] = torch_epochs(dtype, X, Y, args, channels_last=True)
+        times = rounds(epochs, args.repeats)
+        row = {"dtype": name, "times": times}
         if args.reference_batches and backend != "reference":
-            row["reference"], _ = time_fastnn("reference", dtype, X, Y, args, max_batches=args.reference_batches)
+            row["reference"] = reference_epoch(dtype, X, Y, args, args.reference_batches)
         rows.append(row)
-        print(f"  {name}: fastnn[{backend}] {fast:.4f} s/epoch ({how})", file=sys.stderr)
+        print(f"  {name}: fastnn[{backend}] {statistics.median(times['fastnn']):.4f} s/epoch "
+              f"(median of {args.repeats} rounds)", file=sys.stderr)
     print()
     print(f"{'dtype':<8} {'fastnn[' + backend + ']':>16} {'torch NCHW':>11} {'torch CL':>9} "
-          f"{'ratio NCHW':>11} {'ratio CL':>9} {'reference (extrap.)':>20}")
+          f"{'ratio NCHW':>20} {'ratio CL':>20} {'reference (extrap.)':>20}")
     for r in rows:
-        t1, t2 = r.get("torch_nchw"), r.get("torch_cl")
-        fmt = lambda v, u="s": f"{v:.4f} {u}" if v is not None else "-"  # noqa: E731
-        ratio = lambda t: f"{t / r['fastnn']:.2f}x" if t is not None else "-"  # noqa: E731
-        print(f"{r['dtype']:<8} {fmt(r['fastnn']):>16} {fmt(t1):>11} {fmt(t2):>9} {ratio(t1):>11} {ratio(t2):>9} "
-              f"{fmt(r.get('reference')):>20}")
-    print("ratio = PyTorch seconds per epoch / fastnn seconds per epoch (> 1: fastnn faster); "
-          "bars with numba: >= 1.0x float64, >= 0.7x float32")
+        t = r["times"]
+        med = lambda k: f"{statistics.median(t[k]):.4f} s" if k in t else "-"  # noqa: E731
+
+        def ratio(k):  # the median of the per-round ratios, with their range
+            if k not in t:
+                return "-"
+            q = [a / b for a, b in zip(t[k], t["fastnn"])]
+            return f"{statistics.median(q):.2f}x [{min(q):.2f}, {max(q):.2f}]"
+
+        ref = f"{r['reference']:.4f} s" if r.get("reference") is not None else "-"
+        print(f"{r['dtype']:<8} {med('fastnn'):>16} {med('torch_nchw'):>11} {med('torch_cl'):>9} "
+              f"{ratio('torch_nchw'):>20} {ratio('torch_cl'):>20} {ref:>20}")
+    print("ratio = PyTorch seconds per epoch / fastnn seconds per epoch in the same round, the median over "
+          "rounds [range] (> 1: fastnn faster); issue 19's bars: float32 >= 1.0x, float64 >= 1.5x")
     return 0
 
 
