@@ -18,7 +18,8 @@ with ``OPENBLAS_NUM_THREADS=--threads``.
 ``--ops``: fwd, fwd+bwd, and bwd (conv_backward alone; its torch ratio is against torch's
 forward+backward, so read only its before/after). ``--set``: table (the built-in table's convolutions), heldout (scripts/measure_torch.py's held-out
 layers, never tuned on), pool (the table's and the held-out pooling shapes), nchw (the table's
-res_3x3_nchw and scripts/measure_general.py's channels-first layers), depthwise (its depthwise layers).
+res_3x3_nchw and scripts/measure_general.py's channels-first layers), depthwise (the table's depthwise and
+scripts/measure_general.py's depthwise layers).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def rows(which):
         return [("conv", BENCH_CONV_SHAPES["res_3x3_nchw"])] + [("conv", c) for c, _ in MG.NCHW]
     if which == "depthwise":
         import measure_general as MG
-        return [("conv", c) for c in MG.DEPTHWISE]
+        return [("conv", BENCH_CONV_SHAPES["depthwise"])] + [("conv", c) for c in MG.DEPTHWISE]
     return ([("pool", c) for n, c in BENCH_POOL_SHAPES.items() if n != "seed"]
             + [("pool", c) for c in MT.HELDOUT_POOL])
 
