@@ -297,14 +297,18 @@ def test_every_backward_tile_variant_matches_reference(force_parallel, monkeypat
             _close(g, g_ref, dtype, f"{case.name} {name}")
     assert {T for _, T in picked} == set(tiles.BWD_T[np.dtype(dtype)])
     lanes = tiles.LANES[np.dtype(dtype)]
-    assert {J for J, T in picked if T < lanes} == {tiles.DW_J[np.dtype(dtype)]}
+    # the one-vector tile's rows by fw*C; with AVX-512 half a vector's (a ymm register's) too
+    one = {lanes, lanes // 2} if tiles.AVX512 else {lanes}
+    assert {J for J, T in picked if T < min(one)} == {tiles.DW_J[np.dtype(dtype)]}
     if tiles.AVX512:  # tiles of 2 and 4 vectors, their rows by fw*C (tiles.DW_J_BY_VECTORS)
         wide = {(J, T // lanes) for J, T in picked if T > lanes}
         assert {v for _, v in wide} == {2, 4} and all(J in tiles.DW_J_BY_VECTORS[v] for J, v in wide), wide
     else:
         assert {J for J, T in picked if T != lanes} == {tiles.DW_J[np.dtype(dtype)]}
-    # fw*C = 6, 15, 27, 57: the one-vector tile's rows J = 6 and 9 (and 4 where K allows)
-    assert {J for J, T in picked if T == lanes} >= {6, 9}
+    # fw*C = 6, 15, 27, 57: the one-vector (and half-vector) tiles' rows J = 6 and 9 (and 4
+    # where K allows)
+    for width in one:
+        assert {J for J, T in picked if T == width} >= {6, 9}, (width, picked)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)

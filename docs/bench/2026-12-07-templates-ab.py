@@ -2,10 +2,12 @@
 (after), in one process, alternating rounds: whole public calls on the numba backend, the
 convolution module (``nb._CONV``) swapped between the two builds.
 
-    python3 docs/bench/2026-12-07-templates-ab.py COMMIT LAYER[,LAYER...] [float32,float64] [--nchw]
+    python3 docs/bench/2026-12-07-templates-ab.py COMMIT LAYER[,LAYER...] [float32,float64] [--nchw] [--tiles]
 
 LAYER: a name from the built-in table, scripts/measure_torch.py's held-out set or its CNN set.
-``--nchw`` runs the layers channels-first.
+``--nchw`` runs the layers channels-first. ``--tiles``: the commit's tile rules too (its
+``tiles.py`` in place of this tree's while the before build runs). Both builds' forward and
+backward outputs must be the same bits.
 """
 
 import importlib.util
@@ -28,14 +30,24 @@ import measure_torch as MT  # noqa: E402
 from fastnn.testing.cases import BENCH_CONV_SHAPES  # noqa: E402
 
 
-def build(commit):
-    src = subprocess.run(["git", "-C", ROOT, "show", f"{commit}:fastnn/backends/numba/templates.py"],
+def _module(commit, stem):
+    src = subprocess.run(["git", "-C", ROOT, "show", f"{commit}:fastnn/backends/numba/{stem}.py"],
                          check=True, capture_output=True, text=True).stdout
-    name = "fastnn.backends.numba._templates_before"
-    mod = types.ModuleType(name)
+    mod = types.ModuleType(f"fastnn.backends.numba._{stem}_before")
     mod.__package__ = "fastnn.backends.numba"
-    exec(compile(src, f"<templates at {commit}>", "exec"), mod.__dict__)
-    return load_generated(f"numba_conv_before_{commit[:10]}", mod.conv_source())
+    exec(compile(src, f"<{stem} at {commit}>", "exec"), mod.__dict__)
+    return mod
+
+
+def build(commit, tiles):
+    """The commit's convolution kernels, generated with ``tiles`` (the tile module its
+    templates import)."""
+    now, nb.tiles = nb.tiles, tiles
+    try:
+        return load_generated(f"numba_conv_before_{commit[:10]}_{tiles.__name__.rsplit('_', 1)[-1]}",
+                              _module(commit, "templates").conv_source())
+    finally:
+        nb.tiles = now
 
 
 def main():
@@ -44,7 +56,12 @@ def main():
                                  else "float32,float64").split(",")]
     nchw = "--nchw" in sys.argv
     override_num_threads(2)
-    after, before = nb._CONV, build(commit)
+    tiles_after = nb.tiles
+    tiles_before = _module(commit, "tiles") if "--tiles" in sys.argv else nb.tiles
+    after, before = nb._CONV, build(commit, tiles_before)
+
+    def use(k):
+        nb._CONV, nb.tiles = (after, tiles_after) if k == "after" else (before, tiles_before)
     cases = {c.name: c for c in MT.HELDOUT_CONV + MT.CNN_CONV + list(BENCH_CONV_SHAPES.values())}
     allr = []
     for name in names:
@@ -62,19 +79,21 @@ def main():
                 fastnn.conv_backward(dZ, fwd()[1], backend="numba")
 
             outs = []
-            for mod in (before, after):
-                nb._CONV = mod
-                outs.append(fwd()[0])
-            assert np.array_equal(outs[0], outs[1]), "the two builds' forwards differ"
+            for k in ("before", "after"):
+                use(k)
+                Z, cache = fwd()
+                outs.append((Z, *fastnn.conv_backward(dZ, cache, backend="numba")))
+            for x, y, what in zip(*outs, ("Z", "dA_prev", "dW", "db")):
+                assert np.array_equal(x, y), f"the two builds' {what} differ"
             for what, fn in (("fwd", fwd), ("fwd+bwd", both)):
                 rs = []
                 for r in range(9):
                     t = {}
                     for k in (("before", "after") if r % 2 else ("after", "before")):
-                        nb._CONV = after if k == "after" else before
+                        use(k)
                         t[k] = timed_block(fn, 3, 0.05)
                     rs.append(t["before"] / t["after"])
-                nb._CONV = after
+                use("after")
                 allr.append(statistics.median(rs))
                 print(f"{name:14s} {dt.name:8s} {what:8s} before/after {statistics.median(rs):.3f} "
                       f"[{min(rs):.3f}, {max(rs):.3f}]", flush=True)

@@ -64,8 +64,9 @@ BWD_T = {F64: (8, 4, 1), F32: (16, 8, 4, 1)}
 #: Lanes of one AVX2 vector per dtype.
 LANES = {F64: 4, F32: 8}
 if AVX512:
-    #: AVX-512: J = 8 for tiles narrower than one zmm register; for wider ones J from
-    #: ``DW_J_BY_VECTORS`` by T in vectors (a tile of one vector: ``DW_J_ONE_VECTOR``).
+    #: AVX-512: J = 8 for tiles narrower than half a zmm register; for wider ones J from
+    #: ``DW_J_BY_VECTORS`` by T in vectors (a tile of one vector or half of one (a ymm
+    #: register): ``DW_J_ONE_VECTOR``).
     DW_J = {F64: 8, F32: 8}
     BWD_T = {F64: (32, 16, 8, 4, 1), F32: (64, 32, 16, 8, 4, 1)}
     LANES = {F64: 8, F32: 16}
@@ -193,7 +194,7 @@ def dw_tile(dtype, K: int, L: int, T=None):
     """The dW kernel's tile (J, T) for K output channels and L = fw*C input columns: T the
     first of ``BWD_T`` <= K (AVX-512: the one with the fewest channels, K zero-padded to a
     multiple of T, per unit of its speed ``DW_EFF``), or ``T`` as given (a variant); J from
-    ``DW_J``, or for a one-vector T from ``DW_J_ONE_VECTOR``, the fewest padded columns (then
+    ``DW_J``, or for a one-vector T (AVX-512: or half of one) from ``DW_J_ONE_VECTOR``, the fewest padded columns (then
     the widest; AVX-512, T of 2 or 4 vectors: from ``DW_J_BY_VECTORS``, per unit of speed)."""
     dtype = np.dtype(dtype)
     lanes = LANES[dtype]
@@ -202,7 +203,7 @@ def dw_tile(dtype, K: int, L: int, T=None):
             T = min((t for t in BWD_T[dtype] if t <= K), key=lambda t: -(-K // t) * t / _dw_eff(t / lanes))
         else:
             T = next(t for t in BWD_T[dtype] if t <= K)
-    if T == lanes:
+    if T == lanes or (AVX512 and 2 * T == lanes):
         rows = {j: 1.0 for j in DW_J_ONE_VECTOR}
     elif AVX512 and T > lanes:
         rows = DW_J_BY_VECTORS.get(T // lanes, {max(1, 24 * lanes // T): 1.0})
@@ -253,6 +254,7 @@ def all_dw_tiles():
     rows = {dw_tile(dt, T, 1, T) for dt in DW_J for T in widths}
     rows |= {(J, LANES[dt]) for dt in LANES for J in DW_J_ONE_VECTOR}
     if AVX512:
+        rows |= {(J, LANES[dt] // 2) for dt in LANES for J in DW_J_ONE_VECTOR}
         rows |= {(J, v * LANES[dt]) for dt in LANES for v, js in DW_J_BY_VECTORS.items() for J in js}
     return sorted(rows, reverse=True)
 
