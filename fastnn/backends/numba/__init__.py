@@ -608,7 +608,8 @@ def _dW_chunks(J, T, p, Xs, dZk, part, pdb, ja, jb, dh):
     pieces (m, Hp, Wp/sw, sw*C), dZk dZ (m, Ho, Wo, Kp), both C-contiguous."""
     m, Hp, Wps, piece = Xs.shape
     run_chunks(_CONV.DW[J, T], (Xs.reshape(-1), dZk.reshape(-1, dZk.shape[3]), part, pdb,
-                                p.Ho, p.Wo, Hp, Wps, piece, p.sh, ja, jb, tiles.dw_rows(p.Wo), dh), part.shape[0])
+                                p.Ho, p.Wo, Hp, Wps, piece, p.sh, ja, jb,
+                                tiles.dw_rows(p.Wo, in_place=dZk.shape[3] <= T), dh), part.shape[0])
 
 
 def _dW_tiled(p, Xs, dZ, dW, db, dw_t):

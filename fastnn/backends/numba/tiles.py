@@ -217,11 +217,19 @@ def dw_tile(dtype, K: int, L: int, T=None):
 #: 14 layers) the partials' loads and stores after each row streamed the whole (fh, fw*C, K)
 #: partial through the cache once per row.
 DW_PASS_PIXELS = 64
+#: ... and of at least this many where the tile reads dZ in place (K of one channel tile): a
+#: pass's setup then has no copy to amortise and its length costs only its offset table; the
+#: partials' loads and stores took 3-11% of dW on layers of few columns or channels (the
+#: cnn's, cat_c1, cifar), against 64. Where dZ is copied per pass, 1024 pixels of it
+#: (float64 pointwise: 512 KiB) ran 6-10% slower than 64
+#: (docs/bench/2026-12-07-dw-db-passes.md).
+DW_PASS_PIXELS_IN_PLACE = 1024
 
 
-def dw_rows(Wo: int) -> int:
-    """Output rows per pass of the dW kernels (the bits do not depend on it)."""
-    return max(1, -(-DW_PASS_PIXELS // Wo))
+def dw_rows(Wo: int, in_place: bool = False) -> int:
+    """Output rows per pass of the dW kernels, ``in_place`` where the tile reads dZ in place (the
+    bits do not depend on it)."""
+    return max(1, -(-(DW_PASS_PIXELS_IN_PLACE if in_place else DW_PASS_PIXELS) // Wo))
 
 
 #: The channel blocks of the row-sliding depthwise kernels (templates.dw_fwd_row, dw_dW_row): P x NB
