@@ -274,7 +274,7 @@ def test_a_polling_worker_takes_the_next_call_without_blocking(monkeypatch):
     # (compiled first: with a cold cache the workers' first poll would compile for longer than
     # the 50 calls take; and a poll of 0.5 s, not 100 us: on a loaded machine the next call may
     # come later than that)
-    assert _spin.flag_changes(np.zeros(1, dtype=np.int64), 0, 1, 0, 0)
+    assert _spin.flag_changes(np.zeros(1, dtype=np.int64), 0, 1, 0, 0, np.zeros(1, dtype=np.int64), -1)
     spin_mod, _, linger = _threads._spinning()
     monkeypatch.setattr(_threads, "_spin", (spin_mod, int(5e5 * _spin.cycles_per_us()), linger))
     seen_changes = []
@@ -293,6 +293,30 @@ def test_a_polling_worker_takes_the_next_call_without_blocking(monkeypatch):
             break
     assert len(seen) == 2 * calls and True in seen_changes, (calls, _threads._pollers, _threads._cpus,
                                                              _threads.worker_count(), seen_changes[:5])
+
+
+@needs_spin
+def test_a_polling_worker_sets_its_chunks_flag_in_its_poll(monkeypatch):
+    """A worker that polls after a chunk sets the chunk's completion flag in the poll (without
+    the GIL), not before it: the caller that sees the flag then finds the GIL free. The
+    chunk's lock is released before, so the caller never waits on it once it sees the flag."""
+    if _threads._spinning() is None:
+        pytest.skip("polling is off here (FASTNN_SPIN_US=0, or fewer than 2 usable CPUs)")
+    real = _spin.flag_changes
+    marks = []
+
+    def flag_changes(flags, i, seen, limit, linger, mark, j):
+        if j >= 0:
+            marks.append(int(mark[j]))  # (not set yet when the poll starts)
+        return real(flags, i, seen, limit, linger, mark, j)
+
+    monkeypatch.setattr(_spin, "flag_changes", flag_changes)
+    seen, lock = [], threading.Lock()
+    for calls in range(1, 1001):  # (until a worker has polled after a chunk of this test's)
+        _threads.run_chunks(_record, (seen, lock), 2)
+        if marks:
+            break
+    assert len(seen) == 2 * calls and marks and set(marks) == {0}, (calls, marks[:5])
 
 
 @needs_spin
@@ -326,11 +350,14 @@ def test_spin_kernels_report_a_change_or_give_up():
     flags = np.zeros(4, dtype=np.int64)
     rate = _spin.cycles_per_us()
     assert rate > 1
-    assert not _spin.flag_changes(flags, 2, 0, int(200 * rate), 0)  # nothing changes: gives up
+    mark = np.zeros(3, dtype=np.int64)
+    assert not _spin.flag_changes(flags, 2, 0, int(200 * rate), 0, mark, -1)  # nothing changes: gives up
+    assert not mark.any()  # (j < 0: no mark set)
     assert not _spin.flags_set(flags, 3, int(200 * rate), 0)
     flags[2] = 7
-    assert _spin.flag_changes(flags, 2, 0, int(200 * rate), int(5 * rate))
-    assert not _spin.flag_changes(flags, 2, 7, int(200 * rate), 0)
+    assert _spin.flag_changes(flags, 2, 0, int(200 * rate), int(5 * rate), mark, -1)
+    assert not _spin.flag_changes(flags, 2, 7, int(200 * rate), 0, mark, 1)
+    assert mark.tolist() == [0, 1, 0]  # set first, whether or not the poll saw a change
 
     def later():
         time.sleep(0.01)

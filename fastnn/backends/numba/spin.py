@@ -48,6 +48,26 @@ def _load_acquire(typingctx, arr, idx):
 
 
 @intrinsic
+def _store_release(typingctx, arr, idx, val):
+    """arr[idx] = val in an int64 array, an atomic release store (the writes before it are
+    seen by a thread that sees it)."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int64 and arr.ndim == 1
+            and isinstance(idx, types.Integer) and isinstance(val, types.Integer)):
+        return None  # (a typing error: flags are 1-D int64 arrays)
+    sig = types.void(arr, idx, val)
+
+    def codegen(context, builder, sig, args):
+        aryty = sig.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]])
+        value = context.cast(builder, args[2], sig.args[2], types.int64)
+        builder.store_atomic(value, ptr, ordering="release", align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
 def _cycles(typingctx):
     """The time-stamp counter (``rdtsc`` on x86-64)."""
     sig = types.int64()
@@ -98,10 +118,14 @@ def _linger(ticks):
 
 
 @kernel
-def flag_changes(flags, i, seen, limit, linger):
-    """Poll flags[i] while it equals ``seen``, for at most ``limit`` counter ticks; once it
-    changes, go on polling for ``linger`` ticks (so that the thread that changed it can release
-    the GIL before this one asks for it back). Whether it changed."""
+def flag_changes(flags, i, seen, limit, linger, mark, j):
+    """Set mark[j] to 1 (unless j < 0), then poll flags[i] while it equals ``seen``, for at most
+    ``limit`` counter ticks; once it changes, go on polling for ``linger`` ticks (so that the
+    thread that changed it can release the GIL before this one asks for it back). Whether it
+    changed. The mark is set here, without the GIL, so that the thread polling for it (a caller
+    waiting for this worker's chunk) finds the GIL free when it sees it."""
+    if j >= 0:
+        _store_release(mark, j, 1)
     if not _poll(flags, i, seen, _cycles(), limit):
         return False
     _linger(linger)
@@ -111,7 +135,8 @@ def flag_changes(flags, i, seen, limit, linger):
 @kernel
 def flags_set(flags, n, limit, linger):
     """Poll until flags[0 .. n-1] are all non-zero, for at most ``limit`` counter ticks, then
-    wait ``linger`` ticks more (as :func:`flag_changes`). Whether they all were."""
+    wait ``linger`` ticks more (as :func:`flag_changes`; :mod:`.threads` waits none: its workers
+    set these flags without the GIL). Whether they all were."""
     t0 = _cycles()
     for i in range(n):
         if not _poll(flags, i, 0, t0, limit):

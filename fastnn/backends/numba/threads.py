@@ -19,9 +19,11 @@ problems run in the calling thread (``SERIAL_WORK`` in :mod:`fastnn.backends.num
 Hand-offs poll before they block (:mod:`.spin`, x86-64): an idle worker polls a bell that
 every queued job rings, for ``FASTNN_SPIN_US`` (default 100 us) after its last chunk, and a call
 polls for its chunks' completion flags as long before it waits on their locks; the polls run
-without the GIL. Waking a blocked thread took about 20 us on the 2-vCPU host, two or three
-times a call: a threaded call of a 12 us kernel took 85-90 us blocking, about 42 polling
-(``config.SPIN_US_DEFAULT``).
+without the GIL, and a worker sets its completion flag from within its next poll, so that the
+caller that sees it finds the GIL free. Waking a blocked thread took about 20 us on the 2-vCPU
+host, two or three times a call: a threaded call of a 12 us kernel took 85-90 us blocking, about
+42 polling (``config.SPIN_US_DEFAULT``); on the AMD host a call of an empty kernel in two chunks
+took 18 us with the flag set under the GIL, 11 us now.
 
 A call may also split its loop into more chunks than threads (``nthreads`` below
 ``nchunks``): the threads then take the chunks in turn, so that a thread whose core runs slow
@@ -100,31 +102,47 @@ def _spinning():
     return _spin or None
 
 
-def _next_job():
+_NO_MARK = (np.zeros(1, dtype=np.int64), -1)
+
+
+def _set_mark(mark) -> None:
+    if mark[1] >= 0:
+        mark[0][mark[1]] = 1
+
+
+def _next_job(mark=_NO_MARK):
     """The next queued job: taken at once, or after polling the bell for up to the idle spin
     (without the GIL), else by blocking on the queue. At most one worker fewer than the usable
-    CPUs polls at a time (the caller has the last one)."""
+    CPUs polls at a time (the caller has the last one). ``mark`` (flags, index): the last job's
+    completion flag, set first (by the poll, without the GIL, where this worker polls)."""
     while True:
         try:
-            return _jobs.get_nowait()
+            job = _jobs.get_nowait()
+            _set_mark(mark)
+            return job
         except queue.Empty:
             pass
         spinning = _spin or None  # (set by the call that queued this worker's first job)
         if spinning is None:
+            _set_mark(mark)
             return _jobs.get()
         with _poll_lock:
             may_poll = _pollers[0] < _cpus[0] - 1
             _pollers[0] += may_poll
         if not may_poll:
+            _set_mark(mark)
             return _jobs.get()
         try:
             seen = int(_bell[0])
             try:
-                return _jobs.get_nowait()
+                job = _jobs.get_nowait()
+                _set_mark(mark)
+                return job
             except queue.Empty:
                 pass
             spin, idle, linger = spinning
-            changed = spin.flag_changes(_bell, 0, seen, idle, linger)
+            changed = spin.flag_changes(_bell, 0, seen, idle, linger, *mark)
+            mark = _NO_MARK
         finally:
             with _poll_lock:
                 _pollers[0] -= 1
@@ -134,8 +152,9 @@ def _next_job():
 
 def _work() -> None:
     _local.is_worker = True
+    mark = _NO_MARK
     while True:
-        fn, args, slot, errors, finished, done = _next_job()
+        fn, args, slot, errors, finished, done = _next_job(mark)
         try:
             fn(*args)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
@@ -145,8 +164,12 @@ def _work() -> None:
             # the next job, a freed output's memory would not be reused by the caller's next
             # allocation (a cold buffer each call slowed pooling backward).
             del fn, args, errors
-            finished[slot - 1] = 1  # (what a spinning caller polls; then the lock it falls back on)
+            # The lock a blocked caller waits on, then the flag a polling caller polls, set by
+            # the next poll without the GIL (_next_job). Set here, with the GIL, the caller saw
+            # it while this thread still held the GIL, and lingered 5 us so as not to wait on
+            # it: a chunked call of an empty kernel took 18.4 us so, 10.8 now.
             done.release()
+            mark = (finished, slot - 1)
             del done, finished
 
 
@@ -233,8 +256,8 @@ def run_chunks(kernel: Callable[..., Any], args: tuple, nchunks: int, nthreads: 
         interrupted = None
         if spinning is not None and len(locks) == nchunks - 1 and nchunks <= _cpus[0]:
             try:  # (poll first, without the GIL; an interruption meanwhile still waits below)
-                spin, idle, linger = spinning
-                spin.flags_set(finished, nchunks - 1, idle, linger)
+                spin, idle, _ = spinning  # (no linger: the workers set the flags without the GIL)
+                spin.flags_set(finished, nchunks - 1, idle, 0)
             except BaseException as exc:  # noqa: BLE001 - re-raised once every chunk is done
                 interrupted = exc
         late = _wait_all(locks)  # every queued chunk, even when ours failed
