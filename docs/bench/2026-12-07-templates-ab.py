@@ -6,11 +6,11 @@ convolution module (``nb._CONV``) swapped between the two builds.
 
 LAYER: a name from the built-in table, scripts/measure_torch.py's held-out set or its CNN set.
 ``--nchw`` runs the layers channels-first. ``--tiles``: the commit's tile rules too (its
-``tiles.py`` in place of this tree's while the before build runs). Both builds' forward and
-backward outputs must be the same bits.
+``tiles.py`` in place of this tree's while the before build runs; its functions must take the
+arguments this tree's wrappers pass). Both builds' forward and backward outputs must be the
+same bits.
 """
 
-import importlib.util
 import statistics
 import subprocess
 import sys
@@ -44,7 +44,7 @@ def build(commit, tiles):
     templates import)."""
     now, nb.tiles = nb.tiles, tiles
     try:
-        return load_generated(f"numba_conv_before_{commit[:10]}_{tiles.__name__.rsplit('_', 1)[-1]}",
+        return load_generated(f"numba_conv_before_{commit[:10]}_{'own' if tiles is now else 'tiles'}",
                               _module(commit, "templates").conv_source())
     finally:
         nb.tiles = now
