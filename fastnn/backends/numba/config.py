@@ -104,8 +104,8 @@ SPIN_US_DEFAULT = 100
 SPIN_US_MAX = 1_000_000
 #: ... and once the bell it polls has rung, a worker polls this much longer (microseconds), so
 #: that the caller that rang it can release the GIL (enter its own chunk) before the worker asks
-#: for it. (A caller polling for its chunks lingers not at all: the workers set those flags
-#: without the GIL.) On the AMD host a chunked call of an empty kernel took 10.8 us at 5, 8.8 at
+#: for it. (A caller polling for its chunks lingers not at all: a polling worker sets those
+#: flags without the GIL.) On the AMD host a chunked call of an empty kernel took 10.8 us at 5, 8.8 at
 #: 3, 7.8 at 2, 6.6 at 1 and 21 at 0 (contended); the cnn epoch read the same at 5, 2 and 1
 #: (docs/bench/2026-12-07-dw-db-passes.md). 5 leaves room for a caller whose arguments take
 #: longer to unbox.

@@ -135,8 +135,8 @@ def flag_changes(flags, i, seen, limit, linger, mark, j):
 @kernel
 def flags_set(flags, n, limit, linger):
     """Poll until flags[0 .. n-1] are all non-zero, for at most ``limit`` counter ticks, then
-    wait ``linger`` ticks more (as :func:`flag_changes`; :mod:`.threads` waits none: its workers
-    set these flags without the GIL). Whether they all were."""
+    wait ``linger`` ticks more (as :func:`flag_changes`; :mod:`.threads` waits none: a polling
+    worker sets these flags without the GIL). Whether they all were."""
     t0 = _cycles()
     for i in range(n):
         if not _poll(flags, i, 0, t0, limit):

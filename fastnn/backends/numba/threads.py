@@ -20,7 +20,8 @@ Hand-offs poll before they block (:mod:`.spin`, x86-64): an idle worker polls a 
 every queued job rings, for ``FASTNN_SPIN_US`` (default 100 us) after its last chunk, and a call
 polls for its chunks' completion flags as long before it waits on their locks; the polls run
 without the GIL, and a worker sets its completion flag from within its next poll, so that the
-caller that sees it finds the GIL free. Waking a blocked thread took about 20 us on the 2-vCPU
+caller that sees it finds the GIL free (a worker that does not poll sets it before it takes or
+waits for its next job). Waking a blocked thread took about 20 us on the 2-vCPU
 host, two or three times a call: a threaded call of a 12 us kernel took 85-90 us blocking, about
 42 polling (``config.SPIN_US_DEFAULT``); on the AMD host a call of an empty kernel in two chunks
 took 18 us with the flag set under the GIL, 11 us now.
@@ -165,9 +166,10 @@ def _work() -> None:
             # allocation (a cold buffer each call slowed pooling backward).
             del fn, args, errors
             # The lock a blocked caller waits on, then the flag a polling caller polls, set by
-            # the next poll without the GIL (_next_job). Set here, with the GIL, the caller saw
-            # it while this thread still held the GIL, and lingered 5 us so as not to wait on
-            # it: a chunked call of an empty kernel took 18.4 us so, 10.8 now.
+            # the next poll without the GIL (_next_job; with it where this worker does not poll).
+            # Set here, with the GIL, the caller saw it while this thread still held the GIL, and
+            # lingered 5 us so as not to wait on it: a chunked call of an empty kernel took
+            # 18.4 us so, 10.8 now.
             done.release()
             mark = (finished, slot - 1)
             del done, finished
@@ -256,7 +258,7 @@ def run_chunks(kernel: Callable[..., Any], args: tuple, nchunks: int, nthreads: 
         interrupted = None
         if spinning is not None and len(locks) == nchunks - 1 and nchunks <= _cpus[0]:
             try:  # (poll first, without the GIL; an interruption meanwhile still waits below)
-                spin, idle, _ = spinning  # (no linger: the workers set the flags without the GIL)
+                spin, idle, _ = spinning  # (no linger: a polling worker sets its flag without the GIL)
                 spin.flags_set(finished, nchunks - 1, idle, 0)
             except BaseException as exc:  # noqa: BLE001 - re-raised once every chunk is done
                 interrupted = exc
