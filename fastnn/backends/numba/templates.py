@@ -419,16 +419,12 @@ def conv_dA_px(name: str, C: int, P: int) -> List[str]:
 # --------------------------------------------------------------------- conv dW
 
 
-def _dW_tile(J: int, T: int, with_db: bool = False) -> List[str]:
-    """One dW tile (J input columns x T channels) over the pass's pixels; ``with_db``: db's
-    sums of the tile's channels too (in variables of their own: a branch's tile that shared
-    its accumulators' names with the other's had them spilled to the stack in its loop)."""
-    v = "u" if with_db else ""  # (the variables' prefix)
+def _dW_tile(J: int, T: int) -> List[str]:
     L = []
     for q in range(J):
-        L.append(f"{v}pq{q} = pk[j0 + {q}, k0:]")
+        L.append(f"pq{q} = pk[j0 + {q}, k0:]")
         for k in range(T):
-            L.append(f"{v}a{q}_{k} = {v}pq{q}[{k}]")
+            L.append(f"a{q}_{k} = pq{q}[{k}]")
     # The tile's sums stay in registers over the pass's pixels, taken as one run across its
     # output rows: with one loop per row of Wo = 14 pixels (resnet's 14 x 14 layers), each row's
     # setup (its input row's views, a division) cost a third of the row's multiply-adds, and
@@ -447,36 +443,36 @@ def _dW_tile(J: int, T: int, with_db: bool = False) -> List[str]:
     # no negative-index wraparound code for it; with a signed table, that code and a multiply
     # per column made the inner loop's scalar work outweigh its multiply-adds).
     for q in range(J):
-        L.append(f"{v}xq{q} = Xl[(kro + ja[j0 + {q}]) * piece + jb[j0 + {q}]:]")
-    if with_db:
-        L += _rep(T, "ub{k} = db[k0 + {k}]")
+        L.append(f"xq{q} = Xl[(kro + ja[j0 + {q}]) * piece + jb[j0 + {q}]:]")
     L += ["for p in range(npx):", "    o = xo[p]"]
     for k in range(T):
-        L.append(f"    {v}d{k} = zk[p, {k}]")
-    if with_db:
-        L += _rep(T, "    ub{k} += ud{k}")
+        L.append(f"    d{k} = zk[p, {k}]")
     for q in range(J):
-        L.append(f"    {v}x{q} = {v}xq{q}[o]")
+        L.append(f"    x{q} = xq{q}[o]")
     for q in range(J):
         for k in range(T):
-            L.append(f"    {v}a{q}_{k} += {v}x{q} * {v}d{k}")
+            L.append(f"    a{q}_{k} += x{q} * d{k}")
     for q in range(J):
         for k in range(T):
-            L.append(f"{v}pq{q}[{k}] = {v}a{q}_{k}")
-    if with_db:
-        L += _rep(T, "db[k0 + {k}] = ub{k}")
+            L.append(f"pq{q}[{k}] = a{q}_{k}")
     return L
 
 
 def _dW_kblock(J: int, T: int) -> List[str]:
-    # db's sums ride along in the first tile of each channel block (kh = 0, j0 = 0), where the
-    # pixels' dZ is in registers anyway: summed on their own, in a loop over dZ's rows before
-    # the tiles, they went through memory (db may alias dZ for all Numba knows), a store and a
-    # load per row on each sum's chain: half the dW kernel's time on one thread for the cnn's
-    # first layer (16x64x64x3 -> 8 channels, 9 columns a filter row).
-    # The same pixels in the same order: the same bits.
-    return ["j0 = 0", "while j0 < Lr:", "    if kh == 0 and j0 == 0:", *_ind(_dW_tile(J, T, True), 8),
-            "    else:", *_ind(_dW_tile(J, T), 8), f"    j0 += {J}"]
+    return ["j0 = 0", "while j0 < Lr:", *_ind(_dW_tile(J, T), 4), f"    j0 += {J}"]
+
+
+def _db_pass(T: int) -> List[str]:
+    """db's sums over the pass's pixels, T channels at a time from the pass's dZ block, in
+    registers. Summed in a loop of their own over dZ's rows before the tiles, they went through
+    memory (db may alias dZ for all Numba knows), a store and a load per row on each sum's chain:
+    half the dW kernel's time on one thread for the cnn's first layer (16x64x64x3 -> 8 channels,
+    9 columns a filter row). Summed inside the first tile instead (the dZ in its registers), the
+    tile's body came twice in each kernel and its first compile took 2.5x as long. The same
+    pixels in the same order: the same bits."""
+    return (["k0 = 0", "while k0 < K:", f"    zk = zb[k0 // {T}] if K > {T} else zp"]
+            + _rep(T, "    b{k} = db[k0 + {k}]") + ["    for p in range(npx):"] + _rep(T, "        b{k} += zk[p, {k}]")
+            + _rep(T, "    db[k0 + {k}] = b{k}") + [f"    k0 += {T}"])
 
 
 def conv_dW(name: str, J: int, T: int) -> List[str]:
@@ -526,6 +522,7 @@ def conv_dW(name: str, J: int, T: int) -> List[str]:
         "                        zq = zp[q]",
         f"                        for u in range({T}):",
         f"                            zbk[q, u] = zq[kb * {T} + u]",
+        *_ind(_db_pass(T), 12),
         "            for kh in range(fh):",
         "                pk = pc[kh]",
         "                kro = kh * dh * Wps",
