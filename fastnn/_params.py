@@ -1,8 +1,9 @@
 """Argument checking and output shapes: the one place that does either.
 
 Every public kernel call builds one frozen params object here (a ``NamedTuple``:
-immutable and cheap to build); backends receive it with checked, normalised,
-C-contiguous arrays of ``p.dtype`` and never re-validate or re-derive a shape.
+immutable and cheap to build; a call that repeats the shapes, dtypes and hparameters of one
+that passed gets that call's object, :data:`_BUILT`); backends receive it with checked,
+normalised, C-contiguous arrays of ``p.dtype`` and never re-validate or re-derive a shape.
 
 Errors name the argument and show what was expected and what was given:
 ``ValueError`` for a wrong shape or value, ``TypeError`` for a wrong type.
@@ -391,13 +392,80 @@ def pad_params(X: np.ndarray, pad: Any) -> PadParams:
     return PadParams(m, H, W, C, ph, pw, H + 2 * ph, W + 2 * pw, compute_dtype(X))
 
 
+# ----------------------------------------------------------------- built params, kept
+
+#: Params already built, by their call's key (:func:`_call_key`): a call that repeats one (every
+#: step of a training loop) gets the same immutable params without its checks, which depend only
+#: on what the key holds and which it passed the first time. Only calls that passed are kept;
+#: the store is emptied when it reaches ``_BUILT_MAX`` keys.
+_BUILT: dict = {}
+_BUILT_MAX = 1024
+
+
+def _frozen_hparameters(hp: Any) -> Optional[tuple]:
+    """A key for a dict of hparameters whose keys are str and whose values are exact ints,
+    bools, strs or tuples of exact ints, each with its type (so ``True`` and ``1``, which the
+    checks tell apart, get different keys); None for anything else (built every time)."""
+    if type(hp) is not dict:
+        return None
+    key = []
+    for k, v in hp.items():
+        t = type(v)
+        if t is tuple:
+            for x in v:
+                if type(x) is not int:
+                    return None
+        elif t is not int and t is not str and t is not bool:
+            return None
+        if type(k) is not str:
+            return None
+        key.append((k, t, v))
+    return tuple(key)
+
+
+def _call_key(arrays: tuple, hparameters: Any, *rest: Any) -> Optional[tuple]:
+    """The key of a call on ndarrays (their shapes and dtypes), its hparameters and ``rest``
+    (exact strs: the mode, the tie rule); None where any part has no key."""
+    hp = _frozen_hparameters(hparameters)
+    if hp is None:
+        return None
+    for r in rest:
+        if type(r) is not str:
+            return None
+    key = [hp, rest]
+    for a in arrays:
+        if type(a) is not np.ndarray:
+            return None
+        key.append(a.shape)
+        key.append(a.dtype)
+    return tuple(key)
+
+
+def _keep(key: tuple, p):
+    if len(_BUILT) >= _BUILT_MAX:
+        _BUILT.clear()
+    _BUILT[key] = p
+    return p
+
+
 def conv_params(A_prev: np.ndarray, W: np.ndarray, b: np.ndarray, hparameters: Any) -> ConvParams:
     """Check a convolution's arguments and compute its output shape.
 
     The params describe the call in NHWC terms whatever ``hparameters["layout"]`` is, which
     they keep as ``layout`` (the wrapper hands NCHW arrays to a kernel as NHWC copies or, where
-    the kernel reads them itself, as NHWC-shaped views).
+    the kernel reads them itself, as NHWC-shaped views). A call with the key of one built before
+    gets the same params (:data:`_BUILT`).
     """
+    key = _call_key((A_prev, W, b), hparameters, "conv")
+    if key is not None:
+        p = _BUILT.get(key)
+        if p is not None:
+            return p
+        return _keep(key, _conv_params(A_prev, W, b, hparameters))
+    return _conv_params(A_prev, W, b, hparameters)
+
+
+def _conv_params(A_prev: np.ndarray, W: np.ndarray, b: np.ndarray, hparameters: Any) -> ConvParams:
     hp = _hparams(hparameters, ("stride", "pad"), ("dilation", "groups", "layout"), "conv")
     layout = "NHWC" if "layout" not in hp else _layout(hp)
     if layout == "NCHW":
@@ -479,7 +547,17 @@ def normalise_mode(mode: Any) -> str:
 
 def pool_params(A_prev: np.ndarray, hparameters: Any, mode: Any, ties: Any = "all") -> PoolParams:
     """Check a pooling call's arguments and compute its output shape (in NHWC terms, as
-    :func:`conv_params`)."""
+    :func:`conv_params`, and kept as its params are)."""
+    key = _call_key((A_prev,), hparameters, "pool", mode, ties)
+    if key is not None:
+        p = _BUILT.get(key)
+        if p is not None:
+            return p
+        return _keep(key, _pool_params(A_prev, hparameters, mode, ties))
+    return _pool_params(A_prev, hparameters, mode, ties)
+
+
+def _pool_params(A_prev: np.ndarray, hparameters: Any, mode: Any, ties: Any) -> PoolParams:
     mode = normalise_mode(mode)
     if ties not in TIE_RULES:
         raise ValueError(f"ties must be one of {list(TIE_RULES)}, got {ties!r}")

@@ -351,3 +351,47 @@ def test_accepts_lists_and_flat_bias():
     np.testing.assert_allclose(Z1, Z2, rtol=1e-15)
     _, cache = fastnn.conv_forward(A, W, b.ravel(), {"stride": 1, "pad": 0})
     assert fastnn.conv_backward(Z2, cache)[2].shape == (2,)
+
+
+def test_params_kept_for_a_repeated_call_are_the_ones_its_checks_give(monkeypatch):
+    """A call that repeats a key gets the params built the first time (the same object); a key
+    holds the values' types (True is not 1 to the checks), the shapes and dtypes of every array;
+    a dict changed in place gets its new values; what has no key (lists, NumPy ints) is built
+    each time and still checked; failed calls are never kept; the store is bounded."""
+    from fastnn import _params as P
+
+    monkeypatch.setattr(P, "_BUILT", {})
+    A, W, b = conv_args()
+    hp = {"stride": 1, "pad": 1}
+    p = P.conv_params(A, W, b, hp)
+    assert P.conv_params(A, W, b, dict(hp)) is p and len(P._BUILT) == 1
+    assert P.conv_params(A.astype(np.float32), W, b, hp).dtype == np.float64  # (promoted: a key of its own)
+    p32 = P.conv_params(A.astype(np.float32), W.astype(np.float32), b.astype(np.float32), hp)
+    assert p32.dtype == np.float32 and p32 is not p
+    assert P.conv_params(A[:1], W, b, hp).m == 1
+    with pytest.raises(TypeError, match="stride"):
+        P.conv_params(A, W, b, {"stride": True, "pad": 1})
+    with pytest.raises(ValueError, match="b must have shape"):
+        P.conv_params(A, W, b[..., :3], hp)
+    hp["pad"] = 0
+    assert P.conv_params(A, W, b, hp).Ho == 3
+    hp["pad"] = [1, 1]  # (no key: built, and the same as the int's)
+    assert P.conv_params(A, W, b, hp) == p
+    n = len(P._BUILT)
+    assert P.conv_params(A, W, b, {"stride": np.int64(1), "pad": 1}) == p and len(P._BUILT) == n
+    hp = {"f": 2, "stride": 2, "ceil_mode": True}
+    q = P.pool_params(A, hp, "max")
+    assert P.pool_params(A, hp, "max") is q and P.pool_params(A, hp, "average").mode == "average"
+    assert P.pool_params(A, hp, "max", "first").ties == "first"
+    with pytest.raises(TypeError, match="ceil_mode"):
+        P.pool_params(A, {"f": 2, "stride": 2, "ceil_mode": 1}, "max")
+    with pytest.raises(TypeError, match="hparameters\\['f'\\]"):
+        P.pool_params(A, {"f": True, "stride": 2}, "max")
+    assert P.pool_params(A, {"f": 1, "stride": 2}, "max").fh == 1
+    with pytest.raises(TypeError, match="hparameters\\['f'\\]"):
+        P.pool_params(A, {"f": True, "stride": 2}, "max")
+    assert all(v is not None for v in P._BUILT.values())
+    monkeypatch.setattr(P, "_BUILT_MAX", 3)
+    for pad in range(3):
+        P.conv_params(A, W, b, {"stride": 1, "pad": pad})
+    assert len(P._BUILT) <= 3

@@ -114,6 +114,13 @@ def _num_threads() -> int:
     return 1 if _MODE.get() == SERIAL else cfg.num_threads()
 
 
+@functools.lru_cache(maxsize=64)
+def _scalar(dtype, value):
+    """``value`` as a scalar of ``dtype``, made once (a NumPy scalar costs about a microsecond
+    to make, a pooling call several)."""
+    return dtype.type(value)
+
+
 def _run(kernel, work, *args, chunk_work=None):
     """``kernel(*args, chunk, nchunks)`` over all its chunks: whole in the calling thread
     when ``work`` is below ``THREADED_WORK`` (or in a serial call), else on fastnn's threads
@@ -200,7 +207,7 @@ def _aligned_empty(shape, dtype):
     # dispatch alone took half of its 6 us; a small call makes tens of these buffers)
     nbytes = int(shape if isinstance(shape, (int, np.integer)) else math.prod(shape)) * dtype.itemsize
     raw = np.empty(nbytes + cfg.ALIGN, dtype=_BYTES)
-    start = -raw.ctypes.data % cfg.ALIGN
+    start = -kernels.address(raw) % cfg.ALIGN
     return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
@@ -225,13 +232,13 @@ def _padded(X, ph, pw, value=0.0, extra_h=0, extra_w=0):
     """X padded by (ph, pw) in front and (ph + extra_h, pw + extra_w) behind (aligned)."""
     m, H, W, C = X.shape
     out = _aligned_empty((m, H + 2 * ph + extra_h, W + 2 * pw + extra_w, C), X.dtype)
-    _pad_copy(X, out, ph, pw, X.dtype.type(value))
+    _pad_copy(X, out, ph, pw, _scalar(X.dtype, value))
     return out
 
 
 @register("zero_pad", NAME)
 def zero_pad(p, X, out):
-    _pad_copy(X, out, p.ph, p.pw, p.dtype.type(0))
+    _pad_copy(X, out, p.ph, p.pw, _scalar(p.dtype, 0))
 
 
 # --------------------------------------------------------------------- convolution
@@ -351,7 +358,7 @@ def _depthwise_backward(p, A_prev, W, dZ, dA_prev, dW, db):
     part = _aligned_empty((nch, p.fh, p.fw, p.K), p.dtype)
     pdb = _aligned_empty((nch, p.K), p.dtype)
     NB = tiles.pool_block(p.K)
-    zero = p.dtype.type(0)
+    zero = _scalar(p.dtype, 0)
     NBr = tiles.dw_row_block(p.K, p.dtype)
     dW_kernel = _DW.DW.get(("dW_row", NBr, p.fw)) if p.dw == 1 else None
     run_chunks(dW_kernel or _DW.DW["dW", NB], (X, dZ, part, pdb, p.sh, p.sw, p.ph, p.pw, p.dh, p.dw, zero),
@@ -579,15 +586,15 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t=None):
         else:
             _general_backward(p, A_prev, W, dZ, dA_prev, dW, db)
         return
+    if _conv_serial_by_rule(p) and not (dw_t is None and _is_small(p)):
+        _in_mode(SERIAL, conv_backward, p, A_prev, W, dZ, dA_prev, dW, db, dw_t)
+        return
     # The padded input, widened to a whole number of strides so that dW can view each row
     # as (Wp/sw, sw*C) pieces.
     ew = (-p.Wp) % p.sw
     Xp = _padded_input(p, A_prev, ew)
     Xs = Xp.reshape(p.m, p.Hp, (p.Wp + ew) // p.sw, p.sw * p.C)
     L = p.fw * p.C
-    if _conv_serial_by_rule(p) and not (dw_t is None and _is_small(p)):
-        _in_mode(SERIAL, conv_backward, p, A_prev, W, dZ, dA_prev, dW, db, dw_t)
-        return
     if dw_t is None and _is_small(p):
         if dA_prev is None:  # (no input gradient wanted: this kernel makes both, drop it)
             dA_prev = _aligned_empty(A_prev.shape, p.dtype)
@@ -750,9 +757,9 @@ def _dA_prev(p, W, dZ, dA_prev):
         P = tiles.DA_PX_P[p.dtype][p.C]
         th, tw = p.fh - 1 - p.ph, p.fw - 1 - p.pw
         Zt = _aligned_empty((p.m, p.H + p.fh - 1, p.K, p.W + p.fw - 1), p.dtype)
-        _run(kernels.planar_pad, Zt.size, dZ, Zt, th, tw, p.dtype.type(0))
+        _run(kernels.planar_pad, Zt.size, dZ, Zt, th, tw, _scalar(p.dtype, 0))
         Wf = _aligned_copy(W[::-1, ::-1].transpose(0, 1, 3, 2))
-        _threaded(_CONV.DA_PX[p.C, P], Zt, Wf, dA_prev, p.dtype.type(0), work=_conv_work(p))
+        _threaded(_CONV.DA_PX[p.C, P], Zt, Wf, dA_prev, _scalar(p.dtype, 0), work=_conv_work(p))
         return
     lanes = tiles.DA_KVEC_L[p.dtype]
     if p.C <= 4 and p.K >= lanes:
@@ -763,7 +770,7 @@ def _dA_prev(p, W, dZ, dA_prev):
         Wk = _pad_k(W, kpad)
         nkl = (p.K + kpad) // lanes
         _threaded(_CONV.DA[p.C, lanes], dZp.reshape(dZp.shape[:3] + (nkl, lanes)),
-                  Wk.reshape(p.fh, p.fw, p.C, nkl, lanes), dA_prev, p.sh, p.sw, p.ph, p.pw, plh, plw, p.dtype.type(0),
+                  Wk.reshape(p.fh, p.fw, p.C, nkl, lanes), dA_prev, p.sh, p.sw, p.ph, p.pw, plh, plw, _scalar(p.dtype, 0),
                   work=_conv_work(p))
         return
     # Per stride phase (the input pixels hp = q*s + r of one r), dA_prev is a stride-1
@@ -795,7 +802,12 @@ def _dA_prev(p, W, dZ, dA_prev):
 
 def _inv_area(p):
     """An average's 1 / area, rounded once in the dtype: the forward and the backward multiply by it."""
-    return p.dtype.type(1) / p.dtype.type(p.fh * p.fw)
+    return _inv_of(p.dtype, p.fh * p.fw)
+
+
+@functools.lru_cache(maxsize=256)
+def _inv_of(dtype, n):
+    return dtype.type(1) / dtype.type(n)
 
 
 def _pool(kind, p, work, *args, nb=None):
@@ -809,9 +821,9 @@ def pool_forward(p, A_prev, A, nb=None):
     """``nb``: a channel-block variant."""
     work = _pool_work(p)
     if p.mode == "max":
-        _pool("max", p, work, A_prev, A, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, p.dtype.type(-np.inf), nb=nb)
+        _pool("max", p, work, A_prev, A, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, _scalar(p.dtype, -np.inf), nb=nb)
     else:
-        _pool("avg", p, work, A_prev, A, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, _inv_area(p), p.dtype.type(0), nb=nb)
+        _pool("avg", p, work, A_prev, A, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, _inv_area(p), _scalar(p.dtype, 0), nb=nb)
 
 
 def _pool_handles(p) -> bool:
@@ -831,7 +843,7 @@ def pool_backward(p, A_prev, dA, dA_prev, nb=None):
     """``nb``: a channel-block variant (for the kernels that come in blocks)."""
     work = _pool_work(p)
     inv = _inv_area(p)
-    ninf = p.dtype.type(-np.inf)
+    ninf = _scalar(p.dtype, -np.inf)
     if p.sh >= p.fh and p.sw >= p.fw:
         # Non-overlapping windows: one pass, each window writes its own positions.
         if (p.sh > p.fh or p.sw > p.fw or (p.Ho - 1) * p.sh + p.fh - p.ph < p.H
@@ -841,18 +853,18 @@ def pool_backward(p, A_prev, dA, dA_prev, nb=None):
             _run(kernels.pool_avg_bwd_direct, work, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, inv)
         else:
             _pool("max_bwd_direct" if p.ties == "all" else "first_bwd_direct", p, work, A_prev, dA,
-                  dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, ninf, p.dtype.type(0), nb=nb)
+                  dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, ninf, _scalar(p.dtype, 0), nb=nb)
         return
     if p.mode == "max" and p.ties == "all":
         # One pass over A_prev: each row of window maxima is computed when the gather first
         # needs it (faster than writing them all first and reading them back).
         _pool("max_bwd_gather", p, work, A_prev, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw,
-              ninf, p.dtype.type(0), nb=nb)
+              ninf, _scalar(p.dtype, 0), nb=nb)
         return
     Idx = _EMPTY_IDX
     if p.mode == "average":
         if p.C >= tiles.GATHER_REG_NB:  # the same sums in registers
-            _run(_AVG_GATHER, work, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, inv, p.dtype.type(0))
+            _run(_AVG_GATHER, work, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, inv, _scalar(p.dtype, 0))
             return
         mode = 2
     else:
@@ -863,7 +875,7 @@ def pool_backward(p, A_prev, dA, dA_prev, nb=None):
     # rows (the loop vectoriser's job; register blocks measured no faster for the argmax
     # gather: it runs at about the speed of copying X).
     _run(kernels.pool_bwd, work, Idx, dA, dA_prev, p.fh, p.fw, p.sh, p.sw, p.ph, p.pw, mode, inv,
-         p.dtype.type(0))
+         _scalar(p.dtype, 0))
 
 
 pool_backward.handles = _pool_handles
@@ -952,19 +964,19 @@ def _flat(a):
 
 @register("relu", NAME)
 def relu(x, out):
-    _run(kernels.relu, 4 * x.size, _flat(x), _flat(out), out.dtype.type(0))
+    _run(kernels.relu, 4 * x.size, _flat(x), _flat(out), _scalar(out.dtype, 0))
 
 
 @register("relu_backward", NAME)
 def relu_backward(dA, Z, out):
-    _run(kernels.relu_backward, 4 * dA.size, _flat(dA), _flat(Z), _flat(out), out.dtype.type(0))
+    _run(kernels.relu_backward, 4 * dA.size, _flat(dA), _flat(Z), _flat(out), _scalar(out.dtype, 0))
 
 
 @register("sigmoid", NAME)
 def sigmoid(x, out):
-    _run(kernels.sigmoid, 16 * x.size, _flat(x), _flat(out), out.dtype.type(1))
+    _run(kernels.sigmoid, 16 * x.size, _flat(x), _flat(out), _scalar(out.dtype, 1))
 
 
 @register("sigmoid_backward", NAME)
 def sigmoid_backward(dA, Z, out):
-    _run(kernels.sigmoid_backward, 16 * dA.size, _flat(dA), _flat(Z), _flat(out), out.dtype.type(1))
+    _run(kernels.sigmoid_backward, 16 * dA.size, _flat(dA), _flat(Z), _flat(out), _scalar(out.dtype, 1))

@@ -12,6 +12,8 @@ AVX-512 version follows its AVX2 one; where none does, both are the same.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..._jit import VECTOR_WIDTH
@@ -245,6 +247,7 @@ def dw_row_block(C: int, dtype):
     return next((n for n in DW_ROW_NB if n <= min(C, widest)), None)
 
 
+@functools.lru_cache(maxsize=512)
 def pool_block(C: int) -> int:
     """The pooling channel block for C channels: the first of ``POOL_NB`` <= C."""
     return next(n for n in POOL_NB if n <= C)
