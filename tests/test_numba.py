@@ -284,8 +284,8 @@ def test_every_backward_tile_variant_matches_reference(force_parallel, monkeypat
     from 2 (the few-channel gather with K >= lanes) to 19, widths 9 and 3."""
     picked = []
     _record(monkeypatch, nb._CONV.DW, picked)
-    # (AVX-512's tables have channel tiles of 2 and 4 zmm registers too: K = 40 and 120 reach them)
-    ks = (3, 5, 11, 21) + ((40, 120) if tiles.AVX512 else ())
+    # (channel tiles of 4 vectors, and with AVX-512 of 2 too: K = 40 and 120 reach them)
+    ks = (3, 5, 11, 21, 40, 120)
     for C, K, (stride, pad) in itertools.product((2, 5, 9, 19), ks, ((1, 1), (2, 1), (2, 3))):
         # width 9, or 3: fewer pixels per stride phase than the dA pixel tile
         case = ConvCase(f"C{C}_K{K}_s{stride}_p{pad}", 2, 7, 9 if C != 5 else 3, C, 3, K, stride, pad)
@@ -303,8 +303,9 @@ def test_every_backward_tile_variant_matches_reference(force_parallel, monkeypat
     if tiles.AVX512:  # tiles of 2 and 4 vectors, their rows by fw*C (tiles.DW_J_BY_VECTORS)
         wide = {(J, T // lanes) for J, T in picked if T > lanes}
         assert {v for _, v in wide} == {2, 4} and all(J in tiles.DW_J_BY_VECTORS[v] for J, v in wide), wide
-    else:
-        assert {J for J, T in picked if T != lanes} == {tiles.DW_J[np.dtype(dtype)]}
+    else:  # (AVX2: 4 vectors in DW_J_WIDE rows)
+        assert {J for J, T in picked if T != lanes and T <= 2 * lanes} == {tiles.DW_J[np.dtype(dtype)]}
+        assert {J for J, T in picked if T > 2 * lanes} == {tiles.DW_J_WIDE}
     # fw*C = 6, 15, 27, 57: the one-vector (and half-vector) tiles' rows J = 6 and 9 (and 4
     # where K allows)
     for width in one:

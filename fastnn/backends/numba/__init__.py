@@ -44,9 +44,10 @@ work) or in chunks of its outer loop on fastnn's threads (:mod:`.threads`).
   a vector; in float32 at stride 1 (rows of at least one pixel block) a correlation of the
   planar padded dZ vectorised over output pixels instead (``templates.conv_dA_px``: no sum
   of lanes per output value).
-* dW kernels come in one build per tile (``BWD_T``: 8 or 16, 4, 1 channels, by J = 4 input
-  columns, or 9, 6 or 4 for a one-vector channel tile, ``tiles.dw_tile``); a call
-  compiles only the one it uses (the widest that fits). A cold first ``conv_backward``
+* dW kernels come in one build per tile (``BWD_T``: AVX2's 4 vectors of channels by J = 3
+  input columns, 2 vectors or fewer by J = 4, or 9, 6 or 4 for a one-vector channel tile,
+  ``tiles.dw_tile``); a call compiles only the one it uses (the one that pads K least per
+  unit of its speed, ``tiles.DW_EFF``). A cold first ``conv_backward``
   after a ``conv_forward`` compiles only dW when C_in > 4, dW and the few-channel gather
   otherwise (``scripts/measure_numba.py --only compile`` measures the cold compiles).
 * Pooling: one kernel per mode (max, average, argmax, and each backward) so a call

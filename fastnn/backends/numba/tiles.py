@@ -58,11 +58,16 @@ if AVX512:
     # rule's on the only one with 64 channels, so it is not declared)
     FWD_VARIANTS = {F64: ((6, 32), (4, 32), (8, 16), (8, 8)), F32: ((4, 64), (3, 64), (8, 32), (8, 16))}
 
-#: dW tile rows per dtype: J input columns x T output channels (J*T accumulators fill 8
-#: AVX2 registers at the widest T).
+#: dW tile rows per dtype: J input columns x T output channels, for T of up to two vectors
+#: (J*T accumulators fill 8 AVX2 registers at two).
 DW_J = {F64: 4, F32: 4}
-#: Channel tile widths of the dW kernels per dtype, widest first (the first with T <= K runs).
-BWD_T = {F64: (8, 4, 1), F32: (16, 8, 4, 1)}
+#: AVX2: a channel tile of four vectors takes this many rows (12 sums, the 4 vectors of dZ and
+#: a broadcast: the 16 ymm registers); a wider one (a variant's) the rows of as many sums, or
+#: fewer. 3 x 4 vectors ran the dW of 3x3 layers 1.06-1.30x as fast as 4 x 2 (float64, 5
+#: layers from 16 to 256 channels; float32 1.07-1.23x on the 4 with K >= 32), on a Zen 3 host.
+DW_J_WIDE = 3
+#: Channel tile widths of the dW kernels per dtype, widest first (which runs: :func:`dw_tile`).
+BWD_T = {F64: (16, 8, 4, 1), F32: (32, 16, 8, 4, 1)}
 #: Lanes of one AVX2 vector per dtype.
 LANES = {F64: 4, F32: 8}
 if AVX512:
@@ -183,8 +188,10 @@ def fwd_tile(dtype, K: int, Wo: int):
 DW_J_BY_VECTORS = {4: {6: 1.0, 4: 0.93}, 2: {9: 1.0, 8: 1.0, 6: 0.93}}
 
 
-#: AVX-512: each dW channel tile's speed relative to the widest, by T in vectors (wider: 0.5;
-#: narrower than one vector: one vector's times the share of its lanes used).
+#: Each dW channel tile's speed relative to the widest, by T in vectors (wider: 0.5; narrower
+#: than one vector: one vector's times the share of its lanes used). AVX-512's measures; on
+#: AVX2 two vectors ran at 0.77-0.94 of four's speed, and with one vector at 0.55 the choice
+#: between one and two vectors is the widest that fits, as it was before the four-vector tile.
 DW_EFF = {4: 1.0, 2: 0.85, 1: 0.55}
 
 
@@ -194,21 +201,21 @@ def _dw_eff(v: float) -> float:
 
 def dw_tile(dtype, K: int, L: int, T=None):
     """The dW kernel's tile (J, T) for K output channels and L = fw*C input columns: T the
-    first of ``BWD_T`` <= K (AVX-512: the one with the fewest channels, K zero-padded to a
-    multiple of T, per unit of its speed ``DW_EFF``), or ``T`` as given (a variant); J from
+    one of ``BWD_T`` <= K with the fewest channels (K zero-padded to a multiple of T) per unit
+    of its speed ``DW_EFF`` (the wider on a tie), or ``T`` as given (a variant); J from
     ``DW_J``, or for a one-vector T (AVX-512: or half of one) from ``DW_J_ONE_VECTOR``, the fewest padded columns (then
-    the widest; AVX-512, T of 2 or 4 vectors: from ``DW_J_BY_VECTORS``, per unit of speed)."""
+    the widest; AVX-512, T of 2 or 4 vectors: from ``DW_J_BY_VECTORS``, per unit of speed;
+    AVX2, T of 4 vectors or more: ``DW_J_WIDE`` rows' sums)."""
     dtype = np.dtype(dtype)
     lanes = LANES[dtype]
     if T is None:
-        if AVX512:
-            T = min((t for t in BWD_T[dtype] if t <= K), key=lambda t: -(-K // t) * t / _dw_eff(t / lanes))
-        else:
-            T = next(t for t in BWD_T[dtype] if t <= K)
+        T = min((t for t in BWD_T[dtype] if t <= K), key=lambda t: -(-K // t) * t / _dw_eff(t / lanes))
     if T == lanes or (AVX512 and 2 * T == lanes):
         rows = {j: 1.0 for j in DW_J_ONE_VECTOR}
     elif AVX512 and T > lanes:
         rows = DW_J_BY_VECTORS.get(T // lanes, {max(1, 24 * lanes // T): 1.0})
+    elif T > 2 * lanes:
+        return max(1, DW_J_WIDE * 4 * lanes // T), T
     else:
         return DW_J[dtype], T
     return min(rows, key=lambda j: (-(-L // j) * j / rows[j], -j)), T
