@@ -441,10 +441,16 @@ def _call_key(arrays: tuple, hparameters: Any, *rest: Any) -> Optional[tuple]:
     return tuple(key)
 
 
-def _keep(key: tuple, p):
-    if len(_BUILT) >= _BUILT_MAX:
-        _BUILT.clear()
-    _BUILT[key] = p
+def _built(key: Optional[tuple], build, *args):
+    """The params kept for ``key``, else ``build(*args)`` (kept under ``key`` unless it is None)."""
+    if key is None:
+        return build(*args)
+    p = _BUILT.get(key)
+    if p is None:
+        p = build(*args)
+        if len(_BUILT) >= _BUILT_MAX:
+            _BUILT.clear()
+        _BUILT[key] = p
     return p
 
 
@@ -456,13 +462,7 @@ def conv_params(A_prev: np.ndarray, W: np.ndarray, b: np.ndarray, hparameters: A
     the kernel reads them itself, as NHWC-shaped views). A call with the key of one built before
     gets the same params (:data:`_BUILT`).
     """
-    key = _call_key((A_prev, W, b), hparameters, "conv")
-    if key is not None:
-        p = _BUILT.get(key)
-        if p is not None:
-            return p
-        return _keep(key, _conv_params(A_prev, W, b, hparameters))
-    return _conv_params(A_prev, W, b, hparameters)
+    return _built(_call_key((A_prev, W, b), hparameters, "conv"), _conv_params, A_prev, W, b, hparameters)
 
 
 def _conv_params(A_prev: np.ndarray, W: np.ndarray, b: np.ndarray, hparameters: Any) -> ConvParams:
@@ -548,13 +548,7 @@ def normalise_mode(mode: Any) -> str:
 def pool_params(A_prev: np.ndarray, hparameters: Any, mode: Any, ties: Any = "all") -> PoolParams:
     """Check a pooling call's arguments and compute its output shape (in NHWC terms, as
     :func:`conv_params`, and kept as its params are)."""
-    key = _call_key((A_prev,), hparameters, "pool", mode, ties)
-    if key is not None:
-        p = _BUILT.get(key)
-        if p is not None:
-            return p
-        return _keep(key, _pool_params(A_prev, hparameters, mode, ties))
-    return _pool_params(A_prev, hparameters, mode, ties)
+    return _built(_call_key((A_prev,), hparameters, "pool", mode, ties), _pool_params, A_prev, hparameters, mode, ties)
 
 
 def _pool_params(A_prev: np.ndarray, hparameters: Any, mode: Any, ties: Any) -> PoolParams:

@@ -11,7 +11,9 @@ cnn's; only res_3x3, resnet14_256, vgg56_64 and the cnn's were timed when the ti
 """
 
 import argparse
+import os
 import statistics
+import sys
 
 import numpy as np
 
@@ -19,18 +21,9 @@ import fastnn
 from fastnn._plan import timed_block
 from fastnn.backends.numba import tiles
 from fastnn.bench.workloads import BENCH_CONV_SHAPES
-from fastnn.testing.cases import ConvCase
 
-HELDOUT = [
-    ConvCase("resnet14_256", 8, 14, 14, 256, 3, 256, 1, 1),
-    ConvCase("resnet_down", 8, 28, 28, 128, 3, 256, 2, 1),
-    ConvCase("vgg56_64", 4, 56, 56, 64, 3, 64, 1, 1),
-    ConvCase("mobilenet_pw", 8, 14, 14, 512, 1, 512, 1, 0),
-    ConvCase("alexnet_5x5", 4, 27, 27, 64, 5, 192, 1, 2),
-    ConvCase("odd_7x7_s2", 4, 57, 57, 3, 7, 32, 2, 3),
-    ConvCase("cnn_c2", 16, 32, 32, 8, 3, 16, 1, 1),
-    ConvCase("cnn_c3", 16, 16, 16, 16, 3, 32, 1, 1),
-]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+from measure_torch import CNN_CONV, HELDOUT_CONV  # noqa: E402  (the held-out and cnn layers)
 
 
 def old_rule(dtype, K, L, T=None):
@@ -52,7 +45,7 @@ def main():
     ap.add_argument("--dtype", choices=("float32", "float64"))
     args = ap.parse_args()
     assert not tiles.AVX512, "an AVX2 build's rule (this host compiles for AVX-512)"
-    cases = [c for n, c in BENCH_CONV_SHAPES.items() if n != "seed"] + HELDOUT
+    cases = [c for n, c in BENCH_CONV_SHAPES.items() if n != "seed"] + HELDOUT_CONV + CNN_CONV
     ratios_all = []
     for dtype in [np.dtype(args.dtype).type] if args.dtype else (np.float32, np.float64):
         for case in cases:
