@@ -284,11 +284,14 @@ def test_every_backward_tile_variant_matches_reference(force_parallel, monkeypat
     from 2 (the few-channel gather with K >= lanes) to 19, widths 9 and 3."""
     picked = []
     _record(monkeypatch, nb._CONV.DW, picked)
-    # (channel tiles of 4 vectors, and with AVX-512 of 2 too: K = 40 and 120 reach them)
+    # (K = 120 reaches the channel tiles of 4 vectors; with AVX-512, K = 40 those of 2)
     ks = (3, 5, 11, 21, 40, 120)
-    for C, K, (stride, pad) in itertools.product((2, 5, 9, 19), ks, ((1, 1), (2, 1), (2, 3))):
-        # width 9, or 3: fewer pixels per stride phase than the dA pixel tile
-        case = ConvCase(f"C{C}_K{K}_s{stride}_p{pad}", 2, 7, 9 if C != 5 else 3, C, 3, K, stride, pad)
+    cases = [ConvCase(f"C{C}_K{K}_s{stride}_p{pad}", 2, 7, 9 if C != 5 else 3, C, 3, K, stride, pad)
+             for C, K, (stride, pad) in itertools.product((2, 5, 9, 19), ks, ((1, 1), (2, 1), (2, 3)))]
+    # (width 9, or 3: fewer pixels per stride phase than the dA pixel tile; and filters 2 wide,
+    # fw*C = 10, 38: columns padded to the wide tiles' 3 rows)
+    cases += [ConvCase(f"f2_C{C}_K120", 2, 6, 8, C, 2, 120, 1, 1) for C in (5, 19)]
+    for case in cases:
         A, W, b, hp, dZ = case.make(dtype, seed=4)
         _, cache = fastnn.conv_forward(A, W, b, hp, backend="numba")
         _, cache_ref = fastnn.conv_forward(A, W, b, hp, backend=REF)

@@ -1,8 +1,8 @@
 """AVX2's dW tile of four vectors (float32 32, float64 16 channels, 3 rows) against the rule
 before it (the widest of two vectors or fewer, 4 rows): ``conv_backward`` pinned to numba, the
 two rules swapped in alternating rounds in one process (median of the per-round time ratios
-before/after, with the range; > 1: the new rule faster), and the dW alone. The bits of dW and
-db do not depend on the tile (asserted: each rule's dW against the reference to the tolerance).
+before/after, with the range; > 1: the new rule faster). Each rule's dW is asserted against
+the reference's to the dtype's tolerance.
 
     python3 docs/bench/2026-12-07-dw-wide-ab.py [--rounds 7] [--only res_3x3,cifar] [--dtype float32]
 

@@ -118,7 +118,8 @@ def _num_threads() -> int:
 @functools.lru_cache(maxsize=64)
 def _scalar(dtype, value):
     """``value`` as a scalar of ``dtype``, made once (a NumPy scalar costs about a microsecond
-    to make, a pooling call several)."""
+    to make, a pooling call several). For 0, 1 and -inf: equal values share an entry (-0.0
+    would get 0.0's)."""
     return dtype.type(value)
 
 
