@@ -63,8 +63,9 @@ if AVX512:
 DW_J = {F64: 4, F32: 4}
 #: AVX2: a channel tile of four vectors takes this many rows (12 sums and the 4 vectors of dZ
 #: fill the 16 ymm registers; 4 x 4 vectors, 16 sums, spilled and ran 0.97-1.29x the old tile's
-#: time); a wider one (a variant's) the rows of as many sums, or fewer. 3 x 4 vectors ran the dW of 3x3 layers 1.06-1.30x as fast as 4 x 2 (float64, 5
-#: layers from 16 to 256 channels; float32 1.07-1.23x on the 4 with K >= 32), on a Zen 3 host.
+#: time); a wider one (a variant's) the rows of as many sums, or fewer. 3 x 4 vectors ran the
+#: dW of 3x3 layers 1.06-1.30x as fast as 4 x 2 (float64, 5 layers from 16 to 256 channels;
+#: float32 1.07-1.23x on the 4 with K >= 32), on a Zen 3 host.
 DW_J_WIDE = 3
 #: Channel tile widths of the dW kernels per dtype, widest first (which runs: :func:`dw_tile`).
 BWD_T = {F64: (16, 8, 4, 1), F32: (32, 16, 8, 4, 1)}
