@@ -247,10 +247,11 @@ def test_forward_pixel_blocks_span_rows_with_the_same_bits(dtype):
                     nb._pack_channels(b.reshape(K), T))
             first = None
             whole = (p.Ho, p.Wo, 0, p.Wo, 1)
+            valid = (p.ph, p.ph + p.H)  # (the padded input's data rows: taps on the others skipped)
             for R, n in ((1, 1), (2, 3), (5, 2), (64, 1)):
                 Z = np.full((p.m, p.Ho * p.Wo, K), np.nan, dtype=dt)
                 for c in range(n):
-                    nb._CONV.FWD[P, T](*args, Z, *whole, p.sh, p.sw, C, R, c, n)
+                    nb._CONV.FWD[P, T](*args, Z, *whole, p.sh, p.sw, C, *valid, R, c, n)
                 if first is None:
                     first = Z
                     ref = fastnn.conv_forward(A, W, b, hp, backend=REF)[0]
@@ -260,7 +261,7 @@ def test_forward_pixel_blocks_span_rows_with_the_same_bits(dtype):
                 for n in (1, 3):
                     Z = np.full((p.m, p.Ho * p.Wo, K), np.nan, dtype=dt)
                     for c in range(n):
-                        nb._CONV.FWD_ROWS[P, T](*args, Z, *whole, p.sh, p.sw, C, c, n)
+                        nb._CONV.FWD_ROWS[P, T](*args, Z, *whole, p.sh, p.sw, C, *valid, c, n)
                     assert np.array_equal(Z, first), ("rows", (P, T), H, Wd, s, n)
             # either kernel into a strided grid of a larger output (a stride phase of dA_prev):
             # the same bits there, and nothing written outside it
@@ -270,11 +271,54 @@ def test_forward_pixel_blocks_span_rows_with_the_same_bits(dtype):
                 big = np.full((p.m, 2 * p.Ho + 1, 3 * p.Wo + 2, K), np.nan, dtype=dt)
                 grid = (p.Ho, p.Wo, 1 * big.shape[2] + 2, 2 * big.shape[2], 3)
                 for c in range(2):
-                    kern(*args, big.reshape(p.m, -1, K), *grid, p.sh, p.sw, C, *extra, c, 2)
+                    kern(*args, big.reshape(p.m, -1, K), *grid, p.sh, p.sw, C, *valid, *extra, c, 2)
                 assert np.array_equal(big[:, 1::2, 2::3][:, :p.Ho, :p.Wo].reshape(first.shape), first), ((P, T), H, Wd, s)
                 outside = np.ones(big.shape[:3], dtype=bool)
                 outside[:, 1::2, 2::3][:, :p.Ho, :p.Wo] = False
                 assert np.isnan(big[outside]).all(), ("wrote outside the grid", (P, T), H, Wd, s)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_grouped_forward_pixel_runs_give_the_row_kernels_bits(dtype):
+    """The grouped/dilated forward's pixel-run kernel (FWD_GD_RUN: blocks spanning output rows),
+    called directly for every tile on the second of two groups, dilated or not, at strides 1 and
+    (2, 3): the same bits whatever its groups of blocks (R) and chunks, the bits of the row kernel
+    (FWD_GD) where a row holds a block, the reference's values in the group's channels, and the
+    other group's channels (NaN before) untouched."""
+    from fastnn._params import conv_params
+    rng = np.random.default_rng(23)
+    dt = np.dtype(dtype)
+    for P, T in tiles.FWD_TILES[dt]:
+        for H, Wd, s, d in ((7, 11, (1, 1), 1), (9, 14, (2, 3), 1), (8, 13, (1, 1), 2), (3, 1, (1, 1), 2),
+                            (1, 3 * P + 2, (1, 1), 1)):
+            Cg, Kg, f = 5, T + 3, 3
+            case = ConvCase("gd", 2, H, Wd, 2 * Cg, f, 2 * Kg, s, d, dilation=d, groups=2)
+            A, W, b, hp, _ = case.make(dtype, seed=int(rng.integers(100)))
+            p = conv_params(A, W, b, hp)
+            if not tiles.fits((P, T), Kg, p.Ho * p.Wo):
+                continue
+            Xr = nb._padded_input(p, A).reshape(p.m, p.Hp, -1)
+            args = (Xr, nb._pack_channels(W[..., Kg:].reshape(f, f * Cg, Kg), T),
+                    nb._pack_channels(b.reshape(-1)[Kg:], T))
+            group = (p.sh, p.sw, p.C, p.dh, p.dw * p.C, Cg, Cg, Kg, Kg, p.ph, p.ph + p.H)  # (the second group)
+            ref = fastnn.conv_forward(A, W, b, hp, backend=REF)[0]
+            first = None
+            for R, n in ((1, 1), (2, 3), (5, 2), (64, 1)):
+                Z = np.full((p.m, p.Ho, p.Wo, 2 * Kg), np.nan, dtype=dt)
+                for c in range(n):
+                    nb._CONV.FWD_GD_RUN[P, T](*args, Z.reshape(p.m, p.Ho * p.Wo, 2 * Kg), p.Ho, p.Wo, *group, R,
+                                              c, n)
+                assert np.isnan(Z[..., :Kg]).all(), ("wrote outside the group", (P, T), H, Wd, s, d)
+                if first is None:
+                    first = Z
+                    _close(Z[..., Kg:], ref[..., Kg:], dtype, f"tile {(P, T)} {H}x{Wd} s{s} d{d}")
+                assert np.array_equal(Z, first, equal_nan=True), ((P, T), H, Wd, s, d, R, n)
+            if P <= p.Wo:
+                for n in (1, 3):
+                    Z = np.full((p.m, p.Ho, p.Wo, 2 * Kg), np.nan, dtype=dt)
+                    for c in range(n):
+                        nb._CONV.FWD_GD[P, T](*args, Z, *group, c, n)
+                    assert np.array_equal(Z, first, equal_nan=True), ("rows", (P, T), H, Wd, s, d, n)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
@@ -321,7 +365,8 @@ def test_dW_kernel_passes_span_rows_with_the_same_bits(dtype):
     each pixel's input offset): every tile, called directly, gives the same bits whatever the
     pass length (1 row, 3, all), and for a fixed chunk count its partials sum to the reference's
     dW and db; strides 1 and (2, 3), dilated rows, widths below the tile's columns, K over one
-    channel tile (dZ copied per pass) and K of one tile (dZ read in place)."""
+    channel tile (dZ copied per pass) and K of one tile (dZ read in place); and the K channels
+    from an offset of a wider dZ (a group's), the same bits."""
     from fastnn._params import conv_params
     dt = np.dtype(dtype)
     for J, T in tiles.all_dw_tiles():
@@ -347,12 +392,21 @@ def test_dW_kernel_passes_span_rows_with_the_same_bits(dtype):
                     pdb = np.full((nch, Kp), np.nan, dtype=dt)
                     for chunk in range(nch):
                         nb._CONV.DW[J, T](Xs.reshape(-1), dZk.reshape(-1, Kp), part, pdb, p.Ho, p.Wo, p.Hp,
-                                          Xs.shape[2], Xs.shape[3], p.sh, ja, jb, gr, p.dh, chunk, nch)
+                                          Xs.shape[2], Xs.shape[3], p.sh, ja, jb, gr, p.dh, 0, chunk, nch)
                     if first is None:
                         first = (part, pdb)
                         _close(part.sum(0)[:, :L, :K].reshape(W.shape), dW_ref, dtype, f"dW {(J, T)} {H}x{Wd} s{s} d{d}")
                         _close(pdb.sum(0)[:K], db_ref.reshape(-1), dtype, f"db {(J, T)}")
                     assert np.array_equal(part, first[0]) and np.array_equal(pdb, first[1]), ((J, T), H, Wd, s, d, gr, nch)
+                # dZ's channels from koff of a wider dZ (a group's: the channels around it NaN): the same bits
+                wide = np.full(dZk.shape[:3] + (Kp + 5,), np.nan, dtype=dt)
+                wide[..., 2:2 + Kp] = dZk
+                part = np.full((nch, f, Lp, Kp), np.nan, dtype=dt)
+                pdb = np.full((nch, Kp), np.nan, dtype=dt)
+                for chunk in range(nch):
+                    nb._CONV.DW[J, T](Xs.reshape(-1), wide.reshape(-1, Kp + 5), part, pdb, p.Ho, p.Wo, p.Hp,
+                                      Xs.shape[2], Xs.shape[3], p.sh, ja, jb, 3, p.dh, 2, chunk, nch)
+                assert np.array_equal(part, first[0]) and np.array_equal(pdb, first[1]), ("koff", (J, T), H, Wd, s, d)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)

@@ -49,7 +49,7 @@ def kernel(threads, names):
         Pt, T, rows = tiles.fwd_plan(Xp.dtype, p.K, p.Ho, p.Wo, Wm.shape[1], None)
         Xr, bp = Xp.reshape(p.m, p.Hp, -1), nb._pack_channels(b.reshape(p.K), T)
         packed = nb._pack_channels(Wm, T)
-        out = (Z.reshape(p.m, -1, p.K), p.Ho, p.Wo, 0, p.Wo, 1, p.sh, p.sw, p.C)
+        out = (Z.reshape(p.m, -1, p.K), p.Ho, p.Wo, 0, p.Wo, 1, p.sh, p.sw, p.C, 0, p.Hp)  # (rows: all data)
 
         def run(Wp):
             if rows:

@@ -37,7 +37,7 @@ def handoff():
     Z = np.empty((m, Ho * Wo, K), dt)
     P, T, rows = tiles.fwd_plan(dt, K, Ho, Wo, f * C)
     kern = nb._CONV.FWD_ROWS[P, T] if rows else nb._CONV.FWD[P, T]
-    args = (X, nb._pack_channels(Wm, T), nb._pack_channels(np.zeros(K, dt), T), Z, Ho, Wo, 0, Wo, 1, 1, 1, C)
+    args = (X, nb._pack_channels(Wm, T), nb._pack_channels(np.zeros(K, dt), T), Z, Ho, Wo, 0, Wo, 1, 1, 1, C, 0, H)
     args += () if rows else (1,)
     fns = {"serial": lambda: kern(*args, 0, 1), "2 chunks": lambda: threads.run_chunks(kern, args, 2),
            "4 in turn": lambda: threads.run_chunks(kern, args, 4, 2),

@@ -290,13 +290,16 @@ def _gather_dZ(p, dZ, kpad=0):
     return src, plh, plw
 
 
-def _fwd_kernel_call(X, Wm, bias, Z, sh, sw, tile=None, at=None):
+def _fwd_kernel_call(X, Wm, bias, Z, sh, sw, tile=None, at=None, valid=None):
     """The forward tile kernel: Z = bias + the correlation of the padded input X (m, Hp, Wp, Cin)
     with Wm (fh, fw*Cin, K) at strides (sh, sw), in ``tile`` (P, T) where it fits, else in
     the tile the rule picks; on the row kernel or the pixel-run one (:func:`.tiles.fwd_plan`).
     Z (m, Hz, Wz, K) C-contiguous; ``at`` = (Ho, Wo, h0, hs, w0, ws): the output is the grid
-    Z[:, h0::hs, w0::ws] of Ho x Wo pixels, written in place (default: the whole of Z)."""
+    Z[:, h0::hs, w0::ws] of Ho x Wo pixels, written in place (default: the whole of Z).
+    ``valid`` = (ra, rb): X's rows outside [ra, rb) are zeros (padding), whose taps the kernel
+    skips (default: all rows data)."""
     m, Hx, Wx, Cin = X.shape
+    ra, rb = (0, Hx) if valid is None else valid
     _, Hz, Wz, K = Z.shape
     assert Z.flags.c_contiguous  # (else the reshape below would copy, and the kernel write the copy)
     Ho, Wo, h0, hs, w0, ws = (Hz, Wz, 0, 1, 0, 1) if at is None else at
@@ -305,9 +308,9 @@ def _fwd_kernel_call(X, Wm, bias, Z, sh, sw, tile=None, at=None):
     out = (Z.reshape(m, Hz * Wz, K), Ho, Wo, h0 * Wz + w0, hs * Wz, ws)
     work = m * Ho * Wo * K * Wm.shape[0] * Wm.shape[1]
     if rows:  # (blocks within rows: less work a block; the same bits)
-        _threaded(_CONV.FWD_ROWS[P, T], Xr, Wp, bp, *out, sh, sw, Cin, work=work)
+        _threaded(_CONV.FWD_ROWS[P, T], Xr, Wp, bp, *out, sh, sw, Cin, ra, rb, work=work)
     else:  # (blocks over the image's pixels, spanning rows: none computed twice at a row's end)
-        _threaded(_CONV.FWD[P, T], Xr, Wp, bp, *out, sh, sw, Cin, tiles.fwd_group(P, m, Ho * Wo, _num_threads()),
+        _threaded(_CONV.FWD[P, T], Xr, Wp, bp, *out, sh, sw, Cin, ra, rb, tiles.fwd_group(P, m, Ho * Wo, _num_threads()),
                   work=work)
 
 
@@ -419,15 +422,31 @@ def _is_general(p) -> bool:
     return p.G > 1 or p.dh > 1 or p.dw > 1
 
 
+def _gd_kernel_call(Xr, Wm, bias, Z, sh, sw, C, dh, dwC, goff, Cg, zoff, valid, work):
+    """One group's grouped/dilated forward tile: Z[..., zoff:zoff + Kg] = bias + the correlation
+    of the Cg channels from goff of the padded input Xr (m, Hp, Wp*C), dilated (dh rows, dwC =
+    the column dilation times C), with Wm (fh, fw*Cg, Kg), at strides (sh, sw); Xr's rows
+    outside ``valid`` = (ra, rb) are zeros (see :func:`_fwd_kernel_call`). Tile and kernel
+    by the NHWC forward's rule (:func:`.tiles.fwd_plan`): the row kernel (templates.conv_fwd_gd)
+    or the pixel-run one (conv_fwd_gd_run), the same bits."""
+    m, Ho, Wo, _ = Z.shape
+    Kg = Wm.shape[2]
+    P, T, rows = tiles.fwd_plan(Z.dtype, Kg, Ho, Wo, Wm.shape[1])
+    args = (Xr, _pack_channels(Wm, T), _pack_channels(bias, T))
+    if rows:
+        _threaded(_CONV.FWD_GD[P, T], *args, Z, sh, sw, C, dh, dwC, goff, Cg, zoff, Kg, *valid, work=work)
+    else:
+        _threaded(_CONV.FWD_GD_RUN[P, T], *args, Z.reshape(m, Ho * Wo, Z.shape[3]), Ho, Wo, sh, sw, C, dh, dwC,
+                  goff, Cg, zoff, Kg, *valid, tiles.fwd_group(P, m, Ho * Wo, _num_threads()), work=work)
+
+
 def _general_forward(p, A_prev, W, b, Z):
     Xr = _padded_input(p, A_prev).reshape(p.m, p.Hp, p.Wp * p.C)
     Cg, Kg = p.C // p.G, p.K // p.G
-    P, T = tiles.fwd_tile(p.dtype, Kg, p.Wo)
     for g in range(p.G):
         ks = slice(g * Kg, (g + 1) * Kg)
-        Wm = W[..., ks].reshape(p.fh, p.fw * Cg, Kg)
-        _threaded(_CONV.FWD_GD[P, T], Xr, _pack_channels(Wm, T), _pack_channels(b[ks], T), Z, p.sh, p.sw, p.C,
-                  p.dh, p.dw * p.C, g * Cg, Cg, g * Kg, Kg, work=_conv_work(p) // (p.G * p.G))
+        _gd_kernel_call(Xr, W[..., ks].reshape(p.fh, p.fw * Cg, Kg), b[ks], Z, p.sh, p.sw, p.C, p.dh, p.dw * p.C,
+                        g * Cg, Cg, g * Kg, (p.ph, p.ph + p.H), _conv_work(p) // (p.G * p.G))
 
 
 def _general_backward(p, A_prev, W, dZ, dA_prev, dW, db):
@@ -444,10 +463,13 @@ def _general_backward(p, A_prev, W, dZ, dA_prev, dW, db):
     for g in range(p.G):
         ks = slice(g * Kg, (g + 1) * Kg)
         ja, jb = np.divmod(kw * (p.dw * p.C) + g * Cg + c, p.sw * p.C)
-        # (the group's dZ contiguous: a strided view compiles the dW kernel for strided rows,
-        # whose dZ loads do not vectorise; grouped dW ran 2.4x slower than the groups apart)
-        dZg = _pad_k(dZ[..., ks], Kp - Kg) if Kp > Kg or p.G == 1 else _aligned_copy(dZ[..., ks])
-        _dW_chunks(J, T, p, Xs, dZg, part, pdb, ja, jb, p.dh)
+        # (never a strided view of dZ: it compiles the dW kernel for strided rows, whose dZ loads
+        # do not vectorise; grouped dW ran 2.4x slower than the groups apart. The kernel reads
+        # the group's channels of the whole dZ, or of the group's copy padded to Kp)
+        if Kp > Kg:
+            _dW_chunks(J, T, p, Xs, _pad_k(dZ[..., ks], Kp - Kg), part, pdb, ja, jb, p.dh)
+        else:
+            _dW_chunks(J, T, p, Xs, dZ, part, pdb, ja, jb, p.dh, g * Kg)
         if nch == 1:
             sums, dbs = part[0], pdb[0]
         else:
@@ -467,15 +489,15 @@ def _general_backward(p, A_prev, W, dZ, dA_prev, dW, db):
             dA_prev[..., cs] = dAg
         return
     th, tw = (p.fh - 1) * p.dh - p.ph, (p.fw - 1) * p.dw - p.pw
-    Gz = _phase_input(dZ, th, p.H + (p.fh - 1) * p.dh - th - p.Ho, tw, p.W + (p.fw - 1) * p.dw - tw - p.Wo)
+    bh = p.H + (p.fh - 1) * p.dh - th - p.Ho
+    Gz = _phase_input(dZ, th, bh, tw, p.W + (p.fw - 1) * p.dw - tw - p.Wo)
     Gr = Gz.reshape(p.m, Gz.shape[1], Gz.shape[2] * p.K)
-    P, T = tiles.fwd_tile(p.dtype, Cg, p.W)
-    zeros = _pack_channels(np.zeros(Cg, dtype=p.dtype), T)
+    zeros = np.zeros(Cg, dtype=p.dtype)
     for g in range(p.G):
         ks = slice(g * Kg, (g + 1) * Kg)
         V = W[::-1, ::-1, :, ks].transpose(0, 1, 3, 2).reshape(p.fh, p.fw * Kg, Cg)
-        _threaded(_CONV.FWD_GD[P, T], Gr, _pack_channels(V, T), zeros, dA_prev, 1, 1, p.K, p.dh, p.dw * p.K,
-                  g * Kg, Kg, g * Cg, Cg, work=_conv_work(p) // (p.G * p.G))
+        _gd_kernel_call(Gr, V, zeros, dA_prev, 1, 1, p.K, p.dh, p.dw * p.K, g * Kg, Kg, g * Cg,
+                        _phase_rows(th, bh, p.Ho), _conv_work(p) // (p.G * p.G))
 
 
 def _handles(p) -> bool:
@@ -516,7 +538,7 @@ def conv_forward(p, A_prev, W, b, Z, tile=None):
         _general_forward(p, A_prev, W, b, Z)
         return
     _fwd_kernel_call(_padded_input(p, A_prev), W.reshape(p.fh, p.fw * p.C, p.K), b.reshape(p.K), Z, p.sh, p.sw,
-                     tile)
+                     tile, valid=(p.ph, p.ph + p.H))
 
 
 conv_forward.handles = _handles
@@ -612,13 +634,14 @@ def conv_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t=None):
         _dA_prev(p, W, dZ, dA_prev)
 
 
-def _dW_chunks(J, T, p, Xs, dZk, part, pdb, ja, jb, dh):
+def _dW_chunks(J, T, p, Xs, dZk, part, pdb, ja, jb, dh, koff=0):
     """The dW tile kernel (J, T), a chunk per partial of ``part``: Xs the padded input in stride
-    pieces (m, Hp, Wp/sw, sw*C), dZk dZ (m, Ho, Wo, Kp), both C-contiguous."""
+    pieces (m, Hp, Wp/sw, sw*C), dZk dZ (m, Ho, Wo, Kz), both C-contiguous, of whose channels
+    part's Kp from ``koff`` are summed."""
     m, Hp, Wps, piece = Xs.shape
     run_chunks(_CONV.DW[J, T], (Xs.reshape(-1), dZk.reshape(-1, dZk.shape[3]), part, pdb,
                                 p.Ho, p.Wo, Hp, Wps, piece, p.sh, ja, jb,
-                                tiles.dw_rows(p.Wo, in_place=dZk.shape[3] <= T), dh), part.shape[0])
+                                tiles.dw_rows(p.Wo, in_place=dZk.shape[3] <= T), dh, koff), part.shape[0])
 
 
 def _dW_tiled(p, Xs, dZ, dW, db, dw_t):
@@ -732,6 +755,13 @@ def _most_behind(phases):
     return most
 
 
+def _phase_rows(top, bottom, n):
+    """The rows [ra, rb) of :func:`_phase_input`'s array (n rows of dZ padded by top and bottom,
+    cropped where negative) that hold dZ's rows, not padding."""
+    ra = max(top, 0)
+    return ra, ra + n - max(0, -top) - max(0, -bottom)
+
+
 def _phase_input(dZ, top, bottom, left, right):
     """dZ zero-padded by (top, bottom, left, right); a negative amount crops dZ there."""
     if min(top, bottom, left, right) < 0:
@@ -796,7 +826,8 @@ def _dA_prev(p, W, dZ, dA_prev):
                 inputs[th, tw] = _phase_input(dZ, th, behind_h[th], tw, behind_w[tw])
             G = inputs[th, tw]
             V = W[rh::p.sh, rw::p.sw][::-1, ::-1].transpose(0, 1, 3, 2).reshape(nah, naw * p.K, p.C)
-            _fwd_kernel_call(G, V, zeros, dA_prev, 1, 1, at=(nh, nw, h0, p.sh, w0, p.sw))
+            _fwd_kernel_call(G, V, zeros, dA_prev, 1, 1, at=(nh, nw, h0, p.sh, w0, p.sw),
+                             valid=_phase_rows(th, behind_h[th], p.Ho))
 
 
 # ------------------------------------------------------------------------ pooling
@@ -891,8 +922,9 @@ pool_backward.handles = _pool_handles
 
 def _fwd_variant_applies(tile, p):
     # (in the NHWC kernel's terms, tiles.fwd_plan, whatever p.layout: a channels-first call runs
-    # a tile only where it fits a row, else the rule's; the planner times it as called)
-    if tile not in tiles.FWD_VARIANTS[p.dtype] or _is_small(p):
+    # a tile only where it fits a row, else the rule's; the planner times it as called. Grouped,
+    # depthwise and dilated calls run their own rule's tiles: a variant would be the same call)
+    if tile not in tiles.FWD_VARIANTS[p.dtype] or _is_small(p) or _is_general(p):
         return False
     args = (p.dtype, p.K, p.Ho, p.Wo, p.fw * p.C)
     return tiles.fwd_plan(*args, tile)[:2] == tile != tiles.fwd_plan(*args)[:2]
@@ -900,8 +932,9 @@ def _fwd_variant_applies(tile, p):
 
 def _dw_variant_applies(t, p):
     # (any dtype's widths: a float64 tile of 16 channels holds 64 accumulators, which fit in
-    # AVX-512's registers)
-    return t <= p.K and not _is_small(p) and t != tiles.dw_tile(p.dtype, p.K, p.fw * p.C)[1]
+    # AVX-512's registers; none for grouped, depthwise and dilated calls, as above)
+    return (t <= p.K and not _is_small(p) and not _is_general(p)
+            and t != tiles.dw_tile(p.dtype, p.K, p.fw * p.C)[1])
 
 
 def _pool_variant_applies(backward, nb, p):

@@ -85,11 +85,26 @@ def _tile_store(P: int, T: int, ind: str, z: str) -> List[str]:
     return L
 
 
+def _kh_range(first: str, last: str, ra: str = "ra", rb: str = "rb", dh: str = "") -> List[str]:
+    """The filter rows [kha, khb) a forward tile runs for output pixels whose windows start on
+    input rows ``first`` to ``last`` (of the padded input; rows ``dh`` apart when dilated): those
+    that read a row of [ra, rb), the rows that hold data, for at least one of the pixels. A tap
+    on a row of zero padding adds nothing (x = 0; -0.0 and +0.0 aside), so it is skipped, as
+    oneDNN does: 5% of a 14 x 14 layer's 3x3 taps are on its top and bottom padding. (So an inf
+    or NaN weight reaches only the outputs whose windows read data with it, not also those that
+    read it against padding.)"""
+    if not dh:
+        return [f"        kha = max(0, {ra} - {last})", f"        khb = min(fh, {rb} - {first})"]
+    return [f"        kha = max(0, ({ra} - {last} + {dh} - 1) // {dh})",
+            f"        khb = min(fh, ({rb} - {first} + {dh} - 1) // {dh})"]
+
+
 def _fwd_blocks(P: int, T: int, xrow: str, zpix: str = "zrow[wo + {p}, k0:]") -> List[str]:
     """The forward tile's loops over one output row's channel and pixel blocks (inside the
     loop over rows): ``xrow`` is the input row of filter row kh (an expression of kh), ``zpix``
     where pixel wo + p's channels k0... are stored (a format of p; by default into ``zrow``,
-    the row's (Wo, K) output). The P pixels' inputs are read from one view of the row at
+    the row's (Wo, K) output). Filter rows run from ``kha`` to ``khb`` (the row's: :func:`_kh_range`).
+    The P pixels' inputs are read from one view of the row at
     unsigned offsets u{p} = p * xs (Numba emits no wraparound code for an unsigned index): a
     view per pixel cost its slicing's bounds code per filter row: where a filter row is 9
     columns (3 channels) the kernel ran 1.15-1.17x faster with one view, the same bits."""
@@ -102,7 +117,7 @@ def _fwd_blocks(P: int, T: int, xrow: str, zpix: str = "zrow[wo + {p}, k0:]") ->
     ]
     I = " " * 16
     L += _tile_init(P, T, I)
-    L += [I + "xb = wo * xs", I + "for kh in range(fh):", I + f"    xq = {xrow}[xb:]", I + "    wt = Wp[kb, kh]",
+    L += [I + "xb = wo * xs", I + "for kh in range(kha, khb):", I + f"    xq = {xrow}[xb:]", I + "    wt = Wp[kb, kh]",
           I + "    for j in range(np.uint64(Lr)):"]
     L += _tile_sums(P, T, I + " " * 8, "wt[j, {k}]", "xq[j + u{p}]")
     return L + _tile_store(P, T, I, zpix)
@@ -125,11 +140,12 @@ def conv_fwd(name: str, P: int, T: int) -> List[str]:
     loop, so Numba emits no negative-index wraparound code in the inner loop."""
     L = [
         "@kernel(fastmath=FASTMATH_CONV)",
-        f"def {name}(Xr, Wp, bp, Z, Ho, Wo, z0, zsh, zsw, sh, sw, C, R):",
+        f"def {name}(Xr, Wp, bp, Z, Ho, Wo, z0, zsh, zsw, sh, sw, C, ra, rb, R):",
         f'    """Z[i, z0 + ho*zsh + wo*zsw, k0 + k] = bp[kb, k] + sum over (kh, j) of Xr[i, ho*sh + kh, wo*sw*C + j]',
         f"    * Wp[kb, kh, j, k] for the Ho x Wo output pixels (ho, wo), with k0 = min(kb*{T}, K-{T}): Wp",
         f"    holds W's output channels in blocks of {T} (see ``_pack_channels``). Needs K >= {T} and",
-        f'    Ho*Wo >= {P}; R >= 1 pixel blocks a group."""',
+        f"    Ho*Wo >= {P}; R >= 1 pixel blocks a group. Xr's rows outside [ra, rb) are zero padding:",
+        '    the filter rows that would read only those are skipped (_kh_range)."""',
         "    m, _, K = Z.shape",
         "    nkb, fh, Lr, _ = Wp.shape",
         "    npx = Ho * Wo",
@@ -154,8 +170,9 @@ def conv_fwd(name: str, P: int, T: int) -> List[str]:
         if p:
             L += [I + "wq += 1", I + "if wq == Wo:", I + "    wq = 0", I + "    hq += 1"]
         L += [I + f"r{p} = hq * sh", I + f"c{p} = wq * xs", I + f"zq{p} = z0 + hq * zsh + wq * zsw"]
+    L += _ind(_kh_range("r0", f"r{P - 1}"), 8)
     L += _tile_init(P, T, I)
-    L += [I + "for kh in range(fh):", I + "    wt = Wp[kb, kh]"]
+    L += [I + "for kh in range(kha, khb):", I + "    wt = Wp[kb, kh]"]
     for p in range(P):
         L.append(I + f"    xr{p} = xi[r{p} + kh, c{p}:]")
     L.append(I + "    for j in range(Lr):")
@@ -174,7 +191,7 @@ def conv_fwd_rows(name: str, P: int, T: int) -> List[str]:
     emits no negative-index wraparound code in the inner loop."""
     return [
         "@kernel(fastmath=FASTMATH_CONV)",
-        f"def {name}(Xr, Wp, bp, Z, Ho, Wo, z0, zsh, zsw, sh, sw, C):",
+        f"def {name}(Xr, Wp, bp, Z, Ho, Wo, z0, zsh, zsw, sh, sw, C, ra, rb):",
         f'    """conv_fwd\'s Z[i, z0 + ho*zsh + wo*zsw, k0 + k] (the same sums) over each output row\'s',
         f'    pixels. Needs K >= {T} and Wo >= {P}."""',
         "    m, _, K = Z.shape",
@@ -185,6 +202,7 @@ def conv_fwd_rows(name: str, P: int, T: int) -> List[str]:
         "        i = t // Ho",
         "        ho = t - i * Ho",
         "        r0 = ho * sh",
+        *_kh_range("r0", "r0"),
         "        zrow = Z[i, z0 + ho * zsh:]",
         *_fwd_blocks(P, T, "Xr[i, r0 + kh]", "zrow[(wo + {p}) * zsw, k0:]"),
     ]
@@ -222,6 +240,7 @@ def conv_fwd_nchw(name: str, P: int, T: int) -> List[str]:
         "                    for c in range(C):",
         "                        xw[c] = Xi[c, h, w]",
         "        r0 = ho * sh",
+        *_kh_range("r0", "r0", "ph", "ph + H"),
         *_fwd_blocks(P, T, "Xb[r0 + kh]"),
         "        for k in range(K):",
         "            zk = Zn[i, k, ho]",
@@ -240,10 +259,11 @@ def conv_fwd_gd(name: str, P: int, T: int) -> List[str]:
     row at unsigned offsets, as in :func:`_fwd_blocks`."""
     L = [
         "@kernel(fastmath=FASTMATH_CONV)",
-        f"def {name}(Xr, Wp, bp, Z, sh, sw, C, dh, dwC, goff, Cg, zoff, K):",
+        f"def {name}(Xr, Wp, bp, Z, sh, sw, C, dh, dwC, goff, Cg, zoff, K, ra, rb):",
         '    """Z[i, ho, wo, zoff + k0 + k] = bp[kb, k] + sum over (kh, kw, c) of',
         "    Xr[i, ho*sh + kh*dh, wo*sw*C + kw*dwC + goff + c] * Wp[kb, kh, kw*Cg + c, k] with k0 =",
         f"    min(kb*{T}, K-{T}) (W packed in blocks of {T} output channels). Needs K >= {T}, Wo >= {P}.",
+        "    Xr's rows outside [ra, rb) are zero padding, their filter rows skipped (_kh_range).",
         '    """',
         "    m, Ho, Wo, _ = Z.shape",
         "    nkb, fh, Lr, _ = Wp.shape",
@@ -255,6 +275,7 @@ def conv_fwd_gd(name: str, P: int, T: int) -> List[str]:
         "        i = t // Ho",
         "        ho = t - i * Ho",
         "        r0 = ho * sh",
+        *_kh_range("r0", "r0", dh="dh"),
         "        zrow = Z[i, ho]",
         "        for kb in range(nkb):",
         f"            k0 = min(kb * {T}, K - {T})",
@@ -264,7 +285,7 @@ def conv_fwd_gd(name: str, P: int, T: int) -> List[str]:
     ]
     I = " " * 16
     L += _tile_init(P, T, I)
-    L += [I + "xb = wo * xs + goff", I + "for kh in range(fh):", I + "    xq = Xr[i, r0 + kh * dh, xb:]",
+    L += [I + "xb = wo * xs + goff", I + "for kh in range(kha, khb):", I + "    xq = Xr[i, r0 + kh * dh, xb:]",
           I + "    wt = Wp[kb, kh]", I + "    for kw in range(fw):", I + "        wk = wt[kw * Cg:]",
           I + "        v = np.uint64(kw * dwC)"]
     for p in range(P):
@@ -272,6 +293,50 @@ def conv_fwd_gd(name: str, P: int, T: int) -> List[str]:
     L.append(I + "        for c in range(np.uint64(Cg)):")
     L += _tile_sums(P, T, I + " " * 12, "wk[c, {k}]", "xq[c + o{p}]")
     return L + _tile_store(P, T, I, "zrow[wo + {p}, zoff + k0:]")
+
+
+def conv_fwd_gd_run(name: str, P: int, T: int) -> List[str]:
+    """:func:`conv_fwd_gd`'s sums (the same taps in the same order: the same bits) with
+    :func:`conv_fwd`'s pixel blocks: over each image's Ho*Wo pixels, a block spanning output
+    rows (each pixel reading its own input rows), the last one shifted back, in groups of R
+    blocks. A 28-wide row in blocks of 8 computes 32 pixels; the runs compute 784 of 784."""
+    L = [
+        "@kernel(fastmath=FASTMATH_CONV)",
+        f"def {name}(Xr, Wp, bp, Z, Ho, Wo, sh, sw, C, dh, dwC, goff, Cg, zoff, K, ra, rb, R):",
+        "    \"\"\"conv_fwd_gd's Z[i, ho*Wo + wo, zoff + k0 + k] (the same sums; Z viewed as (m, Ho*Wo,",
+        f"    channels)), by blocks of {P} pixels over each image's Ho*Wo. Needs K >= {T}, Ho*Wo >= {P}.\"\"\"",
+        "    m = Z.shape[0]",
+        "    nkb, fh, Lr, _ = Wp.shape",
+        "    fw = Lr // Cg",
+        "    npx = Ho * Wo",
+        f"    nqb = (npx + {P - 1}) // {P}",
+        "    ngb = (nqb + R - 1) // R",
+        "    xs = sw * C",
+        "    for t in range(m * ngb):",
+        "        i = t // ngb",
+        "        g = t - i * ngb",
+        "        zi = Z[i]",
+        "        xi = Xr[i]",
+        "        for kb in range(nkb):",
+        f"            k0 = min(kb * {T}, K - {T})",
+        "            bb = bp[kb]",
+        "            for qb in range(g * R, min(g * R + R, nqb)):",
+        f"                q0 = {_shifted('qb', P, 'npx')}",
+    ]
+    I = " " * 16
+    L += [I + "hq = q0 // Wo", I + "wq = q0 - hq * Wo"]
+    for p in range(P):
+        if p:
+            L += [I + "wq += 1", I + "if wq == Wo:", I + "    wq = 0", I + "    hq += 1"]
+        L += [I + f"r{p} = hq * sh", I + f"c{p} = wq * xs + goff"]
+    L += _ind(_kh_range("r0", f"r{P - 1}", dh="dh"), 8)
+    L += _tile_init(P, T, I)
+    L += [I + "for kh in range(kha, khb):", I + "    wt = Wp[kb, kh]", I + "    rk = kh * dh"]
+    L += [I + f"    xr{p} = xi[r{p} + rk, c{p}:]" for p in range(P)]
+    L += [I + "    for kw in range(fw):", I + "        wk = wt[kw * Cg:]", I + "        v = np.uint64(kw * dwC)",
+          I + "        for c in range(np.uint64(Cg)):"]
+    L += _tile_sums(P, T, I + " " * 12, "wk[c, {k}]", "xr{p}[c + v]")
+    return L + _tile_store(P, T, I, "zi[q0 + {p}, zoff + k0:]")
 
 
 # ------------------------------------ conv dA_prev gather (few input channels)
@@ -431,8 +496,10 @@ def _dW_tile(J: int, T: int) -> List[str]:
     # storing the partials after every row streamed the whole (fh, Lr, K) partial through the
     # cache per row. The sums run over the rows and pixels in the same order either way: the
     # same bits whatever the pass length.
-    # The tile reads the pass's dZ for channels [k0, k0 + T) from zk (npx, T), contiguous. With
-    # K > T that is a copy made once per pass: read in place, dZ's rows are K apart, and where
+    # The tile reads the pass's dZ for channels [k0, k0 + T) from zk (npx, T), contiguous. Where
+    # dZ has more than T channels (a group's slice of it too) that is a copy made once per pass
+    # (a grouped layer's per-group copies of dZ made by the wrapper, serial, took 8% of its
+    # backward on 8x28x28x128, 4 groups): read in place, dZ's rows are K apart, and where
     # K * itemsize is 1 KiB or more (K = 256 float32, 128 float64) a pass's 64+ rows share a
     # few L1 sets and evict each other (dW alone, 2 threads: 1.14-1.37x with the copy on
     # resnet14_256, resnet_down and float64 mobilenet_pw, 0.95-1.16 on the others, no loss
@@ -470,7 +537,7 @@ def _db_pass(T: int) -> List[str]:
     9 columns a filter row). Summed inside the first tile instead (the dZ in its registers), the
     tile's body came twice in each kernel and its first compile took 2.5x as long. The same
     pixels in the same order: the same bits."""
-    return (["k0 = 0", "while k0 < K:", f"    zk = zb[k0 // {T}] if K > {T} else zp"]
+    return (["k0 = 0", "while k0 < K:", f"    zk = zb[k0 // {T}] if packed else zp"]
             + _rep(T, "    b{k} = db[k0 + {k}]") + ["    for p in range(npx):"] + _rep(T, "        b{k} += zk[p, {k}]")
             + _rep(T, "    db[k0 + {k}] = b{k}") + [f"    k0 += {T}"])
 
@@ -478,21 +545,23 @@ def _db_pass(T: int) -> List[str]:
 def conv_dW(name: str, J: int, T: int) -> List[str]:
     L = [
         "@kernel(fastmath=FASTMATH_CONV)",
-        f"def {name}(Xl, dZf, part, pdb, Ho, Wo, Hp, Wps, piece, sh, ja, jb, gr, dh):",
+        f"def {name}(Xl, dZf, part, pdb, Ho, Wo, Hp, Wps, piece, sh, ja, jb, gr, dh, koff):",
         '    """Per-chunk partial dW and db: chunk c sums rows [c*R//n, (c+1)*R//n) of the',
         "    R = m*Ho output rows into part[c] (fh, fw*C, K) and pdb[c] (K,), in passes of gr rows",
         "    (a tile's sums in registers over a pass). Deterministic for a fixed chunk count",
         "    whichever build runs it and whatever gr. Xl is the padded input with each row cut",
         "    into pieces of one stride, (m, Hp, Wps = Wp/sw, piece = sw*C), flattened; dZf is dZ",
-        "    (m, Ho, Wo, K) as (m*Ho*Wo, K); a window's rows are dh apart, and its column j (j < fw*C,",
-        "    or fw*Cg of a group's) is the element (ja[j], jb[j]) of a pixel's pieces. K (of dZ and",
+        "    (m, Ho, Wo, Kz) as (m*Ho*Wo, Kz), of whose channels the K from koff are summed (a group's:",
+        "    koff + K <= Kz); a window's rows are dh apart, and its column j (j < fw*C,",
+        "    or fw*Cg of a group's) is the element (ja[j], jb[j]) of a pixel's pieces. K (of",
         f"    part) is a multiple of {T} and Lr (of part, ja, jb) one of {J}: the wrapper pads them",
         "    (ja, jb with copies of their last entry) and drops the padded rows and channels.",
         '    """',
         "    nch, fh, Lr, K = part.shape",
         "    R = dZf.shape[0] // Wo",
         "    xo = np.empty(gr * Wo, np.uint64)",
-        f"    zb = np.empty((K // {T} if K > {T} else 0, gr * Wo, {T}), dZf.dtype)",
+        f"    packed = dZf.shape[1] > {T}  # (else the tile reads dZ in place)",
+        f"    zb = np.empty((K // {T} if packed else 0, gr * Wo, {T}), dZf.dtype)",
         "    for c in range(nch):",
         "        pc = part[c]",
         "        db = pdb[c]",
@@ -515,19 +584,19 @@ def conv_dW(name: str, J: int, T: int) -> List[str]:
         "                    xo[npx] = (base + wo) * piece",
         "                    npx += 1",
         "            zp = dZf[t0 * Wo:]",
-        f"            if K > {T}:  # (the pass's dZ, copied into blocks of T channels: zb[k0 // T])",
+        "            if packed:  # (the pass's dZ, copied into blocks of T channels: zb[k0 // T])",
         f"                for kb in range(K // {T}):",
         "                    zbk = zb[kb]",
         "                    for q in range(npx):",
         "                        zq = zp[q]",
         f"                        for u in range({T}):",
-        f"                            zbk[q, u] = zq[kb * {T} + u]",
+        f"                            zbk[q, u] = zq[koff + kb * {T} + u]",
         *_ind(_db_pass(T), 12),
         "            for kh in range(fh):",
         "                pk = pc[kh]",
         "                kro = kh * dh * Wps",
     ]
-    L += _ind(["k0 = 0", "while k0 < K:", f"    zk = zb[k0 // {T}] if K > {T} else zp"]
+    L += _ind(["k0 = 0", "while k0 < K:", f"    zk = zb[k0 // {T}] if packed else zp"]
               + _ind(_dW_kblock(J, T) + [f"k0 += {T}"], 4), 16)
     return L
 
@@ -1050,14 +1119,17 @@ def conv_source() -> str:
     for P, T in tiles.all_fwd_tiles():
         nchw.append(((P, T), f"conv_fwd_nchw_p{P}t{T}"))
         out += ["", "", *chunked(conv_fwd_nchw(nchw[-1][1], P, T))]
-    gd = []
+    gd, gdr = [], []
     for P, T in tiles.all_fwd_tiles():
         gd.append(((P, T), f"conv_fwd_gd_p{P}t{T}"))
         out += ["", "", *chunked(conv_fwd_gd(gd[-1][1], P, T))]
+        gdr.append(((P, T), f"conv_fwd_gd_run_p{P}t{T}"))
+        out += ["", "", *chunked(conv_fwd_gd_run(gdr[-1][1], P, T))]
     out += _table("FWD", "(P pixels, T channels) -> forward tile kernel", fwd)
     out += _table("FWD_ROWS", "(P pixels, T channels) -> forward tile kernel over output rows", rows)
     out += _table("FWD_NCHW", "(P pixels, T channels) -> channels-first forward tile kernel", nchw)
     out += _table("FWD_GD", "(P pixels, T channels) -> grouped/dilated forward tile kernel", gd)
+    out += _table("FWD_GD_RUN", "(P pixels, T channels) -> grouped/dilated forward tile kernel over pixel runs", gdr)
     out += _table("DW", "(J input columns, T channels) -> dW tile kernel", dw)
     out += _table("DA", "(C input channels, L lanes) -> few-channel dA_prev kernel", da)
     out += _table("DA_PX", "(C input channels, P pixels) -> few-channel stride-1 dA_prev kernel", px)
