@@ -123,6 +123,40 @@ def _fwd_blocks(P: int, T: int, xrow: str, zpix: str = "zrow[wo + {p}, k0:]") ->
     return L + _tile_store(P, T, I, zpix)
 
 
+def _pixel_runs(P: int, T: int) -> List[str]:
+    """The pixel-run kernels' loops (:func:`conv_fwd`, :func:`conv_fwd_gd_run`): over groups of
+    R blocks of P pixels of each image's Ho*Wo (the chunks' unit), channel blocks, and the
+    group's pixel blocks, the block's first pixel q0 (the last block shifted back)."""
+    return [
+        "    npx = Ho * Wo",
+        f"    nqb = (npx + {P - 1}) // {P}",
+        "    ngb = (nqb + R - 1) // R",
+        "    xs = sw * C",
+        "    for t in range(m * ngb):",
+        "        i = t // ngb",
+        "        g = t - i * ngb",
+        "        zi = Z[i]",
+        "        xi = Xr[i]",
+        "        for kb in range(nkb):",
+        f"            k0 = min(kb * {T}, K - {T})",
+        "            bb = bp[kb]",
+        "            for qb in range(g * R, min(g * R + R, nqb)):",
+        f"                q0 = {_shifted('qb', P, 'npx')}",
+    ]
+
+
+def _run_pixels(P: int, col: str, extra: str = "") -> List[str]:
+    """Each pixel p of a run's block: its input row r{p} and column offset c{p} (plus ``col``),
+    and ``extra`` (a format of p), with one division per block, not one per pixel."""
+    I = " " * 16
+    L = [I + "hq = q0 // Wo", I + "wq = q0 - hq * Wo"]
+    for p in range(P):
+        if p:
+            L += [I + "wq += 1", I + "if wq == Wo:", I + "    wq = 0", I + "    hq += 1"]
+        L += [I + f"r{p} = hq * sh", I + f"c{p} = wq * xs{col}"] + ([I + extra.format(p=p)] if extra else [])
+    return L
+
+
 def conv_fwd(name: str, P: int, T: int) -> List[str]:
     """One register tile over the output's Ho x Wo pixels taken in a row-major run of each
     image. Z is the output viewed as (m, pixels, K), and pixel (ho, wo) is stored at
@@ -148,28 +182,10 @@ def conv_fwd(name: str, P: int, T: int) -> List[str]:
         '    the filter rows that would read only those are skipped (_kh_range)."""',
         "    m, _, K = Z.shape",
         "    nkb, fh, Lr, _ = Wp.shape",
-        "    npx = Ho * Wo",
-        f"    nqb = (npx + {P - 1}) // {P}",
-        "    ngb = (nqb + R - 1) // R",
-        "    xs = sw * C",
-        "    for t in range(m * ngb):",
-        "        i = t // ngb",
-        "        g = t - i * ngb",
-        "        zi = Z[i]",
-        "        xi = Xr[i]",
-        "        for kb in range(nkb):",
-        f"            k0 = min(kb * {T}, K - {T})",
-        "            bb = bp[kb]",
-        "            for qb in range(g * R, min(g * R + R, nqb)):",
-        f"                q0 = {_shifted('qb', P, 'npx')}",
+        *_pixel_runs(P, T),
     ]
     I = " " * 16
-    # each pixel's input row and column offset (one division per block, not one per pixel)
-    L += [I + "hq = q0 // Wo", I + "wq = q0 - hq * Wo"]
-    for p in range(P):
-        if p:
-            L += [I + "wq += 1", I + "if wq == Wo:", I + "    wq = 0", I + "    hq += 1"]
-        L += [I + f"r{p} = hq * sh", I + f"c{p} = wq * xs", I + f"zq{p} = z0 + hq * zsh + wq * zsw"]
+    L += _run_pixels(P, "", "zq{p} = z0 + hq * zsh + wq * zsw")
     L += _ind(_kh_range("r0", f"r{P - 1}"), 8)
     L += _tile_init(P, T, I)
     L += [I + "for kh in range(kha, khb):", I + "    wt = Wp[kb, kh]"]
@@ -308,27 +324,10 @@ def conv_fwd_gd_run(name: str, P: int, T: int) -> List[str]:
         "    m = Z.shape[0]",
         "    nkb, fh, Lr, _ = Wp.shape",
         "    fw = Lr // Cg",
-        "    npx = Ho * Wo",
-        f"    nqb = (npx + {P - 1}) // {P}",
-        "    ngb = (nqb + R - 1) // R",
-        "    xs = sw * C",
-        "    for t in range(m * ngb):",
-        "        i = t // ngb",
-        "        g = t - i * ngb",
-        "        zi = Z[i]",
-        "        xi = Xr[i]",
-        "        for kb in range(nkb):",
-        f"            k0 = min(kb * {T}, K - {T})",
-        "            bb = bp[kb]",
-        "            for qb in range(g * R, min(g * R + R, nqb)):",
-        f"                q0 = {_shifted('qb', P, 'npx')}",
+        *_pixel_runs(P, T),
     ]
     I = " " * 16
-    L += [I + "hq = q0 // Wo", I + "wq = q0 - hq * Wo"]
-    for p in range(P):
-        if p:
-            L += [I + "wq += 1", I + "if wq == Wo:", I + "    wq = 0", I + "    hq += 1"]
-        L += [I + f"r{p} = hq * sh", I + f"c{p} = wq * xs + goff"]
+    L += _run_pixels(P, " + goff")
     L += _ind(_kh_range("r0", f"r{P - 1}", dh="dh"), 8)
     L += _tile_init(P, T, I)
     L += [I + "for kh in range(kha, khb):", I + "    wt = Wp[kb, kh]", I + "    rk = kh * dh"]
