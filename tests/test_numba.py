@@ -278,6 +278,58 @@ def test_forward_pixel_blocks_span_rows_with_the_same_bits(dtype):
                 assert np.isnan(big[outside]).all(), ("wrote outside the grid", (P, T), H, Wd, s)
 
 
+def test_variants_carry_their_kernels_attributes():
+    """Every numba variant is declared with its registered kernel's ``handles`` (and the
+    backward's ``input_grad_optional``): without it, the dispatcher broke a grouped, dilated or
+    unevenly padded call into course calls, so no variant was ever a candidate for one."""
+    from fastnn import _dispatch
+    for op in ("conv_forward", "conv_backward", "pool_forward", "pool_backward"):
+        base = _dispatch.kernel_of(op, "numba")
+        for v in _dispatch.variants(op, "numba"):
+            fn = _dispatch.kernel_of(op, "numba" + _dispatch.SEP + v)
+            assert fn.handles is base.handles, (op, v)
+            assert getattr(fn, "input_grad_optional", None) == getattr(base, "input_grad_optional", None), (op, v)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_a_tile_variant_runs_its_tile_on_grouped_and_dilated_calls(monkeypatch, dtype):
+    """A forward tile variant applies to a grouped or dilated call where its tile fits a group
+    (K/G channels) and differs from the rule's; pinned, every group's kernel runs that tile (the
+    row or pixel-run build), and the result matches the reference. Depthwise calls (their own
+    kernels, whatever the tile) get none."""
+    from fastnn import _dispatch
+    from fastnn._params import conv_params
+    dt = np.dtype(dtype)
+    ran = []
+    _record(monkeypatch, nb._CONV.FWD_GD, ran)
+    _record(monkeypatch, nb._CONV.FWD_GD_RUN, ran)
+    reached = 0
+    for case in (ConvCase("g2_wide", 2, 9, 10, 64, 3, 128, 1, 1, groups=2),
+                 ConvCase("d2_wide", 2, 11, 13, 32, 3, 64, 1, 2, dilation=2),
+                 ConvCase("g4_d2_s2", 2, 15, 14, 64, 3, 64, 2, 2, dilation=2, groups=4)):
+        A, W, b, hp, _ = case.make(dtype, seed=3)
+        p = conv_params(A, W, b, hp)
+        ref = fastnn.conv_forward(A, W, b, hp, backend=REF)[0]
+        group = (dt, p.K // p.G, p.Ho, p.Wo, p.fw * (p.C // p.G))
+        rule = tiles.fwd_plan(*group)[:2]
+        for tile in tiles.FWD_VARIANTS[dt]:
+            name = "numba" + _dispatch.SEP + "p%dt%d" % tile
+            if name not in _dispatch.candidates("conv_forward", p):  # (it would run the rule's tile)
+                assert tiles.fwd_plan(*group, tile)[:2] == rule, (case.name, tile)
+                continue
+            assert tile != rule
+            reached += 1
+            ran.clear()
+            with _dispatch.pin_candidates({"conv_forward": name}):
+                Z = fastnn.conv_forward(A, W, b, hp)[0]
+            assert ran and set(ran) == {tile}, (case.name, tile, ran)
+            _close(Z, ref, dtype, f"{case.name} {name}")
+    assert reached >= 2
+    dw = ConvCase("dw", 2, 9, 10, 64, 3, 64, 1, 1, groups=64).make(dtype, seed=3)
+    p = conv_params(*dw[:4])
+    assert not [c for c in _dispatch.candidates("conv_forward", p) if _dispatch.SEP + "p" in c]
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_grouped_forward_pixel_runs_give_the_row_kernels_bits(dtype):
     """The grouped/dilated forward's pixel-run kernel (FWD_GD_RUN: blocks spanning output rows),

@@ -422,16 +422,16 @@ def _is_general(p) -> bool:
     return p.G > 1 or p.dh > 1 or p.dw > 1
 
 
-def _gd_kernel_call(Xr, Wm, bias, Z, sh, sw, C, dh, dwC, goff, Cg, zoff, valid, work):
+def _gd_kernel_call(Xr, Wm, bias, Z, sh, sw, C, dh, dwC, goff, Cg, zoff, valid, work, tile=None):
     """One group's grouped/dilated forward tile: Z[..., zoff:zoff + Kg] = bias + the correlation
     of the Cg channels from goff of the padded input Xr (m, Hp, Wp*C), dilated (dh rows, dwC =
     the column dilation times C), with Wm (fh, fw*Cg, Kg), at strides (sh, sw); Xr's rows
     outside ``valid`` = (ra, rb) are zeros (see :func:`_fwd_kernel_call`). Tile and kernel
-    by the NHWC forward's rule (:func:`.tiles.fwd_plan`): the row kernel (templates.conv_fwd_gd)
-    or the pixel-run one (conv_fwd_gd_run), the same bits."""
+    by the NHWC forward's rule (:func:`.tiles.fwd_plan`; ``tile``, a variant's, where it fits):
+    the row kernel (templates.conv_fwd_gd) or the pixel-run one (conv_fwd_gd_run), the same bits."""
     m, Ho, Wo, _ = Z.shape
     Kg = Wm.shape[2]
-    P, T, rows = tiles.fwd_plan(Z.dtype, Kg, Ho, Wo, Wm.shape[1])
+    P, T, rows = tiles.fwd_plan(Z.dtype, Kg, Ho, Wo, Wm.shape[1], tile)
     args = (Xr, _pack_channels(Wm, T), _pack_channels(bias, T))
     if rows:
         _threaded(_CONV.FWD_GD[P, T], *args, Z, sh, sw, C, dh, dwC, goff, Cg, zoff, Kg, *valid, work=work)
@@ -440,13 +440,13 @@ def _gd_kernel_call(Xr, Wm, bias, Z, sh, sw, C, dh, dwC, goff, Cg, zoff, valid, 
                   goff, Cg, zoff, Kg, *valid, tiles.fwd_group(P, m, Ho * Wo, _num_threads()), work=work)
 
 
-def _general_forward(p, A_prev, W, b, Z):
+def _general_forward(p, A_prev, W, b, Z, tile=None):
     Xr = _padded_input(p, A_prev).reshape(p.m, p.Hp, p.Wp * p.C)
     Cg, Kg = p.C // p.G, p.K // p.G
     for g in range(p.G):
         ks = slice(g * Kg, (g + 1) * Kg)
         _gd_kernel_call(Xr, W[..., ks].reshape(p.fh, p.fw * Cg, Kg), b[ks], Z, p.sh, p.sw, p.C, p.dh, p.dw * p.C,
-                        g * Cg, Cg, g * Kg, (p.ph, p.ph + p.H), _conv_work(p) // (p.G * p.G))
+                        g * Cg, Cg, g * Kg, (p.ph, p.ph + p.H), _conv_work(p) // (p.G * p.G), tile)
 
 
 def _general_backward(p, A_prev, W, dZ, dA_prev, dW, db):
@@ -535,7 +535,7 @@ def conv_forward(p, A_prev, W, b, Z, tile=None):
         _in_mode(SERIAL, conv_forward, p, A_prev, W, b, Z, tile)
         return
     if _is_general(p):
-        _general_forward(p, A_prev, W, b, Z)
+        _general_forward(p, A_prev, W, b, Z, tile)
         return
     _fwd_kernel_call(_padded_input(p, A_prev), W.reshape(p.fh, p.fw * p.C, p.K), b.reshape(p.K), Z, p.sh, p.sw,
                      tile, valid=(p.ph, p.ph + p.H))
@@ -922,11 +922,12 @@ pool_backward.handles = _pool_handles
 
 def _fwd_variant_applies(tile, p):
     # (in the NHWC kernel's terms, tiles.fwd_plan, whatever p.layout: a channels-first call runs
-    # a tile only where it fits a row, else the rule's; the planner times it as called. Grouped,
-    # depthwise and dilated calls run their own rule's tiles: a variant would be the same call)
-    if tile not in tiles.FWD_VARIANTS[p.dtype] or _is_small(p) or _is_general(p):
+    # a tile only where it fits a row, else the rule's; the planner times it as called. Grouped
+    # and dilated calls: in a group's terms, K/G channels from fw*C/G columns. Depthwise calls
+    # run their own kernels, whatever the tile: a variant would be the same call)
+    if tile not in tiles.FWD_VARIANTS[p.dtype] or _is_small(p) or _is_depthwise(p):
         return False
-    args = (p.dtype, p.K, p.Ho, p.Wo, p.fw * p.C)
+    args = (p.dtype, p.K // p.G, p.Ho, p.Wo, p.fw * (p.C // p.G))
     return tiles.fwd_plan(*args, tile)[:2] == tile != tiles.fwd_plan(*args)[:2]
 
 
@@ -942,15 +943,29 @@ def _pool_variant_applies(backward, nb, p):
     return nb <= p.C and nb != tiles.pool_block(p.C) and not (backward and p.mode == "average")
 
 
+_VARIANT_ATTRS = ("handles", "input_grad_optional", "channels_first")
+
+
+def _variant_of(kernel, fn, *args, **kwargs):
+    """``fn`` with arguments bound, a variant of the registered ``kernel`` for the registry: it
+    computes what ``kernel`` computes (the dispatcher reads ``kernel``'s :data:`_VARIANT_ATTRS`,
+    copied here; a variant without ``handles`` got a grouped, dilated or unevenly padded call
+    only broken into course calls)."""
+    variant = functools.partial(fn, *args, **kwargs)
+    for attr in _VARIANT_ATTRS:
+        if hasattr(kernel, attr):
+            setattr(variant, attr, getattr(kernel, attr))
+    return variant
+
+
 def _declare_variants():
     for tile in sorted({t for ts in tiles.FWD_VARIANTS.values() for t in ts}):
-        variant = functools.partial(conv_forward, tile=tile)
+        variant = _variant_of(conv_forward, conv_forward, tile=tile)
         variant.channels_first = functools.partial(_channels_first, tile=tile)
         register("conv_forward", NAME, variant="p%dt%d" % tile, applies=functools.partial(_fwd_variant_applies, tile))(
             variant)
     for t in sorted({t for ts in tiles.BWD_T.values() for t in ts if t > 1}):
-        variant = functools.partial(conv_backward, dw_t=t)
-        variant.input_grad_optional = True
+        variant = _variant_of(conv_backward, conv_backward, dw_t=t)
         variant.channels_first = functools.partial(_channels_first, tile=t)
         register("conv_backward", NAME, variant="dwt%d" % t, applies=functools.partial(_dw_variant_applies, t))(
             variant)
@@ -959,8 +974,7 @@ def _declare_variants():
     for nb in tiles.POOL_NB[1:-1]:
         for op, fn in (("pool_forward", pool_forward), ("pool_backward", pool_backward)):
             applies = functools.partial(_pool_variant_applies, op == "pool_backward", nb)
-            register(op, NAME, variant="nb%d" % nb, applies=applies)(
-                functools.partial(fn, nb=nb))
+            register(op, NAME, variant="nb%d" % nb, applies=applies)(_variant_of(fn, fn, nb=nb))
 
 
 def _mode_applies(mode, work, threshold, p):
@@ -978,12 +992,8 @@ def _declare_thread_variants():
             ("pool_forward", pool_forward, _pool_work, _THREADED_WORK),
             ("pool_backward", pool_backward, _pool_work, _THREADED_WORK)):
         for mode in (SERIAL, THREADED):
-            variant = functools.partial(_in_mode, mode, fn)
-            for attr in ("input_grad_optional", "channels_first"):
-                if hasattr(fn, attr):
-                    setattr(variant, attr, getattr(fn, attr))
             register(op, NAME, variant=mode, applies=functools.partial(_mode_applies, mode, work, threshold))(
-                variant)
+                _variant_of(fn, _in_mode, mode, fn))
 
 
 _declare_variants()
