@@ -23,7 +23,10 @@ output pixels, all channels) under the one tolerance rule; one that fails is nev
 The others are timed in alternating rounds of blocks on seeded inputs of the key's shape (never
 the user's arrays), and the median per backend decides, except that the default rule's
 choice is kept unless the fastest beat it by ``MARGIN`` in their paired rounds (noise on a
-shared host moves single medians by more than the few percent between close candidates). A backward op is timed in pairs with
+shared host moves single medians by more than the few percent between close candidates), and
+then again in fresh rounds of the two alone (``CONFIRM_SHARE`` of the key's budget is kept for
+them: a stall of the host that fell on the default's blocks in the race does not make a slower
+candidate the plan). A backward op is timed in pairs with
 the forward ``auto`` runs for it (training runs them so), which counts what a backend costs the
 forward after it. A channels-first convolution's key (``"layout": "NCHW"``) is checked and timed
 through the public functions with the candidate pinned (:func:`fastnn._dispatch.pin_candidates`):
@@ -293,6 +296,8 @@ def explain(op: str, p) -> str:
         lines.append(f"  timed in pairs with {entry['timed_with']}")
     if "kept_default" in entry:
         lines.append(f"  kept the default rule's choice: {entry['kept_default']}")
+    if "confirmed" in entry:
+        lines.append(f"  confirmed against the default rule's choice: {entry['confirmed']}")
     lines += [f"  rejected {b}: {why}" for b, why in rejected.items()]
     return "\n".join(lines)
 
@@ -501,6 +506,17 @@ def _time(calls: Dict[str, callable], budget_s: float, min_rounds: int = 3, max_
 #: median alone is as often a fluctuation as a win, and the default is never slower than
 #: what ``auto`` ran before plans existed.
 MARGIN = 0.97
+#: The share of a key's budget kept for confirming a winner (:func:`_confirm`).
+CONFIRM_SHARE = 0.25
+
+
+def _paired(rounds: Dict[str, List[float]], a: str, b: str) -> Tuple[float, int, int]:
+    """``a``'s time over ``b``'s in the rounds they were timed side by side in: the median of
+    the per-round ratios, the rounds ``a`` won, and how many rounds."""
+    ra, rb = rounds.get(a, []), rounds.get(b, [])
+    n = min(len(ra), len(rb))
+    ratios = [ra[i] / rb[i] for i in range(n)]
+    return (statistics.median(ratios) if n else 1.0), sum(r < 1.0 for r in ratios), n
 
 
 def _pick(times: Dict[str, float], rounds: Dict[str, List[float]], default: str) -> Tuple[str, Optional[str]]:
@@ -510,12 +526,28 @@ def _pick(times: Dict[str, float], rounds: Dict[str, List[float]], default: str)
     best = min(times, key=times.__getitem__)
     if best == default or default not in rounds or best not in rounds:
         return best, None
-    n = min(len(rounds[best]), len(rounds[default]))
-    ratios = [rounds[best][i] / rounds[default][i] for i in range(n)]
-    if n and statistics.median(ratios) <= MARGIN and 2 * sum(r < 1.0 for r in ratios) > n:
+    ratio, won, n = _paired(rounds, best, default)
+    if n and ratio <= MARGIN and 2 * won > n:
         return best, None
-    return default, (f"{best} took {statistics.median(ratios):.3f}x {default}'s time over {n} paired rounds "
+    return default, (f"{best} took {ratio:.3f}x {default}'s time over {n} paired rounds "
                      f"(a plan needs <= {MARGIN} and most rounds won)")
+
+
+def _confirm(calls: Dict[str, callable], best: str, default: str, budget_s: float) -> Tuple[str, str]:
+    """A winner over the default rule's choice timed against it again, the two alone, in fresh
+    rounds within ``budget_s``: it stays the choice only if it wins these by :data:`MARGIN`
+    too. The race's rounds give each candidate a short block every round, and a stall of this
+    host (seconds long, often on one core) that fell on the default's blocks made a slower
+    variant the plan (session 14: a pointwise layer's p8t32 at half the GEMM rate). The
+    rounds are the last ``CONFIRM_SHARE`` of the key's budget, which the race leaves unspent.
+    Returns the choice and what the fresh rounds showed."""
+    rounds: Dict[str, List[float]] = {}
+    times = _time({best: calls[best], default: calls[default]}, budget_s, rounds_out=rounds)
+    again, kept = _pick(times, rounds, default)
+    if again == best:
+        ratio, won, n = _paired(rounds, best, default)
+        return best, f"{best} took {ratio:.3f}x {default}'s time over {n} fresh paired rounds ({won} won)"
+    return default, (kept or f"{default} was the faster in fresh rounds") + ", timed again after the race"
 
 
 #: A backward op is timed in pairs with its forward, as training runs them: a backward on a
@@ -575,13 +607,21 @@ def tune_key(op: str, p, *, budget_s: float = 2.0, threads: Optional[int] = None
     else:
         calls = _candidate_calls(op, p, candidates, threads)
         rounds: Dict[str, List[float]] = {}
-        times = _time(calls, budget_s, rounds_out=rounds) if len(calls) > 1 else {}  # (one: nothing to time)
         default = _dispatch.available_backends(op)[0]
+        confirm_s = CONFIRM_SHARE * budget_s if default in calls else 0.0
+        times = _time(calls, budget_s - confirm_s, rounds_out=rounds) if len(calls) > 1 else {}  # (one: nothing to time)
         best, kept = _pick(times, rounds, default) if times else (candidates[0], None)
+        confirmed = None
+        if times and best != default and confirm_s:
+            best, confirmed = _confirm(calls, best, default, confirm_s)
+            if best == default:
+                kept, confirmed = confirmed, None
         entry = {"backend": best, "times_s": times, "rejected": rejected,
                  "tuned": time.strftime("%Y-%m-%dT%H:%M:%S")}
         if kept is not None:
             entry["kept_default"] = kept
+        if confirmed is not None:
+            entry["confirmed"] = confirmed
         if op in _FORWARD_OF:
             entry["timed_with"] = f"{_FORWARD_OF[op]} on {_forward_backend(op, p, threads)}"
         entry["tuning_s"] = round(time.perf_counter() - t_start, 3)  # checks and timing, this key only

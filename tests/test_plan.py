@@ -461,3 +461,46 @@ def test_tune_times_each_key_once(planner, monkeypatch):
     monkeypatch.setattr(planner, "tune_key", lambda op, q, **kw: tuned.append(_plan.key_of(op, q)) or _entry("numba"))
     found = fastnn.tune(ops=["conv_forward"], dtypes=["float32"], shapes=["res_3x3", "res_3x3_nchw"], budget_s=0.01)
     assert len(tuned) == len(set(tuned)) == len(found) >= 1
+
+
+def test_a_winner_over_the_default_is_confirmed_in_fresh_rounds(planner, monkeypatch):
+    """A candidate that beat the default rule's choice in the race is timed against it once
+    more, the two alone, within the budget's last ``CONFIRM_SHARE``; it becomes the plan only
+    if it wins those rounds too (a host stall that fell on the default's blocks in the race
+    does not make a slower candidate the plan)."""
+    _, _, _, _, p = _conv()
+    default = _dispatch.available_backends("conv_forward")[0]
+    other = next(c for c in _dispatch.candidates("conv_forward", p) if c != default and c.split(":")[0] != REF)
+    budget = 0.4
+
+    def scripted(race_won, again_won):
+        seen = []
+
+        def fake_time(calls, budget_s, rounds_out=None, **kw):
+            seen.append((sorted(calls), budget_s))
+            won = race_won if len(seen) == 1 else again_won
+            rounds = {n: [0.5 if (n == other) == won else 1.0] * 5 for n in calls}
+            if rounds_out is not None:
+                rounds_out.update(rounds)
+            return {n: r[0] for n, r in rounds.items()}
+
+        monkeypatch.setattr(planner, "_time", fake_time)
+        return seen
+
+    seen = scripted(race_won=True, again_won=False)
+    entry = planner.tune_key("conv_forward", p, budget_s=budget)
+    assert entry["backend"] == default and "timed again" in entry["kept_default"] and "confirmed" not in entry
+    assert len(seen) == 2 and other in seen[0][0] and len(seen[0][0]) > 2
+    assert seen[1][0] == sorted([other, default])
+    assert seen[0][1] == pytest.approx(budget * (1 - planner.CONFIRM_SHARE))
+    assert seen[1][1] == pytest.approx(budget * planner.CONFIRM_SHARE)
+    assert _dispatch.resolve_name("conv_forward", None, p) == default
+
+    seen = scripted(race_won=True, again_won=True)
+    entry = planner.tune_key("conv_forward", p, budget_s=budget)
+    assert entry["backend"] == other and "kept_default" not in entry and "fresh paired rounds" in entry["confirmed"]
+    assert len(seen) == 2 and _dispatch.resolve_name("conv_forward", None, p) == other
+    assert "confirmed against the default" in planner.explain("conv_forward", p)
+
+    seen = scripted(race_won=False, again_won=False)  # the default won the race: nothing to confirm
+    assert planner.tune_key("conv_forward", p, budget_s=budget)["backend"] == default and len(seen) == 1
