@@ -4,7 +4,8 @@ computes in NHWC (the numba backend's tiled convolution reads and writes NCHW it
 
 The copies are the numba backend's transposing kernels (``kernels.nchw_to_nhwc``, which pads in
 the same pass, and ``kernels.nhwc_to_nchw``): a row of the output at a time from a
-cache-resident row of the input, at about a plain copy's speed; NumPy's copy of a transposed
+cache-resident row of the input, at about a plain copy's speed (in blocks of 8 channels where
+the input's channel rows would evict each other from L1: ``tiles.transpose_blocked``); NumPy's copy of a transposed
 view strides through one of the two arrays (NHWC to NCHW at a third of a copy's speed). The
 images are split between fastnn's worker threads; arrays under ``THREADED_BYTES`` are copied
 in the calling thread (the hand-off to the workers costs tens of microseconds).
@@ -28,6 +29,12 @@ def _kernels():
     return kernels
 
 
+def _tiles():
+    from .backends.numba import tiles
+
+    return tiles
+
+
 def _chunks(out: np.ndarray) -> int:
     return num_threads() if out.nbytes >= THREADED_BYTES else 1
 
@@ -43,7 +50,8 @@ def to_nhwc_padded(X: np.ndarray, dtype, top: int, bottom: int, left: int, right
     m, C, H, W = X.shape
     src = np.ascontiguousarray(X, dtype=dtype)
     out = np.empty((m, top + H + bottom, left + W + right, C), dtype=dtype)
-    run_chunks(_kernels().nchw_to_nhwc, (src, out, top, left), _chunks(out))
+    blocked = _tiles().transpose_blocked(C, H * W * out.itemsize)
+    run_chunks(_kernels().nchw_to_nhwc, (src, out, top, left, blocked), _chunks(out))
     return out
 
 

@@ -63,6 +63,8 @@ _NCHW_TILED = [
     ConvCase("nchw_one_column", 2, 6, 3, 8, 3, 12, 1, 0, layout="NCHW"),
     ConvCase("nchw_pointwise", 2, 5, 9, 24, 1, 70, 1, 0, layout="NCHW"),
     ConvCase("nchw_few_channels_stem", 1, 15, 14, 3, 7, 16, 2, 3, layout="NCHW"),
+    # (planes of 16 x 16: the input's 37 channel rows transposed in blocks of 8, tiles.transpose_blocked)
+    ConvCase("nchw_blocked_input", 2, 16, 16, 37, 3, 12, 1, 1, layout="NCHW"),
 ]
 
 
@@ -106,7 +108,34 @@ _NCHW_BACKWARD = _NCHW_TILED + [
     ConvCase("nchw_one_input_channel", 2, 9, 9, 1, 3, 24, 1, 1, layout="NCHW"),
     ConvCase("nchw_one_pixel", 3, 1, 1, 12, 1, 20, 1, 0, layout="NCHW"),
     ConvCase("nchw_few_channels_s1", 2, 10, 40, 3, 3, 16, 1, 1, layout="NCHW"),
+    # (dZ's 40 channel rows of 16 x 16 transposed in blocks of 8, for dW and for dA_prev's kernel)
+    ConvCase("nchw_blocked_dZ", 1, 16, 16, 9, 3, 40, 1, 1, layout="NCHW"),
 ]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_nchw_transposes_go_by_blocks_where_channel_rows_share_an_l1_set(dtype):
+    """``tiles.transpose_blocked``: blocks of 8 channels where more than ``L1_WAYS`` of the C
+    channel rows start in one L1 set (4 KiB planes: all of them), pixel by pixel elsewhere; the
+    blocked transpose (the last block shifted back) pads and transposes exactly as NumPy does,
+    and the named NCHW cases above do take it (their bits are checked against NHWC there)."""
+    from fastnn.backends.numba import kernels
+    assert tiles.transpose_blocked(32, 4096) and tiles.transpose_blocked(9, 8192)
+    assert not tiles.transpose_blocked(7, 4096)  # (fewer than a block)
+    assert not tiles.transpose_blocked(128, 28 * 28 * 4) and not tiles.transpose_blocked(256, 14 * 14 * 8)
+    assert not tiles.transpose_blocked(8, 4096)  # (8 rows fit 8 ways)
+    size = np.dtype(dtype).itemsize
+    assert tiles.transpose_blocked(37, 256 * size) and not tiles.transpose_blocked(12, 256 * size)
+    assert tiles.transpose_blocked(40, 256 * size) and not tiles.transpose_blocked(9, 256 * size)
+    rng = np.random.default_rng(5)
+    for C, H, W, top, left, bottom, right in ((8, 3, 5, 0, 0, 0, 0), (9, 4, 7, 1, 2, 0, 1), (37, 5, 6, 2, 1, 1, 3),
+                                              (16, 2, 9, 0, 3, 2, 0)):
+        X = rng.standard_normal((2, C, H, W)).astype(dtype)
+        want = np.pad(X.transpose(0, 2, 3, 1), ((0, 0), (top, bottom), (left, right), (0, 0)))
+        for blocked in (False, True):
+            out = np.full(want.shape, np.nan, dtype)
+            kernels.nchw_to_nhwc(X, out, top, left, blocked, 0, 1)
+            assert np.array_equal(out, want), (C, blocked)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)

@@ -213,6 +213,9 @@ CONV_CASES: Dict[str, ConvCase] = {c.name: c for c in [
     # write NCHW themselves), strided with uneven padding too
     ConvCase("many_channels_nchw", 2, 9, 12, 40, 3, 64, 1, 1, layout="NCHW"),
     ConvCase("many_channels_nchw_s2_uneven", 2, 11, 19, 36, 3, 40, 2, ((0, 2), (1, 0)), layout="NCHW"),
+    # (16 x 16 planes: more channel rows in one L1 set than it has ways, for the input and dZ alike:
+    # the numba backend's transposes read them in blocks of 8, the last one shifted back)
+    ConvCase("nchw_channel_rows_share_sets", 2, 16, 16, 37, 3, 40, 1, 1, layout="NCHW"),
     ConvCase("groups_dilated_uneven", 1, 8, 7, 3, (2, 3), 6, (1, 2), ((2, 1), (0, 3)), dilation=(3, 2), groups=3),
     # enough channels for the numba backend's tiled and vectorised kernels
     ConvCase("many_channels_dilated", 2, 12, 14, 40, 3, 48, 1, 2, dilation=2),

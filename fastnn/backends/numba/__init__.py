@@ -560,7 +560,8 @@ def _nchw_forward(p, Xn, W, b, Zn, tile):
         return
     P, T = tile if tile is not None and tiles.fits(tile, p.K, p.Wo) else tiles.fwd_tile(p.dtype, p.K, p.Wo)
     _threaded(_CONV.FWD_NCHW[P, T], Xn, _packed_filters(p, W, T), _pack_channels(b.reshape(p.K), T), Zn,
-              p.sh, p.sw, p.ph, p.pw, p.Hp, p.Wp)  # (one chunk a thread: each chunk transposes its images whole)
+              p.sh, p.sw, p.ph, p.pw, p.Hp, p.Wp, _blocked(p.C, p.H, p.W, p.dtype))
+    # (one chunk a thread: each chunk transposes its images whole)
 
 
 def _packed_filters(p, W, T):
@@ -688,9 +689,9 @@ def _nchw_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t):
     W = _hwck(W)
     ew = (-p.Wp) % p.sw
     Xp = _aligned_empty((p.m, p.Hp, p.Wp + ew, p.C), p.dtype)
-    _run(kernels.nchw_to_nhwc, 4 * Xp.size, _nchw_base(A_prev), Xp, p.ph, p.pw)
+    _run(kernels.nchw_to_nhwc, 4 * Xp.size, _nchw_base(A_prev), Xp, p.ph, p.pw, _blocked(p.C, p.H, p.W, p.dtype))
     dZc = _aligned_empty(dZ.shape, p.dtype)
-    _run(kernels.nchw_to_nhwc, 4 * dZc.size, _nchw_base(dZ), dZc, 0, 0)
+    _run(kernels.nchw_to_nhwc, 4 * dZc.size, _nchw_base(dZ), dZc, 0, 0, _blocked(p.K, p.Ho, p.Wo, p.dtype))
     _dW_tiled(p, Xp.reshape(p.m, p.Hp, (p.Wp + ew) // p.sw, p.sw * p.C), dZc, dW, db, dw_t)
     del Xp
     if dA_prev is None:
@@ -701,7 +702,7 @@ def _nchw_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t):
         Pq, T = tiles.fwd_tile(p.dtype, p.C, p.W)
         _threaded(_CONV.FWD_NCHW[Pq, T], dZ.transpose(0, 3, 1, 2), _pack_channels(V, T),
                   _pack_channels(np.zeros(p.C, dtype=p.dtype), T), dA_prev.transpose(0, 3, 1, 2), 1, 1, th, tw,
-                  p.H + p.fh - 1, p.W + p.fw - 1)  # (one chunk a thread, as in _nchw_forward)
+                  p.H + p.fh - 1, p.W + p.fw - 1, _blocked(p.K, p.Ho, p.Wo, p.dtype))  # (as in _nchw_forward)
     elif dA_prev.flags.c_contiguous:
         _dA_prev(p, W, dZc, dA_prev)
     else:
@@ -711,6 +712,12 @@ def _nchw_backward(p, A_prev, W, dZ, dA_prev, dW, db, dw_t):
             _run(kernels.nhwc_to_nchw, 4 * out.size, out, dA_prev.transpose(0, 3, 1, 2))
         else:
             _copy(out, dA_prev)
+
+
+def _blocked(C, H, W, dtype) -> bool:
+    """Whether a channels-first array's (C, H, W) images are transposed in blocks of 8 channels
+    (:func:`.tiles.transpose_blocked`)."""
+    return tiles.transpose_blocked(C, H * W * np.dtype(dtype).itemsize)
 
 
 def _nchw_base(X):

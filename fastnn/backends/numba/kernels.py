@@ -14,7 +14,7 @@ C-contiguous arrays of the shapes given in each docstring.
 
 import numpy as np
 
-from ..._jit import kernel
+from ..._jit import inline, kernel
 
 
 @kernel
@@ -25,10 +25,13 @@ def address(a):
 
 
 @kernel
-def nchw_to_nhwc(X, out, top, left, chunk, nchunks):
+def nchw_to_nhwc(X, out, top, left, blocked, chunk, nchunks):
     """out (m, Hp, Wp, C) = X (m, C, H, W) transposed, zero-padded by (top, left) in front and
     as far as out reaches behind (needs left + W <= Wp; rows past Hp are not copied); a row of
-    out per iteration, written in order, its pixels' channels read from X's C rows."""
+    out per iteration, written in order, its pixels' channels read from X's C rows. ``blocked``
+    (needs C >= 8): the row in blocks of 8 channels (the last shifted back), each block's 8
+    rows of X read along the row, for where more of X's channel rows share an L1 set than it
+    has ways (``tiles.transpose_blocked``)."""
     m, C, H, W = X.shape
     _, Hp, Wp, _ = out.shape
     nloop = m * Hp
@@ -49,10 +52,40 @@ def nchw_to_nhwc(X, out, top, left, chunk, nchunks):
             for c in range(C):
                 o[w, c] = 0
         x = X[i]
+        if blocked:
+            _transpose_row_b8(x, h, o[left:], C, W)
+            continue
         for w in range(W):
             ow = o[left + w]
             for c in range(C):
                 ow[c] = x[c, h, w]
+
+
+@inline
+def _transpose_row_b8(x, h, o, C, W):
+    """o[w, c] = x[c, h, w] for w < W, c < C (C >= 8), by blocks of 8 channels, the last
+    shifted back to end at C (its overlap written twice, the same values): per block, its 8
+    rows x[c, h] (8 lines of L1 at a time, even where all C rows fall in one set) read along w."""
+    for b in range((C + 7) // 8):
+        c0 = min(b * 8, C - 8)
+        x0 = x[c0, h]
+        x1 = x[c0 + 1, h]
+        x2 = x[c0 + 2, h]
+        x3 = x[c0 + 3, h]
+        x4 = x[c0 + 4, h]
+        x5 = x[c0 + 5, h]
+        x6 = x[c0 + 6, h]
+        x7 = x[c0 + 7, h]
+        for w in range(W):
+            ow = o[w, c0:]
+            ow[0] = x0[w]
+            ow[1] = x1[w]
+            ow[2] = x2[w]
+            ow[3] = x3[w]
+            ow[4] = x4[w]
+            ow[5] = x5[w]
+            ow[6] = x6[w]
+            ow[7] = x7[w]
 
 
 @kernel

@@ -18,6 +18,7 @@ Every kernel is one serial function over a chunk of its outer loop (:func:`chunk
 
 from __future__ import annotations
 
+import os
 import re
 from typing import List
 
@@ -232,15 +233,17 @@ def conv_fwd_nchw(name: str, P: int, T: int) -> List[str]:
     what it saves is the two passes over memory of transposing the whole input and output."""
     return [
         "@kernel(fastmath=FASTMATH_CONV)",
-        f"def {name}(Xn, Wp, bp, Zn, sh, sw, ph, pw, Hp, Wq):",
+        f"def {name}(Xn, Wp, bp, Zn, sh, sw, ph, pw, Hp, Wq, blocked):",
         "    \"\"\"Zn[i, k, ho, wo] = conv_fwd's Z[i, ho, wo, k] for the input Xn (m, C, H, W) padded by",
-        "    (ph, pw) in front to (Hp, Wq) (zeros). Needs K >= %d and Wo >= %d.\"\"\"" % (T, P),
+        "    (ph, pw) in front to (Hp, Wq) (zeros). Needs K >= %d and Wo >= %d. ``blocked`` (needs" % (T, P),
+        "    C >= 8): each image transposed in blocks of 8 channels (kernels._transpose_row_b8).\"\"\"",
         "    m, C, H, W = Xn.shape",
         "    _, K, Ho, Wo = Zn.shape",
         "    nkb, fh, Lr, _ = Wp.shape",
         f"    nwb = (Wo + {P - 1}) // {P}",
         "    xs = sw * C",
-        "    Xb = np.zeros((Hp, Wq * C), Xn.dtype)",
+        "    Xb3 = np.zeros((Hp, Wq, C), Xn.dtype)",
+        "    Xb = Xb3.reshape(Hp, Wq * C)",
         "    zrow = np.empty((Wo, K), Zn.dtype)",
         "    last = -1",
         "    for t in range(m * Ho):",
@@ -250,6 +253,9 @@ def conv_fwd_nchw(name: str, P: int, T: int) -> List[str]:
         "            last = i",
         "            Xi = Xn[i]",
         "            for h in range(H):",
+        "                if blocked:",
+        "                    _transpose_row_b8(Xi, h, Xb3[ph + h, pw:], C, W)",
+        "                    continue",
         "                xh = Xb[ph + h]",
         "                for w in range(W):",
         "                    xw = xh[(pw + w) * C:]",
@@ -1096,7 +1102,7 @@ def _table(name: str, doc: str, entries) -> List[str]:
 
 def conv_source() -> str:
     """The convolution tiles: forward (P, T), dW (J, T) and few-channel dA_prev (C, L)."""
-    out = list(_HEAD)
+    out = _HEAD[:-1] + ["from fastnn.backends.numba.kernels import _transpose_row_b8", ""]
     fwd, dw, da = [], [], []
     rows = []
     for P, T in tiles.all_fwd_tiles():
@@ -1179,11 +1185,15 @@ def depthwise_source() -> str:
 
 
 SOURCES = {"conv": conv_source, "pool": pool_source, "depthwise": depthwise_source}
+#: The hand-written modules whose njit helpers a family's kernels inline (``conv_fwd_nchw``:
+#: ``kernels._transpose_row_b8``): their text is part of the generated module's hash, so an
+#: edit there compiles the kernels again (Numba's cache follows only the caller's file).
+DEPENDS = {"conv": [os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels.py")]}
 
 
 def load(family: str):
     """The generated module of ``family`` ("conv" or "pool"), imported from the cache."""
     from ..._jit import load_generated
 
-    return load_generated(f"numba_{family}", SOURCES[family]())
+    return load_generated(f"numba_{family}", SOURCES[family](), depends=DEPENDS.get(family, ()))
 

@@ -114,6 +114,30 @@ if AVX512:  # (64 float32 lanes are 4 zmm registers: max-pooling p3s2 1.2-1.3x a
 #: window loop once per block).
 GATHER_REG_NB = 32
 
+#: The L1 data cache the channels-first transposes assume: lines of ``LINE_BYTES`` in
+#: ``L1_SETS`` sets of ``L1_WAYS`` (32 KiB, 8-way: AMD's Zen 1-4 and Intel's cores before Ice Lake;
+#: Intel's 48 KiB 12-way L1 has 64 sets too, with more ways).
+L1_SETS, L1_WAYS, LINE_BYTES = 64, 8, 64
+
+
+@functools.lru_cache(maxsize=1024)
+def transpose_blocked(C: int, plane_bytes: int) -> bool:
+    """Whether a transpose of C channel rows ``plane_bytes`` apart (a channels-first array's
+    planes) to NHWC reads them in blocks of 8 (``kernels._transpose_row_b8``) rather than all C
+    per output pixel: where more than ``L1_WAYS`` of the C rows start in one L1 set, which
+    evicts each row's line before its next pixel is read (planes of 4 KiB: all C rows in one
+    set). 64 x 32 x 32 x 32 float32 took 5.1 ms to transpose pixel by pixel and 1.8 ms in
+    blocks of 8 (a copy: 0.5 ms), while on planes spread over the sets blocks were up to 1.3x
+    slower than pixel by pixel (docs/bench/2026-12-08-s15.md)."""
+    if C < 8:
+        return False
+    counts: dict = {}
+    for c in range(C):
+        s = (c * plane_bytes // LINE_BYTES) % L1_SETS
+        counts[s] = counts.get(s, 0) + 1
+    return max(counts.values()) > L1_WAYS
+
+
 def fits(tile, K: int, Wo: int) -> bool:
     """Whether a forward tile (P, T) can run for K output channels and Wo output pixels (the
     pixels its blocks run over: an image's Ho*Wo for the NHWC forward, a row's Wo for the
