@@ -126,9 +126,9 @@ def transpose_blocked(C: int, plane_bytes: int) -> bool:
     planes) to NHWC reads them in blocks of 8 (``kernels._transpose_row_b8``) rather than all C
     per output pixel: where more than ``L1_WAYS`` of the C rows start in one L1 set, which
     evicts each row's line before its next pixel is read (planes of 4 KiB: all C rows in one
-    set). 64 x 32 x 32 x 32 float32 took 5.1 ms to transpose pixel by pixel and 1.8 ms in
-    blocks of 8 (a copy: 0.5 ms), while on planes spread over the sets blocks were up to 1.3x
-    slower than pixel by pixel (docs/bench/2026-12-08-s15.md)."""
+    set). On one thread, 64 x 32 x 32 x 32 float32 took 5.1 ms to transpose pixel by pixel and
+    1.6 ms in blocks of 8 (a copy: 0.5 ms), while on planes spread over the sets the blocks were
+    1.1-1.8x slower than pixel by pixel (docs/bench/2026-12-08-s15.md)."""
     if C < 8:
         return False
     counts: dict = {}
