@@ -613,9 +613,11 @@ def tune_key(op: str, p, *, budget_s: float = 2.0, threads: Optional[int] = None
         best, kept = _pick(times, rounds, default) if times else (candidates[0], None)
         confirmed = None
         if times and best != default and confirm_s:
-            best, confirmed = _confirm(calls, best, default, confirm_s)
-            if best == default:
-                kept, confirmed = confirmed, None
+            choice, why = _confirm(calls, best, default, confirm_s)
+            if choice == best:
+                confirmed = why
+            else:
+                best, kept = default, why
         entry = {"backend": best, "times_s": times, "rejected": rejected,
                  "tuned": time.strftime("%Y-%m-%dT%H:%M:%S")}
         if kept is not None:
